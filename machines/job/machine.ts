@@ -1,0 +1,515 @@
+import { and, not } from 'xstate';
+import { checkpointRequest, generationOf, initialContext, jobSetup } from './setup.js';
+import { RETRY_BUDGET } from './policy.js';
+import type { JobContext } from './types.js';
+
+/*
+ * The job lifecycle: the 14 states of the reference design as top-level states, their mechanics
+ * (retries, waits, the final checkpoint) as child states. Conventions:
+ * - every wait is an `after` whose delay is computed from a deadline in context, so a restored actor
+ *   resumes it (see `rearmTimers`);
+ * - a failure inside a state is fatal (→ Failing), retryable within a budget (→ the state's backoff,
+ *   then the state again from scratch) or, once the budget is spent, a restart (→ Recovering);
+ * - events that carry a generation are ignored unless they belong to the current one.
+ */
+
+/** StopR: how Running honours a stop request. */
+const stopFromRunning = [
+  { guard: { type: 'stopIs', params: { mode: 'checkpoint' } }, target: '#job.CheckpointStopping' },
+  { guard: { type: 'stopIs', params: { mode: 'graceful' } }, target: '#job.Stopping.graceful' },
+  { guard: { type: 'stopIs', params: { mode: 'immediate' } }, target: '#job.Stopping.immediate' },
+  { guard: { type: 'stopIs', params: { mode: 'force' } }, target: '#job.Stopping.kill' },
+] as const;
+
+/** StopN: any other state has no consistent dataflow to drain, so every stop is immediate unless forced. */
+const stopFromElsewhere = [
+  { guard: { type: 'stopIs', params: { mode: 'force' } }, target: '#job.Stopping.kill' },
+  { guard: 'stopRequested', target: '#job.Stopping.immediate' },
+] as const;
+
+/** What an invoked actor's rejection does: fail, retry after a backoff, or restart once the budget is spent. */
+function onActorError(backoffState: string, budget: number) {
+  return [
+    { guard: 'errorIsFatal', target: '#job.Failing', actions: 'failFromError' },
+    { guard: { type: 'errorExhaustsRetries', params: { budget } }, target: '#job.Recovering', reenter: true, actions: 'failFromError' },
+    { target: backoffState, actions: 'countAttempt' },
+  ] as const;
+}
+
+/** The same for a wait that ran out. */
+function onTimeout(backoffState: string, budget: number, message: string) {
+  return [
+    {
+      guard: { type: 'retriesExhausted', params: { budget } },
+      target: '#job.Recovering',
+      reenter: true,
+      actions: { type: 'failWith', params: { message } },
+    },
+    { target: backoffState, actions: ['countAttempt', { type: 'warn', params: { message } }] },
+  ] as const;
+}
+
+/** A task of the current generation failed: its retry hint decides between failing and restarting. */
+const taskFailure = [
+  { guard: and(['isCurrent', 'failureIsFinal']), target: '#job.Failing', actions: 'failFromTask' },
+  { guard: 'isCurrent', target: '#job.Recovering', actions: 'failFromTask' },
+] as const;
+
+/**
+ * Rescaling, Restarting(safe) and CheckpointStopping end the run with a final checkpoint. A periodic
+ * checkpoint still in flight is awaited first and the state then takes its own (the reference's
+ * Restarting(safe) could hang here); the checkpoint and the tasks' exit each have a deadline.
+ */
+function finalCheckpointStates(targets: { done: string; checkpointFailed: string; tasksStuck: string; label: string }) {
+  return {
+    draining: {
+      always: { guard: 'noCheckpointInFlight', target: 'checkpointing' },
+      on: {
+        'checkpoint.completed': { guard: 'isInFlightEpoch', target: 'checkpointing', actions: 'completeCheckpoint' },
+        'checkpoint.failed': {
+          guard: 'isInFlightEpoch',
+          target: 'checkpointing',
+          actions: { type: 'abandonCheckpoint', params: { reason: 'failed' } },
+        },
+      },
+      after: { CHECKPOINT: { target: 'checkpointing', actions: { type: 'abandonCheckpoint', params: { reason: 'timeout' } } } },
+    },
+    checkpointing: {
+      entry: ['beginFinalCheckpoint', { type: 'startCheckpoint', params: ({ context }: { context: JobContext }) => checkpointRequest(context) }],
+      on: {
+        'checkpoint.completed': { guard: 'isInFlightEpoch', target: 'awaitingTasks', actions: 'completeCheckpoint' },
+        'checkpoint.failed': {
+          guard: 'isInFlightEpoch',
+          target: targets.checkpointFailed,
+          actions: [
+            { type: 'abandonCheckpoint', params: { reason: 'failed' } },
+            { type: 'failWith', params: { message: `final checkpoint of ${targets.label} failed` } },
+          ],
+        },
+      },
+      after: {
+        CHECKPOINT: {
+          target: targets.checkpointFailed,
+          actions: [
+            { type: 'abandonCheckpoint', params: { reason: 'timeout' } },
+            { type: 'failWith', params: { message: `final checkpoint of ${targets.label} timed out` } },
+          ],
+        },
+      },
+    },
+    awaitingTasks: {
+      entry: { type: 'setWait', params: ({ context }: { context: JobContext }) => ({ ms: context.policy.stopTimeoutMs }) },
+      always: { guard: 'tasksFinished', target: targets.done },
+      after: {
+        WAIT: {
+          target: targets.tasksStuck,
+          actions: { type: 'warn', params: { message: `tasks did not stop after the final checkpoint of ${targets.label}` } },
+        },
+      },
+    },
+  } as const;
+}
+
+export const jobMachine = jobSetup.createMachine({
+  id: 'job',
+  context: ({ input }) => initialContext(input),
+  initial: 'Created',
+  on: {
+    'config.update': { actions: 'applyConfig' },
+    'job.resume': { actions: 'rearmTimers' },
+  },
+  states: {
+    Created: {
+      always: { target: 'Compiling' },
+    },
+
+    Compiling: {
+      entry: ['resetRetry', 'syncRestartNonce'],
+      initial: 'compiling',
+      states: {
+        compiling: {
+          entry: { type: 'setWait', params: ({ context }) => ({ ms: context.policy.compileTimeoutMs }) },
+          invoke: {
+            src: 'compileJob',
+            input: ({ context }) => generationOf(context),
+            onDone: { target: '#job.Scheduling' },
+            onError: onActorError('#job.Compiling.backoff', RETRY_BUDGET.default),
+          },
+          after: { WAIT: onTimeout('#job.Compiling.backoff', RETRY_BUDGET.default, 'compiling timed out') },
+        },
+        backoff: { after: { BACKOFF: 'compiling' } },
+      },
+    },
+
+    Scheduling: {
+      entry: ['resetRetry', 'setWorkerStartupDeadline'],
+      exit: 'clearWaits',
+      always: stopFromElsewhere,
+      initial: 'attempt',
+      states: {
+        attempt: {
+          entry: 'newGeneration',
+          on: {
+            'task.failed': taskFailure,
+            'worker.lost': { guard: 'isCurrent', target: '#job.Recovering', actions: 'failWorkerLost' },
+          },
+          initial: 'allocating',
+          states: {
+            allocating: {
+              invoke: {
+                src: 'scheduleJob',
+                input: ({ context }) => ({
+                  ...generationOf(context),
+                  parallelismOverrides: context.config.parallelismOverrides,
+                  minEpoch: context.checkpoint.minEpoch,
+                }),
+                onDone: { target: 'starting', actions: 'assignParallelism' },
+                onError: [
+                  { guard: 'errorIsNotEnoughSlots', target: 'waitingForSlots' },
+                  ...onActorError('#job.Scheduling.backoff', RETRY_BUDGET.scheduler),
+                ],
+              },
+              after: { WORKER_STARTUP: { target: '#job.Failing', actions: { type: 'failWith', params: { message: 'not enough slots' } } } },
+            },
+            waitingForSlots: {
+              entry: 'setSlotRetry',
+              after: {
+                WORKER_STARTUP: {
+                  target: '#job.Failing',
+                  actions: { type: 'failWith', params: { message: 'not enough slots before the worker startup timeout', domain: 'external' } },
+                },
+                BACKOFF: 'allocating',
+              },
+            },
+            starting: {
+              entry: { type: 'setWait', params: ({ context }) => ({ ms: context.policy.taskStartupTimeoutMs }) },
+              on: { 'tasks.started': { guard: 'isCurrent', target: '#job.Running' } },
+              after: { WAIT: onTimeout('#job.Scheduling.backoff', RETRY_BUDGET.startupTimeout, 'tasks did not start in time') },
+            },
+          },
+        },
+        backoff: { after: { BACKOFF: 'attempt' } },
+      },
+    },
+
+    Running: {
+      type: 'parallel',
+      entry: 'enterRunning',
+      exit: 'leaveRunning',
+      always: [
+        ...stopFromRunning,
+        { guard: 'restartRequested', target: 'Restarting', actions: 'acceptRestart' },
+        { guard: 'redeployRequested', target: 'Restarting.safe', actions: 'acceptRedeploy' },
+        { guard: 'rescaleRequested', target: 'Rescaling' },
+      ],
+      on: {
+        'task.failed': taskFailure,
+        'worker.lost': { guard: 'isCurrent', target: 'Recovering', actions: 'failWorkerLost' },
+        'source.finished': { guard: 'isCurrent', target: 'Finishing' },
+        'tasks.finished': { guard: 'isCurrent', target: 'Finishing', actions: 'markTasksFinished' },
+        'workers.heartbeat': { guard: 'isCurrent', actions: 'extendHeartbeat' },
+      },
+      states: {
+        progress: {
+          initial: 'polling',
+          states: {
+            polling: {
+              on: {
+                'config.update': { target: 'polling', reenter: true, actions: ['applyConfig', 'rescheduleCheckpoint'] },
+                'checkpoint.completed': { guard: 'isInFlightEpoch', target: 'polling', reenter: true, actions: 'completeCheckpoint' },
+                'checkpoint.failed': {
+                  guard: 'isInFlightEpoch',
+                  target: 'polling',
+                  reenter: true,
+                  actions: { type: 'abandonCheckpoint', params: { reason: 'failed' } },
+                },
+              },
+              after: {
+                PROGRESS: [
+                  { guard: 'heartbeatExpired', target: '#job.Recovering', actions: 'failHeartbeat' },
+                  {
+                    guard: 'checkpointTimedOut',
+                    target: 'polling',
+                    reenter: true,
+                    actions: { type: 'abandonCheckpoint', params: { reason: 'timeout' } },
+                  },
+                  {
+                    guard: 'checkpointDue',
+                    target: 'polling',
+                    reenter: true,
+                    actions: ['beginPeriodicCheckpoint', { type: 'startCheckpoint', params: ({ context }) => checkpointRequest(context) }],
+                  },
+                  { guard: 'healthyLongEnough', target: 'polling', reenter: true, actions: 'resetRestarts' },
+                  { target: 'polling', reenter: true },
+                ],
+              },
+            },
+          },
+        },
+        logging: {
+          initial: 'waiting',
+          states: {
+            waiting: {
+              after: {
+                LOG: {
+                  target: 'waiting',
+                  reenter: true,
+                  actions: [
+                    {
+                      type: 'logStatus',
+                      params: ({ context }) => ({ jobId: context.jobId, generation: context.generation, restarts: context.restarts }),
+                    },
+                    'scheduleNextLog',
+                  ],
+                },
+              },
+            },
+          },
+        },
+        ttl: {
+          initial: 'unset',
+          states: {
+            unset: { always: { guard: 'hasTtl', target: 'armed' } },
+            armed: {
+              on: { 'config.update': { target: 'armed', reenter: true, actions: 'applyConfig' } },
+              always: { guard: not('hasTtl'), target: 'unset' },
+              after: {
+                TTL: [
+                  {
+                    guard: 'ttlExpired',
+                    target: '#job.Stopping.immediate',
+                    actions: { type: 'warn', params: { message: 'TTL expired: stopping' } },
+                  },
+                  { target: 'armed', reenter: true },
+                ],
+              },
+            },
+          },
+        },
+      },
+    },
+
+    Rescaling: {
+      entry: ['resetRetry', 'resetFinalCheckpoint'],
+      always: stopFromElsewhere,
+      on: {
+        'tasks.finished': { guard: 'isCurrent', actions: 'markTasksFinished' },
+        'task.failed': { guard: 'isCurrent', target: 'Recovering', actions: 'failFromTask' },
+        'worker.lost': { guard: 'isCurrent', target: 'Recovering', actions: 'failWorkerLost' },
+      },
+      initial: 'draining',
+      states: finalCheckpointStates({
+        done: '#job.Scheduling',
+        checkpointFailed: '#job.Recovering',
+        tasksStuck: '#job.Restarting.force',
+        label: 'the rescale',
+      }),
+    },
+
+    Restarting: {
+      entry: 'resetRetry',
+      always: stopFromElsewhere,
+      initial: 'safe',
+      states: {
+        safe: {
+          entry: 'resetFinalCheckpoint',
+          always: { guard: 'forceRestartRequested', target: 'force' },
+          on: {
+            'config.update': { actions: ['applyConfig', 'adoptForceRestart'] },
+            'tasks.finished': { guard: 'isCurrent', actions: 'markTasksFinished' },
+            'task.failed': { guard: 'isCurrent', target: '#job.Recovering', actions: 'failFromTask' },
+            'worker.lost': { guard: 'isCurrent', target: '#job.Recovering', actions: 'failWorkerLost' },
+          },
+          initial: 'draining',
+          states: finalCheckpointStates({
+            done: '#job.Scheduling',
+            checkpointFailed: '#job.Recovering',
+            tasksStuck: '#job.Restarting.force',
+            label: 'the restart',
+          }),
+        },
+        force: {
+          initial: 'cleaning',
+          states: {
+            cleaning: {
+              entry: { type: 'setWait', params: ({ context }) => ({ ms: context.policy.cleanupTimeoutMs }) },
+              invoke: {
+                src: 'cleanupJob',
+                input: ({ context }) => generationOf(context),
+                onDone: { target: '#job.Scheduling' },
+                onError: onActorError('#job.Restarting.force.backoff', RETRY_BUDGET.teardown),
+              },
+              after: { WAIT: onTimeout('#job.Restarting.force.backoff', RETRY_BUDGET.teardown, 'cleanup timed out') },
+            },
+            backoff: { after: { BACKOFF: 'cleaning' } },
+          },
+        },
+      },
+    },
+
+    CheckpointStopping: {
+      entry: ['resetRetry', 'resetFinalCheckpoint'],
+      always: [
+        { guard: { type: 'stopIs', params: { mode: 'immediate' } }, target: 'Stopping.immediate' },
+        { guard: { type: 'stopIs', params: { mode: 'force' } }, target: 'Stopping.kill' },
+      ],
+      on: {
+        'tasks.finished': { guard: 'isCurrent', actions: 'markTasksFinished' },
+        'task.failed': {
+          guard: 'isCurrent',
+          target: 'Stopping.immediate',
+          actions: { type: 'warn', params: { message: 'a task failed during the stop checkpoint' } },
+        },
+        'worker.lost': {
+          guard: 'isCurrent',
+          target: 'Stopping.immediate',
+          actions: { type: 'warn', params: { message: 'a worker was lost during the stop checkpoint' } },
+        },
+      },
+      initial: 'draining',
+      states: finalCheckpointStates({
+        done: '#job.Stopped',
+        checkpointFailed: '#job.Stopping.immediate',
+        tasksStuck: '#job.Stopping.kill',
+        label: 'the stop',
+      }),
+    },
+
+    Recovering: {
+      entry: ['resetRetry', 'countRestart'],
+      always: [
+        { guard: 'hasTtl', target: 'Failing', actions: 'failNoRestartsForTtl' },
+        { guard: 'restartsExhausted', target: 'Failing', actions: 'failRestartsExhausted' },
+        ...stopFromElsewhere,
+      ],
+      initial: 'backingOff',
+      states: {
+        backingOff: {
+          entry: 'setRestartBackoff',
+          after: { BACKOFF: 'cleaning' },
+        },
+        cleaning: {
+          entry: { type: 'setWait', params: ({ context }) => ({ ms: context.policy.cleanupTimeoutMs }) },
+          invoke: {
+            src: 'cleanupJob',
+            input: ({ context }) => generationOf(context),
+            onDone: { target: '#job.Compiling' },
+            onError: onActorError('#job.Recovering.backoff', RETRY_BUDGET.teardown),
+          },
+          after: { WAIT: onTimeout('#job.Recovering.backoff', RETRY_BUDGET.teardown, 'cleanup timed out') },
+        },
+        backoff: { after: { BACKOFF: 'cleaning' } },
+      },
+    },
+
+    Stopping: {
+      entry: 'resetRetry',
+      on: {
+        'tasks.finished': { guard: 'isCurrent', target: 'Stopped' },
+      },
+      initial: 'immediate',
+      states: {
+        graceful: {
+          entry: [
+            { type: 'setStopKind', params: { kind: 'graceful' } },
+            { type: 'setWait', params: ({ context }) => ({ ms: context.policy.stopTimeoutMs }) },
+          ],
+          always: [
+            { guard: { type: 'stopIs', params: { mode: 'force' } }, target: 'kill' },
+            { guard: { type: 'stopIs', params: { mode: 'immediate' } }, target: 'immediate' },
+          ],
+          invoke: {
+            src: 'stopJob',
+            input: ({ context }) => ({ ...generationOf(context), mode: 'graceful' as const }),
+            onDone: { guard: 'nothingLeftRunning', target: '#job.Stopped' },
+            onError: { target: 'kill', actions: { type: 'warn', params: { message: 'graceful stop failed: killing' } } },
+          },
+          after: { WAIT: { target: 'kill', actions: { type: 'warn', params: { message: 'graceful stop timed out: killing' } } } },
+        },
+        immediate: {
+          entry: [
+            { type: 'setStopKind', params: { kind: 'immediate' } },
+            { type: 'setWait', params: ({ context }) => ({ ms: context.policy.stopTimeoutMs }) },
+          ],
+          always: { guard: { type: 'stopIs', params: { mode: 'force' } }, target: 'kill' },
+          invoke: {
+            src: 'stopJob',
+            input: ({ context }) => ({ ...generationOf(context), mode: 'immediate' as const }),
+            onDone: { guard: 'nothingLeftRunning', target: '#job.Stopped' },
+            onError: { target: 'kill', actions: { type: 'warn', params: { message: 'immediate stop failed: killing' } } },
+          },
+          after: { WAIT: { target: 'kill', actions: { type: 'warn', params: { message: 'immediate stop timed out: killing' } } } },
+        },
+        kill: {
+          entry: [
+            { type: 'setStopKind', params: { kind: 'kill' } },
+            { type: 'setWait', params: ({ context }) => ({ ms: context.policy.killTimeoutMs }) },
+          ],
+          invoke: {
+            src: 'killJob',
+            input: ({ context }) => generationOf(context),
+            onDone: { target: '#job.Stopped' },
+            onError: [
+              { guard: { type: 'errorExhaustsRetries', params: { budget: RETRY_BUDGET.teardown } }, target: '#job.Stopped', actions: 'abandonGeneration' },
+              { target: 'killBackoff', actions: 'countAttempt' },
+            ],
+          },
+          after: {
+            WAIT: [
+              { guard: { type: 'retriesExhausted', params: { budget: RETRY_BUDGET.teardown } }, target: '#job.Stopped', actions: 'abandonGeneration' },
+              { target: 'killBackoff', actions: ['countAttempt', { type: 'warn', params: { message: 'killing the tasks timed out' } }] },
+            ],
+          },
+        },
+        killBackoff: { after: { BACKOFF: 'kill' } },
+      },
+    },
+
+    Finishing: {
+      entry: ['resetRetry', { type: 'setWait', params: ({ context }) => ({ ms: context.policy.finishTimeoutMs }) }],
+      always: [
+        { guard: 'tasksFinished', target: 'Finished' },
+        { guard: { type: 'stopIs', params: { mode: 'force' } }, target: 'Stopping.kill' },
+      ],
+      on: {
+        'tasks.finished': { guard: 'isCurrent', actions: 'markTasksFinished' },
+        'task.failed': { guard: 'isCurrent', target: 'Recovering', actions: 'failFromTask' },
+        'worker.lost': { guard: 'isCurrent', target: 'Recovering', actions: 'failWorkerLost' },
+      },
+      after: {
+        WAIT: {
+          target: 'Recovering',
+          actions: { type: 'failWith', params: { message: 'tasks did not finish after the sources finished' } },
+        },
+      },
+    },
+
+    Finished: {
+      type: 'final',
+      entry: ['markFinished', { type: 'releaseGeneration', params: ({ context }) => generationOf(context) }],
+    },
+
+    Failing: {
+      entry: { type: 'setWait', params: ({ context }) => ({ ms: context.policy.cleanupTimeoutMs }) },
+      invoke: {
+        src: 'cleanupJob',
+        input: ({ context }) => generationOf(context),
+        onDone: { target: 'Failed' },
+        onError: { target: 'Failed', actions: { type: 'warn', params: { message: 'cleanup of the failed job did not succeed' } } },
+      },
+      after: { WAIT: { target: 'Failed', actions: { type: 'warn', params: { message: 'cleanup of the failed job timed out' } } } },
+    },
+
+    Failed: {
+      entry: ['markFinished', { type: 'releaseGeneration', params: ({ context }) => generationOf(context) }],
+      always: { guard: 'restartRequested', target: 'Compiling', actions: ['clearFailure', 'resetRestarts'] },
+    },
+
+    Stopped: {
+      entry: ['markFinished', { type: 'releaseGeneration', params: ({ context }) => generationOf(context) }],
+      always: { guard: 'startRequested', target: 'Compiling' },
+    },
+  },
+});
+
+export type JobMachine = typeof jobMachine;

@@ -1,0 +1,350 @@
+import { assign, enqueueActions, fromPromise, setup } from 'xstate';
+import type { AnyStateNode } from 'xstate';
+import { backoffDelay, initialContext, msUntil, nextProgressDeadline, nextRandom } from './policy.js';
+import type {
+  BackoffPolicy,
+  CheckpointRequest,
+  DesiredConfig,
+  ErrorDomain,
+  GenerationInput,
+  JobContext,
+  JobEvent,
+  JobFailure,
+  JobInput,
+  RetryHint,
+  ScheduleInput,
+  ScheduleResult,
+  StopInput,
+  StopKind,
+} from './types.js';
+import { JobError } from './types.js';
+
+/** setTimeout overflows to 1 ms above this; a longer wait re-arms when it fires. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+function notProvided(name: string): () => Promise<never> {
+  return () => Promise.reject(new JobError({ kind: 'fatal', message: `${name} is not provided: inject it with machine.provide()` }));
+}
+
+export interface StopResult {
+  /** True when nothing was running, so there is nothing to wait for. */
+  finished: boolean;
+}
+
+/** What went wrong in an invoked actor, normalised. */
+export function errorOf(error: unknown): { kind: JobError['kind']; message: string; domain: ErrorDomain; retries: number | undefined } {
+  if (error instanceof JobError) return { kind: error.kind, message: error.message, domain: error.domain, retries: error.retries };
+  if (typeof error === 'object' && error !== null && 'kind' in error && 'message' in error) {
+    const e = error as { kind: JobError['kind']; message: string; domain?: ErrorDomain; retries?: number };
+    return { kind: e.kind, message: String(e.message), domain: e.domain ?? 'internal', retries: e.retries };
+  }
+  return { kind: 'retryable', message: error instanceof Error ? error.message : String(error), domain: 'internal', retries: undefined };
+}
+
+function errorFrom(event: JobEvent | { type: string; error?: unknown }) {
+  return errorOf('error' in event ? event.error : undefined);
+}
+
+function sameEnv(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
+}
+
+function draw(ctx: JobContext): [number, number] {
+  return nextRandom(ctx.rng);
+}
+
+function failure(message: string, domain: ErrorDomain, hint: RetryHint): JobFailure {
+  return { message, domain, hint, at: Date.now() };
+}
+
+function generationOf(context: JobContext): GenerationInput {
+  return { jobId: context.jobId, generation: context.generation };
+}
+
+function parallelismDiffers(context: JobContext): boolean {
+  return Object.entries(context.config.parallelismOverrides).some(
+    ([node, p]) => context.parallelism[node] !== undefined && context.parallelism[node] !== p,
+  );
+}
+
+/** The periodic schedule: the first checkpoint of a run is jittered over one interval so restarted jobs do not align. */
+function firstCheckpointDue(context: JobContext, now: number, random: number): number | null {
+  const interval = context.config.checkpointIntervalMs;
+  return interval > 0 ? now + interval + Math.floor(random * interval) : null;
+}
+
+function withBackoff(context: JobContext, policy: BackoffPolicy, attempt: number): Partial<JobContext> {
+  const [random, rng] = draw(context);
+  return { rng, deadlines: { ...context.deadlines, backoff: Date.now() + backoffDelay(policy, attempt, random) } };
+}
+
+export const jobSetup = setup({
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- setup() reads the machine's types from this phantom value
+  types: {} as {
+    context: JobContext;
+    events: JobEvent;
+    input: JobInput;
+  },
+  actors: {
+    /** Validates the job's graph against the operators workers offer. */
+    compileJob: fromPromise<void, GenerationInput>(notProvided('compileJob')),
+    /** Allocates slots for a new generation and sends the start commands; rejects `not_enough_slots` to be retried. */
+    scheduleJob: fromPromise<ScheduleResult, ScheduleInput>(notProvided('scheduleJob')),
+    /** Asks the tasks of a generation to stop; resolves once the command is out. */
+    stopJob: fromPromise<StopResult, StopInput>(notProvided('stopJob')),
+    /** Kills the tasks of a generation; resolves once they are gone. */
+    killJob: fromPromise<void, GenerationInput>(notProvided('killJob')),
+    /** Best-effort teardown of a failed generation (immediate stop, then kill). */
+    cleanupJob: fromPromise<void, GenerationInput>(notProvided('cleanupJob')),
+  },
+  delays: {
+    PROGRESS: ({ context }) => {
+      const next = nextProgressDeadline(context);
+      if (next === null) return MAX_TIMER_MS;
+      return Math.min(MAX_TIMER_MS, Math.max(context.policy.progressPollMs, next - Date.now()));
+    },
+    LOG: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.nextLog, Date.now())),
+    TTL: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(ttlDeadline(context), Date.now())),
+    WAIT: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.wait, Date.now())),
+    WORKER_STARTUP: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.workerStartup, Date.now())),
+    BACKOFF: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.backoff, Date.now())),
+    CHECKPOINT: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.checkpoint.inFlight?.deadlineAt ?? null, Date.now())),
+  },
+  guards: {
+    isCurrent: ({ context, event }) => 'generation' in event && event.generation === context.generation,
+    stopIs: ({ context }, params: { mode: DesiredConfig['stop'] }) => context.config.stop === params.mode,
+    stopRequested: ({ context }) => context.config.stop !== 'none',
+    restartRequested: ({ context }) => context.config.restartNonce !== context.appliedRestartNonce,
+    forceRestartRequested: ({ context }) => context.restartMode === 'force',
+    redeployRequested: ({ context }) => !sameEnv(context.config.env, context.appliedEnv),
+    rescaleRequested: ({ context }) => parallelismDiffers(context),
+    startRequested: ({ context }) => context.config.stop === 'none' && context.config.ttlMs === null,
+    hasTtl: ({ context }) => context.config.ttlMs !== null,
+    ttlExpired: ({ context }) => {
+      const at = ttlDeadline(context);
+      return at !== null && Date.now() >= at;
+    },
+    restartsExhausted: ({ context }) => context.policy.allowedRestarts !== -1 && context.restarts > context.policy.allowedRestarts,
+    errorIsFatal: ({ event }) => errorFrom(event).kind === 'fatal',
+    errorIsNotEnoughSlots: ({ event }) => errorFrom(event).kind === 'not_enough_slots',
+    /** The budget-th consecutive failure inside one state escalates. */
+    errorExhaustsRetries: ({ context, event }, params: { budget: number }) =>
+      context.retry.attempts + 1 >= (errorFrom(event).retries ?? params.budget),
+    retriesExhausted: ({ context }, params: { budget: number }) => context.retry.attempts + 1 >= params.budget,
+    failureIsFinal: ({ event }) => event.type === 'task.failed' && event.hint === 'no_retry',
+    heartbeatExpired: ({ context }) => context.deadlines.heartbeat !== null && Date.now() >= context.deadlines.heartbeat,
+    checkpointTimedOut: ({ context }) => context.checkpoint.inFlight !== null && Date.now() >= context.checkpoint.inFlight.deadlineAt,
+    checkpointDue: ({ context }) =>
+      context.checkpoint.inFlight === null && context.checkpoint.nextDueAt !== null && Date.now() >= context.checkpoint.nextDueAt,
+    healthyLongEnough: ({ context }) =>
+      context.restarts > 0 && context.runningSince !== null && Date.now() >= context.runningSince + context.policy.healthyDurationMs,
+    noCheckpointInFlight: ({ context }) => context.checkpoint.inFlight === null,
+    isInFlightEpoch: ({ context, event }) =>
+      'epoch' in event && 'generation' in event && event.generation === context.generation && context.checkpoint.inFlight?.epoch === event.epoch,
+    tasksFinished: ({ context }) => context.tasksFinished,
+    nothingLeftRunning: ({ event }) => 'output' in event && (event.output as StopResult | undefined)?.finished === true,
+  },
+  actions: {
+    /** Side effect: send a checkpoint barrier to the sources of a generation. */
+    startCheckpoint: (_, _params: CheckpointRequest) => {},
+    /** Side effect: the 60 s status line. */
+    logStatus: (_, _params: { jobId: string; generation: number; restarts: number }) => {},
+    /** Side effect: best-effort kill of whatever a finished generation left behind. */
+    releaseGeneration: (_, _params: GenerationInput) => {},
+
+    applyConfig: assign(({ event, context }) => (event.type === 'config.update' ? { config: event.config } : { config: context.config })),
+    resetRetry: assign({ retry: { state: null, attempts: 0 } }),
+    setWait: assign(({ context }, params: { ms: number }) => ({ deadlines: { ...context.deadlines, wait: Date.now() + params.ms } })),
+    clearWaits: assign(({ context }) => ({ deadlines: { ...context.deadlines, wait: null, backoff: null, workerStartup: null } })),
+    setWorkerStartupDeadline: assign(({ context }) => ({
+      deadlines: { ...context.deadlines, workerStartup: Date.now() + context.policy.workerStartupTimeoutMs },
+    })),
+    setSlotRetry: assign(({ context }) => ({ deadlines: { ...context.deadlines, backoff: Date.now() + context.policy.notEnoughSlotsRetryMs } })),
+    /** One more failed attempt in this state; the wait before the next grows exponentially. */
+    countAttempt: assign(({ context }) => {
+      const attempts = context.retry.attempts + 1;
+      return { retry: { state: context.retry.state, attempts }, ...withBackoff(context, context.policy.stateBackoff, attempts) };
+    }),
+    setRestartBackoff: assign(({ context }) => withBackoff(context, context.policy.restartBackoff, context.restarts)),
+    failFromError: assign(({ event }) => {
+      const e = errorFrom(event);
+      return { failure: failure(e.message, e.domain, e.kind === 'fatal' ? 'no_retry' : 'with_backoff') };
+    }),
+    failFromTask: assign(({ event, context }) =>
+      event.type === 'task.failed' ? { failure: failure(event.message, event.domain, event.hint) } : { failure: context.failure },
+    ),
+    failWorkerLost: assign(({ event, context }) =>
+      event.type === 'worker.lost'
+        ? { failure: failure(`worker ${event.workerId} was lost`, 'internal', 'with_backoff') }
+        : { failure: context.failure },
+    ),
+    failWith: assign((_, params: { message: string; domain?: ErrorDomain; hint?: RetryHint }) => ({
+      failure: failure(params.message, params.domain ?? 'internal', params.hint ?? 'with_backoff'),
+    })),
+    failHeartbeat: assign(({ context }) => ({
+      failure: failure(`worker failed: no heartbeat within ${context.policy.heartbeatTimeoutMs} ms`, 'internal', 'with_backoff'),
+    })),
+    failNoRestartsForTtl: assign(({ context }) => ({
+      failure: failure(`jobs with a TTL are not restarted: ${context.failure?.message ?? 'failure'}`, context.failure?.domain ?? 'internal', 'no_retry'),
+    })),
+    failRestartsExhausted: assign(({ context }) => ({
+      failure: failure(`Exhausted retries: ${context.failure?.message ?? 'failure'}`, context.failure?.domain ?? 'internal', 'no_retry'),
+    })),
+    clearFailure: assign({ failure: null }),
+    warn: assign((_, params: { message: string }) => ({ warning: { message: params.message, at: Date.now() } })),
+    /**
+     * A stop must end. When the tasks cannot be confirmed dead, the job stops anyway: the generation is
+     * fenced (its messages are ignored from now on) and released when the job leaves Stopping.
+     */
+    abandonGeneration: assign(({ context }) => ({
+      warning: { message: `could not confirm that the tasks of generation ${context.generation} were killed: abandoned`, at: Date.now() },
+    })),
+    countRestart: assign(({ context }) => ({ restarts: context.restarts + 1 })),
+    resetRestarts: assign({ restarts: 0 }),
+    acceptRestart: assign(({ context }) => ({ appliedRestartNonce: context.config.restartNonce, restartMode: context.config.restartMode })),
+    acceptRedeploy: assign({ restartMode: 'safe' as const }),
+    /** A fresh start satisfies any restart requested before it, so Running will not restart again for it. */
+    syncRestartNonce: assign(({ context }) => ({ appliedRestartNonce: context.config.restartNonce })),
+    adoptForceRestart: assign(({ context }) => ({ restartMode: context.config.restartMode === 'force' ? 'force' : context.restartMode })),
+    newGeneration: assign(({ context }) => ({
+      generation: context.generation + 1,
+      tasksFinished: false,
+      appliedEnv: context.config.env,
+      checkpoint: { ...context.checkpoint, inFlight: null, finalEpoch: null, finalCompleted: false },
+    })),
+    assignParallelism: assign(({ event, context }) =>
+      'output' in event && event.output ? { parallelism: (event.output as ScheduleResult).parallelism } : { parallelism: context.parallelism },
+    ),
+    enterRunning: assign(({ context }) => {
+      const now = Date.now();
+      const [random, rng] = draw(context);
+      const restartedAfterFinish = context.finishTime !== null;
+      return {
+        rng,
+        startTime: context.startTime === null || restartedAfterFinish ? now : context.startTime,
+        finishTime: null,
+        runningSince: now,
+        tasksFinished: false,
+        checkpoint: { ...context.checkpoint, inFlight: null, nextDueAt: firstCheckpointDue(context, now, random) },
+        deadlines: {
+          ...context.deadlines,
+          wait: null,
+          backoff: null,
+          workerStartup: null,
+          heartbeat: context.policy.heartbeatTimeoutMs > 0 ? now + context.policy.heartbeatTimeoutMs : null,
+          nextLog: now + context.policy.logIntervalMs,
+        },
+      };
+    }),
+    leaveRunning: assign(({ context }) => ({
+      runningSince: null,
+      checkpoint: { ...context.checkpoint, nextDueAt: null },
+      deadlines: { ...context.deadlines, heartbeat: null, nextLog: null },
+    })),
+    extendHeartbeat: assign(({ context }) => ({
+      deadlines: {
+        ...context.deadlines,
+        heartbeat: context.policy.heartbeatTimeoutMs > 0 ? Date.now() + context.policy.heartbeatTimeoutMs : null,
+      },
+    })),
+    scheduleNextLog: assign(({ context }) => ({ deadlines: { ...context.deadlines, nextLog: Date.now() + context.policy.logIntervalMs } })),
+    /** A live interval change re-bases the next checkpoint on the new interval. */
+    rescheduleCheckpoint: assign(({ context }) => {
+      const interval = context.config.checkpointIntervalMs;
+      if (interval <= 0) return { checkpoint: { ...context.checkpoint, nextDueAt: null } };
+      const base = context.checkpoint.nextDueAt === null ? Date.now() : Math.min(context.checkpoint.nextDueAt, Date.now() + interval);
+      return { checkpoint: { ...context.checkpoint, nextDueAt: context.checkpoint.nextDueAt === null ? base + interval : base } };
+    }),
+    beginPeriodicCheckpoint: assign(({ context }) => beginCheckpoint(context, false)),
+    beginFinalCheckpoint: assign(({ context }) => beginCheckpoint(context, true)),
+    resetFinalCheckpoint: assign(({ context }) => ({ tasksFinished: false, checkpoint: { ...context.checkpoint, finalEpoch: null, finalCompleted: false } })),
+    completeCheckpoint: assign(({ context }) => {
+      const now = Date.now();
+      const inFlight = context.checkpoint.inFlight;
+      const interval = context.config.checkpointIntervalMs;
+      return {
+        checkpoint: {
+          ...context.checkpoint,
+          inFlight: null,
+          lastCompletedEpoch: inFlight?.epoch ?? context.checkpoint.lastCompletedEpoch,
+          finalCompleted: context.checkpoint.finalCompleted || (inFlight !== null && inFlight.epoch === context.checkpoint.finalEpoch),
+          nextDueAt: context.runningSince !== null && interval > 0 ? now + interval : context.checkpoint.nextDueAt,
+          failures: 0,
+        },
+      };
+    }),
+    /** A failed or timed-out checkpoint costs the epoch, not the job; the next one follows after a full interval. */
+    abandonCheckpoint: assign(({ context, event }, params: { reason: 'failed' | 'timeout' }) => {
+      const inFlight = context.checkpoint.inFlight;
+      const interval = context.config.checkpointIntervalMs;
+      const detail =
+        params.reason === 'timeout'
+          ? `checkpoint ${inFlight?.epoch} timed out after ${context.policy.checkpointTimeoutMs} ms`
+          : `checkpoint ${inFlight?.epoch} failed: ${event.type === 'checkpoint.failed' ? event.message : 'unknown'}`;
+      return {
+        warning: { message: detail, at: Date.now() },
+        checkpoint: {
+          ...context.checkpoint,
+          inFlight: null,
+          failures: context.checkpoint.failures + 1,
+          nextDueAt: context.runningSince !== null && interval > 0 ? Date.now() + interval : context.checkpoint.nextDueAt,
+        },
+      };
+    }),
+    markTasksFinished: assign({ tasksFinished: true }),
+    setStopKind: assign((_, params: { kind: StopKind }) => ({ stopKind: params.kind })),
+    markFinished: assign(({ context }) => ({
+      finishTime: Date.now(),
+      stopKind: null,
+      restartMode: null,
+      runningSince: null,
+      deadlines: { ...context.deadlines, wait: null, backoff: null, workerStartup: null, heartbeat: null, nextLog: null },
+    })),
+    /**
+     * XState 5 does not persist scheduled events. After a restore, re-raise the delayed event of every
+     * active `after` under XState's own id, so the state's exit still cancels it; each delay is computed
+     * from the deadline kept in context, so timers resume at their original deadlines.
+     */
+    rearmTimers: enqueueActions(({ enqueue, self }) => {
+      for (const node of (self.getSnapshot() as { _nodes: AnyStateNode[] })._nodes) {
+        for (const delay of Object.keys(node.config.after ?? {})) {
+          const type = `xstate.after.${delay}.${node.id}`;
+          enqueue.cancel(type);
+          enqueue.raise({ type } as unknown as JobEvent, { id: type, delay: delay as 'WAIT' });
+        }
+      }
+    }),
+  },
+});
+
+function beginCheckpoint(context: JobContext, thenStop: boolean): Partial<JobContext> {
+  const now = Date.now();
+  const epoch = context.checkpoint.epoch + 1;
+  return {
+    checkpoint: {
+      ...context.checkpoint,
+      epoch,
+      inFlight: { epoch, startedAt: now, deadlineAt: now + context.policy.checkpointTimeoutMs, thenStop },
+      nextDueAt: thenStop ? null : context.checkpoint.nextDueAt,
+      finalEpoch: thenStop ? epoch : context.checkpoint.finalEpoch,
+    },
+  };
+}
+
+export function ttlDeadline(context: JobContext): number | null {
+  return context.config.ttlMs !== null && context.startTime !== null ? context.startTime + context.config.ttlMs : null;
+}
+
+export function checkpointRequest(context: JobContext): CheckpointRequest {
+  const inFlight = context.checkpoint.inFlight;
+  return {
+    jobId: context.jobId,
+    generation: context.generation,
+    epoch: inFlight?.epoch ?? context.checkpoint.epoch,
+    minEpoch: context.checkpoint.minEpoch,
+    thenStop: inFlight?.thenStop ?? false,
+  };
+}
+
+export { generationOf, initialContext };

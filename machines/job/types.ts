@@ -1,0 +1,245 @@
+/** The 14 lifecycle states of a job, named as in the reference design. */
+export const JOB_STATES = [
+  'Created',
+  'Compiling',
+  'Scheduling',
+  'Running',
+  'Rescaling',
+  'CheckpointStopping',
+  'Recovering',
+  'Restarting',
+  'Stopping',
+  'Stopped',
+  'Finishing',
+  'Finished',
+  'Failing',
+  'Failed',
+] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+/** States a job rests in until a user acts; no timers run there. */
+export const TERMINAL_STATES: readonly JobState[] = ['Stopped', 'Finished', 'Failed'];
+
+/** `none` means "keep running"; the others say how to stop. */
+export const STOP_MODES = ['none', 'checkpoint', 'graceful', 'immediate', 'force'] as const;
+export type StopMode = (typeof STOP_MODES)[number];
+
+export type RestartMode = 'safe' | 'force';
+export type ErrorDomain = 'user' | 'external' | 'internal';
+export type RetryHint = 'no_retry' | 'with_backoff';
+
+/** How the tasks of a generation are told to stop. */
+export type StopKind = 'graceful' | 'immediate' | 'kill';
+
+export interface JobFailure {
+  message: string;
+  domain: ErrorDomain;
+  hint: RetryHint;
+  /** Epoch ms. */
+  at: number;
+}
+
+/** What the user wants; changed by config updates, never by the machine. */
+export interface DesiredConfig {
+  stop: StopMode;
+  restartNonce: number;
+  restartMode: RestartMode;
+  /** Node id → parallelism. Nodes not listed keep the graph's parallelism. */
+  parallelismOverrides: Record<string, number>;
+  /** 0 disables periodic checkpoints. */
+  checkpointIntervalMs: number;
+  /** Previews only: the job is stopped this long after it first started. */
+  ttlMs: number | null;
+  /** Environment handed to the tasks; a change needs a (safe) restart to take effect. */
+  env: Record<string, string>;
+}
+
+export interface BackoffPolicy {
+  initialMs: number;
+  maxMs: number;
+  multiplier: number;
+  /** Fraction of the exponential delay that is randomised: the wait is drawn from [exp·(1−jitter), exp). */
+  jitter: number;
+}
+
+/** Timeouts, budgets and cadences; every wait in the machine reads its deadline from here. */
+export interface JobPolicy {
+  /** -1 = unlimited. The number of consecutive unhealthy restarts allowed before the job fails. */
+  allowedRestarts: number;
+  /** Backoff between restarts (Recovering). */
+  restartBackoff: BackoffPolicy;
+  /** Backoff between retries inside one state. */
+  stateBackoff: BackoffPolicy;
+  healthyDurationMs: number;
+  heartbeatTimeoutMs: number;
+  checkpointTimeoutMs: number;
+  /** How long a graceful or immediate stop may take before the workers are killed. */
+  stopTimeoutMs: number;
+  /** How long killing a generation's tasks may take before the attempt counts as failed. */
+  killTimeoutMs: number;
+  /** Deadline for one cleanup attempt (Recovering, Restarting(force), Failing). */
+  cleanupTimeoutMs: number;
+  compileTimeoutMs: number;
+  workerStartupTimeoutMs: number;
+  taskStartupTimeoutMs: number;
+  notEnoughSlotsRetryMs: number;
+  /** How long Finishing waits for the remaining tasks after the sources finished. */
+  finishTimeoutMs: number;
+  /** Minimum spacing of progress polls when something is due but cannot proceed. */
+  progressPollMs: number;
+  logIntervalMs: number;
+}
+
+export interface InFlightCheckpoint {
+  epoch: number;
+  startedAt: number;
+  deadlineAt: number;
+  thenStop: boolean;
+}
+
+export interface CheckpointProgress {
+  /** The last epoch started; a fresh job's first checkpoint is epoch 1. */
+  epoch: number;
+  /** The oldest epoch still referenced. */
+  minEpoch: number;
+  /** The newest epoch that completed. */
+  lastCompletedEpoch: number;
+  inFlight: InFlightCheckpoint | null;
+  /** When the next periodic checkpoint is due; null while checkpointing is off or not running. */
+  nextDueAt: number | null;
+  /** The epoch of the final (then-stop) checkpoint started by the current state, once started. */
+  finalEpoch: number | null;
+  finalCompleted: boolean;
+  failures: number;
+}
+
+/** Deadlines of the waits that are armed now (epoch ms); kept in context so a restored actor re-arms them. */
+export interface Deadlines {
+  /** The current state's wait: startup, stop, kill, cleanup, compile or finish timeout. */
+  wait: number | null;
+  /** Scheduling's outer bound for finding enough slots. */
+  workerStartup: number | null;
+  /** End of the current backoff. */
+  backoff: number | null;
+  heartbeat: number | null;
+  nextLog: number | null;
+}
+
+export interface RetryState {
+  state: JobState | null;
+  attempts: number;
+}
+
+export interface JobContext {
+  jobId: string;
+  config: DesiredConfig;
+  policy: JobPolicy;
+  /** Run id: incremented each time the job is scheduled. */
+  generation: number;
+  restarts: number;
+  /** The restart nonce the machine has acted on. */
+  appliedRestartNonce: number;
+  /** The restart mode of the restart in progress. */
+  restartMode: RestartMode | null;
+  /** How the tasks are being stopped, while Stopping. */
+  stopKind: StopKind | null;
+  /** The environment the current generation was started with. */
+  appliedEnv: Record<string, string>;
+  /** The parallelism the current generation runs with (node id → subtasks). */
+  parallelism: Record<string, number>;
+  failure: JobFailure | null;
+  /** The latest non-fatal problem (a failed checkpoint, an escalated stop). */
+  warning: { message: string; at: number } | null;
+  startTime: number | null;
+  finishTime: number | null;
+  runningSince: number | null;
+  tasksFinished: boolean;
+  retry: RetryState;
+  checkpoint: CheckpointProgress;
+  deadlines: Deadlines;
+  /** PRNG state (mulberry32) for jitter, so that replays of the same events are deterministic. */
+  rng: number;
+}
+
+export interface JobInput {
+  jobId: string;
+  config?: Partial<DesiredConfig>;
+  policy?: Partial<JobPolicy>;
+  /** Status carried over from a previous incarnation (a controller restart). */
+  status?: Partial<Pick<JobContext, 'generation' | 'restarts' | 'appliedRestartNonce' | 'failure' | 'startTime' | 'finishTime'>> & {
+    epoch?: number;
+    minEpoch?: number;
+  };
+  seed?: number;
+}
+
+/** Events that carry a generation are dropped unless it is the current one. */
+export interface Generational {
+  generation: number;
+}
+
+export type JobEvent =
+  | { type: 'config.update'; config: DesiredConfig }
+  | ({ type: 'tasks.started' } & Generational)
+  | ({ type: 'tasks.finished' } & Generational)
+  | ({ type: 'source.finished' } & Generational)
+  | ({ type: 'task.failed'; message: string; domain: ErrorDomain; hint: RetryHint } & Generational)
+  | ({ type: 'worker.lost'; workerId: string } & Generational)
+  | ({ type: 'workers.heartbeat' } & Generational)
+  | ({ type: 'checkpoint.completed'; epoch: number } & Generational)
+  | ({ type: 'checkpoint.failed'; epoch: number; message: string } & Generational)
+  /** Sent once after restoring a persisted snapshot: re-arms the timers of the active states at their original deadlines. */
+  | { type: 'job.resume' };
+
+export type JobEventType = JobEvent['type'];
+
+/**
+ * What an invoked actor rejects with to steer the machine. Anything else thrown counts as a retryable
+ * internal error with the state's default budget.
+ */
+export interface JobErrorData {
+  kind: 'fatal' | 'retryable' | 'not_enough_slots';
+  message: string;
+  domain?: ErrorDomain;
+  /** Retry budget for this call site; the reference uses 3, 5, 10 or 20. */
+  retries?: number;
+}
+
+export class JobError extends Error implements JobErrorData {
+  readonly kind: JobErrorData['kind'];
+  readonly domain: ErrorDomain;
+  readonly retries: number | undefined;
+  constructor(data: JobErrorData) {
+    super(data.message);
+    this.name = 'JobError';
+    this.kind = data.kind;
+    this.domain = data.domain ?? 'internal';
+    this.retries = data.retries;
+  }
+}
+
+/** What the scheduler actor resolves with: the generation's actual parallelism. */
+export interface ScheduleResult {
+  parallelism: Record<string, number>;
+}
+
+export interface GenerationInput {
+  jobId: string;
+  generation: number;
+}
+
+export interface ScheduleInput extends GenerationInput {
+  parallelismOverrides: Record<string, number>;
+  /** Restore from the newest usable checkpoint at or after this epoch (see the checkpoint store). */
+  minEpoch: number;
+}
+
+export interface StopInput extends GenerationInput {
+  mode: 'graceful' | 'immediate';
+}
+
+export interface CheckpointRequest extends GenerationInput {
+  epoch: number;
+  minEpoch: number;
+  thenStop: boolean;
+}
