@@ -307,7 +307,7 @@ export const jobSetup = setup({
      * from the deadline kept in context, so timers resume at their original deadlines.
      */
     rearmTimers: enqueueActions(({ enqueue, self }) => {
-      for (const node of (self.getSnapshot() as { _nodes: AnyStateNode[] })._nodes) {
+      for (const node of (self.getSnapshot() as { _nodes?: AnyStateNode[] })._nodes ?? []) {
         for (const delay of Object.keys(node.config.after ?? {})) {
           const type = `xstate.after.${delay}.${node.id}`;
           enqueue.cancel(type);

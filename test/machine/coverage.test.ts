@@ -1,0 +1,275 @@
+import { afterAll, beforeAll, expect, test, vi } from 'vitest';
+import { createActor, fromPromise } from 'xstate';
+import type { AnyStateNode, AnyActorLogic, AnyMachineSnapshot, TransitionDefinition } from 'xstate';
+import { getShortestPaths } from 'xstate/graph';
+import { jobMachine } from '../../machines/index.js';
+import type { DesiredConfig, JobContext, JobEvent, JobInput, ScheduleInput, ScheduleResult, StopInput, StopResult } from '../../machines/index.js';
+
+/*
+ * Transition coverage (reference/xstate-nats.md §A5): list every transition of the machine, generate
+ * paths with xstate/graph (the shortest path to each state, then each event from it), replay every path
+ * in a real actor and collect the transitions taken from `@xstate.microstep` inspection events.
+ *
+ * Several guards read the clock, which a traversal cannot advance. Both the traversal and the replay
+ * therefore treat a delayed event as "time passes by exactly that delay": the fake clock jumps by the
+ * machine's own computed delay before the event is delivered.
+ */
+
+const T0 = 1_700_000_000_000;
+type AnyEvent = { type: string; [k: string]: unknown };
+
+/** Actors that never settle: the paths deliver done/error events themselves. */
+const machine = jobMachine.provide({
+  actors: {
+    compileJob: fromPromise(() => new Promise<void>(() => {})),
+    scheduleJob: fromPromise<ScheduleResult, ScheduleInput>(() => new Promise(() => {})),
+    stopJob: fromPromise<StopResult, StopInput>(() => new Promise(() => {})),
+    killJob: fromPromise(() => new Promise<void>(() => {})),
+    cleanupJob: fromPromise(() => new Promise<void>(() => {})),
+  },
+});
+
+/** Input profiles that make each time guard the earliest deadline somewhere. */
+const PROFILES: Record<string, Partial<JobInput>> = {
+  checkpoints: { config: { checkpointIntervalMs: 1_000 }, policy: { allowedRestarts: 1 } },
+  checkpointTimeout: { config: { checkpointIntervalMs: 1_000 }, policy: { allowedRestarts: 1, checkpointTimeoutMs: 500, heartbeatTimeoutMs: 60_000 } },
+  heartbeat: { config: { checkpointIntervalMs: 0 }, policy: { allowedRestarts: 1 } },
+  healthy: { config: { checkpointIntervalMs: 0 }, policy: { allowedRestarts: 1, healthyDurationMs: 1_000, heartbeatTimeoutMs: 0 } },
+  preview: { config: { checkpointIntervalMs: 0, ttlMs: 60_000 }, policy: { allowedRestarts: 0, heartbeatTimeoutMs: 0 } },
+  /** A TTL beyond setTimeout's range: the timer fires early and re-arms. */
+  quiet: { config: { checkpointIntervalMs: 0, ttlMs: 40 * 86_400_000 }, policy: { allowedRestarts: 0, heartbeatTimeoutMs: 0 } },
+};
+
+function topOf(s: AnyMachineSnapshot): string {
+  const value = s.value as string | Record<string, unknown>;
+  return typeof value === 'string' ? value : Object.keys(value)[0]!;
+}
+
+function allNodes(node: AnyStateNode): AnyStateNode[] {
+  return [node, ...Object.values(node.states).flatMap(allNodes)];
+}
+
+function label(t: TransitionDefinition<JobContext, JobEvent>): string {
+  const targets = (t.target ?? []).map((n) => n.id).join(',') || '(internal)';
+  const guard = typeof t.guard === 'string' ? t.guard : typeof t.guard === 'object' && t.guard ? (t.guard as { type: string }).type : t.guard ? 'guard' : '';
+  return `${t.source.id} --${t.eventType}${guard ? ` [${guard}]` : ''}--> ${targets}`;
+}
+
+const staticTransitions = new Set<TransitionDefinition<JobContext, JobEvent>>();
+for (const node of allNodes(machine.root)) {
+  for (const list of node.transitions.values()) for (const t of list) staticTransitions.add(t as TransitionDefinition<JobContext, JobEvent>);
+  for (const t of node.always ?? []) staticTransitions.add(t as TransitionDefinition<JobContext, JobEvent>);
+}
+
+function delayOf(snapshot: AnyMachineSnapshot, event: AnyEvent): number {
+  const key = event.type.split('.')[2]!;
+  const delay = (machine.implementations.delays as Record<string, (a: { context: JobContext; event: AnyEvent }) => number>)[key]!;
+  return delay({ context: snapshot.context as JobContext, event });
+}
+
+const clockOf = new WeakMap<object, number>();
+
+/** Which transitions the traversal saw each edge take, keyed by (abstract state, event). */
+let onTraversalStep: ((from: AnyMachineSnapshot, event: AnyEvent, transitions: unknown[]) => void) | undefined;
+
+/**
+ * The machine's logic, with each snapshot carrying the time it was reached at, and the transitions of
+ * each step reported through the actor scope's inspection hook.
+ */
+const timedLogic: AnyActorLogic = Object.assign(Object.create(machine) as AnyActorLogic, {
+  getInitialSnapshot: (scope: never, input: JobInput) => {
+    vi.setSystemTime(T0);
+    const s = machine.getInitialSnapshot(scope, input);
+    clockOf.set(s, T0);
+    return s;
+  },
+  transition: (snapshot: AnyMachineSnapshot, event: AnyEvent, scope: { system: object }) => {
+    const now = clockOf.get(snapshot) ?? T0;
+    vi.setSystemTime(event.type.startsWith('xstate.after.') ? now + delayOf(snapshot, event) : now);
+    const taken: unknown[] = [];
+    const system = Object.assign(Object.create(scope.system) as object, {
+      _sendInspectionEvent: (ev: { type: string; _transitions?: unknown[] }) => {
+        if (ev.type === '@xstate.microstep') taken.push(...(ev._transitions ?? []));
+      },
+    });
+    const next = machine.transition(snapshot as never, event as never, { ...scope, system } as never);
+    clockOf.set(next, Date.now());
+    onTraversalStep?.(snapshot, event, taken);
+    return next;
+  },
+});
+
+function parallelismDiffers(c: JobContext): boolean {
+  return Object.entries(c.config.parallelismOverrides).some(([n, p]) => c.parallelism[n] !== undefined && c.parallelism[n] !== p);
+}
+
+/**
+ * The abstract state: the state value plus only the context the current state reads. Dropping the rest
+ * is sound because each dimension is reset before another state reads it: retry attempts on entry to
+ * every retrying state, parallelism, env and the in-flight checkpoint when a generation is scheduled,
+ * the restart nonce when compiling.
+ */
+function keyOf(s: AnyMachineSnapshot): string {
+  const c = s.context as JobContext;
+  const top = topOf(s);
+  const finalCheckpoint = ['Rescaling', 'Restarting', 'CheckpointStopping'].includes(top);
+  const retries = ['Compiling', 'Scheduling', 'Stopping', 'Recovering', 'Restarting'].includes(top);
+  return JSON.stringify([
+    s.value,
+    s.status,
+    c.config.stop,
+    c.config.ttlMs,
+    c.restarts,
+    retries ? c.retry.attempts : 0,
+    top === 'Running' || top === 'Failed' ? c.config.restartNonce !== c.appliedRestartNonce : null,
+    top === 'Restarting' ? [c.config.restartMode, c.restartMode] : null,
+    top === 'Running' ? [parallelismDiffers(c), Object.keys(c.config.env).length !== Object.keys(c.appliedEnv).length, c.config.checkpointIntervalMs] : null,
+    top === 'Running' || finalCheckpoint ? [c.checkpoint.inFlight !== null, c.checkpoint.finalCompleted] : null,
+    finalCheckpoint || top === 'Finishing' ? c.tasksFinished : null,
+  ]);
+}
+
+function eventsFor(s: AnyMachineSnapshot): AnyEvent[] {
+  const c = s.context as JobContext;
+  const generation = c.generation;
+  const epoch = c.checkpoint.inFlight?.epoch ?? c.checkpoint.epoch;
+  const config = (patch: Partial<DesiredConfig>): AnyEvent => ({ type: 'config.update', config: { ...c.config, ...patch } });
+  const events: AnyEvent[] = [
+    { type: 'tasks.started', generation },
+    { type: 'tasks.started', generation: generation + 1_000 },
+    { type: 'tasks.finished', generation },
+    { type: 'source.finished', generation },
+    { type: 'task.failed', generation, message: 'user bug', domain: 'user', hint: 'no_retry' },
+    { type: 'task.failed', generation, message: 'flaky', domain: 'external', hint: 'with_backoff' },
+    { type: 'worker.lost', generation, workerId: 'w-1' },
+    { type: 'workers.heartbeat', generation },
+    { type: 'checkpoint.completed', generation, epoch },
+    { type: 'checkpoint.failed', generation, epoch, message: 'nope' },
+    { type: 'job.resume' },
+  ];
+  // Config changes are offered only where a guard reads them; elsewhere they would only multiply
+  // states that behave alike.
+  const top = topOf(s);
+  const readsStop = !['Compiling', 'Failing', 'Failed', 'Finished'].includes(top) && !s.matches({ Stopping: 'kill' }) && !s.matches({ Stopping: 'killBackoff' });
+  if (readsStop) {
+    for (const stop of ['none', 'checkpoint', 'graceful', 'immediate', 'force'] as const) if (stop !== c.config.stop) events.push(config({ stop }));
+  }
+  if (top === 'Running' || top === 'Failed') {
+    events.push(config({ restartNonce: c.config.restartNonce + 1, restartMode: 'safe' }));
+    events.push(config({ restartNonce: c.config.restartNonce + 1, restartMode: 'force' }));
+  }
+  if (top === 'Restarting') events.push(config({ restartMode: c.config.restartMode === 'force' ? 'safe' : 'force' }));
+  if (top === 'Running') {
+    events.push(config({ parallelismOverrides: { source: (c.parallelism['source'] ?? 1) + 1 } }));
+    events.push(config({ env: Object.keys(c.config.env).length ? {} : { MODE: 'debug' } }));
+    events.push(config({ checkpointIntervalMs: c.config.checkpointIntervalMs === 0 ? 1_000 : 0 }));
+    if (c.config.ttlMs !== null) events.push(config({ ttlMs: null }));
+  }
+  for (const node of (s as unknown as { _nodes: AnyStateNode[] })._nodes) {
+    for (const delay of Object.keys(node.config.after ?? {})) events.push({ type: `xstate.after.${delay}.${node.id}` });
+    for (const inv of node.invoke) {
+      const done = `xstate.done.actor.${inv.id}`;
+      const error = `xstate.error.actor.${inv.id}`;
+      const scheduled = { parallelism: { source: 1, sink: 1, ...c.config.parallelismOverrides } };
+      const outputs = inv.src === 'stopJob' ? [{ finished: true }, { finished: false }] : inv.src === 'scheduleJob' ? [scheduled] : [undefined];
+      for (const output of outputs) events.push({ type: done, output });
+      events.push({ type: error, error: { kind: 'fatal', message: 'fatal', domain: 'user' } });
+      events.push({ type: error, error: { kind: 'retryable', message: 'transient' } });
+      events.push({ type: error, error: { kind: 'retryable', message: 'last try', retries: 1 } });
+      if (inv.src === 'scheduleJob') events.push({ type: error, error: { kind: 'not_enough_slots', message: 'no slots' } });
+    }
+  }
+  return events;
+}
+
+interface Path {
+  profile: string;
+  events: AnyEvent[];
+}
+
+/** Candidate paths per transition, shortest first; replay falls back to the next when the first misses. */
+const CANDIDATES_PER_TRANSITION = 4;
+
+/**
+ * For each machine transition, a few paths that take it: the shortest path (xstate/graph) to an abstract
+ * state from which the traversal saw an event take the transition, followed by that event.
+ */
+function generateCandidates(): { candidates: Map<unknown, Path[]>; states: number } {
+  const candidates = new Map<unknown, Path[]>();
+  let states = 0;
+  for (const [profile, input] of Object.entries(PROFILES)) {
+    const witnesses: { from: string; event: AnyEvent; transitions: unknown[] }[] = [];
+    const seen = new Map<unknown, number>();
+    onTraversalStep = (from, event, transitions) => {
+      if (!transitions.some((t) => (seen.get(t) ?? 0) < CANDIDATES_PER_TRANSITION)) return;
+      for (const t of transitions) seen.set(t, (seen.get(t) ?? 0) + 1);
+      witnesses.push({ from: keyOf(from), event, transitions });
+    };
+    const shortest = getShortestPaths(timedLogic, {
+      input: { jobId: 'job-cov', seed: 3, ...input },
+      events: eventsFor as never,
+      serializeState: keyOf as never,
+      serializeEvent: (e: AnyEvent) => JSON.stringify(e),
+    });
+    onTraversalStep = undefined;
+    states += shortest.length;
+    const pathTo = new Map(shortest.map((p) => [keyOf(p.state as AnyMachineSnapshot), p.steps.map((s) => s.event as AnyEvent)]));
+    for (const w of witnesses) {
+      const prefix = pathTo.get(w.from);
+      if (!prefix) continue;
+      for (const t of w.transitions) {
+        const list = candidates.get(t) ?? [];
+        list.push({ profile, events: [...prefix, w.event] });
+        candidates.set(t, list);
+      }
+    }
+  }
+  for (const list of candidates.values()) list.sort((a, b) => a.events.length - b.events.length);
+  return { candidates, states };
+}
+
+function replay(path: Path, taken: Set<unknown>): void {
+  vi.setSystemTime(T0);
+  const actor = createActor(machine, {
+    input: { jobId: 'job-cov', seed: 3, ...PROFILES[path.profile] },
+    inspect: (ev) => {
+      if (ev.type === '@xstate.microstep') for (const t of (ev as unknown as { _transitions: unknown[] })._transitions) taken.add(t);
+    },
+  });
+  actor.start();
+  for (const event of path.events) {
+    if (actor.getSnapshot().status !== 'active') break;
+    if (event.type.startsWith('xstate.after.')) vi.setSystemTime(Date.now() + delayOf(actor.getSnapshot(), event));
+    actor.send(event as JobEvent);
+  }
+  actor.stop();
+}
+
+beforeAll(() => {
+  vi.useFakeTimers({ now: T0 });
+});
+afterAll(() => {
+  vi.useRealTimers();
+});
+
+test('every transition of the job machine is taken by some generated path', () => {
+  const { candidates, states } = generateCandidates();
+  const taken = new Set<unknown>();
+  let replayed = 0;
+  for (let round = 0; round < CANDIDATES_PER_TRANSITION * Object.keys(PROFILES).length; round++) {
+    const pending = [...staticTransitions].filter((t) => !taken.has(t) && (candidates.get(t)?.length ?? 0) > round);
+    if (pending.length === 0) break;
+    for (const t of pending) {
+      if (taken.has(t)) continue;
+      replay(candidates.get(t)![round]!, taken);
+      replayed++;
+    }
+  }
+  const missing = [...staticTransitions].filter((t) => !taken.has(t));
+  const covered = staticTransitions.size - missing.length;
+  const percent = ((100 * covered) / staticTransitions.size).toFixed(1);
+  console.log(`transition coverage: ${covered}/${staticTransitions.size} (${percent}%) from ${replayed} replayed paths over ${states} abstract states`);
+  if (missing.length) console.log(`not taken:\n${missing.map(label).join('\n')}`);
+  expect(missing.map(label), 'transitions no path takes').toEqual([]);
+  expect(staticTransitions.size).toBeGreaterThan(100);
+}, 120_000);
