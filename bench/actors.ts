@@ -2,7 +2,8 @@
  * Timer cost of many job actors: `npm run bench:actors [-- --jobs N --seconds D]`.
  *
  * Phase A is the naive design (a 200 ms `after` self-loop per actor); phase B is weir's jobMachine in
- * Running under a realistic load (checkpoints every 2 s, heartbeats every 5 s). Each phase runs in its
+ * Running under the production defaults: a checkpoint every 10 s and worker liveness forwarded to each
+ * job every 10 s (a third of the 30 s heartbeat timeout). `--checkpoint-interval 2000` is a stress run. Each phase runs in its
  * own child process so that its RSS is its own; the parent prints one block per phase and a summary.
  *
  *   --jobs N        actors per phase (env BENCH_JOBS, default 10000)
@@ -10,6 +11,8 @@
  *   --warmup S      seconds between "all actors in steady state" and the window (default: A 2, B 2 intervals + 1)
  *   --phase a|b     run one phase in this process and print its block (the parent runs each phase this way
  *                   in a forked child and collects the result over IPC)
+ *   --checkpoint-interval MS   phase B's checkpoint interval (default 10000, the production default)
+ *   --heartbeat-every MS       how often each job hears that its workers are alive (default 10000)
  *   --json          also print the results as one JSON line (e.g. windowMonoUs, to cut a --cpu-prof profile)
  *
  * CPU is process.cpuUsage() (user + system, all threads) over the window divided by the window's wall
@@ -27,9 +30,9 @@ import type { StopResult } from '../machines/job/setup.js';
 import type { CheckpointRequest, GenerationInput, JobContext, JobEvent, ScheduleInput, ScheduleResult, StopInput } from '../machines/job/types.js';
 
 const NAIVE_POLL_MS = 200;
-const CHECKPOINT_INTERVAL_MS = 2_000;
+let CHECKPOINT_INTERVAL_MS = 10_000;
 const HEARTBEAT_TIMEOUT_MS = 30_000;
-const HEARTBEAT_EVERY_MS = 5_000;
+let HEARTBEAT_EVERY_MS = 10_000;
 /** Checkpoint acknowledgements arrive this long after `startCheckpoint` (spread uniformly over the range). */
 const ACK_MIN_MS = 5;
 const ACK_SPREAD_MS = 16;
@@ -109,6 +112,8 @@ function parseOptions(argv: string[]): Options {
   const phase = value('--phase');
   if (phase !== undefined && phase !== 'a' && phase !== 'b') throw new Error(`--phase must be a or b, got ${phase}`);
   const warmup = value('--warmup');
+  CHECKPOINT_INTERVAL_MS = num(value('--checkpoint-interval') ?? process.env.BENCH_CHECKPOINT_INTERVAL, CHECKPOINT_INTERVAL_MS, '--checkpoint-interval');
+  HEARTBEAT_EVERY_MS = num(value('--heartbeat-every') ?? process.env.BENCH_HEARTBEAT_EVERY, HEARTBEAT_EVERY_MS, '--heartbeat-every');
   return {
     jobs: Math.floor(num(value('--jobs') ?? process.env.BENCH_JOBS, 10_000, '--jobs')),
     seconds: num(value('--seconds') ?? process.env.BENCH_SECONDS, 10, '--seconds'),
@@ -537,6 +542,7 @@ function printPhase(r: PhaseResult): void {
 function runChild(phase: Phase, opts: Options): Promise<PhaseResult> {
   const script = fileURLToPath(import.meta.url);
   const args = ['--phase', phase, '--jobs', String(opts.jobs), '--seconds', String(opts.seconds)];
+  args.push('--checkpoint-interval', String(CHECKPOINT_INTERVAL_MS), '--heartbeat-every', String(HEARTBEAT_EVERY_MS));
   if (opts.warmup !== null) args.push('--warmup', String(opts.warmup));
   // process.execArgv carries tsx's loader; --expose-gc lets the child settle its heap before measuring.
   const execArgv = [...process.execArgv.filter((a) => a !== '--expose-gc'), '--expose-gc'];

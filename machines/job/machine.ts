@@ -1,4 +1,4 @@
-import { and, not } from 'xstate';
+import { and, raise } from 'xstate';
 import { checkpointRequest, generationOf, initialContext, jobSetup } from './setup.js';
 import { RETRY_BUDGET } from './policy.js';
 import type { JobContext } from './types.js';
@@ -50,6 +50,15 @@ function onTimeout(backoffState: string, budget: number, message: string) {
 }
 
 /** A task of the current generation failed: its retry hint decides between failing and restarting. */
+/** How Running honours a changed deployment: restart, redeploy or rescale, in that order. */
+function redeployReactions(apply: readonly ['applyConfig'] | readonly []) {
+  return [
+    { guard: 'restartRequested', target: '#job.Restarting', actions: [...apply, 'acceptRestart'] },
+    { guard: 'redeployRequested', target: '#job.Restarting.safe', actions: [...apply, 'acceptRedeploy'] },
+    { guard: 'rescaleRequested', target: '#job.Rescaling', actions: [...apply] },
+  ] as const;
+}
+
 const taskFailure = [
   { guard: and(['isCurrent', 'failureIsFinal']), target: '#job.Failing', actions: 'failFromTask' },
   { guard: 'isCurrent', target: '#job.Recovering', actions: 'failFromTask' },
@@ -194,15 +203,19 @@ export const jobMachine = jobSetup.createMachine({
 
     Running: {
       type: 'parallel',
-      entry: 'enterRunning',
+      entry: ['enterRunning', raise({ type: 'job.reconcile' })],
       exit: 'leaveRunning',
-      always: [
-        ...stopFromRunning,
-        { guard: 'restartRequested', target: 'Restarting', actions: 'acceptRestart' },
-        { guard: 'redeployRequested', target: 'Restarting.safe', actions: 'acceptRedeploy' },
-        { guard: 'rescaleRequested', target: 'Rescaling' },
-      ],
       on: {
+        // Reactions are event-driven rather than eventless: Running sees thousands of events per
+        // second across jobs, and eventless transitions would be re-checked in every region on each.
+        'config.update': [
+          ...stopFromRunning.map((t) => ({ ...t, actions: ['applyConfig'] as const })),
+          ...redeployReactions(['applyConfig']),
+          // Anything else applies live; the regions re-enter so their timers follow the new config.
+          { target: '.progress.polling', actions: ['applyConfig', 'rescheduleCheckpoint'] },
+        ],
+        // A stop cannot be pending here (Scheduling honours it), but a restart or rescale asked for while starting can.
+        'job.reconcile': redeployReactions([]),
         'task.failed': taskFailure,
         'worker.lost': { guard: 'isCurrent', target: 'Recovering', actions: 'failWorkerLost' },
         'source.finished': { guard: 'isCurrent', target: 'Finishing' },
@@ -215,8 +228,10 @@ export const jobMachine = jobSetup.createMachine({
           states: {
             polling: {
               on: {
-                'config.update': { target: 'polling', reenter: true, actions: ['applyConfig', 'rescheduleCheckpoint'] },
-                'checkpoint.completed': { guard: 'isInFlightEpoch', target: 'polling', reenter: true, actions: 'completeCheckpoint' },
+                'checkpoint.completed': [
+                  { guard: and(['isInFlightEpoch', 'followingCheckpointArmed']), actions: 'completeCheckpoint' },
+                  { guard: 'isInFlightEpoch', target: 'polling', reenter: true, actions: 'completeCheckpoint' },
+                ],
                 'checkpoint.failed': {
                   guard: 'isInFlightEpoch',
                   target: 'polling',
@@ -267,12 +282,10 @@ export const jobMachine = jobSetup.createMachine({
           },
         },
         ttl: {
-          initial: 'unset',
+          initial: 'armed',
           states: {
-            unset: { always: { guard: 'hasTtl', target: 'armed' } },
+            // Without a TTL the timer sleeps for setTimeout's longest delay and re-arms: no guard runs per event.
             armed: {
-              on: { 'config.update': { target: 'armed', reenter: true, actions: 'applyConfig' } },
-              always: { guard: not('hasTtl'), target: 'unset' },
               after: {
                 TTL: [
                   {

@@ -75,9 +75,7 @@ export function initialContext(input: JobInput): JobContext {
     parallelism: {},
     failure: status.failure ?? null,
     warning: null,
-    startTime: status.startTime ?? null,
-    finishTime: status.finishTime ?? null,
-    runningSince: null,
+    times: { start: status.startTime ?? null, finish: status.finishTime ?? null, runningSince: null },
     tasksFinished: false,
     retry: { state: null, attempts: 0 },
     checkpoint: {
@@ -101,12 +99,27 @@ function hashSeed(text: string): number {
   return h;
 }
 
+/**
+ * When the periodic checkpoint after the one in flight is due, as scheduled when it began; null when
+ * that moment has passed (the completion then re-arms the poll) or nothing periodic is scheduled.
+ */
+export function followingCheckpointDue(ctx: JobContext, now: number): number | null {
+  const inFlight = ctx.checkpoint.inFlight;
+  const interval = ctx.config.checkpointIntervalMs;
+  if (inFlight === null || inFlight.dueAt === null || interval <= 0) return null;
+  const at = inFlight.dueAt + interval;
+  return at > now ? at : null;
+}
+
 /** The next moment a Running job has something to check; null when nothing is scheduled. */
-export function nextProgressDeadline(ctx: JobContext): number | null {
+export function nextProgressDeadline(ctx: JobContext, now: number): number | null {
+  const inFlight = ctx.checkpoint.inFlight;
   const candidates = [
-    ctx.checkpoint.inFlight ? ctx.checkpoint.inFlight.deadlineAt : ctx.checkpoint.nextDueAt,
+    inFlight ? inFlight.deadlineAt : ctx.checkpoint.nextDueAt,
+    // Armed when a checkpoint begins, so that its completion need not touch the timer.
+    followingCheckpointDue(ctx, now),
     ctx.deadlines.heartbeat,
-    ctx.restarts > 0 && ctx.runningSince !== null ? ctx.runningSince + ctx.policy.healthyDurationMs : null,
+    ctx.restarts > 0 && ctx.times.runningSince !== null ? ctx.times.runningSince + ctx.policy.healthyDurationMs : null,
   ].filter((t): t is number => t !== null);
   return candidates.length === 0 ? null : Math.min(...candidates);
 }

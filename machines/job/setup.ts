@@ -1,6 +1,6 @@
 import { assign, enqueueActions, fromPromise, setup } from 'xstate';
 import type { AnyStateNode } from 'xstate';
-import { backoffDelay, initialContext, msUntil, nextProgressDeadline, nextRandom } from './policy.js';
+import { backoffDelay, followingCheckpointDue, initialContext, msUntil, nextProgressDeadline, nextRandom } from './policy.js';
 import type {
   BackoffPolicy,
   CheckpointRequest,
@@ -21,6 +21,13 @@ import { JobError } from './types.js';
 
 /** setTimeout overflows to 1 ms above this; a longer wait re-arms when it fires. */
 const MAX_TIMER_MS = 2_147_483_647;
+
+/** A Node timer can fire a millisecond before Date.now() reaches its deadline; that still counts as on time. */
+const TIMER_SLACK_MS = 2;
+
+function isDue(deadline: number | null): boolean {
+  return deadline !== null && Date.now() + TIMER_SLACK_MS >= deadline;
+}
 
 function notProvided(name: string): () => Promise<never> {
   return () => Promise.reject(new JobError({ kind: 'fatal', message: `${name} is not provided: inject it with machine.provide()` }));
@@ -62,8 +69,17 @@ function generationOf(context: JobContext): GenerationInput {
   return { jobId: context.jobId, generation: context.generation };
 }
 
-function parallelismDiffers(context: JobContext): boolean {
-  return Object.entries(context.config.parallelismOverrides).some(
+/**
+ * The desired config a guard should judge: a config update is judged before it is applied, so that
+ * Running can react to it in the same transition instead of re-checking eventless transitions on
+ * every event.
+ */
+function desired(context: JobContext, event: JobEvent): DesiredConfig {
+  return event.type === 'config.update' ? event.config : context.config;
+}
+
+function parallelismDiffers(context: JobContext, config: DesiredConfig): boolean {
+  return Object.entries(config.parallelismOverrides).some(
     ([node, p]) => context.parallelism[node] !== undefined && context.parallelism[node] !== p,
   );
 }
@@ -99,13 +115,21 @@ export const jobSetup = setup({
     cleanupJob: fromPromise<void, GenerationInput>(notProvided('cleanupJob')),
   },
   delays: {
+    /**
+     * The poll sleeps until the next deadline. A deadline already past (one poll handles one thing) is
+     * revisited at the poll resolution.
+     */
     PROGRESS: ({ context }) => {
-      const next = nextProgressDeadline(context);
+      const now = Date.now();
+      const next = nextProgressDeadline(context, now);
       if (next === null) return MAX_TIMER_MS;
-      return Math.min(MAX_TIMER_MS, Math.max(context.policy.progressPollMs, next - Date.now()));
+      return Math.min(MAX_TIMER_MS, next > now ? next - now : context.policy.progressPollMs);
     },
     LOG: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.nextLog, Date.now())),
-    TTL: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(ttlDeadline(context), Date.now())),
+    TTL: ({ context }) => {
+      const at = ttlDeadline(context);
+      return at === null ? MAX_TIMER_MS : Math.min(MAX_TIMER_MS, msUntil(at, Date.now()));
+    },
     WAIT: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.wait, Date.now())),
     WORKER_STARTUP: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.workerStartup, Date.now())),
     BACKOFF: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.backoff, Date.now())),
@@ -113,18 +137,15 @@ export const jobSetup = setup({
   },
   guards: {
     isCurrent: ({ context, event }) => 'generation' in event && event.generation === context.generation,
-    stopIs: ({ context }, params: { mode: DesiredConfig['stop'] }) => context.config.stop === params.mode,
-    stopRequested: ({ context }) => context.config.stop !== 'none',
-    restartRequested: ({ context }) => context.config.restartNonce !== context.appliedRestartNonce,
+    stopIs: ({ context, event }, params: { mode: DesiredConfig['stop'] }) => desired(context, event).stop === params.mode,
+    stopRequested: ({ context, event }) => desired(context, event).stop !== 'none',
+    restartRequested: ({ context, event }) => desired(context, event).restartNonce !== context.appliedRestartNonce,
     forceRestartRequested: ({ context }) => context.restartMode === 'force',
-    redeployRequested: ({ context }) => !sameEnv(context.config.env, context.appliedEnv),
-    rescaleRequested: ({ context }) => parallelismDiffers(context),
-    startRequested: ({ context }) => context.config.stop === 'none' && context.config.ttlMs === null,
-    hasTtl: ({ context }) => context.config.ttlMs !== null,
-    ttlExpired: ({ context }) => {
-      const at = ttlDeadline(context);
-      return at !== null && Date.now() >= at;
-    },
+    redeployRequested: ({ context, event }) => !sameEnv(desired(context, event).env, context.appliedEnv),
+    rescaleRequested: ({ context, event }) => parallelismDiffers(context, desired(context, event)),
+    startRequested: ({ context, event }) => desired(context, event).stop === 'none' && desired(context, event).ttlMs === null,
+    hasTtl: ({ context, event }) => desired(context, event).ttlMs !== null,
+    ttlExpired: ({ context }) => isDue(ttlDeadline(context)),
     restartsExhausted: ({ context }) => context.policy.allowedRestarts !== -1 && context.restarts > context.policy.allowedRestarts,
     errorIsFatal: ({ event }) => errorFrom(event).kind === 'fatal',
     errorIsNotEnoughSlots: ({ event }) => errorFrom(event).kind === 'not_enough_slots',
@@ -133,13 +154,14 @@ export const jobSetup = setup({
       context.retry.attempts + 1 >= (errorFrom(event).retries ?? params.budget),
     retriesExhausted: ({ context }, params: { budget: number }) => context.retry.attempts + 1 >= params.budget,
     failureIsFinal: ({ event }) => event.type === 'task.failed' && event.hint === 'no_retry',
-    heartbeatExpired: ({ context }) => context.deadlines.heartbeat !== null && Date.now() >= context.deadlines.heartbeat,
-    checkpointTimedOut: ({ context }) => context.checkpoint.inFlight !== null && Date.now() >= context.checkpoint.inFlight.deadlineAt,
-    checkpointDue: ({ context }) =>
-      context.checkpoint.inFlight === null && context.checkpoint.nextDueAt !== null && Date.now() >= context.checkpoint.nextDueAt,
+    heartbeatExpired: ({ context }) => isDue(context.deadlines.heartbeat),
+    checkpointTimedOut: ({ context }) => isDue(context.checkpoint.inFlight?.deadlineAt ?? null),
+    checkpointDue: ({ context }) => context.checkpoint.inFlight === null && isDue(context.checkpoint.nextDueAt),
     healthyLongEnough: ({ context }) =>
-      context.restarts > 0 && context.runningSince !== null && Date.now() >= context.runningSince + context.policy.healthyDurationMs,
+      context.restarts > 0 && context.times.runningSince !== null && isDue(context.times.runningSince + context.policy.healthyDurationMs),
     noCheckpointInFlight: ({ context }) => context.checkpoint.inFlight === null,
+    /** The poll armed when the checkpoint began already covers the next periodic one. */
+    followingCheckpointArmed: ({ context }) => followingCheckpointDue(context, Date.now()) !== null,
     isInFlightEpoch: ({ context, event }) =>
       'epoch' in event && 'generation' in event && event.generation === context.generation && context.checkpoint.inFlight?.epoch === event.epoch,
     tasksFinished: ({ context }) => context.tasksFinished,
@@ -219,12 +241,10 @@ export const jobSetup = setup({
     enterRunning: assign(({ context }) => {
       const now = Date.now();
       const [random, rng] = draw(context);
-      const restartedAfterFinish = context.finishTime !== null;
+      const { start, finish } = context.times;
       return {
         rng,
-        startTime: context.startTime === null || restartedAfterFinish ? now : context.startTime,
-        finishTime: null,
-        runningSince: now,
+        times: { start: start === null || finish !== null ? now : start, finish: null, runningSince: now },
         tasksFinished: false,
         checkpoint: { ...context.checkpoint, inFlight: null, nextDueAt: firstCheckpointDue(context, now, random) },
         deadlines: {
@@ -238,7 +258,7 @@ export const jobSetup = setup({
       };
     }),
     leaveRunning: assign(({ context }) => ({
-      runningSince: null,
+      times: { ...context.times, runningSince: null },
       checkpoint: { ...context.checkpoint, nextDueAt: null },
       deadlines: { ...context.deadlines, heartbeat: null, nextLog: null },
     })),
@@ -263,13 +283,15 @@ export const jobSetup = setup({
       const now = Date.now();
       const inFlight = context.checkpoint.inFlight;
       const interval = context.config.checkpointIntervalMs;
+      // Fixed rate from the due time, so a pause (GC, a slow checkpoint) does not bunch jobs for good.
+      const nextDueAt = inFlight?.dueAt != null ? Math.max(now, inFlight.dueAt + interval) : now + interval;
       return {
         checkpoint: {
           ...context.checkpoint,
           inFlight: null,
           lastCompletedEpoch: inFlight?.epoch ?? context.checkpoint.lastCompletedEpoch,
           finalCompleted: context.checkpoint.finalCompleted || (inFlight !== null && inFlight.epoch === context.checkpoint.finalEpoch),
-          nextDueAt: context.runningSince !== null && interval > 0 ? now + interval : context.checkpoint.nextDueAt,
+          nextDueAt: context.times.runningSince !== null && interval > 0 ? nextDueAt : context.checkpoint.nextDueAt,
           failures: 0,
         },
       };
@@ -288,17 +310,16 @@ export const jobSetup = setup({
           ...context.checkpoint,
           inFlight: null,
           failures: context.checkpoint.failures + 1,
-          nextDueAt: context.runningSince !== null && interval > 0 ? Date.now() + interval : context.checkpoint.nextDueAt,
+          nextDueAt: context.times.runningSince !== null && interval > 0 ? Date.now() + interval : context.checkpoint.nextDueAt,
         },
       };
     }),
     markTasksFinished: assign({ tasksFinished: true }),
     setStopKind: assign((_, params: { kind: StopKind }) => ({ stopKind: params.kind })),
     markFinished: assign(({ context }) => ({
-      finishTime: Date.now(),
+      times: { ...context.times, finish: Date.now(), runningSince: null },
       stopKind: null,
       restartMode: null,
-      runningSince: null,
       deadlines: { ...context.deadlines, wait: null, backoff: null, workerStartup: null, heartbeat: null, nextLog: null },
     })),
     /**
@@ -325,7 +346,7 @@ function beginCheckpoint(context: JobContext, thenStop: boolean): Partial<JobCon
     checkpoint: {
       ...context.checkpoint,
       epoch,
-      inFlight: { epoch, startedAt: now, deadlineAt: now + context.policy.checkpointTimeoutMs, thenStop },
+      inFlight: { epoch, dueAt: thenStop ? null : context.checkpoint.nextDueAt, startedAt: now, deadlineAt: now + context.policy.checkpointTimeoutMs, thenStop },
       nextDueAt: thenStop ? null : context.checkpoint.nextDueAt,
       finalEpoch: thenStop ? epoch : context.checkpoint.finalEpoch,
     },
@@ -333,7 +354,7 @@ function beginCheckpoint(context: JobContext, thenStop: boolean): Partial<JobCon
 }
 
 export function ttlDeadline(context: JobContext): number | null {
-  return context.config.ttlMs !== null && context.startTime !== null ? context.startTime + context.config.ttlMs : null;
+  return context.config.ttlMs !== null && context.times.start !== null ? context.times.start + context.config.ttlMs : null;
 }
 
 export function checkpointRequest(context: JobContext): CheckpointRequest {

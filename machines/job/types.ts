@@ -90,8 +90,19 @@ export interface JobPolicy {
   logIntervalMs: number;
 }
 
+/** Epoch ms. */
+export interface JobTimes {
+  /** The first start, or the first start after the job last finished; the TTL counts from here. */
+  start: number | null;
+  finish: number | null;
+  /** When the current Running began; the healthy duration counts from here. */
+  runningSince: number | null;
+}
+
 export interface InFlightCheckpoint {
   epoch: number;
+  /** When the periodic schedule wanted it; the next one is due an interval later. Null for a final checkpoint. */
+  dueAt: number | null;
   startedAt: number;
   deadlineAt: number;
   thenStop: boolean;
@@ -130,6 +141,10 @@ export interface RetryState {
   attempts: number;
 }
 
+/**
+ * Keep this under 20 top-level keys: V8 stores larger objects built by XState's assign (Object.assign
+ * onto a fresh object) in dictionary mode, which makes every assign several times slower.
+ */
 export interface JobContext {
   jobId: string;
   config: DesiredConfig;
@@ -150,9 +165,7 @@ export interface JobContext {
   failure: JobFailure | null;
   /** The latest non-fatal problem (a failed checkpoint, an escalated stop). */
   warning: { message: string; at: number } | null;
-  startTime: number | null;
-  finishTime: number | null;
-  runningSince: number | null;
+  times: JobTimes;
   tasksFinished: boolean;
   retry: RetryState;
   checkpoint: CheckpointProgress;
@@ -166,7 +179,9 @@ export interface JobInput {
   config?: Partial<DesiredConfig>;
   policy?: Partial<JobPolicy>;
   /** Status carried over from a previous incarnation (a controller restart). */
-  status?: Partial<Pick<JobContext, 'generation' | 'restarts' | 'appliedRestartNonce' | 'failure' | 'startTime' | 'finishTime'>> & {
+  status?: Partial<Pick<JobContext, 'generation' | 'restarts' | 'appliedRestartNonce' | 'failure'>> & {
+    startTime?: number | null;
+    finishTime?: number | null;
     epoch?: number;
     minEpoch?: number;
   };
@@ -189,7 +204,9 @@ export type JobEvent =
   | ({ type: 'checkpoint.completed'; epoch: number } & Generational)
   | ({ type: 'checkpoint.failed'; epoch: number; message: string } & Generational)
   /** Sent once after restoring a persisted snapshot: re-arms the timers of the active states at their original deadlines. */
-  | { type: 'job.resume' };
+  | { type: 'job.resume' }
+  /** Internal: raised on entering Running to act on config that changed while the job was starting. */
+  | { type: 'job.reconcile' };
 
 export type JobEventType = JobEvent['type'];
 

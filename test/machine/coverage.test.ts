@@ -121,9 +121,11 @@ function keyOf(s: AnyMachineSnapshot): string {
     c.config.ttlMs,
     c.restarts,
     retries ? c.retry.attempts : 0,
-    top === 'Running' || top === 'Failed' ? c.config.restartNonce !== c.appliedRestartNonce : null,
+    top === 'Running' || top === 'Failed' || top === 'Scheduling' ? c.config.restartNonce !== c.appliedRestartNonce : null,
     top === 'Restarting' ? [c.config.restartMode, c.restartMode] : null,
-    top === 'Running' ? [parallelismDiffers(c), Object.keys(c.config.env).length !== Object.keys(c.appliedEnv).length, c.config.checkpointIntervalMs] : null,
+    top === 'Running' || top === 'Scheduling'
+      ? [parallelismDiffers(c), Object.keys(c.config.env).length !== Object.keys(c.appliedEnv).length, c.config.checkpointIntervalMs]
+      : null,
     top === 'Running' || finalCheckpoint ? [c.checkpoint.inFlight !== null, c.checkpoint.finalCompleted] : null,
     finalCheckpoint || top === 'Finishing' ? c.tasksFinished : null,
   ]);
@@ -154,11 +156,17 @@ function eventsFor(s: AnyMachineSnapshot): AnyEvent[] {
   if (readsStop) {
     for (const stop of ['none', 'checkpoint', 'graceful', 'immediate', 'force'] as const) if (stop !== c.config.stop) events.push(config({ stop }));
   }
-  if (top === 'Running' || top === 'Failed') {
+  // While starting: a change the job must act on once Running (its entry reconciles).
+  const starting = s.matches({ Scheduling: { attempt: 'starting' } });
+  if (top === 'Running' || top === 'Failed' || starting) {
     events.push(config({ restartNonce: c.config.restartNonce + 1, restartMode: 'safe' }));
     events.push(config({ restartNonce: c.config.restartNonce + 1, restartMode: 'force' }));
   }
   if (top === 'Restarting') events.push(config({ restartMode: c.config.restartMode === 'force' ? 'safe' : 'force' }));
+  if (starting) {
+    events.push(config({ parallelismOverrides: { source: (c.parallelism['source'] ?? 1) + 1 } }));
+    events.push(config({ env: Object.keys(c.config.env).length ? {} : { MODE: 'debug' } }));
+  }
   if (top === 'Running') {
     events.push(config({ parallelismOverrides: { source: (c.parallelism['source'] ?? 1) + 1 } }));
     events.push(config({ env: Object.keys(c.config.env).length ? {} : { MODE: 'debug' } }));

@@ -47,7 +47,7 @@ describe('Created and Compiling', () => {
     await d.settle();
     expect(d.states).toEqual(['Compiling', 'Failing', 'Failed']);
     expect(d.context.failure).toMatchObject({ message: 'unknown operator "nope"', domain: 'user', hint: 'no_retry' });
-    expect(d.context.finishTime).toBe(T0);
+    expect(d.context.times.finish).toBe(T0);
   });
 
   test('a retryable compile error is retried in Compiling after a backoff, from scratch', async () => {
@@ -91,7 +91,7 @@ describe('Scheduling', () => {
     const d = await running();
     expect(d.states).toEqual(['Compiling', 'Scheduling', 'Running']);
     expect(d.context.generation).toBe(1);
-    expect(d.context.startTime).toBe(T0);
+    expect(d.context.times.start).toBe(T0);
     expect(d.callsOf('scheduleJob')[0]?.input).toMatchObject({ jobId: 'job-1', generation: 1 });
   });
 
@@ -188,6 +188,19 @@ describe('Running', () => {
     d.update({ restartNonce: 1 });
     expect(d.matches('Restarting.safe')).toBe(true);
     expect(d.context.appliedRestartNonce).toBe(1);
+  });
+
+  test('a restart or rescale asked for while the job was starting is acted on when it reaches Running', async () => {
+    const a = job();
+    await a.settle();
+    a.update({ restartNonce: 1 });
+    a.sendCurrent({ type: 'tasks.started' });
+    expect(a.matches('Restarting.safe')).toBe(true);
+    const b = job();
+    await b.settle();
+    b.update({ parallelismOverrides: { source: 5 } });
+    b.sendCurrent({ type: 'tasks.started' });
+    expect(b.state).toBe('Rescaling');
   });
 
   test('a changed restart nonce with mode force → Restarting(force)', async () => {
@@ -387,7 +400,7 @@ describe('Rescaling, Restarting and CheckpointStopping end with a final checkpoi
     expect(d.matches('CheckpointStopping.awaitingTasks')).toBe(true);
     d.sendCurrent({ type: 'tasks.finished' });
     expect(d.state).toBe('Stopped');
-    expect(d.context.finishTime).toBe(T0);
+    expect(d.context.times.finish).toBe(T0);
   });
 
   test('CheckpointStopping: stop → immediate → Stopping(immediate); stop → force → Stopping(kill) (the reference panicked)', async () => {
@@ -608,7 +621,7 @@ describe('terminal states', () => {
     await a.settle();
     a.sendCurrent({ type: 'tasks.started' });
     expect(a.state).toBe('Running');
-    expect(a.context.startTime).toBe(T0);
+    expect(a.context.times.start).toBe(T0);
     // The nonce bumped while stopped is satisfied by the start: no second restart.
     expect(a.context.appliedRestartNonce).toBe(5);
     const b = await running({ config: { ttlMs: 1_000 } });
@@ -627,12 +640,12 @@ describe('terminal states', () => {
     d.update({ stop: 'none' });
     await d.settle();
     d.sendCurrent({ type: 'tasks.started' });
-    expect(d.context.startTime).toBe(T0 + 10_000);
+    expect(d.context.times.start).toBe(T0 + 10_000);
     d.sendCurrent({ type: 'worker.lost', workerId: 'w' });
     await d.advance(1_000);
     d.sendCurrent({ type: 'tasks.started' });
     expect(d.state).toBe('Running');
-    expect(d.context.startTime).toBe(T0 + 10_000);
+    expect(d.context.times.start).toBe(T0 + 10_000);
   });
 
   test('Finished is final: no event leaves it, and the generation was released', async () => {
@@ -705,5 +718,47 @@ describe('timers survive persistence', () => {
     d.send({ type: 'job.resume' });
     await d.advance(60_000);
     expect(d.callsOf('logStatus')).toHaveLength(1);
+  });
+});
+
+describe('context shape', () => {
+  test('the context stays under 20 top-level keys (V8 dictionary mode makes every assign slower)', async () => {
+    const d = await running();
+    expect(Object.keys(d.context).length).toBeLessThan(20);
+  });
+
+  test('a poll timer that fires a millisecond early still finds its deadline due', async () => {
+    const d = await running({ config: { checkpointIntervalMs: 1_000 }, policy: { heartbeatTimeoutMs: 0 } });
+    const due = d.context.checkpoint.nextDueAt!;
+    vi.setSystemTime(due - 1);
+    d.send({ type: 'xstate.after.PROGRESS.job.Running.progress.polling' } as never);
+    expect(d.callsOf('startCheckpoint')).toHaveLength(1);
+  });
+
+  test('a checkpoint that completes in time leaves the poll armed for the next one; a slow one re-arms it', async () => {
+    const d = await running({ config: { checkpointIntervalMs: 10_000 }, policy: { heartbeatTimeoutMs: 0 } });
+    const due = d.context.checkpoint.nextDueAt!;
+    await d.advance(due - Date.now());
+    await d.advance(1_000);
+    d.sendCurrent({ type: 'checkpoint.completed', epoch: 1 });
+    await d.advance(8_999);
+    expect(d.callsOf('startCheckpoint')).toHaveLength(1);
+    await d.advance(1);
+    expect(d.callsOf('startCheckpoint').map((c) => c.input.epoch)).toEqual([1, 2]);
+    // Epoch 2 takes 15 s, longer than the interval: epoch 3 starts as soon as it completes.
+    await d.advance(15_000);
+    d.sendCurrent({ type: 'checkpoint.completed', epoch: 2 });
+    expect(d.context.checkpoint.nextDueAt).toBe(Date.now());
+    await d.advance(200);
+    expect(d.callsOf('startCheckpoint').map((c) => c.input.epoch)).toEqual([1, 2, 3]);
+  });
+
+  test('periodic checkpoints keep a fixed rate from their due time', async () => {
+    const d = await running({ config: { checkpointIntervalMs: 10_000 }, policy: { heartbeatTimeoutMs: 0 } });
+    const due = d.context.checkpoint.nextDueAt!;
+    await d.advance(due - Date.now());
+    await d.advance(3_000);
+    d.sendCurrent({ type: 'checkpoint.completed', epoch: 1 });
+    expect(d.context.checkpoint.nextDueAt).toBe(due + 10_000);
   });
 });
