@@ -31,10 +31,10 @@ const configPatch = fc.record(
     stop: fc.constantFrom('none', 'checkpoint', 'graceful', 'immediate', 'force'),
     bumpNonce: fc.boolean(),
     restartMode: fc.constantFrom('safe', 'force'),
-    parallelismOverrides: fc.constantFrom({}, { source: 2 }, { source: 3, sink: 2 }),
+    parallelismOverrides: fc.constantFrom<Record<string, number>>({}, { source: 2 }, { source: 3, sink: 2 }),
     checkpointIntervalMs: fc.constantFrom(0, 1_000, 10_000),
     ttlMs: fc.constantFrom(null, 30_000),
-    env: fc.constantFrom({}, { MODE: 'debug' }),
+    env: fc.constantFrom<Record<string, string>>({}, { MODE: 'debug' }),
   },
   { requiredKeys: [] },
 );
@@ -118,7 +118,7 @@ test('random event sequences keep the job in its 14 states, leave terminal state
       actor.start();
       try {
         for (const s of steps) {
-          const snapshot = actor.getSnapshot() as JobSnapshot;
+          const snapshot = actor.getSnapshot();
           const ctx = snapshot.context;
           const generation = ctx.generation;
           const epoch = ctx.checkpoint.inFlight?.epoch ?? ctx.checkpoint.epoch;
@@ -131,7 +131,7 @@ test('random event sequences keep the job in its 14 states, leave terminal state
               break;
             }
             case 'worker':
-              actor.send({ type: s.type, generation: gen(s.stale) } as JobEvent);
+              actor.send({ type: s.type, generation: gen(s.stale) });
               break;
             case 'failed':
               actor.send({ type: 'task.failed', generation: gen(s.stale), message: 'boom', domain: 'internal', hint: s.hint });
@@ -157,7 +157,7 @@ test('random event sequences keep the job in its 14 states, leave terminal state
           }
           await vi.advanceTimersByTimeAsync(0);
 
-          const after = actor.getSnapshot() as JobSnapshot;
+          const after = actor.getSnapshot();
           expect(after.status).not.toBe('error');
           const state = topState(after);
           expect(JOB_STATES).toContain(state);
