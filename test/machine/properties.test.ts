@@ -3,9 +3,9 @@ import { afterEach, beforeEach, expect, test, vi } from 'vitest';
 import { createActor, fromPromise } from 'xstate';
 import type { TransitionDefinition } from 'xstate';
 import { JOB_STATES, JobError, TERMINAL_STATES, jobMachine } from '../../machines/index.js';
-import type { DesiredConfig, GenerationInput, JobEvent, JobState, ScheduleInput, ScheduleResult, StopInput, StopResult } from '../../machines/index.js';
+import type { DesiredConfig, GenerationInput, JobState, ScheduleInput, ScheduleResult, StopInput, StopResult } from '../../machines/index.js';
 import { topState } from '../support/job-driver.js';
-import type { JobSnapshot } from '../support/job-driver.js';
+
 
 /*
  * Random event sequences against one job actor, on fake timers. After every step:
