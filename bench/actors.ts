@@ -224,6 +224,34 @@ function memory(): { rssMiB: number; heapUsedMiB: number; heapUsedAfterGcMiB: nu
   return { rssMiB: mib(m.rss), heapUsedMiB: mib(m.heapUsed), heapUsedAfterGcMiB: after };
 }
 
+type Window = Awaited<ReturnType<typeof measureWindow>>;
+
+/** The fields both phases measure the same way over their window. */
+function windowFields(
+  w: Window,
+  mem: ReturnType<typeof memory>,
+  setup: { rssBefore: number; loadBefore: number; setupMs: number; warmupMs: number },
+  events: number,
+) {
+  return {
+    windowMs: w.windowMs,
+    windowMonoUs: w.monoUs,
+    loadAvg: { before: setup.loadBefore, after: os.loadavg()[0] ?? NaN },
+    setupMs: setup.setupMs,
+    warmupMs: setup.warmupMs,
+    cpuPct: ((w.user + w.system) / w.windowMs) * 100,
+    cpuUserPct: (w.user / w.windowMs) * 100,
+    cpuSystemPct: (w.system / w.windowMs) * 100,
+    rssMiB: mem.rssMiB,
+    rssBeforeMiB: setup.rssBefore,
+    heapUsedMiB: mem.heapUsedMiB,
+    heapUsedAfterGcMiB: mem.heapUsedAfterGcMiB,
+    eventsPerSec: events / (w.windowMs / 1000),
+    cpuUsPerEvent: events ? ((w.user + w.system) * 1000) / events : NaN,
+    eventLoopDelay: w.eld,
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Phase A: the naive design, one 200 ms re-entering timer per actor
 
@@ -293,25 +321,11 @@ async function phaseA(opts: Options): Promise<PhaseResult> {
     phase: 'a',
     label: `A: naive baseline (${NAIVE_POLL_MS} ms after self-loop, reenter)`,
     jobs: n,
-    windowMs: w.windowMs,
-    windowMonoUs: w.monoUs,
-    loadAvg: { before: loadBefore, after: os.loadavg()[0] ?? NaN },
-    setupMs,
-    warmupMs,
-    cpuPct: ((w.user + w.system) / w.windowMs) * 100,
-    cpuUserPct: (w.user / w.windowMs) * 100,
-    cpuSystemPct: (w.system / w.windowMs) * 100,
-    rssMiB: mem.rssMiB,
-    rssBeforeMiB: rssBefore,
-    heapUsedMiB: mem.heapUsedMiB,
-    heapUsedAfterGcMiB: mem.heapUsedAfterGcMiB,
+    ...windowFields(w, mem, { rssBefore, loadBefore, setupMs, warmupMs }, checks),
     checks,
     checksPerSec: checks / (w.windowMs / 1000),
-    eventsPerSec: checks / (w.windowMs / 1000),
-    cpuUsPerEvent: checks ? ((w.user + w.system) * 1000) / checks : NaN,
     lateness: lateness.stats(),
     pollLateness: null,
-    eventLoopDelay: w.eld,
     counters: { fires: checks },
     notRunningAtEnd: notRunning,
   };
@@ -484,25 +498,11 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
     phase: 'b',
     label: `B: weir jobMachine in Running (checkpoint ${CHECKPOINT_INTERVAL_MS / 1000} s, heartbeat ${HEARTBEAT_EVERY_MS / 1000} s)`,
     jobs: n,
-    windowMs: w.windowMs,
-    windowMonoUs: w.monoUs,
-    loadAvg: { before: loadBefore, after: os.loadavg()[0] ?? NaN },
-    setupMs,
-    warmupMs,
-    cpuPct: ((w.user + w.system) / w.windowMs) * 100,
-    cpuUserPct: (w.user / w.windowMs) * 100,
-    cpuSystemPct: (w.system / w.windowMs) * 100,
-    rssMiB: mem.rssMiB,
-    rssBeforeMiB: rssBefore,
-    heapUsedMiB: mem.heapUsedMiB,
-    heapUsedAfterGcMiB: mem.heapUsedAfterGcMiB,
+    ...windowFields(w, mem, { rssBefore, loadBefore, setupMs, warmupMs }, events),
     checks: counters.polls,
     checksPerSec: counters.polls / secs,
-    eventsPerSec: events / secs,
-    cpuUsPerEvent: events ? ((w.user + w.system) * 1000) / events : NaN,
     lateness: checkpointLateness.stats(),
     pollLateness: pollLateness.stats(),
-    eventLoopDelay: w.eld,
     counters,
     notRunningAtEnd,
   };

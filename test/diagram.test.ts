@@ -1,25 +1,10 @@
 import { readFileSync } from 'node:fs';
 import type { AnyStateNode } from 'xstate';
 import { describe, expect, it } from 'vitest';
-import { jobMachine } from '../machines/job/machine.js';
+import { JOB_STATES, jobMachine } from '../machines/index.js';
 import { LIFECYCLE_DOC, renderLifecycleDiagram } from '../scripts/diagram.js';
 
-const TOP_LEVEL_STATES = [
-  'Created',
-  'Compiling',
-  'Scheduling',
-  'Running',
-  'Rescaling',
-  'CheckpointStopping',
-  'Recovering',
-  'Restarting',
-  'Stopping',
-  'Stopped',
-  'Finishing',
-  'Finished',
-  'Failing',
-  'Failed',
-];
+const TOP_LEVEL_STATES = JOB_STATES;
 
 /** How many transitions a config value declares: none, one (string or object) or an array of them. */
 function countOf(value: unknown): number {
