@@ -243,6 +243,24 @@ describe('Running', () => {
     expect(d.context.warning?.message).toMatch(/TTL/);
   });
 
+  test('a TTL set, changed or removed while running applies live', async () => {
+    const d = await running({ policy: { heartbeatTimeoutMs: 0 } });
+    await d.advance(10_000);
+    d.update({ ttlMs: 60_000 });
+    expect(d.state).toBe('Running');
+    await d.advance(40_000);
+    d.update({ ttlMs: 120_000 });
+    await d.advance(60_000);
+    expect(d.state).toBe('Running');
+    d.update({ ttlMs: null });
+    await d.advance(600_000);
+    expect(d.state).toBe('Running');
+    d.update({ ttlMs: 30_000 });
+    expect(d.matches('Stopping.immediate')).toBe(false);
+    await d.advance(1);
+    expect(d.matches('Stopping.immediate')).toBe(true);
+  });
+
   test('a source finishing → Finishing → Finished once all tasks finished', async () => {
     const d = await running();
     d.sendCurrent({ type: 'source.finished' });
