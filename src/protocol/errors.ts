@@ -1,0 +1,50 @@
+import { z } from 'zod';
+
+/**
+ * Every error code a weir reply can carry.
+ * - Decoding (any receiver): `too_large`, `bad_json`, `unsupported_version`, `bad_schema`.
+ * - Semantics (controller and workers): the rest.
+ */
+export const ERROR_CODES = [
+  'too_large',
+  'bad_json',
+  'unsupported_version',
+  'bad_schema',
+  'invalid_pipeline',
+  'unknown_job',
+  'unknown_worker',
+  'stale_generation',
+  'conflict',
+  'not_terminal',
+  'unavailable',
+  'internal',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** The codes `decode` itself produces. */
+export const DECODE_ERROR_CODES = ['too_large', 'bad_json', 'unsupported_version', 'bad_schema'] as const satisfies readonly ErrorCode[];
+export type DecodeErrorCode = (typeof DECODE_ERROR_CODES)[number];
+
+export const errorCodeSchema = z.enum(ERROR_CODES);
+
+export interface ProtocolError<C extends ErrorCode = ErrorCode> {
+  code: C;
+  message: string;
+}
+
+/**
+ * The reply to a request that failed. It is the one shape without `v`: a peer that cannot read our
+ * version must still be able to say so.
+ */
+export const errorReplySchema = z.strictObject({
+  error: z.strictObject({ code: errorCodeSchema, message: z.string() }),
+});
+export type ErrorReply = z.infer<typeof errorReplySchema>;
+
+export function errorReply(code: ErrorCode, message: string): ErrorReply {
+  return { error: { code, message } };
+}
+
+export function isErrorReply(value: unknown): value is ErrorReply {
+  return errorReplySchema.safeParse(value).success;
+}

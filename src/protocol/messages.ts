@@ -1,0 +1,381 @@
+/**
+ * Every message of weir, by who sends it. Wire names are snake_case (the HTTP API accepts the same
+ * JSON); times are µs since the Unix epoch; every message has `v: 1` except the error reply.
+ * Graph nodes are named `node_id` everywhere (`operator` is the operator's name).
+ */
+import { z } from 'zod';
+import { JOB_STATES, STOP_MODES } from '../../machines/job/types.js';
+import { errorReplySchema } from './errors.js';
+import { graphSchema, pipelineSchema } from './pipeline.js';
+import {
+  MAX_LIST_LIMIT,
+  checkpointIntervalSchema,
+  countSchema,
+  errorDomainSchema,
+  errorTextSchema,
+  idSchema,
+  jsonObjectSchema,
+  jsonValueSchema,
+  microsSchema,
+  operatorNameSchema,
+  parallelismSchema,
+  retryHintSchema,
+  ttlSchema,
+  versionField as v,
+} from './primitives.js';
+
+export const jobStateSchema = z.enum(JOB_STATES);
+export const stopModeSchema = z.enum(STOP_MODES);
+export const restartModeSchema = z.enum(['safe', 'force']);
+export const stopKindSchema = z.enum(['graceful', 'immediate', 'kill']);
+
+/** KV revision of the job's record; `expected_revision` compares against it. */
+const revision = z.int().nonnegative();
+
+export const failureSchema = z.strictObject({
+  message: errorTextSchema,
+  domain: errorDomainSchema,
+  hint: retryHintSchema,
+  at: microsSchema,
+});
+
+// ─── Client/API → controller (requests) ──────────────────────────────────────────────────────────
+
+/** Reply to create and config: the job and the revision of its record after the change. */
+export const jobRevisionReplySchema = z.strictObject({ v, job_id: idSchema, revision });
+
+/** Body of get and delete: the job is named by the subject. */
+export const jobRequestSchema = z.strictObject({ v });
+
+export const configUpdateSchema = z
+  .strictObject({
+    v,
+    stop: stopModeSchema.optional(),
+    /** `true` bumps the restart nonce. */
+    restart: z.boolean().optional(),
+    /** Alone, escalates a safe restart in progress to force. */
+    restart_mode: restartModeSchema.optional(),
+    /** With `restart: true`: the new run starts from no state (once). */
+    ignore_state: z.boolean().optional(),
+    /** Every node. Exclusive with `parallelism_overrides`. */
+    parallelism: parallelismSchema.optional(),
+    parallelism_overrides: z.record(idSchema, parallelismSchema).optional(),
+    checkpoint_interval_micros: checkpointIntervalSchema.optional(),
+    /** `null` removes the TTL. */
+    ttl_micros: ttlSchema.nullable().optional(),
+    /** Compare-and-set: fails with `conflict` unless the job's record is at this revision. */
+    expected_revision: revision.optional(),
+  })
+  .superRefine((update, ctx) => {
+    if (update.parallelism !== undefined && update.parallelism_overrides !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['parallelism_overrides'], message: 'cannot be combined with parallelism' });
+    }
+    if (update.ignore_state === true && update.restart !== true) {
+      ctx.addIssue({ code: 'custom', path: ['ignore_state'], message: 'needs restart: true' });
+    }
+    const { v: _v, expected_revision: _rev, ...changes } = update;
+    if (Object.values(changes).every((value) => value === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'nothing to change' });
+    }
+  });
+
+export const deleteJobReplySchema = z.strictObject({ v, job_id: idSchema });
+
+/** The desired config as the controller holds it. */
+export const jobConfigViewSchema = z.strictObject({
+  stop: stopModeSchema,
+  restart_nonce: countSchema,
+  restart_mode: restartModeSchema,
+  parallelism_overrides: z.record(idSchema, parallelismSchema),
+  /** 0: periodic checkpoints off. */
+  checkpoint_interval_micros: countSchema,
+  ttl_micros: ttlSchema.nullable(),
+});
+
+export const jobViewSchema = z.strictObject({
+  v,
+  job_id: idSchema,
+  name: z.string(),
+  revision,
+  graph: graphSchema,
+  config: jobConfigViewSchema,
+  state: jobStateSchema,
+  generation: countSchema,
+  restarts: countSchema,
+  failure: failureSchema.nullable(),
+  created_at: microsSchema,
+  start_time: microsSchema.nullable(),
+  finish_time: microsSchema.nullable(),
+});
+
+export const listJobsRequestSchema = z.strictObject({
+  v,
+  /** Cursor: the last job id of the previous page (newest first). */
+  starting_after: idSchema.optional(),
+  limit: z.int().min(1).max(MAX_LIST_LIMIT).optional(),
+});
+
+export const jobSummarySchema = z.strictObject({
+  job_id: idSchema,
+  name: z.string(),
+  state: jobStateSchema,
+  generation: countSchema,
+  created_at: microsSchema,
+});
+
+export const listJobsReplySchema = z.strictObject({ v, data: z.array(jobSummarySchema), has_more: z.boolean() });
+
+// ─── Worker → controller ─────────────────────────────────────────────────────────────────────────
+
+export const registerWorkerSchema = z.strictObject({
+  v,
+  worker_id: idSchema,
+  slots: z.int().min(1),
+  /** Operator names this worker can run. */
+  operators: z.array(operatorNameSchema),
+  hostname: z.string().max(255).optional(),
+  pid: z.int().positive().optional(),
+});
+
+export const registerWorkerReplySchema = z.strictObject({ v, heartbeat_interval_ms: z.int().positive() });
+
+export const subtaskMetricsSchema = z.strictObject({
+  node_id: idSchema,
+  subtask_index: countSchema,
+  /** Totals since the subtask started. */
+  records_in: countSchema,
+  records_out: countSchema,
+});
+
+export const heartbeatSchema = z.strictObject({
+  v,
+  worker_id: idSchema,
+  at: microsSchema,
+  /** Everything running here, so the controller can reconcile missed task events. */
+  jobs: z.array(z.strictObject({ job_id: idSchema, generation: countSchema, subtasks: z.array(subtaskMetricsSchema) })),
+});
+
+export const deregisterWorkerSchema = z.strictObject({ v, worker_id: idSchema, reason: z.string().max(1024).optional() });
+
+const subtaskRef = {
+  v,
+  job_id: idSchema,
+  generation: countSchema,
+  worker_id: idSchema,
+  node_id: idSchema,
+  subtask_index: countSchema,
+  at: microsSchema,
+};
+
+export const taskStartedSchema = z.strictObject({ ...subtaskRef, event: z.literal('started') });
+export const taskFinishedSchema = z.strictObject({ ...subtaskRef, event: z.literal('finished') });
+export const taskFailedSchema = z.strictObject({
+  ...subtaskRef,
+  event: z.literal('failed'),
+  domain: errorDomainSchema,
+  hint: retryHintSchema,
+  /** ≤ 64 KiB UTF-8; see `truncateErrorText`. */
+  reason: errorTextSchema,
+  details: errorTextSchema.optional(),
+});
+export const taskEventSchema = z.discriminatedUnion('event', [taskStartedSchema, taskFinishedSchema, taskFailedSchema]);
+
+export const CHECKPOINT_PROGRESS_EVENTS = [
+  'started_alignment',
+  'started_checkpointing',
+  'finished_operator_setup',
+  'finished_sync',
+  'finished_commit',
+] as const;
+
+export const checkpointProgressSchema = z.strictObject({
+  ...subtaskRef,
+  event: z.enum(CHECKPOINT_PROGRESS_EVENTS),
+  epoch: countSchema,
+});
+
+/** Two-phase-commit data: opaque base64 bytes or an opaque JSON object. */
+export const commitDataSchema = z.union([z.base64(), jsonObjectSchema]);
+
+export const checkpointCompletedSchema = z.strictObject({
+  ...subtaskRef,
+  event: z.literal('completed'),
+  epoch: countSchema,
+  bytes: countSchema,
+  start_time: microsSchema,
+  finish_time: microsSchema,
+  watermark: microsSchema.optional(),
+  table_metadata: jsonObjectSchema,
+  commit_data: commitDataSchema.optional(),
+});
+
+export const checkpointEventSchema = z.discriminatedUnion('event', [checkpointProgressSchema, checkpointCompletedSchema]);
+
+// ─── Controller → worker (requests, answered by an ack or an error reply) ───────────────────────
+
+export const ackSchema = z.strictObject({ v, ok: z.literal(true) });
+
+export const assignmentSchema = z.strictObject({
+  node_id: idSchema,
+  /** The subtask indexes of this node that this worker runs. */
+  subtasks: z.array(countSchema).min(1),
+});
+
+export const startExecutionSchema = z.strictObject({
+  v,
+  job_id: idSchema,
+  generation: countSchema,
+  program: z.strictObject({
+    /** Node parallelism already resolved (overrides applied). */
+    graph: graphSchema,
+    assignments: z.array(assignmentSchema).min(1),
+  }),
+  restore_epoch: countSchema.optional(),
+  start_epoch: countSchema,
+  min_epoch: countSchema,
+  /** 0: periodic checkpoints off. */
+  checkpoint_interval_micros: countSchema,
+});
+
+export const stopExecutionSchema = z.strictObject({ v, job_id: idSchema, generation: countSchema, mode: stopKindSchema });
+
+export const checkpointRequestSchema = z.strictObject({
+  v,
+  job_id: idSchema,
+  generation: countSchema,
+  epoch: z.int().min(1),
+  min_epoch: countSchema,
+  then_stop: z.boolean(),
+  timestamp: microsSchema,
+});
+
+export const commitRequestSchema = z.strictObject({
+  v,
+  job_id: idSchema,
+  generation: countSchema,
+  epoch: z.int().min(1),
+  commits: z.array(z.strictObject({ node_id: idSchema, subtask_index: countSchema, commit_data: commitDataSchema })),
+});
+
+// ─── Controller → anyone (publish) ───────────────────────────────────────────────────────────────
+
+export const jobStateEventSchema = z.strictObject({
+  v,
+  job_id: idSchema,
+  state: jobStateSchema,
+  previous: jobStateSchema.nullable(),
+  generation: countSchema,
+  restarts: countSchema,
+  failure: failureSchema.optional(),
+  at: microsSchema,
+  /** Per job, +1 on every transition: a follower sees a gap as a jump. */
+  seq: z.int().min(1),
+});
+
+export const previewOutputSchema = z.strictObject({
+  v,
+  job_id: idSchema,
+  generation: countSchema,
+  node_id: idSchema,
+  subtask_index: countSchema,
+  rows: z.array(jsonValueSchema),
+  /** The last batch of this subtask. */
+  done: z.boolean().optional(),
+});
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+
+/** Entries of the `WEIR_JOB_LOG` stream (JetStream publish by the controller). */
+export const jobLogEntrySchema = z.strictObject({
+  v,
+  job_id: idSchema,
+  at: microsSchema,
+  level: z.enum(LOG_LEVELS),
+  message: z.string().max(1024),
+  details: errorTextSchema.optional(),
+  generation: countSchema.optional(),
+  node_id: idSchema.optional(),
+  subtask_index: countSchema.optional(),
+  domain: errorDomainSchema.optional(),
+  hint: retryHintSchema.optional(),
+});
+
+// ─── Data plane (worker → worker) ────────────────────────────────────────────────────────────────
+
+export const recordSchema = z.strictObject({
+  /** Partitioning key of shuffle edges. */
+  key: z.string().optional(),
+  value: jsonValueSchema,
+  /** Event time, µs. */
+  ts: z.int(),
+});
+
+/** `from_subtask`: the sending subtask, so a receiver aligns barriers per input channel. */
+export const recordBatchSchema = z.strictObject({ v, kind: z.literal('records'), from_subtask: countSchema, records: z.array(recordSchema).min(1) });
+export const barrierSchema = z.strictObject({ v, kind: z.literal('barrier'), from_subtask: countSchema, epoch: z.int().min(1), then_stop: z.boolean() });
+export const endOfStreamSchema = z.strictObject({ v, kind: z.literal('end'), from_subtask: countSchema });
+export const dataMessageSchema = z.discriminatedUnion('kind', [recordBatchSchema, barrierSchema, endOfStreamSchema]);
+
+// ─── Types ───────────────────────────────────────────────────────────────────────────────────────
+
+export type JobFailureView = z.infer<typeof failureSchema>;
+export type JobRevisionReply = z.infer<typeof jobRevisionReplySchema>;
+export type JobRequest = z.infer<typeof jobRequestSchema>;
+export type ConfigUpdate = z.infer<typeof configUpdateSchema>;
+export type DeleteJobReply = z.infer<typeof deleteJobReplySchema>;
+export type JobConfigView = z.infer<typeof jobConfigViewSchema>;
+export type JobView = z.infer<typeof jobViewSchema>;
+export type ListJobsRequest = z.infer<typeof listJobsRequestSchema>;
+export type JobSummary = z.infer<typeof jobSummarySchema>;
+export type ListJobsReply = z.infer<typeof listJobsReplySchema>;
+export type RegisterWorker = z.infer<typeof registerWorkerSchema>;
+export type RegisterWorkerReply = z.infer<typeof registerWorkerReplySchema>;
+export type SubtaskMetrics = z.infer<typeof subtaskMetricsSchema>;
+export type Heartbeat = z.infer<typeof heartbeatSchema>;
+export type DeregisterWorker = z.infer<typeof deregisterWorkerSchema>;
+export type TaskEvent = z.infer<typeof taskEventSchema>;
+export type TaskFailed = z.infer<typeof taskFailedSchema>;
+export type CheckpointProgressEvent = z.infer<typeof checkpointProgressSchema>;
+export type CheckpointCompleted = z.infer<typeof checkpointCompletedSchema>;
+export type CheckpointEvent = z.infer<typeof checkpointEventSchema>;
+export type CommitData = z.infer<typeof commitDataSchema>;
+export type Ack = z.infer<typeof ackSchema>;
+export type Assignment = z.infer<typeof assignmentSchema>;
+export type StartExecution = z.infer<typeof startExecutionSchema>;
+export type StopExecution = z.infer<typeof stopExecutionSchema>;
+export type CheckpointRequest = z.infer<typeof checkpointRequestSchema>;
+export type CommitRequest = z.infer<typeof commitRequestSchema>;
+export type JobStateEvent = z.infer<typeof jobStateEventSchema>;
+export type PreviewOutput = z.infer<typeof previewOutputSchema>;
+export type JobLogEntry = z.infer<typeof jobLogEntrySchema>;
+export type DataRecord = z.infer<typeof recordSchema>;
+export type DataMessage = z.infer<typeof dataMessageSchema>;
+
+/** Every schema by its exported name: `SUBJECTS` refers to payloads and replies by these names. */
+export const SCHEMAS = {
+  pipelineSchema,
+  jobRevisionReplySchema,
+  jobRequestSchema,
+  configUpdateSchema,
+  deleteJobReplySchema,
+  jobViewSchema,
+  listJobsRequestSchema,
+  listJobsReplySchema,
+  registerWorkerSchema,
+  registerWorkerReplySchema,
+  heartbeatSchema,
+  deregisterWorkerSchema,
+  taskEventSchema,
+  checkpointEventSchema,
+  ackSchema,
+  startExecutionSchema,
+  stopExecutionSchema,
+  checkpointRequestSchema,
+  commitRequestSchema,
+  jobStateEventSchema,
+  previewOutputSchema,
+  jobLogEntrySchema,
+  dataMessageSchema,
+  errorReplySchema,
+} as const;
+export type SchemaName = keyof typeof SCHEMAS;

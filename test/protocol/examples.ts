@@ -1,0 +1,113 @@
+/** One valid example of every schema in SCHEMAS (as sent on the wire), shared by the protocol tests. */
+import type { PipelineInput, SchemaName } from '../../src/protocol/index.js';
+
+export const pipeline = {
+  v: 1,
+  name: 'clicks per minute',
+  graph: {
+    nodes: [
+      { id: 'clicks', operator: 'source', parallelism: 2, config: { topic: 'clicks' } },
+      { id: 'by_user', operator: 'count', parallelism: 2, config: {} },
+      { id: 'out', operator: 'sink', parallelism: 1, config: {} },
+    ],
+    edges: [
+      { from: 'clicks', to: 'by_user', kind: 'forward' },
+      { from: 'by_user', to: 'out', kind: 'shuffle' },
+    ],
+  },
+  checkpoint_interval_micros: 10_000_000,
+} satisfies PipelineInput;
+
+const subtask = { v: 1, job_id: 'job-1', generation: 3, worker_id: 'w-1', node_id: 'by_user', subtask_index: 1, at: 1_754_000_000_000_000 };
+
+export const EXAMPLES: Record<SchemaName, unknown> = {
+  pipelineSchema: pipeline,
+  jobRevisionReplySchema: { v: 1, job_id: 'job-1', revision: 7 },
+  jobRequestSchema: { v: 1 },
+  configUpdateSchema: { v: 1, stop: 'checkpoint', parallelism_overrides: { by_user: 4 }, ttl_micros: null, expected_revision: 7 },
+  deleteJobReplySchema: { v: 1, job_id: 'job-1' },
+  jobViewSchema: {
+    v: 1,
+    job_id: 'job-1',
+    name: 'clicks per minute',
+    revision: 7,
+    graph: pipeline.graph,
+    config: {
+      stop: 'none',
+      restart_nonce: 0,
+      restart_mode: 'safe',
+      parallelism_overrides: {},
+      checkpoint_interval_micros: 10_000_000,
+      ttl_micros: null,
+    },
+    state: 'Failed',
+    generation: 3,
+    restarts: 2,
+    failure: { message: 'boom', domain: 'user', hint: 'no_retry', at: 1_754_000_000_000_000 },
+    created_at: 1_753_000_000_000_000,
+    start_time: 1_753_000_000_000_000,
+    finish_time: null,
+  },
+  listJobsRequestSchema: { v: 1, starting_after: 'job-1', limit: 10 },
+  listJobsReplySchema: {
+    v: 1,
+    data: [{ job_id: 'job-0', name: 'n', state: 'Running', generation: 1, created_at: 1 }],
+    has_more: false,
+  },
+  registerWorkerSchema: { v: 1, worker_id: 'w-1', slots: 4, operators: ['source', 'count', 'sink'], hostname: 'h1', pid: 4242 },
+  registerWorkerReplySchema: { v: 1, heartbeat_interval_ms: 5_000 },
+  heartbeatSchema: {
+    v: 1,
+    worker_id: 'w-1',
+    at: 1,
+    jobs: [{ job_id: 'job-1', generation: 3, subtasks: [{ node_id: 'by_user', subtask_index: 1, records_in: 10, records_out: 2 }] }],
+  },
+  deregisterWorkerSchema: { v: 1, worker_id: 'w-1', reason: 'SIGTERM' },
+  taskEventSchema: { ...subtask, event: 'failed', domain: 'external', hint: 'with_backoff', reason: 'connection reset', details: 'at …' },
+  checkpointEventSchema: {
+    ...subtask,
+    event: 'completed',
+    epoch: 5,
+    bytes: 1024,
+    start_time: 1,
+    finish_time: 2,
+    watermark: 1,
+    table_metadata: { counts: { files: ['a'] } },
+    commit_data: 'AAEC',
+  },
+  ackSchema: { v: 1, ok: true },
+  startExecutionSchema: {
+    v: 1,
+    job_id: 'job-1',
+    generation: 3,
+    program: { graph: pipeline.graph, assignments: [{ node_id: 'clicks', subtasks: [0, 1] }] },
+    restore_epoch: 4,
+    start_epoch: 4,
+    min_epoch: 1,
+    checkpoint_interval_micros: 10_000_000,
+  },
+  stopExecutionSchema: { v: 1, job_id: 'job-1', generation: 3, mode: 'graceful' },
+  checkpointRequestSchema: { v: 1, job_id: 'job-1', generation: 3, epoch: 5, min_epoch: 1, then_stop: false, timestamp: 1 },
+  commitRequestSchema: {
+    v: 1,
+    job_id: 'job-1',
+    generation: 3,
+    epoch: 5,
+    commits: [{ node_id: 'out', subtask_index: 0, commit_data: { files: ['x'] } }],
+  },
+  jobStateEventSchema: {
+    v: 1,
+    job_id: 'job-1',
+    state: 'Recovering',
+    previous: 'Running',
+    generation: 3,
+    restarts: 1,
+    failure: { message: 'worker lost', domain: 'internal', hint: 'with_backoff', at: 1 },
+    at: 1,
+    seq: 12,
+  },
+  previewOutputSchema: { v: 1, job_id: 'job-1', generation: 3, node_id: 'out', subtask_index: 0, rows: [{ user: 'a', n: 3 }], done: false },
+  jobLogEntrySchema: { v: 1, job_id: 'job-1', at: 1, level: 'error', message: 'task failed', details: 'boom', node_id: 'by_user', subtask_index: 1 },
+  dataMessageSchema: { v: 1, kind: 'records', from_subtask: 0, records: [{ key: 'u1', value: { n: 1 }, ts: 1 }, { value: null, ts: 2 }] },
+  errorReplySchema: { error: { code: 'unknown_job', message: 'no job "job-9"' } },
+};
