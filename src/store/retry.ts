@@ -1,0 +1,105 @@
+import { JetStreamApiError, JetStreamError } from '@nats-io/jetstream';
+import { errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { StoreUnavailableError } from './errors.js';
+
+export interface Timeouts {
+  /** Deadline of one NATS request (publish ack, direct get, API call). */
+  requestTimeoutMs: number;
+  /** Deadline of a whole store operation, retries included. */
+  operationTimeoutMs: number;
+}
+
+/** Raised by `withDeadline`; counts as transient so the retry loop decides what to do with it. */
+export class DeadlineError extends Error {
+  constructor(what: string, ms: number) {
+    super(`${what}: no answer within ${ms} ms`);
+    this.name = 'DeadlineError';
+  }
+}
+
+/** The absolute end of one store operation. */
+export class Deadline {
+  readonly at: number;
+  constructor(ms: number) {
+    this.at = Date.now() + ms;
+  }
+  remaining(): number {
+    return Math.max(0, this.at - Date.now());
+  }
+}
+
+/**
+ * Rejects with DeadlineError if `promise` has not settled within `ms`. The losing promise keeps running
+ * (nats.js requests cannot be cancelled) but its rejection is swallowed, so nothing is left unhandled.
+ */
+export async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  promise.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlineError(what, ms)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Errors that mean "NATS did not answer (yet)": worth retrying until the operation's deadline. */
+export function isTransient(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err instanceof DeadlineError) return true;
+  if (err instanceof natsErrors.TimeoutError || err instanceof natsErrors.RequestError) return true;
+  if (err instanceof natsErrors.ConnectionError) return true;
+  // No responders on a JetStream API subject: JetStream is (re)starting or the stream is being recovered.
+  if (err.name === 'JetStreamNotEnabled') return true;
+  // 503 "JetStream system temporarily unavailable", e.g. just after a restart or during a leader election.
+  if (err instanceof JetStreamApiError && err.status === 503) return true;
+  // A pull that lost its heartbeats or got a 503 status (consumer fetches while the server restarts).
+  if (err instanceof JetStreamError && err.message.includes('heartbeats missed')) return true;
+  if (err.name === 'JetStreamStatusError' && (err as { code?: number }).code === 503) return true;
+  return false;
+}
+
+function isClosed(err: unknown): boolean {
+  return err instanceof natsErrors.ClosedConnectionError || err instanceof natsErrors.DrainingConnectionError;
+}
+
+const BACKOFF_INITIAL_MS = 25;
+const BACKOFF_MAX_MS = 500;
+
+/**
+ * Runs `fn` until it succeeds, fails with a non-transient error, or the deadline passes; the last two
+ * surface as the error itself and as StoreUnavailableError. `fn` gets the time it may use for one request.
+ * Callers make `fn` safe to repeat (every write carries a Nats-Msg-Id, so a repeat is deduplicated).
+ */
+export async function retrying<T>(
+  nc: NatsConnection,
+  operation: string,
+  deadline: Deadline,
+  timeouts: Timeouts,
+  fn: (requestTimeoutMs: number) => Promise<T>,
+  /** Deadline of one attempt; defaults to one request's. Operations made of several requests pass more. */
+  attemptMs?: number,
+): Promise<T> {
+  let lastError: unknown;
+  for (let attempt = 0; ; attempt++) {
+    if (nc.isClosed()) throw new StoreUnavailableError(operation, { cause: lastError ?? new natsErrors.ClosedConnectionError() });
+    const remaining = deadline.remaining();
+    if (remaining <= 0) throw new StoreUnavailableError(operation, { cause: lastError ?? new DeadlineError(operation, 0) });
+    const requestTimeoutMs = Math.max(1, Math.min(timeouts.requestTimeoutMs, remaining));
+    try {
+      // A little slack over the request's own timeout so nats.js reports its own error first.
+      const attemptDeadline = Math.min(remaining, attemptMs ?? requestTimeoutMs + 250);
+      return await withDeadline(fn(requestTimeoutMs), attemptDeadline, operation);
+    } catch (err) {
+      if (isClosed(err)) throw new StoreUnavailableError(operation, { cause: err });
+      if (!isTransient(err)) throw err;
+      lastError = err;
+    }
+    const pause = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** attempt) * (0.5 + Math.random() / 2);
+    if (deadline.remaining() <= pause) throw new StoreUnavailableError(operation, { cause: lastError });
+    await sleep(pause);
+  }
+}
