@@ -1,0 +1,85 @@
+import { pino, type Logger } from 'pino';
+import { z } from 'zod';
+import type { DataRecord, JsonValue } from '../../protocol/index.js';
+import { defineOperator, type OperatorContext, type OperatorInstance } from './types.js';
+
+let defaultLogger: Logger | undefined;
+function fallbackLogger(): Logger {
+  return (defaultLogger ??= pino({ name: 'weir-worker', level: process.env['WEIR_LOG_LEVEL'] ?? 'info' }));
+}
+
+function restoredCount(restored: unknown): number {
+  const parsed = z.strictObject({ count: z.int().nonnegative() }).safeParse(restored);
+  return parsed.success ? parsed.data.count : 0;
+}
+
+/** Logs every record at debug; its state is the number of records seen. */
+class LogSink implements OperatorInstance {
+  private logger!: Logger;
+  count = 0;
+  open(ctx: OperatorContext): void {
+    this.logger = (ctx.logger ?? fallbackLogger()).child({ job: ctx.jobId, node: ctx.nodeId, subtask: ctx.subtaskIndex });
+    this.count = restoredCount(ctx.restored);
+  }
+  process(record: DataRecord): void {
+    this.count++;
+    this.logger.debug({ record }, 'record');
+  }
+  snapshot(): { count: number } {
+    return { count: this.count };
+  }
+  close(): void {}
+}
+
+export const log = defineOperator({
+  name: 'log',
+  kind: 'sink',
+  config: z.strictObject({}),
+  create: () => new LogSink(),
+});
+
+export const previewConfigSchema = z.strictObject({
+  /** Rows per output message. */
+  batch_size: z.int().min(1).max(1000).default(100),
+});
+export type PreviewConfig = z.infer<typeof previewConfigSchema>;
+
+/**
+ * Hands each record (as `{key?, value, ts}`) to `ctx.output` in batches; a batch is flushed when full,
+ * at every snapshot (so a checkpoint never holds rows back) and on close.
+ */
+class PreviewSink implements OperatorInstance {
+  private ctx!: OperatorContext;
+  private rows: JsonValue[] = [];
+  count = 0;
+  constructor(private readonly config: PreviewConfig) {}
+  open(ctx: OperatorContext): void {
+    this.ctx = ctx;
+    this.count = restoredCount(ctx.restored);
+  }
+  process(record: DataRecord): void {
+    this.count++;
+    this.rows.push(record.key === undefined ? { value: record.value, ts: record.ts } : { key: record.key, value: record.value, ts: record.ts });
+    if (this.rows.length >= this.config.batch_size) this.flush();
+  }
+  private flush(): void {
+    if (this.rows.length === 0) return;
+    const rows = this.rows;
+    this.rows = [];
+    this.ctx.output?.(rows);
+  }
+  snapshot(): { count: number } {
+    this.flush();
+    return { count: this.count };
+  }
+  close(): void {
+    this.flush();
+  }
+}
+
+export const preview = defineOperator({
+  name: 'preview',
+  kind: 'sink',
+  config: previewConfigSchema,
+  create: (config) => new PreviewSink(config),
+});
