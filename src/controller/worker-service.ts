@@ -1,0 +1,238 @@
+/**
+ * The NATS face of the worker registry: register, heartbeat and deregister requests from workers,
+ * and the periodic sweep that turns expired workers into `worker.lost` for their jobs.
+ *
+ * - Every message is decoded with the protocol schemas; bad input is answered with an error reply
+ *   (when the sender asked for one), logged at warn and counted per code, and changes nothing.
+ * - A handler never throws: an unexpected error is answered with `internal`.
+ * - Deregister is a publish in the protocol; a sender that uses a request gets an ack (or an error
+ *   reply). Deregistering an unknown worker is acknowledged: it is already gone.
+ */
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import {
+  MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  SUBJECTS,
+  decode,
+  deregisterWorkerSchema,
+  encode,
+  errorReply,
+  heartbeatSchema,
+  registerWorkerSchema,
+  type Ack,
+  type ErrorCode,
+  type RegisterWorkerReply,
+} from '../protocol/index.js';
+import type { JobGeneration, WorkerRegistry } from './registry.js';
+
+export const CONTROLLER_QUEUE = 'weir-controller';
+/** The reference's worker heartbeat cadence. */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
+export const DEFAULT_SWEEP_INTERVAL_MS = 1_000;
+
+export type LostReason = 'expired' | 'deregistered' | 're-registered';
+
+export interface WorkerServiceOptions {
+  log: Logger;
+  /** How often `registry.sweep()` runs. Default 1 s. */
+  sweepIntervalMs?: number;
+  /** Called once per (job, generation) a lost worker held. May be async; failures are logged. */
+  onLost?: (jobId: string, generation: number, workerId: string, reason: LostReason) => void | Promise<void>;
+  /** Told to workers in the register reply. Default 5 s. */
+  heartbeatIntervalMs?: number;
+  /** Largest accepted message. Default `MAX_MESSAGE_BYTES`. */
+  maxMessageBytes?: number;
+  /** Default `weir-controller`. */
+  queue?: string;
+}
+
+export type WorkerSubject = 'register' | 'heartbeat' | 'deregister';
+
+export interface WorkerServiceStats {
+  received: Record<WorkerSubject, number>;
+  /** Rejected messages by error code. */
+  rejected: Partial<Record<ErrorCode, number>>;
+  registered: number;
+  heartbeats: number;
+  deregistered: number;
+  /** Workers removed by the sweep. */
+  expired: number;
+  /** `onLost` calls, and how many of them failed. */
+  lostNotified: number;
+  onLostFailures: number;
+}
+
+export interface WorkerService {
+  stats(): WorkerServiceStats;
+  /** Resolves once the server has the subscriptions (a round trip on the connection). */
+  ready(): Promise<void>;
+  /** Runs one sweep now (the timer does this every `sweepIntervalMs`). */
+  sweep(): void;
+  /** Stops the sweep, drains the subscriptions and waits for pending `onLost` calls. Idempotent. */
+  stop(): Promise<void>;
+}
+
+class Rejected extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry, options: WorkerServiceOptions): WorkerService {
+  const log = options.log.child({ component: 'worker-service' });
+  const queue = options.queue ?? CONTROLLER_QUEUE;
+  const maxBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
+  const sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
+  const onLost = options.onLost;
+  const stats: WorkerServiceStats = {
+    received: { register: 0, heartbeat: 0, deregister: 0 },
+    rejected: {},
+    registered: 0,
+    heartbeats: 0,
+    deregistered: 0,
+    expired: 0,
+    lostNotified: 0,
+    onLostFailures: 0,
+  };
+  const pending = new Set<Promise<void>>();
+  let stopping: Promise<void> | undefined;
+
+  function body<S extends z.ZodType>(schema: S, msg: Msg): z.output<S> {
+    const result = decode(schema, msg.data, { maxBytes });
+    if (!result.ok) throw new Rejected(result.error.code, result.error.message);
+    return result.value;
+  }
+
+  /** The `<worker>` token of `weir.ctl.workers.<worker>.<verb>` must name the body's worker. */
+  function checkSubjectWorker(msg: Msg, workerId: string): void {
+    const token = msg.subject.split('.')[3];
+    if (token !== workerId) {
+      throw new Rejected('bad_schema', `worker_id: "${workerId}" does not match the subject's worker "${token ?? ''}"`);
+    }
+  }
+
+  function notifyLost(workerId: string, jobs: readonly JobGeneration[], reason: LostReason): void {
+    if (onLost === undefined) return;
+    for (const { jobId, generation } of jobs) {
+      stats.lostNotified++;
+      const call = Promise.resolve()
+        .then(() => onLost(jobId, generation, workerId, reason))
+        .catch((err: unknown) => {
+          stats.onLostFailures++;
+          log.error({ err, jobId, generation, workerId, reason }, 'onLost failed');
+        })
+        .finally(() => pending.delete(call));
+      pending.add(call);
+    }
+  }
+
+  function respond(msg: Msg, reply: unknown): void {
+    if (msg.reply === undefined || msg.reply === '') return;
+    try {
+      msg.respond(encode(reply));
+    } catch (err) {
+      log.warn({ err, subject: msg.subject }, 'could not send a reply');
+    }
+  }
+
+  function handle(kind: WorkerSubject, msg: Msg, work: () => unknown): void {
+    stats.received[kind]++;
+    try {
+      respond(msg, work());
+    } catch (err) {
+      const rejected = err instanceof Rejected ? err : new Rejected('internal', `internal error: ${err instanceof Error ? err.message : String(err)}`);
+      stats.rejected[rejected.code] = (stats.rejected[rejected.code] ?? 0) + 1;
+      const fields = { subject: msg.subject, code: rejected.code, reason: rejected.message, bytes: msg.data.byteLength };
+      if (rejected.code === 'internal') log.error({ ...fields, err }, 'worker message failed');
+      else log.warn(fields, 'rejected worker message');
+      respond(msg, errorReply(rejected.code, rejected.message));
+    }
+  }
+
+  const onRegister = (msg: Msg): unknown => {
+    const info = body(registerWorkerSchema, msg);
+    const { v: _v, ...worker } = info;
+    const { replaced, lost } = registry.register(worker);
+    stats.registered++;
+    log.info({ workerId: worker.worker_id, slots: worker.slots, replaced, lostJobs: lost.length }, 'worker registered');
+    notifyLost(worker.worker_id, lost, 're-registered');
+    return { v: PROTOCOL_VERSION, heartbeat_interval_ms: heartbeatIntervalMs } satisfies RegisterWorkerReply;
+  };
+
+  const onHeartbeat = (msg: Msg): unknown => {
+    const beat = body(heartbeatSchema, msg);
+    checkSubjectWorker(msg, beat.worker_id);
+    if (registry.heartbeat(beat.worker_id, beat) === 'unknown_worker') {
+      throw new Rejected('unknown_worker', `unknown worker "${beat.worker_id}"; register again`);
+    }
+    stats.heartbeats++;
+    return { v: PROTOCOL_VERSION, ok: true } satisfies Ack;
+  };
+
+  const onDeregister = (msg: Msg): unknown => {
+    const bye = body(deregisterWorkerSchema, msg);
+    checkSubjectWorker(msg, bye.worker_id);
+    const known = registry.get(bye.worker_id) !== undefined;
+    const lost = registry.deregister(bye.worker_id);
+    if (known) {
+      stats.deregistered++;
+      log.info({ workerId: bye.worker_id, reason: bye.reason, lostJobs: lost.length }, 'worker deregistered');
+    }
+    notifyLost(bye.worker_id, lost, 'deregistered');
+    return { v: PROTOCOL_VERSION, ok: true } satisfies Ack;
+  };
+
+  const subscribe = (subject: string, kind: WorkerSubject, work: (msg: Msg) => unknown): Subscription =>
+    nc.subscribe(subject, {
+      queue,
+      callback: (err, msg) => {
+        if (err !== null) {
+          log.error({ err, subject }, 'worker subscription failed');
+          return;
+        }
+        handle(kind, msg, () => work(msg));
+      },
+    });
+
+  const subscriptions = [
+    subscribe(SUBJECTS.workerRegister.wildcard, 'register', onRegister),
+    subscribe(SUBJECTS.workerHeartbeat.wildcard, 'heartbeat', onHeartbeat),
+    subscribe(SUBJECTS.workerDeregister.wildcard, 'deregister', onDeregister),
+  ];
+
+  function sweep(): void {
+    try {
+      for (const lost of registry.sweep()) {
+        stats.expired++;
+        log.warn({ workerId: lost.workerId, lastSeenAt: lost.lastSeenAt, lostJobs: lost.jobs.length }, 'worker expired');
+        notifyLost(lost.workerId, lost.jobs, 'expired');
+      }
+    } catch (err) {
+      log.error({ err }, 'worker sweep failed');
+    }
+  }
+
+  const timer = setInterval(sweep, sweepIntervalMs);
+  timer.unref();
+
+  return {
+    stats: () => structuredClone(stats),
+    ready: () => nc.flush(),
+    sweep,
+    stop() {
+      stopping ??= (async () => {
+        clearInterval(timer);
+        const drained = await Promise.allSettled(subscriptions.map((sub) => sub.drain()));
+        for (const result of drained) if (result.status === 'rejected') log.warn({ err: result.reason as unknown }, 'drain failed');
+        while (pending.size > 0) await Promise.allSettled([...pending]);
+      })();
+      return stopping;
+    },
+  };
+}
