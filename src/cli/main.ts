@@ -1,4 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { connect, credsAuthenticator, type NodeConnectionOptions } from '@nats-io/transport-node';
+import { pino } from 'pino';
+import { startWorker } from '../worker/process.js';
 
 const USAGE = `weir: a NATS-native control plane for streaming jobs
 
@@ -7,8 +12,13 @@ Usage: weir <command> [options]
 Commands:
   version        print the version
   help           print this text
+  worker         run a worker until SIGTERM/SIGINT:
+                   --slots N     task slots (required)
+                   --id ID       worker id (default: <hostname>-<pid>-<random>)
+                   --nats URL    NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
+                 credentials from NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS (a .creds file)
 
-The controller, workers and job commands arrive with the controller (see README.md).`;
+The controller and job commands arrive with the controller (see README.md).`;
 
 /** The same module runs from src/ (tsx) and from dist/src/ (the bin), so look upwards for package.json. */
 function version(): string {
@@ -21,7 +31,70 @@ function version(): string {
 
 /** Runs one CLI invocation and returns the process exit code. */
 export function main(argv: readonly string[], out: (line: string) => void = console.log): Promise<number> {
+  if (argv[0] === 'worker') return worker(argv.slice(1), out);
   return Promise.resolve(run(argv, out));
+}
+
+/** NATS connection options from the URL and the NATS_* environment variables. */
+export function natsOptions(url: string, env: NodeJS.ProcessEnv = process.env): NodeConnectionOptions {
+  const options: NodeConnectionOptions = { servers: url, maxReconnectAttempts: -1, waitOnFirstConnect: true };
+  if (env['NATS_CREDS']) options.authenticator = credsAuthenticator(readFileSync(env['NATS_CREDS']));
+  if (env['NATS_USER']) {
+    options.user = env['NATS_USER'];
+    options.pass = env['NATS_PASSWORD'] ?? '';
+  }
+  if (env['NATS_TOKEN']) options.token = env['NATS_TOKEN'];
+  return options;
+}
+
+async function worker(args: readonly string[], out: (line: string) => void): Promise<number> {
+  let slots: number;
+  let id: string | undefined;
+  let url: string;
+  try {
+    const { values } = parseArgs({
+      args: [...args],
+      options: { slots: { type: 'string' }, id: { type: 'string' }, nats: { type: 'string' } },
+      strict: true,
+      allowPositionals: false,
+    });
+    slots = Number(values.slots);
+    if (values.slots === undefined || !Number.isSafeInteger(slots) || slots < 1) throw new Error('--slots N (a positive integer) is required');
+    id = values.id;
+    url = values.nats ?? process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222';
+  } catch (err) {
+    out(`weir worker: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+    return 2;
+  }
+  const log = pino({ name: 'weir-worker', level: process.env['WEIR_LOG_LEVEL'] ?? 'info' });
+  let nc;
+  try {
+    nc = await connect({ ...natsOptions(url), name: `weir-worker${id === undefined ? '' : `-${id}`}` });
+  } catch (err) {
+    log.error({ err, url }, 'cannot connect to NATS');
+    return 1;
+  }
+  let signalled = false;
+  let handle;
+  try {
+    handle = startWorker(nc, { slots, log, ...(id === undefined ? {} : { workerId: id }) });
+  } catch (err) {
+    log.error({ err }, 'cannot start the worker');
+    await nc.close();
+    return 1;
+  }
+  const w = handle;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signalled = true;
+    log.info({ signal }, 'signal received: draining');
+    void w.stop('immediate');
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  await w.closed;
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  return signalled ? 0 : 1;
 }
 
 function run(argv: readonly string[], out: (line: string) => void): number {
@@ -40,4 +113,10 @@ function run(argv: readonly string[], out: (line: string) => void): number {
       out(`weir: unknown command "${command}"\n\n${USAGE}`);
       return 2;
   }
+}
+
+/** Run directly (`node --import tsx src/cli/main.ts …`); `bin/weir.js` calls `main` itself. */
+const entry = process.argv[1];
+if (entry !== undefined && existsSync(entry) && import.meta.url === pathToFileURL(realpathSync(entry)).href) {
+  process.exitCode = await main(process.argv.slice(2));
 }

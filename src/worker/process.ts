@@ -1,0 +1,603 @@
+/**
+ * The worker process: registers with the controller, heartbeats what it runs, serves the
+ * controller's start / stop / checkpoint / commit requests and runs the subtasks it is assigned with
+ * the data plane (`SubtaskRunner`).
+ *
+ * - Every request is decoded with the protocol schemas and the size limit; bad input gets an error
+ *   reply, is logged at warn, counted per code, and changes nothing. A handler never throws.
+ * - Requests about one job are handled one at a time, in arrival order.
+ * - Generations fence: a request for a generation older than the newest one seen for the job gets
+ *   `stale_generation`; a start for a newer generation first stops the old one's runners at once.
+ * - Task and checkpoint events are validated against their schemas and published. Core NATS drops
+ *   publishes while disconnected (docs/design-notes.md): if an event cannot be confirmed with a
+ *   flush, the generation is stopped here, so it vanishes from the heartbeat and the controller
+ *   recovers the job.
+ * - The start message carries `restore_epoch` but no state: without a `restoreState` hook the
+ *   runners start from empty state (logged at warn).
+ */
+import { hostname as osHostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import {
+  MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  checkpointEventSchema,
+  checkpointRequestSchema,
+  commitRequestSchema,
+  decode,
+  decodeReply,
+  deregisterWorkerSchema,
+  encode,
+  errorReply,
+  heartbeatSchema,
+  ackSchema,
+  isValidId,
+  registerWorkerReplySchema,
+  registerWorkerSchema,
+  startExecutionSchema,
+  stopExecutionSchema,
+  subjects,
+  taskEventSchema,
+  type Ack,
+  type CheckpointEvent,
+  type ErrorCode,
+  type Heartbeat,
+  type StartExecution,
+  type TaskEvent,
+} from '../protocol/index.js';
+import { natsTransport, type DataTransport } from './dataplane/transport.js';
+import { SubtaskRunner, type RunnerOptions } from './dataplane/runner.js';
+import { subtaskKey, subtaskSpecs } from './dataplane/graph.js';
+import { OPERATORS, type OperatorFactory } from './operators/index.js';
+
+export const DEFAULT_WORKER_HEARTBEAT_INTERVAL_MS = 5_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 2_000;
+export const DEFAULT_START_TIMEOUT_MS = 10_000;
+export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
+const REGISTER_BACKOFF_MIN_MS = 100;
+const REGISTER_BACKOFF_MAX_MS = 5_000;
+
+export type WorkerStopMode = 'graceful' | 'immediate';
+export type WorkerRequestKind = 'start' | 'stop' | 'checkpoint' | 'commit';
+
+export interface WorkerOptions {
+  /** Default: `<hostname>-<pid>-<random>`, cut to a valid id. */
+  workerId?: string;
+  slots: number;
+  /** Operators this worker can run (their names are sent at registration). Default `OPERATORS`. */
+  operators?: ReadonlyMap<string, OperatorFactory<unknown>>;
+  /** Used until the controller's register reply names its own interval. Default 5 s. */
+  heartbeatIntervalMs?: number;
+  log: Logger;
+  /** Deadline of each register / heartbeat request. Default 2 s. */
+  requestTimeoutMs?: number;
+  /** Deadline for a start's runners to be running. Default 10 s. */
+  startTimeoutMs?: number;
+  /** Deadline of a graceful `stop()` of the worker. Default 10 s. */
+  stopTimeoutMs?: number;
+  /** Largest accepted request. Default `MAX_MESSAGE_BYTES`. */
+  maxMessageBytes?: number;
+  /** Snapshots by `node/subtask` for a start that carries `restore_epoch`. Without it, state starts empty. */
+  restoreState?: (jobId: string, generation: number, epoch: number) => Promise<ReadonlyMap<string, unknown>>;
+  /** Passed to every `SubtaskRunner` (the operator registry is always `operators`). */
+  runner?: Omit<RunnerOptions, 'registry' | 'logger'>;
+}
+
+export interface WorkerStats {
+  received: Record<WorkerRequestKind, number>;
+  /** Rejected requests by error code. */
+  rejected: Partial<Record<ErrorCode, number>>;
+  registrations: number;
+  heartbeats: number;
+  heartbeatFailures: number;
+  /** Task and checkpoint events published, and those that could not be confirmed. */
+  eventsPublished: number;
+  eventsLost: number;
+}
+
+export interface WorkerHandle {
+  readonly workerId: string;
+  /** Deregisters, stops every runner (immediately unless `graceful`), drains the connection. Idempotent. */
+  stop(mode?: WorkerStopMode): Promise<void>;
+  /** Resolves once the worker has stopped: after `stop()`, or when the connection closed on its own. */
+  readonly closed: Promise<void>;
+  stats(): WorkerStats;
+  /** Whether the controller currently knows this worker (last register/heartbeat answered ok). */
+  registered(): boolean;
+  /** Job id → generation of what runs here now. */
+  running(): Map<string, number>;
+}
+
+class Rejected extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface JobRun {
+  jobId: string;
+  generation: number;
+  runners: SubtaskRunner[];
+  transport: DataTransport & { close(): void };
+  /** Slots it takes here: distinct subtask indexes (slot k hosts subtask k of every node). */
+  slots: number;
+  /** Set when the controller stopped it (or it was fenced): its runners' events are not reported. */
+  silenced: boolean;
+  lastEpoch: number;
+}
+
+const nowUs = () => Date.now() * 1000;
+
+export function defaultWorkerId(): string {
+  const host = osHostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40) || 'worker';
+  return `${host}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`.slice(0, 64);
+}
+
+export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerHandle {
+  const workerId = options.workerId ?? defaultWorkerId();
+  if (!isValidId(workerId)) throw new RangeError(`invalid worker id ${JSON.stringify(workerId)}: expected 1–64 of A-Z a-z 0-9 _ -`);
+  if (!Number.isSafeInteger(options.slots) || options.slots < 1) throw new RangeError(`slots must be a positive integer, got ${options.slots}`);
+  const log = options.log.child({ component: 'worker', workerId });
+  const operators = options.operators ?? OPERATORS;
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  const stopTimeoutMs = options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+  const maxBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+  let heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_WORKER_HEARTBEAT_INTERVAL_MS;
+
+  const stats: WorkerStats = {
+    received: { start: 0, stop: 0, checkpoint: 0, commit: 0 },
+    rejected: {},
+    registrations: 0,
+    heartbeats: 0,
+    heartbeatFailures: 0,
+    eventsPublished: 0,
+    eventsLost: 0,
+  };
+  const runs = new Map<string, JobRun>();
+  /** Newest generation seen per job (kept after the run ends, so older requests stay fenced). */
+  const newest = new Map<string, number>();
+  /** Per-job chain: requests about one job run one after the other. */
+  const queues = new Map<string, Promise<void>>();
+  const abort = new AbortController();
+  let isRegistered = false;
+  let stopping: Promise<void> | undefined;
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+
+  // ─── Events ──────────────────────────────────────────────────────────────────────────────────
+
+  function publishEvent(run: JobRun, subject: string, schema: z.ZodType, event: TaskEvent | CheckpointEvent): void {
+    if (run.silenced) return;
+    const checked = schema.safeParse(event);
+    if (!checked.success) {
+      log.error({ subject, issues: checked.error.issues }, 'refusing to publish an invalid event');
+      return;
+    }
+    try {
+      if (nc.isClosed()) throw new Error('connection closed');
+      nc.publish(subject, encode(event));
+      stats.eventsPublished++;
+    } catch (err) {
+      eventLost(run, err);
+      return;
+    }
+    // A publish made while disconnected is dropped silently; a flush that fails says so.
+    nc.flush().catch((err: unknown) => eventLost(run, err));
+  }
+
+  function eventLost(run: JobRun, err: unknown): void {
+    stats.eventsLost++;
+    if (runs.get(run.jobId) !== run) return;
+    log.warn({ err, jobId: run.jobId, generation: run.generation }, 'an event may be lost: stopping the generation so the controller recovers it');
+    endRun(run, 'immediate');
+  }
+
+  function taskEvent(run: JobRun, nodeId: string, subtask: number, event: Record<string, unknown>): void {
+    const message = { v: PROTOCOL_VERSION, job_id: run.jobId, generation: run.generation, worker_id: workerId, node_id: nodeId, subtask_index: subtask, at: nowUs(), ...event };
+    publishEvent(run, subjects.jobTasks(run.jobId), taskEventSchema, message as TaskEvent);
+  }
+
+  function checkpointEvent(run: JobRun, nodeId: string, subtask: number, event: Record<string, unknown>): void {
+    const message = { v: PROTOCOL_VERSION, job_id: run.jobId, generation: run.generation, worker_id: workerId, node_id: nodeId, subtask_index: subtask, at: nowUs(), ...event };
+    publishEvent(run, subjects.jobCheckpoints(run.jobId), checkpointEventSchema, message as CheckpointEvent);
+  }
+
+  // ─── Runs ────────────────────────────────────────────────────────────────────────────────────
+
+  /** Stops a run's runners (silently unless graceful) and forgets it once they are done. */
+  function endRun(run: JobRun, mode: 'graceful' | 'immediate'): void {
+    if (mode === 'immediate') run.silenced = true;
+    for (const runner of run.runners) runner.stop(mode);
+    if (mode === 'immediate') forget(run);
+  }
+
+  function forget(run: JobRun): void {
+    if (runs.get(run.jobId) === run) runs.delete(run.jobId);
+    run.transport.close();
+  }
+
+  function usedSlots(): number {
+    let used = 0;
+    for (const run of runs.values()) used += run.slots;
+    return used;
+  }
+
+  async function startRun(msg: StartExecution): Promise<Ack> {
+    const { job_id: jobId, generation, program } = msg;
+    const parallelism = new Map(program.graph.nodes.map((n) => [n.id, n.parallelism ?? 1]));
+    const operatorOf = new Map(program.graph.nodes.map((n) => [n.id, n.operator]));
+    const wanted = new Set<string>();
+    const slotIndexes = new Set<number>();
+    for (const [i, assignment] of program.assignments.entries()) {
+      const p = parallelism.get(assignment.node_id);
+      if (p === undefined) throw new Rejected('bad_schema', `program.assignments[${i}].node_id: no node "${assignment.node_id}" in the graph`);
+      for (const subtask of assignment.subtasks) {
+        if (subtask >= p) throw new Rejected('bad_schema', `program.assignments[${i}].subtasks: ${subtask} is not below the node's parallelism ${p}`);
+        wanted.add(subtaskKey(assignment.node_id, subtask));
+        slotIndexes.add(subtask);
+      }
+    }
+    const previous = newest.get(jobId);
+    if (previous !== undefined && generation < previous) {
+      throw new Rejected('stale_generation', `job ${jobId}: generation ${generation} is older than generation ${previous} seen here`);
+    }
+    if (previous === generation) throw new Rejected('conflict', `job ${jobId}: generation ${generation} has already started here`);
+    for (const assignment of program.assignments) {
+      const operator = operatorOf.get(assignment.node_id) ?? '';
+      if (!operators.has(operator)) throw new Rejected('unavailable', `this worker lacks operator "${operator}" (node ${assignment.node_id})`);
+    }
+    // PR #914: a newer generation fences the old one before anything else.
+    const old = runs.get(jobId);
+    if (old !== undefined) {
+      log.info({ jobId, old: old.generation, generation }, 'a newer generation fences the old one');
+      endRun(old, 'immediate');
+    }
+    const free = options.slots - usedSlots();
+    if (slotIndexes.size > free) throw new Rejected('conflict', `job ${jobId} needs ${slotIndexes.size} slots here; ${free} of ${options.slots} are free`);
+
+    let restored: ReadonlyMap<string, unknown> = new Map();
+    if (msg.restore_epoch !== undefined) {
+      if (options.restoreState === undefined) {
+        log.warn({ jobId, generation, epoch: msg.restore_epoch }, 'start asks to restore an epoch but this worker has no state source: starting from empty state');
+      } else {
+        restored = await options.restoreState(jobId, generation, msg.restore_epoch);
+      }
+    }
+
+    if (stopping !== undefined) throw new Rejected('unavailable', `worker ${workerId} is shutting down`);
+    newest.set(jobId, generation);
+    const transport = natsTransport(nc);
+    const run: JobRun = { jobId, generation, runners: [], transport, slots: slotIndexes.size, silenced: false, lastEpoch: msg.start_epoch };
+    const runnerLog = log.child({ jobId, generation });
+    for (const spec of subtaskSpecs(program.graph, jobId, generation, restored)) {
+      if (!wanted.has(subtaskKey(spec.nodeId, spec.subtaskIndex))) continue;
+      const { nodeId, subtaskIndex: i } = spec;
+      const runner = new SubtaskRunner(
+        transport,
+        spec,
+        {
+          onStarted: () => taskEvent(run, nodeId, i, { event: 'started' }),
+          onFinished: () => taskEvent(run, nodeId, i, { event: 'finished' }),
+          onFailed: (failure) => taskEvent(run, nodeId, i, { event: 'failed', domain: failure.domain, hint: failure.hint, reason: failure.reason }),
+          onCheckpointEvent: (epoch, type) => checkpointEvent(run, nodeId, i, { event: type, epoch }),
+          onCheckpointCompleted: (epoch, c) =>
+            checkpointEvent(run, nodeId, i, {
+              event: 'completed',
+              epoch,
+              bytes: c.bytes,
+              start_time: c.start_time_us,
+              finish_time: c.finish_time_us,
+              table_metadata: { state: c.state ?? null },
+            }),
+        },
+        { ...options.runner, registry: operators, logger: runnerLog },
+      );
+      run.runners.push(runner);
+    }
+    runs.set(jobId, run);
+    void Promise.all(run.runners.map((r) => r.done)).then(() => {
+      if (runs.get(jobId) === run) runnerLog.info('every subtask of the generation has ended');
+      forget(run);
+    });
+
+    // Downstream first, so every subscription exists before a local source publishes.
+    const isSource = (r: SubtaskRunner) => operators.get(r.spec.operator)?.kind === 'source';
+    const ordered = [...run.runners.filter((r) => !isSource(r)), ...run.runners.filter(isSource)];
+    const starting = (async () => {
+      for (const runner of ordered) {
+        if (run.silenced) break;
+        await runner.start();
+      }
+    })();
+    const timedOut = await Promise.race([starting.then(() => false), sleep(startTimeoutMs, true, { ref: false })]);
+    if (timedOut) {
+      endRun(run, 'immediate');
+      throw new Rejected('unavailable', `the subtasks of job ${jobId} did not start within ${startTimeoutMs} ms`);
+    }
+    if (run.silenced) throw new Rejected('unavailable', `job ${jobId} generation ${generation} was stopped while starting`);
+    runnerLog.info({ subtasks: run.runners.length, slots: run.slots }, 'generation started');
+    return { v: PROTOCOL_VERSION, ok: true };
+  }
+
+  /** The run a stop/checkpoint/commit is about, after the generation checks. */
+  function runFor(jobId: string, generation: number): JobRun {
+    const seen = newest.get(jobId);
+    if (seen !== undefined && generation < seen) {
+      throw new Rejected('stale_generation', `job ${jobId}: generation ${generation} is older than generation ${seen} seen here`);
+    }
+    const run = runs.get(jobId);
+    if (run === undefined || run.generation !== generation) throw new Rejected('unknown_job', `no tasks of job ${jobId} generation ${generation} run here`);
+    return run;
+  }
+
+  // ─── Requests ────────────────────────────────────────────────────────────────────────────────
+
+  function body<S extends z.ZodType>(schema: S, msg: Msg): z.output<S> {
+    const result = decode(schema, msg.data, { maxBytes });
+    if (!result.ok) throw new Rejected(result.error.code, result.error.message);
+    return result.value;
+  }
+
+  function respond(msg: Msg, reply: unknown): void {
+    if (msg.reply === undefined || msg.reply === '') return;
+    try {
+      msg.respond(encode(reply));
+    } catch (err) {
+      log.warn({ err, subject: msg.subject }, 'could not send a reply');
+    }
+  }
+
+  function reject(kind: WorkerRequestKind, msg: Msg, err: unknown): void {
+    const rejected = err instanceof Rejected ? err : new Rejected('internal', `internal error: ${err instanceof Error ? err.message : String(err)}`);
+    stats.rejected[rejected.code] = (stats.rejected[rejected.code] ?? 0) + 1;
+    const fields = { kind, subject: msg.subject, code: rejected.code, reason: rejected.message, bytes: msg.data.byteLength };
+    if (rejected.code === 'internal') log.error({ ...fields, err }, 'controller request failed');
+    else log.warn(fields, 'rejected controller request');
+    respond(msg, errorReply(rejected.code, rejected.message));
+  }
+
+  /** Decodes, then runs `work` after the job's earlier requests; replies with its ack or an error reply. */
+  function handle<S extends z.ZodType<{ job_id: string }>>(kind: WorkerRequestKind, schema: S, work: (request: z.output<S>) => Ack | Promise<Ack>) {
+    return (msg: Msg): void => {
+      stats.received[kind]++;
+      let request: z.output<S>;
+      try {
+        if (stopping !== undefined) throw new Rejected('unavailable', `worker ${workerId} is shutting down`);
+        request = body(schema, msg);
+      } catch (err) {
+        reject(kind, msg, err);
+        return;
+      }
+      const jobId = request.job_id;
+      const previous = queues.get(jobId) ?? Promise.resolve();
+      const next = previous
+        .then(() => {
+          if (stopping !== undefined) throw new Rejected('unavailable', `worker ${workerId} is shutting down`);
+          return work(request);
+        })
+        .then(
+          (ack) => respond(msg, ack),
+          (err: unknown) => reject(kind, msg, err),
+        )
+        .finally(() => {
+          if (queues.get(jobId) === next) queues.delete(jobId);
+        });
+      queues.set(jobId, next);
+    };
+  }
+
+  const ack: Ack = { v: PROTOCOL_VERSION, ok: true };
+
+  const onStart = handle('start', startExecutionSchema, (request) => startRun(request));
+
+  const onStop = handle('stop', stopExecutionSchema, (request) => {
+    const run = runFor(request.job_id, request.generation);
+    log.info({ jobId: run.jobId, generation: run.generation, mode: request.mode }, 'stopping generation');
+    endRun(run, request.mode === 'graceful' ? 'graceful' : 'immediate');
+    return ack;
+  });
+
+  const onCheckpoint = handle('checkpoint', checkpointRequestSchema, (request) => {
+    const run = runFor(request.job_id, request.generation);
+    if (request.epoch <= run.lastEpoch) {
+      throw new Rejected('conflict', `job ${run.jobId}: checkpoint epoch ${request.epoch} is not newer than epoch ${run.lastEpoch}`);
+    }
+    run.lastEpoch = request.epoch;
+    let injected = 0;
+    for (const runner of run.runners) if (runner.injectBarrier(request.epoch, request.then_stop)) injected++;
+    log.debug({ jobId: run.jobId, generation: run.generation, epoch: request.epoch, thenStop: request.then_stop, injected }, 'checkpoint barrier injected');
+    return ack;
+  });
+
+  // No two-phase sinks yet: there is nothing to commit.
+  const onCommit = handle('commit', commitRequestSchema, (request) => {
+    runFor(request.job_id, request.generation);
+    return ack;
+  });
+
+  const subscribe = (subject: string, handler: (msg: Msg) => void): Subscription =>
+    nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err !== null) {
+          log.error({ err, subject }, 'worker subscription failed');
+          return;
+        }
+        try {
+          handler(msg);
+        } catch (e) {
+          log.error({ err: e, subject }, 'request handler threw');
+        }
+      },
+    });
+
+  const subscriptions = [
+    subscribe(subjects.workerStart(workerId), onStart),
+    subscribe(subjects.workerStop(workerId), onStop),
+    subscribe(subjects.workerCheckpoint(workerId), onCheckpoint),
+    subscribe(subjects.workerCommit(workerId), onCommit),
+  ];
+
+  // ─── Register and heartbeat ──────────────────────────────────────────────────────────────────
+
+  async function request<S extends z.ZodType>(subject: string, message: unknown, schema: z.ZodType, replySchema: S) {
+    const checked = schema.parse(message);
+    const reply = await nc.request(subject, encode(checked), { timeout: requestTimeoutMs });
+    return decodeReply(replySchema, reply.data);
+  }
+
+  async function register(): Promise<boolean> {
+    try {
+      const result = await request(
+        subjects.workerRegister(),
+        { v: PROTOCOL_VERSION, worker_id: workerId, slots: options.slots, operators: [...operators.keys()], hostname: osHostname().slice(0, 255), pid: process.pid },
+        registerWorkerSchema,
+        registerWorkerReplySchema,
+      );
+      if (!result.ok) {
+        log.warn({ code: result.error.code, reason: result.error.message, remote: result.remote }, 'registration refused');
+        return false;
+      }
+      heartbeatIntervalMs = result.value.heartbeat_interval_ms;
+      stats.registrations++;
+      log.info({ slots: options.slots, heartbeatIntervalMs }, 'registered with the controller');
+      return true;
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'registration failed; retrying');
+      return false;
+    }
+  }
+
+  function heartbeatMessage(): Heartbeat {
+    return {
+      v: PROTOCOL_VERSION,
+      worker_id: workerId,
+      at: nowUs(),
+      jobs: [...runs.values()].map((run) => ({
+        job_id: run.jobId,
+        generation: run.generation,
+        subtasks: run.runners
+          .filter((r) => r.outcome === 'running' || r.outcome === 'created')
+          .map((r) => ({ node_id: r.spec.nodeId, subtask_index: r.spec.subtaskIndex, ...r.metrics() })),
+      })),
+    };
+  }
+
+  /** `true`: still registered; `false`: the controller does not know us, register again. */
+  async function heartbeat(): Promise<boolean> {
+    try {
+      const result = await request(subjects.workerHeartbeat(workerId), heartbeatMessage(), heartbeatSchema, ackSchema);
+      if (result.ok) {
+        stats.heartbeats++;
+        return true;
+      }
+      stats.heartbeatFailures++;
+      if (result.remote && result.error.code === 'unknown_worker') {
+        log.warn('the controller does not know this worker: registering again');
+        return false;
+      }
+      log.warn({ code: result.error.code, reason: result.error.message }, 'heartbeat refused');
+      return true;
+    } catch (err) {
+      stats.heartbeatFailures++;
+      log.warn({ err: (err as Error).message }, 'heartbeat failed');
+      return true;
+    }
+  }
+
+  async function pause(ms: number): Promise<void> {
+    try {
+      await sleep(ms, undefined, { signal: abort.signal });
+    } catch {
+      // Aborted: the worker is stopping.
+    }
+  }
+
+  async function liveness(): Promise<void> {
+    await nc.flush();
+    let backoff = REGISTER_BACKOFF_MIN_MS;
+    while (!abort.signal.aborted) {
+      if (!isRegistered) {
+        isRegistered = await register();
+        if (!isRegistered) {
+          await pause(backoff * (0.5 + Math.random() / 2));
+          backoff = Math.min(backoff * 2, REGISTER_BACKOFF_MAX_MS);
+        } else {
+          backoff = REGISTER_BACKOFF_MIN_MS;
+        }
+        continue;
+      }
+      await pause(heartbeatIntervalMs);
+      if (abort.signal.aborted) break;
+      isRegistered = await heartbeat();
+    }
+  }
+
+  const livenessLoop = liveness().catch((err: unknown) => log.error({ err }, 'liveness loop failed'));
+
+  // ─── Stop ────────────────────────────────────────────────────────────────────────────────────
+
+  async function shutdown(mode: WorkerStopMode, reason: string): Promise<void> {
+    log.info({ mode, reason }, 'worker stopping');
+    abort.abort();
+    await livenessLoop;
+    if (!nc.isClosed()) {
+      try {
+        nc.publish(subjects.workerDeregister(workerId), encode(deregisterWorkerSchema.parse({ v: PROTOCOL_VERSION, worker_id: workerId, reason })));
+        await Promise.race([nc.flush(), sleep(requestTimeoutMs, undefined, { ref: false })]);
+      } catch (err) {
+        log.warn({ err }, 'could not deregister');
+      }
+    }
+    isRegistered = false;
+    // Requests already queued are refused now; a start in flight ends within its deadline.
+    await Promise.allSettled([...queues.values()]);
+    const active = [...runs.values()];
+    for (const run of active) endRun(run, mode);
+    if (mode === 'graceful') {
+      const done = Promise.all(active.flatMap((run) => run.runners.map((r) => r.done)));
+      const timedOut = await Promise.race([done.then(() => false), sleep(stopTimeoutMs, true, { ref: false })]);
+      if (timedOut) {
+        log.warn({ stopTimeoutMs }, 'graceful stop timed out: stopping the rest immediately');
+        for (const run of active) endRun(run, 'immediate');
+      }
+    }
+    for (const sub of subscriptions) sub.unsubscribe();
+    if (!nc.isClosed()) {
+      try {
+        await nc.drain();
+      } catch (err) {
+        log.warn({ err }, 'drain failed');
+      }
+    }
+    log.info('worker stopped');
+  }
+
+  function stop(mode: WorkerStopMode = 'immediate', reason = 'shutdown'): Promise<void> {
+    stopping ??= shutdown(mode, reason)
+      .catch((err: unknown) => log.error({ err }, 'worker stop failed'))
+      .finally(resolveClosed);
+    return stopping;
+  }
+
+  void nc.closed().then(() => {
+    if (stopping === undefined) {
+      log.error('NATS connection closed: the worker stops');
+      void stop('immediate', 'connection closed');
+    }
+  });
+
+  return {
+    workerId,
+    stop: (mode) => stop(mode),
+    closed,
+    stats: () => structuredClone(stats),
+    registered: () => isRegistered,
+    running: () => new Map([...runs.values()].map((run) => [run.jobId, run.generation])),
+  };
+}
