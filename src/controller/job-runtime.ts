@@ -1,0 +1,684 @@
+/**
+ * One job's actor wired to the world: the job machine's actors and side effects implemented over NATS,
+ * the registry and the store, worker task/checkpoint events aggregated into machine events, and every
+ * transition persisted (status CAS, event log, `weir.jobs.<job>.state`).
+ *
+ * Cost rules (docs/design-notes.md): per-subtask events are aggregated here and reach the actor once
+ * per generation (`tasks.started`, `tasks.finished`, `source.finished`, the first `task.failed`) or
+ * once per epoch (`checkpoint.completed`); liveness reaches the job only as `worker.lost`. Messages of
+ * another generation than the actor's current one are counted and dropped.
+ *
+ * Times: the machine and the store use epoch ms; the wire uses µs.
+ */
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { createActor, fromPromise, type Actor } from 'xstate';
+import { jobMachine } from '../../machines/job/machine.js';
+import { JobError, type CheckpointRequest as MachineCheckpointRequest, type DesiredConfig, type GenerationInput, type JobContext, type JobEvent, type JobFailure, type JobInput, type JobPolicy, type JobState, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
+import type { StopResult } from '../../machines/job/setup.js';
+import {
+  PROTOCOL_VERSION,
+  ackSchema,
+  checkpointEventSchema,
+  decode,
+  decodeReply,
+  encode,
+  subjects,
+  taskEventSchema,
+  truncateErrorText,
+  validateGraph,
+  type CheckpointCompleted,
+  type CheckpointRequest,
+  type ErrorCode,
+  type Graph,
+  type JobStateEvent,
+  type OperatorSpec,
+  type StartExecution,
+  type StopExecution,
+} from '../protocol/index.js';
+import type { Store } from '../store/index.js';
+import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
+import type { WorkerRegistry } from './registry.js';
+import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
+
+/** The part of a pipeline the runtime needs. */
+export interface RuntimeSpec {
+  graph: Graph;
+  /** Pipeline-wide parallelism, as in `pipelineSchema`. */
+  parallelism?: number | undefined;
+}
+
+export interface JobRuntimeOptions {
+  nc: NatsConnection;
+  store: Store;
+  registry: WorkerRegistry;
+  jobId: string;
+  spec: RuntimeSpec;
+  config: DesiredConfig;
+  /** Status of a previous incarnation (a controller restart). */
+  status?: JobInput['status'];
+  policy?: Partial<JobPolicy>;
+  log: Logger;
+  /** Deadline of one controller → worker request. */
+  requestTimeoutMs: number;
+  /**
+   * Operator specs by name (kind and config schema). The registry only knows which names workers
+   * offer; an offered name missing here gets the kind its node's position implies. Default: the
+   * built-in operators.
+   */
+  operatorSpecs?: ReadonlyMap<string, OperatorSpec>;
+  /** KV bucket of the minimal checkpoint records. Default `weir_checkpoints`. */
+  checkpointBucket?: string;
+}
+
+/** What a subtask reported when it completed an epoch (times in µs, as on the wire). */
+export type SubtaskCheckpoint = Omit<CheckpointCompleted, 'v' | 'job_id' | 'generation' | 'event' | 'epoch' | 'at'>;
+
+/** The durable record of a completed epoch (key `<job>.<epoch>` of the checkpoint bucket). */
+export interface CheckpointRecord {
+  job_id: string;
+  generation: number;
+  epoch: number;
+  /** µs. */
+  completed_at: number;
+  subtasks: SubtaskCheckpoint[];
+}
+
+export interface JobRuntimeStats {
+  /** Undecodable task/checkpoint events. */
+  rejected: number;
+  /** Events of another generation than the current one. */
+  stale: number;
+  /** Events naming a subtask the generation does not have. */
+  unknownSubtask: number;
+  /** Machine events sent by the aggregation. */
+  eventsSent: number;
+  /** Persistence steps (status/log) that failed after the store's retries. */
+  persistFailures: number;
+  stateEventsPublished: number;
+}
+
+export interface JobRuntime {
+  readonly actor: Actor<typeof jobMachine>;
+  send(event: JobEvent): void;
+  /** Liveness path: the registry lost a worker that held this generation. */
+  onWorkerLost(generation: number, workerId: string): void;
+  /** In-memory metadata of the completed epochs of this incarnation. */
+  checkpoints(): ReadonlyMap<number, CheckpointRecord>;
+  stats(): JobRuntimeStats;
+  /** Resolves when every persistence step queued so far has run. */
+  flush(): Promise<void>;
+  /** Stops the actor and the subscriptions, then waits for pending persistence. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_CHECKPOINT_BUCKET = 'weir_checkpoints';
+
+const STOPPED_CODES: readonly ErrorCode[] = ['unknown_job', 'stale_generation'];
+
+function subtaskKey(nodeId: string, index: number): string {
+  return `${nodeId}\u0000${index}`;
+}
+
+function topState(value: unknown): JobState {
+  return (typeof value === 'string' ? value : Object.keys(value as object)[0]) as JobState;
+}
+
+const micros = (ms: number): number => Math.max(0, Math.round(ms * 1000));
+
+interface EpochProgress {
+  subtasks: Map<string, SubtaskCheckpoint>;
+  done: boolean;
+}
+
+/** What the runtime knows about one generation it scheduled. */
+interface GenerationState {
+  generation: number;
+  /** Worker → its subtasks. */
+  assignments: Map<string, SubtaskRef[]>;
+  /** Subtask key → worker. */
+  owners: Map<string, string>;
+  sourceKeys: Set<string>;
+  sourceWorkers: Set<string>;
+  lostWorkers: Set<string>;
+  started: Set<string>;
+  finished: Set<string>;
+  startedSent: boolean;
+  finishedSent: boolean;
+  sourceFinishedSent: boolean;
+  failedSent: boolean;
+  epochs: Map<number, EpochProgress>;
+}
+
+interface Observed {
+  state: JobState;
+  generation: number;
+  restarts: number;
+  failure: JobFailure | null;
+  warning: { message: string; at: number } | null;
+}
+
+/** Runtimes by job: the controller's side of worker-service's `onLost`. */
+export class JobRuntimes {
+  private readonly runtimes = new Map<string, JobRuntime>();
+
+  add(jobId: string, runtime: JobRuntime): void {
+    this.runtimes.set(jobId, runtime);
+  }
+
+  get(jobId: string): JobRuntime | undefined {
+    return this.runtimes.get(jobId);
+  }
+
+  remove(jobId: string): void {
+    this.runtimes.delete(jobId);
+  }
+
+  /** Pass as (or call from) `startWorkerService`'s `onLost`. */
+  readonly onWorkerLost = (jobId: string, generation: number, workerId: string): void => {
+    this.runtimes.get(jobId)?.onWorkerLost(generation, workerId);
+  };
+}
+
+export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
+  const { nc, store, registry, jobId, spec, log: baseLog, requestTimeoutMs } = options;
+  const log = baseLog.child({ jobId });
+  const catalog = options.operatorSpecs ?? AVAILABLE_OPERATORS;
+  const bucket = options.checkpointBucket ?? DEFAULT_CHECKPOINT_BUCKET;
+  const stats: JobRuntimeStats = { rejected: 0, stale: 0, unknownSubtask: 0, eventsSent: 0, persistFailures: 0, stateEventsPublished: 0 };
+  const generations = new Map<number, GenerationState>();
+  const completed = new Map<number, CheckpointRecord>();
+  const inputs = new Set(spec.graph.edges.map((e) => e.to));
+  const outputs = new Set(spec.graph.edges.map((e) => e.from));
+  const sourceNodes = new Set(spec.graph.nodes.filter((n) => !inputs.has(n.id)).map((n) => n.id));
+  let stopped = false;
+  let kv: Promise<KV> | undefined;
+
+  // ─── Requests to workers ───────────────────────────────────────────────────────────────────────
+
+  /** One request; resolves `ok`, `gone` (the worker says nothing of the job runs there) or rejects with why. */
+  async function ask(subject: string, body: unknown): Promise<'ok' | 'gone'> {
+    const reply = await nc.request(subject, encode(body), { timeout: requestTimeoutMs });
+    const result = decodeReply(ackSchema, reply.data);
+    if (result.ok) return 'ok';
+    if (result.remote && STOPPED_CODES.includes(result.error.code)) return 'gone';
+    throw new Error(`${result.error.code}: ${result.error.message}`);
+  }
+
+  function workersOf(generation: number): string[] {
+    const gen = generations.get(generation);
+    const fromPlan = gen === undefined ? [] : [...gen.assignments.keys()].filter((w) => !gen.lostWorkers.has(w));
+    // A generation scheduled by an earlier incarnation is only known to the registry.
+    const fromRegistry = registry
+      .list()
+      .filter((w) => w.allocations.some((a) => a.jobId === jobId && a.generation === generation))
+      .map((w) => w.workerId);
+    return [...new Set([...fromPlan, ...fromRegistry])].sort();
+  }
+
+  async function stopWorkers(generation: number, mode: StopExecution['mode'], workers = workersOf(generation)) {
+    const body: StopExecution = { v: PROTOCOL_VERSION, job_id: jobId, generation, mode };
+    const results = await Promise.allSettled(workers.map((w) => ask(subjects.workerStop(w), body)));
+    return workers.map((workerId, i) => ({ workerId, result: results[i]! }));
+  }
+
+  /** Kill, then release the slots. `strict`: reject when a live worker did not confirm. */
+  async function teardown(generation: number, strict: boolean): Promise<void> {
+    const results = await stopWorkers(generation, 'kill');
+    const failed = results.filter((r) => r.result.status === 'rejected' && registry.isLive(r.workerId));
+    for (const r of results) {
+      if (r.result.status === 'rejected') log.warn({ generation, workerId: r.workerId, err: r.result.reason as unknown }, 'kill request failed');
+    }
+    if (strict && failed.length > 0) {
+      throw new JobError({ kind: 'retryable', message: `kill of generation ${generation} not confirmed by ${failed.map((r) => r.workerId).join(', ')}` });
+    }
+    registry.release(jobId, generation);
+    generations.delete(generation);
+  }
+
+  // ─── The machine's actors ─────────────────────────────────────────────────────────────────────
+
+  function operatorSpecs(): Map<string, OperatorSpec> {
+    const out = new Map<string, OperatorSpec>();
+    for (const name of registry.operators()) {
+      const known = catalog.get(name);
+      if (known !== undefined) {
+        out.set(name, known);
+        continue;
+      }
+      const nodes = spec.graph.nodes.filter((n) => n.operator === name);
+      const kind = nodes.length > 0 && nodes.every((n) => !inputs.has(n.id)) ? 'source' : nodes.length > 0 && nodes.every((n) => !outputs.has(n.id)) ? 'sink' : 'operator';
+      out.set(name, { kind });
+    }
+    return out;
+  }
+
+  function compileJob(): Promise<void> {
+    const problems = validateGraph(spec, operatorSpecs());
+    if (problems.length > 0) {
+      return Promise.reject(new JobError({ kind: 'fatal', domain: 'user', message: truncateErrorText(problems.map((p) => p.message).join('; ')) }));
+    }
+    return Promise.resolve();
+  }
+
+  async function scheduleJob(input: ScheduleInput): Promise<ScheduleResult> {
+    const { generation } = input;
+    const operators = spec.graph.nodes.map((n) => n.operator);
+    const plan = assignSubtasks(spec, input.parallelismOverrides, registry.candidates(operators));
+    registry.release(jobId, generation);
+    registry.allocate(jobId, generation, plan.slots);
+
+    const gen: GenerationState = {
+      generation,
+      assignments: plan.assignments,
+      owners: new Map(),
+      sourceKeys: new Set(),
+      sourceWorkers: new Set(),
+      lostWorkers: new Set(),
+      started: new Set(),
+      finished: new Set(),
+      startedSent: false,
+      finishedSent: false,
+      sourceFinishedSent: false,
+      failedSent: false,
+      epochs: new Map(),
+    };
+    for (const [workerId, refs] of plan.assignments) {
+      for (const ref of refs) {
+        const key = subtaskKey(ref.nodeId, ref.subtaskIndex);
+        gen.owners.set(key, workerId);
+        if (sourceNodes.has(ref.nodeId)) {
+          gen.sourceKeys.add(key);
+          gen.sourceWorkers.add(workerId);
+        }
+      }
+    }
+    // Registered before the start requests go out: a fast worker's `started` must not be missed.
+    generations.set(generation, gen);
+
+    const context = actor.getSnapshot().context;
+    const graph: Graph = { ...spec.graph, nodes: spec.graph.nodes.map((n) => ({ ...n, parallelism: plan.parallelism[n.id] ?? n.parallelism })) };
+    const lastCompleted = context.checkpoint.lastCompletedEpoch;
+    const workers = [...plan.assignments.keys()];
+    const results = await Promise.allSettled(
+      workers.map((workerId) => {
+        const body: StartExecution = {
+          v: PROTOCOL_VERSION,
+          job_id: jobId,
+          generation,
+          program: { graph, assignments: toStartAssignments(plan.assignments.get(workerId) ?? []) },
+          ...(lastCompleted > 0 ? { restore_epoch: lastCompleted } : {}),
+          start_epoch: context.checkpoint.epoch + 1,
+          min_epoch: input.minEpoch,
+          checkpoint_interval_micros: micros(context.config.checkpointIntervalMs),
+        };
+        return ask(subjects.workerStart(workerId), body).then((r) => {
+          if (r === 'gone') throw new Error('stale_generation');
+        });
+      }),
+    );
+    const failed = workers.flatMap((w, i) => (results[i]?.status === 'rejected' ? [{ w, reason: (results[i]).reason as unknown }] : []));
+    if (failed.length > 0) {
+      const accepted = workers.filter((_, i) => results[i]?.status === 'fulfilled');
+      await stopWorkers(generation, 'kill', accepted);
+      registry.release(jobId, generation);
+      generations.delete(generation);
+      const why = failed.map(({ w, reason }) => `${w}: ${reason instanceof Error ? reason.message : String(reason)}`).join('; ');
+      throw new JobError({ kind: 'retryable', message: `start of generation ${generation} failed on ${why}` });
+    }
+    log.info({ generation, workers, parallelism: plan.parallelism }, 'generation started on workers');
+    return { parallelism: plan.parallelism };
+  }
+
+  async function stopJob(input: StopInput): Promise<StopResult> {
+    const workers = workersOf(input.generation);
+    if (workers.length === 0) return { finished: true };
+    const results = await stopWorkers(input.generation, input.mode, workers);
+    const failed = results.filter((r) => r.result.status === 'rejected');
+    if (failed.length > 0) {
+      throw new JobError({ kind: 'retryable', message: `${input.mode} stop not accepted by ${failed.map((r) => r.workerId).join(', ')}` });
+    }
+    const allGone = results.every((r) => r.result.status === 'fulfilled' && r.result.value === 'gone');
+    return { finished: allGone };
+  }
+
+  const killJob = (input: GenerationInput) => teardown(input.generation, true);
+  const cleanupJob = async (input: GenerationInput) => {
+    await teardown(input.generation, false).catch((err: unknown) => log.warn({ err, generation: input.generation }, 'cleanup failed'));
+  };
+
+  // ─── Side-effect actions ──────────────────────────────────────────────────────────────────────
+
+  function startCheckpoint(params: MachineCheckpointRequest): void {
+    const gen = generations.get(params.generation);
+    const workers = gen === undefined ? [] : [...gen.sourceWorkers].filter((w) => !gen.lostWorkers.has(w));
+    const body: CheckpointRequest = {
+      v: PROTOCOL_VERSION,
+      job_id: jobId,
+      generation: params.generation,
+      epoch: params.epoch,
+      min_epoch: params.minEpoch,
+      then_stop: params.thenStop,
+      timestamp: micros(Date.now()),
+    };
+    void Promise.allSettled(workers.map((w) => ask(subjects.workerCheckpoint(w), body))).then((results) => {
+      const failed = workers.filter((_, i) => results[i]?.status === 'rejected');
+      if (workers.length > 0 && failed.length === 0) return;
+      const message = workers.length === 0 ? 'no source workers known for this generation' : `checkpoint request not accepted by ${failed.join(', ')}`;
+      log.warn({ generation: params.generation, epoch: params.epoch }, message);
+      send({ type: 'checkpoint.failed', generation: params.generation, epoch: params.epoch, message });
+    });
+  }
+
+  function releaseGeneration(params: GenerationInput): void {
+    if (workersOf(params.generation).length === 0) {
+      registry.release(jobId, params.generation);
+      generations.delete(params.generation);
+      return;
+    }
+    void cleanupJob(params);
+  }
+
+  // ─── The actor ────────────────────────────────────────────────────────────────────────────────
+
+  const machine = jobMachine.provide({
+    actors: {
+      compileJob: fromPromise<void, GenerationInput>(() => compileJob()),
+      scheduleJob: fromPromise<ScheduleResult, ScheduleInput>(({ input }) => scheduleJob(input)),
+      stopJob: fromPromise<StopResult, StopInput>(({ input }) => stopJob(input)),
+      killJob: fromPromise<void, GenerationInput>(({ input }) => killJob(input)),
+      cleanupJob: fromPromise<void, GenerationInput>(({ input }) => cleanupJob(input)),
+    },
+    actions: {
+      startCheckpoint: (_, params: MachineCheckpointRequest) => startCheckpoint(params),
+      releaseGeneration: (_, params: GenerationInput) => releaseGeneration(params),
+      logStatus: (_, params: { jobId: string; generation: number; restarts: number }) => log.info(params, 'job status'),
+    },
+  });
+
+  let last: Observed = {
+    state: 'Created',
+    generation: options.status?.generation ?? 0,
+    restarts: options.status?.restarts ?? 0,
+    failure: options.status?.failure ?? null,
+    warning: null,
+  };
+  let seq = 0;
+  let queue: Promise<void> = Promise.resolve();
+
+  const actor: Actor<typeof jobMachine> = createActor(machine, {
+    input: { jobId, config: options.config, policy: options.policy, status: options.status },
+    inspect: (event) => {
+      // Every microstep, so eventless hops (Created → Compiling) are persisted too. Matched by logic, not
+      // identity: the initial microsteps run inside createActor, before `actor` is assigned.
+      if (event.type === '@xstate.microstep' && (event.actorRef as { logic?: unknown }).logic === machine) {
+        observe(event.snapshot as unknown as { value: unknown; context: JobContext });
+      }
+    },
+  });
+  actor.subscribe({
+    next: (snapshot) => {
+      observe(snapshot);
+      maybeSendStarted();
+    },
+    error: (err) => log.error({ err }, 'job actor failed'),
+  });
+
+  function send(event: JobEvent): void {
+    if (stopped) return;
+    stats.eventsSent++;
+    actor.send(event);
+  }
+
+  // ─── Persistence ──────────────────────────────────────────────────────────────────────────────
+
+  function observe(snapshot: { value: unknown; context: JobContext }): void {
+    const ctx = snapshot.context;
+    const now: Observed = { state: topState(snapshot.value), generation: ctx.generation, restarts: ctx.restarts, failure: ctx.failure, warning: ctx.warning };
+    const prev = last;
+    const stateChanged = now.state !== prev.state;
+    if (!stateChanged && now.generation === prev.generation && now.restarts === prev.restarts && now.failure === prev.failure && now.warning === prev.warning) return;
+    last = now;
+    const at = Date.now();
+    const status = {
+      state: now.state,
+      generation: ctx.generation,
+      restarts: ctx.restarts,
+      appliedRestartNonce: ctx.appliedRestartNonce,
+      failure: ctx.failure,
+      startTime: ctx.times.start,
+      finishTime: ctx.times.finish,
+      epoch: ctx.checkpoint.epoch,
+      minEpoch: ctx.checkpoint.minEpoch,
+      updatedAt: at,
+    };
+    const stateEvent: JobStateEvent | null = stateChanged
+      ? {
+          v: PROTOCOL_VERSION,
+          job_id: jobId,
+          state: now.state,
+          previous: prev.state,
+          generation: now.generation,
+          restarts: now.restarts,
+          ...(now.failure === null
+            ? {}
+            : { failure: { message: truncateErrorText(now.failure.message), domain: now.failure.domain, hint: now.failure.hint, at: micros(now.failure.at) } }),
+          at: micros(at),
+          seq: ++seq,
+        }
+      : null;
+    if (stateEvent !== null) {
+      try {
+        // Core publish: may be lost while disconnected; followers detect the gap by `seq`.
+        nc.publish(subjects.jobState(jobId), encode(stateEvent));
+        stats.stateEventsPublished++;
+      } catch (err) {
+        log.warn({ err }, 'could not publish the state event');
+      }
+      log.info({ from: prev.state, to: now.state, generation: now.generation }, 'job transition');
+    }
+    enqueue(async () => {
+      await store.jobs.updateStatus(jobId, (current) => ({ ...current, ...status }));
+      if (stateChanged) await store.log.append(jobId, { kind: 'transition', from: prev.state, to: now.state, generation: now.generation, at });
+      if (now.failure !== null && now.failure !== prev.failure) {
+        await store.log.append(jobId, { kind: 'error', message: now.failure.message, domain: now.failure.domain, hint: now.failure.hint, at: now.failure.at });
+      }
+      if (now.warning !== null && now.warning !== prev.warning) {
+        await store.log.append(jobId, { kind: 'warning', message: now.warning.message, at: now.warning.at });
+      }
+    });
+  }
+
+  function enqueue(step: () => Promise<void>): void {
+    queue = queue.then(step).catch((err: unknown) => {
+      stats.persistFailures++;
+      log.error({ err }, 'persisting the job failed');
+    });
+  }
+
+  function checkpointKv(): Promise<KV> {
+    kv ??= new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).create(bucket, { history: 1 });
+    kv.catch(() => (kv = undefined));
+    return kv;
+  }
+
+  async function persistCheckpoint(record: CheckpointRecord): Promise<void> {
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await (await checkpointKv()).put(`${jobId}.${record.epoch}`, JSON.stringify(record));
+        return;
+      } catch (err) {
+        lastErr = err;
+      }
+    }
+    throw lastErr;
+  }
+
+  // ─── Worker events ────────────────────────────────────────────────────────────────────────────
+
+  function currentGeneration(generation: number): GenerationState | undefined {
+    if (generation !== actor.getSnapshot().context.generation) {
+      stats.stale++;
+      return undefined;
+    }
+    const gen = generations.get(generation);
+    if (gen === undefined) stats.stale++;
+    return gen;
+  }
+
+  function maybeSendStarted(): void {
+    const ctx = actor.getSnapshot();
+    const gen = generations.get(ctx.context.generation);
+    if (gen === undefined || gen.startedSent || gen.started.size < gen.owners.size) return;
+    if (!ctx.matches({ Scheduling: { attempt: 'starting' } })) return;
+    gen.startedSent = true;
+    send({ type: 'tasks.started', generation: gen.generation });
+  }
+
+  function onTask(msg: Msg): void {
+    const decoded = decode(taskEventSchema, msg.data);
+    if (!decoded.ok || decoded.value.job_id !== jobId) {
+      stats.rejected++;
+      log.warn({ reason: decoded.ok ? 'job_id does not match the subject' : decoded.error.message }, 'rejected task event');
+      return;
+    }
+    const event = decoded.value;
+    const gen = currentGeneration(event.generation);
+    if (gen === undefined) return;
+    const key = subtaskKey(event.node_id, event.subtask_index);
+    if (!gen.owners.has(key)) {
+      stats.unknownSubtask++;
+      return;
+    }
+    switch (event.event) {
+      case 'started':
+        gen.started.add(key);
+        maybeSendStarted();
+        break;
+      case 'finished':
+        gen.finished.add(key);
+        if (gen.finished.size >= gen.owners.size && !gen.finishedSent) {
+          gen.finishedSent = true;
+          send({ type: 'tasks.finished', generation: gen.generation });
+        } else if (gen.sourceKeys.has(key) && !gen.sourceFinishedSent && actor.getSnapshot().matches('Running')) {
+          gen.sourceFinishedSent = true;
+          send({ type: 'source.finished', generation: gen.generation });
+        }
+        break;
+      case 'failed':
+        if (gen.failedSent) {
+          log.warn({ generation: gen.generation, node: event.node_id, subtask: event.subtask_index, reason: event.reason }, 'another subtask failed');
+          break;
+        }
+        gen.failedSent = true;
+        send({
+          type: 'task.failed',
+          generation: gen.generation,
+          message: `${event.node_id}[${event.subtask_index}] on ${event.worker_id}: ${event.reason}`,
+          domain: event.domain,
+          hint: event.hint,
+        });
+        break;
+    }
+  }
+
+  function onCheckpoint(msg: Msg): void {
+    const decoded = decode(checkpointEventSchema, msg.data);
+    if (!decoded.ok || decoded.value.job_id !== jobId) {
+      stats.rejected++;
+      log.warn({ reason: decoded.ok ? 'job_id does not match the subject' : decoded.error.message }, 'rejected checkpoint event');
+      return;
+    }
+    const event = decoded.value;
+    if (event.event !== 'completed') return;
+    const gen = currentGeneration(event.generation);
+    if (gen === undefined) return;
+    const key = subtaskKey(event.node_id, event.subtask_index);
+    if (!gen.owners.has(key)) {
+      stats.unknownSubtask++;
+      return;
+    }
+    let progress = gen.epochs.get(event.epoch);
+    if (progress === undefined) {
+      progress = { subtasks: new Map(), done: false };
+      gen.epochs.set(event.epoch, progress);
+    }
+    if (progress.done) return;
+    const { v: _v, job_id: _j, generation: _g, event: _e, epoch: _ep, at: _at, ...meta } = event;
+    progress.subtasks.set(key, meta);
+    if (progress.subtasks.size < gen.owners.size) return;
+    progress.done = true;
+    const record: CheckpointRecord = {
+      job_id: jobId,
+      generation: gen.generation,
+      epoch: event.epoch,
+      completed_at: micros(Date.now()),
+      subtasks: [...progress.subtasks.values()],
+    };
+    // Older epochs of this generation can no longer complete usefully.
+    for (const epoch of gen.epochs.keys()) if (epoch < event.epoch) gen.epochs.delete(epoch);
+    // The epoch counts as completed once its record is durable.
+    void persistCheckpoint(record).then(
+      () => {
+        completed.set(record.epoch, record);
+        send({ type: 'checkpoint.completed', generation: record.generation, epoch: record.epoch });
+      },
+      (err: unknown) => {
+        log.error({ err, epoch: record.epoch }, 'could not persist the checkpoint record');
+        send({ type: 'checkpoint.failed', generation: record.generation, epoch: record.epoch, message: 'could not persist the checkpoint record' });
+      },
+    );
+  }
+
+  const subscribe = (subject: string, handler: (msg: Msg) => void): Subscription =>
+    nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err !== null) {
+          log.error({ err, subject }, 'job subscription failed');
+          return;
+        }
+        try {
+          handler(msg);
+        } catch (e) {
+          log.error({ err: e, subject }, 'job event handler failed');
+        }
+      },
+    });
+
+  const subscriptions = [subscribe(subjects.jobTasks(jobId), onTask), subscribe(subjects.jobCheckpoints(jobId), onCheckpoint)];
+  actor.start();
+
+  let stopping: Promise<void> | undefined;
+  return {
+    actor,
+    send,
+    onWorkerLost(generation, workerId) {
+      const gen = generations.get(generation);
+      gen?.lostWorkers.add(workerId);
+      if (generation !== actor.getSnapshot().context.generation) return;
+      send({ type: 'worker.lost', generation, workerId });
+    },
+    checkpoints: () => completed,
+    stats: () => ({ ...stats }),
+    flush: async () => {
+      // Steps may enqueue more steps; wait until the queue settles.
+      for (;;) {
+        const current = queue;
+        await current;
+        if (current === queue) return;
+      }
+    },
+    stop() {
+      stopping ??= (async () => {
+        stopped = true;
+        actor.stop();
+        await Promise.allSettled(subscriptions.map((s) => s.drain()));
+        await queue;
+      })();
+      return stopping;
+    },
+  };
+}

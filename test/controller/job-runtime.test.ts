@@ -1,0 +1,337 @@
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_CONFIG } from '../../machines/job/policy.js';
+import type { DesiredConfig, JobPolicy } from '../../machines/job/types.js';
+import { createJobRuntime, JobRuntimes, type CheckpointRecord, type JobRuntime, type RuntimeSpec } from '../../src/controller/job-runtime.js';
+import { WorkerRegistry } from '../../src/controller/registry.js';
+import { startWorkerService, type WorkerService } from '../../src/controller/worker-service.js';
+import {
+  checkpointRequestSchema,
+  decode,
+  encode,
+  jobStateEventSchema,
+  registerWorkerReplySchema,
+  decodeReply,
+  startExecutionSchema,
+  stopExecutionSchema,
+  subjects,
+  type CheckpointEvent,
+  type CheckpointRequest,
+  type JobStateEvent,
+  type StopExecution,
+  type TaskEvent,
+} from '../../src/protocol/index.js';
+import { openStore, type LogRow, type Store } from '../../src/store/index.js';
+import { connectTo, eventually } from '../support/nats.js';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+
+const OPERATORS = ['impulse', 'log'];
+const FAST_POLICY: Partial<JobPolicy> = {
+  heartbeatTimeoutMs: 0,
+  restartBackoff: { initialMs: 20, maxMs: 50, multiplier: 2, jitter: 0 },
+  stateBackoff: { initialMs: 20, maxMs: 50, multiplier: 2, jitter: 0 },
+  progressPollMs: 20,
+};
+
+/** impulse[p] → log[p] over a forward edge: slot k hosts impulse[k] and log[k]. */
+function pipeline(parallelism = 2, operator = 'impulse'): RuntimeSpec {
+  return {
+    graph: {
+      nodes: [
+        { id: 'src', operator, parallelism, config: {} },
+        { id: 'out', operator: 'log', parallelism, config: {} },
+      ],
+      edges: [{ from: 'src', to: 'out', kind: 'forward' }],
+    },
+  };
+}
+
+interface Hosted {
+  generation: number;
+  subtasks: Array<{ node_id: string; subtask_index: number }>;
+}
+
+/**
+ * A simulated worker: registers through the real worker service, acks start/stop/checkpoint and
+ * reports task and checkpoint events per the protocol, as if the barrier flowed through its subtasks.
+ */
+class SimWorker {
+  readonly hosted = new Map<string, Hosted>();
+  readonly checkpointRequests: CheckpointRequest[] = [];
+  readonly stopRequests: StopExecution[] = [];
+  /** Start requests still to reject with `unavailable`. */
+  rejectStarts = 0;
+  private sub: Subscription | undefined;
+
+  constructor(
+    readonly nc: NatsConnection,
+    readonly id: string,
+    readonly slots: number,
+  ) {}
+
+  async start(): Promise<void> {
+    this.sub = this.nc.subscribe(`weir.worker.${this.id}.*`, {
+      callback: (_err, msg) => {
+        const verb = msg.subject.split('.')[3];
+        if (verb === 'start') {
+          const r = decode(startExecutionSchema, msg.data);
+          if (!r.ok) {
+            msg.respond(encode({ error: { code: 'bad_schema', message: r.error.message } }));
+            return;
+          }
+          if (this.rejectStarts > 0) {
+            this.rejectStarts--;
+            msg.respond(encode({ error: { code: 'unavailable', message: 'shutting down' } }));
+            return;
+          }
+          const subtasks = r.value.program.assignments.flatMap((a) => a.subtasks.map((subtask_index) => ({ node_id: a.node_id, subtask_index })));
+          this.hosted.set(r.value.job_id, { generation: r.value.generation, subtasks });
+          msg.respond(encode({ v: 1, ok: true }));
+          setImmediate(() => this.tasks(r.value.job_id, 'started'));
+        } else if (verb === 'stop') {
+          const r = decode(stopExecutionSchema, msg.data);
+          if (!r.ok) return;
+          this.stopRequests.push(r.value);
+          const hosted = this.hosted.get(r.value.job_id);
+          if (hosted === undefined || hosted.generation !== r.value.generation) {
+            msg.respond(encode({ error: { code: 'unknown_job', message: 'nothing runs here' } }));
+            return;
+          }
+          msg.respond(encode({ v: 1, ok: true }));
+          if (r.value.mode === 'kill') this.hosted.delete(r.value.job_id);
+          else setImmediate(() => this.tasks(r.value.job_id, 'finished', true));
+        } else if (verb === 'checkpoint') {
+          const r = decode(checkpointRequestSchema, msg.data);
+          if (!r.ok) return;
+          this.checkpointRequests.push(r.value);
+          msg.respond(encode({ v: 1, ok: true }));
+          setImmediate(() => this.completeCheckpoint(r.value));
+        }
+      },
+    });
+    const reply = await this.nc.request(subjects.workerRegister(), encode({ v: 1, worker_id: this.id, slots: this.slots, operators: OPERATORS }), {
+      timeout: 2_000,
+    });
+    expect(decodeReply(registerWorkerReplySchema, reply.data).ok).toBe(true);
+  }
+
+  base(jobId: string, generation: number, s: { node_id: string; subtask_index: number }) {
+    return { v: 1 as const, job_id: jobId, generation, worker_id: this.id, node_id: s.node_id, subtask_index: s.subtask_index, at: Date.now() * 1000 };
+  }
+
+  tasks(jobId: string, event: 'started' | 'finished', drop = false): void {
+    const hosted = this.hosted.get(jobId);
+    if (hosted === undefined) return;
+    for (const s of hosted.subtasks) this.nc.publish(subjects.jobTasks(jobId), encode({ ...this.base(jobId, hosted.generation, s), event } satisfies TaskEvent));
+    if (drop) this.hosted.delete(jobId);
+  }
+
+  completeCheckpoint(req: CheckpointRequest): void {
+    const hosted = this.hosted.get(req.job_id);
+    if (hosted === undefined) return;
+    for (const s of hosted.subtasks) {
+      const now = Date.now() * 1000;
+      const event: CheckpointEvent = {
+        ...this.base(req.job_id, hosted.generation, s),
+        event: 'completed',
+        epoch: req.epoch,
+        bytes: 10,
+        start_time: now,
+        finish_time: now,
+        table_metadata: { node: s.node_id, index: s.subtask_index },
+      };
+      this.nc.publish(subjects.jobCheckpoints(req.job_id), encode(event));
+    }
+    if (req.then_stop) this.tasks(req.job_id, 'finished', true);
+  }
+
+  async leave(): Promise<void> {
+    this.sub?.unsubscribe();
+    this.nc.publish(subjects.workerDeregister(this.id), encode({ v: 1, worker_id: this.id }));
+    await this.nc.flush();
+  }
+}
+
+describe('job runtime on a real server', () => {
+  let server: NatsServerHandle;
+  let nc: NatsConnection;
+  let workerNc: NatsConnection;
+  let observer: NatsConnection;
+  let store: Store;
+  let registry: WorkerRegistry;
+  let service: WorkerService;
+  const runtimes = new JobRuntimes();
+  const log = pino({ level: 'silent' });
+  let started: JobRuntime[] = [];
+  let counter = 0;
+
+  beforeAll(async () => {
+    server = await startNatsServer({ jetstream: true });
+    nc = await connectTo(server.url, 'controller');
+    workerNc = await connectTo(server.url, 'workers');
+    observer = await connectTo(server.url, 'observer');
+    store = await openStore(nc, { requestTimeoutMs: 1_000, operationTimeoutMs: 8_000 });
+  });
+
+  afterAll(async () => {
+    await Promise.all([nc, workerNc, observer].map((c) => c?.close()));
+    await server?.dispose();
+  });
+
+  afterEach(async () => {
+    await Promise.all(started.map((r) => r.stop()));
+    started = [];
+    await service?.stop();
+  });
+
+  async function cluster(...workers: Array<[string, number]>): Promise<SimWorker[]> {
+    registry = new WorkerRegistry();
+    service = startWorkerService(nc, registry, { log, onLost: runtimes.onWorkerLost });
+    await service.ready();
+    const sims = workers.map(([id, slots]) => new SimWorker(workerNc, `${id}-${++counter}`, slots));
+    for (const sim of sims) await sim.start();
+    return sims;
+  }
+
+  async function launch(spec: RuntimeSpec, config: Partial<DesiredConfig> = {}) {
+    const jobId = `job-${process.pid}-${++counter}`;
+    const fullConfig = { ...DEFAULT_CONFIG, checkpointIntervalMs: 0, ...config };
+    await store.jobs.create(jobId, { name: 'p', ...spec }, { ...fullConfig, ignoreStateBeforeEpoch: null });
+    const states: JobStateEvent[] = [];
+    const sub = observer.subscribe(subjects.jobState(jobId), {
+      callback: (_e, m) => {
+        const r = decode(jobStateEventSchema, m.data);
+        if (r.ok) states.push(r.value);
+      },
+    });
+    await observer.flush();
+    const runtime = createJobRuntime({ nc, store, registry, jobId, spec, config: fullConfig, policy: FAST_POLICY, log, requestTimeoutMs: 500 });
+    runtimes.add(jobId, runtime);
+    started.push(runtime);
+    const state = () => runtime.actor.getSnapshot();
+    const top = () => {
+      const v = state().value;
+      return typeof v === 'string' ? v : Object.keys(v)[0];
+    };
+    const rows = async (): Promise<LogRow[]> => (await store.log.since(jobId, 0, 1000)).data;
+    return { jobId, runtime, states, sub, state, top, rows };
+  }
+
+  it('creates → Running: status, transitions and state events persisted; a periodic checkpoint is recorded', async () => {
+    const sims = await cluster(['a', 1], ['b', 1]);
+    const job = await launch(pipeline(2), { checkpointIntervalMs: 100 });
+    await eventually(() => expect(job.top()).toBe('Running'));
+    await job.runtime.flush();
+
+    const record = await store.jobs.get(job.jobId);
+    expect(record?.status).toMatchObject({ state: 'Running', generation: 1 });
+    const transitions = (await job.rows()).filter((r) => r.kind === 'transition').map((r) => (r.kind === 'transition' ? `${r.from}>${r.to}` : ''));
+    expect(transitions).toEqual(['Created>Compiling', 'Compiling>Scheduling', 'Scheduling>Running']);
+    await eventually(() => expect(job.states.map((s) => s.state)).toEqual(['Compiling', 'Scheduling', 'Running']));
+    expect(job.states.map((s) => s.seq)).toEqual([1, 2, 3]);
+    expect(job.states[2]).toMatchObject({ previous: 'Scheduling', generation: 1 });
+    expect(job.states[2]!.at).toBeGreaterThan(Date.now() * 100); // µs, not ms
+    expect(registry.get(sims[0]!.id)?.allocations).toEqual([{ jobId: job.jobId, generation: 1, slots: 1 }]);
+
+    // The periodic checkpoint: requests reach both (source-hosting) workers, completions record the epoch.
+    await eventually(() => expect(job.state().context.checkpoint.lastCompletedEpoch).toBeGreaterThanOrEqual(1), { timeoutMs: 5_000 });
+    for (const sim of sims) expect(sim.checkpointRequests[0]).toMatchObject({ job_id: job.jobId, generation: 1, epoch: 1, then_stop: false });
+    const epoch1 = job.runtime.checkpoints().get(1);
+    expect(epoch1?.subtasks.map((s) => `${s.node_id}[${s.subtask_index}]`).sort()).toEqual(['out[0]', 'out[1]', 'src[0]', 'src[1]']);
+    const kv = await new Kvm(jetstream(nc)).open('weir_checkpoints');
+    const durable = (await kv.get(`${job.jobId}.1`))?.json<CheckpointRecord>();
+    expect(durable).toMatchObject({ job_id: job.jobId, generation: 1, epoch: 1 });
+    expect(durable?.subtasks).toHaveLength(4);
+    expect(job.top()).toBe('Running');
+  });
+
+  it('stop=checkpoint → CheckpointStopping → Stopped on the then_stop barrier; status persisted', async () => {
+    const sims = await cluster(['a', 1], ['b', 1]);
+    const job = await launch(pipeline(2));
+    await eventually(() => expect(job.top()).toBe('Running'));
+    job.runtime.send({ type: 'config.update', config: { ...job.state().context.config, stop: 'checkpoint' } });
+    await eventually(() => expect(job.top()).toBe('Stopped'));
+    await job.runtime.flush();
+
+    for (const sim of sims) expect(sim.checkpointRequests.at(-1)).toMatchObject({ generation: 1, then_stop: true });
+    expect(job.state().context.checkpoint.finalCompleted).toBe(true);
+    expect((await store.jobs.get(job.jobId))?.status).toMatchObject({ state: 'Stopped', generation: 1 });
+    expect((await job.rows()).filter((r) => r.kind === 'transition').map((r) => (r.kind === 'transition' ? r.to : ''))).toEqual([
+      'Compiling',
+      'Scheduling',
+      'Running',
+      'CheckpointStopping',
+      'Stopped',
+    ]);
+    await eventually(() => expect(job.states.at(-1)).toMatchObject({ state: 'Stopped', previous: 'CheckpointStopping', seq: 5 }));
+    await eventually(() => expect(registry.get(sims[0]!.id)?.allocations).toEqual([]));
+  });
+
+  it('an unknown operator → Failed with a user-domain error in the log', async () => {
+    await cluster(['a', 2]);
+    const job = await launch(pipeline(1, 'no_such_operator'));
+    await eventually(() => expect(job.top()).toBe('Failed'));
+    await job.runtime.flush();
+    const status = (await store.jobs.get(job.jobId))?.status;
+    expect(status).toMatchObject({ state: 'Failed', failure: { domain: 'user', hint: 'no_retry' } });
+    expect(status?.failure?.message).toMatch(/unknown operator "no_such_operator"/);
+    const errors = (await job.rows()).filter((r) => r.kind === 'error');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ domain: 'user', hint: 'no_retry' });
+    await eventually(() => expect(job.states.at(-1)).toMatchObject({ state: 'Failed', failure: { domain: 'user' } }));
+  });
+
+  it('a lost worker → Recovering → rescheduled on the remaining workers at generation + 1; stale messages ignored', async () => {
+    const [a, b, c] = await cluster(['a', 1], ['b', 1], ['c', 2]);
+    const job = await launch(pipeline(2));
+    await eventually(() => expect(job.top()).toBe('Running'));
+    expect(a!.hosted.get(job.jobId)?.generation).toBe(1);
+    expect(b!.hosted.get(job.jobId)?.generation).toBe(1);
+    expect(c!.hosted.has(job.jobId)).toBe(false);
+
+    await b!.leave(); // deregister → worker-service onLost → runtimes.onWorkerLost
+    await eventually(() => expect(job.state().context.restarts).toBe(1));
+    await eventually(() => expect(job.top()).toBe('Running'));
+    expect(job.state().context.generation).toBe(2);
+    expect(a!.hosted.get(job.jobId)?.generation).toBe(2);
+    expect(c!.hosted.get(job.jobId)?.generation).toBe(2);
+    expect(a!.stopRequests).toContainEqual(expect.objectContaining({ generation: 1, mode: 'kill' }));
+    await job.runtime.flush();
+    expect((await store.jobs.get(job.jobId))?.status).toMatchObject({ state: 'Running', generation: 2, restarts: 1 });
+    const to = (await job.rows()).flatMap((r) => (r.kind === 'transition' ? [r.to] : []));
+    expect(to.slice(2)).toEqual(['Running', 'Recovering', 'Compiling', 'Scheduling', 'Running']);
+    expect((await job.rows()).some((r) => r.kind === 'error' && /was lost/.test(r.message))).toBe(true);
+
+    // Generation 1 is fenced: its failures, completions and finishes change nothing.
+    const before = job.runtime.stats().stale;
+    const old = { v: 1 as const, job_id: job.jobId, generation: 1, worker_id: a!.id, node_id: 'src', subtask_index: 0, at: Date.now() * 1000 };
+    workerNc.publish(subjects.jobTasks(job.jobId), encode({ ...old, event: 'failed', domain: 'user', hint: 'no_retry', reason: 'boom' } satisfies TaskEvent));
+    workerNc.publish(subjects.jobTasks(job.jobId), encode({ ...old, event: 'finished' } satisfies TaskEvent));
+    workerNc.publish(subjects.jobTasks(job.jobId), encode({ v: 1, nonsense: true }));
+    await workerNc.flush();
+    await eventually(() => expect(job.runtime.stats().stale).toBe(before + 2));
+    expect(job.runtime.stats().rejected).toBe(1);
+    expect(job.top()).toBe('Running');
+    // The machine keeps the last failure (the loss) while running again; the stale one did not replace it.
+    expect(job.state().context.failure?.message).toMatch(/was lost/);
+
+    // A current-generation failure is acted on (contrast).
+    const cur = { ...old, generation: 2 };
+    workerNc.publish(subjects.jobTasks(job.jobId), encode({ ...cur, event: 'failed', domain: 'user', hint: 'no_retry', reason: 'boom' } satisfies TaskEvent));
+    await eventually(() => expect(job.top()).toBe('Failed'));
+    expect(job.state().context.failure).toMatchObject({ domain: 'user', hint: 'no_retry' });
+  });
+
+  it('a worker that rejects the start: slots released, the next attempt (generation + 1) runs', async () => {
+    const [a, b] = await cluster(['a', 1], ['b', 1]);
+    b!.rejectStarts = 1;
+    const job = await launch(pipeline(2));
+    await eventually(() => expect(job.top()).toBe('Running'));
+    expect(job.state().context.generation).toBe(2);
+    expect(a!.stopRequests).toContainEqual(expect.objectContaining({ generation: 1, mode: 'kill' }));
+    for (const sim of [a!, b!]) expect(registry.get(sim.id)?.allocations).toEqual([{ jobId: job.jobId, generation: 2, slots: 1 }]);
+  });
+});
