@@ -4,6 +4,9 @@ import { parseArgs } from 'node:util';
 import { connect, credsAuthenticator, type NodeConnectionOptions } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { startWorker } from '../worker/process.js';
+import { controllerCommand } from './controller.js';
+import { jobsCommand } from './jobs.js';
+import { up } from './up.js';
 
 const USAGE = `weir: a NATS-native control plane for streaming jobs
 
@@ -18,7 +21,9 @@ Commands:
                    --nats URL    NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
                  credentials from NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS (a .creds file)
 
-The controller and job commands arrive with the controller (see README.md).`;
+  up             run NATS (if needed), a controller and workers locally until Ctrl-C:
+                   --workers N   workers (default 2)   --slots N   slots per worker (default 4)
+  submit, jobs   submit and manage jobs: see 'weir jobs help'`;
 
 /** The same module runs from src/ (tsx) and from dist/src/ (the bin), so look upwards for package.json. */
 function version(): string {
@@ -32,6 +37,9 @@ function version(): string {
 /** Runs one CLI invocation and returns the process exit code. */
 export function main(argv: readonly string[], out: (line: string) => void = console.log): Promise<number> {
   if (argv[0] === 'worker') return worker(argv.slice(1), out);
+  if (argv[0] === 'controller') return controllerCommand(argv.slice(1), out);
+  if (argv[0] === 'submit' || argv[0] === 'jobs') return jobsCommand(argv, { out, err: console.error });
+  if (argv[0] === 'up') return up(argv.slice(1), { out, err: console.error });
   return Promise.resolve(run(argv, out));
 }
 

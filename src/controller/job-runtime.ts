@@ -14,8 +14,9 @@ import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { createActor, fromPromise, type Actor } from 'xstate';
+import { createActor, fromPromise, type Actor, type InspectionEvent } from 'xstate';
 import { jobMachine } from '../../machines/job/machine.js';
+import { initialContext } from '../../machines/job/policy.js';
 import { JobError, type CheckpointRequest as MachineCheckpointRequest, type DesiredConfig, type GenerationInput, type JobContext, type JobEvent, type JobFailure, type JobInput, type JobPolicy, type JobState, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
 import type { StopResult } from '../../machines/job/setup.js';
 import {
@@ -71,7 +72,17 @@ export interface JobRuntimeOptions {
   operatorSpecs?: ReadonlyMap<string, OperatorSpec>;
   /** KV bucket of the minimal checkpoint records. Default `weir_checkpoints`. */
   checkpointBucket?: string;
+  /**
+   * A controller restart of a job that rests in a terminal state: the actor is restored in that state
+   * (its entry actions do not run again) instead of starting at Created.
+   */
+  resumeState?: ResumeState;
+  /** Extra inspection observer (the XState inspector, see src/inspect). */
+  inspect?: { next(event: InspectionEvent): void };
 }
+
+/** The states a job resumes in as themselves after a controller restart (Created just starts again). */
+export type ResumeState = 'Stopped' | 'Finished' | 'Failed';
 
 /** What a subtask reported when it completed an epoch (times in µs, as on the wire). */
 export type SubtaskCheckpoint = Omit<CheckpointCompleted, 'v' | 'job_id' | 'generation' | 'event' | 'epoch' | 'at'>;
@@ -241,8 +252,12 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   // ─── The machine's actors ─────────────────────────────────────────────────────────────────────
 
   function operatorSpecs(): Map<string, OperatorSpec> {
+    const offered = registry.operators();
+    // No worker registered yet (a controller that just restarted): check against the catalog, and
+    // let Scheduling wait for slots, rather than failing the job for operators nobody offers yet.
+    if (offered.size === 0) return new Map(catalog);
     const out = new Map<string, OperatorSpec>();
-    for (const name of registry.operators()) {
+    for (const name of offered) {
       const known = catalog.get(name);
       if (known !== undefined) {
         out.set(name, known);
@@ -310,7 +325,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
           generation,
           program: { graph, assignments: toStartAssignments(plan.assignments.get(workerId) ?? []) },
           ...(lastCompleted > 0 ? { restore_epoch: lastCompleted } : {}),
-          start_epoch: context.checkpoint.epoch + 1,
+          // The epoch the tasks start at (the last one started, as in the reference); their first checkpoint is the next.
+          start_epoch: context.checkpoint.epoch,
           min_epoch: input.minEpoch,
           checkpoint_interval_micros: micros(context.config.checkpointIntervalMs),
         };
@@ -341,7 +357,9 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       throw new JobError({ kind: 'retryable', message: `${input.mode} stop not accepted by ${failed.map((r) => r.workerId).join(', ')}` });
     }
     const allGone = results.every((r) => r.result.status === 'fulfilled' && r.result.value === 'gone');
-    return { finished: allGone };
+    // A worker acknowledges an immediate stop only after it has stopped the generation's runners and
+    // closed its data plane, and it reports no `finished` events for them: the acks are the confirmation.
+    return { finished: allGone || input.mode === 'immediate' };
   }
 
   const killJob = (input: GenerationInput) => teardown(input.generation, true);
@@ -399,7 +417,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   });
 
   let last: Observed = {
-    state: 'Created',
+    state: options.resumeState ?? 'Created',
     generation: options.status?.generation ?? 0,
     restarts: options.status?.restarts ?? 0,
     failure: options.status?.failure ?? null,
@@ -408,14 +426,19 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   let seq = 0;
   let queue: Promise<void> = Promise.resolve();
 
+  const input: JobInput = { jobId, config: options.config, policy: options.policy, status: options.status };
+  const restored = options.resumeState === undefined ? undefined : machine.resolveState({ value: options.resumeState, context: initialContext(input) });
+  const extraInspect = options.inspect;
   const actor: Actor<typeof jobMachine> = createActor(machine, {
-    input: { jobId, config: options.config, policy: options.policy, status: options.status },
+    input,
+    ...(restored === undefined ? {} : { snapshot: restored }),
     inspect: (event) => {
       // Every microstep, so eventless hops (Created → Compiling) are persisted too. Matched by logic, not
       // identity: the initial microsteps run inside createActor, before `actor` is assigned.
       if (event.type === '@xstate.microstep' && (event.actorRef as { logic?: unknown }).logic === machine) {
         observe(event.snapshot as unknown as { value: unknown; context: JobContext });
       }
+      extraInspect?.next(event);
     },
   });
   actor.subscribe({

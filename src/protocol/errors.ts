@@ -48,3 +48,14 @@ export function errorReply(code: ErrorCode, message: string): ErrorReply {
 export function isErrorReply(value: unknown): value is ErrorReply {
   return errorReplySchema.safeParse(value).success;
 }
+
+/** Thrown inside a request handler to answer with an error reply of this code. */
+export class RequestRejected extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RequestRejected';
+  }
+}

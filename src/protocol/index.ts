@@ -22,6 +22,7 @@ export {
   errorReplySchema,
   errorReply,
   isErrorReply,
+  RequestRejected,
   type ErrorCode,
   type DecodeErrorCode,
   type ProtocolError,

@@ -1,0 +1,82 @@
+/**
+ * `weir controller [--nats URL] [--heartbeat-timeout MS]`: runs the controller until SIGTERM/SIGINT,
+ * then stops it (jobs keep their persisted state; the next controller resumes them) and exits 0.
+ */
+import { parseArgs } from 'node:util';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { pino } from 'pino';
+import { startController, type Controller } from '../controller/controller.js';
+import { natsOptions } from './main.js';
+
+export const CONTROLLER_USAGE = `Usage: weir controller [--nats URL] [--heartbeat-timeout MS]
+  --nats URL               NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
+  --heartbeat-timeout MS   a worker silent this long is lost (default 30000)
+credentials from NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS (a .creds file);
+WEIR_INSPECT=<port> serves the job actors to the Stately inspector`;
+
+export interface ControllerArgs {
+  url: string;
+  heartbeatTimeoutMs: number | undefined;
+}
+
+export function parseControllerArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ControllerArgs {
+  const { values } = parseArgs({
+    args: [...args],
+    options: { nats: { type: 'string' }, 'heartbeat-timeout': { type: 'string' } },
+    strict: true,
+    allowPositionals: false,
+  });
+  let heartbeatTimeoutMs: number | undefined;
+  const raw = values['heartbeat-timeout'];
+  if (raw !== undefined) {
+    heartbeatTimeoutMs = Number(raw);
+    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(heartbeatTimeoutMs) || heartbeatTimeoutMs < 1) {
+      throw new Error(`--heartbeat-timeout MS must be a positive integer, got ${JSON.stringify(raw)}`);
+    }
+  }
+  return { url: values.nats ?? env['NATS_URL'] ?? 'nats://127.0.0.1:4222', heartbeatTimeoutMs };
+}
+
+/** Runs the controller command; resolves with the exit code. */
+export async function controllerCommand(args: readonly string[], out: (line: string) => void): Promise<number> {
+  let parsed: ControllerArgs;
+  try {
+    parsed = parseControllerArgs(args);
+  } catch (err) {
+    out(`weir controller: ${err instanceof Error ? err.message : String(err)}\n\n${CONTROLLER_USAGE}`);
+    return 2;
+  }
+  const log = pino({ name: 'weir-controller', level: process.env['WEIR_LOG_LEVEL'] ?? 'info' });
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ ...natsOptions(parsed.url), name: 'weir-controller' });
+  } catch (err) {
+    log.error({ err, url: parsed.url }, 'cannot connect to NATS');
+    return 1;
+  }
+  let controller: Controller;
+  try {
+    controller = await startController(nc, { log, ...(parsed.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: parsed.heartbeatTimeoutMs }) });
+  } catch (err) {
+    log.error({ err }, 'cannot start the controller');
+    await nc.close();
+    return 1;
+  }
+  const closed = nc.closed();
+  let onSignal: (signal: NodeJS.Signals) => void = () => undefined;
+  const signalled = new Promise<NodeJS.Signals>((resolve) => (onSignal = resolve));
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  const outcome = await Promise.race([signalled.then((signal) => ({ signal })), closed.then((err) => ({ closed: err }))]);
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  if ('signal' in outcome) {
+    log.info({ signal: outcome.signal }, 'signal received: stopping');
+    await controller.stop();
+    await nc.drain().catch((err: unknown) => log.warn({ err }, 'could not drain the connection'));
+    return 0;
+  }
+  log.error({ err: outcome.closed }, 'the NATS connection closed');
+  await controller.stop();
+  return 1;
+}

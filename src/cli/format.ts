@@ -1,0 +1,77 @@
+/** Human-readable output of the job commands: tables, key/value blocks and one-line state events. */
+import { availableActions, type AvailableAction } from '../../machines/job/actions-ui.js';
+import type { JobStateEvent, JobSummary, JobView } from '../protocol/index.js';
+
+/** Left-aligned columns separated by two spaces; the header is the first row. */
+export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => (row[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+/** µs since the epoch → ISO 8601 (UTC, ms precision); `-` for null. */
+export function formatMicros(micros: number | null | undefined): string {
+  if (micros === null || micros === undefined) return '-';
+  return new Date(Math.floor(micros / 1000)).toISOString();
+}
+
+export function formatDuration(micros: number): string {
+  if (micros % 1_000_000 !== 0) return `${micros / 1000}ms`;
+  const seconds = micros / 1_000_000;
+  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${seconds}s`;
+}
+
+export function jobListTable(jobs: readonly JobSummary[]): string {
+  if (jobs.length === 0) return 'no jobs';
+  return table(
+    ['JOB', 'NAME', 'STATE', 'GENERATION', 'CREATED'],
+    jobs.map((job) => [job.job_id, job.name, job.state, String(job.generation), formatMicros(job.created_at)]),
+  );
+}
+
+/** What a user can do with the job now, with the command that does it. */
+export function jobAction(view: Pick<JobView, 'state' | 'config'>): AvailableAction {
+  return availableActions(view.state, view.config.stop === 'none');
+}
+
+function actionText(job: string, action: AvailableAction): string {
+  const busy = action.inProgress ? ' (in progress)' : '';
+  if (action.stop === null) return `${action.text}${busy}`;
+  if (action.stop === 'none') return `${action.text}${busy}: weir jobs start ${job}`;
+  return `${action.text}${busy}: weir jobs stop ${job} --mode ${action.stop}`;
+}
+
+export function jobViewText(view: JobView): string {
+  const nodes = view.graph.nodes.map((node) => `${node.id}(${node.operator}×${view.config.parallelism_overrides[node.id] ?? node.parallelism})`);
+  const rows: Array<[string, string]> = [
+    ['job', view.job_id],
+    ['name', view.name],
+    ['state', view.state],
+    ['generation', String(view.generation)],
+    ['restarts', String(view.restarts)],
+    ['failure', view.failure === null ? '-' : `${view.failure.message} (${view.failure.domain}, ${view.failure.hint}, at ${formatMicros(view.failure.at)})`],
+    ['action', actionText(view.job_id, jobAction(view))],
+    ['desired', `stop=${view.config.stop} restart_mode=${view.config.restart_mode} restart_nonce=${view.config.restart_nonce}`],
+    ['checkpoints', view.config.checkpoint_interval_micros === 0 ? 'off' : `every ${formatDuration(view.config.checkpoint_interval_micros)}`],
+    ['ttl', view.config.ttl_micros === null ? '-' : formatDuration(view.config.ttl_micros)],
+    ['graph', nodes.join(' ')],
+    ['created', formatMicros(view.created_at)],
+    ['started', formatMicros(view.start_time)],
+    ['finished', formatMicros(view.finish_time)],
+    ['revision', String(view.revision)],
+  ];
+  const width = Math.max(...rows.map(([key]) => key.length));
+  return rows.map(([key, value]) => `${`${key}:`.padEnd(width + 2)}${value}`).join('\n');
+}
+
+/** One line per state event: `<time>  <job>  <previous> -> <state>  generation=G restarts=R [failure: …]`. */
+export function stateEventLine(event: JobStateEvent): string {
+  const failure = event.failure === undefined ? '' : `  failure: ${event.failure.message.split('\n')[0] ?? ''}`;
+  return `${formatMicros(event.at)}  ${event.job_id}  ${event.previous ?? '-'} -> ${event.state}  generation=${event.generation} restarts=${event.restarts}${failure}`;
+}

@@ -1,0 +1,578 @@
+/**
+ * The controller: the worker registry and service, one job runtime per job in the store, and the
+ * `weir.api.jobs.*` request subjects (queue group `weir-controller`).
+ *
+ * - Every request body is decoded with its protocol schema; bad input gets an error reply and changes
+ *   nothing. A handler never throws: anything unexpected is answered with `internal`.
+ * - Requests naming one job are handled one at a time per job, so a config update, a delete and the
+ *   runtime's own view of the job never interleave.
+ * - Config changes written to the store by another process reach the job's runtime through the
+ *   store's config watcher; the controller's own writes are recognised by revision and skipped.
+ * - On start, every stored job gets a runtime resumed per the controller-restart table
+ *   (`resumePlan`): Created/Stopped/Finished/Failed as themselves, the active states from Compiling
+ *   (a full reschedule at the next generation), Failing → Failed, Stopping/CheckpointStopping →
+ *   Stopped, Finishing → Finished.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { availableActions, type AvailableAction } from '../../machines/job/actions-ui.js';
+import { DEFAULT_CONFIG } from '../../machines/job/policy.js';
+import { TERMINAL_STATES, type DesiredConfig, type JobPolicy, type JobState } from '../../machines/job/types.js';
+import { inspectorFromEnv, type JobInspector } from '../inspect/index.js';
+import {
+  DEFAULT_LIST_LIMIT,
+  MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  SUBJECTS,
+  configUpdateSchema,
+  decode,
+  encode,
+  errorReply,
+  isValidId,
+  jobRequestSchema,
+  listJobsRequestSchema,
+  parseSubject,
+  pipelineSchema,
+  truncateErrorText,
+  validateGraph,
+  type ConfigUpdate,
+  type DeleteJobReply,
+  type ErrorCode,
+  type JobRevisionReply,
+  type JobSummary,
+  type JobView,
+  type ListJobsReply,
+  type OperatorSpec,
+  type Pipeline,
+  RequestRejected,
+} from '../protocol/index.js';
+import {
+  ConflictError,
+  PartialJobError,
+  StoreUnavailableError,
+  UnknownJobError,
+  openStore,
+  type ConfigWatcher,
+  type JobConfigRecord,
+  type JobRecord,
+  type JobStatusRecord,
+  type Store,
+  type StoreOptions,
+} from '../store/index.js';
+import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
+import { createJobRuntime, JobRuntimes, type JobRuntime, type ResumeState, type RuntimeSpec } from './job-runtime.js';
+import { WorkerRegistry } from './registry.js';
+import { CONTROLLER_QUEUE, startWorkerService, type WorkerService } from './worker-service.js';
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 2_000;
+
+export interface ControllerOptions {
+  log: Logger;
+  /** A worker silent this long is lost. Default: the registry's (30 s). */
+  heartbeatTimeoutMs?: number;
+  /** Heartbeat interval told to workers. Default: the worker service's (5 s). */
+  heartbeatIntervalMs?: number;
+  /** Deadline of one controller → worker request. Default 2 s. */
+  requestTimeoutMs?: number;
+  /** Policy overrides for every job. */
+  policy?: Partial<JobPolicy>;
+  /** Largest accepted API request. Default `MAX_MESSAGE_BYTES`. */
+  maxMessageBytes?: number;
+  store?: StoreOptions;
+  /** Inspector for the job actors. Default: `inspectorFromEnv()` (`WEIR_INSPECT`); `null` disables it. */
+  inspector?: JobInspector | null;
+  /** Default `weir-controller`. */
+  queue?: string;
+}
+
+export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list';
+
+export interface ControllerStats {
+  jobs: number;
+  received: Record<ApiRequest, number>;
+  /** RequestRejected requests by error code. */
+  rejected: Partial<Record<ErrorCode, number>>;
+  /** Config changes of other processes forwarded to a runtime. */
+  externalConfigChanges: number;
+}
+
+export interface Controller {
+  readonly runtimes: JobRuntimes;
+  readonly store: Store;
+  readonly registry: WorkerRegistry;
+  stats(): ControllerStats;
+  /** Stops serving, stops every runtime (jobs keep their persisted state) and the worker service. Idempotent. */
+  stop(): Promise<void>;
+}
+
+
+/** How a job found in the store resumes after a controller restart (reference §1.1). */
+export interface ResumePlan {
+  /** Restore the actor in this terminal state; undefined: a fresh actor (Created → Compiling). */
+  resumeState: ResumeState | undefined;
+  /** The state to persist before resuming when it differs from the stored one. */
+  rewrite: JobState | undefined;
+}
+
+export function resumePlan(state: JobState): ResumePlan {
+  switch (state) {
+    case 'Stopped':
+    case 'Finished':
+    case 'Failed':
+      return { resumeState: state, rewrite: undefined };
+    case 'Failing':
+      return { resumeState: 'Failed', rewrite: 'Failed' };
+    case 'Stopping':
+    case 'CheckpointStopping':
+      return { resumeState: 'Stopped', rewrite: 'Stopped' };
+    case 'Finishing':
+      return { resumeState: 'Finished', rewrite: 'Finished' };
+    case 'Created':
+    case 'Compiling':
+    case 'Scheduling':
+    case 'Running':
+    case 'Recovering':
+    case 'Rescaling':
+    case 'Restarting':
+      return { resumeState: undefined, rewrite: undefined };
+  }
+}
+
+/** Time-ordered job ids: `job-` + base36 ms (fixed width) + random. */
+export function newJobId(now = Date.now()): string {
+  return `job-${now.toString(36).padStart(9, '0')}-${randomBytes(5).toString('hex')}`;
+}
+
+const toMs = (micros: number): number => Math.ceil(micros / 1000);
+const toMicros = (ms: number): number => Math.max(0, Math.round(ms * 1000));
+
+function desired(config: JobConfigRecord): DesiredConfig {
+  const { ignoreStateBeforeEpoch: _ignored, ...rest } = config;
+  return rest;
+}
+
+/** The desired config of a new job. */
+export function configFromPipeline(pipeline: Pipeline): JobConfigRecord {
+  return {
+    ...DEFAULT_CONFIG,
+    parallelismOverrides: {},
+    env: {},
+    ...(pipeline.checkpoint_interval_micros === undefined ? {} : { checkpointIntervalMs: toMs(pipeline.checkpoint_interval_micros) }),
+    ttlMs: pipeline.ttl_micros === undefined ? null : toMs(pipeline.ttl_micros),
+    ignoreStateBeforeEpoch: null,
+  };
+}
+
+/** A partial config update applied to the current config. Throws `RequestRejected(invalid_pipeline)` for nodes the graph lacks. */
+export function applyUpdate(current: JobConfigRecord, update: ConfigUpdate, nodeIds: readonly string[], status: JobStatusRecord): JobConfigRecord {
+  const next: JobConfigRecord = { ...current, parallelismOverrides: { ...current.parallelismOverrides } };
+  if (update.stop !== undefined) next.stop = update.stop;
+  if (update.restart === true) {
+    next.restartNonce = current.restartNonce + 1;
+    next.restartMode = update.restart_mode ?? 'safe';
+    if (update.ignore_state === true) next.ignoreStateBeforeEpoch = status.epoch + 1;
+  } else if (update.restart_mode !== undefined) {
+    next.restartMode = update.restart_mode;
+  }
+  if (update.parallelism !== undefined) {
+    next.parallelismOverrides = Object.fromEntries(nodeIds.map((id) => [id, update.parallelism!]));
+  }
+  if (update.parallelism_overrides !== undefined) {
+    const unknown = Object.keys(update.parallelism_overrides).filter((id) => !nodeIds.includes(id));
+    if (unknown.length > 0) throw new RequestRejected('invalid_pipeline', `parallelism_overrides: no such node: ${unknown.join(', ')}`);
+    next.parallelismOverrides = { ...update.parallelism_overrides };
+  }
+  if (update.checkpoint_interval_micros !== undefined) next.checkpointIntervalMs = toMs(update.checkpoint_interval_micros);
+  if (update.ttl_micros !== undefined) next.ttlMs = update.ttl_micros === null ? null : toMs(update.ttl_micros);
+  return next;
+}
+
+function specOf(record: JobRecord): { pipeline: Pipeline; runtime: RuntimeSpec } {
+  const { created_at: _createdAt, ...body } = record.spec;
+  const decoded = pipelineSchema.safeParse(body);
+  if (!decoded.success) throw new Error(`stored spec does not decode as a pipeline: ${decoded.error.message}`);
+  return { pipeline: decoded.data, runtime: { graph: decoded.data.graph, parallelism: decoded.data.parallelism } };
+}
+
+/** The job view of `get` (jobViewSchema). */
+export function jobView(jobId: string, record: JobRecord, state: JobState = record.status.state): JobView {
+  const { pipeline } = specOf(record);
+  const { config, status } = record;
+  return {
+    v: PROTOCOL_VERSION,
+    job_id: jobId,
+    name: pipeline.name,
+    revision: record.revisions.config,
+    graph: pipeline.graph,
+    config: {
+      stop: config.stop,
+      restart_nonce: config.restartNonce,
+      restart_mode: config.restartMode,
+      parallelism_overrides: config.parallelismOverrides,
+      checkpoint_interval_micros: toMicros(config.checkpointIntervalMs),
+      ttl_micros: config.ttlMs === null ? null : toMicros(config.ttlMs),
+    },
+    state,
+    generation: status.generation,
+    restarts: status.restarts,
+    failure:
+      status.failure === null
+        ? null
+        : { message: truncateErrorText(status.failure.message), domain: status.failure.domain, hint: status.failure.hint, at: toMicros(status.failure.at) },
+    created_at: record.spec.created_at,
+    start_time: status.startTime === null ? null : toMicros(status.startTime),
+    finish_time: status.finishTime === null ? null : toMicros(status.finishTime),
+  };
+}
+
+/** The one action a UI may offer for the job now (not part of `jobViewSchema`, which is strict). */
+export function jobAction(record: JobRecord, state: JobState = record.status.state): AvailableAction {
+  return availableActions(state, record.config.stop === 'none');
+}
+
+function storeCode(err: unknown): { code: ErrorCode; message: string } {
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof RequestRejected) return { code: err.code, message };
+  if (err instanceof UnknownJobError) return { code: 'unknown_job', message };
+  if (err instanceof ConflictError) return { code: 'conflict', message };
+  if (err instanceof StoreUnavailableError) return { code: 'unavailable', message };
+  if (err instanceof PartialJobError) return { code: 'conflict', message };
+  return { code: 'internal', message };
+}
+
+export async function startController(nc: NatsConnection, options: ControllerOptions): Promise<Controller> {
+  const log = options.log.child({ component: 'controller' });
+  const queue = options.queue ?? CONTROLLER_QUEUE;
+  const maxBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const stats: ControllerStats = {
+    jobs: 0,
+    received: { create: 0, config: 0, delete: 0, get: 0, list: 0 },
+    rejected: {},
+    externalConfigChanges: 0,
+  };
+
+  const store = await openStore(nc, options.store);
+  const ownInspector = options.inspector === undefined;
+  const inspector = options.inspector === undefined ? await inspectorFromEnv(process.env, log) : (options.inspector ?? undefined);
+  const registry = new WorkerRegistry(options.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: options.heartbeatTimeoutMs });
+  const runtimes = new JobRuntimes();
+  const jobIds = new Set<string>();
+  /** Per job: the newest config revision the runtime has been given. */
+  const appliedRevision = new Map<string, number>();
+  /** Per job: the tail of its request chain. */
+  const chains = new Map<string, Promise<unknown>>();
+  let stopping: Promise<void> | undefined;
+
+  const workers: WorkerService = startWorkerService(nc, registry, {
+    log,
+    onLost: (jobId, generation, workerId) => runtimes.onWorkerLost(jobId, generation, workerId),
+    ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
+    queue,
+  });
+
+  function serialized<T>(jobId: string, step: () => Promise<T>): Promise<T> {
+    const prev = chains.get(jobId) ?? Promise.resolve();
+    const next = prev.then(step, step);
+    const tail = next.catch(() => undefined);
+    chains.set(jobId, tail);
+    void tail.then(() => {
+      if (chains.get(jobId) === tail) chains.delete(jobId);
+    });
+    return next;
+  }
+
+  function operatorSpecs(graph: RuntimeSpec['graph']): Map<string, OperatorSpec> {
+    const offered = registry.operators();
+    if (offered.size === 0) return new Map(AVAILABLE_OPERATORS);
+    const inputs = new Set(graph.edges.map((e) => e.to));
+    const outputs = new Set(graph.edges.map((e) => e.from));
+    const out = new Map<string, OperatorSpec>();
+    for (const name of offered) {
+      const known = AVAILABLE_OPERATORS.get(name);
+      if (known !== undefined) {
+        out.set(name, known);
+        continue;
+      }
+      const nodes = graph.nodes.filter((n) => n.operator === name);
+      const kind = nodes.length > 0 && nodes.every((n) => !inputs.has(n.id)) ? 'source' : nodes.length > 0 && nodes.every((n) => !outputs.has(n.id)) ? 'sink' : 'operator';
+      out.set(name, { kind });
+    }
+    return out;
+  }
+
+  function startRuntime(jobId: string, record: JobRecord, resumeState?: ResumeState): JobRuntime {
+    const { runtime: spec } = specOf(record);
+    const { status } = record;
+    const runtime = createJobRuntime({
+      nc,
+      store,
+      registry,
+      jobId,
+      spec,
+      config: desired(record.config),
+      status: {
+        generation: status.generation,
+        restarts: status.restarts,
+        appliedRestartNonce: status.appliedRestartNonce,
+        failure: status.failure,
+        startTime: status.startTime,
+        finishTime: status.finishTime,
+        epoch: status.epoch,
+        minEpoch: status.minEpoch,
+      },
+      ...(options.policy === undefined ? {} : { policy: options.policy }),
+      log,
+      requestTimeoutMs,
+      ...(resumeState === undefined ? {} : { resumeState }),
+      ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
+    });
+    runtimes.add(jobId, runtime);
+    jobIds.add(jobId);
+    appliedRevision.set(jobId, Math.max(appliedRevision.get(jobId) ?? 0, record.revisions.config));
+    return runtime;
+  }
+
+  function stateOf(jobId: string, record: JobRecord): JobState {
+    const runtime = runtimes.get(jobId);
+    if (runtime === undefined) return record.status.state;
+    const value = runtime.actor.getSnapshot().value as unknown;
+    return (typeof value === 'string' ? value : Object.keys(value as object)[0]) as JobState;
+  }
+
+  async function resume(jobId: string): Promise<void> {
+    let record = await store.jobs.get(jobId);
+    if (record === null) return;
+    const plan = resumePlan(record.status.state);
+    if (plan.rewrite !== undefined) {
+      const from = record.status.state;
+      const to = plan.rewrite;
+      const at = Date.now();
+      await store.jobs.updateStatus(jobId, (s) => ({ ...s, state: to, finishTime: s.finishTime ?? at, updatedAt: at }));
+      await store.log.append(jobId, { kind: 'transition', from, to, generation: record.status.generation, at });
+      record = (await store.jobs.get(jobId)) ?? record;
+      log.info({ jobId, from, to }, 'resumed as a terminal state after a controller restart');
+    }
+    startRuntime(jobId, record, plan.resumeState);
+    log.info({ jobId, stored: record.status.state, resumeAs: plan.resumeState ?? 'Compiling', generation: record.status.generation }, 'job resumed');
+  }
+
+  // ─── Request handling ─────────────────────────────────────────────────────────────────────────
+
+  function body<S extends z.ZodType>(schema: S, msg: Msg): z.output<S> {
+    const result = decode(schema, msg.data, { maxBytes });
+    if (!result.ok) throw new RequestRejected(result.error.code, result.error.message);
+    return result.value;
+  }
+
+  function jobOf(msg: Msg): string {
+    const parsed = parseSubject(msg.subject);
+    const jobId = parsed?.params['job'];
+    if (jobId === undefined || !isValidId(jobId)) throw new RequestRejected('unknown_job', `no job named by ${msg.subject}`);
+    return jobId;
+  }
+
+  async function existing(jobId: string): Promise<JobRecord> {
+    const record = await store.jobs.get(jobId);
+    if (record === null || !jobIds.has(jobId)) throw new RequestRejected('unknown_job', `no job ${jobId}`);
+    return record;
+  }
+
+  async function create(msg: Msg): Promise<JobRevisionReply> {
+    const pipeline = body(pipelineSchema, msg);
+    const problems = validateGraph(pipeline, operatorSpecs(pipeline.graph));
+    if (problems.length > 0) throw new RequestRejected('invalid_pipeline', truncateErrorText(problems.map((p) => `${p.path}: ${p.message}`).join('; ')));
+    const jobId = newJobId();
+    const spec = { ...(pipeline as unknown as Record<string, never>), created_at: toMicros(Date.now()) };
+    const record = await store.jobs.create(jobId, spec, configFromPipeline(pipeline));
+    return serialized(jobId, async () => {
+      try {
+        startRuntime(jobId, record);
+      } catch (err) {
+        // Nothing may stay behind for a create that failed.
+        jobIds.delete(jobId);
+        await store.jobs.delete(jobId).catch((e: unknown) => log.error({ err: e, jobId }, 'could not undo a failed create'));
+        throw err;
+      }
+      log.info({ jobId, name: pipeline.name }, 'job created');
+      return { v: PROTOCOL_VERSION, job_id: jobId, revision: record.revisions.config };
+    });
+  }
+
+  async function config(msg: Msg): Promise<JobRevisionReply> {
+    const jobId = jobOf(msg);
+    const update = body(configUpdateSchema, msg);
+    return serialized(jobId, async () => {
+      const record = await existing(jobId);
+      if (update.expected_revision !== undefined && update.expected_revision !== record.revisions.config) {
+        throw new RequestRejected('conflict', `job ${jobId} is at revision ${record.revisions.config}, not ${update.expected_revision}`);
+      }
+      const nodeIds = specOf(record).runtime.graph.nodes.map((n) => n.id);
+      // Validated before the write so that a bad update changes nothing.
+      applyUpdate(record.config, update, nodeIds, record.status);
+      const result = await store.jobs.updateConfig(jobId, (current) => applyUpdate(current, update, nodeIds, record.status));
+      appliedRevision.set(jobId, Math.max(appliedRevision.get(jobId) ?? 0, result.revision));
+      runtimes.get(jobId)?.send({ type: 'config.update', config: desired(result.value) });
+      log.info({ jobId, revision: result.revision, update }, 'config updated');
+      return { v: PROTOCOL_VERSION, job_id: jobId, revision: result.revision };
+    });
+  }
+
+  async function remove(msg: Msg): Promise<DeleteJobReply> {
+    const jobId = jobOf(msg);
+    body(jobRequestSchema, msg);
+    return serialized(jobId, async () => {
+      let record = await existing(jobId);
+      const state = stateOf(jobId, record);
+      if (!TERMINAL_STATES.includes(state)) throw new RequestRejected('not_terminal', `job ${jobId} is ${state}; stop it first`);
+      const runtime = runtimes.get(jobId);
+      if (runtime !== undefined) {
+        await runtime.stop();
+        runtimes.remove(jobId);
+      }
+      record = (await store.jobs.get(jobId)) ?? record;
+      if (!TERMINAL_STATES.includes(record.status.state)) {
+        // Should not happen: the runtime persisted a terminal state before it was stopped. Keep the job.
+        startRuntime(jobId, record, undefined);
+        throw new RequestRejected('not_terminal', `job ${jobId} is stored as ${record.status.state}`);
+      }
+      jobIds.delete(jobId);
+      appliedRevision.delete(jobId);
+      try {
+        await store.jobs.delete(jobId, { statusRevision: record.revisions.status });
+      } catch (err) {
+        jobIds.add(jobId);
+        startRuntime(jobId, record, record.status.state as ResumeState);
+        throw err;
+      }
+      await store.log.purge(jobId).catch((err: unknown) => log.warn({ err, jobId }, 'could not purge the job log'));
+      log.info({ jobId }, 'job deleted');
+      return { v: PROTOCOL_VERSION, job_id: jobId };
+    });
+  }
+
+  async function get(msg: Msg): Promise<JobView> {
+    const jobId = jobOf(msg);
+    body(jobRequestSchema, msg);
+    const record = await existing(jobId);
+    return jobView(jobId, record, record.status.state);
+  }
+
+  async function list(msg: Msg): Promise<ListJobsReply> {
+    const request = body(listJobsRequestSchema, msg);
+    const limit = request.limit ?? DEFAULT_LIST_LIMIT;
+    // Ids are time-ordered, so newest first is reverse id order.
+    let ids = (await store.jobs.list()).filter((id) => jobIds.has(id)).reverse();
+    if (request.starting_after !== undefined) {
+      const after = request.starting_after;
+      ids = ids.filter((id) => id < after);
+    }
+    const data: JobSummary[] = [];
+    let i = 0;
+    for (; i < ids.length && data.length < limit; i++) {
+      const id = ids[i]!;
+      const record = await store.jobs.get(id).catch(() => null);
+      if (record === null) continue;
+      const { pipeline } = specOf(record);
+      data.push({ job_id: id, name: pipeline.name, state: record.status.state, generation: record.status.generation, created_at: record.spec.created_at });
+    }
+    return { v: PROTOCOL_VERSION, data, has_more: i < ids.length };
+  }
+
+  const handlers: Record<ApiRequest, (msg: Msg) => Promise<unknown>> = { create, config, delete: remove, get, list };
+
+  function serve(kind: ApiRequest, subject: string): Subscription {
+    return nc.subscribe(subject, {
+      queue,
+      callback: (err, msg) => {
+        if (err !== null) {
+          log.error({ err, subject }, 'API subscription failed');
+          return;
+        }
+        stats.received[kind]++;
+        void handlers[kind](msg).then(
+          (reply) => msg.respond(encode(reply)),
+          (e: unknown) => {
+            const { code, message } = storeCode(e);
+            stats.rejected[code] = (stats.rejected[code] ?? 0) + 1;
+            if (code === 'internal') log.error({ err: e, subject: msg.subject }, 'API request failed');
+            else log.warn({ code, reason: message, subject: msg.subject }, 'API request rejected');
+            try {
+              msg.respond(encode(errorReply(code, truncateErrorText(message))));
+            } catch (respondErr) {
+              log.warn({ err: respondErr }, 'could not send the error reply');
+            }
+          },
+        );
+      },
+    });
+  }
+
+  // ─── Start ────────────────────────────────────────────────────────────────────────────────────
+
+  // The watcher first, then the current jobs: a change made in between is seen by both (revision decides).
+  const watcher: ConfigWatcher = await store.jobs.watchConfigs(
+    (change) => {
+      if (stopping !== undefined) return;
+      const { jobId, config: cfg, revision } = change;
+      return serialized(jobId, async () => {
+        if (!jobIds.has(jobId)) return;
+        if (revision <= (appliedRevision.get(jobId) ?? 0)) return;
+        appliedRevision.set(jobId, revision);
+        const runtime = runtimes.get(jobId);
+        if (cfg === null) {
+          // Deleted by another process.
+          jobIds.delete(jobId);
+          runtimes.remove(jobId);
+          await runtime?.stop();
+          log.info({ jobId }, 'job deleted elsewhere: runtime stopped');
+          return;
+        }
+        stats.externalConfigChanges++;
+        runtime?.send({ type: 'config.update', config: desired(cfg) });
+        log.info({ jobId, revision }, 'config changed elsewhere: forwarded to the runtime');
+      });
+    },
+    { onError: (err) => log.warn({ err }, 'config watcher problem') },
+  );
+
+  for (const jobId of await store.jobs.list()) {
+    try {
+      await resume(jobId);
+    } catch (err) {
+      log.error({ err, jobId }, 'could not resume the job');
+    }
+  }
+
+  const subscriptions = [
+    serve('create', SUBJECTS.apiJobsCreate.wildcard),
+    serve('list', SUBJECTS.apiJobsList.wildcard),
+    serve('config', SUBJECTS.apiJobConfig.wildcard),
+    serve('delete', SUBJECTS.apiJobDelete.wildcard),
+    serve('get', SUBJECTS.apiJobGet.wildcard),
+  ];
+  await nc.flush();
+  await workers.ready();
+  log.info({ jobs: jobIds.size }, 'controller started');
+
+  return {
+    runtimes,
+    store,
+    registry,
+    stats: () => ({ ...stats, jobs: jobIds.size, received: { ...stats.received }, rejected: { ...stats.rejected } }),
+    stop() {
+      stopping ??= (async () => {
+        await Promise.allSettled(subscriptions.map((s) => s.drain()));
+        watcher.stop();
+        await Promise.allSettled([...chains.values()]);
+        await Promise.allSettled([...jobIds].flatMap((id) => runtimes.get(id)?.stop() ?? []));
+        await workers.stop();
+        if (ownInspector) await inspector?.stop();
+        log.info('controller stopped');
+      })();
+      return stopping;
+    },
+  };
+}

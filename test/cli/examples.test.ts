@@ -1,0 +1,26 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { decodeValue, pipelineSchema, validateGraph } from '../../src/protocol/index.js';
+import { AVAILABLE_OPERATORS } from '../../src/worker/operators/index.js';
+
+describe('examples/', () => {
+  for (const file of ['counter.json', 'bounded.json']) {
+    it(`${file} is a valid pipeline for the built-in operators`, () => {
+      const decoded = decodeValue(pipelineSchema, JSON.parse(readFileSync(new URL(`../../examples/${file}`, import.meta.url), 'utf8')));
+      if (!decoded.ok) throw new Error(decoded.error.message);
+      expect(validateGraph(decoded.value, AVAILABLE_OPERATORS)).toEqual([]);
+      expect(decoded.value.graph.nodes.map((n) => n.operator)).toEqual(['impulse', 'map-key', 'count', 'preview']);
+      expect(decoded.value.graph.nodes[1]?.config).toEqual({ modulo: 10 });
+      expect(decoded.value.graph.edges.find((e) => e.to === 'count')?.kind).toBe('shuffle');
+    });
+  }
+
+  it('counter runs until stopped; bounded finishes by itself', () => {
+    const impulse = (file: string) =>
+      (JSON.parse(readFileSync(new URL(`../../examples/${file}`, import.meta.url), 'utf8')) as { graph: { nodes: Array<{ config?: Record<string, unknown> }> } }).graph
+        .nodes[0]?.config;
+    expect(impulse('counter.json')?.['events']).toBeUndefined();
+    expect(impulse('counter.json')?.['rate_per_sec']).toBeGreaterThan(0);
+    expect(impulse('bounded.json')?.['events']).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,317 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
+import { jobsCommand } from '../../src/cli/jobs.js';
+import { main } from '../../src/cli/main.js';
+import { up } from '../../src/cli/up.js';
+import {
+  encode,
+  errorReply,
+  jobStateEventSchema,
+  jobViewSchema,
+  parseSubject,
+  subjects,
+  type JobStateEvent,
+  type JobView,
+} from '../../src/protocol/index.js';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { connectTo, eventually } from '../support/nats.js';
+
+const NOW = 1_763_884_800_000_000;
+
+const VIEW: JobView = jobViewSchema.parse({
+  v: 1,
+  job_id: 'job-1',
+  name: 'counter',
+  revision: 7,
+  graph: {
+    nodes: [
+      { id: 'src', operator: 'impulse', parallelism: 1, config: {} },
+      { id: 'out', operator: 'preview', parallelism: 1, config: {} },
+    ],
+    edges: [{ from: 'src', to: 'out', kind: 'forward' }],
+  },
+  config: { stop: 'none', restart_nonce: 2, restart_mode: 'safe', parallelism_overrides: {}, checkpoint_interval_micros: 10_000_000, ttl_micros: null },
+  state: 'Running',
+  generation: 3,
+  restarts: 2,
+  failure: { message: 'worker lost', domain: 'external', hint: 'with_backoff', at: NOW },
+  created_at: NOW,
+  start_time: NOW,
+  finish_time: null,
+});
+
+interface Received {
+  subject: string;
+  body: unknown;
+}
+
+/** Answers `weir.api.jobs.*` like the controller would: job `nope` does not exist. */
+function fakeController(nc: NatsConnection, received: Received[]): void {
+  const sub = nc.subscribe('weir.api.jobs.>');
+  void (async () => {
+    for await (const msg of sub) {
+      const body = msg.json<unknown>();
+      received.push({ subject: msg.subject, body });
+      const parsed = parseSubject(msg.subject);
+      const job = parsed?.params['job'];
+      if (job === 'nope') {
+        msg.respond(encode(errorReply('unknown_job', 'no job "nope"')));
+        continue;
+      }
+      switch (String(parsed?.name)) {
+        case 'apiJobsCreate':
+          msg.respond(encode({ v: 1, job_id: 'job-1', revision: 1 }));
+          break;
+        case 'apiJobsList':
+          msg.respond(
+            encode({
+              v: 1,
+              data: [
+                { job_id: 'job-2', name: 'bounded', state: 'Finished', generation: 1, created_at: NOW + 1 },
+                { job_id: 'job-1', name: 'counter', state: 'Running', generation: 3, created_at: NOW },
+              ],
+              has_more: false,
+            }),
+          );
+          break;
+        case 'apiJobGet':
+          msg.respond(encode({ ...VIEW, job_id: job }));
+          break;
+        case 'apiJobConfig':
+          msg.respond(encode({ v: 1, job_id: job, revision: 8 }));
+          break;
+        case 'apiJobDelete':
+          msg.respond(encode({ v: 1, job_id: job }));
+          break;
+        default:
+          msg.respond(encode(errorReply('internal', `unexpected ${msg.subject}`)));
+      }
+    }
+  })();
+}
+
+let server: NatsServerHandle;
+let nc: NatsConnection;
+const received: Received[] = [];
+let out: string[];
+let errSpy: MockInstance<(...args: unknown[]) => void>;
+const errLines = () => errSpy.mock.calls.map((args) => args.map(String).join(' '));
+
+async function weir(...argv: string[]): Promise<number> {
+  return main([...argv, '--nats', server.url], (line) => out.push(line));
+}
+
+beforeAll(async () => {
+  server = await startNatsServer();
+  nc = await connectTo(server.url, 'fake-controller');
+  fakeController(nc, received);
+  await nc.flush();
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await server?.stop();
+});
+
+beforeEach(() => {
+  out = [];
+  received.length = 0;
+  errSpy = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+});
+
+afterEach(() => {
+  errSpy.mockRestore();
+});
+
+describe('argument errors exit 2 with usage', () => {
+  it.each([
+    [['jobs']],
+    [['jobs', 'bogus']],
+    [['jobs', 'get']],
+    [['jobs', 'get', 'a.b']],
+    [['jobs', 'get', 'j', 'extra']],
+    [['jobs', 'get', 'j', '--mode', 'graceful']],
+    [['jobs', 'stop', 'j', '--mode', 'later']],
+    [['jobs', 'rescale', 'j', '0']],
+    [['jobs', 'rescale', 'j', 'x']],
+    [['jobs', 'watch', 'j', '--count', '-1']],
+    [['jobs', 'list', '--bogus']],
+    [['submit']],
+  ])('weir %j', async (argv) => {
+    expect(await main(argv, (line) => out.push(line))).toBe(2);
+    expect(errLines().join('\n')).toContain('weir submit FILE');
+    expect(received).toEqual([]);
+  });
+
+  it('an unreadable pipeline file', async () => {
+    expect(await weir('submit', '/nonexistent/pipeline.json')).toBe(2);
+    expect(errLines().join('\n')).toContain('cannot read the pipeline /nonexistent/pipeline.json');
+  });
+
+  it('jobs help prints the usage and exits 0', async () => {
+    expect(await main(['jobs', 'help'], (line) => out.push(line))).toBe(0);
+    expect(out.join('\n')).toContain('weir jobs watch ID');
+  });
+
+  it('up: bad numbers', async () => {
+    const err: string[] = [];
+    expect(await up(['--workers', '0'], { out: (l) => out.push(l), err: (l) => err.push(l) })).toBe(2);
+    expect(await up(['--slots', 'many'], { out: (l) => out.push(l), err: (l) => err.push(l) })).toBe(2);
+    expect(err.join('\n')).toContain('Usage: weir up');
+  });
+
+  it('up: no NATS and no nats-server installed is one line and exit 1', async () => {
+    const err: string[] = [];
+    const env = { NATS_URL: 'nats://127.0.0.1:1', WEIR_NATS_SERVER: '/nonexistent/nats-server', PATH: '' };
+    expect(await up([], { out: (l) => out.push(l), err: (l) => err.push(l), env })).toBe(1);
+    expect(err).toHaveLength(1);
+    expect(err[0]).toMatch(/nats-server is not installed: install nats-server/);
+    expect(out).toEqual([]);
+  });
+});
+
+describe('against a controller', () => {
+  it('submit sends the pipeline and prints the job id', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weir-cli-'));
+    const file = join(dir, 'p.json');
+    const pipeline = { name: 'x', graph: { nodes: [{ id: 'a', operator: 'impulse' }], edges: [] } };
+    writeFileSync(file, JSON.stringify(pipeline));
+    expect(await weir('submit', file)).toBe(0);
+    expect(out).toEqual(['job-1']);
+    expect(received).toEqual([{ subject: 'weir.api.jobs.create', body: pipeline }]);
+    out = [];
+    expect(await weir('submit', file, '--json')).toBe(0);
+    expect(JSON.parse(out[0]!)).toEqual({ v: 1, job_id: 'job-1', revision: 1 });
+  });
+
+  it('submit of an example file', async () => {
+    expect(await weir('submit', 'examples/counter.json')).toBe(0);
+    expect((received[0]?.body as { name: string }).name).toBe('counter');
+  });
+
+  it('jobs list: a table, or JSON', async () => {
+    expect(await weir('jobs', 'list')).toBe(0);
+    const lines = out.join('\n').split('\n');
+    expect(lines[0]).toMatch(/^JOB\s+NAME\s+STATE\s+GENERATION\s+CREATED$/);
+    expect(lines[1]).toMatch(/^job-2\s+bounded\s+Finished\s+1\s+2025-11-23T/);
+    expect(lines[2]).toMatch(/^job-1\s+counter\s+Running\s+3\s+/);
+    out = [];
+    expect(await weir('jobs', 'list', '--json', '--limit', '5', '--after', 'job-0')).toBe(0);
+    expect((JSON.parse(out[0]!) as { data: unknown[] }).data).toHaveLength(2);
+    expect(received.at(-1)?.body).toEqual({ v: 1, limit: 5, starting_after: 'job-0' });
+  });
+
+  it('jobs get: state, generation, restarts, failure and the action', async () => {
+    expect(await weir('jobs', 'get', 'job-1')).toBe(0);
+    const text = out.join('\n');
+    expect(text).toMatch(/^state:\s+Running$/m);
+    expect(text).toMatch(/^generation:\s+3$/m);
+    expect(text).toMatch(/^restarts:\s+2$/m);
+    expect(text).toMatch(/^failure:\s+worker lost \(external, with_backoff/m);
+    expect(text).toMatch(/^action:\s+Stop: weir jobs stop job-1 --mode checkpoint$/m);
+    expect(received).toEqual([{ subject: subjects.apiJobGet('job-1'), body: { v: 1 } }]);
+    out = [];
+    expect(await weir('jobs', 'get', 'job-1', '--json')).toBe(0);
+    const json = JSON.parse(out[0]!) as JobView & { available_action: unknown };
+    expect(json.state).toBe('Running');
+    expect(json.available_action).toEqual({ text: 'Stop', stop: 'checkpoint', in_progress: false });
+  });
+
+  it.each([
+    [['stop', 'job-1'], { v: 1, stop: 'checkpoint' }],
+    [['stop', 'job-1', '--mode', 'graceful'], { v: 1, stop: 'graceful' }],
+    [['stop', 'job-1', '--mode', 'force'], { v: 1, stop: 'force' }],
+    [['start', 'job-1'], { v: 1, stop: 'none' }],
+    [['restart', 'job-1'], { v: 1, restart: true, restart_mode: 'safe' }],
+    [['restart', 'job-1', '--force'], { v: 1, restart: true, restart_mode: 'force' }],
+    [['rescale', 'job-1', '3'], { v: 1, parallelism: 3 }],
+  ])('jobs %j sends the config update %j', async (args, body) => {
+    expect(await weir('jobs', ...args)).toBe(0);
+    expect(received).toEqual([{ subject: subjects.apiJobConfig('job-1'), body }]);
+    expect(out[0]).toMatch(/^job-1: .* \(revision 8\)$/);
+    out = [];
+    expect(await weir('jobs', ...args, '--json')).toBe(0);
+    expect(JSON.parse(out[0]!)).toEqual({ v: 1, job_id: 'job-1', revision: 8 });
+  });
+
+  it('jobs delete', async () => {
+    expect(await weir('jobs', 'delete', 'job-1')).toBe(0);
+    expect(out).toEqual(['deleted job-1']);
+    expect(received).toEqual([{ subject: subjects.apiJobDelete('job-1'), body: { v: 1 } }]);
+  });
+
+  it('an error reply prints code and message and exits 1', async () => {
+    expect(await weir('jobs', 'get', 'nope')).toBe(1);
+    expect(errLines()).toEqual(['weir: unknown_job: no job "nope"']);
+    expect(await weir('jobs', 'stop', 'nope', '--json')).toBe(1);
+    expect(out).toEqual([]);
+  });
+
+  function stateEvent(seq: number, state: JobStateEvent['state'], previous: JobStateEvent['state'] | null): JobStateEvent {
+    return jobStateEventSchema.parse({ v: 1, job_id: 'job-1', state, previous, generation: 1, restarts: 0, at: NOW + seq, seq });
+  }
+
+  async function watchUntilSubscribed(argv: string[], signal?: AbortSignal): Promise<{ done: Promise<number>; lines: string[] }> {
+    const lines: string[] = [];
+    const err: string[] = [];
+    const done = jobsCommand(['jobs', 'watch', 'job-1', '--nats', server.url, ...argv], {
+      out: (line) => lines.push(line),
+      err: (line) => err.push(line),
+      ...(signal === undefined ? {} : { signal }),
+    });
+    await eventually(() => expect(err.join('')).toContain('watching weir.jobs.job-1.state'));
+    return { done, lines };
+  }
+
+  it('jobs watch prints one line per state event (--count ends it)', async () => {
+    const { done, lines } = await watchUntilSubscribed(['--count', '2']);
+    nc.publish(subjects.jobState('job-1'), encode(stateEvent(1, 'Scheduling', 'Created')));
+    nc.publish(subjects.jobState('job-1'), encode(stateEvent(2, 'Running', 'Scheduling')));
+    expect(await done).toBe(0);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/job-1 {2}Created -> Scheduling {2}generation=1 restarts=0$/);
+    expect(lines[1]).toMatch(/Scheduling -> Running/);
+  });
+
+  it('jobs watch --json prints the raw events; an AbortSignal ends it', async () => {
+    const abort = new AbortController();
+    const { done, lines } = await watchUntilSubscribed(['--json'], abort.signal);
+    const events = [stateEvent(1, 'Scheduling', 'Created'), stateEvent(2, 'Running', 'Scheduling')];
+    events.forEach((event) => nc.publish(subjects.jobState('job-1'), encode(event)));
+    await eventually(() => expect(lines).toHaveLength(2));
+    abort.abort();
+    expect(await done).toBe(0);
+    expect(lines.map((line) => JSON.parse(line) as unknown)).toEqual(events);
+  });
+
+  it('jobs watch through main with --count', async () => {
+    const done = weir('jobs', 'watch', 'job-1', '--count', '2');
+    await eventually(() => expect(errLines().join('')).toContain('watching'));
+    nc.publish(subjects.jobState('job-1'), encode(stateEvent(1, 'Stopping', 'Running')));
+    nc.publish(subjects.jobState('job-1'), encode(stateEvent(2, 'Stopped', 'Stopping')));
+    expect(await done).toBe(0);
+    expect(out).toHaveLength(2);
+  });
+});
+
+describe('without a controller', () => {
+  it('no responders exits 3 with "no controller answered on <url>"', async () => {
+    const lonely = await startNatsServer();
+    try {
+      expect(await main(['jobs', 'list', '--nats', lonely.url], (line) => out.push(line))).toBe(3);
+      expect(errLines().join('\n')).toContain(`no controller answered on ${lonely.url}`);
+      expect(await main(['jobs', 'get', 'job-1', '--json', '--nats', lonely.url], (line) => out.push(line))).toBe(3);
+      expect(out).toEqual([]);
+    } finally {
+      await lonely.stop();
+    }
+  });
+
+  it('no NATS server exits 3', async () => {
+    expect(await main(['jobs', 'list', '--nats', 'nats://127.0.0.1:1', '--timeout', '1000'], (line) => out.push(line))).toBe(3);
+    expect(errLines().join('\n')).toContain('cannot connect to NATS at nats://127.0.0.1:1');
+  });
+});

@@ -1,0 +1,107 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { encode } from '../../src/protocol/index.js';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { connectTo, eventually } from '../support/nats.js';
+
+const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+const ROOT = new URL('../..', import.meta.url).pathname;
+
+/** `weir controller` arrives separately; until main.ts dispatches it, `weir up` cannot come up. */
+function hasControllerCommand(): boolean {
+  return /['"]controller['"]/.test(readFileSync(MAIN, 'utf8').replace(/^\s*(up|\/\/|\*).*controller.*$/gm, ''));
+}
+
+interface Up {
+  proc: ChildProcess;
+  output: string[];
+  exit: Promise<number | null>;
+  pids: () => number[];
+}
+
+const started: Up[] = [];
+
+function startUp(url: string, ...args: string[]): Up {
+  const proc = spawn(process.execPath, ['--import', 'tsx', MAIN, 'up', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, NATS_URL: url, WEIR_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  proc.stdout.setEncoding('utf8').on('data', (chunk: string) => output.push(chunk));
+  proc.stderr.setEncoding('utf8').on('data', (chunk: string) => output.push(chunk));
+  const exit = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const pids = () => [...output.join('').matchAll(/weir up: started \S+ \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+  const up = { proc, output, exit, pids };
+  started.push(up);
+  return up;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let server: NatsServerHandle;
+
+beforeAll(async () => {
+  server = await startNatsServer({ jetstream: true });
+});
+
+afterEach(() => {
+  // Whatever a failed test left behind.
+  for (const up of started.splice(0)) {
+    for (const pid of up.pids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    if (up.proc.exitCode === null) up.proc.kill('SIGKILL');
+  }
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('weir up', () => {
+  it('runs a controller and a worker on $NATS_URL; SIGTERM stops them all and exits 0', async ({ skip }) => {
+    if (!hasControllerCommand()) skip('src/cli/main.ts has no `controller` command yet, so `weir up` cannot start a controller');
+    const up = startUp(server.url, '--workers', '1', '--slots', '2');
+    await eventually(() => expect(up.output.join('')).toContain('weir up: everything runs'), { timeoutMs: 30_000, intervalMs: 100 });
+    const text = up.output.join('');
+    expect(text).toContain(`${server.url} (already running)`);
+    expect(text).toContain('weir submit examples/counter.json');
+    const pids = up.pids();
+    expect(pids).toHaveLength(2);
+    up.proc.kill('SIGTERM');
+    expect(await up.exit).toBe(0);
+    for (const pid of pids) expect(alive(pid)).toBe(false);
+  }, 60_000);
+
+  it('a child that dies shuts everything down with a non-zero exit', async () => {
+    // A stand-in controller answers the readiness probe, so this holds with or without `weir controller`.
+    const nc: NatsConnection = await connectTo(server.url, 'probe-answerer');
+    const sub = nc.subscribe('weir.api.jobs.list');
+    void (async () => {
+      for await (const msg of sub) msg.respond(encode({ v: 1, data: [], has_more: false }));
+    })();
+    try {
+      const up = startUp(server.url, '--workers', '1', '--slots', '1');
+      await eventually(() => expect(up.pids()).toHaveLength(2), { timeoutMs: 10_000 });
+      const [, worker] = up.pids();
+      // Without a `controller` command the controller dies by itself; otherwise kill the worker.
+      if (hasControllerCommand()) {
+        await eventually(() => expect(up.output.join('')).toContain('everything runs'), { timeoutMs: 30_000, intervalMs: 100 });
+        process.kill(worker!, 'SIGKILL');
+      }
+      expect(await up.exit).toBe(1);
+      expect(up.output.join('')).toMatch(/weir up: (worker-1|controller) \(pid \d+\) exited unexpectedly/);
+      for (const pid of up.pids()) expect(alive(pid)).toBe(false);
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
+});

@@ -1,0 +1,58 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseControllerArgs } from '../../src/cli/controller.js';
+import { main } from '../../src/cli/main.js';
+import { connectTo, eventually } from '../support/nats.js';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+
+describe('weir controller (CLI)', () => {
+  let server: NatsServerHandle;
+
+  beforeAll(async () => {
+    server = await startNatsServer({ jetstream: true });
+  });
+  afterAll(async () => {
+    await server?.dispose();
+  });
+
+  it('parses its arguments', () => {
+    expect(parseControllerArgs([], {})).toEqual({ url: 'nats://127.0.0.1:4222', heartbeatTimeoutMs: undefined });
+    expect(parseControllerArgs([], { NATS_URL: 'nats://x:1' }).url).toBe('nats://x:1');
+    expect(parseControllerArgs(['--nats', 'nats://y:2', '--heartbeat-timeout', '5000'], {})).toEqual({ url: 'nats://y:2', heartbeatTimeoutMs: 5000 });
+    expect(() => parseControllerArgs(['--heartbeat-timeout', '0'], {})).toThrow(/positive integer/);
+    expect(() => parseControllerArgs(['--heartbeat-timeout', '1.5'], {})).toThrow(/positive integer/);
+    expect(() => parseControllerArgs(['--bogus'], {})).toThrow();
+  });
+
+  it('rejects bad arguments with exit code 2', async () => {
+    const lines: string[] = [];
+    expect(await main(['controller', '--heartbeat-timeout', 'soon'], (l) => lines.push(l))).toBe(2);
+    expect(lines.join('\n')).toMatch(/Usage: weir controller/);
+  });
+
+  it('serves the API until SIGTERM, then exits 0', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'controller', '--nats', server.url, '--heartbeat-timeout', '5000'], {
+      cwd: process.cwd(),
+      env: { ...process.env, WEIR_LOG_LEVEL: 'info', WEIR_INSPECT: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = once(child, 'exit');
+    try {
+      await eventually(() => expect(output).toContain('controller started'), { timeoutMs: 20_000, intervalMs: 100 });
+      const nc = await connectTo(server.url);
+      const reply = await nc.request('weir.api.jobs.list', new TextEncoder().encode('{"v":1}'), { timeout: 5_000 });
+      expect(JSON.parse(new TextDecoder().decode(reply.data))).toEqual({ v: 1, data: [], has_more: false });
+      await nc.close();
+      child.kill('SIGTERM');
+      const [code] = (await exited) as [number | null, NodeJS.Signals | null];
+      expect(code).toBe(0);
+      expect(output).toContain('controller stopped');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 30_000);
+});

@@ -1,0 +1,344 @@
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { pino } from 'pino';
+import type { InspectionEvent } from 'xstate';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { JobPolicy, JobState } from '../../machines/job/types.js';
+import { newJobId, resumePlan, startController, type Controller } from '../../src/controller/controller.js';
+import {
+  decode,
+  encode,
+  jobStateEventSchema,
+  jobViewSchema,
+  listJobsReplySchema,
+  subjects,
+  type JobStateEvent,
+  type JobView,
+  type PipelineInput,
+} from '../../src/protocol/index.js';
+import type { JobInspector } from '../../src/inspect/index.js';
+import { openStore, type Store } from '../../src/store/index.js';
+import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
+import { connectTo, eventually } from '../support/nats.js';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+
+const log = pino({ level: process.env['WEIR_TEST_LOG'] ?? 'silent' });
+const POLICY: Partial<JobPolicy> = {
+  restartBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
+  stateBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
+  notEnoughSlotsRetryMs: 100,
+  progressPollMs: 50,
+  // Long enough that a stop which only ended by this timeout (and the kill after it) fails the tests.
+  stopTimeoutMs: 30_000,
+};
+
+function pipeline(name = 'counts'): PipelineInput {
+  return {
+    name,
+    graph: {
+      nodes: [
+        { id: 'src', operator: 'impulse', parallelism: 1, config: { rate_per_sec: 200 } },
+        { id: 'key', operator: 'map-key', parallelism: 1, config: { modulo: 5 } },
+        { id: 'cnt', operator: 'count', parallelism: 1, config: {} },
+        { id: 'out', operator: 'preview', parallelism: 1, config: {} },
+      ],
+      edges: [
+        { from: 'src', to: 'key', kind: 'forward' },
+        { from: 'key', to: 'cnt', kind: 'shuffle' },
+        { from: 'cnt', to: 'out', kind: 'shuffle' },
+      ],
+    },
+    checkpoint_interval_micros: 1_000_000,
+  };
+}
+
+type Reply = { error?: { code: string; message: string } } & Record<string, unknown>;
+
+describe('controller', () => {
+  let server: NatsServerHandle;
+  let nc: NatsConnection;
+  let client: NatsConnection;
+  let store: Store;
+  let controller: Controller | undefined;
+  let worker: WorkerHandle | undefined;
+  let states: JobStateEvent[];
+  let stateSub: Subscription;
+
+  async function start(): Promise<Controller> {
+    controller = await startController(nc, { log, heartbeatIntervalMs: 200, heartbeatTimeoutMs: 3_000, requestTimeoutMs: 2_000, policy: POLICY, maxMessageBytes: 64 * 1024, inspector: null });
+    return controller;
+  }
+
+  async function request(subject: string, body: unknown): Promise<Reply> {
+    const data = body instanceof Uint8Array ? body : typeof body === 'string' ? new TextEncoder().encode(body) : encode(body);
+    const reply = await client.request(subject, data, { timeout: 5_000 });
+    return JSON.parse(new TextDecoder().decode(reply.data)) as Reply;
+  }
+
+  async function view(jobId: string): Promise<JobView> {
+    const reply = await request(subjects.apiJobGet(jobId), { v: 1 });
+    const decoded = jobViewSchema.safeParse(reply);
+    if (!decoded.success) throw new Error(`bad view: ${JSON.stringify(reply)}`);
+    return decoded.data;
+  }
+
+  async function reach(jobId: string, state: JobState, timeoutMs = 15_000): Promise<JobView> {
+    return eventually(
+      async () => {
+        const v = await view(jobId);
+        expect(v.state).toBe(state);
+        return v;
+      },
+      { timeoutMs, intervalMs: 50 },
+    );
+  }
+
+  async function create(): Promise<string> {
+    const reply = await request(subjects.apiJobsCreate(), pipeline());
+    expect(reply.error).toBeUndefined();
+    expect(reply['v']).toBe(1);
+    expect(typeof reply['revision']).toBe('number');
+    return reply['job_id'] as string;
+  }
+
+  async function configure(jobId: string, update: Record<string, unknown>): Promise<Reply> {
+    return request(subjects.apiJobConfig(jobId), { v: 1, ...update });
+  }
+
+  beforeEach(async () => {
+    server = await startNatsServer({ jetstream: true });
+    nc = await connectTo(server.url, 'controller');
+    client = await connectTo(server.url, 'client');
+    store = await openStore(client);
+    states = [];
+    stateSub = client.subscribe('weir.jobs.*.state', {
+      callback: (_err, msg) => {
+        const d = decode(jobStateEventSchema, msg.data);
+        if (d.ok) states.push(d.value);
+      },
+    });
+    await start();
+    const workerNc = await connectTo(server.url, 'worker');
+    worker = startWorker(workerNc, { workerId: 'w1', slots: 8, log, heartbeatIntervalMs: 200 });
+    await eventually(() => expect(worker!.registered()).toBe(true));
+  });
+
+  afterEach(async () => {
+    await controller?.stop();
+    controller = undefined;
+    await worker?.stop('immediate');
+    worker = undefined;
+    stateSub.unsubscribe();
+    await Promise.all([nc, client].map((c) => c.close()));
+    await server.dispose();
+  });
+
+  it('creates a job over NATS that reaches Running; stop=checkpoint → Stopped; start again at generation 2; restart bumps the generation', async () => {
+    const jobId = await create();
+    expect(jobId).toMatch(/^job-[0-9a-z]{9}-[0-9a-f]{10}$/);
+    const running = await reach(jobId, 'Running');
+    expect(running.generation).toBe(1);
+    expect(running.name).toBe('counts');
+    expect(running.config.checkpoint_interval_micros).toBe(1_000_000);
+    await eventually(() => expect(states.filter((s) => s.job_id === jobId).map((s) => s.state)).toEqual(['Compiling', 'Scheduling', 'Running']));
+    expect(worker!.running().get(jobId)).toBe(1);
+
+    const list = listJobsReplySchema.parse(await request(subjects.apiJobsList(), { v: 1 }));
+    expect(list.data.map((j) => j.job_id)).toEqual([jobId]);
+    expect(list.has_more).toBe(false);
+
+    const stopped = await configure(jobId, { stop: 'checkpoint' });
+    expect(stopped.error).toBeUndefined();
+    expect(stopped['revision']).toBeGreaterThan(running.revision);
+    await reach(jobId, 'Stopped');
+    expect(states.filter((s) => s.job_id === jobId).map((s) => s.state)).toContain('CheckpointStopping');
+    await eventually(() => expect(worker!.running().has(jobId)).toBe(false));
+
+    await configure(jobId, { stop: 'none' });
+    const again = await reach(jobId, 'Running');
+    expect(again.generation).toBe(2);
+
+    const restarted = await configure(jobId, { restart: true });
+    expect(restarted.error).toBeUndefined();
+    await eventually(async () => {
+      const v = await view(jobId);
+      expect(v.state).toBe('Running');
+      expect(v.generation).toBe(3);
+      expect(v.config.restart_nonce).toBe(1);
+    }, { timeoutMs: 15_000 });
+    expect(states.filter((s) => s.job_id === jobId).map((s) => s.state)).toContain('Restarting');
+
+    // parallelism applies to every node as overrides; the job rescales.
+    await configure(jobId, { parallelism: 2 });
+    await eventually(async () => {
+      const v = await view(jobId);
+      expect(v.config.parallelism_overrides).toEqual({ src: 2, key: 2, cnt: 2, out: 2 });
+      expect(v.state).toBe('Running');
+      expect(v.generation).toBe(4);
+    }, { timeoutMs: 15_000 });
+  });
+
+  it('an immediate stop ends as soon as the workers confirm it, not at the stop timeout', async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    const started = Date.now();
+    await configure(jobId, { stop: 'immediate' });
+    await reach(jobId, 'Stopped', 5_000);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(worker!.running().has(jobId)).toBe(false);
+  });
+
+  it('answers bad requests with the right codes and changes nothing', async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    const before = await store.jobs.get(jobId);
+    const codeOf = async (subject: string, body: unknown) => (await request(subject, body)).error?.code;
+
+    // create
+    expect(await codeOf(subjects.apiJobsCreate(), 'not json')).toBe('bad_json');
+    expect(await codeOf(subjects.apiJobsCreate(), { name: 'x' })).toBe('bad_schema');
+    expect(await codeOf(subjects.apiJobsCreate(), { ...pipeline(), v: 2 })).toBe('unsupported_version');
+    expect(await codeOf(subjects.apiJobsCreate(), { ...pipeline(), name: 'x'.repeat(100 * 1024) })).toBe('too_large');
+    const unknownOp = pipeline();
+    unknownOp.graph.nodes[1]!.operator = 'no-such-operator';
+    expect(await codeOf(subjects.apiJobsCreate(), unknownOp)).toBe('invalid_pipeline');
+    const badConfig = pipeline();
+    badConfig.graph.nodes[0]!.config = { events: -1 };
+    expect(await codeOf(subjects.apiJobsCreate(), badConfig)).toBe('invalid_pipeline');
+
+    // config
+    const cfg = subjects.apiJobConfig(jobId);
+    expect(await codeOf(cfg, '{')).toBe('bad_json');
+    expect(await codeOf(cfg, { v: 1 })).toBe('bad_schema'); // nothing to change
+    expect(await codeOf(cfg, { v: 1, stop: 'later' })).toBe('bad_schema');
+    expect(await codeOf(cfg, { v: 2, stop: 'checkpoint' })).toBe('unsupported_version');
+    expect(await codeOf(cfg, { v: 1, parallelism: 2, parallelism_overrides: { src: 1 } })).toBe('bad_schema');
+    expect(await codeOf(cfg, { v: 1, parallelism_overrides: { nope: 2 } })).toBe('invalid_pipeline');
+    expect(await codeOf(cfg, { v: 1, stop: 'checkpoint', expected_revision: before!.revisions.config - 1 })).toBe('conflict');
+    expect(await codeOf(subjects.apiJobConfig('job-nope'), { v: 1, stop: 'checkpoint' })).toBe('unknown_job');
+
+    // delete and get
+    expect(await codeOf(subjects.apiJobDelete(jobId), 'x')).toBe('bad_json');
+    expect(await codeOf(subjects.apiJobDelete(jobId), { v: 1, extra: true })).toBe('bad_schema');
+    expect(await codeOf(subjects.apiJobDelete(jobId), { v: 2 })).toBe('unsupported_version');
+    expect(await codeOf(subjects.apiJobDelete('job-nope'), { v: 1 })).toBe('unknown_job');
+    expect(await codeOf(subjects.apiJobDelete(jobId), { v: 1 })).toBe('not_terminal');
+    expect(await codeOf(subjects.apiJobGet('job-nope'), { v: 1 })).toBe('unknown_job');
+    expect(await codeOf(subjects.apiJobsList(), { v: 1, limit: 0 })).toBe('bad_schema');
+
+    // Nothing changed: one job, same config, still running.
+    const after = await store.jobs.get(jobId);
+    expect(after!.config).toEqual(before!.config);
+    expect(after!.revisions.config).toBe(before!.revisions.config);
+    expect(after!.status.state).toBe('Running');
+    expect(await store.jobs.list()).toEqual([jobId]);
+    expect(controller!.stats().rejected).toMatchObject({ bad_json: 3, bad_schema: 6, unsupported_version: 3, too_large: 1, invalid_pipeline: 3, conflict: 1, unknown_job: 3, not_terminal: 1 });
+
+    // The right expected_revision is accepted.
+    const ok = await configure(jobId, { stop: 'checkpoint', expected_revision: before!.revisions.config });
+    expect(ok.error).toBeUndefined();
+    await reach(jobId, 'Stopped');
+  });
+
+  it('deletes a stopped job (and its log), refuses a running one', async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    expect((await request(subjects.apiJobDelete(jobId), { v: 1 })).error?.code).toBe('not_terminal');
+    await configure(jobId, { stop: 'immediate' });
+    await reach(jobId, 'Stopped');
+    expect((await store.log.page(jobId, { limit: 10 })).data.length).toBeGreaterThan(0);
+    const reply = await request(subjects.apiJobDelete(jobId), { v: 1 });
+    expect(reply).toEqual({ v: 1, job_id: jobId });
+    expect(await store.jobs.get(jobId)).toBeNull();
+    expect((await store.log.page(jobId, { limit: 10 })).data).toEqual([]);
+    expect(controller!.runtimes.get(jobId)).toBeUndefined();
+    expect((await request(subjects.apiJobGet(jobId), { v: 1 })).error?.code).toBe('unknown_job');
+  });
+
+  it('lists newest first with pagination', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push(await create());
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const page1 = listJobsReplySchema.parse(await request(subjects.apiJobsList(), { v: 1, limit: 2 }));
+    expect(page1.data.map((j) => j.job_id)).toEqual([ids[2], ids[1]]);
+    expect(page1.has_more).toBe(true);
+    const page2 = listJobsReplySchema.parse(await request(subjects.apiJobsList(), { v: 1, limit: 2, starting_after: ids[1] }));
+    expect(page2.data.map((j) => j.job_id)).toEqual([ids[0]]);
+    expect(page2.has_more).toBe(false);
+    for (const id of ids) await reach(id, 'Running');
+  });
+
+  it('forwards config changes made by another process through the store', async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    await store.jobs.updateConfig(jobId, (c) => ({ ...c, stop: 'checkpoint' }));
+    await reach(jobId, 'Stopped');
+    expect(controller!.stats().externalConfigChanges).toBe(1);
+  });
+
+  it('resumes jobs after a controller restart: Running → Compiling → Running at a higher generation, Stopped stays Stopped', async () => {
+    const runningId = await create();
+    const stoppedId = await create();
+    await reach(runningId, 'Running');
+    await reach(stoppedId, 'Running');
+    await configure(stoppedId, { stop: 'checkpoint' });
+    const stoppedBefore = await reach(stoppedId, 'Stopped');
+    const before = (await store.jobs.get(runningId))!;
+    expect(before.status.state).toBe('Running');
+
+    await controller!.stop();
+    states = [];
+    await start();
+
+    await eventually(async () => {
+      const v = await view(runningId);
+      expect(v.state).toBe('Running');
+      expect(v.generation).toBeGreaterThan(before.status.generation);
+    }, { timeoutMs: 20_000 });
+    expect(states.filter((s) => s.job_id === runningId).map((s) => s.state)).toEqual(['Compiling', 'Scheduling', 'Running']);
+    await eventually(() => expect(worker!.running().get(runningId)).toBe(before.status.generation + 1));
+
+    const stoppedAfter = await view(stoppedId);
+    expect(stoppedAfter.state).toBe('Stopped');
+    expect(stoppedAfter.generation).toBe(stoppedBefore.generation);
+    expect(stoppedAfter.finish_time).toBe(stoppedBefore.finish_time);
+    expect(states.filter((s) => s.job_id === stoppedId)).toEqual([]);
+
+    // The resumed Stopped job starts again on request.
+    await configure(stoppedId, { stop: 'none' });
+    const restarted = await reach(stoppedId, 'Running');
+    expect(restarted.generation).toBe(stoppedBefore.generation + 1);
+  });
+  it('hands every job actor to the inspector', async () => {
+    await controller!.stop();
+    const seen: string[] = [];
+    const inspector = { inspect: { next: (e: InspectionEvent) => seen.push(e.type) }, stop: () => Promise.resolve() } as unknown as JobInspector;
+    controller = await startController(nc, { log, heartbeatIntervalMs: 200, policy: POLICY, inspector });
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    expect(seen).toContain('@xstate.actor');
+    expect(seen).toContain('@xstate.event');
+  });
+});
+
+describe('controller helpers', () => {
+  it('maps stored states per the controller-restart table', () => {
+    expect(resumePlan('Created')).toEqual({ resumeState: undefined, rewrite: undefined });
+    for (const s of ['Stopped', 'Finished', 'Failed'] as const) expect(resumePlan(s)).toEqual({ resumeState: s, rewrite: undefined });
+    for (const s of ['Compiling', 'Scheduling', 'Running', 'Recovering', 'Rescaling', 'Restarting'] as const) {
+      expect(resumePlan(s)).toEqual({ resumeState: undefined, rewrite: undefined });
+    }
+    expect(resumePlan('Failing')).toEqual({ resumeState: 'Failed', rewrite: 'Failed' });
+    expect(resumePlan('Stopping')).toEqual({ resumeState: 'Stopped', rewrite: 'Stopped' });
+    expect(resumePlan('CheckpointStopping')).toEqual({ resumeState: 'Stopped', rewrite: 'Stopped' });
+    expect(resumePlan('Finishing')).toEqual({ resumeState: 'Finished', rewrite: 'Finished' });
+  });
+
+  it('makes time-ordered job ids', () => {
+    const a = newJobId(1_000);
+    const b = newJobId(2_000_000_000_000);
+    expect(a < b).toBe(true);
+    expect(a).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
+  });
+});
