@@ -24,6 +24,7 @@ import {
   type Ack,
   type ErrorCode,
   type RegisterWorkerReply,
+  RequestRejected,
 } from '../protocol/index.js';
 import type { JobGeneration, WorkerRegistry } from './registry.js';
 
@@ -52,7 +53,7 @@ export type WorkerSubject = 'register' | 'heartbeat' | 'deregister';
 
 export interface WorkerServiceStats {
   received: Record<WorkerSubject, number>;
-  /** Rejected messages by error code. */
+  /** RequestRejected messages by error code. */
   rejected: Partial<Record<ErrorCode, number>>;
   registered: number;
   heartbeats: number;
@@ -74,14 +75,6 @@ export interface WorkerService {
   stop(): Promise<void>;
 }
 
-class Rejected extends Error {
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry, options: WorkerServiceOptions): WorkerService {
   const log = options.log.child({ component: 'worker-service' });
@@ -105,7 +98,7 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
 
   function body<S extends z.ZodType>(schema: S, msg: Msg): z.output<S> {
     const result = decode(schema, msg.data, { maxBytes });
-    if (!result.ok) throw new Rejected(result.error.code, result.error.message);
+    if (!result.ok) throw new RequestRejected(result.error.code, result.error.message);
     return result.value;
   }
 
@@ -113,7 +106,7 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
   function checkSubjectWorker(msg: Msg, workerId: string): void {
     const token = msg.subject.split('.')[3];
     if (token !== workerId) {
-      throw new Rejected('bad_schema', `worker_id: "${workerId}" does not match the subject's worker "${token ?? ''}"`);
+      throw new RequestRejected('bad_schema', `worker_id: "${workerId}" does not match the subject's worker "${token ?? ''}"`);
     }
   }
 
@@ -146,7 +139,7 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
     try {
       respond(msg, work());
     } catch (err) {
-      const rejected = err instanceof Rejected ? err : new Rejected('internal', `internal error: ${err instanceof Error ? err.message : String(err)}`);
+      const rejected = err instanceof RequestRejected ? err : new RequestRejected('internal', `internal error: ${err instanceof Error ? err.message : String(err)}`);
       stats.rejected[rejected.code] = (stats.rejected[rejected.code] ?? 0) + 1;
       const fields = { subject: msg.subject, code: rejected.code, reason: rejected.message, bytes: msg.data.byteLength };
       if (rejected.code === 'internal') log.error({ ...fields, err }, 'worker message failed');
@@ -169,7 +162,7 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
     const beat = body(heartbeatSchema, msg);
     checkSubjectWorker(msg, beat.worker_id);
     if (registry.heartbeat(beat.worker_id, beat) === 'unknown_worker') {
-      throw new Rejected('unknown_worker', `unknown worker "${beat.worker_id}"; register again`);
+      throw new RequestRejected('unknown_worker', `unknown worker "${beat.worker_id}"; register again`);
     }
     stats.heartbeats++;
     return { v: PROTOCOL_VERSION, ok: true } satisfies Ack;

@@ -46,6 +46,7 @@ import {
   type Heartbeat,
   type StartExecution,
   type TaskEvent,
+  RequestRejected,
 } from '../protocol/index.js';
 import { natsTransport, type DataTransport } from './dataplane/transport.js';
 import { SubtaskRunner, type RunnerOptions } from './dataplane/runner.js';
@@ -87,7 +88,7 @@ export interface WorkerOptions {
 
 export interface WorkerStats {
   received: Record<WorkerRequestKind, number>;
-  /** Rejected requests by error code. */
+  /** RequestRejected requests by error code. */
   rejected: Partial<Record<ErrorCode, number>>;
   registrations: number;
   heartbeats: number;
@@ -110,14 +111,6 @@ export interface WorkerHandle {
   running(): Map<string, number>;
 }
 
-class Rejected extends Error {
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 interface JobRun {
   jobId: string;
@@ -236,21 +229,21 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     const slotIndexes = new Set<number>();
     for (const [i, assignment] of program.assignments.entries()) {
       const p = parallelism.get(assignment.node_id);
-      if (p === undefined) throw new Rejected('bad_schema', `program.assignments[${i}].node_id: no node "${assignment.node_id}" in the graph`);
+      if (p === undefined) throw new RequestRejected('bad_schema', `program.assignments[${i}].node_id: no node "${assignment.node_id}" in the graph`);
       for (const subtask of assignment.subtasks) {
-        if (subtask >= p) throw new Rejected('bad_schema', `program.assignments[${i}].subtasks: ${subtask} is not below the node's parallelism ${p}`);
+        if (subtask >= p) throw new RequestRejected('bad_schema', `program.assignments[${i}].subtasks: ${subtask} is not below the node's parallelism ${p}`);
         wanted.add(subtaskKey(assignment.node_id, subtask));
         slotIndexes.add(subtask);
       }
     }
     const previous = newest.get(jobId);
     if (previous !== undefined && generation < previous) {
-      throw new Rejected('stale_generation', `job ${jobId}: generation ${generation} is older than generation ${previous} seen here`);
+      throw new RequestRejected('stale_generation', `job ${jobId}: generation ${generation} is older than generation ${previous} seen here`);
     }
-    if (previous === generation) throw new Rejected('conflict', `job ${jobId}: generation ${generation} has already started here`);
+    if (previous === generation) throw new RequestRejected('conflict', `job ${jobId}: generation ${generation} has already started here`);
     for (const assignment of program.assignments) {
       const operator = operatorOf.get(assignment.node_id) ?? '';
-      if (!operators.has(operator)) throw new Rejected('unavailable', `this worker lacks operator "${operator}" (node ${assignment.node_id})`);
+      if (!operators.has(operator)) throw new RequestRejected('unavailable', `this worker lacks operator "${operator}" (node ${assignment.node_id})`);
     }
     // PR #914: a newer generation fences the old one before anything else.
     const old = runs.get(jobId);
@@ -259,7 +252,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
       endRun(old, 'immediate');
     }
     const free = options.slots - usedSlots();
-    if (slotIndexes.size > free) throw new Rejected('conflict', `job ${jobId} needs ${slotIndexes.size} slots here; ${free} of ${options.slots} are free`);
+    if (slotIndexes.size > free) throw new RequestRejected('conflict', `job ${jobId} needs ${slotIndexes.size} slots here; ${free} of ${options.slots} are free`);
 
     let restored: ReadonlyMap<string, unknown> = new Map();
     if (msg.restore_epoch !== undefined) {
@@ -270,7 +263,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
       }
     }
 
-    if (stopping !== undefined) throw new Rejected('unavailable', `worker ${workerId} is shutting down`);
+    if (stopping !== undefined) throw new RequestRejected('unavailable', `worker ${workerId} is shutting down`);
     newest.set(jobId, generation);
     const transport = natsTransport(nc);
     const run: JobRun = { jobId, generation, runners: [], transport, slots: slotIndexes.size, silenced: false, lastEpoch: msg.start_epoch };
@@ -318,9 +311,9 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     const timedOut = await Promise.race([starting.then(() => false), sleep(startTimeoutMs, true, { ref: false })]);
     if (timedOut) {
       endRun(run, 'immediate');
-      throw new Rejected('unavailable', `the subtasks of job ${jobId} did not start within ${startTimeoutMs} ms`);
+      throw new RequestRejected('unavailable', `the subtasks of job ${jobId} did not start within ${startTimeoutMs} ms`);
     }
-    if (run.silenced) throw new Rejected('unavailable', `job ${jobId} generation ${generation} was stopped while starting`);
+    if (run.silenced) throw new RequestRejected('unavailable', `job ${jobId} generation ${generation} was stopped while starting`);
     runnerLog.info({ subtasks: run.runners.length, slots: run.slots }, 'generation started');
     return { v: PROTOCOL_VERSION, ok: true };
   }
@@ -329,10 +322,10 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
   function runFor(jobId: string, generation: number): JobRun {
     const seen = newest.get(jobId);
     if (seen !== undefined && generation < seen) {
-      throw new Rejected('stale_generation', `job ${jobId}: generation ${generation} is older than generation ${seen} seen here`);
+      throw new RequestRejected('stale_generation', `job ${jobId}: generation ${generation} is older than generation ${seen} seen here`);
     }
     const run = runs.get(jobId);
-    if (run === undefined || run.generation !== generation) throw new Rejected('unknown_job', `no tasks of job ${jobId} generation ${generation} run here`);
+    if (run === undefined || run.generation !== generation) throw new RequestRejected('unknown_job', `no tasks of job ${jobId} generation ${generation} run here`);
     return run;
   }
 
@@ -340,7 +333,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
 
   function body<S extends z.ZodType>(schema: S, msg: Msg): z.output<S> {
     const result = decode(schema, msg.data, { maxBytes });
-    if (!result.ok) throw new Rejected(result.error.code, result.error.message);
+    if (!result.ok) throw new RequestRejected(result.error.code, result.error.message);
     return result.value;
   }
 
@@ -354,7 +347,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
   }
 
   function reject(kind: WorkerRequestKind, msg: Msg, err: unknown): void {
-    const rejected = err instanceof Rejected ? err : new Rejected('internal', `internal error: ${err instanceof Error ? err.message : String(err)}`);
+    const rejected = err instanceof RequestRejected ? err : new RequestRejected('internal', `internal error: ${err instanceof Error ? err.message : String(err)}`);
     stats.rejected[rejected.code] = (stats.rejected[rejected.code] ?? 0) + 1;
     const fields = { kind, subject: msg.subject, code: rejected.code, reason: rejected.message, bytes: msg.data.byteLength };
     if (rejected.code === 'internal') log.error({ ...fields, err }, 'controller request failed');
@@ -368,7 +361,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
       stats.received[kind]++;
       let request: z.output<S>;
       try {
-        if (stopping !== undefined) throw new Rejected('unavailable', `worker ${workerId} is shutting down`);
+        if (stopping !== undefined) throw new RequestRejected('unavailable', `worker ${workerId} is shutting down`);
         request = body(schema, msg);
       } catch (err) {
         reject(kind, msg, err);
@@ -378,7 +371,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
       const previous = queues.get(jobId) ?? Promise.resolve();
       const next = previous
         .then(() => {
-          if (stopping !== undefined) throw new Rejected('unavailable', `worker ${workerId} is shutting down`);
+          if (stopping !== undefined) throw new RequestRejected('unavailable', `worker ${workerId} is shutting down`);
           return work(request);
         })
         .then(
@@ -406,7 +399,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
   const onCheckpoint = handle('checkpoint', checkpointRequestSchema, (request) => {
     const run = runFor(request.job_id, request.generation);
     if (request.epoch <= run.lastEpoch) {
-      throw new Rejected('conflict', `job ${run.jobId}: checkpoint epoch ${request.epoch} is not newer than epoch ${run.lastEpoch}`);
+      throw new RequestRejected('conflict', `job ${run.jobId}: checkpoint epoch ${request.epoch} is not newer than epoch ${run.lastEpoch}`);
     }
     run.lastEpoch = request.epoch;
     let injected = 0;

@@ -1,14 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { findNatsServerBinary } from '../../src/cli/up.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const NOT_FOUND =
   'nats-server not found: install it (Debian/Ubuntu: apt-get install nats-server; macOS: brew install nats-server) or set WEIR_NATS_SERVER to its path';
-const WELL_KNOWN_PATHS = ['/usr/sbin/nats-server', '/usr/local/bin/nats-server'];
 const DEADLINE_MS = 5_000;
 const POLL_MS = 25;
 const TAIL_LINES = 64;
@@ -48,23 +47,9 @@ function installCleanupHooks(children: Set<ChildProcess>): Set<ChildProcess> {
   return children;
 }
 
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}
-
+/** The same lookup as `weir up` (WEIR_NATS_SERVER, PATH, the usual install locations), failing in one line. */
 export function findNatsServer(): string {
-  const fromEnv = process.env['WEIR_NATS_SERVER'];
-  if (fromEnv) {
-    if (isExecutable(fromEnv)) return fromEnv;
-    throw new Error(NOT_FOUND);
-  }
-  const pathDirs = (process.env['PATH'] ?? '').split(delimiter).filter((dir) => dir !== '');
-  const found = [...pathDirs.map((dir) => join(dir, 'nats-server')), ...WELL_KNOWN_PATHS].find(isExecutable);
+  const found = findNatsServerBinary();
   if (found === undefined) throw new Error(NOT_FOUND);
   return found;
 }
