@@ -29,6 +29,8 @@ const POLICY: Partial<JobPolicy> = {
   progressPollMs: 50,
   // Long enough that a stop which only ended by this timeout (and the kill after it) fails the tests.
   stopTimeoutMs: 30_000,
+  // Would expire within the tests if the runtime kept a per-job heartbeat deadline that nothing refreshes.
+  heartbeatTimeoutMs: 1_000,
 };
 
 function pipeline(name = 'counts'): PipelineInput {
@@ -175,6 +177,16 @@ describe('controller', () => {
       expect(v.state).toBe('Running');
       expect(v.generation).toBe(4);
     }, { timeoutMs: 15_000 });
+  });
+
+  it('a running job stays Running: liveness comes from the worker registry, not a per-job heartbeat deadline', async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    const v = await view(jobId);
+    expect(v.state).toBe('Running');
+    expect(v.generation).toBe(1);
+    expect(v.restarts).toBe(0);
   });
 
   it('an immediate stop ends as soon as the workers confirm it, not at the stop timeout', async () => {
