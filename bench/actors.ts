@@ -2,8 +2,9 @@
  * Timer cost of many job actors: `npm run bench:actors [-- --jobs N --seconds D]`.
  *
  * Phase A is the naive design (a 200 ms `after` self-loop per actor); phase B is weir's jobMachine in
- * Running under the production defaults: a checkpoint every 10 s and worker liveness forwarded to each
- * job every 10 s (a third of the 30 s heartbeat timeout). `--checkpoint-interval 2000` is a stress run. Each phase runs in its
+ * Running as the controller runs it: a checkpoint every 10 s, and worker liveness kept by the controller's
+ * registry (no per-job heartbeat events; `--heartbeat-every 10000` forwards them to every job instead).
+ * `--checkpoint-interval 2000` is a stress run. Each phase runs in its
  * own child process so that its RSS is its own; the parent prints one block per phase and a summary.
  *
  *   --jobs N        actors per phase (env BENCH_JOBS, default 10000)
@@ -12,7 +13,7 @@
  *   --phase a|b     run one phase in this process and print its block (the parent runs each phase this way
  *                   in a forked child and collects the result over IPC)
  *   --checkpoint-interval MS   phase B's checkpoint interval (default 10000, the production default)
- *   --heartbeat-every MS       how often each job hears that its workers are alive (default 10000)
+ *   --heartbeat-every MS       forward worker liveness to every job this often (default 0: the registry keeps it)
  *   --json          also print the results as one JSON line (e.g. windowMonoUs, to cut a --cpu-prof profile)
  *
  * CPU is process.cpuUsage() (user + system, all threads) over the window divided by the window's wall
@@ -32,7 +33,8 @@ import type { CheckpointRequest, GenerationInput, JobContext, JobEvent, Schedule
 const NAIVE_POLL_MS = 200;
 let CHECKPOINT_INTERVAL_MS = 10_000;
 const HEARTBEAT_TIMEOUT_MS = 30_000;
-let HEARTBEAT_EVERY_MS = 10_000;
+/** 0: liveness stays with the controller's worker registry, as `weir controller` runs it; no per-job deadline. */
+let HEARTBEAT_EVERY_MS = 0;
 /** Checkpoint acknowledgements arrive this long after `startCheckpoint` (spread uniformly over the range). */
 const ACK_MIN_MS = 5;
 const ACK_SPREAD_MS = 16;
@@ -113,7 +115,8 @@ function parseOptions(argv: string[]): Options {
   if (phase !== undefined && phase !== 'a' && phase !== 'b') throw new Error(`--phase must be a or b, got ${phase}`);
   const warmup = value('--warmup');
   CHECKPOINT_INTERVAL_MS = num(value('--checkpoint-interval') ?? process.env.BENCH_CHECKPOINT_INTERVAL, CHECKPOINT_INTERVAL_MS, '--checkpoint-interval');
-  HEARTBEAT_EVERY_MS = num(value('--heartbeat-every') ?? process.env.BENCH_HEARTBEAT_EVERY, HEARTBEAT_EVERY_MS, '--heartbeat-every');
+  const heartbeatEvery = value('--heartbeat-every') ?? process.env.BENCH_HEARTBEAT_EVERY;
+  HEARTBEAT_EVERY_MS = heartbeatEvery === '0' ? 0 : num(heartbeatEvery, HEARTBEAT_EVERY_MS, '--heartbeat-every');
   return {
     jobs: Math.floor(num(value('--jobs') ?? process.env.BENCH_JOBS, 10_000, '--jobs')),
     seconds: num(value('--seconds') ?? process.env.BENCH_SECONDS, 10, '--seconds'),
@@ -436,7 +439,7 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
       input: {
         jobId,
         config: { checkpointIntervalMs: CHECKPOINT_INTERVAL_MS },
-        policy: { heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS },
+        policy: { heartbeatTimeoutMs: HEARTBEAT_EVERY_MS > 0 ? HEARTBEAT_TIMEOUT_MS : 0 },
       },
     });
     actors[i] = actor;
@@ -466,6 +469,7 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
   const hbStart = Date.now();
   let hbSent = 0;
   const heartbeats = setInterval(() => {
+    if (HEARTBEAT_EVERY_MS === 0) return;
     const target = Math.floor(((Date.now() - hbStart) / HEARTBEAT_EVERY_MS) * n);
     for (; hbSent < target; hbSent++) {
       const i = hbSent % n;
@@ -496,7 +500,7 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
   const events = counters.polls + counters.checkpointsCompletedSent + counters.heartbeatsSent + counters.logs;
   return {
     phase: 'b',
-    label: `B: weir jobMachine in Running (checkpoint ${CHECKPOINT_INTERVAL_MS / 1000} s, heartbeat ${HEARTBEAT_EVERY_MS / 1000} s)`,
+    label: `B: weir jobMachine in Running (checkpoint ${CHECKPOINT_INTERVAL_MS / 1000} s, ${HEARTBEAT_EVERY_MS > 0 ? `liveness forwarded every ${HEARTBEAT_EVERY_MS / 1000} s` : 'liveness from the worker registry'})`,
     jobs: n,
     ...windowFields(w, mem, { rssBefore, loadBefore, setupMs, warmupMs }, events),
     checks: counters.polls,
