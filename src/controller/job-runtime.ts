@@ -20,8 +20,10 @@ import { initialContext } from '../../machines/job/policy.js';
 import { JobError, type CheckpointRequest as MachineCheckpointRequest, type DesiredConfig, type GenerationInput, type JobContext, type JobEvent, type JobFailure, type JobInput, type JobPolicy, type JobState, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
 import type { StopResult } from '../../machines/job/setup.js';
 import {
+  CHECKPOINTS_KV_BUCKET,
   PROTOCOL_VERSION,
   ackSchema,
+  checkpointKey,
   checkpointEventSchema,
   decode,
   decodeReply,
@@ -125,7 +127,7 @@ export interface JobRuntime {
   stop(): Promise<void>;
 }
 
-export const DEFAULT_CHECKPOINT_BUCKET = 'weir_checkpoints';
+export const DEFAULT_CHECKPOINT_BUCKET = CHECKPOINTS_KV_BUCKET;
 
 const STOPPED_CODES: readonly ErrorCode[] = ['unknown_job', 'stale_generation'];
 
@@ -315,7 +317,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
 
     const context = actor.getSnapshot().context;
     const graph: Graph = { ...spec.graph, nodes: spec.graph.nodes.map((n) => ({ ...n, parallelism: plan.parallelism[n.id] ?? n.parallelism })) };
-    const lastCompleted = context.checkpoint.lastCompletedEpoch;
+    const restoreEpoch = await restorableEpoch(context.checkpoint.lastCompletedEpoch);
     const workers = [...plan.assignments.keys()];
     const results = await Promise.allSettled(
       workers.map((workerId) => {
@@ -324,7 +326,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
           job_id: jobId,
           generation,
           program: { graph, assignments: toStartAssignments(plan.assignments.get(workerId) ?? []) },
-          ...(lastCompleted > 0 ? { restore_epoch: lastCompleted } : {}),
+          ...(restoreEpoch !== null ? { restore_epoch: restoreEpoch } : {}),
           // The epoch the tasks start at (the last one started, as in the reference); their first checkpoint is the next.
           start_epoch: context.checkpoint.epoch,
           min_epoch: input.minEpoch,
@@ -524,6 +526,38 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     });
   }
 
+  /**
+   * The newest epoch with a readable record, at or below `upTo`. After a controller restart `upTo` can
+   * be an epoch that was started but never completed (its record was never written); restoring it would
+   * refuse every start. Null when there is nothing to restore from: the tasks start empty, with a warning.
+   */
+  async function restorableEpoch(upTo: number): Promise<number | null> {
+    if (upTo <= 0) return null;
+    let best: number | null = null;
+    try {
+      const kv = await checkpointKv();
+      const candidates: number[] = [];
+      for await (const key of await kv.keys(`${jobId}.*`)) {
+        const epoch = Number(key.slice(jobId.length + 1));
+        if (Number.isInteger(epoch) && epoch <= upTo) candidates.push(epoch);
+      }
+      // keys() can still list a deleted or purged record: take the newest one that reads back.
+      for (const epoch of candidates.sort((a, b) => b - a)) {
+        const entry = await kv.get(checkpointKey(jobId, epoch));
+        if (entry !== null && entry.operation === 'PUT') {
+          best = epoch;
+          break;
+        }
+      }
+    } catch (err) {
+      // The store is unreachable: ask for the epoch anyway; the worker refuses the start if it cannot read it.
+      log.warn({ err, upTo }, 'cannot list checkpoint records');
+      return upTo;
+    }
+    if (best !== upTo) log.warn({ requested: upTo, restoring: best }, 'no checkpoint record for the last completed epoch');
+    return best;
+  }
+
   function checkpointKv(): Promise<KV> {
     kv ??= new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).create(bucket, { history: 1 });
     kv.catch(() => (kv = undefined));
@@ -534,7 +568,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     let lastErr: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        await (await checkpointKv()).put(`${jobId}.${record.epoch}`, JSON.stringify(record));
+        await (await checkpointKv()).put(checkpointKey(jobId, record.epoch), JSON.stringify(record));
         return;
       } catch (err) {
         lastErr = err;

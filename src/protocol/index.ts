@@ -62,6 +62,8 @@ export {
   JOBS_KV_BUCKET,
   JOBS_KV_STREAM,
   JOBS_KV_SUBJECTS,
+  CHECKPOINTS_KV_BUCKET,
+  checkpointKey,
   STREAM_SUBJECTS,
   type SubjectSpec,
   type SubjectKind,

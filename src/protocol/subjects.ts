@@ -35,6 +35,13 @@ export const JOBS_KV_BUCKET = 'weir_jobs';
 /** The stream behind the KV bucket and its subjects, as nats.js creates them. */
 export const JOBS_KV_STREAM = `KV_${JOBS_KV_BUCKET}`;
 export const JOBS_KV_SUBJECTS: readonly string[] = [`$KV.${JOBS_KV_BUCKET}.>`];
+/**
+ * The KV bucket of completed epochs: the controller writes one record per epoch, workers read the
+ * record a start's `restore_epoch` names.
+ */
+export const CHECKPOINTS_KV_BUCKET = 'weir_checkpoints';
+/** The key of an epoch's record in the checkpoint bucket. */
+export const checkpointKey = (job: string, epoch: number): string => `${job}.${epoch}`;
 /** Every subject a weir JetStream stream captures. */
 export const STREAM_SUBJECTS: readonly string[] = [...JOB_LOG_SUBJECTS, ...JOBS_KV_SUBJECTS];
 

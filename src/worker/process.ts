@@ -12,15 +12,19 @@
  *   publishes while disconnected (docs/design-notes.md): if an event cannot be confirmed with a
  *   flush, the generation is stopped here, so it vanishes from the heartbeat and the controller
  *   recovers the job.
- * - The start message carries `restore_epoch` but no state: without a `restoreState` hook the
- *   runners start from empty state (logged at warn).
+ * - The start message carries `restore_epoch` but no state: the state comes from the epoch's record
+ *   in the checkpoint KV bucket (`checkpointState`), or from the `restoreState` hook. A start whose
+ *   epoch cannot be read gets an `unavailable` error reply naming the epoch (the controller retries),
+ *   never a silent start from empty state.
  */
 import { hostname as osHostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { z } from 'zod';
+import { Kvm } from '@nats-io/kv';
+import { z } from 'zod';
 import {
+  CHECKPOINTS_KV_BUCKET,
   MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
   checkpointEventSchema,
@@ -33,6 +37,7 @@ import {
   errorReply,
   heartbeatSchema,
   ackSchema,
+  checkpointKey,
   isValidId,
   registerWorkerReplySchema,
   registerWorkerSchema,
@@ -80,7 +85,10 @@ export interface WorkerOptions {
   stopTimeoutMs?: number;
   /** Largest accepted request. Default `MAX_MESSAGE_BYTES`. */
   maxMessageBytes?: number;
-  /** Snapshots by `node/subtask` for a start that carries `restore_epoch`. Without it, state starts empty. */
+  /**
+   * Snapshots by `node/subtask` for a start that carries `restore_epoch`; a rejection fails the start.
+   * Default: `checkpointState`, from the epoch's record in the checkpoint KV bucket.
+   */
   restoreState?: (jobId: string, generation: number, epoch: number) => Promise<ReadonlyMap<string, unknown>>;
   /** Passed to every `SubtaskRunner` (the operator registry is always `operators`). */
   runner?: Omit<RunnerOptions, 'registry' | 'logger'>;
@@ -126,6 +134,58 @@ interface JobRun {
 
 const nowUs = () => Date.now() * 1000;
 
+/** The part of the controller's checkpoint record (`CheckpointRecord`) a restore reads. */
+const checkpointRecordSchema = z.object({
+  job_id: z.string(),
+  epoch: z.int().nonnegative(),
+  subtasks: z.array(
+    z.object({
+      node_id: z.string(),
+      subtask_index: z.int().nonnegative(),
+      table_metadata: z.object({ state: z.unknown().optional() }),
+    }),
+  ),
+});
+
+export interface CheckpointState {
+  /** Snapshot by `node/subtask`. */
+  state: Map<string, unknown>;
+  /** Subtasks per node in the record. */
+  parallelism: Map<string, number>;
+}
+
+/**
+ * Reads epoch `epoch` of job `jobId` from the checkpoint KV bucket: each subtask's snapshot by
+ * `node/subtask`. Rejects when the bucket, the key or a readable record is missing.
+ */
+export async function checkpointState(nc: NatsConnection, jobId: string, epoch: number, bucket = CHECKPOINTS_KV_BUCKET): Promise<CheckpointState> {
+  const key = checkpointKey(jobId, epoch);
+  let entry;
+  try {
+    entry = await (await new Kvm(nc).open(bucket)).get(key);
+  } catch (err) {
+    throw new Error(`cannot read checkpoint record ${key} of bucket ${bucket}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  if (entry === null || entry.operation !== 'PUT') throw new Error(`no checkpoint record ${key} in bucket ${bucket}`);
+  let json: unknown;
+  try {
+    json = entry.json();
+  } catch {
+    throw new Error(`checkpoint record ${key} is not JSON`);
+  }
+  const parsed = checkpointRecordSchema.safeParse(json);
+  if (!parsed.success) throw new Error(`checkpoint record ${key} is malformed: ${parsed.error.message.slice(0, 200)}`);
+  if (parsed.data.job_id !== jobId || parsed.data.epoch !== epoch) throw new Error(`checkpoint record ${key} names job ${parsed.data.job_id} epoch ${parsed.data.epoch}`);
+  const state = new Map<string, unknown>();
+  const parallelism = new Map<string, number>();
+  for (const s of parsed.data.subtasks) {
+    parallelism.set(s.node_id, (parallelism.get(s.node_id) ?? 0) + 1);
+    const snapshot = s.table_metadata.state;
+    if (snapshot !== undefined && snapshot !== null) state.set(subtaskKey(s.node_id, s.subtask_index), snapshot);
+  }
+  return { state, parallelism };
+}
+
 export function defaultWorkerId(): string {
   const host = osHostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40) || 'worker';
   return `${host}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`.slice(0, 64);
@@ -141,6 +201,20 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
   const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
   const stopTimeoutMs = options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
   const maxBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+
+  /**
+   * The default state source: the epoch's record. Per-subtask state cannot be redistributed, so a node
+   * whose parallelism changed since the epoch starts from empty state (logged at warn).
+   */
+  async function recordedState(jobId: string, generation: number, epoch: number, parallelism: ReadonlyMap<string, number>): Promise<Map<string, unknown>> {
+    const recorded = await checkpointState(nc, jobId, epoch);
+    const rescaled = [...parallelism].filter(([node, p]) => recorded.parallelism.has(node) && recorded.parallelism.get(node) !== p).map(([node]) => node);
+    if (rescaled.length === 0) return recorded.state;
+    log.warn({ jobId, generation, epoch, nodes: rescaled }, 'parallelism changed since the restored epoch: these nodes start from empty state');
+    const state = new Map<string, unknown>();
+    for (const [key, snapshot] of recorded.state) if (!rescaled.some((node) => key.startsWith(`${node}/`))) state.set(key, snapshot);
+    return state;
+  }
   let heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_WORKER_HEARTBEAT_INTERVAL_MS;
 
   const stats: WorkerStats = {
@@ -256,11 +330,14 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
 
     let restored: ReadonlyMap<string, unknown> = new Map();
     if (msg.restore_epoch !== undefined) {
-      if (options.restoreState === undefined) {
-        log.warn({ jobId, generation, epoch: msg.restore_epoch }, 'start asks to restore an epoch but this worker has no state source: starting from empty state');
-      } else {
-        restored = await options.restoreState(jobId, generation, msg.restore_epoch);
+      try {
+        restored =
+          options.restoreState === undefined ? await recordedState(jobId, generation, msg.restore_epoch, parallelism) : await options.restoreState(jobId, generation, msg.restore_epoch);
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        throw new RequestRejected('unavailable', `job ${jobId} generation ${generation}: cannot restore epoch ${msg.restore_epoch}: ${why}`);
       }
+      log.info({ jobId, generation, epoch: msg.restore_epoch, subtasks: restored.size }, 'restoring state of an epoch');
     }
 
     if (stopping !== undefined) throw new RequestRejected('unavailable', `worker ${workerId} is shutting down`);

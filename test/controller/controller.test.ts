@@ -1,21 +1,26 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
 import { pino } from 'pino';
 import type { InspectionEvent } from 'xstate';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobPolicy, JobState } from '../../machines/job/types.js';
 import { newJobId, resumePlan, startController, type Controller } from '../../src/controller/controller.js';
 import {
+  CHECKPOINTS_KV_BUCKET,
+  checkpointKey,
   decode,
   encode,
   jobStateEventSchema,
   jobViewSchema,
   listJobsReplySchema,
+  previewOutputSchema,
   subjects,
   type JobStateEvent,
   type JobView,
   type PipelineInput,
 } from '../../src/protocol/index.js';
 import type { JobInspector } from '../../src/inspect/index.js';
+import type { CheckpointRecord } from '../../src/controller/job-runtime.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
 import { connectTo, eventually } from '../support/nats.js';
@@ -177,6 +182,95 @@ describe('controller', () => {
       expect(v.state).toBe('Running');
       expect(v.generation).toBe(4);
     }, { timeoutMs: 15_000 });
+  });
+
+  it('starts from the newest checkpoint record that exists when the last completed epoch has none', async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    const kv = await new Kvm(client).open(CHECKPOINTS_KV_BUCKET);
+    const epochs = async (): Promise<number[]> => {
+      const found: number[] = [];
+      for await (const key of await kv.keys(`${jobId}.*`)) found.push(Number(key.slice(jobId.length + 1)));
+      return found.sort((a, b) => a - b);
+    };
+    await eventually(async () => expect((await epochs()).length).toBeGreaterThanOrEqual(2), { timeoutMs: 15_000 });
+    await configure(jobId, { stop: 'checkpoint' });
+    await reach(jobId, 'Stopped');
+    // As after a crash mid-checkpoint: the newest epoch's record is gone.
+    const all = await epochs();
+    await kv.purge(checkpointKey(jobId, all.at(-1)!));
+    await configure(jobId, { stop: 'none' });
+    const again = await reach(jobId, 'Running');
+    expect(again.generation).toBe(2);
+  });
+
+  it('a stopped and restarted job continues its operator state from the last completed epoch', async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    const kv = await new Kvm(client).open(CHECKPOINTS_KV_BUCKET);
+    const epochsOf = async (): Promise<number[]> => {
+      const epochs: number[] = [];
+      for await (const key of await kv.keys(`${jobId}.*`)) epochs.push(Number(key.slice(jobId.length + 1)));
+      return epochs.sort((a, b) => a - b);
+    };
+    const recordOf = async (epoch: number): Promise<CheckpointRecord> => {
+      const entry = await kv.get(checkpointKey(jobId, epoch));
+      if (entry === null) throw new Error(`no record of epoch ${epoch}`);
+      return entry.json<CheckpointRecord>();
+    };
+    const stateOf = (record: CheckpointRecord, node: string): unknown => record.subtasks.find((s) => s.node_id === node && s.subtask_index === 0)?.table_metadata['state'];
+    // At least one periodic checkpoint before the stop.
+    await eventually(async () => expect((await epochsOf()).length).toBeGreaterThan(0), { timeoutMs: 10_000 });
+
+    await configure(jobId, { stop: 'checkpoint' });
+    await reach(jobId, 'Stopped');
+    const epochs = await epochsOf();
+    const finalEpoch = epochs.at(-1)!;
+    expect(epochs.length).toBeGreaterThan(1);
+    const final = await recordOf(finalEpoch);
+    expect(final.generation).toBe(1);
+    const finalCounts = (stateOf(final, 'cnt') as { counts: Record<string, number> }).counts;
+    const finalCounter = (stateOf(final, 'src') as { next_counter: number }).next_counter;
+    expect(Object.keys(finalCounts).sort()).toEqual(['0', '1', '2', '3', '4']);
+    expect(Object.values(finalCounts).reduce((a, b) => a + b, 0)).toBe(finalCounter);
+
+    const firstAfterRestart = new Map<string, number>();
+    const output = client.subscribe(subjects.jobOutput(jobId), {
+      callback: (_err, msg) => {
+        const d = decode(previewOutputSchema, msg.data);
+        if (!d.ok || d.value.generation !== 2) return;
+        for (const row of d.value.rows) {
+          const { key, count } = (row as { value: { key: string; count: number } }).value;
+          if (!firstAfterRestart.has(key)) firstAfterRestart.set(key, count);
+        }
+      },
+    });
+    try {
+      await configure(jobId, { stop: 'none' });
+      const again = await reach(jobId, 'Running');
+      expect(again.generation).toBe(2);
+      await eventually(() => expect([...firstAfterRestart.keys()].sort()).toEqual(['0', '1', '2', '3', '4']), { timeoutMs: 10_000 });
+    } finally {
+      output.unsubscribe();
+    }
+    for (const [key, count] of firstAfterRestart) expect(count, `key ${key}`).toBeGreaterThan(finalCounts[key]!);
+
+    // A checkpoint of generation 2: the impulse counter went on from the final epoch's, not from 0,
+    // and the counts still add up to it.
+    const next = await eventually(
+      async () => {
+        const later = (await epochsOf()).filter((e) => e > finalEpoch);
+        expect(later.length).toBeGreaterThan(0);
+        return recordOf(later[0]!);
+      },
+      { timeoutMs: 10_000 },
+    );
+    expect(next.generation).toBe(2);
+    const nextCounter = (stateOf(next, 'src') as { next_counter: number }).next_counter;
+    expect(nextCounter).toBeGreaterThan(finalCounter);
+    const nextCounts = (stateOf(next, 'cnt') as { counts: Record<string, number> }).counts;
+    expect(Object.values(nextCounts).reduce((a, b) => a + b, 0)).toBe(nextCounter);
+    for (const key of Object.keys(finalCounts)) expect(nextCounts[key]).toBeGreaterThanOrEqual(finalCounts[key]!);
   });
 
   it('a running job stays Running: liveness comes from the worker registry, not a per-job heartbeat deadline', async () => {

@@ -240,6 +240,22 @@ describe('worker process on a real server', () => {
     expect([...worker.running().keys()]).not.toContain('job-c');
   });
 
+  it('answers a start whose restore epoch cannot be read with an error reply naming the epoch, not an empty start', async () => {
+    const worker = await newWorker('w-restore');
+    const start = subjects.workerStart('w-restore');
+    // This server has no JetStream, so there is no checkpoint bucket to read.
+    const result = await ask(start, { ...startMessage('job-r', 1, graph(10, 100)), restore_epoch: 3, start_epoch: 3 });
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.error.code).toBe('unavailable');
+      expect(result.error.message).toContain('cannot restore epoch 3');
+      expect(result.error.message).toContain('weir_checkpoints');
+    }
+    expect(worker.running().size).toBe(0);
+    // The generation was not taken: the controller may retry it.
+    expect((await ask(start, startMessage('job-r', 1, graph(10, 100)))).ok).toBe(true);
+  });
+
   it('fences generations: stale requests are rejected, a newer start stops the old one', async () => {
     const worker = await newWorker('w-gen');
     const seen = observe(nc, 'job-g');
