@@ -14,6 +14,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import type { z } from 'zod';
 import { createActor, fromPromise, type Actor, type InspectionEvent } from 'xstate';
 import { jobMachine } from '../../machines/job/machine.js';
 import { initialContext } from '../../machines/job/policy.js';
@@ -194,6 +195,16 @@ export class JobRuntimes {
     this.runtimes.get(jobId)?.onWorkerLost(generation, workerId);
   };
 }
+
+/** What every worker event carries to be routed to one subtask of one generation. */
+interface WorkerEventFields {
+  job_id: string;
+  generation: number;
+  node_id: string;
+  subtask_index: number;
+}
+
+type CompletedCheckpointEvent = Extract<z.output<typeof checkpointEventSchema>, { event: 'completed' }>;
 
 export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   const { nc, store, registry, jobId, spec, log: baseLog, requestTimeoutMs } = options;
@@ -598,21 +609,38 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     send({ type: 'tasks.started', generation: gen.generation });
   }
 
-  function onTask(msg: Msg): void {
-    const decoded = decode(taskEventSchema, msg.data);
+  /**
+   * A worker event for this job, from a subtask the current generation planned; anything else is
+   * counted and dropped. `wanted` filters before the generation check, so it does not count as stale.
+   */
+  function acceptWorkerEvent<T extends WorkerEventFields, U extends T = T>(
+    schema: z.ZodType<T>,
+    msg: Msg,
+    label: string,
+    wanted: (event: T) => event is U = (_event): _event is U => true,
+  ): { event: U; gen: GenerationState; key: string } | undefined {
+    const decoded = decode(schema, msg.data);
     if (!decoded.ok || decoded.value.job_id !== jobId) {
       stats.rejected++;
-      log.warn({ reason: decoded.ok ? 'job_id does not match the subject' : decoded.error.message }, 'rejected task event');
-      return;
+      log.warn({ reason: decoded.ok ? 'job_id does not match the subject' : decoded.error.message }, `rejected ${label} event`);
+      return undefined;
     }
     const event = decoded.value;
+    if (!wanted(event)) return undefined;
     const gen = currentGeneration(event.generation);
-    if (gen === undefined) return;
+    if (gen === undefined) return undefined;
     const key = subtaskKey(event.node_id, event.subtask_index);
     if (!gen.owners.has(key)) {
       stats.unknownSubtask++;
-      return;
+      return undefined;
     }
+    return { event, gen, key };
+  }
+
+  function onTask(msg: Msg): void {
+    const accepted = acceptWorkerEvent(taskEventSchema, msg, 'task');
+    if (accepted === undefined) return;
+    const { event, gen, key } = accepted;
     switch (event.event) {
       case 'started':
         gen.started.add(key);
@@ -646,21 +674,9 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   }
 
   function onCheckpoint(msg: Msg): void {
-    const decoded = decode(checkpointEventSchema, msg.data);
-    if (!decoded.ok || decoded.value.job_id !== jobId) {
-      stats.rejected++;
-      log.warn({ reason: decoded.ok ? 'job_id does not match the subject' : decoded.error.message }, 'rejected checkpoint event');
-      return;
-    }
-    const event = decoded.value;
-    if (event.event !== 'completed') return;
-    const gen = currentGeneration(event.generation);
-    if (gen === undefined) return;
-    const key = subtaskKey(event.node_id, event.subtask_index);
-    if (!gen.owners.has(key)) {
-      stats.unknownSubtask++;
-      return;
-    }
+    const accepted = acceptWorkerEvent(checkpointEventSchema, msg, 'checkpoint', (e): e is CompletedCheckpointEvent => e.event === 'completed');
+    if (accepted === undefined) return;
+    const { event, gen, key } = accepted;
     let progress = gen.epochs.get(event.epoch);
     if (progress === undefined) {
       progress = { subtasks: new Map(), done: false };
