@@ -17,7 +17,6 @@ import {
   SUBJECTS,
   decode,
   deregisterWorkerSchema,
-  encode,
   errorReply,
   heartbeatSchema,
   registerWorkerSchema,
@@ -25,6 +24,8 @@ import {
   type ErrorCode,
   type RegisterWorkerReply,
   RequestRejected,
+  replyTo,
+  rejectionOf,
 } from '../protocol/index.js';
 import type { JobGeneration, WorkerRegistry } from './registry.js';
 
@@ -125,21 +126,14 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
     }
   }
 
-  function respond(msg: Msg, reply: unknown): void {
-    if (msg.reply === undefined || msg.reply === '') return;
-    try {
-      msg.respond(encode(reply));
-    } catch (err) {
-      log.warn({ err, subject: msg.subject }, 'could not send a reply');
-    }
-  }
+  const respond = (msg: Msg, reply: unknown): void => replyTo(msg, reply, log);
 
   function handle(kind: WorkerSubject, msg: Msg, work: () => unknown): void {
     stats.received[kind]++;
     try {
       respond(msg, work());
     } catch (err) {
-      const rejected = err instanceof RequestRejected ? err : new RequestRejected('internal', `internal error: ${err instanceof Error ? err.message : String(err)}`);
+      const rejected = rejectionOf(err);
       stats.rejected[rejected.code] = (stats.rejected[rejected.code] ?? 0) + 1;
       const fields = { subject: msg.subject, code: rejected.code, reason: rejected.message, bytes: msg.data.byteLength };
       if (rejected.code === 'internal') log.error({ ...fields, err }, 'worker message failed');

@@ -28,6 +28,7 @@ export {
   type ProtocolError,
   type ErrorReply,
 } from './errors.js';
+export { replyTo, rejectionOf } from './reply.js';
 export { encode, decode, decodeValue, decodeReply, type DecodeResult, type ReplyResult, type DecodeOptions } from './codec.js';
 export {
   EDGE_KINDS,

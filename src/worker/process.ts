@@ -52,6 +52,8 @@ import {
   type StartExecution,
   type TaskEvent,
   RequestRejected,
+  replyTo,
+  rejectionOf,
 } from '../protocol/index.js';
 import { natsTransport, type DataTransport } from './dataplane/transport.js';
 import { SubtaskRunner, type RunnerOptions } from './dataplane/runner.js';
@@ -414,17 +416,10 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     return result.value;
   }
 
-  function respond(msg: Msg, reply: unknown): void {
-    if (msg.reply === undefined || msg.reply === '') return;
-    try {
-      msg.respond(encode(reply));
-    } catch (err) {
-      log.warn({ err, subject: msg.subject }, 'could not send a reply');
-    }
-  }
+  const respond = (msg: Msg, reply: unknown): void => replyTo(msg, reply, log);
 
   function reject(kind: WorkerRequestKind, msg: Msg, err: unknown): void {
-    const rejected = err instanceof RequestRejected ? err : new RequestRejected('internal', `internal error: ${err instanceof Error ? err.message : String(err)}`);
+    const rejected = rejectionOf(err);
     stats.rejected[rejected.code] = (stats.rejected[rejected.code] ?? 0) + 1;
     const fields = { kind, subject: msg.subject, code: rejected.code, reason: rejected.message, bytes: msg.data.byteLength };
     if (rejected.code === 'internal') log.error({ ...fields, err }, 'controller request failed');
