@@ -2,8 +2,10 @@
  * Timer cost of many job actors: `npm run bench:actors [-- --jobs N --seconds D]`.
  *
  * Phase A is the naive design (a 200 ms `after` self-loop per actor); phase B is weir's jobMachine in
- * Running as the controller runs it: a checkpoint every 10 s, and worker liveness kept by the controller's
- * registry (no per-job heartbeat events; `--heartbeat-every 10000` forwards them to every job instead).
+ * Running as the controller runs it: each job's CheckpointCoordinator (on one shared TimerQueue) takes a
+ * checkpoint every 10 s whose two subtask completions arrive 5–20 ms later, and worker liveness is kept by
+ * the controller's registry (no per-job heartbeat events; `--heartbeat-every 10000` forwards them to every
+ * job instead).
  * `--checkpoint-interval 2000` is a stress run. Each phase runs in its
  * own child process so that its RSS is its own; the parent prints one block per phase and a summary.
  *
@@ -28,7 +30,9 @@ import { createActor, fromPromise, setup } from 'xstate';
 import type { Actor } from 'xstate';
 import { jobMachine } from '../machines/job/machine.js';
 import type { StopResult } from '../machines/job/setup.js';
-import type { CheckpointRequest, GenerationInput, JobContext, JobEvent, ScheduleInput, ScheduleResult, StopInput } from '../machines/job/types.js';
+import type { CheckpointSchedule, FinalCheckpointResult, GenerationInput, ScheduleInput, ScheduleResult, StopInput } from '../machines/job/types.js';
+import { CheckpointCoordinator, type CheckpointTrigger } from '../src/controller/checkpoint-coordinator.js';
+import { TimerQueue } from '../src/controller/timer-queue.js';
 
 const NAIVE_POLL_MS = 200;
 let CHECKPOINT_INTERVAL_MS = 10_000;
@@ -335,94 +339,45 @@ async function phaseA(opts: Options): Promise<PhaseResult> {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Phase B: weir's jobMachine in Running
-
-type GuardArgs = { context: JobContext; event: JobEvent };
-type BaseGuard = (args: GuardArgs, params: undefined) => boolean;
-type BaseDelay = (args: GuardArgs, params: undefined) => number;
+// Phase B: weir's jobMachine in Running, with the checkpoint coordinator beside each actor
 
 async function phaseB(opts: Options): Promise<PhaseResult> {
   const n = opts.jobs;
   const loadBefore = os.loadavg()[0] ?? NaN;
   gc();
   const rssBefore = mib(process.memoryUsage().rss);
-  const index = new Map<string, number>();
-  /** Per job: the Date.now() its current progress timer was armed to fire at. */
-  const pollDueAt = new Float64Array(n);
-  const generation = new Int32Array(n);
   const checkpointLateness = new Histogram();
-  const pollLateness = new Histogram();
   const c = {
-    polls: 0,
-    pollsArmed: 0,
-    checkpointsDue: 0,
-    /** Polls that found nothing to do: they re-arm for max(progressPollMs, next deadline − now). */
-    pollsNothingDue: 0,
     checkpointsStarted: 0,
-    checkpointsCompletedSent: 0,
+    checkpointsCompleted: 0,
+    checkpointsFailed: 0,
+    subtaskEventsSent: 0,
     heartbeatsSent: 0,
     logs: 0,
   };
   let ackSpread = 0;
-
-  // Wrap the machine's own delay and first PROGRESS guard: the delay says when the poll is armed for,
-  // `heartbeatExpired` is the first thing evaluated when it fires (and is used nowhere else).
-  const baseGuards = jobMachine.implementations.guards as unknown as Record<string, BaseGuard>;
-  const baseDelays = jobMachine.implementations.delays as unknown as Record<string, BaseDelay>;
-  const progressDelay = baseDelays.PROGRESS!;
-  const heartbeatExpired = baseGuards.heartbeatExpired!;
-  const checkpointDue = baseGuards.checkpointDue!;
-  const healthyLongEnough = baseGuards.healthyLongEnough!;
+  const timers = new TimerQueue({ onError: (err) => console.error(err) });
+  const coordinators = new Array<CheckpointCoordinator>(n);
+  const SUBTASKS = new Map([
+    ['source', 1],
+    ['sink', 1],
+  ]);
 
   const machine = jobMachine.provide({
     actors: {
       compileJob: fromPromise<void, GenerationInput>(() => Promise.resolve()),
-      scheduleJob: fromPromise<ScheduleResult, ScheduleInput>(() => Promise.resolve({ parallelism: { source: 1, sink: 1 } })),
+      scheduleJob: fromPromise<ScheduleResult, ScheduleInput>(({ input }) => {
+        coordinators[Number(input.jobId.slice(4))]!.beginGeneration({ generation: input.generation, subtasks: SUBTASKS });
+        return Promise.resolve({ parallelism: { source: 1, sink: 1 } });
+      }),
       stopJob: fromPromise<StopResult, StopInput>(() => Promise.resolve({ finished: true })),
       killJob: fromPromise<void, GenerationInput>(() => Promise.resolve()),
       cleanupJob: fromPromise<void, GenerationInput>(() => Promise.resolve()),
-    },
-    delays: {
-      PROGRESS: (args) => {
-        const delay = progressDelay(args, undefined);
-        const i = index.get(args.context.jobId);
-        if (i !== undefined) pollDueAt[i] = Date.now() + delay;
-        c.pollsArmed++;
-        return delay;
-      },
-    },
-    guards: {
-      heartbeatExpired: (args) => {
-        const i = index.get(args.context.jobId);
-        if (i !== undefined) pollLateness.record(Date.now() - pollDueAt[i]!);
-        c.polls++;
-        return heartbeatExpired(args, undefined);
-      },
-      checkpointDue: (args) => {
-        const due = checkpointDue(args, undefined);
-        if (due) c.checkpointsDue++;
-        return due;
-      },
-      // The last guard of the poll: evaluated only when nothing before it applied.
-      healthyLongEnough: (args) => {
-        const healthy = healthyLongEnough(args, undefined);
-        if (!healthy) c.pollsNothingDue++;
-        return healthy;
-      },
+      finalCheckpoint: fromPromise<FinalCheckpointResult, GenerationInput>(({ input }) => coordinators[Number(input.jobId.slice(4))]!.final(input.generation)),
     },
     actions: {
-      // beginPeriodicCheckpoint ran just before: inFlight.startedAt is "now" as the machine saw it and
-      // nextDueAt is still the deadline that made the checkpoint due.
-      startCheckpoint: ({ context, self }, params: CheckpointRequest) => {
-        c.checkpointsStarted++;
-        const { nextDueAt, inFlight } = context.checkpoint;
-        if (!params.thenStop && nextDueAt !== null && inFlight !== null) checkpointLateness.record(inFlight.startedAt - nextDueAt);
-        ackSpread = (ackSpread + 7) % ACK_SPREAD_MS;
-        setTimeout(() => {
-          c.checkpointsCompletedSent++;
-          self.send({ type: 'checkpoint.completed', generation: params.generation, epoch: params.epoch });
-        }, ACK_MIN_MS + ackSpread);
-      },
+      armCheckpoints: (_, p: CheckpointSchedule) => coordinators[Number(p.jobId.slice(4))]!.arm(p.generation, p.intervalMs, p.minEpoch),
+      disarmCheckpoints: (_, p: GenerationInput) => coordinators[Number(p.jobId.slice(4))]!.disarm(p.generation),
       logStatus: () => {
         c.logs++;
       },
@@ -434,7 +389,47 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
   const actors = new Array<ReturnType<typeof createActor<typeof machine>>>(n);
   for (let i = 0; i < n; i++) {
     const jobId = `job-${i}`;
-    index.set(jobId, i);
+    const coordinator: CheckpointCoordinator = new CheckpointCoordinator({
+      jobId,
+      timers,
+      timeoutMs: 600_000,
+      // As the job runtime does: the barrier request goes out, and each subtask's completion comes back
+      // as one message a few ms later (the worker's round trip), fed to the coordinator.
+      trigger: (request: CheckpointTrigger) => {
+        c.checkpointsStarted++;
+        const due = coordinator.nextDue;
+        if (due !== null) checkpointLateness.record(Date.now() - due);
+        ackSpread = (ackSpread + 7) % ACK_SPREAD_MS;
+        setTimeout(() => {
+          for (const node_id of SUBTASKS.keys()) {
+            c.subtaskEventsSent++;
+            const now = Date.now() * 1000;
+            coordinator.onCompleted({
+              v: 1,
+              job_id: jobId,
+              generation: request.generation,
+              worker_id: 'w',
+              node_id,
+              subtask_index: 0,
+              event: 'completed',
+              epoch: request.epoch,
+              bytes: 0,
+              start_time: now,
+              finish_time: now,
+              table_metadata: {},
+              at: now,
+            });
+          }
+        }, ACK_MIN_MS + ackSpread);
+        return Promise.resolve();
+      },
+      persist: () => Promise.resolve(),
+      onOutcome: (outcome) => {
+        if (outcome.kind === 'completed') c.checkpointsCompleted++;
+        else c.checkpointsFailed++;
+      },
+    });
+    coordinators[i] = coordinator;
     const actor = createActor(machine, {
       input: {
         jobId,
@@ -453,6 +448,7 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
     if (waited > 10_000) throw new Error(`${pending} jobs never reached Scheduling.attempt.starting`);
     await tick();
   }
+  const generation = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const actor = actors[i]!;
     generation[i] = actor.getSnapshot().context.generation;
@@ -484,7 +480,6 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
 
   const w = await measureWindow(opts.seconds, () => {
     checkpointLateness.reset();
-    pollLateness.reset();
     for (const k of Object.keys(c) as (keyof typeof c)[]) c[k] = 0;
   });
   clearInterval(heartbeats);
@@ -495,18 +490,21 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
     if (!actor.getSnapshot().matches('Running')) notRunningAtEnd++;
     actor.stop();
   }
+  for (const coordinator of coordinators) coordinator.close();
+  timers.close();
   const secs = w.windowMs / 1000;
-  // Events the actors processed: poll timer firings, checkpoint acks, heartbeats (log timers: none in 60 s).
-  const events = counters.polls + counters.checkpointsCompletedSent + counters.heartbeatsSent + counters.logs;
+  // Work items: actor events (the 60 s status line, heartbeats; nothing else is due in Running) and
+  // coordinator work (checkpoint starts, subtask completions).
+  const events = counters.logs + counters.heartbeatsSent + counters.checkpointsStarted + counters.subtaskEventsSent;
   return {
     phase: 'b',
-    label: `B: weir jobMachine in Running (checkpoint ${CHECKPOINT_INTERVAL_MS / 1000} s, ${HEARTBEAT_EVERY_MS > 0 ? `liveness forwarded every ${HEARTBEAT_EVERY_MS / 1000} s` : 'liveness from the worker registry'})`,
+    label: `B: weir jobMachine in Running + checkpoint coordinator (checkpoint ${CHECKPOINT_INTERVAL_MS / 1000} s, ${HEARTBEAT_EVERY_MS > 0 ? `liveness forwarded every ${HEARTBEAT_EVERY_MS / 1000} s` : 'liveness from the worker registry'})`,
     jobs: n,
     ...windowFields(w, mem, { rssBefore, loadBefore, setupMs, warmupMs }, events),
-    checks: counters.polls,
-    checksPerSec: counters.polls / secs,
+    checks: counters.checkpointsStarted,
+    checksPerSec: counters.checkpointsStarted / secs,
     lateness: checkpointLateness.stats(),
-    pollLateness: pollLateness.stats(),
+    pollLateness: null,
     counters,
     notRunningAtEnd,
   };
@@ -531,7 +529,9 @@ function printPhase(r: PhaseResult): void {
     `   CPU            ${round(r.cpuPct)} % of one core (user ${round(r.cpuUserPct)} %, system ${round(r.cpuSystemPct)} %)`,
     `   RSS            ${round(r.rssMiB)} MiB at window end (${round(r.rssBeforeMiB)} MiB before creating actors)`,
     `   heap used      ${round(r.heapUsedMiB)} MiB${r.heapUsedAfterGcMiB === null ? '' : ` (${round(r.heapUsedAfterGcMiB)} MiB after a full GC)`}`,
-    `   progress checks ${r.checks} fired (${round(r.checksPerSec)} /s); actor events ${round(r.eventsPerSec)} /s, ${round(r.cpuUsPerEvent, 2)} µs CPU per event`,
+    r.phase === 'a'
+      ? `   progress checks ${r.checks} fired (${round(r.checksPerSec)} /s); actor events ${round(r.eventsPerSec)} /s, ${round(r.cpuUsPerEvent, 2)} µs CPU per event`
+      : `   checkpoints    ${r.checks} started (${round(r.checksPerSec)} /s); work items ${round(r.eventsPerSec)} /s (actor events, checkpoint starts, subtask completions), ${round(r.cpuUsPerEvent, 2)} µs CPU per item`,
     r.phase === 'a'
       ? `   lateness       ${latenessLine(r.lateness)}   [fire − (previous fire + ${NAIVE_POLL_MS})]`
       : `   checkpoint lateness ${latenessLine(r.lateness)}   [start − nextDueAt]`,

@@ -1,5 +1,5 @@
 export { jobMachine, type JobMachine } from './job/machine.js';
 export { jobSetup, errorOf, ttlDeadline, type StopResult } from './job/setup.js';
-export { DEFAULT_CONFIG, DEFAULT_POLICY, RETRY_BUDGET, backoffDelay, initialContext, nextProgressDeadline, followingCheckpointDue } from './job/policy.js';
+export { DEFAULT_CONFIG, DEFAULT_POLICY, RETRY_BUDGET, backoffDelay, initialContext, nextProgressDeadline } from './job/policy.js';
 export { availableActions, type AvailableAction } from './job/actions-ui.js';
 export * from './job/types.js';

@@ -79,7 +79,6 @@ describe('docs/job-lifecycle.md', () => {
 
   it('names helper guards and delayed, eventless and invoke transitions readably', () => {
     expect(rendered).toContain('| `isCurrent && failureIsFinal` |');
-    expect(rendered).toContain('| `isInFlightEpoch && followingCheckpointArmed` |');
     expect(rendered).toContain('| `after WAIT` |');
     expect(rendered).toContain('| `always` |');
     expect(rendered).toContain('| `done: scheduleJob` |');

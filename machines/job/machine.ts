@@ -1,7 +1,7 @@
 import { and, raise } from 'xstate';
-import { checkpointRequest, generationOf, initialContext, jobSetup } from './setup.js';
+import { generationOf, initialContext, jobSetup } from './setup.js';
 import { RETRY_BUDGET } from './policy.js';
-import type { JobContext } from './types.js';
+import type { CheckpointSchedule, JobContext } from './types.js';
 
 /*
  * The job lifecycle: the 14 states of the reference design as top-level states, their mechanics
@@ -12,6 +12,10 @@ import type { JobContext } from './types.js';
  *   then the state again from scratch) or, once the budget is spent, a restart (→ Recovering);
  * - events that carry a generation are ignored unless they belong to the current one.
  */
+
+function checkpointSchedule(context: JobContext): CheckpointSchedule {
+  return { ...generationOf(context), intervalMs: context.config.checkpointIntervalMs, minEpoch: context.checkpoint.minEpoch };
+}
 
 /** StopR: how Running honours a stop request. */
 const stopFromRunning = [
@@ -65,44 +69,25 @@ const taskFailure = [
 ] as const;
 
 /**
- * Rescaling, Restarting(safe) and CheckpointStopping end the run with a final checkpoint. A periodic
- * checkpoint still in flight is awaited first and the state then takes its own (the reference's
- * Restarting(safe) could hang here); the checkpoint and the tasks' exit each have a deadline.
+ * Rescaling, Restarting(safe) and CheckpointStopping end the run with a final checkpoint. The
+ * checkpoint coordinator first waits for a periodic checkpoint still in flight (the reference's
+ * Restarting(safe) could hang on one), so the state allows two checkpoint timeouts; the tasks' exit
+ * after the checkpoint has a deadline of its own.
  */
 function finalCheckpointStates(targets: { done: string; checkpointFailed: string; tasksStuck: string; label: string }) {
   return {
-    draining: {
-      always: { guard: 'noCheckpointInFlight', target: 'checkpointing' },
-      on: {
-        'checkpoint.completed': { guard: 'isInFlightEpoch', target: 'checkpointing', actions: 'completeCheckpoint' },
-        'checkpoint.failed': {
-          guard: 'isInFlightEpoch',
-          target: 'checkpointing',
-          actions: { type: 'abandonCheckpoint', params: { reason: 'failed' } },
-        },
-      },
-      after: { CHECKPOINT: { target: 'checkpointing', actions: { type: 'abandonCheckpoint', params: { reason: 'timeout' } } } },
-    },
     checkpointing: {
-      entry: ['beginFinalCheckpoint', { type: 'startCheckpoint', params: ({ context }: { context: JobContext }) => checkpointRequest(context) }],
-      on: {
-        'checkpoint.completed': { guard: 'isInFlightEpoch', target: 'awaitingTasks', actions: 'completeCheckpoint' },
-        'checkpoint.failed': {
-          guard: 'isInFlightEpoch',
-          target: targets.checkpointFailed,
-          actions: [
-            { type: 'abandonCheckpoint', params: { reason: 'failed' } },
-            { type: 'failWith', params: { message: `final checkpoint of ${targets.label} failed` } },
-          ],
-        },
+      entry: { type: 'setWait', params: ({ context }: { context: JobContext }) => ({ ms: 2 * context.policy.checkpointTimeoutMs }) },
+      invoke: {
+        src: 'finalCheckpoint',
+        input: ({ context }: { context: JobContext }) => generationOf(context),
+        onDone: { target: 'awaitingTasks', actions: 'recordFinalCheckpoint' },
+        onError: { target: targets.checkpointFailed, actions: { type: 'failFinalCheckpoint', params: { label: targets.label } } },
       },
       after: {
-        CHECKPOINT: {
+        WAIT: {
           target: targets.checkpointFailed,
-          actions: [
-            { type: 'abandonCheckpoint', params: { reason: 'timeout' } },
-            { type: 'failWith', params: { message: `final checkpoint of ${targets.label} timed out` } },
-          ],
+          actions: { type: 'failWith', params: { message: `final checkpoint of ${targets.label} timed out` } },
         },
       },
     },
@@ -203,16 +188,16 @@ export const jobMachine = jobSetup.createMachine({
 
     Running: {
       type: 'parallel',
-      entry: ['enterRunning', raise({ type: 'job.reconcile' })],
-      exit: 'leaveRunning',
+      entry: ['enterRunning', { type: 'armCheckpoints', params: ({ context }) => checkpointSchedule(context) }, raise({ type: 'job.reconcile' })],
+      exit: ['leaveRunning', { type: 'disarmCheckpoints', params: ({ context }) => generationOf(context) }],
       on: {
         // Reactions are event-driven rather than eventless: Running sees thousands of events per
         // second across jobs, and eventless transitions would be re-checked in every region on each.
         'config.update': [
           ...stopFromRunning.map((t) => ({ ...t, actions: ['applyConfig'] as const })),
           ...redeployReactions(['applyConfig']),
-          // Anything else applies live; the regions re-enter so their timers follow the new config.
-          { target: '.progress.polling', actions: ['applyConfig', 'rescheduleCheckpoint'] },
+          // Anything else applies live: the TTL timer re-arms, the coordinator re-bases the next checkpoint.
+          { target: '.ttl.armed', actions: ['applyConfig', { type: 'armCheckpoints', params: ({ context }) => checkpointSchedule(context) }] },
         ],
         // A stop cannot be pending here (Scheduling honours it), but a restart or rescale asked for while starting can.
         'job.reconcile': redeployReactions([]),
@@ -227,33 +212,9 @@ export const jobMachine = jobSetup.createMachine({
           initial: 'polling',
           states: {
             polling: {
-              on: {
-                'checkpoint.completed': [
-                  { guard: and(['isInFlightEpoch', 'followingCheckpointArmed']), actions: 'completeCheckpoint' },
-                  { guard: 'isInFlightEpoch', target: 'polling', reenter: true, actions: 'completeCheckpoint' },
-                ],
-                'checkpoint.failed': {
-                  guard: 'isInFlightEpoch',
-                  target: 'polling',
-                  reenter: true,
-                  actions: { type: 'abandonCheckpoint', params: { reason: 'failed' } },
-                },
-              },
               after: {
                 PROGRESS: [
                   { guard: 'heartbeatExpired', target: '#job.Recovering', actions: 'failHeartbeat' },
-                  {
-                    guard: 'checkpointTimedOut',
-                    target: 'polling',
-                    reenter: true,
-                    actions: { type: 'abandonCheckpoint', params: { reason: 'timeout' } },
-                  },
-                  {
-                    guard: 'checkpointDue',
-                    target: 'polling',
-                    reenter: true,
-                    actions: ['beginPeriodicCheckpoint', { type: 'startCheckpoint', params: ({ context }) => checkpointRequest(context) }],
-                  },
                   { guard: 'healthyLongEnough', target: 'polling', reenter: true, actions: 'resetRestarts' },
                   { target: 'polling', reenter: true },
                 ],
@@ -310,7 +271,7 @@ export const jobMachine = jobSetup.createMachine({
         'task.failed': { guard: 'isCurrent', target: 'Recovering', actions: 'failFromTask' },
         'worker.lost': { guard: 'isCurrent', target: 'Recovering', actions: 'failWorkerLost' },
       },
-      initial: 'draining',
+      initial: 'checkpointing',
       states: finalCheckpointStates({
         done: '#job.Scheduling',
         checkpointFailed: '#job.Recovering',
@@ -333,7 +294,7 @@ export const jobMachine = jobSetup.createMachine({
             'task.failed': { guard: 'isCurrent', target: '#job.Recovering', actions: 'failFromTask' },
             'worker.lost': { guard: 'isCurrent', target: '#job.Recovering', actions: 'failWorkerLost' },
           },
-          initial: 'draining',
+          initial: 'checkpointing',
           states: finalCheckpointStates({
             done: '#job.Scheduling',
             checkpointFailed: '#job.Recovering',
@@ -379,7 +340,7 @@ export const jobMachine = jobSetup.createMachine({
           actions: { type: 'warn', params: { message: 'a worker was lost during the stop checkpoint' } },
         },
       },
-      initial: 'draining',
+      initial: 'checkpointing',
       states: finalCheckpointStates({
         done: '#job.Stopped',
         checkpointFailed: '#job.Stopping.immediate',

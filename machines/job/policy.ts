@@ -56,7 +56,6 @@ export function backoffDelay(policy: BackoffPolicy, attempt: number, random: num
 
 export function initialContext(input: JobInput): JobContext {
   const status = input.status ?? {};
-  const epoch = status.epoch ?? 0;
   return {
     jobId: input.jobId,
     config: { ...DEFAULT_CONFIG, ...input.config },
@@ -78,16 +77,7 @@ export function initialContext(input: JobInput): JobContext {
     times: { start: status.startTime ?? null, finish: status.finishTime ?? null, runningSince: null },
     tasksFinished: false,
     retry: { state: null, attempts: 0 },
-    checkpoint: {
-      epoch,
-      minEpoch: status.minEpoch ?? 0,
-      lastCompletedEpoch: epoch,
-      inFlight: null,
-      nextDueAt: null,
-      finalEpoch: null,
-      finalCompleted: false,
-      failures: 0,
-    },
+    checkpoint: { minEpoch: status.minEpoch ?? 0, finalEpoch: null },
     deadlines: { wait: null, workerStartup: null, backoff: null, heartbeat: null, nextLog: null },
     rng: (input.seed ?? hashSeed(input.jobId)) | 0,
   };
@@ -100,28 +90,15 @@ function hashSeed(text: string): number {
 }
 
 /**
- * When the periodic checkpoint after the one in flight is due, as scheduled when it began; null when
- * that moment has passed (the completion then re-arms the poll) or nothing periodic is scheduled.
+ * The next moment a Running job has something to check: its heartbeat deadline (when the machine keeps
+ * one) and the end of the healthy duration that resets the restart count. Null when nothing is scheduled,
+ * which is the usual case: liveness comes from the worker registry and checkpoints from the coordinator.
  */
-export function followingCheckpointDue(ctx: JobContext, now: number): number | null {
-  const inFlight = ctx.checkpoint.inFlight;
-  const interval = ctx.config.checkpointIntervalMs;
-  if (inFlight === null || inFlight.dueAt === null || interval <= 0) return null;
-  const at = inFlight.dueAt + interval;
-  return at > now ? at : null;
-}
-
-/** The next moment a Running job has something to check; null when nothing is scheduled. */
-export function nextProgressDeadline(ctx: JobContext, now: number): number | null {
-  const inFlight = ctx.checkpoint.inFlight;
-  const candidates = [
-    inFlight ? inFlight.deadlineAt : ctx.checkpoint.nextDueAt,
-    // Armed when a checkpoint begins, so that its completion need not touch the timer.
-    followingCheckpointDue(ctx, now),
-    ctx.deadlines.heartbeat,
-    ctx.restarts > 0 && ctx.times.runningSince !== null ? ctx.times.runningSince + ctx.policy.healthyDurationMs : null,
-  ].filter((t): t is number => t !== null);
-  return candidates.length === 0 ? null : Math.min(...candidates);
+export function nextProgressDeadline(ctx: JobContext): number | null {
+  const heartbeat = ctx.deadlines.heartbeat;
+  const healthy = ctx.restarts > 0 && ctx.times.runningSince !== null ? ctx.times.runningSince + ctx.policy.healthyDurationMs : null;
+  if (heartbeat === null) return healthy;
+  return healthy === null ? heartbeat : Math.min(heartbeat, healthy);
 }
 
 /** ms until `deadline`, never negative; `Infinity`-free so that timers stay valid. */

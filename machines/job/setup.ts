@@ -1,11 +1,12 @@
 import { assign, enqueueActions, fromPromise, setup } from 'xstate';
 import type { AnyStateNode } from 'xstate';
-import { backoffDelay, followingCheckpointDue, initialContext, msUntil, nextProgressDeadline, nextRandom } from './policy.js';
+import { backoffDelay, initialContext, msUntil, nextProgressDeadline, nextRandom } from './policy.js';
 import type {
   BackoffPolicy,
-  CheckpointRequest,
+  CheckpointSchedule,
   DesiredConfig,
   ErrorDomain,
+  FinalCheckpointResult,
   GenerationInput,
   JobContext,
   JobEvent,
@@ -84,12 +85,6 @@ function parallelismDiffers(context: JobContext, config: DesiredConfig): boolean
   );
 }
 
-/** The periodic schedule: the first checkpoint of a run is jittered over one interval so restarted jobs do not align. */
-function firstCheckpointDue(context: JobContext, now: number, random: number): number | null {
-  const interval = context.config.checkpointIntervalMs;
-  return interval > 0 ? now + interval + Math.floor(random * interval) : null;
-}
-
 function withBackoff(context: JobContext, policy: BackoffPolicy, attempt: number): Partial<JobContext> {
   const [random, rng] = draw(context);
   return { rng, deadlines: { ...context.deadlines, backoff: Date.now() + backoffDelay(policy, attempt, random) } };
@@ -113,6 +108,11 @@ export const jobSetup = setup({
     killJob: fromPromise<void, GenerationInput>(notProvided('killJob')),
     /** Best-effort teardown of a failed generation (immediate stop, then kill). */
     cleanupJob: fromPromise<void, GenerationInput>(notProvided('cleanupJob')),
+    /**
+     * The final checkpoint of a run (then stop): waits for a periodic checkpoint still in flight, takes
+     * its own, and resolves once it is complete and durable; rejects when it fails.
+     */
+    finalCheckpoint: fromPromise<FinalCheckpointResult, GenerationInput>(notProvided('finalCheckpoint')),
   },
   delays: {
     /**
@@ -121,7 +121,7 @@ export const jobSetup = setup({
      */
     PROGRESS: ({ context }) => {
       const now = Date.now();
-      const next = nextProgressDeadline(context, now);
+      const next = nextProgressDeadline(context);
       if (next === null) return MAX_TIMER_MS;
       return Math.min(MAX_TIMER_MS, next > now ? next - now : context.policy.progressPollMs);
     },
@@ -133,7 +133,6 @@ export const jobSetup = setup({
     WAIT: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.wait, Date.now())),
     WORKER_STARTUP: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.workerStartup, Date.now())),
     BACKOFF: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.backoff, Date.now())),
-    CHECKPOINT: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.checkpoint.inFlight?.deadlineAt ?? null, Date.now())),
   },
   guards: {
     isCurrent: ({ context, event }) => 'generation' in event && event.generation === context.generation,
@@ -155,21 +154,16 @@ export const jobSetup = setup({
     retriesExhausted: ({ context }, params: { budget: number }) => context.retry.attempts + 1 >= params.budget,
     failureIsFinal: ({ event }) => event.type === 'task.failed' && event.hint === 'no_retry',
     heartbeatExpired: ({ context }) => isDue(context.deadlines.heartbeat),
-    checkpointTimedOut: ({ context }) => isDue(context.checkpoint.inFlight?.deadlineAt ?? null),
-    checkpointDue: ({ context }) => context.checkpoint.inFlight === null && isDue(context.checkpoint.nextDueAt),
     healthyLongEnough: ({ context }) =>
       context.restarts > 0 && context.times.runningSince !== null && isDue(context.times.runningSince + context.policy.healthyDurationMs),
-    noCheckpointInFlight: ({ context }) => context.checkpoint.inFlight === null,
-    /** The poll armed when the checkpoint began already covers the next periodic one. */
-    followingCheckpointArmed: ({ context }) => followingCheckpointDue(context, Date.now()) !== null,
-    isInFlightEpoch: ({ context, event }) =>
-      'epoch' in event && 'generation' in event && event.generation === context.generation && context.checkpoint.inFlight?.epoch === event.epoch,
     tasksFinished: ({ context }) => context.tasksFinished,
     nothingLeftRunning: ({ event }) => 'output' in event && (event.output as StopResult | undefined)?.finished === true,
   },
   actions: {
-    /** Side effect: send a checkpoint barrier to the sources of a generation. */
-    startCheckpoint: (_, _params: CheckpointRequest) => {},
+    /** Side effect: start (or re-base) the periodic checkpoints of a running generation. */
+    armCheckpoints: (_, _params: CheckpointSchedule) => {},
+    /** Side effect: no new periodic checkpoints for this generation; one in flight may still complete. */
+    disarmCheckpoints: (_, _params: GenerationInput) => {},
     /** Side effect: the 60 s status line. */
     logStatus: (_, _params: { jobId: string; generation: number; restarts: number }) => {},
     /** Side effect: best-effort kill of whatever a finished generation left behind. */
@@ -233,20 +227,17 @@ export const jobSetup = setup({
       generation: context.generation + 1,
       tasksFinished: false,
       appliedEnv: context.config.env,
-      checkpoint: { ...context.checkpoint, inFlight: null, finalEpoch: null, finalCompleted: false },
+      checkpoint: { ...context.checkpoint, finalEpoch: null },
     })),
     assignParallelism: assign(({ event, context }) =>
       'output' in event && event.output ? { parallelism: (event.output as ScheduleResult).parallelism } : { parallelism: context.parallelism },
     ),
     enterRunning: assign(({ context }) => {
       const now = Date.now();
-      const [random, rng] = draw(context);
       const { start, finish } = context.times;
       return {
-        rng,
         times: { start: start === null || finish !== null ? now : start, finish: null, runningSince: now },
         tasksFinished: false,
-        checkpoint: { ...context.checkpoint, inFlight: null, nextDueAt: firstCheckpointDue(context, now, random) },
         deadlines: {
           ...context.deadlines,
           wait: null,
@@ -259,7 +250,6 @@ export const jobSetup = setup({
     }),
     leaveRunning: assign(({ context }) => ({
       times: { ...context.times, runningSince: null },
-      checkpoint: { ...context.checkpoint, nextDueAt: null },
       deadlines: { ...context.deadlines, heartbeat: null, nextLog: null },
     })),
     extendHeartbeat: assign(({ context }) => ({
@@ -269,50 +259,13 @@ export const jobSetup = setup({
       },
     })),
     scheduleNextLog: assign(({ context }) => ({ deadlines: { ...context.deadlines, nextLog: Date.now() + context.policy.logIntervalMs } })),
-    /** A live interval change re-bases the next checkpoint on the new interval. */
-    rescheduleCheckpoint: assign(({ context }) => {
-      const interval = context.config.checkpointIntervalMs;
-      if (interval <= 0) return { checkpoint: { ...context.checkpoint, nextDueAt: null } };
-      const base = context.checkpoint.nextDueAt === null ? Date.now() : Math.min(context.checkpoint.nextDueAt, Date.now() + interval);
-      return { checkpoint: { ...context.checkpoint, nextDueAt: context.checkpoint.nextDueAt === null ? base + interval : base } };
-    }),
-    beginPeriodicCheckpoint: assign(({ context }) => beginCheckpoint(context, false)),
-    beginFinalCheckpoint: assign(({ context }) => beginCheckpoint(context, true)),
-    resetFinalCheckpoint: assign(({ context }) => ({ tasksFinished: false, checkpoint: { ...context.checkpoint, finalEpoch: null, finalCompleted: false } })),
-    completeCheckpoint: assign(({ context }) => {
-      const now = Date.now();
-      const inFlight = context.checkpoint.inFlight;
-      const interval = context.config.checkpointIntervalMs;
-      // Fixed rate from the due time, so a pause (GC, a slow checkpoint) does not bunch jobs for good.
-      const nextDueAt = inFlight?.dueAt != null ? Math.max(now, inFlight.dueAt + interval) : now + interval;
-      return {
-        checkpoint: {
-          ...context.checkpoint,
-          inFlight: null,
-          lastCompletedEpoch: inFlight?.epoch ?? context.checkpoint.lastCompletedEpoch,
-          finalCompleted: context.checkpoint.finalCompleted || (inFlight !== null && inFlight.epoch === context.checkpoint.finalEpoch),
-          nextDueAt: context.times.runningSince !== null && interval > 0 ? nextDueAt : context.checkpoint.nextDueAt,
-          failures: 0,
-        },
-      };
-    }),
-    /** A failed or timed-out checkpoint costs the epoch, not the job; the next one follows after a full interval. */
-    abandonCheckpoint: assign(({ context, event }, params: { reason: 'failed' | 'timeout' }) => {
-      const inFlight = context.checkpoint.inFlight;
-      const interval = context.config.checkpointIntervalMs;
-      const detail =
-        params.reason === 'timeout'
-          ? `checkpoint ${inFlight?.epoch} timed out after ${context.policy.checkpointTimeoutMs} ms`
-          : `checkpoint ${inFlight?.epoch} failed: ${event.type === 'checkpoint.failed' ? event.message : 'unknown'}`;
-      return {
-        warning: { message: detail, at: Date.now() },
-        checkpoint: {
-          ...context.checkpoint,
-          inFlight: null,
-          failures: context.checkpoint.failures + 1,
-          nextDueAt: context.times.runningSince !== null && interval > 0 ? Date.now() + interval : context.checkpoint.nextDueAt,
-        },
-      };
+    resetFinalCheckpoint: assign(({ context }) => ({ tasksFinished: false, checkpoint: { ...context.checkpoint, finalEpoch: null } })),
+    recordFinalCheckpoint: assign(({ context, event }) =>
+      'output' in event && event.output ? { checkpoint: { ...context.checkpoint, finalEpoch: (event.output as FinalCheckpointResult).epoch } } : {},
+    ),
+    failFinalCheckpoint: assign(({ event }, params: { label: string }) => {
+      const e = errorFrom(event);
+      return { failure: failure(`final checkpoint of ${params.label} failed: ${e.message}`, e.domain, 'with_backoff') };
     }),
     markTasksFinished: assign({ tasksFinished: true }),
     setStopKind: assign((_, params: { kind: StopKind }) => ({ stopKind: params.kind })),
@@ -339,33 +292,8 @@ export const jobSetup = setup({
   },
 });
 
-function beginCheckpoint(context: JobContext, thenStop: boolean): Partial<JobContext> {
-  const now = Date.now();
-  const epoch = context.checkpoint.epoch + 1;
-  return {
-    checkpoint: {
-      ...context.checkpoint,
-      epoch,
-      inFlight: { epoch, dueAt: thenStop ? null : context.checkpoint.nextDueAt, startedAt: now, deadlineAt: now + context.policy.checkpointTimeoutMs, thenStop },
-      nextDueAt: thenStop ? null : context.checkpoint.nextDueAt,
-      finalEpoch: thenStop ? epoch : context.checkpoint.finalEpoch,
-    },
-  };
-}
-
 export function ttlDeadline(context: JobContext): number | null {
   return context.config.ttlMs !== null && context.times.start !== null ? context.times.start + context.config.ttlMs : null;
-}
-
-export function checkpointRequest(context: JobContext): CheckpointRequest {
-  const inFlight = context.checkpoint.inFlight;
-  return {
-    jobId: context.jobId,
-    generation: context.generation,
-    epoch: inFlight?.epoch ?? context.checkpoint.epoch,
-    minEpoch: context.checkpoint.minEpoch,
-    thenStop: inFlight?.thenStop ?? false,
-  };
 }
 
 export { generationOf, initialContext };

@@ -99,29 +99,16 @@ export interface JobTimes {
   runningSince: number | null;
 }
 
-export interface InFlightCheckpoint {
-  epoch: number;
-  /** When the periodic schedule wanted it; the next one is due an interval later. Null for a final checkpoint. */
-  dueAt: number | null;
-  startedAt: number;
-  deadlineAt: number;
-  thenStop: boolean;
-}
-
+/**
+ * What the machine knows of checkpoints. Periodic checkpoints are not its business: a coordinator beside
+ * the actor runs them (as the reference's JobController does), so that they cost the actor no events.
+ * The machine only asks for the final checkpoint of a state that ends the run.
+ */
 export interface CheckpointProgress {
-  /** The last epoch started; a fresh job's first checkpoint is epoch 1. */
-  epoch: number;
-  /** The oldest epoch still referenced. */
+  /** The oldest epoch still referenced; a new generation restores from a checkpoint at or after it. */
   minEpoch: number;
-  /** The newest epoch that completed. */
-  lastCompletedEpoch: number;
-  inFlight: InFlightCheckpoint | null;
-  /** When the next periodic checkpoint is due; null while checkpointing is off or not running. */
-  nextDueAt: number | null;
-  /** The epoch of the final (then-stop) checkpoint started by the current state, once started. */
+  /** The epoch of the final checkpoint completed by the current state; null until it completes. */
   finalEpoch: number | null;
-  finalCompleted: boolean;
-  failures: number;
 }
 
 /** Deadlines of the waits that are armed now (epoch ms); kept in context so a restored actor re-arms them. */
@@ -182,7 +169,6 @@ export interface JobInput {
   status?: Partial<Pick<JobContext, 'generation' | 'restarts' | 'appliedRestartNonce' | 'failure'>> & {
     startTime?: number | null;
     finishTime?: number | null;
-    epoch?: number;
     minEpoch?: number;
   };
   seed?: number;
@@ -201,8 +187,6 @@ export type JobEvent =
   | ({ type: 'task.failed'; message: string; domain: ErrorDomain; hint: RetryHint } & Generational)
   | ({ type: 'worker.lost'; workerId: string } & Generational)
   | ({ type: 'workers.heartbeat' } & Generational)
-  | ({ type: 'checkpoint.completed'; epoch: number } & Generational)
-  | ({ type: 'checkpoint.failed'; epoch: number; message: string } & Generational)
   /** Sent once after restoring a persisted snapshot: re-arms the timers of the active states at their original deadlines. */
   | { type: 'job.resume' }
   /** Internal: raised on entering Running to act on config that changed while the job was starting. */
@@ -255,8 +239,13 @@ export interface StopInput extends GenerationInput {
   mode: 'graceful' | 'immediate';
 }
 
-export interface CheckpointRequest extends GenerationInput {
-  epoch: number;
+/** Periodic checkpoints of a running generation, at this interval (0: none). */
+export interface CheckpointSchedule extends GenerationInput {
+  intervalMs: number;
   minEpoch: number;
-  thenStop: boolean;
+}
+
+/** What the final-checkpoint actor resolves with once the checkpoint is complete and durable. */
+export interface FinalCheckpointResult {
+  epoch: number;
 }

@@ -20,6 +20,7 @@ import type { z } from 'zod';
 import { availableActions, type AvailableAction } from '../../machines/job/actions-ui.js';
 import { DEFAULT_CONFIG } from '../../machines/job/policy.js';
 import { TERMINAL_STATES, type DesiredConfig, type JobPolicy, type JobState } from '../../machines/job/types.js';
+import { TimerQueue } from './timer-queue.js';
 import { inspectorFromEnv, type JobInspector } from '../inspect/index.js';
 import {
   DEFAULT_LIST_LIMIT,
@@ -259,6 +260,8 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   const inspector = options.inspector === undefined ? await inspectorFromEnv(process.env, log) : (options.inspector ?? undefined);
   const registry = new WorkerRegistry(options.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: options.heartbeatTimeoutMs });
   const runtimes = new JobRuntimes();
+  // One timer for every job's checkpoint schedule and timeouts.
+  const timers = new TimerQueue({ onError: (err) => log.error({ err }, 'a checkpoint timer failed') });
   const jobIds = new Set<string>();
   /** Per job: the newest config revision the runtime has been given. */
   const appliedRevision = new Map<string, number>();
@@ -328,6 +331,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       requestTimeoutMs,
       ...(resumeState === undefined ? {} : { resumeState }),
       ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
+      timers,
     });
     runtimes.add(jobId, runtime);
     jobIds.add(jobId);
@@ -568,6 +572,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         watcher.stop();
         await Promise.allSettled([...chains.values()]);
         await Promise.allSettled([...jobIds].flatMap((id) => runtimes.get(id)?.stop() ?? []));
+        timers.close();
         await workers.stop();
         if (ownInspector) await inspector?.stop();
         log.info('controller stopped');

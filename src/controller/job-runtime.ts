@@ -4,9 +4,10 @@
  * transition persisted (status CAS, event log, `weir.jobs.<job>.state`).
  *
  * Cost rules (docs/design-notes.md): per-subtask events are aggregated here and reach the actor once
- * per generation (`tasks.started`, `tasks.finished`, `source.finished`, the first `task.failed`) or
- * once per epoch (`checkpoint.completed`); liveness reaches the job only as `worker.lost`. Messages of
- * another generation than the actor's current one are counted and dropped.
+ * per generation (`tasks.started`, `tasks.finished`, `source.finished`, the first `task.failed`);
+ * checkpoints belong to the job's CheckpointCoordinator and reach the actor only as the result of a
+ * final checkpoint; liveness reaches the job only as `worker.lost`. Messages of another generation
+ * than the actor's current one are counted and dropped.
  *
  * Times: the machine and the store use epoch ms; the wire uses µs.
  */
@@ -17,8 +18,8 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { createActor, fromPromise, type Actor, type InspectionEvent } from 'xstate';
 import { jobMachine } from '../../machines/job/machine.js';
-import { initialContext } from '../../machines/job/policy.js';
-import { JobError, type CheckpointRequest as MachineCheckpointRequest, type DesiredConfig, type GenerationInput, type JobContext, type JobEvent, type JobFailure, type JobInput, type JobPolicy, type JobState, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
+import { DEFAULT_POLICY, initialContext } from '../../machines/job/policy.js';
+import { JobError, type CheckpointSchedule, type DesiredConfig, type FinalCheckpointResult, type GenerationInput, type JobContext, type JobEvent, type JobFailure, type JobInput, type JobPolicy, type JobState, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
 import type { StopResult } from '../../machines/job/setup.js';
 import {
   CHECKPOINTS_KV_BUCKET,
@@ -33,7 +34,6 @@ import {
   taskEventSchema,
   truncateErrorText,
   validateGraph,
-  type CheckpointCompleted,
   type CheckpointRequest,
   type ErrorCode,
   type Graph,
@@ -45,7 +45,9 @@ import {
 import type { Store } from '../store/index.js';
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import type { WorkerRegistry } from './registry.js';
+import { CheckpointCoordinator, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
+import { TimerQueue } from './timer-queue.js';
 
 /** The part of a pipeline the runtime needs. */
 export interface RuntimeSpec {
@@ -61,8 +63,10 @@ export interface JobRuntimeOptions {
   jobId: string;
   spec: RuntimeSpec;
   config: DesiredConfig;
-  /** Status of a previous incarnation (a controller restart). */
-  status?: JobInput['status'];
+  /** Status of a previous incarnation (a controller restart); `epoch` is the newest completed epoch. */
+  status?: JobInput['status'] & { epoch?: number };
+  /** Shared by the controller's jobs, so their checkpoint schedules cost one timer. Default: a private one. */
+  timers?: TimerQueue;
   policy?: Partial<JobPolicy>;
   log: Logger;
   /** Deadline of one controller → worker request. */
@@ -87,18 +91,7 @@ export interface JobRuntimeOptions {
 /** The states a job resumes in as themselves after a controller restart (Created just starts again). */
 export type ResumeState = 'Stopped' | 'Finished' | 'Failed';
 
-/** What a subtask reported when it completed an epoch (times in µs, as on the wire). */
-export type SubtaskCheckpoint = Omit<CheckpointCompleted, 'v' | 'job_id' | 'generation' | 'event' | 'epoch' | 'at'>;
-
-/** The durable record of a completed epoch (key `<job>.<epoch>` of the checkpoint bucket). */
-export interface CheckpointRecord {
-  job_id: string;
-  generation: number;
-  epoch: number;
-  /** µs. */
-  completed_at: number;
-  subtasks: SubtaskCheckpoint[];
-}
+export type { CheckpointRecord, SubtaskCheckpoint } from './checkpoint-coordinator.js';
 
 export interface JobRuntimeStats {
   /** Undecodable task/checkpoint events. */
@@ -121,7 +114,8 @@ export interface JobRuntime {
   onWorkerLost(generation: number, workerId: string): void;
   /** In-memory metadata of the completed epochs of this incarnation. */
   checkpoints(): ReadonlyMap<number, CheckpointRecord>;
-  stats(): JobRuntimeStats;
+  readonly coordinator: CheckpointCoordinator;
+  stats(): JobRuntimeStats & { checkpoints: CoordinatorStats };
   /** Resolves when every persistence step queued so far has run. */
   flush(): Promise<void>;
   /** Stops the actor and the subscriptions, then waits for pending persistence. Idempotent. */
@@ -142,11 +136,6 @@ function topState(value: unknown): JobState {
 
 const micros = (ms: number): number => Math.max(0, Math.round(ms * 1000));
 
-interface EpochProgress {
-  subtasks: Map<string, SubtaskCheckpoint>;
-  done: boolean;
-}
-
 /** What the runtime knows about one generation it scheduled. */
 interface GenerationState {
   generation: number;
@@ -163,7 +152,6 @@ interface GenerationState {
   finishedSent: boolean;
   sourceFinishedSent: boolean;
   failedSent: boolean;
-  epochs: Map<number, EpochProgress>;
 }
 
 interface Observed {
@@ -204,8 +192,6 @@ interface WorkerEventFields {
   subtask_index: number;
 }
 
-type CompletedCheckpointEvent = Extract<z.output<typeof checkpointEventSchema>, { event: 'completed' }>;
-
 export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   const { nc, store, registry, jobId, spec, log: baseLog, requestTimeoutMs } = options;
   const log = baseLog.child({ jobId });
@@ -219,6 +205,16 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   const sourceNodes = new Set(spec.graph.nodes.filter((n) => !inputs.has(n.id)).map((n) => n.id));
   let stopped = false;
   let kv: Promise<KV> | undefined;
+  const ownTimers = options.timers === undefined ? new TimerQueue({ onError: (err) => baseLog.error({ err, jobId }, 'checkpoint timer failed') }) : undefined;
+  const coordinator = new CheckpointCoordinator({
+    jobId,
+    timers: options.timers ?? ownTimers!,
+    timeoutMs: options.policy?.checkpointTimeoutMs ?? DEFAULT_POLICY.checkpointTimeoutMs,
+    lastCompletedEpoch: options.status?.epoch ?? 0,
+    trigger: triggerCheckpoint,
+    persist: persistCheckpoint,
+    onOutcome: onCheckpointOutcome,
+  });
 
   // ─── Requests to workers ───────────────────────────────────────────────────────────────────────
 
@@ -260,6 +256,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     }
     registry.release(jobId, generation);
     generations.delete(generation);
+    coordinator.endGeneration(generation);
   }
 
   // ─── The machine's actors ─────────────────────────────────────────────────────────────────────
@@ -311,7 +308,6 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       finishedSent: false,
       sourceFinishedSent: false,
       failedSent: false,
-      epochs: new Map(),
     };
     for (const [workerId, refs] of plan.assignments) {
       for (const ref of refs) {
@@ -328,7 +324,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
 
     const context = actor.getSnapshot().context;
     const graph: Graph = { ...spec.graph, nodes: spec.graph.nodes.map((n) => ({ ...n, parallelism: plan.parallelism[n.id] ?? n.parallelism })) };
-    const restoreEpoch = await restorableEpoch(context.checkpoint.lastCompletedEpoch);
+    coordinator.beginGeneration({ generation, subtasks: new Map(graph.nodes.map((n) => [n.id, n.parallelism])) });
+    const restoreEpoch = await restorableEpoch(coordinator.lastCompletedEpoch);
     const workers = [...plan.assignments.keys()];
     const results = await Promise.allSettled(
       workers.map((workerId) => {
@@ -339,7 +336,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
           program: { graph, assignments: toStartAssignments(plan.assignments.get(workerId) ?? []) },
           ...(restoreEpoch !== null ? { restore_epoch: restoreEpoch } : {}),
           // The epoch the tasks start at (the last one started, as in the reference); their first checkpoint is the next.
-          start_epoch: context.checkpoint.epoch,
+          start_epoch: coordinator.epoch,
           min_epoch: input.minEpoch,
           checkpoint_interval_micros: micros(context.config.checkpointIntervalMs),
         };
@@ -382,25 +379,36 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
 
   // ─── Side-effect actions ──────────────────────────────────────────────────────────────────────
 
-  function startCheckpoint(params: MachineCheckpointRequest): void {
-    const gen = generations.get(params.generation);
+  /** Barriers go to the workers that run sources; each must accept the request. */
+  async function triggerCheckpoint(request: CheckpointTrigger): Promise<void> {
+    const gen = generations.get(request.generation);
     const workers = gen === undefined ? [] : [...gen.sourceWorkers].filter((w) => !gen.lostWorkers.has(w));
+    if (workers.length === 0) throw new Error('no source workers known for this generation');
     const body: CheckpointRequest = {
       v: PROTOCOL_VERSION,
       job_id: jobId,
-      generation: params.generation,
-      epoch: params.epoch,
-      min_epoch: params.minEpoch,
-      then_stop: params.thenStop,
+      generation: request.generation,
+      epoch: request.epoch,
+      min_epoch: request.minEpoch,
+      then_stop: request.thenStop,
       timestamp: micros(Date.now()),
     };
-    void Promise.allSettled(workers.map((w) => ask(subjects.workerCheckpoint(w), body))).then((results) => {
-      const failed = workers.filter((_, i) => results[i]?.status === 'rejected');
-      if (workers.length > 0 && failed.length === 0) return;
-      const message = workers.length === 0 ? 'no source workers known for this generation' : `checkpoint request not accepted by ${failed.join(', ')}`;
-      log.warn({ generation: params.generation, epoch: params.epoch }, message);
-      send({ type: 'checkpoint.failed', generation: params.generation, epoch: params.epoch, message });
-    });
+    const results = await Promise.allSettled(workers.map((w) => ask(subjects.workerCheckpoint(w), body)));
+    const failed = workers.filter((_, i) => results[i]?.status === 'rejected');
+    if (failed.length > 0) throw new Error(`checkpoint request not accepted by ${failed.join(', ')}`);
+  }
+
+  function onCheckpointOutcome(outcome: CheckpointOutcome): void {
+    if (outcome.kind === 'completed') {
+      const record = outcome.record;
+      completed.set(record.epoch, record);
+      log.debug({ epoch: record.epoch, generation: record.generation, kind: record.kind }, 'checkpoint completed');
+      enqueue(() => store.jobs.updateStatus(jobId, (current) => ({ ...current, epoch: Math.max(current.epoch, record.epoch), updatedAt: Date.now() })).then(() => {}));
+      return;
+    }
+    log.warn({ epoch: outcome.epoch, generation: outcome.generation, kind: outcome.checkpoint }, outcome.message);
+    const at = Date.now();
+    enqueue(() => store.log.append(jobId, { kind: 'warning', message: outcome.message, at }).then(() => {}));
   }
 
   function releaseGeneration(params: GenerationInput): void {
@@ -421,9 +429,11 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       stopJob: fromPromise<StopResult, StopInput>(({ input }) => stopJob(input)),
       killJob: fromPromise<void, GenerationInput>(({ input }) => killJob(input)),
       cleanupJob: fromPromise<void, GenerationInput>(({ input }) => cleanupJob(input)),
+      finalCheckpoint: fromPromise<FinalCheckpointResult, GenerationInput>(({ input }) => coordinator.final(input.generation)),
     },
     actions: {
-      startCheckpoint: (_, params: MachineCheckpointRequest) => startCheckpoint(params),
+      armCheckpoints: (_, params: CheckpointSchedule) => coordinator.arm(params.generation, params.intervalMs, params.minEpoch),
+      disarmCheckpoints: (_, params: GenerationInput) => coordinator.disarm(params.generation),
       releaseGeneration: (_, params: GenerationInput) => releaseGeneration(params),
       logStatus: (_, params: { jobId: string; generation: number; restarts: number }) => log.info(params, 'job status'),
     },
@@ -489,7 +499,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       failure: ctx.failure,
       startTime: ctx.times.start,
       finishTime: ctx.times.finish,
-      epoch: ctx.checkpoint.epoch,
+      epoch: coordinator.lastCompletedEpoch,
       minEpoch: ctx.checkpoint.minEpoch,
       updatedAt: at,
     };
@@ -674,39 +684,11 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   }
 
   function onCheckpoint(msg: Msg): void {
-    const accepted = acceptWorkerEvent(checkpointEventSchema, msg, 'checkpoint', (e): e is CompletedCheckpointEvent => e.event === 'completed');
+    const accepted = acceptWorkerEvent(checkpointEventSchema, msg, 'checkpoint');
     if (accepted === undefined) return;
-    const { event, gen, key } = accepted;
-    let progress = gen.epochs.get(event.epoch);
-    if (progress === undefined) {
-      progress = { subtasks: new Map(), done: false };
-      gen.epochs.set(event.epoch, progress);
-    }
-    if (progress.done) return;
-    const { v: _v, job_id: _j, generation: _g, event: _e, epoch: _ep, at: _at, ...meta } = event;
-    progress.subtasks.set(key, meta);
-    if (progress.subtasks.size < gen.owners.size) return;
-    progress.done = true;
-    const record: CheckpointRecord = {
-      job_id: jobId,
-      generation: gen.generation,
-      epoch: event.epoch,
-      completed_at: micros(Date.now()),
-      subtasks: [...progress.subtasks.values()],
-    };
-    // Older epochs of this generation can no longer complete usefully.
-    for (const epoch of gen.epochs.keys()) if (epoch < event.epoch) gen.epochs.delete(epoch);
-    // The epoch counts as completed once its record is durable.
-    void persistCheckpoint(record).then(
-      () => {
-        completed.set(record.epoch, record);
-        send({ type: 'checkpoint.completed', generation: record.generation, epoch: record.epoch });
-      },
-      (err: unknown) => {
-        log.error({ err, epoch: record.epoch }, 'could not persist the checkpoint record');
-        send({ type: 'checkpoint.failed', generation: record.generation, epoch: record.epoch, message: 'could not persist the checkpoint record' });
-      },
-    );
+    const { event } = accepted;
+    if (event.event === 'completed') coordinator.onCompleted(event);
+    else coordinator.onProgress(event);
   }
 
   const subscribe = (subject: string, handler: (msg: Msg) => void): Subscription =>
@@ -738,7 +720,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       send({ type: 'worker.lost', generation, workerId });
     },
     checkpoints: () => completed,
-    stats: () => ({ ...stats }),
+    coordinator,
+    stats: () => ({ ...stats, checkpoints: coordinator.stats() }),
     flush: async () => {
       // Steps may enqueue more steps; wait until the queue settles.
       for (;;) {
@@ -751,6 +734,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       stopping ??= (async () => {
         stopped = true;
         actor.stop();
+        coordinator.close();
+        ownTimers?.close();
         await Promise.allSettled(subscriptions.map((s) => s.drain()));
         await queue;
       })();

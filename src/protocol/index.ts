@@ -66,6 +66,7 @@ export {
   CHECKPOINTS_KV_BUCKET,
   checkpointKey,
   STREAM_SUBJECTS,
+  CHECKPOINTS_KV_SUBJECTS,
   type SubjectSpec,
   type SubjectKind,
   type SubjectName,

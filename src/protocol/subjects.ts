@@ -40,10 +40,11 @@ export const JOBS_KV_SUBJECTS: readonly string[] = [`$KV.${JOBS_KV_BUCKET}.>`];
  * record a start's `restore_epoch` names.
  */
 export const CHECKPOINTS_KV_BUCKET = 'weir_checkpoints';
+export const CHECKPOINTS_KV_SUBJECTS: readonly string[] = [`$KV.${CHECKPOINTS_KV_BUCKET}.>`];
 /** The key of an epoch's record in the checkpoint bucket. */
 export const checkpointKey = (job: string, epoch: number): string => `${job}.${epoch}`;
 /** Every subject a weir JetStream stream captures. */
-export const STREAM_SUBJECTS: readonly string[] = [...JOB_LOG_SUBJECTS, ...JOBS_KV_SUBJECTS];
+export const STREAM_SUBJECTS: readonly string[] = [...JOB_LOG_SUBJECTS, ...JOBS_KV_SUBJECTS, ...CHECKPOINTS_KV_SUBJECTS];
 
 // ─── The table ───────────────────────────────────────────────────────────────────────────────────
 

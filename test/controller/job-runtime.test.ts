@@ -237,14 +237,24 @@ describe('job runtime on a real server', () => {
     expect(registry.get(sims[0]!.id)?.allocations).toEqual([{ jobId: job.jobId, generation: 1, slots: 1 }]);
 
     // The periodic checkpoint: requests reach both (source-hosting) workers, completions record the epoch.
-    await eventually(() => expect(job.state().context.checkpoint.lastCompletedEpoch).toBeGreaterThanOrEqual(1), { timeoutMs: 5_000 });
+    await eventually(() => expect(job.runtime.coordinator.lastCompletedEpoch).toBeGreaterThanOrEqual(1), { timeoutMs: 5_000 });
     for (const sim of sims) expect(sim.checkpointRequests[0]).toMatchObject({ job_id: job.jobId, generation: 1, epoch: 1, then_stop: false });
     const epoch1 = job.runtime.checkpoints().get(1);
     expect(epoch1?.subtasks.map((s) => `${s.node_id}[${s.subtask_index}]`).sort()).toEqual(['out[0]', 'out[1]', 'src[0]', 'src[1]']);
     const kv = await new Kvm(jetstream(nc)).open('weir_checkpoints');
     const durable = (await kv.get(`${job.jobId}.1`))?.json<CheckpointRecord>();
-    expect(durable).toMatchObject({ job_id: job.jobId, generation: 1, epoch: 1 });
+    expect(durable).toMatchObject({ job_id: job.jobId, generation: 1, epoch: 1, kind: 'periodic' });
     expect(durable?.subtasks).toHaveLength(4);
+    expect(durable?.operators.map((o) => [o.node_id, o.completed_subtasks])).toEqual([
+      ['src', 2],
+      ['out', 2],
+    ]);
+    expect(durable?.spans.map((s) => s.span)).toEqual(['Checkpointing', 'CheckpointingOperators', 'WritingMetadata']);
+    // The record is written inside WritingMetadata: the spans that close after the write are open in it.
+    expect(durable?.spans.map((s) => s.finish !== null)).toEqual([false, true, false]);
+    for (const span of job.runtime.checkpoints().get(1)?.spans ?? []) expect(span.finish).toBeGreaterThanOrEqual(span.start);
+    await job.runtime.flush();
+    await eventually(async () => expect((await store.jobs.get(job.jobId))?.status.epoch).toBeGreaterThanOrEqual(1));
     expect(job.top()).toBe('Running');
   });
 
@@ -257,7 +267,9 @@ describe('job runtime on a real server', () => {
     await job.runtime.flush();
 
     for (const sim of sims) expect(sim.checkpointRequests.at(-1)).toMatchObject({ generation: 1, then_stop: true });
-    expect(job.state().context.checkpoint.finalCompleted).toBe(true);
+    const finalEpoch = job.state().context.checkpoint.finalEpoch;
+    expect(finalEpoch).not.toBeNull();
+    expect(job.runtime.checkpoints().get(finalEpoch!)?.kind).toBe('final');
     expect((await store.jobs.get(job.jobId))?.status).toMatchObject({ state: 'Stopped', generation: 1 });
     expect((await job.rows()).filter((r) => r.kind === 'transition').map((r) => (r.kind === 'transition' ? r.to : ''))).toEqual([
       'Compiling',

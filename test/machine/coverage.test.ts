@@ -26,13 +26,13 @@ const machine = jobMachine.provide({
     stopJob: fromPromise<StopResult, StopInput>(() => new Promise(() => {})),
     killJob: fromPromise(() => new Promise<void>(() => {})),
     cleanupJob: fromPromise(() => new Promise<void>(() => {})),
+    finalCheckpoint: fromPromise(() => new Promise<{ epoch: number }>(() => {})),
   },
 });
 
 /** Input profiles that make each time guard the earliest deadline somewhere. */
 const PROFILES: Record<string, Partial<JobInput>> = {
-  checkpoints: { config: { checkpointIntervalMs: 1_000 }, policy: { allowedRestarts: 1 } },
-  checkpointTimeout: { config: { checkpointIntervalMs: 1_000 }, policy: { allowedRestarts: 1, checkpointTimeoutMs: 500, heartbeatTimeoutMs: 60_000 } },
+  checkpoints: { config: { checkpointIntervalMs: 1_000 }, policy: { allowedRestarts: 1, checkpointTimeoutMs: 500, heartbeatTimeoutMs: 60_000 } },
   heartbeat: { config: { checkpointIntervalMs: 0 }, policy: { allowedRestarts: 1 } },
   healthy: { config: { checkpointIntervalMs: 0 }, policy: { allowedRestarts: 1, healthyDurationMs: 1_000, heartbeatTimeoutMs: 0 } },
   preview: { config: { checkpointIntervalMs: 0, ttlMs: 60_000 }, policy: { allowedRestarts: 0, heartbeatTimeoutMs: 0 } },
@@ -126,7 +126,6 @@ function keyOf(s: AnyMachineSnapshot): string {
     top === 'Running' || top === 'Scheduling'
       ? [parallelismDiffers(c), Object.keys(c.config.env).length !== Object.keys(c.appliedEnv).length, c.config.checkpointIntervalMs]
       : null,
-    top === 'Running' || finalCheckpoint ? [c.checkpoint.inFlight !== null, c.checkpoint.finalCompleted] : null,
     finalCheckpoint || top === 'Finishing' ? c.tasksFinished : null,
   ]);
 }
@@ -134,7 +133,6 @@ function keyOf(s: AnyMachineSnapshot): string {
 function eventsFor(s: AnyMachineSnapshot): AnyEvent[] {
   const c = s.context as JobContext;
   const generation = c.generation;
-  const epoch = c.checkpoint.inFlight?.epoch ?? c.checkpoint.epoch;
   const config = (patch: Partial<DesiredConfig>): AnyEvent => ({ type: 'config.update', config: { ...c.config, ...patch } });
   const events: AnyEvent[] = [
     { type: 'tasks.started', generation },
@@ -145,8 +143,6 @@ function eventsFor(s: AnyMachineSnapshot): AnyEvent[] {
     { type: 'task.failed', generation, message: 'flaky', domain: 'external', hint: 'with_backoff' },
     { type: 'worker.lost', generation, workerId: 'w-1' },
     { type: 'workers.heartbeat', generation },
-    { type: 'checkpoint.completed', generation, epoch },
-    { type: 'checkpoint.failed', generation, epoch, message: 'nope' },
     { type: 'job.resume' },
   ];
   // Config changes are offered only where a guard reads them; elsewhere they would only multiply
@@ -179,7 +175,8 @@ function eventsFor(s: AnyMachineSnapshot): AnyEvent[] {
       const done = `xstate.done.actor.${inv.id}`;
       const error = `xstate.error.actor.${inv.id}`;
       const scheduled = { parallelism: { source: 1, sink: 1, ...c.config.parallelismOverrides } };
-      const outputs = inv.src === 'stopJob' ? [{ finished: true }, { finished: false }] : inv.src === 'scheduleJob' ? [scheduled] : [undefined];
+      const outputs =
+        inv.src === 'stopJob' ? [{ finished: true }, { finished: false }] : inv.src === 'scheduleJob' ? [scheduled] : inv.src === 'finalCheckpoint' ? [{ epoch: 1 }] : [undefined];
       for (const output of outputs) events.push({ type: done, output });
       events.push({ type: error, error: { kind: 'fatal', message: 'fatal', domain: 'user' } });
       events.push({ type: error, error: { kind: 'retryable', message: 'transient' } });

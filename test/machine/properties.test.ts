@@ -22,7 +22,6 @@ type Step =
   | { kind: 'worker'; type: 'tasks.started' | 'tasks.finished' | 'source.finished' | 'workers.heartbeat'; stale: boolean }
   | { kind: 'failed'; hint: 'no_retry' | 'with_backoff'; stale: boolean }
   | { kind: 'lost'; stale: boolean }
-  | { kind: 'checkpoint'; ok: boolean; wrongEpoch: boolean }
   | { kind: 'advance'; ms: number }
   | { kind: 'resume' };
 
@@ -51,7 +50,6 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('failed' as const), hint: fc.constantFrom('no_retry' as const, 'with_backoff' as const), stale: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('lost' as const), stale: fc.boolean() }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('checkpoint' as const), ok: fc.boolean(), wrongEpoch: fc.boolean() }) },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 200_000 }) }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'resume' as const }) },
 );
@@ -98,6 +96,7 @@ test('random event sequences keep the job in its 14 states, leave terminal state
           stopJob: fromPromise<StopResult, StopInput>(() => settle(next(), { finished: call % 2 === 0 })),
           killJob: fromPromise<void, GenerationInput>(() => settle(next(), undefined)),
           cleanupJob: fromPromise<void, GenerationInput>(() => settle(next(), undefined)),
+          finalCheckpoint: fromPromise<{ epoch: number }, GenerationInput>(() => settle(next(), { epoch: call })),
         },
       });
       const exits: { from: JobState; to: string; guard: string }[] = [];
@@ -121,7 +120,6 @@ test('random event sequences keep the job in its 14 states, leave terminal state
           const snapshot = actor.getSnapshot();
           const ctx = snapshot.context;
           const generation = ctx.generation;
-          const epoch = ctx.checkpoint.inFlight?.epoch ?? ctx.checkpoint.epoch;
           const gen = (stale: boolean) => (stale ? generation - 1 : generation);
           switch (s.kind) {
             case 'config': {
@@ -139,15 +137,6 @@ test('random event sequences keep the job in its 14 states, leave terminal state
             case 'lost':
               actor.send({ type: 'worker.lost', generation: gen(s.stale), workerId: 'w' });
               break;
-            case 'checkpoint': {
-              const e = s.wrongEpoch ? epoch + 7 : epoch;
-              actor.send(
-                s.ok
-                  ? { type: 'checkpoint.completed', generation, epoch: e }
-                  : { type: 'checkpoint.failed', generation, epoch: e, message: 'nope' },
-              );
-              break;
-            }
             case 'advance':
               await vi.advanceTimersByTimeAsync(s.ms);
               break;

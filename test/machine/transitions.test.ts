@@ -223,15 +223,14 @@ describe('Running', () => {
     expect(d.state).toBe('Rescaling');
   });
 
-  test('other config changes apply live: a new checkpoint interval re-bases the next checkpoint', async () => {
+  test('other config changes apply live: a new checkpoint interval re-arms the coordinator for the generation', async () => {
     const d = await running({ config: { checkpointIntervalMs: 600_000 } });
-    const before = d.context.checkpoint.nextDueAt!;
-    expect(before).toBeGreaterThanOrEqual(T0 + 600_000);
     d.update({ checkpointIntervalMs: 2_000 });
     expect(d.state).toBe('Running');
-    expect(d.context.checkpoint.nextDueAt).toBe(T0 + 2_000);
-    await d.advance(2_000);
-    expect(d.callsOf('startCheckpoint')).toHaveLength(1);
+    expect(d.callsOf('armCheckpoints').map((c) => c.input)).toEqual([
+      { jobId: 'job-1', generation: 1, intervalMs: 600_000, minEpoch: 0 },
+      { jobId: 'job-1', generation: 1, intervalMs: 2_000, minEpoch: 0 },
+    ]);
   });
 
   test('TTL since the first start → Stopping(immediate)', async () => {
@@ -302,41 +301,15 @@ describe('Running', () => {
     expect(d.context.failure?.message).toBe('worker w-2 was lost');
   });
 
-  test('periodic checkpoints: the first is jittered within [1, 2) intervals; epochs count up', async () => {
+  test('periodic checkpoints belong to the coordinator: armed on entering Running, disarmed on leaving it', async () => {
     const d = await running({ config: { checkpointIntervalMs: 10_000 } });
-    const due = d.context.checkpoint.nextDueAt!;
-    expect(due - T0).toBeGreaterThanOrEqual(10_000);
-    expect(due - T0).toBeLessThan(20_000);
-    await d.advance(due - T0);
-    expect(d.callsOf('startCheckpoint').map((c) => c.input)).toEqual([{ jobId: 'job-1', generation: 1, epoch: 1, minEpoch: 0, thenStop: false }]);
-    d.sendCurrent({ type: 'checkpoint.completed', epoch: 1 });
-    expect(d.context.checkpoint.lastCompletedEpoch).toBe(1);
-    await d.advance(10_000);
-    expect(d.callsOf('startCheckpoint').map((c) => c.input.epoch)).toEqual([1, 2]);
-  });
-
-  test('at most one checkpoint in flight; a checkpoint timeout fails the checkpoint, not the job', async () => {
-    const d = await running({ config: { checkpointIntervalMs: 1_000 }, policy: { checkpointTimeoutMs: 5_000, heartbeatTimeoutMs: 0 } });
-    await d.advance(d.context.checkpoint.nextDueAt! - Date.now());
-    expect(d.callsOf('startCheckpoint')).toHaveLength(1);
-    await d.advance(4_999);
-    expect(d.callsOf('startCheckpoint')).toHaveLength(1);
-    expect(d.context.checkpoint.inFlight).not.toBeNull();
-    await d.advance(1);
-    expect(d.state).toBe('Running');
-    expect(d.context.checkpoint.inFlight).toBeNull();
-    expect(d.context.checkpoint.failures).toBe(1);
-    expect(d.context.warning?.message).toMatch(/checkpoint 1 timed out/);
-    await d.advance(1_000);
-    expect(d.callsOf('startCheckpoint').map((c) => c.input.epoch)).toEqual([1, 2]);
-  });
-
-  test('a failed checkpoint is recorded and the job keeps running', async () => {
-    const d = await running({ config: { checkpointIntervalMs: 1_000 } });
-    await d.advance(2_000);
-    d.sendCurrent({ type: 'checkpoint.failed', epoch: 1, message: 'object store unavailable' });
-    expect(d.state).toBe('Running');
-    expect(d.context.warning?.message).toBe('checkpoint 1 failed: object store unavailable');
+    expect(d.callsOf('armCheckpoints').map((c) => c.input.generation)).toEqual([1]);
+    expect(d.callsOf('disarmCheckpoints')).toHaveLength(0);
+    // A Running job sends no checkpoint work through the actor: an hour passes with no poll doing anything.
+    await d.advance(3_600_000);
+    expect(d.callsOf('armCheckpoints')).toHaveLength(1);
+    d.sendCurrent({ type: 'worker.lost', workerId: 'w' });
+    expect(d.callsOf('disarmCheckpoints').map((c) => c.input)).toEqual([{ jobId: 'job-1', generation: 1 }]);
   });
 
   test('healthy for the healthy duration → restarts reset to 0', async () => {
@@ -358,20 +331,14 @@ describe('Running', () => {
 });
 
 describe('Rescaling, Restarting and CheckpointStopping end with a final checkpoint', () => {
-  function finalCheckpoint(d: JobDriver): number {
-    const call = d.callsOf('startCheckpoint').at(-1)!;
-    expect(call.input.thenStop).toBe(true);
-    return call.input.epoch;
-  }
-
   test('Rescaling: final checkpoint completes and all tasks finish → Scheduling with the new overrides', async () => {
     const d = await running();
     d.update({ parallelismOverrides: { source: 4 } });
-    const epoch = finalCheckpoint(d);
+    expect(d.callsOf('disarmCheckpoints')).toHaveLength(1);
     d.sendCurrent({ type: 'tasks.finished' });
     expect(d.state).toBe('Rescaling');
-    d.sendCurrent({ type: 'checkpoint.completed', epoch });
     await d.settle();
+    expect(d.callsOf('finalCheckpoint').map((c) => c.input)).toEqual([{ jobId: 'job-1', generation: 1 }]);
     expect(d.states.slice(-2)).toEqual(['Rescaling', 'Scheduling']);
     expect(d.callsOf('scheduleJob').at(-1)?.input.parallelismOverrides).toEqual({ source: 4 });
     d.sendCurrent({ type: 'tasks.started' });
@@ -382,8 +349,8 @@ describe('Rescaling, Restarting and CheckpointStopping end with a final checkpoi
   test('Restarting(safe): same condition → Scheduling at generation + 1', async () => {
     const d = await running();
     d.update({ restartNonce: 1 });
-    const epoch = finalCheckpoint(d);
-    d.sendCurrent({ type: 'checkpoint.completed', epoch });
+    await d.settle();
+    expect(d.matches('Restarting.safe.awaitingTasks')).toBe(true);
     d.sendCurrent({ type: 'tasks.finished' });
     await d.settle();
     d.sendCurrent({ type: 'tasks.started' });
@@ -392,7 +359,7 @@ describe('Rescaling, Restarting and CheckpointStopping end with a final checkpoi
   });
 
   test('Restarting(safe) → Restarting(force) when a config update asks for force; force cleans up → Scheduling', async () => {
-    const d = await running();
+    const d = await running({}, { finalCheckpoint: never });
     d.update({ restartNonce: 1 });
     d.update({ restartMode: 'force' });
     expect(d.matches('Restarting.force')).toBe(true);
@@ -402,7 +369,7 @@ describe('Rescaling, Restarting and CheckpointStopping end with a final checkpoi
   });
 
   test.each(['Rescaling', 'Restarting'] as const)('%s: a stop request → StopN', async (state) => {
-    const d = await running();
+    const d = await running({}, { finalCheckpoint: never });
     if (state === 'Rescaling') d.update({ parallelismOverrides: { source: 2 } });
     else d.update({ restartNonce: 1 });
     expect(d.state).toBe(state);
@@ -410,76 +377,68 @@ describe('Rescaling, Restarting and CheckpointStopping end with a final checkpoi
     expect(d.matches('Stopping.immediate')).toBe(true);
   });
 
-  test('CheckpointStopping: the final checkpoint started by this state completes and tasks finish → Stopped', async () => {
-    const d = await running();
+  test('CheckpointStopping: the final checkpoint completes and tasks finish → Stopped', async () => {
+    const d = await running({}, { finalCheckpoint: () => ({ epoch: 7 }) });
     d.update({ stop: 'checkpoint' });
-    const epoch = finalCheckpoint(d);
-    d.sendCurrent({ type: 'checkpoint.completed', epoch });
+    expect(d.matches('CheckpointStopping.checkpointing')).toBe(true);
+    await d.settle();
     expect(d.matches('CheckpointStopping.awaitingTasks')).toBe(true);
+    expect(d.context.checkpoint.finalEpoch).toBe(7);
     d.sendCurrent({ type: 'tasks.finished' });
     expect(d.state).toBe('Stopped');
     expect(d.context.times.finish).toBe(T0);
   });
 
+  test('tasks that finish before the final checkpoint completes do not end the state early', async () => {
+    let complete!: (r: { epoch: number }) => void;
+    const d = await running({}, { finalCheckpoint: () => new Promise((resolve) => (complete = resolve)) });
+    d.update({ stop: 'checkpoint' });
+    d.sendCurrent({ type: 'tasks.finished' });
+    await d.settle();
+    expect(d.matches('CheckpointStopping.checkpointing')).toBe(true);
+    complete({ epoch: 3 });
+    await d.settle();
+    expect(d.state).toBe('Stopped');
+  });
+
   test('CheckpointStopping: stop → immediate → Stopping(immediate); stop → force → Stopping(kill) (the reference panicked)', async () => {
-    const a = await running();
+    const a = await running({}, { finalCheckpoint: never });
     a.update({ stop: 'checkpoint' });
     a.update({ stop: 'immediate' });
     expect(a.matches('Stopping.immediate')).toBe(true);
-    const b = await running({}, { killJob: never });
+    const b = await running({}, { killJob: never, finalCheckpoint: never });
     b.update({ stop: 'checkpoint' });
     b.update({ stop: 'force' });
     expect(b.matches('Stopping.kill')).toBe(true);
   });
 
-  test.each([
-    ['stop', { stop: 'checkpoint' }, 'CheckpointStopping'],
-    ['safe restart', { restartNonce: 1 }, 'Restarting'],
-    ['rescale', { parallelismOverrides: { source: 3 } }, 'Rescaling'],
-  ] as const)('a %s that meets an in-flight checkpoint waits for it, then takes its own final checkpoint', async (_, change, state) => {
-    const d = await running({ config: { checkpointIntervalMs: 1_000 } });
-    await d.advance(2_000);
-    expect(d.callsOf('startCheckpoint').map((c) => c.input)).toMatchObject([{ epoch: 1, thenStop: false }]);
-    d.update(change);
-    expect(d.state).toBe(state);
-    expect(d.snapshot.value).toMatchObject(state === 'Restarting' ? { Restarting: { safe: 'draining' } } : { [state]: 'draining' });
-    expect(d.callsOf('startCheckpoint')).toHaveLength(1);
-    d.sendCurrent({ type: 'checkpoint.completed', epoch: 1 });
-    expect(d.callsOf('startCheckpoint').map((c) => c.input)).toMatchObject([{ epoch: 1 }, { epoch: 2, thenStop: true }]);
-    d.sendCurrent({ type: 'checkpoint.completed', epoch: 2 });
-    d.sendCurrent({ type: 'tasks.finished' });
-    await d.settle();
-    expect(d.states).toContain(state === 'CheckpointStopping' ? 'Stopped' : 'Scheduling');
-  });
-
-  test('an in-flight checkpoint that never completes is timed out, then the final checkpoint is taken', async () => {
-    const d = await running({ config: { checkpointIntervalMs: 1_000 }, policy: { checkpointTimeoutMs: 10_000 } });
-    await d.advance(2_000);
-    d.update({ stop: 'checkpoint' });
-    await d.advance(10_000);
-    expect(d.matches('CheckpointStopping.checkpointing')).toBe(true);
-    expect(d.callsOf('startCheckpoint').at(-1)?.input).toMatchObject({ epoch: 2, thenStop: true });
-  });
-
   test('a final checkpoint that fails: stop falls back to an immediate stop, restart/rescale go to Recovering', async () => {
-    const a = await running();
+    const refuse = () => Promise.reject(new JobError({ kind: 'retryable', domain: 'external', message: 'sink refused' }));
+    const a = await running({}, { finalCheckpoint: refuse, stopJob: never });
     a.update({ stop: 'checkpoint' });
-    a.sendCurrent({ type: 'checkpoint.failed', epoch: 1, message: 'sink refused' });
+    await a.settle();
     expect(a.matches('Stopping.immediate')).toBe(true);
-    const b = await running();
+    expect(a.context.failure).toMatchObject({ message: 'final checkpoint of the stop failed: sink refused', domain: 'external' });
+    const b = await running({}, { finalCheckpoint: refuse });
     b.update({ restartNonce: 1 });
-    b.sendCurrent({ type: 'checkpoint.failed', epoch: 1, message: 'sink refused' });
+    await b.settle();
     expect(b.state).toBe('Recovering');
   });
 
-  test('a final checkpoint that times out falls back too, and tasks that do not stop afterwards are killed', async () => {
-    const a = await running({ policy: { checkpointTimeoutMs: 5_000 } }, { stopJob: never });
+  test('a final checkpoint gets two checkpoint timeouts (one may be spent waiting for a periodic one), then falls back', async () => {
+    const a = await running({ policy: { checkpointTimeoutMs: 5_000 } }, { finalCheckpoint: never, stopJob: never });
     a.update({ stop: 'checkpoint' });
-    await a.advance(5_000);
+    await a.advance(9_999);
+    expect(a.matches('CheckpointStopping.checkpointing')).toBe(true);
+    await a.advance(1);
     expect(a.matches('Stopping.immediate')).toBe(true);
+    expect(a.context.failure?.message).toBe('final checkpoint of the stop timed out');
+  });
+
+  test('tasks that do not stop after the final checkpoint are killed', async () => {
     const b = await running({ policy: { stopTimeoutMs: 5_000 } });
     b.update({ stop: 'checkpoint' });
-    b.sendCurrent({ type: 'checkpoint.completed', epoch: 1 });
+    await b.settle();
     await b.advance(5_000);
     expect(b.states.slice(-2)).toEqual(['Stopping', 'Stopped']);
     expect(b.callsOf('killJob')).toHaveLength(1);
@@ -697,17 +656,6 @@ describe('timers survive persistence', () => {
     expect(b.matches('Stopping.immediate')).toBe(true);
   });
 
-  test('a restored Running job takes its next checkpoint at the original due time and keeps its epoch', async () => {
-    const a = await running({ config: { checkpointIntervalMs: 10_000 }, policy: { heartbeatTimeoutMs: 0 } });
-    const due = a.context.checkpoint.nextDueAt!;
-    await a.advance(5_000);
-    const b = restore(a);
-    await b.advance(due - Date.now() - 1);
-    expect(b.callsOf('startCheckpoint')).toHaveLength(0);
-    await b.advance(1);
-    expect(b.callsOf('startCheckpoint').map((c) => c.input.epoch)).toEqual([1]);
-  });
-
   test('a restored Recovering job ends its backoff at the original deadline', async () => {
     const a = await running({ policy: { restartBackoff: { initialMs: 5_000, maxMs: 60_000, multiplier: 2, jitter: 0 } } });
     a.sendCurrent({ type: 'worker.lost', workerId: 'w' });
@@ -746,37 +694,9 @@ describe('context shape', () => {
   });
 
   test('a poll timer that fires a millisecond early still finds its deadline due', async () => {
-    const d = await running({ config: { checkpointIntervalMs: 1_000 }, policy: { heartbeatTimeoutMs: 0 } });
-    const due = d.context.checkpoint.nextDueAt!;
-    vi.setSystemTime(due - 1);
+    const d = await running({ status: { restarts: 2 }, policy: { heartbeatTimeoutMs: 0, healthyDurationMs: 10_000 } });
+    vi.setSystemTime(d.context.times.runningSince! + 10_000 - 1);
     d.send({ type: 'xstate.after.PROGRESS.job.Running.progress.polling' } as never);
-    expect(d.callsOf('startCheckpoint')).toHaveLength(1);
-  });
-
-  test('a checkpoint that completes in time leaves the poll armed for the next one; a slow one re-arms it', async () => {
-    const d = await running({ config: { checkpointIntervalMs: 10_000 }, policy: { heartbeatTimeoutMs: 0 } });
-    const due = d.context.checkpoint.nextDueAt!;
-    await d.advance(due - Date.now());
-    await d.advance(1_000);
-    d.sendCurrent({ type: 'checkpoint.completed', epoch: 1 });
-    await d.advance(8_999);
-    expect(d.callsOf('startCheckpoint')).toHaveLength(1);
-    await d.advance(1);
-    expect(d.callsOf('startCheckpoint').map((c) => c.input.epoch)).toEqual([1, 2]);
-    // Epoch 2 takes 15 s, longer than the interval: epoch 3 starts as soon as it completes.
-    await d.advance(15_000);
-    d.sendCurrent({ type: 'checkpoint.completed', epoch: 2 });
-    expect(d.context.checkpoint.nextDueAt).toBe(Date.now());
-    await d.advance(200);
-    expect(d.callsOf('startCheckpoint').map((c) => c.input.epoch)).toEqual([1, 2, 3]);
-  });
-
-  test('periodic checkpoints keep a fixed rate from their due time', async () => {
-    const d = await running({ config: { checkpointIntervalMs: 10_000 }, policy: { heartbeatTimeoutMs: 0 } });
-    const due = d.context.checkpoint.nextDueAt!;
-    await d.advance(due - Date.now());
-    await d.advance(3_000);
-    d.sendCurrent({ type: 'checkpoint.completed', epoch: 1 });
-    expect(d.context.checkpoint.nextDueAt).toBe(due + 10_000);
+    expect(d.context.restarts).toBe(0);
   });
 });

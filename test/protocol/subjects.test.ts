@@ -117,7 +117,7 @@ describe('SUBJECTS', () => {
   it('exports the JetStream names', () => {
     expect(JOB_LOG_STREAM).toBe('WEIR_JOB_LOG');
     expect(JOBS_KV_BUCKET).toBe('weir_jobs');
-    expect(STREAM_SUBJECTS).toEqual(['weir.log.*', '$KV.weir_jobs.>']);
+    expect(STREAM_SUBJECTS).toEqual(['weir.log.*', '$KV.weir_jobs.>', '$KV.weir_checkpoints.>']);
   });
 });
 

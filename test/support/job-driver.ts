@@ -3,7 +3,7 @@ import { createActor, fromPromise } from 'xstate';
 import type { Actor, SnapshotFrom } from 'xstate';
 import { jobMachine } from '../../machines/job/machine.js';
 import type { StopResult } from '../../machines/job/setup.js';
-import type { CheckpointRequest, GenerationInput, JobEvent, JobInput, JobState, ScheduleInput, ScheduleResult, StopInput } from '../../machines/job/types.js';
+import type { CheckpointSchedule, FinalCheckpointResult, GenerationInput, JobEvent, JobInput, JobState, ScheduleInput, ScheduleResult, StopInput } from '../../machines/job/types.js';
 
 type Impl<I, O> = (input: I) => O | Promise<O>;
 
@@ -14,13 +14,15 @@ export interface DriverImpl {
   stopJob: Impl<StopInput, StopResult>;
   killJob: Impl<GenerationInput, void>;
   cleanupJob: Impl<GenerationInput, void>;
+  /** Default: completes at once with the next epoch (1, 2, …). */
+  finalCheckpoint: Impl<GenerationInput, FinalCheckpointResult>;
 }
 
 export type Call =
-  | { type: 'compileJob' | 'killJob' | 'cleanupJob' | 'releaseGeneration'; input: GenerationInput }
+  | { type: 'compileJob' | 'killJob' | 'cleanupJob' | 'releaseGeneration' | 'finalCheckpoint' | 'disarmCheckpoints'; input: GenerationInput }
+  | { type: 'armCheckpoints'; input: CheckpointSchedule }
   | { type: 'scheduleJob'; input: ScheduleInput }
   | { type: 'stopJob'; input: StopInput }
-  | { type: 'startCheckpoint'; input: CheckpointRequest }
   | { type: 'logStatus'; input: unknown };
 
 export const DEFAULT_PARALLELISM = { source: 1, sink: 1 };
@@ -49,9 +51,14 @@ export function providedMachine(impl: Partial<DriverImpl> = {}, calls: Call[] = 
         record('cleanupJob', input);
         await impl.cleanupJob?.(input);
       }),
+      finalCheckpoint: fromPromise<FinalCheckpointResult, GenerationInput>(async ({ input }) => {
+        record('finalCheckpoint', input);
+        return impl.finalCheckpoint ? impl.finalCheckpoint(input) : { epoch: calls.filter((c) => c.type === 'finalCheckpoint').length };
+      }),
     },
     actions: {
-      startCheckpoint: (_, params) => record('startCheckpoint', params),
+      armCheckpoints: (_, params) => record('armCheckpoints', params),
+      disarmCheckpoints: (_, params) => record('disarmCheckpoints', params),
       logStatus: (_, params) => record('logStatus', params),
       releaseGeneration: (_, params) => record('releaseGeneration', params),
     },
@@ -120,8 +127,8 @@ export class JobDriver {
   async settle(): Promise<void> {
     await vi.advanceTimersByTimeAsync(0);
   }
-  callsOf<T extends Call['type']>(type: T): Extract<Call, { type: T }>[] {
-    return this.calls.filter((c): c is Extract<Call, { type: T }> => c.type === type);
+  callsOf<T extends Call['type']>(type: T): (Call & { type: T })[] {
+    return this.calls.filter((c): c is Call & { type: T } => c.type === type);
   }
   /** Created → Running, with the tasks reporting started. */
   async toRunning(): Promise<void> {

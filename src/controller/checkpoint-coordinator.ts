@@ -1,0 +1,466 @@
+/**
+ * One job's checkpoints, beside its actor (the reference's JobController): the periodic schedule, the
+ * epoch counter, at most one checkpoint in flight, per-subtask and per-operator progress with the job
+ * spans, the checkpoint timeout, the durable metadata record, and the final (then-stop) checkpoint that
+ * Rescaling, Restarting(safe) and CheckpointStopping ask for.
+ *
+ * The actor never sees a periodic checkpoint: at 10,000 jobs each event sent to an actor costs tens of
+ * µs, and a checkpoint every 10 s would be two of them (docs/design-notes.md). A checkpoint failure or
+ * timeout costs its epoch, not the job; the coordinator reports it through `onOutcome`.
+ *
+ * Times: epoch ms inside; the record (`CheckpointRecord`) is in µs like the wire.
+ */
+import type { CheckpointCompleted, CheckpointProgressEvent } from '../protocol/index.js';
+import type { TimerHandle, TimerQueue } from './timer-queue.js';
+
+export type CheckpointKind = 'periodic' | 'final';
+export type CheckpointStatus = 'inprogress' | 'ready' | 'failed';
+export type JobSpanName = 'Checkpointing' | 'CheckpointingOperators' | 'WritingMetadata';
+
+/** µs since the epoch; `finish` is null while the span is open. */
+export interface JobSpan {
+  span: JobSpanName;
+  start: number;
+  finish: number | null;
+}
+
+/** What a subtask reported when it completed an epoch (times in µs, as on the wire). */
+export type SubtaskCheckpoint = Omit<CheckpointCompleted, 'v' | 'job_id' | 'generation' | 'event' | 'epoch' | 'at'>;
+
+export interface SubtaskProgress {
+  node_id: string;
+  subtask_index: number;
+  /** Progress events in arrival order, each with the worker's time (µs). */
+  events: { event: CheckpointProgressEvent['event']; at: number }[];
+  completed: SubtaskCheckpoint | null;
+}
+
+export interface OperatorCheckpoint {
+  node_id: string;
+  subtasks: number;
+  completed_subtasks: number;
+  bytes: number;
+  /** µs: the first subtask's start and the last one's finish. */
+  start_time: number | null;
+  finish_time: number | null;
+}
+
+/** The durable record of a completed epoch (key `<job>.<epoch>` of the checkpoint bucket). */
+export interface CheckpointRecord {
+  job_id: string;
+  generation: number;
+  epoch: number;
+  min_epoch: number;
+  kind: CheckpointKind;
+  /** µs. */
+  start_time: number;
+  completed_at: number;
+  operators: OperatorCheckpoint[];
+  subtasks: SubtaskCheckpoint[];
+  spans: JobSpan[];
+}
+
+/** A checkpoint as the coordinator remembers it (the recent history, in memory). */
+export interface CheckpointSummary {
+  epoch: number;
+  generation: number;
+  kind: CheckpointKind;
+  status: CheckpointStatus;
+  /** µs. */
+  start_time: number;
+  finish_time: number | null;
+  bytes: number;
+  spans: JobSpan[];
+  operators: OperatorCheckpoint[];
+  failure: string | null;
+}
+
+export interface CheckpointTrigger {
+  generation: number;
+  epoch: number;
+  minEpoch: number;
+  thenStop: boolean;
+}
+
+export type CheckpointOutcome =
+  | { kind: 'completed'; record: CheckpointRecord }
+  | { kind: 'failed'; generation: number; epoch: number; checkpoint: CheckpointKind; message: string };
+
+export interface CoordinatorStats {
+  started: number;
+  completed: number;
+  failed: number;
+  /** Events for another generation or epoch than the one in flight. */
+  stale: number;
+  /** Events naming a subtask the generation does not have. */
+  unknownSubtask: number;
+}
+
+export interface CheckpointCoordinatorOptions {
+  jobId: string;
+  timers: TimerQueue;
+  /** A checkpoint not complete after this long fails (its epoch is lost, the job runs on). */
+  timeoutMs: number;
+  /** The newest epoch started or completed before (a controller restart); the next one is this + 1. */
+  epoch?: number;
+  lastCompletedEpoch?: number;
+  /** How many finished checkpoints `history()` keeps. */
+  historySize?: number;
+  now?: () => number;
+  /** [0, 1): the first checkpoint of a generation is jittered over one interval. */
+  random?: () => number;
+  /** Sends the barriers; rejects when a source worker does not accept them. */
+  trigger(request: CheckpointTrigger): Promise<void>;
+  /** Makes the record durable; the epoch is complete only once this resolves. */
+  persist(record: CheckpointRecord): Promise<void>;
+  onOutcome?(outcome: CheckpointOutcome): void;
+}
+
+/** The subtasks of a generation, by node. */
+export interface GenerationPlan {
+  generation: number;
+  /** node id → parallelism. */
+  subtasks: ReadonlyMap<string, number>;
+}
+
+interface InFlight {
+  summary: CheckpointSummary;
+  dueAt: number | null;
+  minEpoch: number;
+  subtasks: Map<string, SubtaskProgress>;
+  operators: Map<string, OperatorCheckpoint>;
+  timeout: TimerHandle;
+  settled: Promise<void>;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** As many as the reference keeps checkpoints; older ones are in the store. */
+const DEFAULT_HISTORY = 10;
+const micros = (ms: number): number => Math.max(0, Math.round(ms * 1000));
+const subtaskKey = (nodeId: string, index: number): string => `${nodeId}\u0000${index}`;
+
+function copySummary(s: CheckpointSummary): CheckpointSummary {
+  return { ...s, spans: s.spans.map((span) => ({ ...span })), operators: s.operators.map((o) => ({ ...o })) };
+}
+
+export class CheckpointCoordinator {
+  private readonly options: CheckpointCoordinatorOptions;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private plan: GenerationPlan | null = null;
+  private epochCounter: number;
+  private lastCompleted: number;
+  private minEpoch = 0;
+  private intervalMs = 0;
+  /** The generation periodic checkpoints run for; null while disarmed. */
+  private armedFor: number | null = null;
+  private nextDueAt: number | null = null;
+  private due: TimerHandle | null = null;
+  private inFlight: InFlight | null = null;
+  private readonly recent: CheckpointSummary[] = [];
+  private readonly counters: CoordinatorStats = { started: 0, completed: 0, failed: 0, stale: 0, unknownSubtask: 0 };
+  private closed = false;
+
+  constructor(options: CheckpointCoordinatorOptions) {
+    this.options = options;
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.lastCompleted = options.lastCompletedEpoch ?? 0;
+    this.epochCounter = Math.max(options.epoch ?? 0, this.lastCompleted);
+  }
+
+  /** The newest epoch started; a generation's tasks start at it and their next checkpoint is the one after. */
+  get epoch(): number {
+    return this.epochCounter;
+  }
+
+  get lastCompletedEpoch(): number {
+    return this.lastCompleted;
+  }
+
+  /** When the next periodic checkpoint is due (epoch ms); null when none is scheduled. */
+  get nextDue(): number | null {
+    return this.nextDueAt;
+  }
+
+  inFlightEpoch(): number | null {
+    return this.inFlight?.summary.epoch ?? null;
+  }
+
+  stats(): CoordinatorStats {
+    return { ...this.counters };
+  }
+
+  /** Finished and in-flight checkpoints, oldest first. */
+  history(): CheckpointSummary[] {
+    const current = this.inFlight === null ? [] : [this.summaryOf(this.inFlight)];
+    return [...this.recent.map(copySummary), ...current.map(copySummary)];
+  }
+
+  /**
+   * A new generation is scheduled with these subtasks. Its epochs continue from `startEpoch` when that is
+   * later (a restart that ignores state). A checkpoint of an older generation still in flight cannot
+   * complete any more and fails.
+   */
+  beginGeneration(plan: GenerationPlan, startEpoch = this.epochCounter): void {
+    if (this.inFlight !== null && this.inFlight.summary.generation !== plan.generation) {
+      this.fail(this.inFlight, `generation ${this.inFlight.summary.generation} ended`);
+    }
+    this.plan = plan;
+    this.epochCounter = Math.max(this.epochCounter, startEpoch);
+    if (this.armedFor !== null && this.armedFor !== plan.generation) this.disarm(this.armedFor);
+  }
+
+  /**
+   * Periodic checkpoints for a running generation. The first is due between one and two intervals from
+   * now, so that jobs started together do not checkpoint together; arming again (a live interval change)
+   * re-bases the next one on the new interval.
+   */
+  arm(generation: number, intervalMs: number, minEpoch: number): void {
+    if (this.closed || this.plan?.generation !== generation) return;
+    const rearm = this.armedFor === generation;
+    this.armedFor = generation;
+    this.intervalMs = intervalMs;
+    this.minEpoch = Math.max(this.minEpoch, minEpoch);
+    if (this.inFlight !== null) return; // its completion schedules the next one
+    const now = this.now();
+    if (intervalMs <= 0) {
+      this.scheduleDue(null);
+    } else if (rearm && this.nextDueAt !== null) {
+      this.scheduleDue(Math.min(this.nextDueAt, now + intervalMs));
+    } else {
+      this.scheduleDue(now + intervalMs + Math.floor(this.random() * intervalMs));
+    }
+  }
+
+  /** No new periodic checkpoints for this generation; one in flight may still complete. */
+  disarm(generation: number): void {
+    if (this.armedFor !== generation) return;
+    this.armedFor = null;
+    this.scheduleDue(null);
+  }
+
+  /**
+   * The final checkpoint of a run: stops the periodic schedule, lets a checkpoint in flight end (it
+   * completes, fails or times out), then takes epoch n+1 with then-stop. Resolves once that epoch is
+   * complete and durable; rejects when it fails.
+   */
+  async final(generation: number): Promise<{ epoch: number }> {
+    this.disarm(generation);
+    if (this.inFlight !== null) await this.inFlight.settled.catch(() => {});
+    if (this.closed) throw new Error('the job is shutting down');
+    if (this.plan?.generation !== generation) throw new Error(`generation ${generation} is not the current one`);
+    // Another caller may have started a checkpoint while this one waited.
+    while (this.inFlight !== null) await this.inFlight.settled.catch(() => {});
+    const flight = this.start(generation, 'final', null);
+    await flight.settled;
+    return { epoch: flight.summary.epoch };
+  }
+
+  /** The generation ended without a final checkpoint (killed, lost a worker): its checkpoint in flight fails. */
+  endGeneration(generation: number, reason = `generation ${generation} ended`): void {
+    this.disarm(generation);
+    if (this.inFlight?.summary.generation === generation) this.fail(this.inFlight, reason);
+  }
+
+  onProgress(event: CheckpointProgressEvent): void {
+    const found = this.subtaskOf(event);
+    if (found === undefined) return;
+    found.progress.events.push({ event: event.event, at: event.at });
+  }
+
+  onCompleted(event: CheckpointCompleted): void {
+    const found = this.subtaskOf(event);
+    if (found === undefined) return;
+    const { flight, progress } = found;
+    if (progress.completed !== null) return; // a duplicate
+    const { v: _v, job_id: _j, generation: _g, event: _e, epoch: _ep, at: _at, ...meta } = event;
+    progress.completed = meta;
+    const operator = flight.operators.get(event.node_id)!;
+    operator.completed_subtasks++;
+    operator.bytes += meta.bytes;
+    operator.start_time = operator.start_time === null ? meta.start_time : Math.min(operator.start_time, meta.start_time);
+    operator.finish_time = operator.finish_time === null ? meta.finish_time : Math.max(operator.finish_time, meta.finish_time);
+    flight.summary.bytes += meta.bytes;
+    for (const op of flight.operators.values()) if (op.completed_subtasks < op.subtasks) return;
+    this.writeMetadata(flight);
+  }
+
+  /** Stops timers and fails what is in flight; the coordinator does nothing afterwards. */
+  close(): void {
+    if (this.closed) return;
+    if (this.inFlight !== null) this.fail(this.inFlight, 'the job is shutting down');
+    this.closed = true;
+    this.armedFor = null;
+    this.scheduleDue(null);
+  }
+
+  // ─── Internals ──────────────────────────────────────────────────────────────────────────────────
+
+  private scheduleDue(at: number | null): void {
+    this.due?.cancel();
+    this.due = null;
+    this.nextDueAt = at;
+    if (at === null || this.closed) return;
+    const generation = this.armedFor;
+    this.due = this.options.timers.schedule(at, () => {
+      this.due = null;
+      if (this.armedFor !== generation || generation === null || this.inFlight !== null) return;
+      this.start(generation, 'periodic', at);
+    });
+  }
+
+  private start(generation: number, kind: CheckpointKind, dueAt: number | null): InFlight {
+    const plan = this.plan!;
+    const now = this.now();
+    const epoch = ++this.epochCounter;
+    const subtasks = new Map<string, SubtaskProgress>();
+    const operators = new Map<string, OperatorCheckpoint>();
+    for (const [nodeId, parallelism] of plan.subtasks) {
+      operators.set(nodeId, { node_id: nodeId, subtasks: parallelism, completed_subtasks: 0, bytes: 0, start_time: null, finish_time: null });
+      for (let i = 0; i < parallelism; i++) subtasks.set(subtaskKey(nodeId, i), { node_id: nodeId, subtask_index: i, events: [], completed: null });
+    }
+    let resolve!: () => void;
+    let reject!: (err: Error) => void;
+    const settled = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // Nobody may await a periodic checkpoint; its failure is reported through onOutcome.
+    settled.catch(() => {});
+    const flight: InFlight = {
+      summary: {
+        epoch,
+        generation,
+        kind,
+        status: 'inprogress',
+        start_time: micros(now),
+        finish_time: null,
+        bytes: 0,
+        spans: [
+          { span: 'Checkpointing', start: micros(now), finish: null },
+          { span: 'CheckpointingOperators', start: micros(now), finish: null },
+        ],
+        operators: [],
+        failure: null,
+      },
+      dueAt,
+      minEpoch: this.minEpoch,
+      subtasks,
+      operators,
+      timeout: this.options.timers.schedule(now + this.options.timeoutMs, () => {
+        if (this.inFlight === flight) this.fail(flight, `checkpoint ${epoch} timed out after ${this.options.timeoutMs} ms`);
+      }),
+      settled,
+      resolve,
+      reject,
+    };
+    this.inFlight = flight;
+    this.counters.started++;
+    this.options
+      .trigger({ generation, epoch, minEpoch: this.minEpoch, thenStop: kind === 'final' })
+      .catch((err: unknown) => {
+        if (this.inFlight === flight) this.fail(flight, `checkpoint ${epoch} could not start: ${err instanceof Error ? err.message : String(err)}`);
+      });
+    return flight;
+  }
+
+  private subtaskOf(event: { generation: number; epoch: number; node_id: string; subtask_index: number }): { flight: InFlight; progress: SubtaskProgress } | undefined {
+    const flight = this.inFlight;
+    if (flight === null || flight.summary.generation !== event.generation || flight.summary.epoch !== event.epoch || flight.summary.status !== 'inprogress') {
+      this.counters.stale++;
+      return undefined;
+    }
+    const progress = flight.subtasks.get(subtaskKey(event.node_id, event.subtask_index));
+    if (progress === undefined) {
+      this.counters.unknownSubtask++;
+      return undefined;
+    }
+    return { flight, progress };
+  }
+
+  private closeSpan(flight: InFlight, span: JobSpanName, at: number): void {
+    const open = flight.summary.spans.find((s) => s.span === span && s.finish === null);
+    if (open !== undefined) open.finish = micros(at);
+  }
+
+  private writeMetadata(flight: InFlight): void {
+    const now = this.now();
+    this.closeSpan(flight, 'CheckpointingOperators', now);
+    flight.summary.spans.push({ span: 'WritingMetadata', start: micros(now), finish: null });
+    const summary = flight.summary;
+    const record: CheckpointRecord = {
+      job_id: this.options.jobId,
+      generation: summary.generation,
+      epoch: summary.epoch,
+      min_epoch: flight.minEpoch,
+      kind: summary.kind,
+      start_time: summary.start_time,
+      completed_at: micros(now),
+      operators: [...flight.operators.values()].map((o) => ({ ...o })),
+      subtasks: [...flight.subtasks.values()].map((s) => s.completed!),
+      spans: [],
+    };
+    this.options.persist({ ...record, spans: summary.spans.map((span) => ({ ...span })) }).then(
+      () => {
+        if (this.inFlight !== flight) return; // timed out while writing
+        const done = this.now();
+        this.closeSpan(flight, 'WritingMetadata', done);
+        this.closeSpan(flight, 'Checkpointing', done);
+        record.spans = summary.spans.map((span) => ({ ...span }));
+        this.succeed(flight, record, done);
+      },
+      (err: unknown) => {
+        if (this.inFlight === flight) this.fail(flight, `checkpoint ${summary.epoch}: could not write its metadata: ${err instanceof Error ? err.message : String(err)}`);
+      },
+    );
+  }
+
+  private succeed(flight: InFlight, record: CheckpointRecord, now: number): void {
+    flight.timeout.cancel();
+    this.inFlight = null;
+    this.lastCompleted = Math.max(this.lastCompleted, flight.summary.epoch);
+    this.counters.completed++;
+    flight.summary.status = 'ready';
+    flight.summary.finish_time = micros(now);
+    this.remember(flight);
+    this.options.onOutcome?.({ kind: 'completed', record });
+    flight.resolve();
+    // Fixed rate from the due time, so a slow checkpoint or a pause does not shift the job's schedule for good.
+    if (flight.dueAt !== null) this.scheduleNextPeriodic(Math.max(now, flight.dueAt + this.intervalMs));
+    else this.scheduleNextPeriodic(now + this.intervalMs);
+  }
+
+  private fail(flight: InFlight, message: string): void {
+    flight.timeout.cancel();
+    if (this.inFlight === flight) this.inFlight = null;
+    const now = this.now();
+    this.counters.failed++;
+    flight.summary.status = 'failed';
+    flight.summary.failure = message;
+    flight.summary.finish_time = micros(now);
+    for (const span of flight.summary.spans) if (span.finish === null) span.finish = micros(now);
+    this.remember(flight);
+    this.options.onOutcome?.({ kind: 'failed', generation: flight.summary.generation, epoch: flight.summary.epoch, checkpoint: flight.summary.kind, message });
+    flight.reject(new Error(message));
+    // A failed checkpoint costs the epoch; the next one follows a full interval later.
+    this.scheduleNextPeriodic(now + this.intervalMs);
+  }
+
+  private scheduleNextPeriodic(at: number): void {
+    if (this.armedFor === null || this.intervalMs <= 0 || this.closed) this.scheduleDue(null);
+    else this.scheduleDue(at);
+  }
+
+  private summaryOf(flight: InFlight): CheckpointSummary {
+    return { ...flight.summary, operators: [...flight.operators.values()] };
+  }
+
+  /** A settled checkpoint's summary is never written again, so the history can hold it as it is. */
+  private remember(flight: InFlight): void {
+    this.recent.push(this.summaryOf(flight));
+    const keep = this.options.historySize ?? DEFAULT_HISTORY;
+    if (this.recent.length > keep) this.recent.splice(0, this.recent.length - keep);
+  }
+}

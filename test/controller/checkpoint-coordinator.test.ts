@@ -1,0 +1,335 @@
+import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
+import {
+  CheckpointCoordinator,
+  type CheckpointCoordinatorOptions,
+  type CheckpointOutcome,
+  type CheckpointRecord,
+  type CheckpointTrigger,
+} from '../../src/controller/checkpoint-coordinator.js';
+import { TimerQueue } from '../../src/controller/timer-queue.js';
+import type { CheckpointCompleted, CheckpointProgressEvent } from '../../src/protocol/index.js';
+
+const T0 = 1_700_000_000_000;
+const JOB = 'job-1';
+/** Two operators: `src` with 2 subtasks, `out` with 1. */
+const PLAN = new Map([
+  ['src', 2],
+  ['out', 1],
+]);
+
+interface Harness {
+  coordinator: CheckpointCoordinator;
+  triggers: CheckpointTrigger[];
+  persisted: CheckpointRecord[];
+  outcomes: CheckpointOutcome[];
+  /** Every subtask of the plan reports `epoch` completed. */
+  completeAll(epoch: number, generation?: number): void;
+  /** Lets the persistence promise and its callbacks run. */
+  flush(): Promise<void>;
+}
+
+let queues: TimerQueue[] = [];
+
+function harness(options: Partial<CheckpointCoordinatorOptions> = {}, random = 0.5): Harness {
+  const timers = new TimerQueue();
+  queues.push(timers);
+  const triggers: CheckpointTrigger[] = [];
+  const persisted: CheckpointRecord[] = [];
+  const outcomes: CheckpointOutcome[] = [];
+  const coordinator = new CheckpointCoordinator({
+    jobId: JOB,
+    timers,
+    timeoutMs: 60_000,
+    random: () => random,
+    trigger: (request) => {
+      triggers.push(request);
+      return Promise.resolve();
+    },
+    persist: (record) => {
+      persisted.push(record);
+      return Promise.resolve();
+    },
+    onOutcome: (outcome) => outcomes.push(outcome),
+    ...options,
+  });
+  const completeAll = (epoch: number, generation = 1) => {
+    for (const [node_id, parallelism] of PLAN) {
+      for (let i = 0; i < parallelism; i++) coordinator.onCompleted(completed(node_id, i, epoch, generation));
+    }
+  };
+  return { coordinator, triggers, persisted, outcomes, completeAll, flush: async () => void (await vi.advanceTimersByTimeAsync(0)) };
+}
+
+function completed(node_id: string, subtask_index: number, epoch: number, generation = 1, bytes = 100): CheckpointCompleted {
+  const at = Date.now() * 1000;
+  return {
+    v: 1,
+    job_id: JOB,
+    generation,
+    worker_id: 'w-1',
+    node_id,
+    subtask_index,
+    event: 'completed',
+    epoch,
+    bytes,
+    start_time: at - 5_000,
+    finish_time: at,
+    table_metadata: { state: { count: subtask_index } },
+    at,
+  };
+}
+
+function progress(node_id: string, subtask_index: number, epoch: number, event: CheckpointProgressEvent['event']): CheckpointProgressEvent {
+  return { v: 1, job_id: JOB, generation: 1, worker_id: 'w-1', node_id, subtask_index, event, epoch, at: Date.now() * 1000 };
+}
+
+/** A coordinator running generation 1 with periodic checkpoints every `interval` ms. */
+function running(interval = 10_000, options: Partial<CheckpointCoordinatorOptions> = {}): Harness {
+  const h = harness(options);
+  h.coordinator.beginGeneration({ generation: 1, subtasks: PLAN });
+  h.coordinator.arm(1, interval, 0);
+  return h;
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: T0 });
+});
+afterEach(() => {
+  for (const q of queues) q.close();
+  queues = [];
+  vi.useRealTimers();
+});
+
+describe('periodic checkpoints', () => {
+  test('the first is jittered within [1, 2) intervals; completion writes the record and keeps a fixed rate', async () => {
+    const h = running(10_000);
+    expect(h.coordinator.nextDue).toBe(T0 + 15_000);
+    await vi.advanceTimersByTimeAsync(14_999);
+    expect(h.triggers).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(h.triggers).toEqual([{ generation: 1, epoch: 1, minEpoch: 0, thenStop: false }]);
+    expect(h.coordinator.inFlightEpoch()).toBe(1);
+
+    await vi.advanceTimersByTimeAsync(3_000);
+    h.completeAll(1);
+    await h.flush();
+    expect(h.coordinator.lastCompletedEpoch).toBe(1);
+    expect(h.persisted).toHaveLength(1);
+    const record = h.persisted[0]!;
+    expect(record).toMatchObject({ job_id: JOB, generation: 1, epoch: 1, min_epoch: 0, kind: 'periodic', start_time: (T0 + 15_000) * 1000 });
+    expect(record.subtasks.map((s) => `${s.node_id}[${s.subtask_index}]`)).toEqual(['src[0]', 'src[1]', 'out[0]']);
+    expect(record.operators).toEqual([
+      { node_id: 'src', subtasks: 2, completed_subtasks: 2, bytes: 200, start_time: (T0 + 18_000) * 1000 - 5_000, finish_time: (T0 + 18_000) * 1000 },
+      { node_id: 'out', subtasks: 1, completed_subtasks: 1, bytes: 100, start_time: (T0 + 18_000) * 1000 - 5_000, finish_time: (T0 + 18_000) * 1000 },
+    ]);
+    expect(h.outcomes).toMatchObject([{ kind: 'completed', record: { epoch: 1 } }]);
+    // Due 10 s after the previous due time, not after the completion.
+    expect(h.coordinator.nextDue).toBe(T0 + 25_000);
+    await vi.advanceTimersByTimeAsync(7_000);
+    expect(h.triggers.map((t) => t.epoch)).toEqual([1, 2]);
+  });
+
+  test('records the job spans and the subtasks’ progress events', async () => {
+    const h = running(1_000);
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.coordinator.onProgress(progress('src', 0, 1, 'started_checkpointing'));
+    h.coordinator.onProgress(progress('src', 0, 1, 'finished_sync'));
+    await vi.advanceTimersByTimeAsync(40);
+    h.completeAll(1);
+    await h.flush();
+    const [summary] = h.coordinator.history();
+    expect(summary).toMatchObject({ epoch: 1, status: 'ready', bytes: 300, failure: null });
+    const spans = Object.fromEntries(summary!.spans.map((s) => [s.span, [s.start, s.finish]]));
+    const start = (T0 + 1_500) * 1000;
+    expect(spans).toEqual({
+      Checkpointing: [start, start + 40_000],
+      CheckpointingOperators: [start, start + 40_000],
+      WritingMetadata: [start + 40_000, start + 40_000],
+    });
+    expect(h.persisted[0]!.spans.find((s) => s.span === 'CheckpointingOperators')?.finish).toBe(start + 40_000);
+  });
+
+  test('at most one in flight: a checkpoint slower than the interval delays the next until it completes', async () => {
+    const h = running(1_000);
+    await vi.advanceTimersByTimeAsync(1_500);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(h.triggers).toHaveLength(1);
+    h.completeAll(1);
+    await h.flush();
+    expect(h.coordinator.nextDue).toBe(Date.now());
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.triggers.map((t) => t.epoch)).toEqual([1, 2]);
+  });
+
+  test('a timeout fails the checkpoint, not the job: the epoch is lost and the next follows an interval later', async () => {
+    const h = running(1_000, { timeoutMs: 5_000 });
+    await vi.advanceTimersByTimeAsync(1_500);
+    await vi.advanceTimersByTimeAsync(4_999);
+    expect(h.outcomes).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(h.outcomes).toEqual([{ kind: 'failed', generation: 1, epoch: 1, checkpoint: 'periodic', message: 'checkpoint 1 timed out after 5000 ms' }]);
+    expect(h.coordinator.history()[0]).toMatchObject({ epoch: 1, status: 'failed' });
+    // Late completions of the failed epoch change nothing.
+    h.completeAll(1);
+    await h.flush();
+    expect(h.persisted).toEqual([]);
+    expect(h.coordinator.stats().stale).toBe(3);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(h.triggers.map((t) => t.epoch)).toEqual([1, 2]);
+  });
+
+  test('a barrier a worker refuses, or metadata that cannot be written, fails the checkpoint', async () => {
+    const a = running(1_000, { trigger: () => Promise.reject(new Error('w-2 did not answer')) });
+    await vi.advanceTimersByTimeAsync(1_500);
+    expect(a.outcomes).toMatchObject([{ kind: 'failed', epoch: 1, message: 'checkpoint 1 could not start: w-2 did not answer' }]);
+
+    const b = running(1_000, { persist: () => Promise.reject(new Error('KV unavailable')) });
+    await vi.advanceTimersByTimeAsync(1_500);
+    b.completeAll(1);
+    await b.flush();
+    expect(b.outcomes).toMatchObject([{ kind: 'failed', epoch: 1, message: 'checkpoint 1: could not write its metadata: KV unavailable' }]);
+    expect(b.coordinator.lastCompletedEpoch).toBe(0);
+  });
+
+  test('events of another generation, epoch or subtask are counted and ignored; a duplicate completion counts once', async () => {
+    const h = running(1_000);
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.coordinator.onCompleted(completed('src', 0, 1, 0));
+    h.coordinator.onCompleted(completed('src', 0, 2));
+    h.coordinator.onCompleted(completed('nope', 0, 1));
+    h.coordinator.onCompleted(completed('src', 5, 1));
+    h.coordinator.onCompleted(completed('src', 0, 1));
+    h.coordinator.onCompleted(completed('src', 0, 1));
+    expect(h.coordinator.stats()).toMatchObject({ stale: 2, unknownSubtask: 2 });
+    expect(h.coordinator.history()[0]).toMatchObject({ status: 'inprogress', bytes: 100 });
+  });
+
+  test('a live interval change re-bases the next checkpoint; interval 0 turns periodic checkpoints off', async () => {
+    const h = running(600_000);
+    expect(h.coordinator.nextDue).toBe(T0 + 900_000);
+    h.coordinator.arm(1, 2_000, 0);
+    expect(h.coordinator.nextDue).toBe(T0 + 2_000);
+    h.coordinator.arm(1, 0, 0);
+    expect(h.coordinator.nextDue).toBeNull();
+    await vi.advanceTimersByTimeAsync(3_600_000);
+    expect(h.triggers).toEqual([]);
+  });
+
+  test('arming for a generation that is not the current one does nothing', async () => {
+    const h = harness();
+    h.coordinator.arm(1, 1_000, 0);
+    h.coordinator.beginGeneration({ generation: 2, subtasks: PLAN });
+    h.coordinator.arm(1, 1_000, 0);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(h.triggers).toEqual([]);
+  });
+});
+
+describe('final checkpoints', () => {
+  test('stops the periodic schedule, takes epoch n+1 with then_stop and resolves once it is durable', async () => {
+    const h = running(10_000);
+    const final = h.coordinator.final(1);
+    await h.flush();
+    expect(h.triggers).toEqual([{ generation: 1, epoch: 1, minEpoch: 0, thenStop: true }]);
+    expect(h.coordinator.nextDue).toBeNull();
+    h.completeAll(1);
+    await expect(final).resolves.toEqual({ epoch: 1 });
+    expect(h.persisted[0]).toMatchObject({ epoch: 1, kind: 'final' });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(h.triggers).toHaveLength(1);
+  });
+
+  test('meeting a periodic checkpoint in flight, it waits for it and then takes its own', async () => {
+    const h = running(1_000);
+    await vi.advanceTimersByTimeAsync(1_500);
+    expect(h.triggers).toMatchObject([{ epoch: 1, thenStop: false }]);
+    let result: { epoch: number } | undefined;
+    void h.coordinator.final(1).then((r) => (result = r));
+    await h.flush();
+    expect(h.triggers).toHaveLength(1);
+    h.completeAll(1);
+    await h.flush();
+    expect(h.triggers).toMatchObject([{ epoch: 1 }, { epoch: 2, thenStop: true }]);
+    h.completeAll(2);
+    await h.flush();
+    expect(result).toEqual({ epoch: 2 });
+  });
+
+  test('a periodic checkpoint that never completes times out first, then the final one is taken', async () => {
+    const h = running(1_000, { timeoutMs: 10_000 });
+    await vi.advanceTimersByTimeAsync(1_500);
+    const final = h.coordinator.final(1);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(h.triggers).toMatchObject([{ epoch: 1, thenStop: false }, { epoch: 2, thenStop: true }]);
+    h.completeAll(2);
+    await expect(final).resolves.toEqual({ epoch: 2 });
+  });
+
+  test('a final checkpoint that fails or times out rejects', async () => {
+    const h = running(0, { timeoutMs: 5_000 });
+    const final = h.coordinator.final(1);
+    const outcome = expect(final).rejects.toThrow('checkpoint 1 timed out after 5000 ms');
+    await vi.advanceTimersByTimeAsync(5_000);
+    await outcome;
+    await expect(h.coordinator.final(7)).rejects.toThrow('generation 7 is not the current one');
+  });
+});
+
+describe('generations', () => {
+  test('epochs continue across generations; a new generation fails the old one’s checkpoint in flight', async () => {
+    const h = running(1_000);
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.completeAll(1);
+    await h.flush();
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(h.coordinator.inFlightEpoch()).toBe(2);
+    h.coordinator.beginGeneration({ generation: 2, subtasks: PLAN });
+    expect(h.outcomes.at(-1)).toMatchObject({ kind: 'failed', epoch: 2, message: 'generation 1 ended' });
+    h.coordinator.arm(2, 1_000, 0);
+    await vi.advanceTimersByTimeAsync(1_500);
+    expect(h.triggers.at(-1)).toEqual({ generation: 2, epoch: 3, minEpoch: 0, thenStop: false });
+    expect(h.coordinator.epoch).toBe(3);
+  });
+
+  test('a restarted controller continues from the epochs it is given; a restart that ignores state skips ahead', async () => {
+    const h = harness({ epoch: 12, lastCompletedEpoch: 11 });
+    h.coordinator.beginGeneration({ generation: 4, subtasks: PLAN });
+    expect(h.coordinator.epoch).toBe(12);
+    h.coordinator.beginGeneration({ generation: 5, subtasks: PLAN }, 20);
+    h.coordinator.arm(5, 1_000, 3);
+    await vi.advanceTimersByTimeAsync(1_500);
+    expect(h.triggers).toEqual([{ generation: 5, epoch: 21, minEpoch: 3, thenStop: false }]);
+  });
+
+  test('endGeneration fails the checkpoint in flight and stops the schedule; close stops everything', async () => {
+    const h = running(1_000);
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.coordinator.endGeneration(1);
+    expect(h.outcomes).toMatchObject([{ kind: 'failed', epoch: 1, message: 'generation 1 ended' }]);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(h.triggers).toHaveLength(1);
+
+    const g = running(1_000);
+    await vi.advanceTimersByTimeAsync(1_500);
+    g.coordinator.close();
+    expect(g.outcomes).toMatchObject([{ kind: 'failed', message: 'the job is shutting down' }]);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(g.triggers).toHaveLength(1);
+  });
+
+  test('the history keeps the most recent checkpoints only', async () => {
+    const h = running(1_000, { historySize: 3 });
+    for (let epoch = 1; epoch <= 5; epoch++) {
+      await vi.advanceTimersByTimeAsync(2_000);
+      h.completeAll(epoch);
+      await h.flush();
+    }
+    // The finished ones, then the one in flight.
+    expect(h.coordinator.history().map((s) => [s.epoch, s.status])).toEqual([
+      [3, 'ready'],
+      [4, 'ready'],
+      [5, 'ready'],
+      [6, 'inprogress'],
+    ]);
+  });
+});
