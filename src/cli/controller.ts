@@ -1,5 +1,5 @@
 /**
- * `weir controller [--nats URL] [--heartbeat-timeout MS]`: runs the controller until SIGTERM/SIGINT,
+ * `weir controller [--nats URL] [--heartbeat-timeout MS] [--heartbeat-interval MS] [--allowed-restarts N]`: runs the controller until SIGTERM/SIGINT,
  * then stops it (jobs keep their persisted state; the next controller resumes them) and exits 0.
  */
 import { parseArgs } from 'node:util';
@@ -8,33 +8,45 @@ import { pino } from 'pino';
 import { startController, type Controller } from '../controller/controller.js';
 import { natsOptions } from './main.js';
 
-export const CONTROLLER_USAGE = `Usage: weir controller [--nats URL] [--heartbeat-timeout MS]
+export const CONTROLLER_USAGE = `Usage: weir controller [--nats URL] [--heartbeat-timeout MS] [--heartbeat-interval MS] [--allowed-restarts N]
   --nats URL               NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
   --heartbeat-timeout MS   a worker silent this long is lost (default 30000)
+  --heartbeat-interval MS  how often workers are told to heartbeat (default 5000)
+  --allowed-restarts N     unhealthy restarts before a job fails (default 20; --allowed-restarts=-1: unlimited)
 credentials from NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS (a .creds file);
 WEIR_INSPECT=<port> serves the job actors to the Stately inspector`;
 
 export interface ControllerArgs {
   url: string;
   heartbeatTimeoutMs: number | undefined;
+  heartbeatIntervalMs?: number;
+  allowedRestarts?: number;
+}
+
+function positiveInteger(raw: string, flag: string, min = 1): number {
+  const n = Number(raw);
+  if (!/^-?\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min) {
+    throw new Error(`${flag} must be ${min === 1 ? 'a positive integer' : `an integer ≥ ${min}`}, got ${JSON.stringify(raw)}`);
+  }
+  return n;
 }
 
 export function parseControllerArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ControllerArgs {
   const { values } = parseArgs({
     args: [...args],
-    options: { nats: { type: 'string' }, 'heartbeat-timeout': { type: 'string' } },
+    options: { nats: { type: 'string' }, 'heartbeat-timeout': { type: 'string' }, 'heartbeat-interval': { type: 'string' }, 'allowed-restarts': { type: 'string' } },
     strict: true,
     allowPositionals: false,
   });
-  let heartbeatTimeoutMs: number | undefined;
-  const raw = values['heartbeat-timeout'];
-  if (raw !== undefined) {
-    heartbeatTimeoutMs = Number(raw);
-    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(heartbeatTimeoutMs) || heartbeatTimeoutMs < 1) {
-      throw new Error(`--heartbeat-timeout MS must be a positive integer, got ${JSON.stringify(raw)}`);
-    }
-  }
-  return { url: values.nats ?? env['NATS_URL'] ?? 'nats://127.0.0.1:4222', heartbeatTimeoutMs };
+  const timeout = values['heartbeat-timeout'];
+  const interval = values['heartbeat-interval'];
+  const restarts = values['allowed-restarts'];
+  return {
+    url: values.nats ?? env['NATS_URL'] ?? 'nats://127.0.0.1:4222',
+    heartbeatTimeoutMs: timeout === undefined ? undefined : positiveInteger(timeout, '--heartbeat-timeout MS'),
+    ...(interval === undefined ? {} : { heartbeatIntervalMs: positiveInteger(interval, '--heartbeat-interval MS') }),
+    ...(restarts === undefined ? {} : { allowedRestarts: positiveInteger(restarts, '--allowed-restarts N', -1) }),
+  };
 }
 
 /** Runs the controller command; resolves with the exit code. */
@@ -56,7 +68,12 @@ export async function controllerCommand(args: readonly string[], out: (line: str
   }
   let controller: Controller;
   try {
-    controller = await startController(nc, { log, ...(parsed.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: parsed.heartbeatTimeoutMs }) });
+    controller = await startController(nc, {
+      log,
+      ...(parsed.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: parsed.heartbeatTimeoutMs }),
+      ...(parsed.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: parsed.heartbeatIntervalMs }),
+      ...(parsed.allowedRestarts === undefined ? {} : { policy: { allowedRestarts: parsed.allowedRestarts } }),
+    });
   } catch (err) {
     log.error({ err }, 'cannot start the controller');
     await nc.close();

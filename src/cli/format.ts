@@ -1,5 +1,4 @@
 /** Human-readable output of the job commands: tables, key/value blocks and one-line state events. */
-import { availableActions, type AvailableAction } from '../../machines/job/actions-ui.js';
 import type { JobStateEvent, JobSummary, JobView } from '../protocol/index.js';
 
 /** Left-aligned columns separated by two spaces; the header is the first row. */
@@ -36,12 +35,8 @@ export function jobListTable(jobs: readonly JobSummary[]): string {
 }
 
 /** What a user can do with the job now, with the command that does it. */
-export function jobAction(view: Pick<JobView, 'state' | 'config'>): AvailableAction {
-  return availableActions(view.state, view.config.stop === 'none');
-}
-
-function actionText(job: string, action: AvailableAction): string {
-  const busy = action.inProgress ? ' (in progress)' : '';
+function actionText(job: string, action: JobView['available_action']): string {
+  const busy = action.in_progress ? ' (in progress)' : '';
   if (action.stop === null) return `${action.text}${busy}`;
   if (action.stop === 'none') return `${action.text}${busy}: weir jobs start ${job}`;
   return `${action.text}${busy}: weir jobs stop ${job} --mode ${action.stop}`;
@@ -56,7 +51,7 @@ export function jobViewText(view: JobView): string {
     ['generation', String(view.generation)],
     ['restarts', String(view.restarts)],
     ['failure', view.failure === null ? '-' : `${view.failure.message} (${view.failure.domain}, ${view.failure.hint}, at ${formatMicros(view.failure.at)})`],
-    ['action', actionText(view.job_id, jobAction(view))],
+    ['action', actionText(view.job_id, view.available_action)],
     ['desired', `stop=${view.config.stop} restart_mode=${view.config.restart_mode} restart_nonce=${view.config.restart_nonce}`],
     ['checkpoints', view.config.checkpoint_interval_micros === 0 ? 'off' : `every ${formatDuration(view.config.checkpoint_interval_micros)}`],
     ['ttl', view.config.ttl_micros === null ? '-' : formatDuration(view.config.ttl_micros)],

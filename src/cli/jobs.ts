@@ -24,7 +24,7 @@ import {
   type ConfigUpdate,
   type ListJobsRequest,
 } from '../protocol/index.js';
-import { jobAction, jobListTable, jobViewText, stateEventLine } from './format.js';
+import { jobListTable, jobViewText, stateEventLine } from './format.js';
 import { natsOptions } from './main.js';
 
 export const EXIT_OK = 0;
@@ -266,13 +266,7 @@ function list(ctx: Context, body: ListJobsRequest): Promise<number> {
 }
 
 function get(ctx: Context, id: string): Promise<number> {
-  // JSON output adds the available action (snake_case) to the controller's view.
-  const json = ctx.json;
-  return request({ ...ctx, json: false }, subjects.apiJobGet(id), { v: 1 }, jobViewSchema, (view) => {
-    if (!json) return jobViewText(view);
-    const action = jobAction(view);
-    return JSON.stringify({ ...view, available_action: { text: action.text, stop: action.stop, in_progress: action.inProgress } });
-  });
+  return request(ctx, subjects.apiJobGet(id), { v: 1 }, jobViewSchema, jobViewText);
 }
 
 function configure(ctx: Context, id: string, update: ConfigUpdate, what: string): Promise<number> {

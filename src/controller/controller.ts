@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { availableActions, type AvailableAction } from '../../machines/job/actions-ui.js';
+import { availableActions } from '../../machines/job/actions-ui.js';
 import { DEFAULT_CONFIG } from '../../machines/job/policy.js';
 import { TERMINAL_STATES, type DesiredConfig, type JobPolicy, type JobState } from '../../machines/job/types.js';
 import { TimerQueue } from './timer-queue.js';
@@ -199,6 +199,7 @@ function specOf(record: JobRecord): { pipeline: Pipeline; runtime: RuntimeSpec }
 
 /** The job view of `get` (jobViewSchema). */
 export function jobView(jobId: string, record: JobRecord, state: JobState = record.status.state): JobView {
+  const action = availableActions(state, record.config.stop === 'none');
   const { pipeline } = specOf(record);
   const { config, status } = record;
   return {
@@ -225,12 +226,8 @@ export function jobView(jobId: string, record: JobRecord, state: JobState = reco
     created_at: record.spec.created_at,
     start_time: status.startTime === null ? null : toMicros(status.startTime),
     finish_time: status.finishTime === null ? null : toMicros(status.finishTime),
+    available_action: { text: action.text, stop: action.stop, in_progress: action.inProgress },
   };
-}
-
-/** The one action a UI may offer for the job now (not part of `jobViewSchema`, which is strict). */
-export function jobAction(record: JobRecord, state: JobState = record.status.state): AvailableAction {
-  return availableActions(state, record.config.stop === 'none');
 }
 
 function storeCode(err: unknown): { code: ErrorCode; message: string } {

@@ -106,6 +106,8 @@ export const jobViewSchema = z.strictObject({
   created_at: microsSchema,
   start_time: microsSchema.nullable(),
   finish_time: microsSchema.nullable(),
+  /** The one action a UI may offer now (the reference's state → action table): button text, the `stop` value to send (null: none), busy. */
+  available_action: z.strictObject({ text: z.string(), stop: stopModeSchema.nullable(), in_progress: z.boolean() }),
 });
 
 export const listJobsRequestSchema = z.strictObject({

@@ -41,6 +41,7 @@ const VIEW: JobView = jobViewSchema.parse({
   created_at: NOW,
   start_time: NOW,
   finish_time: null,
+  available_action: { text: 'Stop', stop: 'checkpoint', in_progress: false },
 });
 
 interface Received {

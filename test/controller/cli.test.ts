@@ -23,6 +23,8 @@ describe('weir controller (CLI)', () => {
     expect(() => parseControllerArgs(['--heartbeat-timeout', '0'], {})).toThrow(/positive integer/);
     expect(() => parseControllerArgs(['--heartbeat-timeout', '1.5'], {})).toThrow(/positive integer/);
     expect(() => parseControllerArgs(['--bogus'], {})).toThrow();
+    expect(parseControllerArgs(['--heartbeat-interval', '300', '--allowed-restarts=-1'], {})).toMatchObject({ heartbeatIntervalMs: 300, allowedRestarts: -1 });
+    expect(() => parseControllerArgs(['--allowed-restarts=-2'], {})).toThrow(/integer ≥ -1/);
   });
 
   it('rejects bad arguments with exit code 2', async () => {

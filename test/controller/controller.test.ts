@@ -146,6 +146,7 @@ describe('controller', () => {
     expect(running.generation).toBe(1);
     expect(running.name).toBe('counts');
     expect(running.config.checkpoint_interval_micros).toBe(1_000_000);
+    expect(running.available_action).toEqual({ text: 'Stop', stop: 'checkpoint', in_progress: false });
     await eventually(() => expect(states.filter((s) => s.job_id === jobId).map((s) => s.state)).toEqual(['Compiling', 'Scheduling', 'Running']));
     expect(worker!.running().get(jobId)).toBe(1);
 

@@ -47,6 +47,7 @@ export const EXAMPLES: Record<SchemaName, unknown> = {
     created_at: 1_753_000_000_000_000,
     start_time: 1_753_000_000_000_000,
     finish_time: null,
+    available_action: { text: 'Stop', stop: 'checkpoint', in_progress: false },
   },
   listJobsRequestSchema: { v: 1, starting_after: 'job-1', limit: 10 },
   listJobsReplySchema: {

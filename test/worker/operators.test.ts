@@ -80,6 +80,16 @@ describe('map-key', () => {
   it('needs field or modulo', () => {
     expect(() => instantiate('map-key', {})).toThrow(UserError);
   });
+
+  it('with required, a record without the field is a user error; without it, the key is null', async () => {
+    const strict = open('map-key', { field: 'user', required: true });
+    await strict.ready;
+    expect(() => strict.instance.process!({ value: { counter: 1 }, ts: 1 })).toThrow(/no field "user"/);
+    const lax = open('map-key', { field: 'user' });
+    await lax.ready;
+    await lax.instance.process!({ value: { counter: 1 }, ts: 1 });
+    expect(lax.emitted[0]?.key).toBe('null');
+  });
 });
 
 describe('count', () => {

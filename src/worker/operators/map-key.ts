@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { DataRecord, JsonValue } from '../../protocol/index.js';
+import { UserError } from '../errors.js';
 import { defineOperator, type OperatorContext, type OperatorInstance } from './types.js';
 
 export const mapKeyConfigSchema = z
@@ -8,6 +9,8 @@ export const mapKeyConfigSchema = z
     field: z.string().min(1).optional(),
     /** Key = `value.counter % modulo` (or `value[field] % modulo` with `field`). */
     modulo: z.int().positive().optional(),
+    /** A record without the field fails the task (a user error, not retried) instead of getting key `null`. */
+    required: z.boolean().optional(),
   })
   .refine((c) => c.field !== undefined || c.modulo !== undefined, { error: 'needs field or modulo' });
 export type MapKeyConfig = z.infer<typeof mapKeyConfigSchema>;
@@ -34,6 +37,10 @@ class MapKey implements OperatorInstance {
     this.ctx = ctx;
   }
   process(record: DataRecord): void {
+    const field = this.config.field ?? 'counter';
+    if (this.config.required === true && fieldOf(record.value, field) === undefined) {
+      throw new UserError(`map-key: a record has no field "${field}": ${JSON.stringify(record.value).slice(0, 200)}`);
+    }
     this.ctx.emit({ ...record, key: deriveKey(record.value, this.config) });
   }
   snapshot(): null {
