@@ -192,7 +192,7 @@ export const jobSetup = setup({
     ),
     failWorkerLost: assign(({ event, context }) =>
       event.type === 'worker.lost'
-        ? { failure: failure(`worker ${event.workerId} was lost`, 'internal', 'with_backoff') }
+        ? { failure: failure(event.message ?? `worker ${event.workerId} was lost`, 'internal', 'with_backoff') }
         : { failure: context.failure },
     ),
     failWith: assign((_, params: { message: string; domain?: ErrorDomain; hint?: RetryHint }) => ({

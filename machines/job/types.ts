@@ -185,7 +185,8 @@ export type JobEvent =
   | ({ type: 'tasks.finished' } & Generational)
   | ({ type: 'source.finished' } & Generational)
   | ({ type: 'task.failed'; message: string; domain: ErrorDomain; hint: RetryHint } & Generational)
-  | ({ type: 'worker.lost'; workerId: string } & Generational)
+  /** `message`: why, when it is not that the worker itself is gone. */
+  | ({ type: 'worker.lost'; workerId: string; message?: string } & Generational)
   | ({ type: 'workers.heartbeat' } & Generational)
   /** Sent once after restoring a persisted snapshot: re-arms the timers of the active states at their original deadlines. */
   | { type: 'job.resume' }

@@ -268,7 +268,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
 
   const workers: WorkerService = startWorkerService(nc, registry, {
     log,
-    onLost: (jobId, generation, workerId) => runtimes.onWorkerLost(jobId, generation, workerId),
+    onLost: (jobId, generation, workerId, reason) => runtimes.onWorkerLost(jobId, generation, workerId, reason),
     ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
     queue,
   });

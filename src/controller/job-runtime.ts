@@ -48,6 +48,7 @@ import type { WorkerRegistry } from './registry.js';
 import { CheckpointCoordinator, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
 import { TimerQueue } from './timer-queue.js';
+import type { LostReason } from './worker-service.js';
 
 /** The part of a pipeline the runtime needs. */
 export interface RuntimeSpec {
@@ -111,7 +112,7 @@ export interface JobRuntime {
   readonly actor: Actor<typeof jobMachine>;
   send(event: JobEvent): void;
   /** Liveness path: the registry lost a worker that held this generation. */
-  onWorkerLost(generation: number, workerId: string): void;
+  onWorkerLost(generation: number, workerId: string, reason?: LostReason): void;
   /** In-memory metadata of the completed epochs of this incarnation. */
   checkpoints(): ReadonlyMap<number, CheckpointRecord>;
   readonly coordinator: CheckpointCoordinator;
@@ -179,8 +180,8 @@ export class JobRuntimes {
   }
 
   /** Pass as (or call from) `startWorkerService`'s `onLost`. */
-  readonly onWorkerLost = (jobId: string, generation: number, workerId: string): void => {
-    this.runtimes.get(jobId)?.onWorkerLost(generation, workerId);
+  readonly onWorkerLost = (jobId: string, generation: number, workerId: string, reason?: LostReason): void => {
+    this.runtimes.get(jobId)?.onWorkerLost(generation, workerId, reason);
   };
 }
 
@@ -713,11 +714,12 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   return {
     actor,
     send,
-    onWorkerLost(generation, workerId) {
+    onWorkerLost(generation, workerId, reason) {
       const gen = generations.get(generation);
       gen?.lostWorkers.add(workerId);
       if (generation !== actor.getSnapshot().context.generation) return;
-      send({ type: 'worker.lost', generation, workerId });
+      const message = reason === 'vanished' ? `the tasks of generation ${generation} on worker ${workerId} ended unreported` : undefined;
+      send({ type: 'worker.lost', generation, workerId, ...(message === undefined ? {} : { message }) });
     },
     checkpoints: () => completed,
     coordinator,

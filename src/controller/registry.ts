@@ -10,6 +10,7 @@
 import type { Heartbeat, SubtaskMetrics } from '../protocol/index.js';
 import { JobError } from '../../machines/job/types.js';
 
+export const DEFAULT_START_GRACE_MS = 10_000;
 /** The reference's `worker-heartbeat-timeout`. */
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000;
 
@@ -75,11 +76,24 @@ export interface WorkerRegistryOptions {
   now?: () => number;
   /** A worker whose last heartbeat is this old (or older) is expired. Default 30 s. */
   heartbeatTimeoutMs?: number;
+  /** How long after an allocation a worker's heartbeats may leave the generation out (it is starting). Default 10 s. */
+  startGraceMs?: number;
 }
 
 interface Allocation extends JobGeneration {
   slots: number;
+  allocatedAt: number;
+  /** Consecutive heartbeats, after the start grace, that did not report this generation. */
+  unreported: number;
+  /** Already returned by `vanished`: a generation is reported gone once. */
+  gone: boolean;
 }
+
+/**
+ * How many consecutive heartbeats must leave out a generation before it counts as gone: one could have
+ * been sent just before the worker started it.
+ */
+const UNREPORTED_HEARTBEATS = 2;
 
 interface WorkerRecord {
   info: WorkerInfo;
@@ -106,12 +120,14 @@ function jobsOf(record: WorkerRecord): JobGeneration[] {
 
 export class WorkerRegistry {
   readonly heartbeatTimeoutMs: number;
+  readonly startGraceMs: number;
   private readonly now: () => number;
   private readonly workers = new Map<string, WorkerRecord>();
 
   constructor(options: WorkerRegistryOptions = {}) {
     this.now = options.now ?? Date.now;
     this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS;
+    this.startGraceMs = options.startGraceMs ?? DEFAULT_START_GRACE_MS;
     if (!(this.heartbeatTimeoutMs > 0)) throw new RangeError(`heartbeatTimeoutMs must be positive, got ${this.heartbeatTimeoutMs}`);
   }
 
@@ -149,8 +165,29 @@ export class WorkerRegistry {
           { job: { jobId: job.job_id, generation: job.generation }, subtasks: job.subtasks.map((s) => ({ ...s })), at: now },
         ]),
       );
+      for (const [key, allocation] of record.allocations) {
+        if (record.reported.has(key)) allocation.unreported = 0;
+        else if (now - allocation.allocatedAt >= this.startGraceMs) allocation.unreported++;
+      }
     }
     return 'ok';
+  }
+
+  /**
+   * Generations this worker holds slots for but has stopped reporting in its heartbeats (after the start
+   * grace, in consecutive heartbeats): their tasks ended without the controller hearing of it, e.g.
+   * because the task events were published while the worker was disconnected. Each is returned once.
+   */
+  vanished(workerId: string): JobGeneration[] {
+    const record = this.workers.get(workerId);
+    if (record === undefined) return [];
+    const gone: JobGeneration[] = [];
+    for (const allocation of record.allocations.values()) {
+      if (allocation.gone || allocation.unreported < UNREPORTED_HEARTBEATS) continue;
+      allocation.gone = true;
+      gone.push({ jobId: allocation.jobId, generation: allocation.generation });
+    }
+    return gone.sort(byJobThenGeneration);
   }
 
   /** Removes a worker that shut down cleanly; returns its allocations (empty for an unknown id). */
@@ -214,7 +251,7 @@ export class WorkerRegistry {
     }
     for (const [workerId, slots] of demand) {
       if (slots === 0) continue;
-      this.workers.get(workerId)?.allocations.set(key, { jobId, generation, slots });
+      this.workers.get(workerId)?.allocations.set(key, { jobId, generation, slots, allocatedAt: now, unreported: 0, gone: false });
     }
   }
 
@@ -298,7 +335,7 @@ export class WorkerRegistry {
       registeredAt: record.registeredAt,
       lastSeenAt: record.lastSeenAt,
       live: this.alive(record, now),
-      allocations: [...record.allocations.values()].map((a) => ({ ...a })).sort(byJobThenGeneration),
+      allocations: [...record.allocations.values()].map(({ jobId, generation, slots }) => ({ jobId, generation, slots })).sort(byJobThenGeneration),
       reported: [...record.reported.values()].map((r) => ({ ...r.job })).sort(byJobThenGeneration),
     };
   }

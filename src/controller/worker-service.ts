@@ -34,7 +34,8 @@ export const CONTROLLER_QUEUE = 'weir-controller';
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 1_000;
 
-export type LostReason = 'expired' | 'deregistered' | 're-registered';
+/** `vanished`: the worker is alive but its heartbeats no longer report the generation's tasks. */
+export type LostReason = 'expired' | 'deregistered' | 're-registered' | 'vanished';
 
 export interface WorkerServiceOptions {
   log: Logger;
@@ -159,6 +160,11 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
       throw new RequestRejected('unknown_worker', `unknown worker "${beat.worker_id}"; register again`);
     }
     stats.heartbeats++;
+    const vanished = registry.vanished(beat.worker_id);
+    if (vanished.length > 0) {
+      log.warn({ workerId: beat.worker_id, jobs: vanished }, 'the worker no longer reports tasks it was given');
+      notifyLost(beat.worker_id, vanished, 'vanished');
+    }
     return { v: PROTOCOL_VERSION, ok: true } satisfies Ack;
   };
 

@@ -192,6 +192,37 @@ describe('WorkerRegistry', () => {
     expect(registry.subtaskMetrics('job-1', 4)).toHaveLength(1);
   });
 
+  it('a generation the heartbeats stop reporting (after the start grace, twice in a row) has vanished, once', () => {
+    const clock = { t: 1_000_000 };
+    const registry = new WorkerRegistry({ now: () => clock.t, startGraceMs: 5_000 });
+    registry.register(worker('w1'));
+    registry.allocate('job-1', 1, new Map([['w1', 2]]));
+    registry.allocate('job-2', 1, new Map([['w1', 1]]));
+    const beat = (...jobs: [string, number][]) =>
+      registry.heartbeat('w1', { jobs: jobs.map(([job_id, generation]) => ({ job_id, generation, subtasks: [] })) });
+    // Still starting: the heartbeats may leave them out.
+    beat();
+    beat();
+    expect(registry.vanished('w1')).toEqual([]);
+    clock.t += 5_000;
+    beat(['job-1', 1], ['job-2', 1]);
+    beat(['job-2', 1]);
+    expect(registry.vanished('w1')).toEqual([]);
+    // A report in between resets the count: one miss is not enough.
+    beat(['job-1', 1], ['job-2', 1]);
+    beat(['job-2', 1]);
+    expect(registry.vanished('w1')).toEqual([]);
+    beat(['job-2', 1]);
+    expect(registry.vanished('w1')).toEqual([{ jobId: 'job-1', generation: 1 }]);
+    beat(['job-2', 1]);
+    expect(registry.vanished('w1')).toEqual([]);
+    expect(registry.vanished('nobody')).toEqual([]);
+    // A heartbeat without a report (an older worker) counts nothing.
+    registry.heartbeat('w1');
+    registry.heartbeat('w1');
+    expect(registry.vanished('w1')).toEqual([]);
+  });
+
   it('rejects a registration without slots', () => {
     const { registry } = setup();
     expect(() => registry.register(worker('w1', 0))).toThrow(RangeError);

@@ -1,0 +1,328 @@
+/**
+ * Fault tests on real processes: a nats-server from the harness, `weir controller` and `weir worker`
+ * processes that are killed with SIGKILL and restarted, and a client that talks to them over NATS only.
+ * Each test gets its own server, so no job of one test is resumed by the controller of another.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { JobState } from '../../machines/index.js';
+import type { CheckpointRecord } from '../../src/controller/checkpoint-coordinator.js';
+import {
+  CHECKPOINTS_KV_BUCKET,
+  SUBJECTS,
+  checkpointKey,
+  decode,
+  encode,
+  jobStateEventSchema,
+  jobViewSchema,
+  subjects,
+  type JobStateEvent,
+  type JobView,
+} from '../../src/protocol/index.js';
+import { connectTo, eventually } from '../support/nats.js';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { killAll, WeirProcess } from '../support/processes.js';
+
+const HEARTBEAT_TIMEOUT_MS = 1_500;
+/** The API limit is 1 MiB; the server takes 2 MiB so that an oversized request reaches weir. */
+const SERVER_CONF = 'max_payload: 2MB\n';
+
+type Reply = { error?: { code: string; message: string } } & Record<string, unknown>;
+
+function counterPipeline(extra: Record<string, unknown> = {}, mapKey: Record<string, unknown> = { modulo: 5 }) {
+  return {
+    v: 1,
+    name: 'faults',
+    graph: {
+      nodes: [
+        { id: 'src', operator: 'impulse', config: { rate_per_sec: 100 } },
+        { id: 'key', operator: 'map-key', config: mapKey },
+        { id: 'cnt', operator: 'count' },
+        { id: 'out', operator: 'preview' },
+      ],
+      edges: [
+        { from: 'src', to: 'key', kind: 'forward' },
+        { from: 'key', to: 'cnt', kind: 'shuffle' },
+        { from: 'cnt', to: 'out', kind: 'forward' },
+      ],
+    },
+    checkpoint_interval_micros: 1_000_000,
+    ...extra,
+  };
+}
+
+describe('weir on real processes', () => {
+  let server: NatsServerHandle;
+  let client: NatsConnection;
+  let processes: Set<WeirProcess>;
+  let states: JobStateEvent[];
+  let stateSub: Subscription;
+
+  beforeEach(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weir-faults-'));
+    writeFileSync(join(dir, 'nats.conf'), SERVER_CONF);
+    server = await startNatsServer({ jetstream: true, args: ['-c', join(dir, 'nats.conf')] });
+    client = await connectTo(server.url, 'fault-test-client');
+    processes = new Set();
+    states = [];
+    stateSub = client.subscribe('weir.jobs.*.state', {
+      callback: (_err, msg) => {
+        const d = decode(jobStateEventSchema, msg.data);
+        if (d.ok) states.push(d.value);
+      },
+    });
+  });
+
+  afterEach(async () => {
+    await killAll(processes);
+    stateSub.unsubscribe();
+    await client.close();
+    await server.dispose();
+  });
+
+  async function controller(...extra: string[]): Promise<WeirProcess> {
+    const args = ['controller', '--nats', server.url, '--heartbeat-timeout', String(HEARTBEAT_TIMEOUT_MS), '--heartbeat-interval', '300', ...extra];
+    const p = new WeirProcess(`controller-${processes.size}`, args);
+    processes.add(p);
+    await p.waitForLog('controller started');
+    return p;
+  }
+
+  async function worker(id: string, slots = 4): Promise<WeirProcess> {
+    const p = new WeirProcess(id, ['worker', '--slots', String(slots), '--id', id, '--nats', server.url]);
+    processes.add(p);
+    await p.waitForLog('registered with the controller');
+    return p;
+  }
+
+  async function request(subject: string, body: unknown, timeout = 5_000): Promise<Reply> {
+    const data = body instanceof Uint8Array ? body : encode(body);
+    const reply = await client.request(subject, data, { timeout });
+    return JSON.parse(new TextDecoder().decode(reply.data)) as Reply;
+  }
+
+  async function create(pipeline: unknown): Promise<string> {
+    const reply = await request(subjects.apiJobsCreate(), pipeline);
+    expect(reply.error).toBeUndefined();
+    return reply['job_id'] as string;
+  }
+
+  async function configure(jobId: string, update: Record<string, unknown>): Promise<Reply> {
+    const reply = await request(subjects.apiJobConfig(jobId), { v: 1, ...update });
+    expect(reply.error).toBeUndefined();
+    return reply;
+  }
+
+  async function view(jobId: string): Promise<JobView> {
+    return jobViewSchema.parse(await request(subjects.apiJobGet(jobId), { v: 1 }));
+  }
+
+  /** Polls the API (which a restarting controller may not answer for a moment) until the job is in `state`. */
+  function reach(jobId: string, state: JobState, timeoutMs = 20_000, extra: (v: JobView) => boolean = () => true): Promise<JobView> {
+    return eventually(
+      async () => {
+        const v = await view(jobId);
+        expect(v.state).toBe(state);
+        expect(extra(v)).toBe(true);
+        return v;
+      },
+      { timeoutMs, intervalMs: 100 },
+    );
+  }
+
+  function statesOf(jobId: string): JobState[] {
+    return states.filter((s) => s.job_id === jobId).map((s) => s.state);
+  }
+
+  /** The worker process that started this generation of the job. */
+  function hostOf(jobId: string, generation: number, workers: WeirProcess[]): WeirProcess | undefined {
+    return workers.find((w) => w.logs().some((l) => l['msg'] === 'generation started' && l['jobId'] === jobId && l['generation'] === generation));
+  }
+
+  async function epochs(jobId: string): Promise<number[]> {
+    const kv = await new Kvm(client).open(CHECKPOINTS_KV_BUCKET);
+    const found: number[] = [];
+    for await (const key of await kv.keys(`${jobId}.*`)) found.push(Number(key.slice(jobId.length + 1)));
+    return found.sort((a, b) => a - b);
+  }
+
+  async function record(jobId: string, epoch: number): Promise<CheckpointRecord> {
+    const entry = await (await new Kvm(client).open(CHECKPOINTS_KV_BUCKET)).get(checkpointKey(jobId, epoch));
+    if (entry === null) throw new Error(`no record of epoch ${epoch}`);
+    return entry.json<CheckpointRecord>();
+  }
+
+  /** The impulse source's position in a checkpoint: how many events the job had read. */
+  const counterOf = (r: CheckpointRecord): number => (r.subtasks.find((s) => s.node_id === 'src')?.table_metadata['state'] as { next_counter: number }).next_counter;
+
+  /** Waits for a checkpoint newer than `after` and returns it. */
+  function nextCheckpoint(jobId: string, after: number, generation?: number, timeoutMs = 15_000): Promise<CheckpointRecord> {
+    return eventually(
+      async () => {
+        const later = (await epochs(jobId)).filter((e) => e > after);
+        expect(later.length).toBeGreaterThan(0);
+        const r = await record(jobId, later.at(-1)!);
+        if (generation !== undefined) expect(r.generation).toBe(generation);
+        return r;
+      },
+      { timeoutMs, intervalMs: 100 },
+    );
+  }
+
+  it('a worker killed with SIGKILL: Recovering, then Running on the remaining worker, counting on from the last checkpoint', async () => {
+    await controller();
+    const workers = [await worker('w1'), await worker('w2')];
+    const jobId = await create(counterPipeline());
+    await reach(jobId, 'Running');
+    const before = await nextCheckpoint(jobId, 0, 1);
+    const host = hostOf(jobId, 1, workers)!;
+    expect(host).toBeDefined();
+
+    await host.kill('SIGKILL');
+    const recovered = await reach(jobId, 'Running', 20_000, (v) => v.generation > 1);
+    expect(statesOf(jobId)).toContain('Recovering');
+    expect(recovered.restarts).toBe(1);
+    expect(recovered.failure).toMatchObject({ message: `worker ${host.name} was lost`, domain: 'internal' });
+    const survivor = workers.find((w) => w !== host)!;
+    expect(hostOf(jobId, recovered.generation, workers)).toBe(survivor);
+
+    const after = await nextCheckpoint(jobId, before.epoch, recovered.generation);
+    expect(counterOf(after)).toBeGreaterThan(counterOf(before));
+  }, 60_000);
+
+  it('the controller killed with SIGKILL and restarted: every job resumes per the restart table and nothing acknowledged is lost', async () => {
+    const first = await controller();
+    await worker('w1', 12);
+    const running = await create(counterPipeline());
+    const stopped = await create(counterPipeline());
+    await reach(running, 'Running');
+    await reach(stopped, 'Running');
+    const lastBefore = await nextCheckpoint(running, 0, 1);
+    await configure(stopped, { stop: 'checkpoint' });
+    const stoppedView = await reach(stopped, 'Stopped');
+
+    // Acknowledged just before the crash: a new job and a rescale.
+    const fresh = await create(counterPipeline());
+    const rescale = await configure(running, { parallelism: 2 });
+    await first.kill('SIGKILL');
+    expect(first.running).toBe(false);
+
+    await controller();
+    const resumed = await reach(running, 'Running', 30_000, (v) => v.generation > 1 && v.config.parallelism_overrides['cnt'] === 2);
+    expect(resumed.revision).toBeGreaterThanOrEqual(rescale['revision'] as number);
+    await reach(fresh, 'Running', 30_000);
+    const still = await view(stopped);
+    expect(still).toMatchObject({ state: 'Stopped', generation: stoppedView.generation, restarts: 0 });
+
+    // The resumed job restored its state: the counter goes on from the last checkpoint before the crash.
+    const after = await nextCheckpoint(running, lastBefore.epoch, resumed.generation, 20_000);
+    expect(counterOf(after)).toBeGreaterThanOrEqual(counterOf(lastBefore));
+    expect(after.subtasks.filter((s) => s.node_id === 'cnt')).toHaveLength(2);
+  }, 90_000);
+
+  it('nats-server restarted mid-run: controller and workers reconnect and the job carries on or recovers', async () => {
+    const c = await controller();
+    const w = await worker('w1');
+    const jobId = await create(counterPipeline());
+    await reach(jobId, 'Running');
+    const before = await nextCheckpoint(jobId, 0);
+
+    await server.restart();
+    // The API answers again once the controller has reconnected.
+    await reach(jobId, 'Running', 30_000);
+    const after = await nextCheckpoint(jobId, before.epoch, undefined, 30_000);
+    expect(after.epoch).toBeGreaterThan(before.epoch);
+    expect(counterOf(after)).toBeGreaterThanOrEqual(counterOf(before));
+    expect(c.running).toBe(true);
+    expect(w.running).toBe(true);
+  }, 90_000);
+
+  it('a preview job with a TTL is stopped when it expires, and is not restarted', async () => {
+    await controller();
+    await worker('w1');
+    const jobId = await create(counterPipeline({ ttl_micros: 2_000_000 }));
+    await reach(jobId, 'Running');
+    const stopped = await reach(jobId, 'Stopped', 15_000);
+    expect(stopped.restarts).toBe(0);
+    expect(statesOf(jobId)).toEqual(['Compiling', 'Scheduling', 'Running', 'Stopping', 'Stopped']);
+  }, 40_000);
+
+  it('restarts exhausted: a job that keeps losing its worker fails with the reason', async () => {
+    await controller('--allowed-restarts=1');
+    const workers = [await worker('w1'), await worker('w2'), await worker('w3')];
+    const jobId = await create(counterPipeline());
+    await reach(jobId, 'Running');
+    await hostOf(jobId, 1, workers)!.kill('SIGKILL');
+    const second = await reach(jobId, 'Running', 20_000, (v) => v.generation > 1);
+    expect(second.restarts).toBe(1);
+    await hostOf(jobId, second.generation, workers)!.kill('SIGKILL');
+    const failed = await reach(jobId, 'Failed', 20_000);
+    expect(failed.failure).toMatchObject({ domain: 'internal', hint: 'no_retry' });
+    expect(failed.failure?.message).toMatch(/^Exhausted retries: worker w\d was lost$/);
+    expect(failed.available_action).toMatchObject({ text: 'Failed', in_progress: false });
+  }, 60_000);
+
+  it('a no_retry task failure fails the job at once; a restart from Failed runs it again', async () => {
+    await controller();
+    await worker('w1');
+    const jobId = await create(counterPipeline({}, { field: 'user', required: true }));
+    const failed = await reach(jobId, 'Failed', 20_000);
+    expect(failed.restarts).toBe(0);
+    expect(failed.failure).toMatchObject({ domain: 'user', hint: 'no_retry' });
+    expect(failed.failure?.message).toMatch(/no field "user"/);
+    expect(statesOf(jobId)).toEqual(['Compiling', 'Scheduling', 'Running', 'Failing', 'Failed']);
+
+    await configure(jobId, { restart: true });
+    const again = await reach(jobId, 'Failed', 20_000, (v) => v.generation === failed.generation + 1);
+    expect(again.restarts).toBe(0);
+    expect(statesOf(jobId).slice(5)).toEqual(['Compiling', 'Scheduling', 'Running', 'Failing', 'Failed']);
+  }, 60_000);
+
+  it('malformed input on every request subject gets an error reply and changes nothing', async () => {
+    const c = await controller();
+    const w = await worker('w1');
+    const jobId = await create(counterPipeline());
+    const before = await reach(jobId, 'Running');
+    const listBefore = await request(subjects.apiJobsList(), { v: 1 });
+
+    const payloads: [string, Uint8Array, string[]][] = [
+      ['not JSON', new TextEncoder().encode('{nope'), ['bad_json']],
+      ['an unknown version', encode({ v: 99 }), ['unsupported_version']],
+      ['the wrong schema', encode({ v: 1, bogus: true }), ['bad_schema']],
+      ['over the size limit', encode({ v: 1, pad: 'x'.repeat(1_100_000) }), ['too_large']],
+    ];
+    const requestSubjects = Object.entries(SUBJECTS).filter(([, spec]) => spec.kind === 'request');
+    expect(requestSubjects.map(([name]) => name).sort()).toEqual(
+      ['apiJobConfig', 'apiJobDelete', 'apiJobGet', 'apiJobsCreate', 'apiJobsList', 'workerCheckpoint', 'workerCommit', 'workerHeartbeat', 'workerRegister', 'workerStart', 'workerStop'].sort(),
+    );
+    for (const [name, spec] of requestSubjects) {
+      const subject = spec.pattern.replace('<job>', jobId).replace('<worker>', 'w1');
+      for (const [what, body, codes] of payloads) {
+        const reply = await request(subject, body);
+        expect(reply.error, `${name} with ${what}`).toBeDefined();
+        expect(codes, `${name} with ${what}: ${JSON.stringify(reply.error)}`).toContain(reply.error!.code);
+        expect(spec.errors).toContain(reply.error!.code);
+        expect(reply.error!.message.length).toBeGreaterThan(0);
+      }
+    }
+    // Unknown ids on the subjects that take one.
+    expect((await request(subjects.apiJobGet('job-none'), { v: 1 })).error?.code).toBe('unknown_job');
+    expect((await request(subjects.apiJobConfig('job-none'), { v: 1, stop: 'immediate' })).error?.code).toBe('unknown_job');
+    expect((await request(subjects.workerHeartbeat('w-none'), { v: 1, worker_id: 'w-none', at: 1, jobs: [] })).error?.code).toBe('unknown_worker');
+    expect((await request(subjects.workerStop('w1'), { v: 1, job_id: 'job-none', generation: 1, mode: 'immediate' })).error?.code).toBe('unknown_job');
+
+    // Nothing changed: the job runs on at the same revision and generation, the list is the same, the
+    // worker is still registered (its heartbeats are accepted) and no process crashed.
+    const after = await view(jobId);
+    expect(after).toMatchObject({ state: 'Running', revision: before.revision, generation: before.generation, restarts: 0 });
+    expect(await request(subjects.apiJobsList(), { v: 1 })).toEqual(listBefore);
+    await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_TIMEOUT_MS + 500));
+    expect((await view(jobId)).state).toBe('Running');
+    expect(c.running && w.running).toBe(true);
+    expect(statesOf(jobId)).toEqual(['Compiling', 'Scheduling', 'Running']);
+  }, 60_000);
+});
