@@ -58,7 +58,6 @@ import {
   type ConfigWatcher,
   type JobConfigRecord,
   type JobRecord,
-  type JobStatusRecord,
   type Store,
   type StoreOptions,
 } from '../store/index.js';
@@ -166,14 +165,18 @@ export function configFromPipeline(pipeline: Pipeline): JobConfigRecord {
   };
 }
 
-/** A partial config update applied to the current config. Throws `RequestRejected(invalid_pipeline)` for nodes the graph lacks. */
-export function applyUpdate(current: JobConfigRecord, update: ConfigUpdate, nodeIds: readonly string[], status: JobStatusRecord): JobConfigRecord {
+/**
+ * A partial config update applied to the current config. Throws `RequestRejected(invalid_pipeline)` for
+ * nodes the graph lacks. `latestEpoch` is the newest epoch the job has started: a restart that ignores
+ * state restores nothing older than the one after it, so the new run begins a new lineage.
+ */
+export function applyUpdate(current: JobConfigRecord, update: ConfigUpdate, nodeIds: readonly string[], latestEpoch: number): JobConfigRecord {
   const next: JobConfigRecord = { ...current, parallelismOverrides: { ...current.parallelismOverrides } };
   if (update.stop !== undefined) next.stop = update.stop;
   if (update.restart === true) {
     next.restartNonce = current.restartNonce + 1;
-    next.restartMode = update.restart_mode ?? 'safe';
-    if (update.ignore_state === true) next.ignoreStateBeforeEpoch = status.epoch + 1;
+    next.restartMode = update.restart_mode ?? (update.ignore_state === true ? 'force' : 'safe');
+    if (update.ignore_state === true) next.ignoreStateBeforeEpoch = latestEpoch + 1;
   } else if (update.restart_mode !== undefined) {
     next.restartMode = update.restart_mode;
   }
@@ -313,6 +316,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       jobId,
       spec,
       config: desired(record.config),
+      restoreFloor: record.config.ignoreStateBeforeEpoch,
       status: {
         generation: status.generation,
         restarts: status.restarts,
@@ -411,11 +415,14 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         throw new RequestRejected('conflict', `job ${jobId} is at revision ${record.revisions.config}, not ${update.expected_revision}`);
       }
       const nodeIds = specOf(record).runtime.graph.nodes.map((n) => n.id);
+      const runtime = runtimes.get(jobId);
+      const latestEpoch = Math.max(record.status.epoch, runtime?.coordinator.epoch ?? 0);
       // Validated before the write so that a bad update changes nothing.
-      applyUpdate(record.config, update, nodeIds, record.status);
-      const result = await store.jobs.updateConfig(jobId, (current) => applyUpdate(current, update, nodeIds, record.status));
+      applyUpdate(record.config, update, nodeIds, latestEpoch);
+      const result = await store.jobs.updateConfig(jobId, (current) => applyUpdate(current, update, nodeIds, latestEpoch));
       appliedRevision.set(jobId, Math.max(appliedRevision.get(jobId) ?? 0, result.revision));
-      runtimes.get(jobId)?.send({ type: 'config.update', config: desired(result.value) });
+      runtime?.setRestoreFloor(result.value.ignoreStateBeforeEpoch);
+      runtime?.send({ type: 'config.update', config: desired(result.value) });
       log.info({ jobId, revision: result.revision, update }, 'config updated');
       return { v: PROTOCOL_VERSION, job_id: jobId, revision: result.revision };
     });
@@ -532,6 +539,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
           return;
         }
         stats.externalConfigChanges++;
+        runtime?.setRestoreFloor(cfg.ignoreStateBeforeEpoch);
         runtime?.send({ type: 'config.update', config: desired(cfg) });
         log.info({ jobId, revision }, 'config changed elsewhere: forwarded to the runtime');
       });

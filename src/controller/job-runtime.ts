@@ -66,6 +66,8 @@ export interface JobRuntimeOptions {
   config: DesiredConfig;
   /** Status of a previous incarnation (a controller restart); `epoch` is the newest completed epoch. */
   status?: JobInput['status'] & { epoch?: number };
+  /** A restart that ignored state: restore no checkpoint older than this epoch (null: any). */
+  restoreFloor?: number | null;
   /** Shared by the controller's jobs, so their checkpoint schedules cost one timer. Default: a private one. */
   timers?: TimerQueue;
   policy?: Partial<JobPolicy>;
@@ -111,6 +113,8 @@ export interface JobRuntimeStats {
 export interface JobRuntime {
   readonly actor: Actor<typeof jobMachine>;
   send(event: JobEvent): void;
+  /** The config's `ignoreStateBeforeEpoch` changed (a restart that ignores state). */
+  setRestoreFloor(epoch: number | null): void;
   /** Liveness path: the registry lost a worker that held this generation. */
   onWorkerLost(generation: number, workerId: string, reason?: LostReason): void;
   /** In-memory metadata of the completed epochs of this incarnation. */
@@ -206,6 +210,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   const sourceNodes = new Set(spec.graph.nodes.filter((n) => !inputs.has(n.id)).map((n) => n.id));
   let stopped = false;
   let kv: Promise<KV> | undefined;
+  let restoreFloor = options.restoreFloor ?? null;
   const ownTimers = options.timers === undefined ? new TimerQueue({ onError: (err) => baseLog.error({ err, jobId }, 'checkpoint timer failed') }) : undefined;
   const coordinator = new CheckpointCoordinator({
     jobId,
@@ -325,8 +330,10 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
 
     const context = actor.getSnapshot().context;
     const graph: Graph = { ...spec.graph, nodes: spec.graph.nodes.map((n) => ({ ...n, parallelism: plan.parallelism[n.id] ?? n.parallelism })) };
-    coordinator.beginGeneration({ generation, subtasks: new Map(graph.nodes.map((n) => [n.id, n.parallelism])) });
-    const restoreEpoch = await restorableEpoch(coordinator.lastCompletedEpoch);
+    const restoreEpoch = await restorableEpoch(restoreFloor);
+    // Epochs go on after the restored one; after a restart that ignored state, the new lineage starts at the floor.
+    const startEpoch = Math.max(restoreEpoch ?? 0, restoreFloor === null ? 0 : restoreFloor - 1);
+    coordinator.beginGeneration({ generation, subtasks: new Map(graph.nodes.map((n) => [n.id, n.parallelism])) }, startEpoch);
     const workers = [...plan.assignments.keys()];
     const results = await Promise.allSettled(
       workers.map((workerId) => {
@@ -549,19 +556,20 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   }
 
   /**
-   * The newest epoch with a readable record, at or below `upTo`. After a controller restart `upTo` can
-   * be an epoch that was started but never completed (its record was never written); restoring it would
-   * refuse every start. Null when there is nothing to restore from: the tasks start empty, with a warning.
+   * The newest epoch with a readable record, at or above `floor` (a restart that ignored state). It can
+   * be newer than the last completed epoch the status knows: a controller that stopped between writing
+   * a record and persisting the status leaves a complete checkpoint all the same. Null when there is
+   * nothing to restore from: the tasks start empty.
    */
-  async function restorableEpoch(upTo: number): Promise<number | null> {
-    if (upTo <= 0) return null;
+  async function restorableEpoch(floor: number | null): Promise<number | null> {
+    const known = coordinator.lastCompletedEpoch;
     let best: number | null = null;
     try {
       const kv = await checkpointKv();
       const candidates: number[] = [];
       for await (const key of await kv.keys(`${jobId}.*`)) {
         const epoch = Number(key.slice(jobId.length + 1));
-        if (Number.isInteger(epoch) && epoch <= upTo) candidates.push(epoch);
+        if (Number.isInteger(epoch) && epoch >= (floor ?? 0)) candidates.push(epoch);
       }
       // keys() can still list a deleted or purged record: take the newest one that reads back.
       for (const epoch of candidates.sort((a, b) => b - a)) {
@@ -572,11 +580,12 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
         }
       }
     } catch (err) {
-      // The store is unreachable: ask for the epoch anyway; the worker refuses the start if it cannot read it.
-      log.warn({ err, upTo }, 'cannot list checkpoint records');
-      return upTo;
+      // The store is unreachable: ask for the last known epoch anyway; the worker refuses the start if it cannot read it.
+      log.warn({ err, known }, 'cannot list checkpoint records');
+      return known > 0 && known >= (floor ?? 0) ? known : null;
     }
-    if (best !== upTo) log.warn({ requested: upTo, restoring: best }, 'no checkpoint record for the last completed epoch');
+    if (floor === null && best !== null && best < known) log.warn({ known, restoring: best }, 'no checkpoint record for the last completed epoch');
+    if (floor !== null && best === null) log.info({ floor }, 'restart without state: the new run starts empty');
     return best;
   }
 
@@ -723,6 +732,9 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     },
     checkpoints: () => completed,
     coordinator,
+    setRestoreFloor(epoch) {
+      restoreFloor = epoch;
+    },
     stats: () => ({ ...stats, checkpoints: coordinator.stats() }),
     flush: async () => {
       // Steps may enqueue more steps; wait until the queue settles.

@@ -55,7 +55,7 @@ export const configUpdateSchema = z
     restart: z.boolean().optional(),
     /** Alone, escalates a safe restart in progress to force. */
     restart_mode: restartModeSchema.optional(),
-    /** With `restart: true`: the new run starts from no state (once). */
+    /** With `restart: true`: the new run starts from no state (once); the restart is a force restart, as a final checkpoint would be ignored. */
     ignore_state: z.boolean().optional(),
     /** Every node. Exclusive with `parallelism_overrides`. */
     parallelism: parallelismSchema.optional(),
@@ -72,6 +72,9 @@ export const configUpdateSchema = z
     }
     if (update.ignore_state === true && update.restart !== true) {
       ctx.addIssue({ code: 'custom', path: ['ignore_state'], message: 'needs restart: true' });
+    }
+    if (update.ignore_state === true && update.restart_mode === 'safe') {
+      ctx.addIssue({ code: 'custom', path: ['restart_mode'], message: 'ignore_state restarts without a final checkpoint: use force or leave it out' });
     }
     const { v: _v, expected_revision: _rev, ...changes } = update;
     if (Object.values(changes).every((value) => value === undefined)) {

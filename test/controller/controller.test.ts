@@ -274,6 +274,63 @@ describe('controller', () => {
     for (const key of Object.keys(finalCounts)) expect(nextCounts[key]).toBeGreaterThanOrEqual(finalCounts[key]!);
   });
 
+  it('a restart with ignore_state starts from no state once; later restarts restore the new lineage', async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    const kv = await new Kvm(client).open(CHECKPOINTS_KV_BUCKET);
+    const records = async (): Promise<CheckpointRecord[]> => {
+      const out: CheckpointRecord[] = [];
+      for await (const key of await kv.keys(`${jobId}.*`)) {
+        const entry = await kv.get(key);
+        if (entry?.operation === 'PUT') out.push(entry.json<CheckpointRecord>());
+      }
+      return out.sort((a, b) => a.epoch - b.epoch);
+    };
+    const counter = (r: CheckpointRecord) => (r.subtasks.find((t) => t.node_id === 'src')?.table_metadata['state'] as { next_counter: number }).next_counter;
+    const newestOf = (generation: number) =>
+      eventually(
+        async () => {
+          const mine = (await records()).filter((r) => r.generation === generation);
+          expect(mine.length).toBeGreaterThan(0);
+          return mine.at(-1)!;
+        },
+        { timeoutMs: 10_000 },
+      );
+    // Let the first lineage count for a while.
+    const old = await eventually(
+      async () => {
+        const last = await newestOf(1);
+        expect(counter(last)).toBeGreaterThan(400);
+        return last;
+      },
+      { timeoutMs: 15_000 },
+    );
+
+    expect((await request(subjects.apiJobConfig(jobId), { v: 1, restart: true, ignore_state: true, restart_mode: 'safe' })).error?.code).toBe('bad_schema');
+    expect((await configure(jobId, { restart: true, ignore_state: true })).error).toBeUndefined();
+    const fresh = await reach(jobId, 'Running', 15_000);
+    expect(fresh.generation).toBe(2);
+    expect(states.filter((e) => e.job_id === jobId).map((e) => e.state)).toContain('Restarting');
+    const first = await newestOf(2);
+    // A new lineage: epochs after every epoch of the old one, and the count started again from zero.
+    expect(first.epoch).toBeGreaterThan(old.epoch);
+    expect(counter(first)).toBeLessThan(counter(old));
+
+    // State is ignored once: a later restart continues the new lineage.
+    const before = await newestOf(2);
+    await configure(jobId, { restart: true, restart_mode: 'force' });
+    await reach(jobId, 'Running', 15_000);
+    const next = await eventually(
+      async () => {
+        const later = (await records()).filter((r) => r.generation === 3);
+        expect(later.length).toBeGreaterThan(0);
+        return later[0]!;
+      },
+      { timeoutMs: 10_000 },
+    );
+    expect(counter(next)).toBeGreaterThanOrEqual(counter(before));
+  });
+
   it('a running job stays Running: liveness comes from the worker registry, not a per-job heartbeat deadline', async () => {
     const jobId = await create();
     await reach(jobId, 'Running');
