@@ -55,21 +55,34 @@ export function natsOptions(url: string, env: NodeJS.ProcessEnv = process.env): 
   return options;
 }
 
+/** The commands `main` runs; deployment files are checked against this list. */
+export const COMMANDS = ['version', 'help', 'worker', 'controller', 'up', 'submit', 'jobs'] as const;
+
+export interface WorkerArgs {
+  slots: number;
+  id: string | undefined;
+  url: string;
+}
+
+/** `weir worker` arguments; throws with the reason on bad input. */
+export function parseWorkerArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): WorkerArgs {
+  const { values } = parseArgs({
+    args: [...args],
+    options: { slots: { type: 'string' }, id: { type: 'string' }, nats: { type: 'string' } },
+    strict: true,
+    allowPositionals: false,
+  });
+  const slots = Number(values.slots);
+  if (values.slots === undefined || !Number.isSafeInteger(slots) || slots < 1) throw new Error('--slots N (a positive integer) is required');
+  return { slots, id: values.id, url: values.nats ?? env['NATS_URL'] ?? 'nats://127.0.0.1:4222' };
+}
+
 async function worker(args: readonly string[], out: (line: string) => void): Promise<number> {
   let slots: number;
   let id: string | undefined;
   let url: string;
   try {
-    const { values } = parseArgs({
-      args: [...args],
-      options: { slots: { type: 'string' }, id: { type: 'string' }, nats: { type: 'string' } },
-      strict: true,
-      allowPositionals: false,
-    });
-    slots = Number(values.slots);
-    if (values.slots === undefined || !Number.isSafeInteger(slots) || slots < 1) throw new Error('--slots N (a positive integer) is required');
-    id = values.id;
-    url = values.nats ?? process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222';
+    ({ slots, id, url } = parseWorkerArgs(args));
   } catch (err) {
     out(`weir worker: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
     return 2;

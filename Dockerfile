@@ -1,0 +1,24 @@
+# weir: one image for every role (`controller`, `worker`, `up`); the command picks the role.
+# Build: docker build -t weir .    Run: see docker-compose.yml.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# The lockfile's dev dependencies include the TypeScript compiler; `prepare` would build before the sources are here.
+RUN npm ci --ignore-scripts
+COPY tsconfig.json tsconfig.build.json ./
+COPY machines ./machines
+COPY src ./src
+RUN npm run build
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
+COPY bin ./bin
+COPY examples ./examples
+COPY --from=build /app/dist ./dist
+USER node
+ENTRYPOINT ["node", "bin/weir.js"]
+CMD ["help"]

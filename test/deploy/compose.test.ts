@@ -1,0 +1,110 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { parseControllerArgs } from '../../src/cli/controller.js';
+import { COMMANDS, parseWorkerArgs } from '../../src/cli/main.js';
+
+/*
+ * No Docker engine runs here, so the deployment files are checked by reading them: the compose file
+ * parses, its services run commands the CLI accepts with the arguments given, and the Dockerfile copies
+ * what exists and runs the CLI. Where `docker compose` is installed, it validates the file too.
+ */
+
+interface Service {
+  image?: string;
+  build?: string;
+  command?: string[];
+  ports?: string[];
+  volumes?: string[];
+  depends_on?: Record<string, { condition: string }>;
+  environment?: Record<string, string>;
+  profiles?: string[];
+}
+
+const compose = parse(readFileSync('docker-compose.yml', 'utf8')) as { services: Record<string, Service>; volumes: Record<string, unknown> };
+const dockerfile = readFileSync('Dockerfile', 'utf8');
+const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { engines: { node: string }; scripts: Record<string, string> };
+
+describe('docker-compose.yml', () => {
+  it('runs NATS with JetStream on a volume, reachable from the host on loopback only', () => {
+    const nats = compose.services['nats']!;
+    expect(nats.image).toMatch(/^nats:2\.(1\d|[2-9]\d)/);
+    expect(nats.command).toEqual(expect.arrayContaining(['--jetstream', '--store_dir', '/data']));
+    expect(nats.volumes).toEqual(['nats-data:/data']);
+    expect(Object.keys(compose.volumes)).toContain('nats-data');
+    for (const port of nats.ports ?? []) expect(port).toMatch(/^127\.0\.0\.1:/);
+  });
+
+  it('runs a controller and workers from the weir image with commands the CLI accepts', () => {
+    const weirServices = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
+    expect(weirServices.map(([name]) => name).sort()).toEqual(['cli', 'controller', 'worker']);
+    for (const [, s] of weirServices) expect(s.image).toBe('weir:latest');
+
+    const controller = compose.services['controller']!;
+    expect(controller.command?.[0]).toBe('controller');
+    expect(parseControllerArgs(controller.command!.slice(1), {})).toMatchObject({ url: 'nats://nats:4222' });
+    expect(controller.depends_on).toEqual({ nats: { condition: 'service_healthy' } });
+
+    const worker = compose.services['worker']!;
+    expect(worker.command?.[0]).toBe('worker');
+    expect(parseWorkerArgs(worker.command!.slice(1), {})).toEqual({ slots: 4, id: undefined, url: 'nats://nats:4222' });
+
+    for (const [name, s] of weirServices) {
+      if (s.command !== undefined) expect(COMMANDS, name).toContain(s.command[0]);
+    }
+    // The one-off CLI finds NATS through the environment, as `weir jobs` does.
+    expect(compose.services['cli']).toMatchObject({ profiles: ['cli'], environment: { NATS_URL: 'nats://nats:4222' } });
+  });
+
+  it('the commands its comments suggest exist, with files the image contains', () => {
+    const suggested = readFileSync('docker-compose.yml', 'utf8').match(/run --rm cli (.+)$/gm) ?? [];
+    expect(suggested.length).toBeGreaterThan(0);
+    for (const line of suggested) {
+      const [command, ...rest] = line.replace('run --rm cli ', '').split(' ');
+      expect(COMMANDS).toContain(command);
+      for (const arg of rest.filter((a) => a.endsWith('.json'))) {
+        expect(existsSync(arg), arg).toBe(true);
+        expect(dockerfile).toContain(`COPY ${arg.split('/')[0]} `);
+      }
+    }
+  });
+
+  it('is valid for `docker compose config` (or Debian’s `docker-compose config`) where one is installed', ({ skip }) => {
+    const candidates: [string, string[]][] = [
+      ['docker', ['compose']],
+      ['docker-compose', []],
+    ];
+    const found = candidates.find(([cmd, pre]) => spawnSync(cmd, [...pre, 'version'], { encoding: 'utf8' }).status === 0);
+    if (found === undefined) skip('neither docker compose nor docker-compose is installed here');
+    const [cmd, pre] = found!;
+    const result = spawnSync(cmd, [...pre, '-f', 'docker-compose.yml', 'config', '--quiet'], { encoding: 'utf8' });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+  });
+});
+
+describe('Dockerfile', () => {
+  const lines = dockerfile.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+
+  it('builds on a Node the package supports and runs the CLI', () => {
+    const major = Number(/>=\s*(\d+)/.exec(pkg.engines.node)?.[1]);
+    const bases = lines.filter((l) => l.startsWith('FROM ')).map((l) => /^FROM node:(\d+)/.exec(l)?.[1]);
+    expect(bases.length).toBe(2);
+    for (const base of bases) expect(Number(base)).toBeGreaterThanOrEqual(major);
+    expect(lines).toContain('ENTRYPOINT ["node", "bin/weir.js"]');
+    expect(lines).toContain('USER node');
+    expect(readFileSync('bin/weir.js', 'utf8')).toContain('../dist/src/cli/main.js');
+  });
+
+  it('copies only what exists and builds with the package’s own build script', () => {
+    for (const line of lines.filter((l) => l.startsWith('COPY ') && !l.includes('--from='))) {
+      const sources = line.split(/\s+/).slice(1, -1);
+      for (const source of sources) expect(existsSync(source), source).toBe(true);
+    }
+    expect(lines).toContain('RUN npm run build');
+    expect(pkg.scripts['build']).toBeDefined();
+    expect(lines).toContain('COPY --from=build /app/dist ./dist');
+    expect(lines.some((l) => l.startsWith('RUN npm ci --omit=dev'))).toBe(true);
+  });
+});
