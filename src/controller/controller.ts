@@ -20,6 +20,7 @@ import type { z } from 'zod';
 import { availableActions } from '../../machines/job/actions-ui.js';
 import { DEFAULT_CONFIG } from '../../machines/job/policy.js';
 import { TERMINAL_STATES, type DesiredConfig, type JobPolicy, type JobState } from '../../machines/job/types.js';
+import { JobMachines } from './job-machines.js';
 import { TimerQueue } from './timer-queue.js';
 import { inspectorFromEnv, type JobInspector } from '../inspect/index.js';
 import {
@@ -60,6 +61,7 @@ import {
   type JobRecord,
   type Store,
   type StoreOptions,
+  type Versioned,
 } from '../store/index.js';
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import { createJobRuntime, JobRuntimes, type JobRuntime, type ResumeState, type RuntimeSpec } from './job-runtime.js';
@@ -260,11 +262,22 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   const inspector = options.inspector === undefined ? await inspectorFromEnv(process.env, log) : (options.inspector ?? undefined);
   const registry = new WorkerRegistry(options.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: options.heartbeatTimeoutMs });
   const runtimes = new JobRuntimes();
-  // One timer for every job's checkpoint schedule and timeouts.
+  // One provided machine for every job actor; one timer for every job's checkpoint schedule and timeouts.
+  const machines = new JobMachines();
   const timers = new TimerQueue({ onError: (err) => log.error({ err }, 'a checkpoint timer failed') });
   const jobIds = new Set<string>();
   /** Per job: the newest config revision the runtime has been given. */
   const appliedRevision = new Map<string, number>();
+  /**
+   * The config each job was last read or written with, and its graph's node ids: a config update then
+   * costs one compare-and-set instead of reading the job's three keys first. Stale entries are harmless:
+   * the compare-and-set fails and the store re-reads.
+   */
+  const knownConfigs = new Map<string, { nodeIds: string[]; config: Versioned<JobConfigRecord> }>();
+  function remember(jobId: string, record: JobRecord): void {
+    const nodeIds = specOf(record).runtime.graph.nodes.map((n) => n.id);
+    knownConfigs.set(jobId, { nodeIds, config: { value: record.config, revision: record.revisions.config } });
+  }
   /** Per job: the tail of its request chain. */
   const chains = new Map<string, Promise<unknown>>();
   let stopping: Promise<void> | undefined;
@@ -333,10 +346,12 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       ...(resumeState === undefined ? {} : { resumeState }),
       ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
       timers,
+      machines,
     });
     runtimes.add(jobId, runtime);
     jobIds.add(jobId);
     appliedRevision.set(jobId, Math.max(appliedRevision.get(jobId) ?? 0, record.revisions.config));
+    remember(jobId, record);
     return runtime;
   }
 
@@ -410,16 +425,24 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     const jobId = jobOf(msg);
     const update = body(configUpdateSchema, msg);
     return serialized(jobId, async () => {
-      const record = await existing(jobId);
-      if (update.expected_revision !== undefined && update.expected_revision !== record.revisions.config) {
-        throw new RequestRejected('conflict', `job ${jobId} is at revision ${record.revisions.config}, not ${update.expected_revision}`);
-      }
-      const nodeIds = specOf(record).runtime.graph.nodes.map((n) => n.id);
       const runtime = runtimes.get(jobId);
-      const latestEpoch = Math.max(record.status.epoch, runtime?.coordinator.epoch ?? 0);
+      let known = jobIds.has(jobId) && runtime !== undefined ? knownConfigs.get(jobId) : undefined;
+      // An expected revision is checked against the store, not against what this process last saw.
+      let latestEpoch = runtime?.coordinator.epoch ?? 0;
+      if (known === undefined || update.expected_revision !== undefined) {
+        const record = await existing(jobId);
+        remember(jobId, record);
+        known = knownConfigs.get(jobId)!;
+        latestEpoch = Math.max(latestEpoch, record.status.epoch);
+      }
+      const { nodeIds, config: current } = known;
+      if (update.expected_revision !== undefined && update.expected_revision !== current.revision) {
+        throw new RequestRejected('conflict', `job ${jobId} is at revision ${current.revision}, not ${update.expected_revision}`);
+      }
       // Validated before the write so that a bad update changes nothing.
-      applyUpdate(record.config, update, nodeIds, latestEpoch);
-      const result = await store.jobs.updateConfig(jobId, (current) => applyUpdate(current, update, nodeIds, latestEpoch));
+      applyUpdate(current.value, update, nodeIds, latestEpoch);
+      const result = await store.jobs.updateConfig(jobId, (value) => applyUpdate(value, update, nodeIds, latestEpoch), current);
+      knownConfigs.set(jobId, { nodeIds, config: result });
       appliedRevision.set(jobId, Math.max(appliedRevision.get(jobId) ?? 0, result.revision));
       runtime?.setRestoreFloor(result.value.ignoreStateBeforeEpoch);
       runtime?.send({ type: 'config.update', config: desired(result.value) });
@@ -448,6 +471,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       }
       jobIds.delete(jobId);
       appliedRevision.delete(jobId);
+      knownConfigs.delete(jobId);
       try {
         await store.jobs.delete(jobId, { statusRevision: record.revisions.status });
       } catch (err) {
@@ -532,6 +556,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         const runtime = runtimes.get(jobId);
         if (cfg === null) {
           // Deleted by another process.
+          knownConfigs.delete(jobId);
           jobIds.delete(jobId);
           runtimes.remove(jobId);
           await runtime?.stop();
@@ -539,6 +564,8 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
           return;
         }
         stats.externalConfigChanges++;
+        const known = knownConfigs.get(jobId);
+        if (known !== undefined) knownConfigs.set(jobId, { nodeIds: known.nodeIds, config: { value: cfg, revision } });
         runtime?.setRestoreFloor(cfg.ignoreStateBeforeEpoch);
         runtime?.send({ type: 'config.update', config: desired(cfg) });
         log.info({ jobId, revision }, 'config changed elsewhere: forwarded to the runtime');

@@ -16,10 +16,10 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { createActor, fromPromise, type Actor, type InspectionEvent } from 'xstate';
-import { jobMachine } from '../../machines/job/machine.js';
+import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import type { jobMachine } from '../../machines/job/machine.js';
 import { DEFAULT_POLICY, initialContext } from '../../machines/job/policy.js';
-import { JobError, type CheckpointSchedule, type DesiredConfig, type FinalCheckpointResult, type GenerationInput, type JobContext, type JobEvent, type JobFailure, type JobInput, type JobPolicy, type JobState, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
+import { JobError, type CheckpointSchedule, type DesiredConfig, type GenerationInput, type JobContext, type JobEvent, type JobFailure, type JobInput, type JobPolicy, type JobState, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
 import type { StopResult } from '../../machines/job/setup.js';
 import {
   CHECKPOINTS_KV_BUCKET,
@@ -42,11 +42,12 @@ import {
   type StartExecution,
   type StopExecution,
 } from '../protocol/index.js';
-import type { Store } from '../store/index.js';
+import type { JobStatusRecord, Store, Versioned } from '../store/index.js';
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import type { WorkerRegistry } from './registry.js';
 import { CheckpointCoordinator, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
+import { JobMachines } from './job-machines.js';
 import { TimerQueue } from './timer-queue.js';
 import type { LostReason } from './worker-service.js';
 
@@ -68,6 +69,8 @@ export interface JobRuntimeOptions {
   status?: JobInput['status'] & { epoch?: number };
   /** A restart that ignored state: restore no checkpoint older than this epoch (null: any). */
   restoreFloor?: number | null;
+  /** The provided job machine, shared by the controller's jobs. Default: a private one. */
+  machines?: JobMachines;
   /** Shared by the controller's jobs, so their checkpoint schedules cost one timer. Default: a private one. */
   timers?: TimerQueue;
   policy?: Partial<JobPolicy>;
@@ -117,7 +120,7 @@ export interface JobRuntime {
   setRestoreFloor(epoch: number | null): void;
   /** Liveness path: the registry lost a worker that held this generation. */
   onWorkerLost(generation: number, workerId: string, reason?: LostReason): void;
-  /** In-memory metadata of the completed epochs of this incarnation. */
+  /** In-memory metadata of the most recent completed epochs (`RECENT_RECORDS`) of this incarnation. */
   checkpoints(): ReadonlyMap<number, CheckpointRecord>;
   readonly coordinator: CheckpointCoordinator;
   stats(): JobRuntimeStats & { checkpoints: CoordinatorStats };
@@ -128,6 +131,7 @@ export interface JobRuntime {
 }
 
 export const DEFAULT_CHECKPOINT_BUCKET = CHECKPOINTS_KV_BUCKET;
+const RECENT_RECORDS = 10;
 
 const STOPPED_CODES: readonly ErrorCode[] = ['unknown_job', 'stale_generation'];
 
@@ -410,8 +414,11 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     if (outcome.kind === 'completed') {
       const record = outcome.record;
       completed.set(record.epoch, record);
+      // The recent ones only: older records are in the store, and a long-running job would otherwise grow without bound.
+      if (completed.size > RECENT_RECORDS) completed.delete(completed.keys().next().value!);
+      // The record is the durable fact; the status takes the epoch with its next transition (a write per
+      // checkpoint would double the store's load, and a restore looks for the newest record anyway).
       log.debug({ epoch: record.epoch, generation: record.generation, kind: record.kind }, 'checkpoint completed');
-      enqueue(() => store.jobs.updateStatus(jobId, (current) => ({ ...current, epoch: Math.max(current.epoch, record.epoch), updatedAt: Date.now() })).then(() => {}));
       return;
     }
     log.warn({ epoch: outcome.epoch, generation: outcome.generation, kind: outcome.checkpoint }, outcome.message);
@@ -430,21 +437,19 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
 
   // ─── The actor ────────────────────────────────────────────────────────────────────────────────
 
-  const machine = jobMachine.provide({
-    actors: {
-      compileJob: fromPromise<void, GenerationInput>(() => compileJob()),
-      scheduleJob: fromPromise<ScheduleResult, ScheduleInput>(({ input }) => scheduleJob(input)),
-      stopJob: fromPromise<StopResult, StopInput>(({ input }) => stopJob(input)),
-      killJob: fromPromise<void, GenerationInput>(({ input }) => killJob(input)),
-      cleanupJob: fromPromise<void, GenerationInput>(({ input }) => cleanupJob(input)),
-      finalCheckpoint: fromPromise<FinalCheckpointResult, GenerationInput>(({ input }) => coordinator.final(input.generation)),
-    },
-    actions: {
-      armCheckpoints: (_, params: CheckpointSchedule) => coordinator.arm(params.generation, params.intervalMs, params.minEpoch),
-      disarmCheckpoints: (_, params: GenerationInput) => coordinator.disarm(params.generation),
-      releaseGeneration: (_, params: GenerationInput) => releaseGeneration(params),
-      logStatus: (_, params: { jobId: string; generation: number; restarts: number }) => log.info(params, 'job status'),
-    },
+  const machines = options.machines ?? new JobMachines();
+  const machine = machines.machine;
+  const unregister = machines.register(jobId, {
+    compileJob: () => compileJob(),
+    scheduleJob,
+    stopJob,
+    killJob,
+    cleanupJob,
+    finalCheckpoint: (input) => coordinator.final(input.generation),
+    armCheckpoints: (params: CheckpointSchedule) => coordinator.arm(params.generation, params.intervalMs, params.minEpoch),
+    disarmCheckpoints: (params) => coordinator.disarm(params.generation),
+    releaseGeneration,
+    logStatus: (params) => log.info(params, 'job status'),
   });
 
   let last: Observed = {
@@ -456,6 +461,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   };
   let seq = 0;
   let queue: Promise<void> = Promise.resolve();
+  let lastStatus: Versioned<JobStatusRecord> | undefined;
 
   // Liveness is tracked once per worker by the registry, which reports a silent worker as `worker.lost`;
   // a per-job heartbeat deadline would need every heartbeat forwarded to every job (docs/design-notes.md).
@@ -537,7 +543,10 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       log.info({ from: prev.state, to: now.state, generation: now.generation }, 'job transition');
     }
     enqueue(async () => {
-      await store.jobs.updateStatus(jobId, (current) => ({ ...current, ...status }));
+      // This runtime is the status's only writer: its last write is the base of the next compare-and-set.
+      const known = lastStatus;
+      lastStatus = undefined;
+      lastStatus = await store.jobs.updateStatus(jobId, (current) => ({ ...current, ...status }), known);
       if (stateChanged) await store.log.append(jobId, { kind: 'transition', from: prev.state, to: now.state, generation: now.generation, at });
       if (now.failure !== null && now.failure !== prev.failure) {
         await store.log.append(jobId, { kind: 'error', message: now.failure.message, domain: now.failure.domain, hint: now.failure.hint, at: now.failure.at });
@@ -748,6 +757,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       stopping ??= (async () => {
         stopped = true;
         actor.stop();
+        unregister();
         coordinator.close();
         ownTimers?.close();
         await Promise.allSettled(subscriptions.map((s) => s.drain()));

@@ -121,8 +121,12 @@ export interface JobStore {
   get(id: string): Promise<JobRecord | null>;
   /** All job ids, partial ones included, sorted. */
   list(): Promise<string[]>;
-  updateConfig(id: string, mutate: Mutate<JobConfigRecord>): Promise<Versioned<JobConfigRecord>>;
-  updateStatus(id: string, mutate: Mutate<JobStatusRecord>): Promise<Versioned<JobStatusRecord>>;
+  /**
+   * `known`: the value and revision the caller last read or wrote. The first compare-and-set then goes
+   * out without a read; if somebody wrote since, it fails and the update re-reads as usual.
+   */
+  updateConfig(id: string, mutate: Mutate<JobConfigRecord>, known?: Versioned<JobConfigRecord>): Promise<Versioned<JobConfigRecord>>;
+  updateStatus(id: string, mutate: Mutate<JobStatusRecord>, known?: Versioned<JobStatusRecord>): Promise<Versioned<JobStatusRecord>>;
   /** Purges the three keys (status first). The caller checks that the job is in a terminal state. */
   delete(id: string, opts?: DeleteOptions): Promise<void>;
   /** Changes to any job's config made after the call, by any process. */
@@ -369,12 +373,12 @@ export class KvJobStore implements JobStore {
     return keys.map((key) => key.slice(0, -'.spec'.length)).sort();
   }
 
-  updateConfig(id: string, mutate: Mutate<JobConfigRecord>): Promise<Versioned<JobConfigRecord>> {
-    return this.update('updateConfig', id, 'config', configSchema, mutate);
+  updateConfig(id: string, mutate: Mutate<JobConfigRecord>, known?: Versioned<JobConfigRecord>): Promise<Versioned<JobConfigRecord>> {
+    return this.update('updateConfig', id, 'config', configSchema, mutate, known);
   }
 
-  updateStatus(id: string, mutate: Mutate<JobStatusRecord>): Promise<Versioned<JobStatusRecord>> {
-    return this.update('updateStatus', id, 'status', statusSchema, mutate);
+  updateStatus(id: string, mutate: Mutate<JobStatusRecord>, known?: Versioned<JobStatusRecord>): Promise<Versioned<JobStatusRecord>> {
+    return this.update('updateStatus', id, 'status', statusSchema, mutate, known);
   }
 
   private async update<S extends z.ZodType>(
@@ -383,17 +387,25 @@ export class KvJobStore implements JobStore {
     kind: JobKey,
     schema: S,
     mutate: Mutate<z.output<S>>,
+    known?: Versioned<z.output<S>>,
   ): Promise<Versioned<z.output<S>>> {
     assertJobId(id);
     const key = this.key(id, kind);
     const dl = this.deadline();
     const opId = nuid.next();
     for (let attempt = 1; attempt <= this.settings.casAttempts; attempt++) {
-      const current = await this.read(op, dl, key);
-      if (current === null || !current.live) throw new UnknownJobError(id, `no ${kind}`);
-      // A fresh decode each attempt: mutate may scribble on its argument.
-      const next = validate(schema, await mutate(decode(schema, key, current.entry)), kind);
-      const revision = await this.write(op, dl, key, next, current.revision, `${op}.${id}.${opId}.${attempt}`);
+      let base: { value: z.output<S>; revision: number };
+      if (attempt === 1 && known !== undefined) {
+        // A copy: mutate may scribble on its argument, and `known` stays the caller's.
+        base = { value: structuredClone(known.value), revision: known.revision };
+      } else {
+        const current = await this.read(op, dl, key);
+        if (current === null || !current.live) throw new UnknownJobError(id, `no ${kind}`);
+        // A fresh decode each attempt: mutate may scribble on its argument.
+        base = { value: decode(schema, key, current.entry), revision: current.revision };
+      }
+      const next = validate(schema, await mutate(base.value), kind);
+      const revision = await this.write(op, dl, key, next, base.revision, `${op}.${id}.${opId}.${attempt}`);
       if (revision !== 'conflict') return { value: next, revision };
       // Lost the race: somebody wrote since our read. Spread the retries of many contenders a little.
       await sleep(Math.random() * Math.min(50, 2 * attempt));

@@ -253,8 +253,7 @@ describe('job runtime on a real server', () => {
     // The record is written inside WritingMetadata: the spans that close after the write are open in it.
     expect(durable?.spans.map((s) => s.finish !== null)).toEqual([false, true, false]);
     for (const span of job.runtime.checkpoints().get(1)?.spans ?? []) expect(span.finish).toBeGreaterThanOrEqual(span.start);
-    await job.runtime.flush();
-    await eventually(async () => expect((await store.jobs.get(job.jobId))?.status.epoch).toBeGreaterThanOrEqual(1));
+
     expect(job.top()).toBe('Running');
   });
 

@@ -138,6 +138,20 @@ describe('JobStore', () => {
     expect(got?.revisions).toMatchObject({ config: cfg.revision, status: st.revision });
   });
 
+  it('writes on a known value and revision without reading; a stale one fails the set and is re-read', async () => {
+    const id = jobId();
+    await store.jobs.create(id, spec(), config());
+    const first = await store.jobs.updateConfig(id, (c) => ({ ...c, restartNonce: c.restartNonce + 1 }));
+    // On what the caller knows: one write.
+    const second = await store.jobs.updateConfig(id, (c) => ({ ...c, restartNonce: c.restartNonce + 1 }), first);
+    expect(second.value.restartNonce).toBe(2);
+    expect(first.value.restartNonce).toBe(1);
+    // `first` is stale now: the set on it fails and the update is applied to the fresh value instead.
+    const third = await store.jobs.updateConfig(id, (c) => ({ ...c, restartNonce: c.restartNonce + 1 }), first);
+    expect(third.value.restartNonce).toBe(3);
+    expect((await store.jobs.get(id))?.config.restartNonce).toBe(3);
+  });
+
   it('rejects an invalid mutate result and leaves the stored value alone', async () => {
     const id = jobId();
     await store.jobs.create(id, spec(), config());

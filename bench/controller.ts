@@ -1,0 +1,400 @@
+/**
+ * The controller at scale: `npm run bench:controller [-- --jobs N --seconds D]`.
+ *
+ * A real nats-server (the test harness's, on a free port with its own store), `weir controller` in its own
+ * process, and simulated workers in this one that answer the controller over NATS as real workers do:
+ * they register, heartbeat with what runs on them, acknowledge start/stop/checkpoint requests, report
+ * every subtask started, and complete every checkpoint of a job they run (empty state) as soon as a source
+ * worker receives its barrier request. The simulated workers' own CPU is not the controller's.
+ *
+ * Printed, each beside its floor measured in the same run:
+ * - controller CPU (% of one core, from /proc/<pid>/stat over the window) and RSS with N jobs Running, each
+ *   checkpointing every 10 s;
+ * - config update → persisted transition: from sending `stop: immediate` for a Running job to the KV
+ *   watcher seeing its status record leave Running, beside one raw KV compare-and-set (update with the
+ *   expected revision, acknowledged);
+ * - a checkpoint of a 16-subtask job: from the barrier request reaching a worker to the KV watcher seeing
+ *   the epoch's record, beside two raw request/reply round trips plus one KV put, back to back.
+ *
+ *   --jobs N            jobs Running during the window (env BENCH_JOBS, default 2000)
+ *   --seconds D         length of the CPU window (default 10)
+ *   --workers W         simulated workers (default 4)
+ *   --samples S         config-update and floor samples (default 200)
+ *   --checkpoint-jobs K 16-subtask jobs checkpointing every second for the checkpoint samples (default 10)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { CHECKPOINTS_KV_BUCKET, JOBS_KV_BUCKET, subjects } from '../src/protocol/index.js';
+import { startNatsServer } from '../test/support/nats-server.js';
+
+const GOALS = { cpuPctAt10k: 25, transitionRatio: 2, checkpointRatio: 3 } as const;
+const OPERATORS = ['impulse', 'map-key', 'count', 'log', 'preview'];
+const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+const dec = (d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as Record<string, unknown>;
+const nowUs = () => Date.now() * 1000;
+const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+interface Options {
+  jobs: number;
+  seconds: number;
+  workers: number;
+  samples: number;
+  checkpointJobs: number;
+}
+
+function options(argv: string[]): Options {
+  const value = (name: string, fallback: number): number => {
+    const i = argv.indexOf(name);
+    const raw = i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${raw}`);
+    return n;
+  };
+  return {
+    jobs: value('--jobs', Number(process.env['BENCH_JOBS'] ?? 2000)),
+    seconds: value('--seconds', 10),
+    workers: value('--workers', 4),
+    samples: value('--samples', 200),
+    checkpointJobs: value('--checkpoint-jobs', 10),
+  };
+}
+
+function quantiles(samples: number[]): { n: number; p50: number; p99: number; max: number } {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
+  return { n: s.length, p50: at(0.5), p99: at(0.99), max: s.at(-1) ?? NaN };
+}
+
+const fmt = (q: { p50: number; p99: number }) => `p50 ${round(q.p50, 2)} ms, p99 ${round(q.p99, 2)} ms`;
+
+// ─── Simulated workers ──────────────────────────────────────────────────────────────────────────────
+
+interface Placement {
+  generation: number;
+  /** worker → its subtasks of the job. */
+  subtasks: Map<string, { node_id: string; subtask_index: number }[]>;
+}
+
+class SimCluster {
+  readonly placements = new Map<string, Placement>();
+  /** `job.epoch` → when the first barrier request arrived (performance.now()). */
+  readonly barrierAt = new Map<string, number>();
+  readonly workers = new Map<string, NatsConnection>();
+  private timers: NodeJS.Timeout[] = [];
+
+  async add(url: string, workerId: string, slots: number): Promise<void> {
+    const nc = await connect({ servers: url, name: `sim-${workerId}` });
+    this.workers.set(workerId, nc);
+    nc.subscribe(`weir.worker.${workerId}.*`, { callback: (_err, msg) => this.onRequest(workerId, msg) });
+    await nc.flush();
+    const reply = dec((await nc.request(subjects.workerRegister(), enc({ v: 1, worker_id: workerId, slots, operators: OPERATORS }), { timeout: 10_000 })).data);
+    const interval = Number(reply['heartbeat_interval_ms'] ?? 5_000);
+    this.timers.push(
+      setInterval(() => {
+        const jobs = [...this.placements]
+          .filter(([, p]) => p.subtasks.has(workerId))
+          .map(([job_id, p]) => ({ job_id, generation: p.generation, subtasks: [] }));
+        nc.request(subjects.workerHeartbeat(workerId), enc({ v: 1, worker_id: workerId, at: nowUs(), jobs }), { timeout: 10_000 }).catch(() => {});
+      }, interval),
+    );
+  }
+
+  close(): Promise<void[]> {
+    for (const t of this.timers) clearInterval(t);
+    return Promise.all([...this.workers.values()].map((nc) => nc.close()));
+  }
+
+  private publishFor(jobId: string, generation: number, workerId: string, event: Record<string, unknown>, subject: string): void {
+    const nc = this.workers.get(workerId)!;
+    for (const s of this.placements.get(jobId)?.subtasks.get(workerId) ?? []) {
+      nc.publish(subject, enc({ v: 1, job_id: jobId, generation, worker_id: workerId, ...s, at: nowUs(), ...event }));
+    }
+  }
+
+  private onRequest(workerId: string, msg: Msg): void {
+    const verb = msg.subject.split('.').at(-1);
+    const body = dec(msg.data);
+    const jobId = String(body['job_id']);
+    const generation = Number(body['generation']);
+    msg.respond(enc({ v: 1, ok: true }));
+    switch (verb) {
+      case 'start': {
+        const program = body['program'] as { assignments: { node_id: string; subtasks: number[] }[] };
+        let placement = this.placements.get(jobId);
+        if (placement === undefined || placement.generation !== generation) {
+          placement = { generation, subtasks: new Map() };
+          this.placements.set(jobId, placement);
+        }
+        placement.subtasks.set(
+          workerId,
+          program.assignments.flatMap((a) => a.subtasks.map((subtask_index) => ({ node_id: a.node_id, subtask_index }))),
+        );
+        this.publishFor(jobId, generation, workerId, { event: 'started' }, subjects.jobTasks(jobId));
+        break;
+      }
+      case 'stop': {
+        const placement = this.placements.get(jobId);
+        if (placement?.generation !== generation) break;
+        if (body['mode'] === 'graceful') this.publishFor(jobId, generation, workerId, { event: 'finished' }, subjects.jobTasks(jobId));
+        placement.subtasks.delete(workerId);
+        if (placement.subtasks.size === 0) this.placements.delete(jobId);
+        break;
+      }
+      case 'checkpoint': {
+        const epoch = Number(body['epoch']);
+        const key = `${jobId}.${epoch}`;
+        if (this.barrierAt.has(key)) break; // the other source workers' barriers of the same epoch
+        this.barrierAt.set(key, performance.now());
+        const placement = this.placements.get(jobId);
+        if (placement?.generation !== generation) break;
+        // The barrier flows through the job; every subtask completes with empty state.
+        for (const owner of placement.subtasks.keys()) {
+          const t = nowUs();
+          this.publishFor(
+            jobId,
+            generation,
+            owner,
+            { event: 'completed', epoch, bytes: 0, start_time: t, finish_time: t, table_metadata: {} },
+            subjects.jobCheckpoints(jobId),
+          );
+        }
+        break;
+      }
+    }
+  }
+}
+
+// ─── The controller process ─────────────────────────────────────────────────────────────────────────
+
+const CLK_TCK = 100;
+
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]); // utime + stime
+}
+
+function rssMiB(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+  return Number(line?.split(/\s+/)[1] ?? NaN) / 1024;
+}
+
+function startController(url: string): ChildProcess {
+  // BENCH_CONTROLLER_NODE_OPTIONS: extra Node flags for the controller (e.g. --perf-basic-prof for perf).
+  const extra = (process.env['BENCH_CONTROLLER_NODE_OPTIONS'] ?? '').split(' ').filter((a) => a !== '');
+  const child = spawn(process.execPath, [...extra, '--import', 'tsx', 'src/cli/main.ts', 'controller', '--nats', url], {
+    env: { ...process.env, WEIR_LOG_LEVEL: 'warn', WEIR_INSPECT: '' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  return child;
+}
+
+function pipeline(name: string, parallelism: number, intervalMicros: number) {
+  return {
+    v: 1,
+    name,
+    graph: {
+      nodes: [
+        { id: 'src', operator: 'impulse', parallelism },
+        { id: 'sink', operator: 'log', parallelism },
+      ],
+      edges: [{ from: 'src', to: 'sink', kind: 'forward' }],
+    },
+    checkpoint_interval_micros: intervalMicros,
+  };
+}
+
+// ─── Main ───────────────────────────────────────────────────────────────────────────────────────────
+
+async function main(): Promise<void> {
+  const opts = options(process.argv.slice(2));
+  console.log(`bench:controller  node ${process.version}, ${opts.jobs} jobs, ${opts.workers} simulated workers, ${opts.seconds} s window`);
+  const server = await startNatsServer({ jetstream: true });
+  const controller = startController(server.url);
+  const nc = await connect({ servers: server.url, name: 'bench-client' });
+  const cluster = new SimCluster();
+  try {
+    // The controller answers once it is up.
+    for (let i = 0; ; i++) {
+      try {
+        await nc.request(subjects.apiJobsList(), enc({ v: 1 }), { timeout: 1_000 });
+        break;
+      } catch (err) {
+        if (i > 100) throw err;
+        await sleep(200);
+      }
+    }
+    const slots = Math.ceil((opts.jobs * 2 + opts.checkpointJobs * 16) / opts.workers) + 16;
+    for (let w = 0; w < opts.workers; w++) await cluster.add(server.url, `sim-${w + 1}`, slots);
+
+    // Watchers: job statuses (persisted transitions) and checkpoint records.
+    const js = jetstream(nc);
+    const kvm = new Kvm(js);
+    const jobsKv = await kvm.open(JOBS_KV_BUCKET);
+    const checkpointsKv = await kvm.create(CHECKPOINTS_KV_BUCKET, { history: 1 });
+    const statusWaiters = new Map<string, (state: string) => void>();
+    const running = new Set<string>();
+    void (async () => {
+      for await (const e of await jobsKv.watch({ key: '*.status' })) {
+        if (e.operation !== 'PUT') continue;
+        const jobId = e.key.slice(0, -'.status'.length);
+        const state = String(e.json<{ state: string }>().state);
+        if (state === 'Running') running.add(jobId);
+        else running.delete(jobId);
+        statusWaiters.get(jobId)?.(state);
+      }
+    })();
+    const checkpointDone: number[] = [];
+    const checkpointJobIds = new Set<string>();
+    let recordsWritten = 0;
+    void (async () => {
+      for await (const e of await checkpointsKv.watch({ include: 'updates' })) {
+        if (e.operation !== 'PUT') continue;
+        recordsWritten++;
+        const at = cluster.barrierAt.get(e.key);
+        const jobId = e.key.slice(0, e.key.lastIndexOf('.'));
+        if (at !== undefined && checkpointJobIds.has(jobId)) checkpointDone.push(performance.now() - at);
+        cluster.barrierAt.delete(e.key);
+      }
+    })();
+
+    // Floors, measured before the load and on the same server.
+    const echo = await connect({ servers: server.url, name: 'bench-echo' });
+    echo.subscribe('bench.echo', {
+      callback: (_e, m) => {
+        m.respond(m.data);
+      },
+    });
+    await echo.flush();
+    const floorKv: KV = await kvm.create('bench_floor', { history: 1 });
+    let revision = await floorKv.put('k', enc({ n: 0 }));
+    // The like-for-like floor of a persisted transition: a compare-and-set seen by a KV watcher, as weir's
+    // status writes are seen.
+    const seen = new Map<number, () => void>();
+    void (async () => {
+      for await (const e of await floorKv.watch({ key: 'k', include: 'updates' })) seen.get(e.revision)?.();
+    })();
+    const casWatchedFloor: number[] = [];
+    const casFloor: number[] = [];
+    const rttFloor: number[] = [];
+    const checkpointFloor: number[] = [];
+    for (let i = 0; i < opts.samples; i++) {
+      let t = performance.now();
+      revision = await floorKv.update('k', enc({ n: i }), revision);
+      casFloor.push(performance.now() - t);
+      t = performance.now();
+      const watched = new Promise<void>((resolve) => seen.set(revision + 1, resolve));
+      revision = await floorKv.update('k', enc({ n: -i }), revision);
+      await watched;
+      casWatchedFloor.push(performance.now() - t);
+      seen.delete(revision);
+      t = performance.now();
+      await nc.request('bench.echo', enc({ i }), { timeout: 5_000 });
+      rttFloor.push(performance.now() - t);
+      t = performance.now();
+      await nc.request('bench.echo', enc({ i }), { timeout: 5_000 });
+      await nc.request('bench.echo', enc({ i }), { timeout: 5_000 });
+      await floorKv.put(`c.${i}`, enc({ i }));
+      checkpointFloor.push(performance.now() - t);
+    }
+
+    // The load: N jobs created with bounded concurrency, every one checkpointing every 10 s.
+    const t0 = performance.now();
+    const ids: string[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (next < opts.jobs) {
+          const i = next++;
+          const reply = dec((await nc.request(subjects.apiJobsCreate(), enc(pipeline(`job-${i}`, 1, 10_000_000)), { timeout: 30_000 })).data);
+          if (typeof reply['job_id'] !== 'string') throw new Error(`create failed: ${JSON.stringify(reply)}`);
+          ids.push(reply['job_id']);
+        }
+      }),
+    );
+    for (let i = 0; i < opts.checkpointJobs; i++) {
+      const reply = dec((await nc.request(subjects.apiJobsCreate(), enc(pipeline(`ckpt-${i}`, 8, 1_000_000)), { timeout: 30_000 })).data);
+      checkpointJobIds.add(String(reply['job_id']));
+    }
+    const total = opts.jobs + opts.checkpointJobs;
+    for (let waited = 0; running.size < total; waited++) {
+      if (waited > 1_200) throw new Error(`only ${running.size} of ${total} jobs reached Running`);
+      await sleep(100);
+    }
+    const startupS = (performance.now() - t0) / 1000;
+    console.log(`   ${total} jobs Running after ${round(startupS)} s (${round(total / startupS)} jobs/s created and started)`);
+    // Warm-up: the first checkpoint of each job falls within [10, 20) s; after that every job is cycling.
+    await sleep(21_000);
+
+    const pid = controller.pid!;
+    const ticks0 = cpuTicks(pid);
+    const records0 = recordsWritten;
+    const w0 = performance.now();
+    await sleep(opts.seconds * 1000);
+    const windowS = (performance.now() - w0) / 1000;
+    const cpuPct = ((cpuTicks(pid) - ticks0) / CLK_TCK / windowS) * 100;
+    const rss = rssMiB(pid);
+    const checkpointsPerSec = (recordsWritten - records0) / windowS;
+
+    // Config update → persisted transition, on jobs of the steady load, one at a time.
+    const transition: number[] = [];
+    for (const jobId of ids.slice(0, opts.samples)) {
+      const left = new Promise<void>((resolve) => statusWaiters.set(jobId, (state) => state !== 'Running' && resolve()));
+      const t = performance.now();
+      const reply = dec((await nc.request(subjects.apiJobConfig(jobId), enc({ v: 1, stop: 'immediate' }), { timeout: 10_000 })).data);
+      if (reply['error'] !== undefined) throw new Error(`config update failed: ${JSON.stringify(reply)}`);
+      await left;
+      transition.push(performance.now() - t);
+      statusWaiters.delete(jobId);
+    }
+
+    const q = {
+      cas: quantiles(casFloor),
+      casWatched: quantiles(casWatchedFloor),
+      rtt: quantiles(rttFloor),
+      ckptFloor: quantiles(checkpointFloor),
+      transition: quantiles(transition),
+      checkpoint: quantiles(checkpointDone),
+    };
+    const projected10k = (cpuPct * 10_000) / total;
+    const lines = [
+      `── controller with ${total} jobs Running (${opts.jobs} × 2 subtasks every 10 s, ${opts.checkpointJobs} × 16 subtasks every 1 s)`,
+      `   CPU            ${round(cpuPct)} % of one core over ${round(windowS, 1)} s (${round(checkpointsPerSec)} checkpoints/s completed)`,
+      `   RSS            ${round(rss)} MiB`,
+      `── config update → persisted transition (${q.transition.n} samples)`,
+      `   weir           ${fmt(q.transition)}`,
+      `   floor: one raw KV compare-and-set seen by a watcher  ${fmt(q.casWatched)}   (acknowledged: ${fmt(q.cas)})`,
+      `   ratio p50      ${round(q.transition.p50 / q.casWatched.p50, 2)}×   p99 ${round(q.transition.p99 / q.casWatched.p99, 2)}×`,
+      `── checkpoint of a 16-subtask job, barrier request → durable record (${q.checkpoint.n} samples)`,
+      `   weir           ${fmt(q.checkpoint)}`,
+      `   floor: two raw round trips + one KV put  ${fmt(q.ckptFloor)}   (one round trip ${fmt(q.rtt)})`,
+      `   ratio p50      ${round(q.checkpoint.p50 / q.ckptFloor.p50, 2)}×   p99 ${round(q.checkpoint.p99 / q.ckptFloor.p99, 2)}×`,
+      '══ summary',
+      `   CPU at ${total} jobs            ${round(cpuPct)} % (linear projection to 10,000 jobs: ${round(projected10k)} %; goal ≤ ${GOALS.cpuPctAt10k} % at 10,000 — ${total >= 10_000 ? (cpuPct <= GOALS.cpuPctAt10k ? 'PASS' : 'FAIL') : 'run with --jobs 10000 to check'})`,
+      `   persisted transition p50     ${round(q.transition.p50 / q.casWatched.p50, 2)}× a raw KV CAS seen the same way (goal ≤ ${GOALS.transitionRatio}×: ${q.transition.p50 / q.casWatched.p50 <= GOALS.transitionRatio ? 'PASS' : 'FAIL'})`,
+      `   checkpoint p50               ${round(q.checkpoint.p50 / q.ckptFloor.p50, 2)}× two round trips + one KV put (goal ≤ ${GOALS.checkpointRatio}×: ${q.checkpoint.p50 / q.ckptFloor.p50 <= GOALS.checkpointRatio ? 'PASS' : 'FAIL'})`,
+    ];
+    console.log(lines.join('\n'));
+    await echo.close();
+  } finally {
+    controller.kill('SIGTERM');
+    await cluster.close().catch(() => {});
+    await nc.close().catch(() => {});
+    await new Promise((resolve) => (controller.exitCode === null ? controller.once('exit', resolve) : resolve(undefined)));
+    await server.dispose();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
