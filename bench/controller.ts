@@ -118,7 +118,7 @@ class SimCluster {
   }
 
   private onRequest(workerId: string, msg: Msg): void {
-    const verb = msg.subject.split('.').at(-1);
+    const verb = msg.subject.split('.').at(-1) ?? '';
     const body = dec(msg.data);
     const jobId = String(body['job_id']);
     const generation = Number(body['generation']);
@@ -166,6 +166,9 @@ class SimCluster {
         }
         break;
       }
+      default:
+        // commit: acknowledged above; nothing to simulate.
+        break;
     }
   }
 }
