@@ -36,6 +36,21 @@ export interface LostWorker {
   jobs: JobGeneration[];
 }
 
+/**
+ * Another live process holds this worker id: two workers started with the same `--id` would otherwise
+ * take turns replacing each other, and every replacement drops the other's tasks.
+ */
+export class WorkerIdTakenError extends Error {
+  constructor(readonly workerId: string, holder: string) {
+    super(`worker id "${workerId}" is registered by a live process (${holder}); it is free once that one deregisters or stops heartbeating`);
+    this.name = 'WorkerIdTakenError';
+  }
+}
+
+function processOf(info: WorkerInfo): string | null {
+  return info.hostname === undefined || info.pid === undefined ? null : `${info.hostname} pid ${info.pid}`;
+}
+
 export interface RegisterResult {
   /** A record with this id existed (live or not) and was replaced. */
   replaced: boolean;
@@ -141,6 +156,11 @@ export class WorkerRegistry {
     if (!Number.isSafeInteger(info.slots) || info.slots < 1) throw new RangeError(`slots must be a positive integer, got ${info.slots}`);
     const previous = this.workers.get(info.worker_id);
     const now = this.now();
+    if (previous !== undefined && this.alive(previous, now)) {
+      const holder = processOf(previous.info);
+      const claimant = processOf(info);
+      if (holder !== null && claimant !== null && holder !== claimant) throw new WorkerIdTakenError(info.worker_id, holder);
+    }
     this.workers.set(info.worker_id, {
       info: { ...info, operators: [...info.operators] },
       operators: new Set(info.operators),

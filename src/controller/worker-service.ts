@@ -27,7 +27,7 @@ import {
   replyTo,
   rejectionOf,
 } from '../protocol/index.js';
-import type { JobGeneration, WorkerRegistry } from './registry.js';
+import { WorkerIdTakenError, type JobGeneration, type WorkerRegistry } from './registry.js';
 
 export const CONTROLLER_QUEUE = 'weir-controller';
 /** The reference's worker heartbeat cadence. */
@@ -146,7 +146,14 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
   const onRegister = (msg: Msg): unknown => {
     const info = body(registerWorkerSchema, msg);
     const { v: _v, ...worker } = info;
-    const { replaced, lost } = registry.register(worker);
+    let registration: ReturnType<WorkerRegistry['register']>;
+    try {
+      registration = registry.register(worker);
+    } catch (err) {
+      if (err instanceof WorkerIdTakenError) throw new RequestRejected('conflict', err.message);
+      throw err;
+    }
+    const { replaced, lost } = registration;
     stats.registered++;
     log.info({ workerId: worker.worker_id, slots: worker.slots, replaced, lostJobs: lost.length }, 'worker registered');
     notifyLost(worker.worker_id, lost, 're-registered');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WorkerRegistry, type WorkerInfo } from '../../src/controller/registry.js';
+import { WorkerIdTakenError, WorkerRegistry, type WorkerInfo } from '../../src/controller/registry.js';
 import { JobError } from '../../machines/job/types.js';
 
 function setup(timeoutMs = 30_000) {
@@ -83,6 +83,20 @@ describe('WorkerRegistry', () => {
     // Releasing the old generation later is harmless.
     expect(registry.release('job-1', 3)).toBe(0);
     expect(registry.freeSlots('w1')).toBe(2);
+  });
+
+  it('refuses a worker id a different live process holds, until that one expires or deregisters', () => {
+    const { clock, registry } = setup(10_000);
+    const first = { ...worker('w1'), hostname: 'a', pid: 1 };
+    registry.register(first);
+    expect(() => registry.register({ ...worker('w1'), hostname: 'b', pid: 2 })).toThrow(WorkerIdTakenError);
+    expect(() => registry.register({ ...worker('w1'), hostname: 'a', pid: 3 })).toThrow(/registered by a live process \(a pid 1\)/);
+    // The same process registering again (after unknown_worker) is no conflict.
+    expect(registry.register(first).replaced).toBe(true);
+    clock.t += 10_000;
+    expect(registry.register({ ...worker('w1'), hostname: 'b', pid: 2 }).replaced).toBe(true);
+    registry.deregister('w1');
+    expect(registry.register({ ...worker('w1'), hostname: 'c', pid: 9 }).replaced).toBe(false);
   });
 
   it('deregister removes the worker and returns its allocations; unknown ids give nothing', () => {

@@ -105,6 +105,16 @@ describe('worker service on a real server', () => {
     expect(service.stats()).toMatchObject({ received: { register: 1, heartbeat: 1, deregister: 0 }, registered: 1, heartbeats: 1, rejected: {} });
   });
 
+  it('answers a worker id held by another live process with conflict and keeps the holder', async () => {
+    await start({ heartbeatIntervalMs: 5_000 });
+    const holder = { v: 1, worker_id: 'w-same', slots: 2, operators: ['source'], hostname: 'host-a', pid: 100 };
+    expect(decodeReply(registerWorkerReplySchema, await request(subjects.workerRegister(), holder)).ok).toBe(true);
+    const reply = decodeReply(registerWorkerReplySchema, await request(subjects.workerRegister(), { ...holder, hostname: 'host-b', pid: 200 }));
+    expect(reply.ok ? null : reply.error.code).toBe('conflict');
+    expect(registry.get('w-same')).toMatchObject({ hostname: 'host-a', pid: 100 });
+    expect(service.stats().rejected).toMatchObject({ conflict: 1 });
+  });
+
   it('reports a worker that stops heartbeating as lost within timeout + sweep interval; a heartbeating one stays', async () => {
     await start({ timeoutMs: 1_000 });
     await register('w-quiet');
