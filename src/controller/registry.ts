@@ -119,6 +119,8 @@ interface WorkerRecord {
   allocations: Map<string, Allocation>;
   /** The last heartbeat's jobs, keyed by `allocationKey`. */
   reported: Map<string, { job: JobGeneration; subtasks: SubtaskMetrics[]; at: number }>;
+  /** The latest metrics message's jobs, keyed by `allocationKey`. */
+  metrics: Map<string, { job: JobGeneration; subtasks: SubtaskMetrics[]; at: number }>;
 }
 
 function allocationKey(jobId: string, generation: number): string {
@@ -168,6 +170,7 @@ export class WorkerRegistry {
       lastSeenAt: now,
       allocations: new Map(),
       reported: new Map(),
+      metrics: new Map(),
     });
     return { replaced: previous !== undefined, lost: previous === undefined ? [] : jobsOf(previous) };
   }
@@ -190,6 +193,23 @@ export class WorkerRegistry {
         else if (now - allocation.allocatedAt >= this.startGraceMs) allocation.unreported++;
       }
     }
+    return 'ok';
+  }
+
+  /**
+   * Records the per-subtask counts of a metrics message. Unlike a heartbeat it says nothing about
+   * liveness or about which generations run: a metrics message may be lost or arrive late.
+   */
+  recordMetrics(workerId: string, report: Pick<Heartbeat, 'jobs'>): 'ok' | 'unknown_worker' {
+    const record = this.workers.get(workerId);
+    if (record === undefined) return 'unknown_worker';
+    const now = this.now();
+    record.metrics = new Map(
+      report.jobs.map((job) => [
+        allocationKey(job.job_id, job.generation),
+        { job: { jobId: job.job_id, generation: job.generation }, subtasks: job.subtasks.map((s) => ({ ...s })), at: now },
+      ]),
+    );
     return 'ok';
   }
 
@@ -323,12 +343,15 @@ export class WorkerRegistry {
     return this.workers.size;
   }
 
-  /** The per-subtask record counts of one generation of a job, from the latest heartbeat of each worker. */
+  /** The per-subtask record counts of one generation of a job, from each worker's latest heartbeat or metrics message. */
   subtaskMetrics(jobId: string, generation: number): SubtaskReport[] {
     const key = allocationKey(jobId, generation);
     const out: SubtaskReport[] = [];
     for (const [workerId, record] of this.workers) {
-      const entry = record.reported.get(key);
+      // The newer of the heartbeat's and the metrics message's counts.
+      const heartbeat = record.reported.get(key);
+      const metrics = record.metrics.get(key);
+      const entry = metrics !== undefined && (heartbeat === undefined || metrics.at >= heartbeat.at) ? metrics : heartbeat;
       if (entry !== undefined) for (const s of entry.subtasks) out.push({ ...s, workerId, reportedAt: entry.at });
     }
     return out.sort((a, b) => (a.node_id < b.node_id ? -1 : a.node_id > b.node_id ? 1 : a.subtask_index - b.subtask_index));

@@ -17,6 +17,7 @@ import {
   SUBJECTS,
   decode,
   deregisterWorkerSchema,
+  workerMetricsSchema,
   errorReply,
   heartbeatSchema,
   registerWorkerSchema,
@@ -33,6 +34,8 @@ export const CONTROLLER_QUEUE = 'weir-controller';
 /** The reference's worker heartbeat cadence. */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 1_000;
+/** The reference collects worker metrics every 2 s. */
+export const DEFAULT_METRICS_INTERVAL_MS = 2_000;
 
 /** `vanished`: the worker is alive but its heartbeats no longer report the generation's tasks. */
 export type LostReason = 'expired' | 'deregistered' | 're-registered' | 'vanished';
@@ -45,13 +48,15 @@ export interface WorkerServiceOptions {
   onLost?: (jobId: string, generation: number, workerId: string, reason: LostReason) => void | Promise<void>;
   /** Told to workers in the register reply. Default 5 s. */
   heartbeatIntervalMs?: number;
+  /** How often workers send their record counts, told in the register reply. Default 2 s, as the reference collects them. */
+  metricsIntervalMs?: number;
   /** Largest accepted message. Default `MAX_MESSAGE_BYTES`. */
   maxMessageBytes?: number;
   /** Default `weir-controller`. */
   queue?: string;
 }
 
-export type WorkerSubject = 'register' | 'heartbeat' | 'deregister';
+export type WorkerSubject = 'register' | 'heartbeat' | 'deregister' | 'metrics';
 
 export interface WorkerServiceStats {
   received: Record<WorkerSubject, number>;
@@ -83,10 +88,11 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
   const queue = options.queue ?? CONTROLLER_QUEUE;
   const maxBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
+  const metricsIntervalMs = options.metricsIntervalMs ?? DEFAULT_METRICS_INTERVAL_MS;
   const sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
   const onLost = options.onLost;
   const stats: WorkerServiceStats = {
-    received: { register: 0, heartbeat: 0, deregister: 0 },
+    received: { register: 0, heartbeat: 0, deregister: 0, metrics: 0 },
     rejected: {},
     registered: 0,
     heartbeats: 0,
@@ -157,7 +163,7 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
     stats.registered++;
     log.info({ workerId: worker.worker_id, slots: worker.slots, replaced, lostJobs: lost.length }, 'worker registered');
     notifyLost(worker.worker_id, lost, 're-registered');
-    return { v: PROTOCOL_VERSION, heartbeat_interval_ms: heartbeatIntervalMs } satisfies RegisterWorkerReply;
+    return { v: PROTOCOL_VERSION, heartbeat_interval_ms: heartbeatIntervalMs, metrics_interval_ms: metricsIntervalMs } satisfies RegisterWorkerReply;
   };
 
   const onHeartbeat = (msg: Msg): unknown => {
@@ -172,6 +178,14 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
       log.warn({ workerId: beat.worker_id, jobs: vanished }, 'the worker no longer reports tasks it was given');
       notifyLost(beat.worker_id, vanished, 'vanished');
     }
+    return { v: PROTOCOL_VERSION, ok: true } satisfies Ack;
+  };
+
+  /** A publish: nothing answers it, and an unknown worker's metrics are dropped (it will register). */
+  const onMetrics = (msg: Msg): unknown => {
+    const report = body(workerMetricsSchema, msg);
+    checkSubjectWorker(msg, report.worker_id);
+    if (registry.recordMetrics(report.worker_id, report) === 'unknown_worker') throw new RequestRejected('unknown_worker', `unknown worker "${report.worker_id}"`);
     return { v: PROTOCOL_VERSION, ok: true } satisfies Ack;
   };
 
@@ -204,6 +218,7 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
     subscribe(SUBJECTS.workerRegister.wildcard, 'register', onRegister),
     subscribe(SUBJECTS.workerHeartbeat.wildcard, 'heartbeat', onHeartbeat),
     subscribe(SUBJECTS.workerDeregister.wildcard, 'deregister', onDeregister),
+    subscribe(SUBJECTS.workerMetrics.wildcard, 'metrics', onMetrics),
   ];
 
   function sweep(): void {

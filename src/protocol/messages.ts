@@ -142,7 +142,12 @@ export const registerWorkerSchema = z.strictObject({
   pid: z.int().positive().optional(),
 });
 
-export const registerWorkerReplySchema = z.strictObject({ v, heartbeat_interval_ms: z.int().positive() });
+export const registerWorkerReplySchema = z.strictObject({
+  v,
+  heartbeat_interval_ms: z.int().positive(),
+  /** How often to send `workerMetricsSchema`; absent: the worker's default (2 s). */
+  metrics_interval_ms: z.int().positive().optional(),
+});
 
 export const subtaskMetricsSchema = z.strictObject({
   node_id: idSchema,
@@ -152,13 +157,18 @@ export const subtaskMetricsSchema = z.strictObject({
   records_out: countSchema,
 });
 
+const runningJobsSchema = z.array(z.strictObject({ job_id: idSchema, generation: countSchema, subtasks: z.array(subtaskMetricsSchema) }));
+
 export const heartbeatSchema = z.strictObject({
   v,
   worker_id: idSchema,
   at: microsSchema,
   /** Everything running here, so the controller can reconcile missed task events. */
-  jobs: z.array(z.strictObject({ job_id: idSchema, generation: countSchema, subtasks: z.array(subtaskMetricsSchema) })),
+  jobs: runningJobsSchema,
 });
+
+/** The record counts of everything running here, more often than heartbeats and without a reply. */
+export const workerMetricsSchema = z.strictObject({ v, worker_id: idSchema, at: microsSchema, jobs: runningJobsSchema });
 
 export const deregisterWorkerSchema = z.strictObject({ v, worker_id: idSchema, reason: z.string().max(1024).optional() });
 
@@ -336,6 +346,7 @@ export type ListJobsReply = z.infer<typeof listJobsReplySchema>;
 export type RegisterWorker = z.infer<typeof registerWorkerSchema>;
 export type RegisterWorkerReply = z.infer<typeof registerWorkerReplySchema>;
 export type SubtaskMetrics = z.infer<typeof subtaskMetricsSchema>;
+export type WorkerMetrics = z.infer<typeof workerMetricsSchema>;
 export type Heartbeat = z.infer<typeof heartbeatSchema>;
 export type DeregisterWorker = z.infer<typeof deregisterWorkerSchema>;
 export type TaskEvent = z.infer<typeof taskEventSchema>;
@@ -369,6 +380,7 @@ export const SCHEMAS = {
   registerWorkerSchema,
   registerWorkerReplySchema,
   heartbeatSchema,
+  workerMetricsSchema,
   deregisterWorkerSchema,
   taskEventSchema,
   checkpointEventSchema,

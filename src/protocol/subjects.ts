@@ -90,6 +90,10 @@ export const SUBJECTS = {
     errors: [...DECODE, 'unknown_worker', 'internal'],
     summary: 'Liveness plus what runs here and its record counts; `unknown_worker` means register again.',
   }),
+  workerMetrics: spec('weir.ctl.workers.<worker>.metrics', {
+    kind: 'publish', from: 'worker', to: 'controller', payload: 'workerMetricsSchema', reply: null, errors: [],
+    summary: 'Per-subtask record counts every metrics interval (2 s); a lost message only delays the figures.',
+  }),
   workerDeregister: spec('weir.ctl.workers.<worker>.deregister', {
     kind: 'publish', from: 'worker', to: 'controller', payload: 'deregisterWorkerSchema', reply: null, errors: [],
     summary: 'Clean shutdown: the worker leaves without waiting for the heartbeat timeout.',
@@ -168,6 +172,7 @@ export const subjects = {
   workerRegister: () => 'weir.ctl.workers.register',
   workerHeartbeat: (worker: string) => `weir.ctl.workers.${id(worker, 'worker')}.heartbeat`,
   workerDeregister: (worker: string) => `weir.ctl.workers.${id(worker, 'worker')}.deregister`,
+  workerMetrics: (worker: string) => `weir.ctl.workers.${id(worker, 'worker')}.metrics`,
   jobTasks: (job: string) => `weir.ctl.jobs.${id(job, 'job')}.tasks`,
   jobCheckpoints: (job: string) => `weir.ctl.jobs.${id(job, 'job')}.checkpoints`,
   workerStart: (worker: string) => `weir.worker.${id(worker, 'worker')}.start`,

@@ -49,6 +49,7 @@ import {
   type CheckpointEvent,
   type ErrorCode,
   type Heartbeat,
+  type WorkerMetrics,
   type StartExecution,
   type TaskEvent,
   RequestRejected,
@@ -61,6 +62,7 @@ import { subtaskKey, subtaskSpecs } from './dataplane/graph.js';
 import { OPERATORS, type OperatorFactory } from './operators/index.js';
 
 export const DEFAULT_WORKER_HEARTBEAT_INTERVAL_MS = 5_000;
+export const DEFAULT_WORKER_METRICS_INTERVAL_MS = 2_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 2_000;
 export const DEFAULT_START_TIMEOUT_MS = 10_000;
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
@@ -78,6 +80,8 @@ export interface WorkerOptions {
   operators?: ReadonlyMap<string, OperatorFactory<unknown>>;
   /** Used until the controller's register reply names its own interval. Default 5 s. */
   heartbeatIntervalMs?: number;
+  /** How often record counts go out, until the register reply names the controller's interval. Default 2 s. */
+  metricsIntervalMs?: number;
   log: Logger;
   /** Deadline of each register / heartbeat request. Default 2 s. */
   requestTimeoutMs?: number;
@@ -103,6 +107,7 @@ export interface WorkerStats {
   registrations: number;
   heartbeats: number;
   heartbeatFailures: number;
+  metricsSent: number;
   /** Task and checkpoint events published, and those that could not be confirmed. */
   eventsPublished: number;
   eventsLost: number;
@@ -218,6 +223,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     return state;
   }
   let heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_WORKER_HEARTBEAT_INTERVAL_MS;
+  let metricsIntervalMs = options.metricsIntervalMs ?? DEFAULT_WORKER_METRICS_INTERVAL_MS;
 
   const stats: WorkerStats = {
     received: { start: 0, stop: 0, checkpoint: 0, commit: 0 },
@@ -225,6 +231,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     registrations: 0,
     heartbeats: 0,
     heartbeatFailures: 0,
+    metricsSent: 0,
     eventsPublished: 0,
     eventsLost: 0,
   };
@@ -529,6 +536,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
         return false;
       }
       heartbeatIntervalMs = result.value.heartbeat_interval_ms;
+      metricsIntervalMs = result.value.metrics_interval_ms ?? metricsIntervalMs;
       stats.registrations++;
       log.info({ slots: options.slots, heartbeatIntervalMs }, 'registered with the controller');
       return true;
@@ -539,18 +547,31 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
   }
 
   function heartbeatMessage(): Heartbeat {
-    return {
-      v: PROTOCOL_VERSION,
-      worker_id: workerId,
-      at: nowUs(),
-      jobs: [...runs.values()].map((run) => ({
+    return { v: PROTOCOL_VERSION, worker_id: workerId, at: nowUs(), jobs: runningJobs() };
+  }
+
+  function runningJobs(): Heartbeat['jobs'] {
+    return [...runs.values()].map((run) => ({
         job_id: run.jobId,
         generation: run.generation,
         subtasks: run.runners
           .filter((r) => r.outcome === 'running' || r.outcome === 'created')
           .map((r) => ({ node_id: r.spec.nodeId, subtask_index: r.spec.subtaskIndex, ...r.metrics() })),
-      })),
-    };
+    }));
+  }
+
+  /** Record counts between heartbeats; a plain publish, since a lost one only delays the figures. */
+  async function metricsLoop(): Promise<void> {
+    while (!abort.signal.aborted) {
+      await pause(metricsIntervalMs);
+      if (abort.signal.aborted || !isRegistered || runs.size === 0 || nc.isClosed()) continue;
+      try {
+        nc.publish(subjects.workerMetrics(workerId), encode({ v: PROTOCOL_VERSION, worker_id: workerId, at: nowUs(), jobs: runningJobs() } satisfies WorkerMetrics));
+        stats.metricsSent++;
+      } catch (err) {
+        log.warn({ err }, 'could not send metrics');
+      }
+    }
   }
 
   /** `true`: still registered; `false`: the controller does not know us, register again. */
@@ -604,13 +625,14 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
   }
 
   const livenessLoop = liveness().catch((err: unknown) => log.error({ err }, 'liveness loop failed'));
+  const metricsLoopDone = metricsLoop().catch((err: unknown) => log.error({ err }, 'metrics loop failed'));
 
   // ─── Stop ────────────────────────────────────────────────────────────────────────────────────
 
   async function shutdown(mode: WorkerStopMode, reason: string): Promise<void> {
     log.info({ mode, reason }, 'worker stopping');
     abort.abort();
-    await livenessLoop;
+    await Promise.all([livenessLoop, metricsLoopDone]);
     if (!nc.isClosed()) {
       try {
         nc.publish(subjects.workerDeregister(workerId), encode(deregisterWorkerSchema.parse({ v: PROTOCOL_VERSION, worker_id: workerId, reason })));

@@ -85,7 +85,7 @@ describe('worker service on a real server', () => {
 
   async function register(id: string, slots = 4): Promise<void> {
     const reply = decodeReply(registerWorkerReplySchema, await request(subjects.workerRegister(), registration(id, slots)));
-    expect(reply).toEqual({ ok: true, value: { v: 1, heartbeat_interval_ms: 5_000 } });
+    expect(reply).toEqual({ ok: true, value: { v: 1, heartbeat_interval_ms: 5_000, metrics_interval_ms: 2_000 } });
   }
 
   async function expectError(subject: string, body: Uint8Array | object, code: ErrorCode, message?: RegExp): Promise<void> {
@@ -103,6 +103,15 @@ describe('worker service on a real server', () => {
     expect(reply).toEqual({ ok: true, value: { v: 1, ok: true } });
     expect(registry.subtaskMetrics('job-1', 2)).toMatchObject([{ workerId: 'w-1', node_id: 'src', records_out: 9 }]);
     expect(service.stats()).toMatchObject({ received: { register: 1, heartbeat: 1, deregister: 0 }, registered: 1, heartbeats: 1, rejected: {} });
+
+    // Between heartbeats, metrics messages (plain publishes) carry newer counts.
+    const newer = [{ job_id: 'job-1', generation: 2, subtasks: [{ node_id: 'src', subtask_index: 0, records_in: 0, records_out: 42 }] }];
+    nc.publish(subjects.workerMetrics('w-1'), encode({ v: 1, worker_id: 'w-1', at: 2, jobs: newer }));
+    nc.publish(subjects.workerMetrics('w-nobody'), encode({ v: 1, worker_id: 'w-nobody', at: 2, jobs: newer }));
+    nc.publish(subjects.workerMetrics('w-1'), encode({ v: 1, worker_id: 'w-1', jobs: 'nope' }));
+    await eventually(() => expect(registry.subtaskMetrics('job-1', 2)).toMatchObject([{ workerId: 'w-1', records_out: 42 }]));
+    await eventually(() => expect(service.stats()).toMatchObject({ received: { metrics: 3 }, rejected: { unknown_worker: 1, bad_schema: 1 } }));
+    expect(registry.get('w-nobody')).toBeUndefined();
   });
 
   it('answers a worker id held by another live process with conflict and keeps the holder', async () => {

@@ -57,6 +57,12 @@ export const EXAMPLES: Record<SchemaName, unknown> = {
   },
   registerWorkerSchema: { v: 1, worker_id: 'w-1', slots: 4, operators: ['source', 'count', 'sink'], hostname: 'h1', pid: 4242 },
   registerWorkerReplySchema: { v: 1, heartbeat_interval_ms: 5_000 },
+  workerMetricsSchema: {
+    v: 1,
+    worker_id: 'w-1',
+    at: 1,
+    jobs: [{ job_id: 'job-1', generation: 3, subtasks: [{ node_id: 'src', subtask_index: 0, records_in: 0, records_out: 120 }] }],
+  },
   heartbeatSchema: {
     v: 1,
     worker_id: 'w-1',

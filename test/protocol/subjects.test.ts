@@ -25,6 +25,7 @@ const SAMPLE: { [K in SubjectName]: Parameters<(typeof subjects)[K]> } = {
   workerRegister: [],
   workerHeartbeat: ['w_1'],
   workerDeregister: ['w_1'],
+  workerMetrics: ['w_1'],
   jobTasks: ['job-1'],
   jobCheckpoints: ['job-1'],
   workerStart: ['w_1'],

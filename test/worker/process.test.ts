@@ -114,7 +114,7 @@ describe('worker process on a real server', () => {
     server = await startNatsServer({ jetstream: false });
     nc = await connectTo(server.url, 'controller');
     registry = new WorkerRegistry({ heartbeatTimeoutMs: 30_000 });
-    service = startWorkerService(nc, registry, { log: silent, heartbeatIntervalMs: 100 });
+    service = startWorkerService(nc, registry, { log: silent, heartbeatIntervalMs: 100, metricsIntervalMs: 50 });
     await service.ready();
   });
 
@@ -170,13 +170,15 @@ describe('worker process on a real server', () => {
     await eventually(() => expect(keys(seen.tasks.filter((e) => e.event === 'started'))).toEqual(['cnt/0', 'out/0', 'src/0']));
     expect(worker.running()).toEqual(new Map([['job-a', 1]]));
 
-    // Heartbeats carry the record counts into the registry.
+    // Heartbeats and, more often, metrics messages carry the record counts into the registry.
     await eventually(() => {
       const metrics = registry.subtaskMetrics('job-a', 1);
       expect(metrics.map((m) => `${m.node_id}/${m.subtask_index}`)).toEqual(['cnt/0', 'out/0', 'src/0']);
       expect(metrics.find((m) => m.node_id === 'cnt')?.records_in).toBeGreaterThan(0);
       expect(metrics.find((m) => m.node_id === 'src')?.records_out).toBeGreaterThan(0);
     });
+    await eventually(() => expect(worker.stats().metricsSent).toBeGreaterThan(0));
+    expect(service.stats().received.metrics).toBeGreaterThan(0);
 
     const checkpoint = (epoch: number, then_stop: boolean) =>
       ask(subjects.workerCheckpoint('w-run'), { v: 1, job_id: 'job-a', generation: 1, epoch, min_epoch: 0, then_stop, timestamp: Date.now() * 1000 });
