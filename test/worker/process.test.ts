@@ -90,7 +90,7 @@ describe('worker process on a real server', () => {
 
   async function newWorker(workerId: string, slots = 4, extra: { maxMessageBytes?: number } = {}): Promise<WorkerHandle> {
     const conn = await connectTo(server.url, workerId);
-    const worker = startWorker(conn, { workerId, slots, log: silent, ...extra });
+    const worker = startWorker(conn, { workerId, slots, log: silent, metricsIntervalMs: 50, ...extra });
     workers.push(worker);
     await eventually(() => expect(registry.get(workerId)).toBeDefined());
     return worker;
