@@ -215,6 +215,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   let stopped = false;
   let kv: Promise<KV> | undefined;
   let restoreFloor = options.restoreFloor ?? null;
+  /** After a controller restart the status's epoch can lag behind the records: list them once. */
+  let knowsNewestRecord = false;
   const ownTimers = options.timers === undefined ? new TimerQueue({ onError: (err) => baseLog.error({ err, jobId }, 'checkpoint timer failed') }) : undefined;
   const coordinator = new CheckpointCoordinator({
     jobId,
@@ -416,6 +418,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       completed.set(record.epoch, record);
       // The recent ones only: older records are in the store, and a long-running job would otherwise grow without bound.
       if (completed.size > RECENT_RECORDS) completed.delete(completed.keys().next().value!);
+      knowsNewestRecord = true;
       // The record is the durable fact; the status takes the epoch with its next transition (a write per
       // checkpoint would double the store's load, and a restore looks for the newest record anyway).
       log.debug({ epoch: record.epoch, generation: record.generation, kind: record.kind }, 'checkpoint completed');
@@ -575,6 +578,12 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     let best: number | null = null;
     try {
       const kv = await checkpointKv();
+      // Once this incarnation has listed the records or completed a checkpoint itself, the newest
+      // epoch is known exactly: one read instead of listing a bucket that holds every job's records.
+      if (knowsNewestRecord && known > 0 && known >= (floor ?? 0)) {
+        const entry = await kv.get(checkpointKey(jobId, known));
+        if (entry !== null && entry.operation === 'PUT') return known;
+      }
       const candidates: number[] = [];
       for await (const key of await kv.keys(`${jobId}.*`)) {
         const epoch = Number(key.slice(jobId.length + 1));
@@ -593,6 +602,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       log.warn({ err, known }, 'cannot list checkpoint records');
       return known > 0 && known >= (floor ?? 0) ? known : null;
     }
+    knowsNewestRecord = true;
     if (floor === null && best !== null && best < known) log.warn({ known, restoring: best }, 'no checkpoint record for the last completed epoch');
     if (floor !== null && best === null) log.info({ floor }, 'restart without state: the new run starts empty');
     return best;
