@@ -106,6 +106,8 @@ export interface CheckpointCoordinatorOptions {
   lastCompletedEpoch?: number;
   /** How many finished checkpoints `history()` keeps. */
   historySize?: number;
+  /** Periodic due times are rounded up to a multiple of this (ms); 1 keeps them exact. Default 20. */
+  scheduleGridMs?: number;
   now?: () => number;
   /** [0, 1): the first checkpoint of a generation is jittered over one interval. */
   random?: () => number;
@@ -134,6 +136,14 @@ interface InFlight {
   resolve: () => void;
   reject: (err: Error) => void;
 }
+
+/**
+ * Jobs whose checkpoints fall due within the same 20 ms start them together: one wake-up, one burst of
+ * requests and replies, instead of one each (a spread-out message costs several times a batched one).
+ * bench:controller at 2,000 jobs: 18.6 % of a core exact, 13.4 % on a 20 ms grid, 12.1 % on 50 ms, where
+ * the bursts made a single checkpoint 1.5× slower.
+ */
+const DEFAULT_SCHEDULE_GRID_MS = 20;
 
 /** As many as the reference keeps checkpoints; older ones are in the store. */
 const DEFAULT_HISTORY = 10;
@@ -298,9 +308,12 @@ export class CheckpointCoordinator {
 
   // ─── Internals ──────────────────────────────────────────────────────────────────────────────────
 
-  private scheduleDue(at: number | null): void {
+  private scheduleDue(requested: number | null): void {
     this.due?.cancel();
     this.due = null;
+    // Due times sit on a grid shared by every job, so the checkpoints due together start in one batch.
+    const grid = this.options.scheduleGridMs ?? DEFAULT_SCHEDULE_GRID_MS;
+    const at = requested === null || grid <= 1 ? requested : Math.ceil(requested / grid) * grid;
     this.nextDueAt = at;
     if (at === null || this.closed) return;
     const generation = this.armedFor;

@@ -215,6 +215,18 @@ describe('periodic checkpoints', () => {
     expect(h.triggers).toEqual([]);
   });
 
+  test('due times sit on a grid shared by every job, so checkpoints due together start in one batch', async () => {
+    vi.setSystemTime(T0 + 7);
+    const a = running(10_000);
+    const b = running(10_000, { random: () => 0.5003 });
+    expect(a.coordinator.nextDue).toBe(T0 + 15_020);
+    expect(b.coordinator.nextDue).toBe(T0 + 15_020);
+    const exact = running(10_000, { scheduleGridMs: 1 });
+    expect(exact.coordinator.nextDue).toBe(T0 + 15_007);
+    await vi.advanceTimersByTimeAsync(15_013);
+    expect([a.triggers.length, b.triggers.length, exact.triggers.length]).toEqual([1, 1, 1]);
+  });
+
   test('arming for a generation that is not the current one does nothing', async () => {
     const h = harness();
     h.coordinator.arm(1, 1_000, 0);
