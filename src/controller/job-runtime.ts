@@ -42,7 +42,8 @@ import {
   type StartExecution,
   type StopExecution,
 } from '../protocol/index.js';
-import type { JobStatusRecord, Store, Versioned } from '../store/index.js';
+import { ConflictError, StoreUnavailableError, type JobStatusRecord, type Store, type Versioned } from '../store/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import type { WorkerRegistry } from './registry.js';
 import { CheckpointCoordinator, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
@@ -132,6 +133,12 @@ export interface JobRuntime {
 
 export const DEFAULT_CHECKPOINT_BUCKET = CHECKPOINTS_KV_BUCKET;
 const RECENT_RECORDS = 10;
+const PERSIST_RETRY_INITIAL_MS = 200;
+const PERSIST_RETRY_MAX_MS = 10_000;
+
+function isStoreTransient(err: unknown): boolean {
+  return err instanceof StoreUnavailableError || (err instanceof ConflictError && err.reason === 'contention');
+}
 
 const STOPPED_CODES: readonly ErrorCode[] = ['unknown_job', 'stale_generation'];
 
@@ -426,7 +433,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     }
     log.warn({ epoch: outcome.epoch, generation: outcome.generation, kind: outcome.checkpoint }, outcome.message);
     const at = Date.now();
-    enqueue(() => store.log.append(jobId, { kind: 'warning', message: outcome.message, at }).then(() => {}));
+    const id = `${jobId}.${at}.checkpoint-${outcome.generation}-${outcome.epoch}`;
+    enqueue(() => store.log.append(jobId, { kind: 'warning', message: outcome.message, at }, { id }).then(() => {}));
   }
 
   function releaseGeneration(params: GenerationInput): void {
@@ -463,6 +471,9 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     warning: null,
   };
   let seq = 0;
+  let observed = 0;
+  /** Aborted by stop(): pending persistence retries give up. */
+  const persistAbort = new AbortController();
   let queue: Promise<void> = Promise.resolve();
   let lastStatus: Versioned<JobStatusRecord> | undefined;
 
@@ -545,25 +556,51 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       }
       log.info({ from: prev.state, to: now.state, generation: now.generation }, 'job transition');
     }
+    // Stable ids: a step retried after an append that landed but was not acknowledged appends nothing twice.
+    const appendId = (kind: string) => `${jobId}.${at}.${observed}.${kind}`;
+    observed++;
     enqueue(async () => {
       // This runtime is the status's only writer: its last write is the base of the next compare-and-set.
       const known = lastStatus;
       lastStatus = undefined;
       lastStatus = await store.jobs.updateStatus(jobId, (current) => ({ ...current, ...status }), known);
-      if (stateChanged) await store.log.append(jobId, { kind: 'transition', from: prev.state, to: now.state, generation: now.generation, at });
+      if (stateChanged) {
+        await store.log.append(jobId, { kind: 'transition', from: prev.state, to: now.state, generation: now.generation, at }, { id: appendId('t') });
+      }
       if (now.failure !== null && now.failure !== prev.failure) {
-        await store.log.append(jobId, { kind: 'error', message: now.failure.message, domain: now.failure.domain, hint: now.failure.hint, at: now.failure.at });
+        const { message, domain, hint, at: failedAt } = now.failure;
+        await store.log.append(jobId, { kind: 'error', message, domain, hint, at: failedAt }, { id: appendId('e') });
       }
       if (now.warning !== null && now.warning !== prev.warning) {
-        await store.log.append(jobId, { kind: 'warning', message: now.warning.message, at: now.warning.at });
+        await store.log.append(jobId, { kind: 'warning', message: now.warning.message, at: now.warning.at }, { id: appendId('w') });
       }
     });
   }
 
+  /**
+   * Persistence steps run one at a time, in order. A step the store could not take (NATS unreachable,
+   * lost races) is retried with backoff until it lands or the runtime stops: a transition that is never
+   * written would be resumed wrongly after a controller restart. Anything else is a bug: logged, dropped.
+   */
   function enqueue(step: () => Promise<void>): void {
-    queue = queue.then(step).catch((err: unknown) => {
-      stats.persistFailures++;
-      log.error({ err }, 'persisting the job failed');
+    queue = queue.then(async () => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await step();
+          return;
+        } catch (err) {
+          stats.persistFailures++;
+          const retry = isStoreTransient(err) && !stopped;
+          const delay = Math.min(PERSIST_RETRY_MAX_MS, PERSIST_RETRY_INITIAL_MS * 2 ** attempt);
+          log.error({ err, attempt, ...(retry ? { retryInMs: delay } : {}) }, retry ? 'persisting the job failed; retrying' : 'persisting the job failed');
+          if (!retry) return;
+          try {
+            await sleep(delay, undefined, { ref: false, signal: persistAbort.signal });
+          } catch {
+            return; // the runtime stopped
+          }
+        }
+      }
     });
   }
 
@@ -771,6 +808,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
         coordinator.close();
         ownTimers?.close();
         await Promise.allSettled(subscriptions.map((s) => s.drain()));
+        persistAbort.abort();
         await queue;
       })();
       return stopping;

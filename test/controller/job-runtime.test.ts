@@ -24,7 +24,7 @@ import {
   type StopExecution,
   type TaskEvent,
 } from '../../src/protocol/index.js';
-import { openStore, type LogRow, type Store } from '../../src/store/index.js';
+import { openStore, StoreUnavailableError, type LogRow, type Store } from '../../src/store/index.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
@@ -196,7 +196,7 @@ describe('job runtime on a real server', () => {
     return sims;
   }
 
-  async function launch(spec: RuntimeSpec, config: Partial<DesiredConfig> = {}) {
+  async function launch(spec: RuntimeSpec, config: Partial<DesiredConfig> = {}, storeFor: (real: Store) => Store = (real) => real) {
     const jobId = `job-${process.pid}-${++counter}`;
     const fullConfig = { ...DEFAULT_CONFIG, checkpointIntervalMs: 0, ...config };
     await store.jobs.create(jobId, { name: 'p', ...spec }, { ...fullConfig, ignoreStateBeforeEpoch: null });
@@ -208,7 +208,7 @@ describe('job runtime on a real server', () => {
       },
     });
     await observer.flush();
-    const runtime = createJobRuntime({ nc, store, registry, jobId, spec, config: fullConfig, policy: FAST_POLICY, log, requestTimeoutMs: 500 });
+    const runtime = createJobRuntime({ nc, store: storeFor(store), registry, jobId, spec, config: fullConfig, policy: FAST_POLICY, log, requestTimeoutMs: 500 });
     runtimes.add(jobId, runtime);
     started.push(runtime);
     const state = () => runtime.actor.getSnapshot();
@@ -219,6 +219,31 @@ describe('job runtime on a real server', () => {
     const rows = async (): Promise<LogRow[]> => (await store.log.since(jobId, 0, 1000)).data;
     return { jobId, runtime, states, sub, state, top, rows };
   }
+
+  it('a status write the store cannot take is retried until it lands, and its log rows are appended once', async () => {
+    await cluster(['a', 2]);
+    let failures = 0;
+    // The first three status writes find the store unavailable (as with NATS restarting).
+    const flaky = (real: Store): Store => ({
+      ...real,
+      jobs: Object.assign(Object.create(real.jobs) as Store['jobs'], {
+        updateStatus: (...args: Parameters<Store['jobs']['updateStatus']>) => {
+          if (failures < 3) {
+            failures++;
+            return Promise.reject(new StoreUnavailableError('updateStatus'));
+          }
+          return real.jobs.updateStatus(...args);
+        },
+      }),
+    });
+    const job = await launch(pipeline(1), {}, flaky);
+    await eventually(() => expect(job.top()).toBe('Running'));
+    await eventually(async () => expect((await store.jobs.get(job.jobId))?.status.state).toBe('Running'), { timeoutMs: 10_000 });
+    expect(failures).toBe(3);
+    expect(job.runtime.stats().persistFailures).toBe(3);
+    const transitions = (await job.rows()).filter((r) => r.kind === 'transition').map((r) => (r.kind === 'transition' ? r.to : ''));
+    expect(transitions).toEqual(['Compiling', 'Scheduling', 'Running']);
+  });
 
   it('creates → Running: status, transitions and state events persisted; a periodic checkpoint is recorded', async () => {
     const sims = await cluster(['a', 1], ['b', 1]);
