@@ -310,6 +310,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   async function scheduleJob(input: ScheduleInput): Promise<ScheduleResult> {
     const { generation } = input;
     const operators = spec.graph.nodes.map((n) => n.operator);
+    // First, before any slot is taken: it may fail (and the attempt is retried).
+    const restoreEpoch = await restorableEpoch(restoreFloor);
     const plan = assignSubtasks(spec, input.parallelismOverrides, registry.candidates(operators));
     registry.release(jobId, generation);
     registry.allocate(jobId, generation, plan.slots);
@@ -343,7 +345,6 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
 
     const context = actor.getSnapshot().context;
     const graph: Graph = { ...spec.graph, nodes: spec.graph.nodes.map((n) => ({ ...n, parallelism: plan.parallelism[n.id] ?? n.parallelism })) };
-    const restoreEpoch = await restorableEpoch(restoreFloor);
     // Epochs go on after the restored one; after a restart that ignored state, the new lineage starts at the floor.
     const startEpoch = Math.max(restoreEpoch ?? 0, restoreFloor === null ? 0 : restoreFloor - 1);
     coordinator.beginGeneration({ generation, subtasks: new Map(graph.nodes.map((n) => [n.id, n.parallelism])) }, startEpoch);
@@ -635,9 +636,13 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
         }
       }
     } catch (err) {
-      // The store is unreachable: ask for the last known epoch anyway; the worker refuses the start if it cannot read it.
+      // Never guess: an older epoch would replay, and none at all would lose the state. Scheduling retries.
       log.warn({ err, known }, 'cannot list checkpoint records');
-      return known > 0 && known >= (floor ?? 0) ? known : null;
+      throw new JobError({ kind: 'retryable', domain: 'external', message: `cannot list the checkpoint records: ${err instanceof Error ? err.message : String(err)}` });
+    }
+    if (floor === null && best === null && known > 0) {
+      // Epoch `known` completed, so its record was acknowledged: a listing without it is not to be trusted.
+      throw new JobError({ kind: 'retryable', domain: 'external', message: `no readable checkpoint record, although epoch ${known} completed` });
     }
     knowsNewestRecord = true;
     if (floor === null && best !== null && best < known) log.warn({ known, restoring: best }, 'no checkpoint record for the last completed epoch');
