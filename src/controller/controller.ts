@@ -319,7 +319,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     return out;
   }
 
-  function startRuntime(jobId: string, record: JobRecord, resumeState?: ResumeState): JobRuntime {
+  function startRuntime(jobId: string, record: JobRecord, resumeState?: ResumeState, created = false): JobRuntime {
     const { runtime: spec } = specOf(record);
     const { status } = record;
     const runtime = createJobRuntime({
@@ -330,6 +330,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       spec,
       config: desired(record.config),
       restoreFloor: record.config.ignoreStateBeforeEpoch,
+      created,
       status: {
         generation: status.generation,
         restarts: status.restarts,
@@ -409,7 +410,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     const record = await store.jobs.create(jobId, spec, configFromPipeline(pipeline));
     return serialized(jobId, async () => {
       try {
-        startRuntime(jobId, record);
+        startRuntime(jobId, record, undefined, true);
       } catch (err) {
         // Nothing may stay behind for a create that failed.
         jobIds.delete(jobId);

@@ -68,6 +68,8 @@ export interface JobRuntimeOptions {
   config: DesiredConfig;
   /** Status of a previous incarnation (a controller restart); `epoch` is the newest completed epoch. */
   status?: JobInput['status'] & { epoch?: number };
+  /** A job this controller has just created: it has no checkpoint records to look for. */
+  created?: boolean;
   /** A restart that ignored state: restore no checkpoint older than this epoch (null: any). */
   restoreFloor?: number | null;
   /** The provided job machine, shared by the controller's jobs. Default: a private one. */
@@ -223,7 +225,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   let kv: Promise<KV> | undefined;
   let restoreFloor = options.restoreFloor ?? null;
   /** After a controller restart the status's epoch can lag behind the records: list them once. */
-  let knowsNewestRecord = false;
+  let knowsNewestRecord = options.created === true;
   const ownTimers = options.timers === undefined ? new TimerQueue({ onError: (err) => baseLog.error({ err, jobId }, 'checkpoint timer failed') }) : undefined;
   const coordinator = new CheckpointCoordinator({
     jobId,
@@ -618,6 +620,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       const kv = await checkpointKv();
       // Once this incarnation has listed the records or completed a checkpoint itself, the newest
       // epoch is known exactly: one read instead of listing a bucket that holds every job's records.
+      if (knowsNewestRecord && known === 0 && floor === null) return null;
       if (knowsNewestRecord && known > 0 && known >= (floor ?? 0)) {
         const entry = await kv.get(checkpointKey(jobId, known));
         if (entry !== null && entry.operation === 'PUT') return known;
