@@ -1,12 +1,16 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { connect, credsAuthenticator, type NodeConnectionOptions } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, nkeyAuthenticator, type NodeConnectionOptions } from '@nats-io/transport-node';
 import { pino } from 'pino';
+import { applyNatsRequestFix } from './nats-request-fix.js';
 import { startWorker } from '../worker/process.js';
 import { controllerCommand } from './controller.js';
 import { jobsCommand } from './jobs.js';
 import { up } from './up.js';
+
+// Every weir process is started through this module.
+applyNatsRequestFix();
 
 const USAGE = `weir: a NATS-native control plane for streaming jobs
 
@@ -19,7 +23,8 @@ Commands:
                    --slots N     task slots (required)
                    --id ID       worker id (default: <hostname>-<pid>-<random>)
                    --nats URL    NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
-                 credentials from NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS (a .creds file)
+                 credentials from NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE or NATS_CREDS;
+                 TLS from NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY
 
   up             run NATS (if needed), a controller and workers locally until Ctrl-C:
                    --workers N   workers (default 2)   --slots N   slots per worker (default 4)
@@ -43,17 +48,29 @@ export function main(argv: readonly string[], out: (line: string) => void = cons
   return Promise.resolve(run(argv, out));
 }
 
-/** NATS connection options from the URL and the NATS_* environment variables. */
+/**
+ * NATS connection options from the URL and the NATS_* environment variables (docs/operations.md):
+ * credentials and TLS never come from code or command-line arguments. Throws when more than one
+ * authentication method is set, rather than letting one silently win.
+ */
 export function natsOptions(url: string, env: NodeJS.ProcessEnv = process.env): NodeConnectionOptions {
   // noAsyncTraces: nats.js otherwise captures a stack trace on every request and JetStream publish, which
   // cost the controller more CPU than its checkpoints (bench:controller); our logs say where a call began.
   const options: NodeConnectionOptions = { servers: url, maxReconnectAttempts: -1, waitOnFirstConnect: true, noAsyncTraces: true };
+  const methods = (['NATS_USER', 'NATS_TOKEN', 'NATS_NKEY_SEED_FILE', 'NATS_CREDS'] as const).filter((name) => env[name]);
+  if (methods.length > 1) throw new Error(`set one NATS authentication method, not ${methods.join(' and ')}`);
   if (env['NATS_CREDS']) options.authenticator = credsAuthenticator(readFileSync(env['NATS_CREDS']));
+  if (env['NATS_NKEY_SEED_FILE']) options.authenticator = nkeyAuthenticator(new TextEncoder().encode(readFileSync(env['NATS_NKEY_SEED_FILE'], 'utf8').trim()));
   if (env['NATS_USER']) {
     options.user = env['NATS_USER'];
     options.pass = env['NATS_PASSWORD'] ?? '';
   }
   if (env['NATS_TOKEN']) options.token = env['NATS_TOKEN'];
+  const tls = { caFile: env['NATS_TLS_CA'], certFile: env['NATS_TLS_CERT'], keyFile: env['NATS_TLS_KEY'] };
+  if (tls.certFile !== undefined && tls.keyFile === undefined) throw new Error('NATS_TLS_CERT needs NATS_TLS_KEY');
+  if (Object.values(tls).some((v) => v !== undefined && v !== '')) {
+    options.tls = Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined && v !== ''));
+  }
   return options;
 }
 

@@ -1,0 +1,52 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { createUser } from '@nats-io/nkeys';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { natsOptions } from '../../src/cli/main.js';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+
+describe('natsOptions', () => {
+  it('takes user/password and token from the environment, nothing by default', () => {
+    expect(natsOptions('nats://h:1', {})).toEqual({ servers: 'nats://h:1', maxReconnectAttempts: -1, waitOnFirstConnect: true, noAsyncTraces: true });
+    expect(natsOptions('nats://h:1', { NATS_USER: 'u', NATS_PASSWORD: 'p' })).toMatchObject({ user: 'u', pass: 'p' });
+    expect(natsOptions('nats://h:1', { NATS_TOKEN: 't' })).toMatchObject({ token: 't' });
+  });
+
+  it('refuses two authentication methods at once', () => {
+    expect(() => natsOptions('nats://h:1', { NATS_USER: 'u', NATS_TOKEN: 't' })).toThrow(/one NATS authentication method, not NATS_USER and NATS_TOKEN/);
+  });
+
+  it('maps the TLS variables to file options and wants a key with a certificate', () => {
+    expect(natsOptions('tls://h:1', { NATS_TLS_CA: '/ca.pem' }).tls).toEqual({ caFile: '/ca.pem' });
+    expect(natsOptions('tls://h:1', { NATS_TLS_CERT: '/c.pem', NATS_TLS_KEY: '/k.pem' }).tls).toEqual({ certFile: '/c.pem', keyFile: '/k.pem' });
+    expect(() => natsOptions('tls://h:1', { NATS_TLS_CERT: '/c.pem' })).toThrow(/NATS_TLS_KEY/);
+  });
+
+  describe('against a server that wants an nkey', () => {
+    let dir: string;
+    let server: NatsServerHandle;
+    const user = createUser();
+
+    beforeAll(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'weir-nkey-'));
+      const conf = join(dir, 'server.conf');
+      await writeFile(conf, `authorization { users = [ { nkey: ${user.getPublicKey()} } ] }\n`);
+      await writeFile(join(dir, 'user.nk'), `${new TextDecoder().decode(user.getSeed())}\n`);
+      server = await startNatsServer({ jetstream: false, args: ['-c', conf] });
+    });
+
+    afterAll(async () => {
+      await server?.dispose();
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('connects with NATS_NKEY_SEED_FILE and is refused without it', async () => {
+      const nc = await connect({ ...natsOptions(server.url, { NATS_NKEY_SEED_FILE: join(dir, 'user.nk') }), waitOnFirstConnect: false, maxReconnectAttempts: 0 });
+      await nc.flush();
+      await nc.close();
+      await expect(connect({ ...natsOptions(server.url, {}), waitOnFirstConnect: false, maxReconnectAttempts: 0 })).rejects.toThrow(/authorization/i);
+    });
+  });
+});

@@ -1,0 +1,70 @@
+import { RequestError, TimeoutError } from '@nats-io/nats-core';
+import { RequestOne } from '@nats-io/nats-core/internal';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { applyNatsRequestFix } from '../../src/cli/nats-request-fix.js';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+
+type Spied = { deferred: { reject: (err: unknown) => void } };
+
+describe('the nats.js request fix', () => {
+  let server: NatsServerHandle;
+  let nc: NatsConnection;
+  const rejects: ReturnType<typeof vi.fn>[] = [];
+
+  beforeAll(async () => {
+    applyNatsRequestFix();
+    applyNatsRequestFix(); // idempotent
+    // Outermost wrapper: watch every request's deferred rejection.
+    const proto = RequestOne.prototype as unknown as { resolver: (this: Spied, ...args: unknown[]) => void };
+    const patched = proto.resolver;
+    proto.resolver = function (this: Spied, ...args: unknown[]) {
+      const original = this.deferred.reject;
+      const spy = vi.fn((err: unknown) => original(err));
+      this.deferred.reject = spy;
+      rejects.push(spy);
+      patched.apply(this, args);
+    };
+    server = await startNatsServer();
+    nc = await connect({ servers: server.url, noAsyncTraces: true });
+    nc.subscribe('echo', {
+      callback: (_err, msg) => {
+        msg.respond(msg.data);
+      },
+    });
+    await nc.flush();
+  });
+
+  afterAll(async () => {
+    await nc?.close();
+    await server?.dispose();
+  });
+
+  it('a replied request resolves and builds no cancellation error', async () => {
+    rejects.length = 0;
+    const reply = await nc.request('echo', 'hello', { timeout: 2_000 });
+    expect(reply.string()).toBe('hello');
+    expect(rejects).toHaveLength(1);
+    expect(rejects[0]).not.toHaveBeenCalled();
+  });
+
+  it('a request nobody answers still times out', async () => {
+    nc.subscribe('silent', { callback: () => {} });
+    await expect(nc.request('silent', 'x', { timeout: 200 })).rejects.toBeInstanceOf(TimeoutError);
+  });
+
+  it('a request to no responders still fails with the no-responders cause', async () => {
+    const err = (await nc.request('nobody.here', 'x', { timeout: 2_000 }).catch((e: unknown) => e)) as RequestError;
+    expect(err).toBeInstanceOf(RequestError);
+    expect(err.isNoResponders()).toBe(true);
+  });
+
+  it('a request pending when the connection closes is rejected', async () => {
+    const other = await connect({ servers: server.url, noAsyncTraces: true });
+    other.subscribe('slow', { callback: () => {} });
+    await other.flush();
+    const pending = other.request('slow', 'x', { timeout: 10_000 });
+    await other.close();
+    await expect(pending).rejects.toBeInstanceOf(RequestError);
+  });
+});
