@@ -252,10 +252,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     const gen = generations.get(generation);
     const fromPlan = gen === undefined ? [] : [...gen.assignments.keys()].filter((w) => !gen.lostWorkers.has(w));
     // A generation scheduled by an earlier incarnation is only known to the registry.
-    const fromRegistry = registry
-      .list()
-      .filter((w) => w.allocations.some((a) => a.jobId === jobId && a.generation === generation))
-      .map((w) => w.workerId);
+    const fromRegistry = registry.holders(jobId, generation);
     return [...new Set([...fromPlan, ...fromRegistry])].sort();
   }
 

@@ -308,6 +308,14 @@ export class WorkerRegistry {
     return freed;
   }
 
+  /** The workers (live or not yet swept) holding slots for this generation of the job, sorted by id. */
+  holders(jobId: string, generation: number): string[] {
+    const key = allocationKey(jobId, generation);
+    const out: string[] = [];
+    for (const [workerId, record] of this.workers) if (record.allocations.has(key)) out.push(workerId);
+    return out.sort();
+  }
+
   /** Free slots of a worker, `undefined` for an unknown id (expired but not yet swept workers still count). */
   freeSlots(workerId: string): number | undefined {
     const record = this.workers.get(workerId);

@@ -149,6 +149,20 @@ describe('WorkerRegistry', () => {
     expect(registry.get('w1')!.allocations).toEqual([{ jobId: 'job-1', generation: 2, slots: 2 }]);
   });
 
+  it('names the holders of one generation of a job, sorted, and forgets them on release', () => {
+    const { registry } = setup();
+    registry.register(worker('w2', 4));
+    registry.register(worker('w1', 4));
+    registry.register(worker('w3', 4));
+    registry.allocate('job-1', 1, new Map([['w2', 1], ['w1', 1], ['w3', 0]]));
+    registry.allocate('job-2', 1, new Map([['w3', 1]]));
+    expect(registry.holders('job-1', 1)).toEqual(['w1', 'w2']);
+    expect(registry.holders('job-1', 2)).toEqual([]);
+    expect(registry.holders('job-2', 1)).toEqual(['w3']);
+    registry.release('job-1', 1);
+    expect(registry.holders('job-1', 1)).toEqual([]);
+  });
+
   it('offers as candidates only live workers with free slots that have every needed operator', () => {
     const { clock, registry } = setup(10_000);
     registry.register(worker('w-old', 4, ['source', 'sink']));
