@@ -7,7 +7,8 @@
  * every subtask started, and complete every checkpoint of a job they run (empty state) as soon as a source
  * worker receives its barrier request. The simulated workers' own CPU is not the controller's.
  *
- * Printed, each beside its floor measured in the same run:
+ * Printed, each beside its floor measured in the same run, under the same load (floor samples are
+ * interleaved with weir's, after the CPU window):
  * - controller CPU (% of one core, from /proc/<pid>/stat over the window) and RSS with N jobs Running, each
  *   checkpointing every 10 s;
  * - config update → persisted transition: from sending `stop: immediate` for a Running job to the KV
@@ -33,6 +34,8 @@ import { CHECKPOINTS_KV_BUCKET, JOBS_KV_BUCKET, subjects } from '../src/protocol
 import { startNatsServer } from '../test/support/nats-server.js';
 
 const GOALS = { cpuPctAt10k: 25, transitionRatio: 2, checkpointRatio: 3 } as const;
+/** Long enough for ≥ 50 checkpoints of the 16-subtask jobs (10 per second by default). */
+const LATENCY_PHASE_MIN_MS = 6_000;
 const OPERATORS = ['impulse', 'map-key', 'count', 'log', 'preview'];
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = (d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as Record<string, unknown>;
@@ -267,7 +270,7 @@ async function main(): Promise<void> {
       }
     })();
 
-    // Floors, measured before the load and on the same server.
+    // Floors, on the same server and under the same load as weir's samples (interleaved with them below).
     const echo = await connect({ servers: server.url, name: 'bench-echo' });
     echo.subscribe('bench.echo', {
       callback: (_e, m) => {
@@ -287,7 +290,9 @@ async function main(): Promise<void> {
     const casFloor: number[] = [];
     const rttFloor: number[] = [];
     const checkpointFloor: number[] = [];
-    for (let i = 0; i < opts.samples; i++) {
+    let floorRound = 0;
+    const sampleFloors = async (): Promise<void> => {
+      const i = floorRound++;
       let t = performance.now();
       revision = await floorKv.update('k', enc({ n: i }), revision);
       casFloor.push(performance.now() - t);
@@ -303,9 +308,12 @@ async function main(): Promise<void> {
       t = performance.now();
       await nc.request('bench.echo', enc({ i }), { timeout: 5_000 });
       await nc.request('bench.echo', enc({ i }), { timeout: 5_000 });
-      await floorKv.put(`c.${i}`, enc({ i }));
+      await floorKv.put(`c.${i % 64}`, enc({ i }));
       checkpointFloor.push(performance.now() - t);
-    }
+    };
+    // Warm both paths' code before anything is timed.
+    for (let i = 0; i < 20; i++) await sampleFloors();
+    casFloor.length = casWatchedFloor.length = rttFloor.length = checkpointFloor.length = 0;
 
     // The load: N jobs created with bounded concurrency, every one checkpointing every 10 s.
     const t0 = performance.now();
@@ -345,16 +353,24 @@ async function main(): Promise<void> {
     const rss = rssMiB(pid);
     const checkpointsPerSec = (recordsWritten - records0) / windowS;
 
-    // Config update → persisted transition, on jobs of the steady load, one at a time.
+    // Latency phase: config update → persisted transition on jobs of the steady load, one at a time,
+    // interleaved with the floors; the checkpoint samples are the 16-subtask jobs' checkpoints meanwhile.
     const transition: number[] = [];
-    for (const jobId of ids.slice(0, opts.samples)) {
-      const left = new Promise<void>((resolve) => statusWaiters.set(jobId, (state) => state !== 'Running' && resolve()));
-      const t = performance.now();
-      const reply = dec((await nc.request(subjects.apiJobConfig(jobId), enc({ v: 1, stop: 'immediate' }), { timeout: 10_000 })).data);
-      if (reply['error'] !== undefined) throw new Error(`config update failed: ${JSON.stringify(reply)}`);
-      await left;
-      transition.push(performance.now() - t);
-      statusWaiters.delete(jobId);
+    checkpointDone.length = 0;
+    const phaseStart = performance.now();
+    for (let i = 0; i < opts.samples || performance.now() - phaseStart < LATENCY_PHASE_MIN_MS; i++) {
+      await sampleFloors();
+      const jobId = ids[i];
+      if (i < opts.samples && jobId !== undefined) {
+        const left = new Promise<void>((resolve) => statusWaiters.set(jobId, (state) => state !== 'Running' && resolve()));
+        const t = performance.now();
+        const reply = dec((await nc.request(subjects.apiJobConfig(jobId), enc({ v: 1, stop: 'immediate' }), { timeout: 10_000 })).data);
+        if (reply['error'] !== undefined) throw new Error(`config update failed: ${JSON.stringify(reply)}`);
+        await left;
+        transition.push(performance.now() - t);
+        statusWaiters.delete(jobId);
+      }
+      await sleep(10);
     }
 
     const q = {

@@ -14,6 +14,8 @@
  *   Stopped, Finishing → Finished.
  */
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isDeepStrictEqual } from 'node:util';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
@@ -55,6 +57,7 @@ import {
   PartialJobError,
   StoreUnavailableError,
   UnknownJobError,
+  isTransientStoreError,
   openStore,
   type ConfigWatcher,
   type JobConfigRecord,
@@ -148,6 +151,8 @@ export function newJobId(now = Date.now()): string {
 }
 
 const toMs = (micros: number): number => Math.ceil(micros / 1000);
+const CONFIG_RELOAD_INITIAL_MS = 200;
+const CONFIG_RELOAD_MAX_MS = 5_000;
 const toMicros = (ms: number): number => Math.max(0, Math.round(ms * 1000));
 
 function desired(config: JobConfigRecord): DesiredConfig {
@@ -441,15 +446,54 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         throw new RequestRejected('conflict', `job ${jobId} is at revision ${current.revision}, not ${update.expected_revision}`);
       }
       // Validated before the write so that a bad update changes nothing.
-      applyUpdate(current.value, update, nodeIds, latestEpoch);
-      const result = await store.jobs.updateConfig(jobId, (value) => applyUpdate(value, update, nodeIds, latestEpoch), current);
+      const next = applyUpdate(current.value, update, nodeIds, latestEpoch);
+      const write = store.jobs.updateConfig(jobId, (value) => applyUpdate(value, update, nodeIds, latestEpoch), current);
+      // The runtime gets the update while its write is in flight, so the transition it causes is persisted
+      // beside the config rather than one round trip later. Should the process die in between, a resumed
+      // job converges on the stored config whichever of the two landed (Stopped starts again when the
+      // stored config asks to run; a config without its transition is acted on at resume).
+      runtime?.setRestoreFloor(next.ignoreStateBeforeEpoch);
+      runtime?.send({ type: 'config.update', config: desired(next) });
+      let result: Versioned<JobConfigRecord>;
+      try {
+        result = await write;
+      } catch (err) {
+        // The runtime holds a config the store may not: give it back what the store holds, once it can be read.
+        void serialized(jobId, () => reloadStoredConfig(jobId));
+        throw err;
+      }
       knownConfigs.set(jobId, { nodeIds, config: result });
       appliedRevision.set(jobId, Math.max(appliedRevision.get(jobId) ?? 0, result.revision));
-      runtime?.setRestoreFloor(result.value.ignoreStateBeforeEpoch);
-      runtime?.send({ type: 'config.update', config: desired(result.value) });
+      if (!isDeepStrictEqual(result.value, next)) {
+        // Re-applied on top of a change another writer made meanwhile: the runtime follows the merge.
+        runtime?.setRestoreFloor(result.value.ignoreStateBeforeEpoch);
+        runtime?.send({ type: 'config.update', config: desired(result.value) });
+      }
       log.info({ jobId, revision: result.revision, update }, 'config updated');
       return { v: PROTOCOL_VERSION, job_id: jobId, revision: result.revision };
     });
+  }
+
+  /** After a failed config write: the runtime follows the stored config again, retried while NATS is away. */
+  async function reloadStoredConfig(jobId: string): Promise<void> {
+    for (let attempt = 0; stopping === undefined && jobIds.has(jobId); attempt++) {
+      try {
+        const record = await existing(jobId);
+        remember(jobId, record);
+        appliedRevision.set(jobId, Math.max(appliedRevision.get(jobId) ?? 0, record.revisions.config));
+        const runtime = runtimes.get(jobId);
+        runtime?.setRestoreFloor(record.config.ignoreStateBeforeEpoch);
+        runtime?.send({ type: 'config.update', config: desired(record.config) });
+        log.info({ jobId, revision: record.revisions.config }, 'runtime given the stored config after a failed config write');
+        return;
+      } catch (err) {
+        if (!isTransientStoreError(err)) {
+          log.warn({ err, jobId }, 'could not reload the stored config after a failed config write');
+          return;
+        }
+        await sleep(Math.min(CONFIG_RELOAD_MAX_MS, CONFIG_RELOAD_INITIAL_MS * 2 ** attempt));
+      }
+    }
   }
 
   async function remove(msg: Msg): Promise<DeleteJobReply> {

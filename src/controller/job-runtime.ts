@@ -42,7 +42,7 @@ import {
   type StartExecution,
   type StopExecution,
 } from '../protocol/index.js';
-import { ConflictError, StoreUnavailableError, type JobStatusRecord, type Store, type Versioned } from '../store/index.js';
+import { isTransientStoreError, type JobStatusRecord, type Store, type Versioned } from '../store/index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import type { WorkerRegistry } from './registry.js';
@@ -137,10 +137,6 @@ export const DEFAULT_CHECKPOINT_BUCKET = CHECKPOINTS_KV_BUCKET;
 const RECENT_RECORDS = 10;
 const PERSIST_RETRY_INITIAL_MS = 200;
 const PERSIST_RETRY_MAX_MS = 10_000;
-
-function isStoreTransient(err: unknown): boolean {
-  return err instanceof StoreUnavailableError || (err instanceof ConflictError && err.reason === 'contention');
-}
 
 const STOPPED_CODES: readonly ErrorCode[] = ['unknown_job', 'stale_generation'];
 
@@ -590,7 +586,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
           return;
         } catch (err) {
           stats.persistFailures++;
-          const retry = isStoreTransient(err) && !stopped;
+          const retry = isTransientStoreError(err) && !stopped;
           const delay = Math.min(PERSIST_RETRY_MAX_MS, PERSIST_RETRY_INITIAL_MS * 2 ** attempt);
           log.error({ err, attempt, ...(retry ? { retryInMs: delay } : {}) }, retry ? 'persisting the job failed; retrying' : 'persisting the job failed');
           if (!retry) return;

@@ -77,3 +77,8 @@ export class CorruptRecordError extends StoreError {
     this.key = key;
   }
 }
+
+/** A failure worth retrying as is: NATS unreachable, or compare-and-set races lost to other writers. */
+export function isTransientStoreError(err: unknown): boolean {
+  return err instanceof StoreUnavailableError || (err instanceof ConflictError && err.reason === 'contention');
+}

@@ -23,6 +23,7 @@ export {
   StoreUnavailableError,
   StoreValidationError,
   UnknownJobError,
+  isTransientStoreError,
   type ConflictReason,
 } from './errors.js';
 export {

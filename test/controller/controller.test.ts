@@ -21,7 +21,7 @@ import {
 } from '../../src/protocol/index.js';
 import type { JobInspector } from '../../src/inspect/index.js';
 import type { CheckpointRecord } from '../../src/controller/job-runtime.js';
-import { openStore, type Store } from '../../src/store/index.js';
+import { StoreUnavailableError, openStore, type Store } from '../../src/store/index.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
@@ -439,6 +439,42 @@ describe('controller', () => {
     await store.jobs.updateConfig(jobId, (c) => ({ ...c, stop: 'checkpoint' }));
     await reach(jobId, 'Stopped');
     expect(controller!.stats().externalConfigChanges).toBe(1);
+  });
+
+  it('a config write that fails hands the runtime the stored config back: the job returns to what the store holds', async () => {
+    const jobId = await create();
+    const running = await reach(jobId, 'Running');
+    const jobs = controller!.store.jobs;
+    const real = jobs.updateConfig.bind(jobs);
+    let failures = 1;
+    jobs.updateConfig = (...args) => (failures-- > 0 ? Promise.reject(new StoreUnavailableError('updateConfig')) : real(...args));
+    const reply = await configure(jobId, { stop: 'immediate' });
+    expect(reply.error?.code).toBe('unavailable');
+    // The runtime had the update while its write was in flight, so the job began to stop; the stored
+    // config (run) wins again and the job runs at the next generation.
+    await eventually(() => expect(states.some((s) => s.job_id === jobId && s.state === 'Stopping')).toBe(true));
+    const after = await eventually(
+      async () => {
+        const v = await view(jobId);
+        expect(v.state).toBe('Running');
+        expect(v.generation).toBeGreaterThan(running.generation);
+        return v;
+      },
+      { timeoutMs: 15_000, intervalMs: 50 },
+    );
+    expect(after.config.stop).toBe('none');
+    expect((await store.jobs.get(jobId))!.config.stop).toBe('none');
+  });
+
+  it('a config update is answered once stored, with its revision; the transition it causes is stored beside it', async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    const reply = await configure(jobId, { stop: 'immediate' });
+    expect(reply.error).toBeUndefined();
+    const record = (await store.jobs.get(jobId))!;
+    expect(record.config.stop).toBe('immediate');
+    expect(record.revisions.config).toBe(reply['revision']);
+    await eventually(async () => expect((await store.jobs.get(jobId))!.status.state).toBe('Stopped'));
   });
 
   it('resumes jobs after a controller restart: Running → Compiling → Running at a higher generation, Stopped stays Stopped', async () => {
