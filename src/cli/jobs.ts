@@ -12,9 +12,11 @@ import type { z } from 'zod';
 import {
   decodeReply,
   decodeValue,
+  checkpointDetailsReplySchema,
   deleteJobReplySchema,
   encode,
   isValidId,
+  jobCheckpointsReplySchema,
   jobRevisionReplySchema,
   jobStateEventSchema,
   jobViewSchema,
@@ -24,6 +26,7 @@ import {
   type ConfigUpdate,
   type ListJobsRequest,
 } from '../protocol/index.js';
+import { checkpointListTable, checkpointTimeline } from './checkpoint-timeline.js';
 import { jobListTable, jobViewText, stateEventLine } from './format.js';
 import { natsOptions } from './main.js';
 
@@ -42,7 +45,8 @@ credentials as for 'weir worker'; --json prints JSON instead of text; --timeout 
   weir jobs restart ID [--force]         a new run; --force does not wait for a checkpoint
   weir jobs rescale ID N                 run every node with parallelism N
   weir jobs delete ID                    remove a Stopped, Finished or Failed job
-  weir jobs watch ID [--count N]         print state events until Ctrl-C (or N events)`;
+  weir jobs watch ID [--count N]         print state events until Ctrl-C (or N events)
+  weir jobs checkpoints ID [EPOCH]       the checkpoint history; with EPOCH, that checkpoint's spans as a timeline`;
 
 export interface CliIo {
   out: (line: string) => void;
@@ -79,8 +83,14 @@ interface Context {
 }
 
 function positiveInt(text: string | undefined, what: string): number {
+  const n = nonNegativeInt(text, what);
+  if (n < 1) throw new UsageError(`${what} must be a positive integer, got ${JSON.stringify(text ?? '')}`);
+  return n;
+}
+
+function nonNegativeInt(text: string | undefined, what: string): number {
   const n = Number(text);
-  if (text === undefined || !/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`${what} must be a positive integer, got ${JSON.stringify(text ?? '')}`);
+  if (text === undefined || !/^[0-9]+$/.test(text) || !Number.isSafeInteger(n)) throw new UsageError(`${what} must be a non-negative integer, got ${JSON.stringify(text ?? '')}`);
   return n;
 }
 
@@ -190,6 +200,16 @@ function plan(positionals: readonly string[], ctx: Context): () => Promise<numbe
       const id = jobId(rest[0]);
       const parallelism = positiveInt(rest[1], 'N');
       return () => configure(ctx, id, { v: 1, parallelism }, `rescale to parallelism ${parallelism} requested`);
+    }
+    case 'checkpoints': {
+      allow();
+      if (rest.length < 1 || rest.length > 2) throw new UsageError('usage: weir jobs checkpoints ID [EPOCH]');
+      const id = jobId(rest[0]);
+      if (rest[1] === undefined) {
+        return () => request(ctx, subjects.apiJobCheckpoints(id), { v: 1 }, jobCheckpointsReplySchema, (reply) => checkpointListTable(reply.data));
+      }
+      const epoch = nonNegativeInt(rest[1], 'EPOCH');
+      return () => request(ctx, subjects.apiJobCheckpoint(id), { v: 1, epoch }, checkpointDetailsReplySchema, (reply) => checkpointTimeline(reply));
     }
     case 'watch': {
       allow('count');

@@ -45,6 +45,9 @@ export interface OperatorCheckpoint {
   finish_time: number | null;
 }
 
+/** A subtask's completion as recorded, with the progress events that led to it (worker times, µs). */
+export type RecordedSubtask = SubtaskCheckpoint & { progress?: SubtaskProgress['events'] };
+
 /** The durable record of a completed epoch (key `<job>.<epoch>` of the checkpoint bucket). */
 export interface CheckpointRecord {
   job_id: string;
@@ -56,7 +59,7 @@ export interface CheckpointRecord {
   start_time: number;
   completed_at: number;
   operators: OperatorCheckpoint[];
-  subtasks: SubtaskCheckpoint[];
+  subtasks: RecordedSubtask[];
   spans: JobSpan[];
 }
 
@@ -72,6 +75,8 @@ export interface CheckpointSummary {
   bytes: number;
   spans: JobSpan[];
   operators: OperatorCheckpoint[];
+  /** Per-subtask progress: what a checkpoint that never completed got to. */
+  subtasks: SubtaskProgress[];
   failure: string | null;
 }
 
@@ -151,7 +156,12 @@ const micros = (ms: number): number => Math.max(0, Math.round(ms * 1000));
 const subtaskKey = (nodeId: string, index: number): string => `${nodeId}\u0000${index}`;
 
 function copySummary(s: CheckpointSummary): CheckpointSummary {
-  return { ...s, spans: s.spans.map((span) => ({ ...span })), operators: s.operators.map((o) => ({ ...o })) };
+  return {
+    ...s,
+    spans: s.spans.map((span) => ({ ...span })),
+    operators: s.operators.map((o) => ({ ...o })),
+    subtasks: s.subtasks.map((p) => ({ ...p, events: p.events.map((e) => ({ ...e })), completed: p.completed === null ? null : { ...p.completed } })),
+  };
 }
 
 export class CheckpointCoordinator {
@@ -356,6 +366,7 @@ export class CheckpointCoordinator {
           { span: 'CheckpointingOperators', start: micros(now), finish: null },
         ],
         operators: [],
+        subtasks: [],
         failure: null,
       },
       dueAt,
@@ -412,7 +423,7 @@ export class CheckpointCoordinator {
       start_time: summary.start_time,
       completed_at: micros(now),
       operators: [...flight.operators.values()].map((o) => ({ ...o })),
-      subtasks: [...flight.subtasks.values()].map((s) => s.completed!),
+      subtasks: [...flight.subtasks.values()].map((s) => ({ ...s.completed!, progress: s.events.map((e) => ({ ...e })) })),
       spans: [],
     };
     this.options.persist({ ...record, spans: summary.spans.map((span) => ({ ...span })) }).then(
@@ -467,7 +478,7 @@ export class CheckpointCoordinator {
   }
 
   private summaryOf(flight: InFlight): CheckpointSummary {
-    return { ...flight.summary, operators: [...flight.operators.values()] };
+    return { ...flight.summary, operators: [...flight.operators.values()], subtasks: [...flight.subtasks.values()] };
   }
 
   /** A settled checkpoint's summary is never written again, so the history can hold it as it is. */

@@ -30,20 +30,24 @@ import {
   MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
   SUBJECTS,
+  checkpointDetailsRequestSchema,
   configUpdateSchema,
   decode,
   encode,
   errorReply,
   isValidId,
+  jobCheckpointsRequestSchema,
   jobRequestSchema,
   listJobsRequestSchema,
   parseSubject,
   pipelineSchema,
   truncateErrorText,
   validateGraph,
+  type CheckpointDetailsReply,
   type ConfigUpdate,
   type DeleteJobReply,
   type ErrorCode,
+  type JobCheckpointsReply,
   type JobRevisionReply,
   type JobSummary,
   type JobView,
@@ -92,7 +96,7 @@ export interface ControllerOptions {
   queue?: string;
 }
 
-export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list';
+export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list' | 'checkpoints' | 'checkpoint';
 
 export interface ControllerStats {
   jobs: number;
@@ -151,6 +155,8 @@ export function newJobId(now = Date.now()): string {
 }
 
 const toMs = (micros: number): number => Math.ceil(micros / 1000);
+/** The reference keeps 100 checkpoint rows per job. */
+const CHECKPOINT_HISTORY_LIMIT = 100;
 const CONFIG_RELOAD_INITIAL_MS = 200;
 const CONFIG_RELOAD_MAX_MS = 5_000;
 const toMicros = (ms: number): number => Math.max(0, Math.round(ms * 1000));
@@ -257,7 +263,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const stats: ControllerStats = {
     jobs: 0,
-    received: { create: 0, config: 0, delete: 0, get: 0, list: 0 },
+    received: { create: 0, config: 0, delete: 0, get: 0, list: 0, checkpoints: 0, checkpoint: 0 },
     rejected: {},
     externalConfigChanges: 0,
   };
@@ -537,6 +543,39 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     return jobView(jobId, record, record.status.state);
   }
 
+  function runtimeOf(jobId: string): JobRuntime {
+    const runtime = jobIds.has(jobId) ? runtimes.get(jobId) : undefined;
+    if (runtime === undefined) throw new RequestRejected('unknown_job', `no job ${jobId}`);
+    return runtime;
+  }
+
+  /** Checkpoint reads go to JetStream directly: an outage is `unavailable`, not a bug. */
+  async function readCheckpoints<T>(jobId: string, read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (err) {
+      if (err instanceof RequestRejected) throw err;
+      throw new RequestRejected('unavailable', `cannot read the checkpoints of job ${jobId}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  async function checkpoints(msg: Msg): Promise<JobCheckpointsReply> {
+    const jobId = jobOf(msg);
+    const request = body(jobCheckpointsRequestSchema, msg);
+    const runtime = runtimeOf(jobId);
+    const all = await readCheckpoints(jobId, () => runtime.checkpointHistory(CHECKPOINT_HISTORY_LIMIT));
+    return { v: PROTOCOL_VERSION, job_id: jobId, data: request.include_failed ? all : all.filter((c) => c.status !== 'failed') };
+  }
+
+  async function checkpoint(msg: Msg): Promise<CheckpointDetailsReply> {
+    const jobId = jobOf(msg);
+    const { epoch } = body(checkpointDetailsRequestSchema, msg);
+    const runtime = runtimeOf(jobId);
+    const details = await readCheckpoints(jobId, () => runtime.checkpointDetails(epoch));
+    if (details === null) throw new RequestRejected('unknown_checkpoint', `job ${jobId} has no checkpoint ${epoch}`);
+    return { v: PROTOCOL_VERSION, job_id: jobId, checkpoint: details.checkpoint, data: details.operators };
+  }
+
   async function list(msg: Msg): Promise<ListJobsReply> {
     const request = body(listJobsRequestSchema, msg);
     const limit = request.limit ?? DEFAULT_LIST_LIMIT;
@@ -558,7 +597,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     return { v: PROTOCOL_VERSION, data, has_more: i < ids.length };
   }
 
-  const handlers: Record<ApiRequest, (msg: Msg) => Promise<unknown>> = { create, config, delete: remove, get, list };
+  const handlers: Record<ApiRequest, (msg: Msg) => Promise<unknown>> = { create, config, delete: remove, get, list, checkpoints, checkpoint };
 
   function serve(kind: ApiRequest, subject: string): Subscription {
     return nc.subscribe(subject, {
@@ -633,6 +672,8 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     serve('config', SUBJECTS.apiJobConfig.wildcard),
     serve('delete', SUBJECTS.apiJobDelete.wildcard),
     serve('get', SUBJECTS.apiJobGet.wildcard),
+    serve('checkpoints', SUBJECTS.apiJobCheckpoints.wildcard),
+    serve('checkpoint', SUBJECTS.apiJobCheckpoint.wildcard),
   ];
   await nc.flush();
   await workers.ready();

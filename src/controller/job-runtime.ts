@@ -34,10 +34,12 @@ import {
   taskEventSchema,
   truncateErrorText,
   validateGraph,
+  type Checkpoint,
   type CheckpointRequest,
   type ErrorCode,
   type Graph,
   type JobStateEvent,
+  type OperatorCheckpointGroup,
   type OperatorSpec,
   type StartExecution,
   type StopExecution,
@@ -48,6 +50,7 @@ import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import type { WorkerRegistry } from './registry.js';
 import { CheckpointCoordinator, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
+import { checkpointFromRecord, checkpointFromSummary, operatorGroupsFromRecord, operatorGroupsFromSummary } from './checkpoint-views.js';
 import { JobMachines } from './job-machines.js';
 import { TimerQueue } from './timer-queue.js';
 import type { LostReason } from './worker-service.js';
@@ -116,6 +119,11 @@ export interface JobRuntimeStats {
   stateEventsPublished: number;
 }
 
+export interface CheckpointDetails {
+  checkpoint: Checkpoint;
+  operators: OperatorCheckpointGroup[];
+}
+
 export interface JobRuntime {
   readonly actor: Actor<typeof jobMachine>;
   send(event: JobEvent): void;
@@ -125,6 +133,10 @@ export interface JobRuntime {
   onWorkerLost(generation: number, workerId: string, reason?: LostReason): void;
   /** In-memory metadata of the most recent completed epochs (`RECENT_RECORDS`) of this incarnation. */
   checkpoints(): ReadonlyMap<number, CheckpointRecord>;
+  /** The newest `limit` checkpoints: recorded epochs, plus what this incarnation saw fail or run. */
+  checkpointHistory(limit: number): Promise<Checkpoint[]>;
+  /** One checkpoint with its operators and subtasks; null when the job has no such epoch. */
+  checkpointDetails(epoch: number): Promise<CheckpointDetails | null>;
   readonly coordinator: CheckpointCoordinator;
   stats(): JobRuntimeStats & { checkpoints: CoordinatorStats };
   /** Resolves when every persistence step queued so far has run. */
@@ -618,13 +630,9 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
         const entry = await kv.get(checkpointKey(jobId, known));
         if (entry !== null && entry.operation === 'PUT') return known;
       }
-      const candidates: number[] = [];
-      for await (const key of await kv.keys(`${jobId}.*`)) {
-        const epoch = Number(key.slice(jobId.length + 1));
-        if (Number.isInteger(epoch) && epoch >= (floor ?? 0)) candidates.push(epoch);
-      }
+      const candidates = (await recordedEpochs(kv)).filter((epoch) => epoch >= (floor ?? 0));
       // keys() can still list a deleted or purged record: take the newest one that reads back.
-      for (const epoch of candidates.sort((a, b) => b - a)) {
+      for (const epoch of candidates) {
         const entry = await kv.get(checkpointKey(jobId, epoch));
         if (entry !== null && entry.operation === 'PUT') {
           best = epoch;
@@ -644,6 +652,50 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     if (floor === null && best !== null && best < known) log.warn({ known, restoring: best }, 'no checkpoint record for the last completed epoch');
     if (floor !== null && best === null) log.info({ floor }, 'restart without state: the new run starts empty');
     return best;
+  }
+
+  /** The epochs the bucket lists for this job, newest first. */
+  async function recordedEpochs(kv: KV): Promise<number[]> {
+    const epochs: number[] = [];
+    for await (const key of await kv.keys(`${jobId}.*`)) {
+      const epoch = Number(key.slice(jobId.length + 1));
+      if (Number.isInteger(epoch) && epoch >= 0) epochs.push(epoch);
+    }
+    return epochs.sort((a, b) => b - a);
+  }
+
+  /** An epoch's record: from memory when recent, else read back; null when absent or unreadable. */
+  async function readRecord(kv: KV, epoch: number): Promise<CheckpointRecord | null> {
+    const recent = completed.get(epoch);
+    if (recent !== undefined) return recent;
+    const entry = await kv.get(checkpointKey(jobId, epoch));
+    if (entry === null || entry.operation !== 'PUT') return null;
+    try {
+      return entry.json<CheckpointRecord>();
+    } catch (err) {
+      log.warn({ err, epoch }, 'unreadable checkpoint record');
+      return null;
+    }
+  }
+
+  async function checkpointHistory(limit: number): Promise<Checkpoint[]> {
+    const byEpoch = new Map<number, Checkpoint>();
+    const kv = await checkpointKv();
+    for (const epoch of (await recordedEpochs(kv)).slice(0, limit)) {
+      const record = await readRecord(kv, epoch);
+      if (record !== null) byEpoch.set(epoch, checkpointFromRecord(record));
+    }
+    // What this incarnation saw itself is more complete: failed and in-flight epochs have no record.
+    for (const summary of coordinator.history()) byEpoch.set(summary.epoch, checkpointFromSummary(summary));
+    return [...byEpoch.values()].sort((a, b) => b.epoch - a.epoch).slice(0, limit);
+  }
+
+  async function checkpointDetails(epoch: number): Promise<CheckpointDetails | null> {
+    const summary = coordinator.history().find((s) => s.epoch === epoch);
+    if (summary !== undefined && summary.status !== 'ready') return { checkpoint: checkpointFromSummary(summary), operators: operatorGroupsFromSummary(summary) };
+    const record = await readRecord(await checkpointKv(), epoch);
+    if (record !== null) return { checkpoint: summary === undefined ? checkpointFromRecord(record) : checkpointFromSummary(summary), operators: operatorGroupsFromRecord(record) };
+    return summary === undefined ? null : { checkpoint: checkpointFromSummary(summary), operators: operatorGroupsFromSummary(summary) };
   }
 
   function checkpointKv(): Promise<KV> {
@@ -789,6 +841,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     },
     checkpoints: () => completed,
     coordinator,
+    checkpointHistory,
+    checkpointDetails,
     setRestoreFloor(epoch) {
       restoreFloor = epoch;
     },

@@ -12,6 +12,7 @@ export const ERROR_CODES = [
   'bad_schema',
   'invalid_pipeline',
   'unknown_job',
+  'unknown_checkpoint',
   'unknown_worker',
   'stale_generation',
   'conflict',

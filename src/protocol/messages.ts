@@ -4,6 +4,7 @@
  * Graph nodes are named `node_id` everywhere (`operator` is the operator's name).
  */
 import { z } from 'zod';
+import { checkpointDetailsReplySchema, checkpointDetailsRequestSchema, jobCheckpointsReplySchema, jobCheckpointsRequestSchema } from './checkpoints.js';
 import { JOB_STATES, STOP_MODES } from '../../machines/job/types.js';
 import { errorReplySchema } from './errors.js';
 import { graphSchema, pipelineSchema } from './pipeline.js';
@@ -393,6 +394,10 @@ export const SCHEMAS = {
   previewOutputSchema,
   jobLogEntrySchema,
   dataMessageSchema,
+  jobCheckpointsRequestSchema,
+  jobCheckpointsReplySchema,
+  checkpointDetailsRequestSchema,
+  checkpointDetailsReplySchema,
   errorReplySchema,
 } as const;
 export type SchemaName = keyof typeof SCHEMAS;

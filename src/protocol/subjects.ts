@@ -44,7 +44,12 @@ export const CHECKPOINTS_KV_SUBJECTS: readonly string[] = [`$KV.${CHECKPOINTS_KV
 /** The key of an epoch's record in the checkpoint bucket. */
 export const checkpointKey = (job: string, epoch: number): string => `${job}.${epoch}`;
 /** Every subject a weir JetStream stream captures. */
-export const STREAM_SUBJECTS: readonly string[] = [...JOB_LOG_SUBJECTS, ...JOBS_KV_SUBJECTS, ...CHECKPOINTS_KV_SUBJECTS];
+/**
+ * The checkpoint store's event stream, metadata bucket and state object store at its default prefix
+ * (src/checkpoint builds them with `checkpointStoreSubjects`; a test keeps the two equal).
+ */
+export const CHECKPOINT_STORE_SUBJECTS: readonly string[] = ['weir.cp.events.*', '$KV.weir_cp_meta.>', '$O.weir_cp_state.>'];
+export const STREAM_SUBJECTS: readonly string[] = [...JOB_LOG_SUBJECTS, ...JOBS_KV_SUBJECTS, ...CHECKPOINTS_KV_SUBJECTS, ...CHECKPOINT_STORE_SUBJECTS];
 
 // ─── The table ───────────────────────────────────────────────────────────────────────────────────
 
@@ -79,6 +84,16 @@ export const SUBJECTS = {
     kind: 'request', from: 'client', to: 'controller', payload: 'jobRequestSchema', reply: 'jobViewSchema',
     errors: [...DECODE, 'unknown_job', 'unavailable', 'internal'],
     summary: 'The job: graph, desired config, state, generation, failure.',
+  }),
+  apiJobCheckpoints: spec('weir.api.jobs.<job>.checkpoints', {
+    kind: 'request', from: 'client', to: 'controller', payload: 'jobCheckpointsRequestSchema', reply: 'jobCheckpointsReplySchema',
+    errors: [...DECODE, 'unknown_job', 'unavailable', 'internal'],
+    summary: "The job's checkpoints, newest first, with their job-level spans.",
+  }),
+  apiJobCheckpoint: spec('weir.api.jobs.<job>.checkpoint', {
+    kind: 'request', from: 'client', to: 'controller', payload: 'checkpointDetailsRequestSchema', reply: 'checkpointDetailsReplySchema',
+    errors: [...DECODE, 'unknown_job', 'unknown_checkpoint', 'unavailable', 'internal'],
+    summary: 'One checkpoint: per-operator and per-subtask bytes and spans.',
   }),
   workerRegister: spec('weir.ctl.workers.register', {
     kind: 'request', from: 'worker', to: 'controller', payload: 'registerWorkerSchema', reply: 'registerWorkerReplySchema',
@@ -169,6 +184,8 @@ export const subjects = {
   apiJobConfig: (job: string) => `weir.api.jobs.${id(job, 'job')}.config`,
   apiJobDelete: (job: string) => `weir.api.jobs.${id(job, 'job')}.delete`,
   apiJobGet: (job: string) => `weir.api.jobs.${id(job, 'job')}.get`,
+  apiJobCheckpoints: (job: string) => `weir.api.jobs.${id(job, 'job')}.checkpoints`,
+  apiJobCheckpoint: (job: string) => `weir.api.jobs.${id(job, 'job')}.checkpoint`,
   workerRegister: () => 'weir.ctl.workers.register',
   workerHeartbeat: (worker: string) => `weir.ctl.workers.${id(worker, 'worker')}.heartbeat`,
   workerDeregister: (worker: string) => `weir.ctl.workers.${id(worker, 'worker')}.deregister`,

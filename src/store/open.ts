@@ -54,9 +54,9 @@ export interface Store {
 
 const STREAM_NAME_IN_USE = 10058;
 
-type LogStreamConfig = Partial<StreamConfig> & Pick<StreamConfig, 'name' | 'subjects' | 'duplicate_window'>;
+export type LogStreamConfig = Partial<StreamConfig> & Pick<StreamConfig, 'name' | 'subjects' | 'duplicate_window'>;
 
-function logStreamConfig(name: string, prefix: string, opts: StoreOptions): LogStreamConfig {
+export function logStreamConfig(name: string, prefix: string, opts: StoreOptions): LogStreamConfig {
   return {
     name,
     subjects: [`${prefix}.*`],
@@ -72,7 +72,7 @@ function logStreamConfig(name: string, prefix: string, opts: StoreOptions): LogS
 }
 
 /** Creates the stream, or binds it if it exists, turning on what this store relies on if it is off. */
-async function ensureLogStream(jsm: JetStreamManager, cfg: LogStreamConfig): Promise<void> {
+export async function ensureLogStream(jsm: JetStreamManager, cfg: LogStreamConfig): Promise<void> {
   try {
     await jsm.streams.add(cfg);
     return;

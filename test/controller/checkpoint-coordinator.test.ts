@@ -6,6 +6,7 @@ import {
   type CheckpointRecord,
   type CheckpointTrigger,
 } from '../../src/controller/checkpoint-coordinator.js';
+import { checkpointFromRecord, checkpointFromSummary, operatorGroupsFromRecord, operatorGroupsFromSummary } from '../../src/controller/checkpoint-views.js';
 import { TimerQueue } from '../../src/controller/timer-queue.js';
 import type { CheckpointCompleted, CheckpointProgressEvent } from '../../src/protocol/index.js';
 
@@ -343,5 +344,50 @@ describe('generations', () => {
       [5, 'ready'],
       [6, 'inprogress'],
     ]);
+  });
+});
+
+describe('checkpoint views', () => {
+  test('an in-flight checkpoint shows what each subtask got to; the record of a completed one keeps its progress', async () => {
+    const h = running(1_000);
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.coordinator.onProgress(progress('src', 0, 1, 'started_checkpointing'));
+    await vi.advanceTimersByTimeAsync(10);
+    h.coordinator.onProgress(progress('src', 0, 1, 'finished_sync'));
+    h.coordinator.onCompleted(completed('src', 0, 1));
+    h.coordinator.onProgress(progress('out', 0, 1, 'started_alignment'));
+    const inFlight = h.coordinator.history().at(-1)!;
+    expect(checkpointFromSummary(inFlight)).toMatchObject({ epoch: 1, status: 'inprogress', checkpoint_type: 'scheduled', finish_time: null, bytes: 100 });
+    const groups = operatorGroupsFromSummary(inFlight);
+    expect(groups.map((g) => [g.operator_id, g.subtasks.length, g.finish_time])).toEqual([
+      ['src', 2, null],
+      ['out', 1, null],
+    ]);
+    const src0 = groups[0]!.subtasks[0]!;
+    expect(src0).toMatchObject({ index: 0, worker_id: 'w-1', bytes: 100 });
+    expect(src0.event_spans.map((s) => s.event)).toEqual(['Sync', 'Async']);
+    expect(groups[0]!.subtasks[1]).toMatchObject({ index: 1, worker_id: null, bytes: 0 });
+    // Still aligning: the alignment span is open.
+    expect(groups[1]!.subtasks[0]!.event_spans[0]).toMatchObject({ event: 'Alignment', finish_time: null });
+
+    h.coordinator.onCompleted(completed('src', 1, 1));
+    h.coordinator.onCompleted(completed('out', 0, 1));
+    await h.flush();
+    const record = h.persisted[0]!;
+    expect(record.subtasks[0]!.progress?.map((e) => e.event)).toEqual(['started_checkpointing', 'finished_sync']);
+    expect(checkpointFromRecord(record)).toMatchObject({ epoch: 1, status: 'ready', bytes: 300 });
+    const done = operatorGroupsFromRecord(record);
+    expect(done.map((g) => [g.operator_id, g.bytes, g.finish_time])).toEqual([
+      ['src', 200, record.completed_at],
+      ['out', 100, record.completed_at],
+    ]);
+    expect(done[1]!.subtasks[0]!.event_spans.map((s) => s.event)).toEqual(['Alignment', 'Sync']);
+  });
+
+  test('a final checkpoint is of type stopping', async () => {
+    const h = running(60_000);
+    void h.coordinator.final(1);
+    await h.flush();
+    expect(checkpointFromSummary(h.coordinator.history().at(-1)!).checkpoint_type).toBe('stopping');
   });
 });

@@ -7,9 +7,11 @@ import type { JobPolicy, JobState } from '../../machines/job/types.js';
 import { newJobId, resumePlan, startController, type Controller } from '../../src/controller/controller.js';
 import {
   CHECKPOINTS_KV_BUCKET,
+  checkpointDetailsReplySchema,
   checkpointKey,
   decode,
   encode,
+  jobCheckpointsReplySchema,
   jobStateEventSchema,
   jobViewSchema,
   listJobsReplySchema,
@@ -23,6 +25,7 @@ import type { JobInspector } from '../../src/inspect/index.js';
 import type { CheckpointRecord } from '../../src/controller/job-runtime.js';
 import { StoreUnavailableError, openStore, type Store } from '../../src/store/index.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
+import { jobsCommand } from '../../src/cli/jobs.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
@@ -475,6 +478,58 @@ describe('controller', () => {
     expect(record.config.stop).toBe('immediate');
     expect(record.revisions.config).toBe(reply['revision']);
     await eventually(async () => expect((await store.jobs.get(jobId))!.status.state).toBe('Stopped'));
+  });
+
+  it("serves a job's checkpoint history and one checkpoint's operators and subtask spans; the CLI draws it; a restart keeps the history", async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    const history = await eventually(
+      async () => {
+        const reply = jobCheckpointsReplySchema.parse(await request(subjects.apiJobCheckpoints(jobId), { v: 1 }));
+        expect(reply.data.filter((c) => c.status === 'ready').length).toBeGreaterThanOrEqual(2);
+        return reply.data;
+      },
+      { timeoutMs: 15_000, intervalMs: 100 },
+    );
+    expect(history.map((c) => c.epoch)).toEqual([...history.map((c) => c.epoch)].sort((a, b) => b - a));
+    const ready = history.find((c) => c.status === 'ready')!;
+    expect(ready).toMatchObject({ backend: 'jetstream', checkpoint_type: 'scheduled', failure: null });
+    expect(ready.events.map((e) => e.event)).toEqual(['Checkpointing', 'CheckpointingOperators', 'WritingMetadata']);
+    expect(ready.events.every((e) => e.finish_time !== null && e.finish_time >= e.start_time)).toBe(true);
+
+    const details = checkpointDetailsReplySchema.parse(await request(subjects.apiJobCheckpoint(jobId), { v: 1, epoch: ready.epoch }));
+    expect(details.checkpoint.epoch).toBe(ready.epoch);
+    expect(details.data.map((o) => o.operator_id).sort()).toEqual(['cnt', 'key', 'out', 'src']);
+    for (const operator of details.data) {
+      expect(operator.subtasks).toHaveLength(1);
+      expect(operator.subtasks[0]!.worker_id).toBe('w1');
+      expect(operator.subtasks[0]!.event_spans.map((s) => s.event)).toContain('Sync');
+    }
+    // Operators behind an input wait for the barrier on it: their subtasks show an Alignment span.
+    expect(details.data.find((o) => o.operator_id === 'cnt')!.subtasks[0]!.event_spans.map((s) => s.event)).toContain('Alignment');
+    expect(details.data.find((o) => o.operator_id === 'cnt')!.bytes).toBeGreaterThan(0);
+
+    expect((await request(subjects.apiJobCheckpoint(jobId), { v: 1, epoch: 999_999 })).error?.code).toBe('unknown_checkpoint');
+    expect((await request(subjects.apiJobCheckpoint(jobId), { v: 1, epoch: -1 })).error?.code).toBe('bad_schema');
+    expect((await request(subjects.apiJobCheckpoints(jobId), 'not json')).error?.code).toBe('bad_json');
+    expect((await request(subjects.apiJobCheckpoints('job-nope'), { v: 1 })).error?.code).toBe('unknown_job');
+
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+    expect(await jobsCommand(['jobs', 'checkpoints', jobId, String(ready.epoch), '--nats', server.url], io)).toBe(0);
+    expect(lines.join('\n')).toMatch(new RegExp(`^checkpoint ${ready.epoch} of ${jobId}`));
+    expect(lines.join('\n')).toMatch(/\[0\] Sync\s+\|[ █>]+\|/);
+    lines.length = 0;
+    expect(await jobsCommand(['jobs', 'checkpoints', jobId, '--nats', server.url, '--json'], io)).toBe(0);
+    expect(jobCheckpointsReplySchema.parse(JSON.parse(lines[0]!)).job_id).toBe(jobId);
+
+    // A new controller knows the epochs from their records.
+    await controller!.stop();
+    await start();
+    await eventually(async () => {
+      const after = jobCheckpointsReplySchema.parse(await request(subjects.apiJobCheckpoints(jobId), { v: 1, include_failed: false }));
+      expect(after.data.find((c) => c.epoch === ready.epoch)).toMatchObject({ status: 'ready', generation: ready.generation });
+    });
   });
 
   it('resumes jobs after a controller restart: Running → Compiling → Running at a higher generation, Stopped stays Stopped', async () => {

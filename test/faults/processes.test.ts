@@ -302,7 +302,7 @@ describe('weir on real processes', () => {
     ];
     const requestSubjects = Object.entries(SUBJECTS).filter(([, spec]) => spec.kind === 'request');
     expect(requestSubjects.map(([name]) => name).sort()).toEqual(
-      ['apiJobConfig', 'apiJobDelete', 'apiJobGet', 'apiJobsCreate', 'apiJobsList', 'workerCheckpoint', 'workerCommit', 'workerHeartbeat', 'workerRegister', 'workerStart', 'workerStop'].sort(),
+      ['apiJobCheckpoint', 'apiJobCheckpoints', 'apiJobConfig', 'apiJobDelete', 'apiJobGet', 'apiJobsCreate', 'apiJobsList', 'workerCheckpoint', 'workerCommit', 'workerHeartbeat', 'workerRegister', 'workerStart', 'workerStop'].sort(),
     );
     for (const [name, spec] of requestSubjects) {
       const subject = spec.pattern.replace('<job>', jobId).replace('<worker>', 'w1');
@@ -317,6 +317,8 @@ describe('weir on real processes', () => {
     // Unknown ids on the subjects that take one.
     expect((await request(subjects.apiJobGet('job-none'), { v: 1 })).error?.code).toBe('unknown_job');
     expect((await request(subjects.apiJobConfig('job-none'), { v: 1, stop: 'immediate' })).error?.code).toBe('unknown_job');
+    expect((await request(subjects.apiJobCheckpoints('job-none'), { v: 1 })).error?.code).toBe('unknown_job');
+    expect((await request(subjects.apiJobCheckpoint(jobId), { v: 1, epoch: 123_456 })).error?.code).toBe('unknown_checkpoint');
     expect((await request(subjects.workerHeartbeat('w-none'), { v: 1, worker_id: 'w-none', at: 1, jobs: [] })).error?.code).toBe('unknown_worker');
     expect((await request(subjects.workerStop('w1'), { v: 1, job_id: 'job-none', generation: 1, mode: 'immediate' })).error?.code).toBe('unknown_job');
 

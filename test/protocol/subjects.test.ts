@@ -1,3 +1,4 @@
+import { CHECKPOINT_STORE_STREAM_SUBJECTS } from '../../src/checkpoint/index.js';
 import { describe, expect, it } from 'vitest';
 import {
   InvalidTokenError,
@@ -5,6 +6,7 @@ import {
   JOB_LOG_STREAM,
   SCHEMAS,
   STREAM_SUBJECTS,
+  CHECKPOINT_STORE_SUBJECTS,
   SUBJECTS,
   parseSubject,
   subjects,
@@ -22,6 +24,8 @@ const SAMPLE: { [K in SubjectName]: Parameters<(typeof subjects)[K]> } = {
   apiJobConfig: ['job-1'],
   apiJobDelete: ['job-1'],
   apiJobGet: ['job-1'],
+  apiJobCheckpoints: ['job-1'],
+  apiJobCheckpoint: ['job-1'],
   workerRegister: [],
   workerHeartbeat: ['w_1'],
   workerDeregister: ['w_1'],
@@ -118,7 +122,8 @@ describe('SUBJECTS', () => {
   it('exports the JetStream names', () => {
     expect(JOB_LOG_STREAM).toBe('WEIR_JOB_LOG');
     expect(JOBS_KV_BUCKET).toBe('weir_jobs');
-    expect(STREAM_SUBJECTS).toEqual(['weir.log.*', '$KV.weir_jobs.>', '$KV.weir_checkpoints.>']);
+    expect(STREAM_SUBJECTS).toEqual(['weir.log.*', '$KV.weir_jobs.>', '$KV.weir_checkpoints.>', 'weir.cp.events.*', '$KV.weir_cp_meta.>', '$O.weir_cp_state.>']);
+    expect(CHECKPOINT_STORE_SUBJECTS).toEqual(CHECKPOINT_STORE_STREAM_SUBJECTS);
   });
 });
 

@@ -1,0 +1,46 @@
+/**
+ * The checkpoint store as a library (`import { openCheckpointStore } from 'weir/checkpoint'`): runs,
+ * checkpoints and events on JetStream, for the controller, the workers and other orchestrators alike.
+ */
+export {
+  CheckpointStore,
+  openCheckpointStore,
+  type AppendEventOptions,
+  type CheckpointStoreOptions,
+  type DeleteRunResult,
+} from './store.js';
+export {
+  CHECKPOINT_EVENT_STREAM,
+  CHECKPOINT_META_BUCKET,
+  CHECKPOINT_STATE_BUCKET,
+  CHECKPOINT_STORE_PREFIX_PATTERN,
+  CHECKPOINT_STORE_STREAM_SUBJECTS,
+  checkpointStoreNames,
+  checkpointStoreSubjects,
+  DEFAULT_CHECKPOINT_STORE_PREFIX,
+  DEFAULT_MAX_EVENT_BYTES,
+  DEFAULT_MAX_STATE_BYTES,
+  MAX_EVENTS_LIMIT,
+  MAX_METADATA_BYTES,
+  MAX_RUN_BYTES,
+  RUN_STATUSES,
+  type Checkpoint,
+  type CheckpointEvent,
+  type CheckpointMeta,
+  type CheckpointStoreNames,
+  type CreateRunInput,
+  type EventPage,
+  type JsonValue,
+  type KnownRunStatus,
+  type Run,
+  type RunStatus,
+} from './schemas.js';
+export { CorruptCheckpointError, RunContentionError, RunExistsError, UnknownRunError } from './errors.js';
+export {
+  ConflictError,
+  CorruptRecordError,
+  StoreError,
+  StoreUnavailableError,
+  StoreValidationError,
+  isTransientStoreError,
+} from '../store/errors.js';

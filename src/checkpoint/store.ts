@@ -1,0 +1,686 @@
+/**
+ * Checkpoints of streaming runs on JetStream, usable without the rest of weir.
+ *
+ * Layout (names from a prefix, default `weir`):
+ *
+ *   KV `weir_cp_meta`      run.<run>              the run: workflow, params, status, last_seq
+ *                          cp.<run>.<seq>         a checkpoint's metadata (node, size, SHA-256, blob name)
+ *                          latest.<run>.<node>    a copy of the node's newest checkpoint record
+ *   objects `weir_cp_state` <run>/<seq>           the state bytes
+ *   stream `WEIR_CP_EVENTS` weir.cp.events.<run>  the run's events; the stream sequence is the cursor
+ *
+ * Sequence numbers. A save claims its sequence by raising `last_seq` in the run record with a
+ * compare-and-set on the record's revision: no read-then-write race (a writer on a stale revision fails
+ * and re-reads), and the claim also proves the run exists. Within one process claims on a run are queued,
+ * each on the revision the previous one produced, so local writers do not fight over the record; writers
+ * in other processes lose a compare-and-set now and then and retry. Sequences are therefore unique and
+ * contiguous, except that a save which fails after its claim leaves its number unused.
+ *
+ * Write order. The blob is named after the claimed sequence and written first; the checkpoint record,
+ * created (never overwritten) after it, is the commit point, so a reader never finds a record whose blob
+ * was not written. The latest pointer is raised last, by compare-and-set and only upwards, so concurrent
+ * writers cannot move it back. A crash in between leaves either an unreferenced blob (found again by
+ * `deleteRun`, since blob names follow from `1..last_seq`) or a committed checkpoint that the pointer does
+ * not show yet (the node's next save moves the pointer past it). Claiming the sequence with a placeholder
+ * record and finalising it later would cost one more write per save and show readers placeholders.
+ *
+ * Every KV write goes out as a JetStream publish with a Nats-Msg-Id, so a write retried after a timeout
+ * that did land is recognised by the server (within the bucket's 2-minute duplicate window) instead of
+ * failing its own compare-and-set.
+ */
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  StorageType,
+  type ConsumerConfig,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Base64UrlPaddedCodec, Objm, type ObjectStore } from '@nats-io/obj';
+import { nanos, nuid, type NatsConnection } from '@nats-io/transport-node';
+import type { z } from 'zod';
+import { CorruptRecordError, StoreError, StoreValidationError } from '../store/errors.js';
+import { isWrongLastSequence } from '../store/job-store.js';
+import { ensureLogStream, logStreamConfig } from '../store/open.js';
+import { Deadline, DeadlineError, retrying, type Timeouts } from '../store/retry.js';
+import { CorruptCheckpointError, RunContentionError, RunExistsError, UnknownRunError } from './errors.js';
+import {
+  checkpointMetaSchema,
+  checkpointStoreNames,
+  createRunInputSchema,
+  DEFAULT_MAX_EVENT_BYTES,
+  DEFAULT_MAX_STATE_BYTES,
+  eventInputSchema,
+  idSchema,
+  MAX_EVENTS_LIMIT,
+  MAX_METADATA_BYTES,
+  MAX_RUN_BYTES,
+  metadataSchema,
+  runSchema,
+  runStatusSchema,
+  storedEventSchema,
+  type Checkpoint,
+  type CheckpointEvent,
+  type CheckpointMeta,
+  type CheckpointStoreNames,
+  type CreateRunInput,
+  type EventPage,
+  type JsonValue,
+  type Run,
+  type RunStatus,
+} from './schemas.js';
+
+export interface CheckpointStoreOptions {
+  /** Prefix of every name (see CheckpointStoreNames); stores with different prefixes share a server. Default `weir`. */
+  prefix?: string;
+  /** Overrides of single names derived from the prefix. */
+  names?: Partial<CheckpointStoreNames>;
+  /** Replicas of the bucket, the object store and the stream when they are created (3 on a 3-node cluster). */
+  replicas?: number;
+  /** Largest state a save accepts. Default 64 MiB. */
+  maxStateBytes?: number;
+  /** Largest event (as JSON) an append accepts; capped by the server's max_payload. Default 256 KiB. */
+  maxEventBytes?: number;
+  /** Event retention: drop events older than this (0 = keep). Default 0. */
+  eventsMaxAgeMs?: number;
+  /** Event retention: keep at most this many events per run (-1 = all). Default -1. */
+  eventsMaxPerRun?: number;
+  /** How long a retried append is recognised as a repeat. Default 2 min. */
+  duplicateWindowMs?: number;
+  /** Deadline of one NATS request. Default 2 s. */
+  requestTimeoutMs?: number;
+  /**
+   * Deadline of one operation, retries included; then StoreUnavailableError. Saves and loads get one
+   * request timeout more per MiB of state. Default 10 s.
+   */
+  operationTimeoutMs?: number;
+  /** Compare-and-set attempts on the run record and on a latest pointer. Default 32. */
+  casAttempts?: number;
+}
+
+export interface AppendEventOptions {
+  /**
+   * Idempotency key (the Nats-Msg-Id): an append repeated with the same id within the duplicate window
+   * stores nothing and returns the first append's sequence. Default: a fresh id per call.
+   */
+  id?: string;
+}
+
+export interface DeleteRunResult {
+  /** Checkpoint records and latest pointers removed. */
+  records: number;
+  blobs: number;
+  events: number;
+}
+
+interface Settings extends Timeouts {
+  names: CheckpointStoreNames;
+  maxStateBytes: number;
+  maxEventBytes: number;
+  casAttempts: number;
+}
+
+interface Versioned<T> {
+  value: T;
+  revision: number;
+}
+
+interface StreamRead {
+  messages: JsMsg[];
+  /** Messages matching the filter that were there but not read (max reached). */
+  more: boolean;
+}
+
+const MIB = 1024 * 1024;
+/** Run records kept for the next claim's compare-and-set; a stale one only costs a failed write and a read. */
+const MAX_CACHED_RUNS = 1024;
+/** Blob deletions in flight at once in deleteRun. */
+const DELETE_CONCURRENCY = 32;
+const FETCH_BATCH = 256;
+/** Readers' consumers are deleted after use; this only bounds what a crashed reader leaves behind. */
+const READER_INACTIVE_MS = 30_000;
+const KV_OPERATION = 'KV-Operation';
+const MSG_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
+
+function sha256(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function validate<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new StoreValidationError(`invalid ${what}: ${parsed.error.message}`, { cause: parsed.error });
+  return parsed.data;
+}
+
+function assertId(value: unknown, what: 'run' | 'node'): string {
+  if (!idSchema.safeParse(value).success) {
+    throw new StoreValidationError(`invalid ${what} id ${JSON.stringify(value)}: expected 1–64 characters from A-Z a-z 0-9 _ -`);
+  }
+  return value as string;
+}
+
+function assertInteger(value: number, what: string, min: number, max = Number.MAX_SAFE_INTEGER): void {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new StoreValidationError(`invalid ${what} ${value}: expected an integer in [${min}, ${max}]`);
+  }
+}
+
+/** JSON text of a value, which must round-trip and fit; what JSON.stringify would silently drop is refused. */
+function encodeJson(value: unknown, maxBytes: number, what: string): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    throw new StoreValidationError(`invalid ${what}: not JSON (${err instanceof Error ? err.message : String(err)})`, { cause: err });
+  }
+  const bytes = Buffer.byteLength(text);
+  if (bytes > maxBytes) throw new StoreValidationError(`${what} is ${bytes} bytes as JSON, over the limit of ${maxBytes}`);
+  return text;
+}
+
+function decode<S extends z.ZodType>(schema: S, key: string, data: Uint8Array): z.output<S> {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(data));
+  } catch (err) {
+    throw new CorruptRecordError(key, { cause: err });
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw new CorruptRecordError(key, { cause: parsed.error });
+  return parsed.data;
+}
+
+/** Runs `fn` over `items` with at most `limit` calls in flight; the first failure fails the whole. */
+async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+export class CheckpointStore {
+  readonly names: CheckpointStoreNames;
+  private readonly kvStream: string;
+  private readonly kvPrefix: string;
+  private readonly runs = new Map<string, Versioned<Run>>();
+  private readonly queues = new Map<string, Promise<void>>();
+
+  /** Use openCheckpointStore, which creates or binds the bucket, the object store and the stream. */
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly kv: KV,
+    private readonly os: ObjectStore,
+    private readonly settings: Settings,
+  ) {
+    this.names = settings.names;
+    this.kvStream = `KV_${settings.names.metaBucket}`;
+    this.kvPrefix = `$KV.${settings.names.metaBucket}.`;
+  }
+
+  // ─── Runs ──────────────────────────────────────────────────────────────────────────────────────
+
+  /** Throws RunExistsError if the id is taken. */
+  async createRun(runId: string, input: CreateRunInput): Promise<Run> {
+    const run = assertId(runId, 'run');
+    const { workflow, params, status } = validate(createRunInputSchema, input, 'run');
+    const now = Date.now();
+    const record: Run = { run_id: run, workflow, params, status, created_at: now, updated_at: now, last_seq: 0 };
+    const data = encodeJson(record, MAX_RUN_BYTES, 'run');
+    const revision = await this.create('createRun', this.deadline(), this.runKey(run), data, `createRun.${run}.${nuid.next()}`);
+    if (revision === 'exists') throw new RunExistsError(run);
+    this.remember(run, { value: record, revision });
+    return record;
+  }
+
+  /** Null for an unknown run. */
+  async getRun(runId: string): Promise<Run | null> {
+    const run = assertId(runId, 'run');
+    return (await this.readRun('getRun', this.deadline(), run))?.value ?? null;
+  }
+
+  /** Sets the status (and updated_at), re-applied on a fresh read after a lost compare-and-set. */
+  async updateRunStatus(runId: string, status: RunStatus): Promise<Run> {
+    const run = assertId(runId, 'run');
+    const next = validate(runStatusSchema, status, 'status');
+    return this.updateRun('updateRunStatus', this.deadline(), run, (r) => ({ ...r, status: next, updated_at: Date.now() }));
+  }
+
+  /**
+   * Removes the run's blobs, checkpoint records, latest pointers and events, then the run record.
+   * Idempotent (a run that is not there is a no-op), and safe to run again after a failure part-way.
+   * Each blob has its own deadline, so runs of any size can be deleted. Saves to the run while it is
+   * being deleted are not supported.
+   */
+  async deleteRun(runId: string): Promise<DeleteRunResult> {
+    const run = assertId(runId, 'run');
+    const op = 'deleteRun';
+    const dl = this.deadline();
+    const [record, listed] = await Promise.all([this.readRun(op, dl, run), this.readRecords(op, dl, run)]);
+    // Blobs are named after sequences, so 1..last_seq also covers blobs whose save died before its record.
+    const top = listed.reduce((max, meta) => Math.max(max, meta.seq), record?.value.last_seq ?? 0);
+    let blobs = 0;
+    await forEachLimited(
+      Array.from({ length: top }, (_, i) => i + 1),
+      DELETE_CONCURRENCY,
+      async (seq) => {
+        if (await this.deleteBlob(this.objectName(run, seq))) blobs++;
+      },
+    );
+    const purge = (stream: string, filter: string) =>
+      retrying(this.nc, op, this.deadline(), this.settings, () => this.jsm.streams.purge(stream, { filter }));
+    // Stream purges rather than KV purges: they leave no delete markers behind, and a later createRun of
+    // the same id starts from nothing.
+    const records = (await purge(this.kvStream, `${this.kvPrefix}cp.${run}.*`)).purged;
+    const pointers = (await purge(this.kvStream, `${this.kvPrefix}latest.${run}.*`)).purged;
+    const events = (await purge(this.names.eventStream, this.eventSubject(run))).purged;
+    await purge(this.kvStream, `${this.kvPrefix}${this.runKey(run)}`);
+    this.runs.delete(run);
+    return { records: records + pointers, blobs, events };
+  }
+
+  // ─── Checkpoints ───────────────────────────────────────────────────────────────────────────────
+
+  /** Stores `state` as the run's next checkpoint, taken by `nodeId`; returns its record with its sequence. */
+  async saveCheckpoint(runId: string, nodeId: string, state: Uint8Array, metadata?: Record<string, string>): Promise<CheckpointMeta> {
+    const run = assertId(runId, 'run');
+    const node = assertId(nodeId, 'node');
+    if (!(state instanceof Uint8Array)) throw new StoreValidationError('invalid state: expected a Uint8Array');
+    if (state.byteLength > this.settings.maxStateBytes) {
+      throw new StoreValidationError(`state of ${state.byteLength} bytes is over the limit of ${this.settings.maxStateBytes}`);
+    }
+    const meta = metadata === undefined ? undefined : validate(metadataSchema, metadata, 'metadata');
+    if (meta !== undefined) encodeJson(meta, MAX_METADATA_BYTES, 'metadata');
+    const digest = sha256(state);
+    const op = 'saveCheckpoint';
+    const dl = this.deadline(state.byteLength);
+
+    const claimed = await this.updateRun(op, dl, run, (r) => ({ ...r, last_seq: r.last_seq + 1 }));
+    const seq = claimed.last_seq;
+    const object = this.objectName(run, seq);
+    await retrying(
+      this.nc,
+      op,
+      dl,
+      this.settings,
+      () => this.os.putBlob({ name: object, description: `checkpoint ${seq} of node ${node} in run ${run}` }, state),
+      this.attemptMs(state.byteLength),
+    );
+    const record: CheckpointMeta = {
+      run_id: run,
+      node_id: node,
+      seq,
+      created_at: Date.now(),
+      bytes: state.byteLength,
+      digest,
+      object,
+      ...(meta === undefined ? {} : { metadata: meta }),
+    };
+    const data = JSON.stringify(record);
+    const key = this.checkpointKey(run, seq);
+    if ((await this.create(op, dl, key, data, `${key}.${nuid.next()}`)) === 'exists') {
+      // Only if the run was deleted and created again while this save ran, and the new run got this far.
+      throw new StoreError(`saveCheckpoint ${run}: record ${seq} appeared while saving (the run was deleted and created again?)`);
+    }
+    await this.raiseLatest(op, dl, record, data);
+    return record;
+  }
+
+  /** The node's checkpoint with the highest sequence, or null if it has none. */
+  async loadLatest(runId: string, nodeId: string): Promise<Checkpoint | null> {
+    const run = assertId(runId, 'run');
+    const node = assertId(nodeId, 'node');
+    return this.load('loadLatest', this.latestKey(run, node));
+  }
+
+  /** The run's checkpoint `seq`, or null if there is none (never saved, or its save did not finish). */
+  async loadCheckpoint(runId: string, seq: number): Promise<Checkpoint | null> {
+    const run = assertId(runId, 'run');
+    assertInteger(seq, 'sequence', 1);
+    return this.load('loadCheckpoint', this.checkpointKey(run, seq));
+  }
+
+  /** Every checkpoint record of the run, by sequence. */
+  async listRunCheckpoints(runId: string): Promise<CheckpointMeta[]> {
+    const run = assertId(runId, 'run');
+    return this.readRecords('listRunCheckpoints', this.deadline(), run);
+  }
+
+  /** The node's checkpoint records, by sequence. */
+  async listNodeCheckpoints(runId: string, nodeId: string): Promise<CheckpointMeta[]> {
+    const run = assertId(runId, 'run');
+    const node = assertId(nodeId, 'node');
+    return (await this.readRecords('listNodeCheckpoints', this.deadline(), run)).filter((meta) => meta.node_id === node);
+  }
+
+  // ─── Events ────────────────────────────────────────────────────────────────────────────────────
+
+  /** Appends an event to an existing run; returns its sequence, the cursor of `eventsSince`. */
+  async appendEvent(runId: string, type: string, data?: JsonValue, opts: AppendEventOptions = {}): Promise<number> {
+    const run = assertId(runId, 'run');
+    const input = validate(eventInputSchema, { type, data }, 'event');
+    const msgID = opts.id ?? nuid.next();
+    if (!MSG_ID_PATTERN.test(msgID)) throw new StoreValidationError(`invalid event id ${JSON.stringify(msgID)}`);
+    // Headroom under max_payload for the headers (Nats-Msg-Id, expected stream) that go with the body.
+    const maxBytes = Math.min(this.settings.maxEventBytes, (this.nc.info?.max_payload ?? Number.POSITIVE_INFINITY) - 1024);
+    const body = encodeJson({ run_id: run, type: input.type, data: input.data, at: Date.now() }, maxBytes, 'event');
+    const dl = this.deadline();
+    if ((await this.readRun('appendEvent', dl, run)) === null) throw new UnknownRunError(run);
+    const ack = await retrying(this.nc, 'appendEvent', dl, this.settings, (timeout) =>
+      this.js.publish(this.eventSubject(run), body, { msgID, timeout, expect: { streamName: this.names.eventStream } }),
+    );
+    return ack.seq;
+  }
+
+  /** Up to `limit` (1…1000) of the run's events after sequence `afterSeq`, oldest first. */
+  async eventsSince(runId: string, afterSeq: number, limit: number): Promise<EventPage> {
+    const run = assertId(runId, 'run');
+    assertInteger(afterSeq, 'sequence', 0);
+    assertInteger(limit, 'limit', 1, MAX_EVENTS_LIMIT);
+    const { messages, more } = await this.readStream('eventsSince', this.deadline(), this.names.eventStream, limit, {
+      filter_subject: this.eventSubject(run),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: afterSeq + 1,
+    });
+    const events: CheckpointEvent[] = [];
+    for (const m of messages) {
+      // Something else published on the subject: skipped, but the cursor still moves past it.
+      const parsed = storedEventSchema.safeParse(safeJson(m.data));
+      if (parsed.success) events.push({ seq: m.seq, ...parsed.data });
+    }
+    return { events, next: messages.at(-1)?.seq ?? afterSeq, hasMore: more };
+  }
+
+  // ─── Internals ─────────────────────────────────────────────────────────────────────────────────
+
+  private runKey(run: string): string {
+    return `run.${run}`;
+  }
+
+  private checkpointKey(run: string, seq: number): string {
+    return `cp.${run}.${seq}`;
+  }
+
+  private latestKey(run: string, node: string): string {
+    return `latest.${run}.${node}`;
+  }
+
+  private objectName(run: string, seq: number): string {
+    return `${run}/${seq}`;
+  }
+
+  private eventSubject(run: string): string {
+    return `${this.names.eventSubjectPrefix}.${run}`;
+  }
+
+  private deadline(stateBytes = 0): Deadline {
+    return new Deadline(this.settings.operationTimeoutMs + Math.ceil(stateBytes / MIB) * this.settings.requestTimeoutMs);
+  }
+
+  /** For attempts made of several requests: consumer reads, blob transfers (one request per 128 KiB chunk). */
+  private attemptMs(stateBytes = 0): number {
+    return Math.max(4 * this.settings.requestTimeoutMs, 2_000) + Math.ceil(stateBytes / MIB) * this.settings.requestTimeoutMs;
+  }
+
+  /** Chains `fn` after every earlier call with the same key, so that local writers take turns. */
+  private serially<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const result = (this.queues.get(key) ?? Promise.resolve()).then(fn);
+    const settled = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.queues.set(key, settled);
+    void settled.then(() => {
+      if (this.queues.get(key) === settled) this.queues.delete(key);
+    });
+    return result;
+  }
+
+  private remember(run: string, versioned: Versioned<Run>): void {
+    this.runs.delete(run);
+    this.runs.set(run, versioned);
+    if (this.runs.size > MAX_CACHED_RUNS) this.runs.delete(this.runs.keys().next().value ?? '');
+  }
+
+  private async get(op: string, dl: Deadline, key: string): Promise<{ revision: number; data: Uint8Array | null } | null> {
+    const entry = await retrying(this.nc, op, dl, this.settings, () => this.kv.get(key));
+    if (entry === null) return null;
+    // A delete or purge marker: the key is free, but a create must expect the marker's revision.
+    return { revision: entry.revision, data: entry.operation === 'PUT' ? entry.value : null };
+  }
+
+  private async readRun(op: string, dl: Deadline, run: string): Promise<Versioned<Run> | null> {
+    const key = this.runKey(run);
+    const entry = await this.get(op, dl, key);
+    if (entry?.data == null) return null;
+    const versioned = { value: decode(runSchema, key, entry.data) as Run, revision: entry.revision };
+    this.remember(run, versioned);
+    return versioned;
+  }
+
+  /** A compare-and-set publish on the key's subject; `expect` 0 means "never written". */
+  private async write(op: string, dl: Deadline, key: string, data: string, expect: number, msgID: string): Promise<number | 'conflict'> {
+    try {
+      const ack = await retrying(this.nc, op, dl, this.settings, (timeout) =>
+        this.js.publish(`${this.kvPrefix}${key}`, data, { msgID, timeout, expect: { lastSubjectSequence: expect, streamName: this.kvStream } }),
+      );
+      return ack.seq;
+    } catch (err) {
+      if (isWrongLastSequence(err)) return 'conflict';
+      throw err;
+    }
+  }
+
+  /** kv.create semantics (free if never written or deleted), with a Nats-Msg-Id. */
+  private async create(op: string, dl: Deadline, key: string, data: string, msgBase: string): Promise<number | 'exists'> {
+    let expect = 0;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const written = await this.write(op, dl, key, data, expect, `${msgBase}.${expect}`);
+      if (written !== 'conflict') return written;
+      const current = await this.get(op, dl, key);
+      if (current?.data != null) return 'exists';
+      expect = current?.revision ?? 0;
+    }
+    return 'exists';
+  }
+
+  private updateRun(op: string, dl: Deadline, run: string, mutate: (current: Run) => Run): Promise<Run> {
+    return this.serially(run, async () => {
+      const opId = nuid.next();
+      let known = this.runs.get(run) ?? null;
+      for (let attempt = 1; attempt <= this.settings.casAttempts; attempt++) {
+        known ??= await this.readRun(op, dl, run);
+        if (known === null) throw new UnknownRunError(run);
+        const next = mutate(known.value);
+        const revision = await this.write(op, dl, this.runKey(run), JSON.stringify(next), known.revision, `${op}.${run}.${opId}.${attempt}`);
+        if (revision !== 'conflict') {
+          this.remember(run, { value: next, revision });
+          return next;
+        }
+        // Another process wrote since (or the cached revision was stale): re-read and re-apply.
+        known = null;
+        this.runs.delete(run);
+        if (attempt > 1) await sleep(Math.random() * Math.min(50, 2 * attempt));
+      }
+      throw new RunContentionError(run, op, this.settings.casAttempts);
+    });
+  }
+
+  /** Points latest.<run>.<node> at `record` unless it already points at a higher sequence. */
+  private raiseLatest(op: string, dl: Deadline, record: CheckpointMeta, data: string): Promise<void> {
+    const key = this.latestKey(record.run_id, record.node_id);
+    return this.serially(key, async () => {
+      const opId = nuid.next();
+      for (let attempt = 1; attempt <= this.settings.casAttempts; attempt++) {
+        const current = await this.get(op, dl, key);
+        if (current?.data != null && decode(checkpointMetaSchema, key, current.data).seq >= record.seq) return;
+        const written = await this.write(op, dl, key, data, current?.revision ?? 0, `${key}.${opId}.${attempt}`);
+        if (written !== 'conflict') return;
+      }
+      throw new RunContentionError(record.run_id, `${op} (latest pointer of ${record.node_id})`, this.settings.casAttempts);
+    });
+  }
+
+  private async load(op: string, key: string): Promise<Checkpoint | null> {
+    const dl = this.deadline();
+    const entry = await this.get(op, dl, key);
+    if (entry?.data == null) return null;
+    const meta = decode(checkpointMetaSchema, key, entry.data);
+    const { run_id: run, node_id: node, seq } = meta;
+    let state: Uint8Array | null;
+    try {
+      state = await retrying(this.nc, op, this.deadline(meta.bytes), this.settings, () => this.os.getBlob(meta.object), this.attemptMs(meta.bytes));
+    } catch (err) {
+      // nats.js checks the object store's own SHA-256 of the chunks.
+      if (err instanceof Error && err.message.includes('digests do not match')) {
+        throw new CorruptCheckpointError(run, node, seq, 'digest', `blob ${meta.object} does not match its object store digest`, { cause: err });
+      }
+      throw err;
+    }
+    if (state === null) throw new CorruptCheckpointError(run, node, seq, 'missing', `blob ${meta.object} is missing`);
+    if (state.byteLength !== meta.bytes || sha256(state) !== meta.digest) {
+      throw new CorruptCheckpointError(run, node, seq, 'digest', `blob ${meta.object} (${state.byteLength} bytes) does not match the record's size ${meta.bytes} and SHA-256`);
+    }
+    return { meta, state };
+  }
+
+  private async readRecords(op: string, dl: Deadline, run: string): Promise<CheckpointMeta[]> {
+    const { messages } = await this.readStream(op, dl, this.kvStream, Number.POSITIVE_INFINITY, {
+      filter_subject: `${this.kvPrefix}cp.${run}.*`,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    const out: CheckpointMeta[] = [];
+    for (const m of messages) {
+      const operation = m.headers?.get(KV_OPERATION) ?? '';
+      if (operation === 'DEL' || operation === 'PURGE') continue;
+      out.push(decode(checkpointMetaSchema, m.subject.slice(this.kvPrefix.length), m.data));
+    }
+    return out.sort((a, b) => a.seq - b.seq);
+  }
+
+  /**
+   * Reads up to `max` messages through a consumer of its own: one request to create it (which reports how
+   * many messages match, so an empty read costs nothing more), then fetches of what is there.
+   */
+  private readStream(op: string, dl: Deadline, stream: string, max: number, cfg: Partial<ConsumerConfig>): Promise<StreamRead> {
+    const expires = Math.max(1_000, this.settings.requestTimeoutMs);
+    const attempt = async (): Promise<StreamRead> => {
+      const info = await this.jsm.consumers.add(stream, {
+        name: `${this.names.metaBucket}_reader_${nuid.next()}`,
+        ack_policy: AckPolicy.None,
+        mem_storage: true,
+        num_replicas: 1,
+        inactive_threshold: nanos(READER_INACTIVE_MS),
+        ...cfg,
+      });
+      try {
+        const messages: JsMsg[] = [];
+        let pending = info.num_pending;
+        const consumer = this.js.consumers.getConsumerFromInfo(info);
+        while (messages.length < max && pending > 0) {
+          const batch = Math.min(max - messages.length, pending, FETCH_BATCH);
+          const fetched = await consumer.fetch({ max_messages: batch, expires });
+          let received = 0;
+          try {
+            for await (const m of fetched) {
+              messages.push(m);
+              received++;
+              pending = m.info.pending;
+              if (received === batch || pending === 0) break;
+            }
+          } finally {
+            fetched.stop();
+          }
+          // Messages that were there did not come (a restart, a lost consumer): a partial list must not pass for a whole one.
+          if (received === 0) throw new DeadlineError(`${op}: reading ${stream}`, expires);
+        }
+        return { messages, more: pending > 0 };
+      } finally {
+        if (!this.nc.isClosed()) this.jsm.consumers.delete(stream, info.name).catch(() => undefined);
+      }
+    };
+    return retrying(this.nc, op, dl, this.settings, attempt, Math.max(dl.remaining(), 1));
+  }
+
+  /** Removes one blob without leaving a delete marker; false if there was none. */
+  private async deleteBlob(name: string): Promise<boolean> {
+    const dl = this.deadline();
+    const info = await retrying(this.nc, 'deleteRun', dl, this.settings, () => this.os.info(name));
+    if (info === null) return false;
+    const stream = `OBJ_${this.names.stateBucket}`;
+    const prefix = `$O.${this.names.stateBucket}`;
+    // Chunks first: a crash in between leaves the metadata, through which a retry finds the blob again.
+    if (!info.deleted) {
+      await retrying(this.nc, 'deleteRun', dl, this.settings, () => this.jsm.streams.purge(stream, { filter: `${prefix}.C.${info.nuid}` }));
+    }
+    await retrying(this.nc, 'deleteRun', dl, this.settings, () =>
+      this.jsm.streams.purge(stream, { filter: `${prefix}.M.${Base64UrlPaddedCodec.encode(name)}` }),
+    );
+    return !info.deleted;
+  }
+}
+
+function safeJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Creates (or binds) the KV bucket, the object store and the event stream; idempotent, so every process
+ * that uses the store may call it at startup. Fails with StoreUnavailableError if NATS does not answer in time.
+ */
+export async function openCheckpointStore(nc: NatsConnection, opts: CheckpointStoreOptions = {}): Promise<CheckpointStore> {
+  const names = { ...checkpointStoreNames(opts.prefix), ...opts.names };
+  // Run ids are appended as one more token, so the prefix must be literal tokens (no wildcards).
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(names.eventSubjectPrefix)) {
+    throw new StoreValidationError(`invalid event subject prefix ${JSON.stringify(names.eventSubjectPrefix)}: expected tokens of A-Z a-z 0-9 _ - separated by dots`);
+  }
+  const settings: Settings = {
+    names,
+    requestTimeoutMs: opts.requestTimeoutMs ?? 2_000,
+    operationTimeoutMs: opts.operationTimeoutMs ?? 10_000,
+    maxStateBytes: opts.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES,
+    maxEventBytes: opts.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES,
+    casAttempts: opts.casAttempts ?? 32,
+  };
+  assertInteger(settings.maxStateBytes, 'maxStateBytes', 0);
+  assertInteger(settings.casAttempts, 'casAttempts', 1);
+  const replicas = opts.replicas ?? 1;
+  const js = jetstream(nc, { timeout: settings.requestTimeoutMs });
+  const stream = logStreamConfig(names.eventStream, names.eventSubjectPrefix, {
+    replicas,
+    duplicateWindowMs: opts.duplicateWindowMs,
+    logMaxAgeMs: opts.eventsMaxAgeMs,
+    logMaxEventsPerJob: opts.eventsMaxPerRun,
+  });
+  const { jsm, kv, os } = await retrying(
+    nc,
+    'openCheckpointStore',
+    new Deadline(settings.operationTimeoutMs),
+    settings,
+    async () => {
+      const jsm = await jetstreamManager(nc, { timeout: settings.requestTimeoutMs });
+      // History 1: every write is a compare-and-set on the last revision, older ones are never read.
+      const kv = await new Kvm(js).create(names.metaBucket, { history: 1, storage: StorageType.File, replicas });
+      const os = await new Objm(js).create(names.stateBucket, { storage: StorageType.File, replicas });
+      await ensureLogStream(jsm, stream);
+      return { jsm, kv, os };
+    },
+    Math.max(4 * settings.requestTimeoutMs, 2_000),
+  );
+  return new CheckpointStore(nc, js, jsm, kv, os, settings);
+}
