@@ -391,3 +391,74 @@ describe('checkpoint views', () => {
     expect(checkpointFromSummary(h.coordinator.history().at(-1)!).checkpoint_type).toBe('stopping');
   });
 });
+
+describe('retention', () => {
+  /** Runs checkpoints 1…n to completion, one per interval. */
+  async function complete(h: Harness, n: number, interval: number): Promise<void> {
+    for (let epoch = h.coordinator.lastCompletedEpoch + 1; epoch <= n; epoch++) {
+      while (h.triggers.length < epoch) await vi.advanceTimersByTimeAsync(interval / 4);
+      h.completeAll(epoch);
+      await h.flush();
+    }
+  }
+
+  test('cleans up every `every` epochs, keeping the newest `keep`; the oldest kept epoch advances only on success', async () => {
+    const requests: { minEpoch: number; epoch: number }[] = [];
+    let fail = false;
+    const errors: unknown[] = [];
+    const h = running(1_000, {
+      retention: { keep: 3, every: 2 },
+      cleanup: (request) => {
+        requests.push(request);
+        return fail ? Promise.reject(new Error('store down')) : Promise.resolve();
+      },
+      onCleanupError: (err) => errors.push(err),
+    });
+    await complete(h, 3, 1_000);
+    expect(requests).toEqual([]); // epoch 2: nothing older than the newest three yet
+    await complete(h, 4, 1_000);
+    expect(requests).toEqual([{ minEpoch: 2, epoch: 4 }]);
+    expect(h.coordinator.oldestKeptEpoch).toBe(2);
+    fail = true;
+    await complete(h, 6, 1_000);
+    expect(requests.at(-1)).toEqual({ minEpoch: 4, epoch: 6 });
+    expect(h.coordinator.oldestKeptEpoch).toBe(2);
+    expect(errors).toHaveLength(1);
+    expect(h.coordinator.stats()).toMatchObject({ cleanups: 1, cleanupFailures: 1 });
+    // Retried at the next eligible epoch, and the job checkpoints on regardless.
+    fail = false;
+    await complete(h, 8, 1_000);
+    expect(requests.at(-1)).toEqual({ minEpoch: 6, epoch: 8 });
+    expect(h.coordinator.oldestKeptEpoch).toBe(6);
+    expect(h.coordinator.lastCompletedEpoch).toBe(8);
+  });
+
+  test('never runs beside a checkpoint: one that falls due during a cleanup starts when the cleanup is done', async () => {
+    let finish!: () => void;
+    const h = running(1_000, { retention: { keep: 1, every: 2 }, cleanup: () => new Promise<void>((resolve) => (finish = resolve)) });
+    await complete(h, 2, 1_000);
+    // Epoch 2 completed and its cleanup hangs: the due time of epoch 3 passes without a barrier.
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(h.triggers).toHaveLength(2);
+    finish();
+    await h.flush();
+    expect(h.triggers.map((t) => t.epoch)).toEqual([1, 2, 3]);
+    await complete(h, 4, 1_000);
+    // A final checkpoint waits for a running cleanup as well.
+    let finalEpoch: number | undefined;
+    void h.coordinator.final(1).then((r) => (finalEpoch = r.epoch));
+    await h.flush();
+    expect(h.triggers).toHaveLength(4);
+    finish();
+    await h.flush();
+    expect(h.triggers.at(-1)).toMatchObject({ epoch: 5, thenStop: true });
+    h.completeAll(5);
+    await h.flush();
+    expect(finalEpoch).toBe(5);
+  });
+
+  test('refuses a retention that keeps nothing', () => {
+    expect(() => harness({ retention: { keep: 0, every: 4 } })).toThrow(/keep ≥ 1/);
+    expect(() => harness({ retention: { keep: 10, every: 0 } })).toThrow(/every ≥ 1/);
+  });
+});
