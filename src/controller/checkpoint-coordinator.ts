@@ -99,8 +99,6 @@ export interface CoordinatorStats {
   stale: number;
   /** Events naming a subtask the generation does not have. */
   unknownSubtask: number;
-  cleanups: number;
-  cleanupFailures: number;
 }
 
 export interface CheckpointCoordinatorOptions {
@@ -123,30 +121,6 @@ export interface CheckpointCoordinatorOptions {
   /** Makes the record durable; the epoch is complete only once this resolves. */
   persist(record: CheckpointRecord): Promise<void>;
   onOutcome?(outcome: CheckpointOutcome): void;
-  /** Which records to keep; cleanup runs only when `cleanup` is given. */
-  retention?: RetentionPolicy;
-  /**
-   * Deletes the records of every epoch below `minEpoch`. Runs while no checkpoint is in flight (the next
-   * one waits for it); `minEpoch` advances only once it resolves, and a rejection is retried at the next
-   * eligible epoch.
-   */
-  cleanup?: (request: CleanupRequest) => Promise<void>;
-  onCleanupError?(err: unknown, request: CleanupRequest): void;
-}
-
-/** Keep the newest `keep` epochs; clean up when the completed epoch is a multiple of `every` (reference: 10, 4). */
-export interface RetentionPolicy {
-  keep: number;
-  every: number;
-}
-
-export const DEFAULT_RETENTION: RetentionPolicy = { keep: 10, every: 4 };
-
-export interface CleanupRequest {
-  /** The oldest epoch to keep. */
-  minEpoch: number;
-  /** The epoch whose completion triggered the cleanup (it is kept). */
-  epoch: number;
 }
 
 /** The subtasks of a generation, by node. */
@@ -205,10 +179,8 @@ export class CheckpointCoordinator {
   private due: TimerHandle | null = null;
   private inFlight: InFlight | null = null;
   private readonly recent: CheckpointSummary[] = [];
-  private readonly counters: CoordinatorStats = { started: 0, completed: 0, failed: 0, stale: 0, unknownSubtask: 0, cleanups: 0, cleanupFailures: 0 };
+  private readonly counters: CoordinatorStats = { started: 0, completed: 0, failed: 0, stale: 0, unknownSubtask: 0 };
   private closed = false;
-  /** The cleanup running now; checkpoints wait for it. */
-  private cleaning: Promise<void> | null = null;
 
   constructor(options: CheckpointCoordinatorOptions) {
     this.options = options;
@@ -216,11 +188,6 @@ export class CheckpointCoordinator {
     this.random = options.random ?? Math.random;
     this.lastCompleted = options.lastCompletedEpoch ?? 0;
     this.epochCounter = Math.max(options.epoch ?? 0, this.lastCompleted);
-    const { keep, every } = options.retention ?? DEFAULT_RETENTION;
-    // Keeping none would delete the record a restore needs.
-    if (!Number.isSafeInteger(keep) || keep < 1 || !Number.isSafeInteger(every) || every < 1) {
-      throw new RangeError(`retention needs keep ≥ 1 and every ≥ 1, got keep ${keep}, every ${every}`);
-    }
   }
 
   /** The newest epoch started; a generation's tasks start at it and their next checkpoint is the one after. */
@@ -230,11 +197,6 @@ export class CheckpointCoordinator {
 
   get lastCompletedEpoch(): number {
     return this.lastCompleted;
-  }
-
-  /** The oldest epoch whose record is kept: it advances when a cleanup succeeds. */
-  get oldestKeptEpoch(): number {
-    return this.minEpoch;
   }
 
   /** When the next periodic checkpoint is due (epoch ms); null when none is scheduled. */
@@ -310,11 +272,7 @@ export class CheckpointCoordinator {
     if (this.closed) throw new Error('the job is shutting down');
     if (this.plan?.generation !== generation) throw new Error(`generation ${generation} is not the current one`);
     // Another caller may have started a checkpoint while this one waited.
-    while (this.inFlight !== null || this.cleaning !== null) {
-      if (this.cleaning !== null) await this.cleaning;
-      if (this.inFlight !== null) await this.inFlight.settled.catch(() => {});
-    }
-    if (this.closed) throw new Error('the job is shutting down');
+    while (this.inFlight !== null) await this.inFlight.settled.catch(() => {});
     const flight = this.start(generation, 'final', null);
     await flight.settled;
     return { epoch: flight.summary.epoch };
@@ -371,13 +329,8 @@ export class CheckpointCoordinator {
     const generation = this.armedFor;
     this.due = this.options.timers.schedule(at, () => {
       this.due = null;
-      const startIfStill = () => {
-        if (this.armedFor !== generation || generation === null || this.inFlight !== null || this.closed) return;
-        this.start(generation, 'periodic', at);
-      };
-      // A cleanup never runs beside a checkpoint: a due one starts as soon as the cleanup is done.
-      if (this.cleaning !== null) void this.cleaning.then(startIfStill);
-      else startIfStill();
+      if (this.armedFor !== generation || generation === null || this.inFlight !== null) return;
+      this.start(generation, 'periodic', at);
     });
   }
 
@@ -501,30 +454,6 @@ export class CheckpointCoordinator {
     // Fixed rate from the due time, so a slow checkpoint or a pause does not shift the job's schedule for good.
     if (flight.dueAt !== null) this.scheduleNextPeriodic(Math.max(now, flight.dueAt + this.intervalMs));
     else this.scheduleNextPeriodic(now + this.intervalMs);
-    this.maybeCleanUp(flight.summary.epoch);
-  }
-
-  /** Right after a completion, when nothing is in flight: drop the records that retention lets go. */
-  private maybeCleanUp(epoch: number): void {
-    const cleanup = this.options.cleanup;
-    const { keep, every } = this.options.retention ?? DEFAULT_RETENTION;
-    const minEpoch = epoch - keep + 1;
-    if (cleanup === undefined || this.cleaning !== null || this.closed || epoch % every !== 0 || minEpoch <= this.minEpoch) return;
-    const request: CleanupRequest = { minEpoch, epoch };
-    const run = async () => {
-      try {
-        await cleanup(request);
-        this.minEpoch = Math.max(this.minEpoch, minEpoch);
-        this.counters.cleanups++;
-      } catch (err) {
-        // Not fatal: the records stay, and the next eligible epoch tries again.
-        this.counters.cleanupFailures++;
-        this.options.onCleanupError?.(err, request);
-      } finally {
-        this.cleaning = null;
-      }
-    };
-    this.cleaning = run();
   }
 
   private fail(flight: InFlight, message: string): void {

@@ -22,7 +22,6 @@ import type { z } from 'zod';
 import { availableActions } from '../../machines/job/actions-ui.js';
 import { DEFAULT_CONFIG } from '../../machines/job/policy.js';
 import { TERMINAL_STATES, type DesiredConfig, type JobPolicy, type JobState } from '../../machines/job/types.js';
-import type { RetentionPolicy } from './checkpoint-coordinator.js';
 import { JobMachines } from './job-machines.js';
 import { TimerQueue } from './timer-queue.js';
 import { inspectorFromEnv, type JobInspector } from '../inspect/index.js';
@@ -88,8 +87,6 @@ export interface ControllerOptions {
   requestTimeoutMs?: number;
   /** Policy overrides for every job. */
   policy?: Partial<JobPolicy>;
-  /** Which checkpoint records each job keeps. Default: the newest 10, cleaned up every 4 epochs. */
-  checkpointRetention?: RetentionPolicy;
   /** Largest accepted API request. Default `MAX_MESSAGE_BYTES`. */
   maxMessageBytes?: number;
   store?: StoreOptions;
@@ -356,7 +353,6 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         minEpoch: status.minEpoch,
       },
       ...(options.policy === undefined ? {} : { policy: options.policy }),
-      ...(options.checkpointRetention === undefined ? {} : { retention: options.checkpointRetention }),
       log,
       requestTimeoutMs,
       ...(resumeState === undefined ? {} : { resumeState }),

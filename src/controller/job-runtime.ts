@@ -11,7 +11,7 @@
  *
  * Times: the machine and the store use epoch ms; the wire uses µs.
  */
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -48,16 +48,7 @@ import { isTransientStoreError, type JobStatusRecord, type Store, type Versioned
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import type { WorkerRegistry } from './registry.js';
-import {
-  CheckpointCoordinator,
-  DEFAULT_RETENTION,
-  type CheckpointOutcome,
-  type CheckpointRecord,
-  type CheckpointTrigger,
-  type CleanupRequest,
-  type CoordinatorStats,
-  type RetentionPolicy,
-} from './checkpoint-coordinator.js';
+import { CheckpointCoordinator, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
 import { checkpointFromRecord, checkpointFromSummary, operatorGroupsFromRecord, operatorGroupsFromSummary } from './checkpoint-views.js';
 import { JobMachines } from './job-machines.js';
@@ -100,8 +91,6 @@ export interface JobRuntimeOptions {
   operatorSpecs?: ReadonlyMap<string, OperatorSpec>;
   /** KV bucket of the minimal checkpoint records. Default `weir_checkpoints`. */
   checkpointBucket?: string;
-  /** Which checkpoint records to keep (default: the newest 10, cleaned every 4 epochs). */
-  retention?: RetentionPolicy;
   /**
    * A controller restart of a job that rests in a terminal state: the actor is restored in that state
    * (its entry actions do not run again) instead of starting at Created.
@@ -245,10 +234,6 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   let restoreFloor = options.restoreFloor ?? null;
   /** After a controller restart the status's epoch can lag behind the records: list them once. */
   let knowsNewestRecord = options.created === true;
-  /** The records this incarnation wrote, oldest first, with their stream sequence (retention purges below one). */
-  let recordRevisions: { epoch: number; revision: number }[] = [];
-  let jsm: Promise<JetStreamManager> | undefined;
-  let listedOlderRecords = options.created === true;
   const ownTimers = options.timers === undefined ? new TimerQueue({ onError: (err) => baseLog.error({ err, jobId }, 'checkpoint timer failed') }) : undefined;
   const coordinator = new CheckpointCoordinator({
     jobId,
@@ -258,9 +243,6 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     trigger: triggerCheckpoint,
     persist: persistCheckpoint,
     onOutcome: onCheckpointOutcome,
-    retention: options.retention ?? DEFAULT_RETENTION,
-    cleanup: cleanUpRecords,
-    onCleanupError: (err, request) => log.warn({ err, ...request }, 'checkpoint cleanup failed; retried at the next eligible epoch'),
   });
 
   // ─── Requests to workers ───────────────────────────────────────────────────────────────────────
@@ -384,7 +366,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
           ...(restoreEpoch !== null ? { restore_epoch: restoreEpoch } : {}),
           // The epoch the tasks start at (the last one started, as in the reference); their first checkpoint is the next.
           start_epoch: coordinator.epoch,
-          min_epoch: Math.max(input.minEpoch, coordinator.oldestKeptEpoch),
+          min_epoch: input.minEpoch,
           checkpoint_interval_micros: micros(context.config.checkpointIntervalMs),
         };
         return ask(subjects.workerStart(workerId), body).then((r) => {
@@ -554,7 +536,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       startTime: ctx.times.start,
       finishTime: ctx.times.finish,
       epoch: coordinator.lastCompletedEpoch,
-      minEpoch: Math.max(ctx.checkpoint.minEpoch, coordinator.oldestKeptEpoch),
+      minEpoch: ctx.checkpoint.minEpoch,
       updatedAt: at,
     };
     const stateEvent: JobStateEvent | null = stateChanged
@@ -726,8 +708,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     let lastErr: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        const revision = await (await checkpointKv()).put(checkpointKey(jobId, record.epoch), JSON.stringify(record));
-        recordRevisions.push({ epoch: record.epoch, revision });
+        await (await checkpointKv()).put(checkpointKey(jobId, record.epoch), JSON.stringify(record));
         return;
       } catch (err) {
         lastErr = err;
@@ -735,35 +716,6 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     }
     throw lastErr;
   }
-
-  /**
-   * Retention: one purge of this job's records older than the oldest kept epoch's. Records are written
-   * one epoch after the other, so stream order is epoch order; older incarnations' records and delete
-   * markers go with them, and nothing is listed.
-   */
-  async function cleanUpRecords({ minEpoch }: CleanupRequest): Promise<void> {
-    if (!listedOlderRecords && (recordRevisions[0]?.epoch ?? Infinity) > minEpoch) {
-      // Records of an earlier incarnation that are still to be kept: their sequences, once.
-      const kv = await checkpointKv();
-      const firstOwn = recordRevisions[0]?.epoch ?? Infinity;
-      const older: { epoch: number; revision: number }[] = [];
-      for (const epoch of await recordedEpochs(kv)) {
-        if (epoch < minEpoch || epoch >= firstOwn) continue;
-        const entry = await kv.get(checkpointKey(jobId, epoch));
-        if (entry !== null && entry.operation === 'PUT') older.push({ epoch, revision: entry.revision });
-      }
-      recordRevisions = [...older.sort((a, b) => a.epoch - b.epoch), ...recordRevisions];
-      listedOlderRecords = true;
-    }
-    const oldestKept = recordRevisions.find((r) => r.epoch >= minEpoch);
-    if (oldestKept === undefined) return;
-    jsm ??= jetstreamManager(nc, { timeout: requestTimeoutMs, checkAPI: false });
-    jsm.catch(() => (jsm = undefined));
-    await (await jsm).streams.purge(`KV_${bucket}`, { filter: `$KV.${bucket}.${jobId}.*`, seq: oldestKept.revision });
-    recordRevisions = recordRevisions.filter((r) => r.epoch >= minEpoch);
-    for (const epoch of completed.keys()) if (epoch < minEpoch) completed.delete(epoch);
-  }
-
 
   // ─── Worker events ────────────────────────────────────────────────────────────────────────────
 
