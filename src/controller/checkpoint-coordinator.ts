@@ -10,7 +10,7 @@
  *
  * Times: epoch ms inside; the record (`CheckpointRecord`) is in µs like the wire.
  */
-import type { CheckpointCompleted, CheckpointProgressEvent } from '../protocol/index.js';
+import { CHECKPOINT_FORMAT_VERSION, STATE_SCHEMA_VERSION, uuidv7, type CheckpointCompleted, type CheckpointProgressEvent } from '../protocol/index.js';
 import type { TimerHandle, TimerQueue } from './timer-queue.js';
 
 export type CheckpointKind = 'periodic' | 'final';
@@ -50,6 +50,14 @@ export type RecordedSubtask = SubtaskCheckpoint & { progress?: SubtaskProgress['
 
 /** The durable record of a completed epoch (key `<job>.<epoch>` of the checkpoint bucket). */
 export interface CheckpointRecord {
+  /** Format version (`CHECKPOINT_FORMAT_VERSION`). */
+  v: number;
+  /** Time-ordered unique id (UUID v7). */
+  id: string;
+  /** Version of the operators' state layout (`STATE_SCHEMA_VERSION`). */
+  schema_version: number;
+  /** µs. */
+  created_at: number;
   job_id: string;
   generation: number;
   epoch: number;
@@ -415,6 +423,10 @@ export class CheckpointCoordinator {
     flight.summary.spans.push({ span: 'WritingMetadata', start: micros(now), finish: null });
     const summary = flight.summary;
     const record: CheckpointRecord = {
+      v: CHECKPOINT_FORMAT_VERSION,
+      id: uuidv7(now),
+      schema_version: STATE_SCHEMA_VERSION,
+      created_at: micros(now),
       job_id: this.options.jobId,
       generation: summary.generation,
       epoch: summary.epoch,

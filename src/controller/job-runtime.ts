@@ -30,6 +30,7 @@ import {
   decode,
   decodeReply,
   encode,
+  readCheckpointRecord,
   subjects,
   taskEventSchema,
   truncateErrorText,
@@ -670,12 +671,20 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     if (recent !== undefined) return recent;
     const entry = await kv.get(checkpointKey(jobId, epoch));
     if (entry === null || entry.operation !== 'PUT') return null;
+    let json: unknown;
     try {
-      return entry.json<CheckpointRecord>();
+      json = entry.json();
     } catch (err) {
       log.warn({ err, epoch }, 'unreadable checkpoint record');
       return null;
     }
+    const read = readCheckpointRecord(json, checkpointKey(jobId, epoch));
+    if (!read.ok) {
+      log.warn({ epoch, reason: read.message }, 'unreadable checkpoint record');
+      return null;
+    }
+    // The coordinator writes every field of CheckpointRecord; v1 records are migrated to the current format.
+    return read.record as unknown as CheckpointRecord;
   }
 
   async function checkpointHistory(limit: number): Promise<Checkpoint[]> {

@@ -102,3 +102,13 @@ export {
   type SubtaskCheckpointGroup,
   type SubtaskProgressTimes,
 } from './checkpoints.js';
+export {
+  CHECKPOINT_FORMAT_VERSION,
+  STATE_SCHEMA_VERSION,
+  checkpointRecordSchema,
+  isUuidV7,
+  readCheckpointRecord,
+  uuidv7,
+  type CheckpointRecordFields,
+  type RecordRead,
+} from './checkpoint-record.js';

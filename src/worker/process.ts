@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Kvm } from '@nats-io/kv';
-import { z } from 'zod';
+import type { z } from 'zod';
 import {
   CHECKPOINTS_KV_BUCKET,
   MAX_MESSAGE_BYTES,
@@ -38,6 +38,7 @@ import {
   heartbeatSchema,
   ackSchema,
   checkpointKey,
+  readCheckpointRecord,
   isValidId,
   registerWorkerReplySchema,
   registerWorkerSchema,
@@ -141,19 +142,6 @@ interface JobRun {
 
 const nowUs = () => Date.now() * 1000;
 
-/** The part of the controller's checkpoint record (`CheckpointRecord`) a restore reads. */
-const checkpointRecordSchema = z.object({
-  job_id: z.string(),
-  epoch: z.int().nonnegative(),
-  subtasks: z.array(
-    z.object({
-      node_id: z.string(),
-      subtask_index: z.int().nonnegative(),
-      table_metadata: z.object({ state: z.unknown().optional() }),
-    }),
-  ),
-});
-
 export interface CheckpointState {
   /** Snapshot by `node/subtask`. */
   state: Map<string, unknown>;
@@ -180,12 +168,13 @@ export async function checkpointState(nc: NatsConnection, jobId: string, epoch: 
   } catch {
     throw new Error(`checkpoint record ${key} is not JSON`);
   }
-  const parsed = checkpointRecordSchema.safeParse(json);
-  if (!parsed.success) throw new Error(`checkpoint record ${key} is malformed: ${parsed.error.message.slice(0, 200)}`);
-  if (parsed.data.job_id !== jobId || parsed.data.epoch !== epoch) throw new Error(`checkpoint record ${key} names job ${parsed.data.job_id} epoch ${parsed.data.epoch}`);
+  const read = readCheckpointRecord(json, key);
+  if (!read.ok) throw new Error(read.message);
+  const record = read.record;
+  if (record.job_id !== jobId || record.epoch !== epoch) throw new Error(`checkpoint record ${key} names job ${record.job_id} epoch ${record.epoch}`);
   const state = new Map<string, unknown>();
   const parallelism = new Map<string, number>();
-  for (const s of parsed.data.subtasks) {
+  for (const s of record.subtasks) {
     parallelism.set(s.node_id, (parallelism.get(s.node_id) ?? 0) + 1);
     const snapshot = s.table_metadata.state;
     if (snapshot !== undefined && snapshot !== null) state.set(subtaskKey(s.node_id, s.subtask_index), snapshot);
