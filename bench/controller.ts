@@ -264,10 +264,12 @@ async function main(): Promise<void> {
       for await (const e of await checkpointsKv.watch({ include: 'updates' })) {
         if (e.operation !== 'PUT') continue;
         recordsWritten++;
-        const at = cluster.barrierAt.get(e.key);
-        const jobId = e.key.slice(0, e.key.lastIndexOf('.'));
+        // Keys are slots (epoch mod CHECKPOINT_SLOTS): the record names its job and epoch.
+        const { job_id: jobId, epoch } = e.json<{ job_id: string; epoch: number }>();
+        const key = `${jobId}.${epoch}`;
+        const at = cluster.barrierAt.get(key);
         if (at !== undefined && checkpointJobIds.has(jobId)) checkpointDone.push(performance.now() - at);
-        cluster.barrierAt.delete(e.key);
+        cluster.barrierAt.delete(key);
       }
     })();
 

@@ -628,18 +628,9 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       // epoch is known exactly: one read instead of listing a bucket that holds every job's records.
       if (knowsNewestRecord && known === 0 && floor === null) return null;
       if (knowsNewestRecord && known > 0 && known >= (floor ?? 0)) {
-        const entry = await kv.get(checkpointKey(jobId, known));
-        if (entry !== null && entry.operation === 'PUT') return known;
+        if ((await storedRecord(kv, known)) !== null) return known;
       }
-      const candidates = (await recordedEpochs(kv)).filter((epoch) => epoch >= (floor ?? 0));
-      // keys() can still list a deleted or purged record: take the newest one that reads back.
-      for (const epoch of candidates) {
-        const entry = await kv.get(checkpointKey(jobId, epoch));
-        if (entry !== null && entry.operation === 'PUT') {
-          best = epoch;
-          break;
-        }
-      }
+      best = (await storedRecords(kv)).find((r) => r.epoch >= (floor ?? 0))?.epoch ?? null;
     } catch (err) {
       // Never guess: an older epoch would replay, and none at all would lose the state. Scheduling retries.
       log.warn({ err, known }, 'cannot list checkpoint records');
@@ -655,45 +646,59 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     return best;
   }
 
-  /** The epochs the bucket lists for this job, newest first. */
-  async function recordedEpochs(kv: KV): Promise<number[]> {
-    const epochs: number[] = [];
-    for await (const key of await kv.keys(`${jobId}.*`)) {
-      const epoch = Number(key.slice(jobId.length + 1));
-      if (Number.isInteger(epoch) && epoch >= 0) epochs.push(epoch);
-    }
-    return epochs.sort((a, b) => b - a);
-  }
-
-  /** An epoch's record: from memory when recent, else read back; null when absent or unreadable. */
-  async function readRecord(kv: KV, epoch: number): Promise<CheckpointRecord | null> {
-    const recent = completed.get(epoch);
-    if (recent !== undefined) return recent;
-    const entry = await kv.get(checkpointKey(jobId, epoch));
-    if (entry === null || entry.operation !== 'PUT') return null;
+  /** A stored value as a record of this job, or null (logged) when it is not one. */
+  function parseRecord(key: string, data: () => unknown): CheckpointRecord | null {
     let json: unknown;
     try {
-      json = entry.json();
+      json = data();
     } catch (err) {
-      log.warn({ err, epoch }, 'unreadable checkpoint record');
+      log.warn({ err, key }, 'unreadable checkpoint record');
       return null;
     }
-    const read = readCheckpointRecord(json, checkpointKey(jobId, epoch));
+    const read = readCheckpointRecord(json, key);
     if (!read.ok) {
-      log.warn({ epoch, reason: read.message }, 'unreadable checkpoint record');
+      log.warn({ key, reason: read.message }, 'unreadable checkpoint record');
       return null;
     }
+    if (read.record.job_id !== jobId) return null;
     // The coordinator writes every field of CheckpointRecord; v1 records are migrated to the current format.
     return read.record as unknown as CheckpointRecord;
   }
 
+  /**
+   * Every record the bucket holds for this job, newest epoch first: the slots, plus keys named by epoch
+   * that versions before the slots wrote.
+   */
+  async function storedRecords(kv: KV): Promise<CheckpointRecord[]> {
+    const keys: string[] = [];
+    for await (const key of await kv.keys(`${jobId}.*`)) keys.push(key);
+    const records: CheckpointRecord[] = [];
+    for (const key of keys) {
+      const entry = await kv.get(key);
+      if (entry === null || entry.operation !== 'PUT') continue;
+      const record = parseRecord(key, () => entry.json());
+      if (record !== null) records.push(record);
+    }
+    return records.sort((a, b) => b.epoch - a.epoch);
+  }
+
+  /** An epoch's record: from memory when recent, else read from its slot. */
+  async function readRecord(kv: KV, epoch: number): Promise<CheckpointRecord | null> {
+    return completed.get(epoch) ?? storedRecord(kv, epoch);
+  }
+
+  /** An epoch's record as its slot holds it; null when absent, replaced by a newer epoch, or unreadable. */
+  async function storedRecord(kv: KV, epoch: number): Promise<CheckpointRecord | null> {
+    const key = checkpointKey(jobId, epoch);
+    const entry = await kv.get(key);
+    if (entry === null || entry.operation !== 'PUT') return null;
+    const record = parseRecord(key, () => entry.json());
+    return record?.epoch === epoch ? record : null;
+  }
+
   async function checkpointHistory(limit: number): Promise<Checkpoint[]> {
     const byEpoch = new Map<number, Checkpoint>();
-    const kv = await checkpointKv();
-    for (const epoch of (await recordedEpochs(kv)).slice(0, limit)) {
-      const record = await readRecord(kv, epoch);
-      if (record !== null) byEpoch.set(epoch, checkpointFromRecord(record));
-    }
+    for (const record of (await storedRecords(await checkpointKv())).slice(0, limit)) byEpoch.set(record.epoch, checkpointFromRecord(record));
     // What this incarnation saw itself is more complete: failed and in-flight epochs have no record.
     for (const summary of coordinator.history()) byEpoch.set(summary.epoch, checkpointFromSummary(summary));
     return [...byEpoch.values()].sort((a, b) => b.epoch - a.epoch).slice(0, limit);

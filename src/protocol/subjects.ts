@@ -41,8 +41,15 @@ export const JOBS_KV_SUBJECTS: readonly string[] = [`$KV.${JOBS_KV_BUCKET}.>`];
  */
 export const CHECKPOINTS_KV_BUCKET = 'weir_checkpoints';
 export const CHECKPOINTS_KV_SUBJECTS: readonly string[] = [`$KV.${CHECKPOINTS_KV_BUCKET}.>`];
-/** The key of an epoch's record in the checkpoint bucket. */
-export const checkpointKey = (job: string, epoch: number): string => `${job}.${epoch}`;
+/**
+ * Retention of checkpoint records: each job's records live in this many slots, so the bucket (history 1)
+ * keeps the newest this-many epochs, and writing an epoch replaces the record of the one this-many
+ * before it. Nothing is ever deleted: JetStream purges cost the server milliseconds each, a replaced
+ * value nothing.
+ */
+export const CHECKPOINT_SLOTS = 10;
+/** The key of the slot an epoch's record is written to; the record names its epoch. */
+export const checkpointKey = (job: string, epoch: number): string => `${job}.${epoch % CHECKPOINT_SLOTS}`;
 /** Every subject a weir JetStream stream captures. */
 /**
  * The checkpoint store's event stream, metadata bucket and state object store at its default prefix

@@ -1,4 +1,5 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { pino } from 'pino';
 import type { InspectionEvent } from 'xstate';
@@ -7,6 +8,7 @@ import type { JobPolicy, JobState } from '../../machines/job/types.js';
 import { newJobId, resumePlan, startController, type Controller } from '../../src/controller/controller.js';
 import {
   CHECKPOINTS_KV_BUCKET,
+  CHECKPOINT_SLOTS,
   checkpointDetailsReplySchema,
   checkpointKey,
   decode,
@@ -26,6 +28,7 @@ import type { CheckpointRecord } from '../../src/controller/job-runtime.js';
 import { StoreUnavailableError, openStore, type Store } from '../../src/store/index.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
 import { jobsCommand } from '../../src/cli/jobs.js';
+import { storedEpochs, storedRecord, storedRecords } from '../support/checkpoints.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
@@ -192,11 +195,7 @@ describe('controller', () => {
     const jobId = await create();
     await reach(jobId, 'Running');
     const kv = await new Kvm(client).open(CHECKPOINTS_KV_BUCKET);
-    const epochs = async (): Promise<number[]> => {
-      const found: number[] = [];
-      for await (const key of await kv.keys(`${jobId}.*`)) found.push(Number(key.slice(jobId.length + 1)));
-      return found.sort((a, b) => a - b);
-    };
+    const epochs = () => storedEpochs(client, jobId);
     await eventually(async () => expect((await epochs()).length).toBeGreaterThanOrEqual(2), { timeoutMs: 15_000 });
     await configure(jobId, { stop: 'checkpoint' });
     await reach(jobId, 'Stopped');
@@ -208,20 +207,41 @@ describe('controller', () => {
     expect(again.generation).toBe(2);
   });
 
+  it(`keeps each job's newest ${CHECKPOINT_SLOTS} checkpoint records, replacing older ones in place, and restores from the newest`, async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    const epochs = await eventually(
+      async () => {
+        const now = await storedEpochs(client, jobId);
+        expect(now.at(-1)).toBeGreaterThan(CHECKPOINT_SLOTS + 1);
+        return now;
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
+    expect(epochs.length).toBeLessThanOrEqual(CHECKPOINT_SLOTS);
+    expect(epochs).toEqual(Array.from({ length: epochs.length }, (_, i) => epochs.at(-1)! - epochs.length + 1 + i));
+    // The bucket's stream holds one message per slot, nothing per replaced epoch.
+    const info = await (await jetstreamManager(client)).streams.info(`KV_${CHECKPOINTS_KV_BUCKET}`, { subjects_filter: `$KV.${CHECKPOINTS_KV_BUCKET}.${jobId}.*` });
+    const perSubject = Object.values(info.state.subjects ?? {});
+    expect(perSubject.length).toBeLessThanOrEqual(CHECKPOINT_SLOTS);
+    expect(perSubject.every((count) => count === 1)).toBe(true);
+
+    await configure(jobId, { stop: 'checkpoint' });
+    await reach(jobId, 'Stopped');
+    const newest = (await storedEpochs(client, jobId)).at(-1)!;
+    expect((await store.jobs.get(jobId))!.status.epoch).toBe(newest);
+    await configure(jobId, { stop: 'none' });
+    const again = await reach(jobId, 'Running');
+    expect(again.generation).toBe(2);
+    const history = jobCheckpointsReplySchema.parse(await request(subjects.apiJobCheckpoints(jobId), { v: 1, include_failed: false }));
+    expect(history.data.some((c) => c.epoch === newest)).toBe(true);
+  }, 60_000);
+
   it('a stopped and restarted job continues its operator state from the last completed epoch', async () => {
     const jobId = await create();
     await reach(jobId, 'Running');
-    const kv = await new Kvm(client).open(CHECKPOINTS_KV_BUCKET);
-    const epochsOf = async (): Promise<number[]> => {
-      const epochs: number[] = [];
-      for await (const key of await kv.keys(`${jobId}.*`)) epochs.push(Number(key.slice(jobId.length + 1)));
-      return epochs.sort((a, b) => a - b);
-    };
-    const recordOf = async (epoch: number): Promise<CheckpointRecord> => {
-      const entry = await kv.get(checkpointKey(jobId, epoch));
-      if (entry === null) throw new Error(`no record of epoch ${epoch}`);
-      return entry.json<CheckpointRecord>();
-    };
+    const epochsOf = () => storedEpochs(client, jobId);
+    const recordOf = (epoch: number) => storedRecord(client, jobId, epoch);
     const stateOf = (record: CheckpointRecord, node: string): unknown => record.subtasks.find((s) => s.node_id === node && s.subtask_index === 0)?.table_metadata['state'];
     // At least one periodic checkpoint before the stop.
     await eventually(async () => expect((await epochsOf()).length).toBeGreaterThan(0), { timeoutMs: 10_000 });
@@ -280,15 +300,7 @@ describe('controller', () => {
   it('a restart with ignore_state starts from no state once; later restarts restore the new lineage', async () => {
     const jobId = await create();
     await reach(jobId, 'Running');
-    const kv = await new Kvm(client).open(CHECKPOINTS_KV_BUCKET);
-    const records = async (): Promise<CheckpointRecord[]> => {
-      const out: CheckpointRecord[] = [];
-      for await (const key of await kv.keys(`${jobId}.*`)) {
-        const entry = await kv.get(key);
-        if (entry?.operation === 'PUT') out.push(entry.json<CheckpointRecord>());
-      }
-      return out.sort((a, b) => a.epoch - b.epoch);
-    };
+    const records = () => storedRecords(client, jobId);
     const counter = (r: CheckpointRecord) => (r.subtasks.find((t) => t.node_id === 'src')?.table_metadata['state'] as { next_counter: number }).next_counter;
     const newestOf = (generation: number) =>
       eventually(

@@ -6,15 +6,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kvm } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobState } from '../../machines/index.js';
 import type { CheckpointRecord } from '../../src/controller/checkpoint-coordinator.js';
 import {
-  CHECKPOINTS_KV_BUCKET,
   SUBJECTS,
-  checkpointKey,
   decode,
   encode,
   jobStateEventSchema,
@@ -24,6 +21,7 @@ import {
   type JobView,
 } from '../../src/protocol/index.js';
 import { connectTo, eventually } from '../support/nats.js';
+import { storedEpochs, storedRecord } from '../support/checkpoints.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 import { killAll, WeirProcess } from '../support/processes.js';
 
@@ -143,18 +141,8 @@ describe('weir on real processes', () => {
     return workers.find((w) => w.logs().some((l) => l['msg'] === 'generation started' && l['jobId'] === jobId && l['generation'] === generation));
   }
 
-  async function epochs(jobId: string): Promise<number[]> {
-    const kv = await new Kvm(client).open(CHECKPOINTS_KV_BUCKET);
-    const found: number[] = [];
-    for await (const key of await kv.keys(`${jobId}.*`)) found.push(Number(key.slice(jobId.length + 1)));
-    return found.sort((a, b) => a - b);
-  }
-
-  async function record(jobId: string, epoch: number): Promise<CheckpointRecord> {
-    const entry = await (await new Kvm(client).open(CHECKPOINTS_KV_BUCKET)).get(checkpointKey(jobId, epoch));
-    if (entry === null) throw new Error(`no record of epoch ${epoch}`);
-    return entry.json<CheckpointRecord>();
-  }
+  const epochs = (jobId: string) => storedEpochs(client, jobId);
+  const record = (jobId: string, epoch: number) => storedRecord(client, jobId, epoch);
 
   /** The impulse source's position in a checkpoint: how many events the job had read. */
   const counterOf = (r: CheckpointRecord): number => (r.subtasks.find((s) => s.node_id === 'src')?.table_metadata['state'] as { next_counter: number }).next_counter;
