@@ -493,9 +493,18 @@ export class CheckpointCoordinator {
     return { ...flight.summary, operators: [...flight.operators.values()], subtasks: [...flight.subtasks.values()] };
   }
 
-  /** A settled checkpoint's summary is never written again, so the history can hold it as it is. */
+  /**
+   * A settled checkpoint's summary is never written again, so the history can hold it as it is, less the
+   * subtasks' state and commit data: the record has those, and ten of them per job would pin a lot.
+   */
   private remember(flight: InFlight): void {
-    this.recent.push(this.summaryOf(flight));
+    const summary = this.summaryOf(flight);
+    summary.subtasks = summary.subtasks.map((s) => {
+      if (s.completed === null) return s;
+      const { table_metadata: _state, commit_data: _commit, ...kept } = s.completed;
+      return { ...s, completed: { ...kept, table_metadata: {} } };
+    });
+    this.recent.push(summary);
     const keep = this.options.historySize ?? DEFAULT_HISTORY;
     if (this.recent.length > keep) this.recent.splice(0, this.recent.length - keep);
   }

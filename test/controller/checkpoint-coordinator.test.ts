@@ -382,6 +382,10 @@ describe('checkpoint views', () => {
       ['out', 100, record.completed_at],
     ]);
     expect(done[1]!.subtasks[0]!.event_spans.map((s) => s.event)).toEqual(['Alignment', 'Sync']);
+    // The history keeps progress and sizes, not the state: the record has that.
+    const remembered = h.coordinator.history().find((c) => c.epoch === 1)!;
+    expect(remembered.subtasks.map((p) => p.completed?.table_metadata)).toEqual([{}, {}, {}]);
+    expect(record.subtasks[0]!.table_metadata).toEqual({ state: { count: 0 } });
   });
 
   test('a final checkpoint is of type stopping', async () => {
