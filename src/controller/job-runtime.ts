@@ -132,7 +132,7 @@ export interface JobRuntime {
   setRestoreFloor(epoch: number | null): void;
   /** Liveness path: the registry lost a worker that held this generation. */
   onWorkerLost(generation: number, workerId: string, reason?: LostReason): void;
-  /** In-memory metadata of the most recent completed epochs (`RECENT_RECORDS`) of this incarnation. */
+  /** In-memory metadata of the most recent completed epochs (`RECENT_RECORDS`) of this incarnation, without the subtasks' state. */
   checkpoints(): ReadonlyMap<number, CheckpointRecord>;
   /** The newest `limit` checkpoints: recorded epochs, plus what this incarnation saw fail or run. */
   checkpointHistory(limit: number): Promise<Checkpoint[]>;
@@ -431,7 +431,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   function onCheckpointOutcome(outcome: CheckpointOutcome): void {
     if (outcome.kind === 'completed') {
       const record = outcome.record;
-      completed.set(record.epoch, record);
+      // Without the subtasks' state: the history and details need sizes and times, restores read the store.
+      completed.set(record.epoch, { ...record, subtasks: record.subtasks.map(({ table_metadata: _state, commit_data: _commit, ...rest }) => ({ ...rest, table_metadata: {} })) });
       // The recent ones only: older records are in the store, and a long-running job would otherwise grow without bound.
       if (completed.size > RECENT_RECORDS) completed.delete(completed.keys().next().value!);
       knowsNewestRecord = true;

@@ -266,6 +266,7 @@ describe('job runtime on a real server', () => {
     for (const sim of sims) expect(sim.checkpointRequests[0]).toMatchObject({ job_id: job.jobId, generation: 1, epoch: 1, then_stop: false });
     const epoch1 = job.runtime.checkpoints().get(1);
     expect(epoch1?.subtasks.map((s) => `${s.node_id}[${s.subtask_index}]`).sort()).toEqual(['out[0]', 'out[1]', 'src[0]', 'src[1]']);
+    expect(epoch1?.subtasks.every((s) => Object.keys(s.table_metadata).length === 0)).toBe(true);
     const kv = await new Kvm(jetstream(nc)).open('weir_checkpoints');
     const durable = (await kv.get(`${job.jobId}.1`))?.json<CheckpointRecord>();
     expect(durable).toMatchObject({ job_id: job.jobId, generation: 1, epoch: 1, kind: 'periodic' });
