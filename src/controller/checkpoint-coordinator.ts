@@ -48,6 +48,12 @@ export interface OperatorCheckpoint {
 /** A subtask's completion as recorded, with the progress events that led to it (worker times, µs). */
 export type RecordedSubtask = SubtaskCheckpoint & { progress?: SubtaskProgress['events'] };
 
+/** A subtask's completion less its state and commit data, for what is kept in memory after the record is written. */
+export function withoutState<T extends SubtaskCheckpoint>(subtask: T): T {
+  const { commit_data: _commit, ...rest } = subtask;
+  return { ...rest, table_metadata: {} } as T;
+}
+
 /** The durable record of a completed epoch (key `<job>.<epoch>` of the checkpoint bucket). */
 export interface CheckpointRecord {
   /** Format version (`CHECKPOINT_FORMAT_VERSION`). */
@@ -499,11 +505,7 @@ export class CheckpointCoordinator {
    */
   private remember(flight: InFlight): void {
     const summary = this.summaryOf(flight);
-    summary.subtasks = summary.subtasks.map((s) => {
-      if (s.completed === null) return s;
-      const { table_metadata: _state, commit_data: _commit, ...kept } = s.completed;
-      return { ...s, completed: { ...kept, table_metadata: {} } };
-    });
+    summary.subtasks = summary.subtasks.map((s) => (s.completed === null ? s : { ...s, completed: withoutState(s.completed) }));
     this.recent.push(summary);
     const keep = this.options.historySize ?? DEFAULT_HISTORY;
     if (this.recent.length > keep) this.recent.splice(0, this.recent.length - keep);

@@ -458,8 +458,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       // beside the config rather than one round trip later. Should the process die in between, a resumed
       // job converges on the stored config whichever of the two landed (Stopped starts again when the
       // stored config asks to run; a config without its transition is acted on at resume).
-      runtime?.setRestoreFloor(next.ignoreStateBeforeEpoch);
-      runtime?.send({ type: 'config.update', config: desired(next) });
+      forward(jobId, next);
       let result: Versioned<JobConfigRecord>;
       try {
         result = await write;
@@ -472,12 +471,18 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       appliedRevision.set(jobId, Math.max(appliedRevision.get(jobId) ?? 0, result.revision));
       if (!isDeepStrictEqual(result.value, next)) {
         // Re-applied on top of a change another writer made meanwhile: the runtime follows the merge.
-        runtime?.setRestoreFloor(result.value.ignoreStateBeforeEpoch);
-        runtime?.send({ type: 'config.update', config: desired(result.value) });
+        forward(jobId, result.value);
       }
       log.info({ jobId, revision: result.revision, update }, 'config updated');
       return { v: PROTOCOL_VERSION, job_id: jobId, revision: result.revision };
     });
+  }
+
+  /** The job's runtime acts on this desired config, restore floor included. */
+  function forward(jobId: string, config: JobConfigRecord): void {
+    const runtime = runtimes.get(jobId);
+    runtime?.setRestoreFloor(config.ignoreStateBeforeEpoch);
+    runtime?.send({ type: 'config.update', config: desired(config) });
   }
 
   /** After a failed config write: the runtime follows the stored config again, retried while NATS is away. */
@@ -487,9 +492,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         const record = await existing(jobId);
         remember(jobId, record);
         appliedRevision.set(jobId, Math.max(appliedRevision.get(jobId) ?? 0, record.revisions.config));
-        const runtime = runtimes.get(jobId);
-        runtime?.setRestoreFloor(record.config.ignoreStateBeforeEpoch);
-        runtime?.send({ type: 'config.update', config: desired(record.config) });
+        forward(jobId, record.config);
         log.info({ jobId, revision: record.revisions.config }, 'runtime given the stored config after a failed config write');
         return;
       } catch (err) {
@@ -650,8 +653,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         stats.externalConfigChanges++;
         const known = knownConfigs.get(jobId);
         if (known !== undefined) knownConfigs.set(jobId, { nodeIds: known.nodeIds, config: { value: cfg, revision } });
-        runtime?.setRestoreFloor(cfg.ignoreStateBeforeEpoch);
-        runtime?.send({ type: 'config.update', config: desired(cfg) });
+        forward(jobId, cfg);
         log.info({ jobId, revision }, 'config changed elsewhere: forwarded to the runtime');
       });
     },

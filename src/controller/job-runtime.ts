@@ -12,7 +12,7 @@
  * Times: the machine and the store use epoch ms; the wire uses µs.
  */
 import { jetstream } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
@@ -49,7 +49,7 @@ import { isTransientStoreError, type JobStatusRecord, type Store, type Versioned
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import type { WorkerRegistry } from './registry.js';
-import { CheckpointCoordinator, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
+import { CheckpointCoordinator, withoutState, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
 import { checkpointFromRecord, checkpointFromSummary, operatorGroupsFromRecord, operatorGroupsFromSummary } from './checkpoint-views.js';
 import { JobMachines } from './job-machines.js';
@@ -432,7 +432,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     if (outcome.kind === 'completed') {
       const record = outcome.record;
       // Without the subtasks' state: the history and details need sizes and times, restores read the store.
-      completed.set(record.epoch, { ...record, subtasks: record.subtasks.map(({ table_metadata: _state, commit_data: _commit, ...rest }) => ({ ...rest, table_metadata: {} })) });
+      completed.set(record.epoch, { ...record, subtasks: record.subtasks.map(withoutState) });
       // The recent ones only: older records are in the store, and a long-running job would otherwise grow without bound.
       if (completed.size > RECENT_RECORDS) completed.delete(completed.keys().next().value!);
       knowsNewestRecord = true;
@@ -647,11 +647,12 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     return best;
   }
 
-  /** A stored value as a record of this job, or null (logged) when it is not one. */
-  function parseRecord(key: string, data: () => unknown): CheckpointRecord | null {
+  /** A stored entry as a record of this job, or null (logged when unreadable) when it is not one. */
+  function recordIn(key: string, entry: KvEntry | null): CheckpointRecord | null {
+    if (entry === null || entry.operation !== 'PUT') return null;
     let json: unknown;
     try {
-      json = data();
+      json = entry.json();
     } catch (err) {
       log.warn({ err, key }, 'unreadable checkpoint record');
       return null;
@@ -675,9 +676,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     for await (const key of await kv.keys(`${jobId}.*`)) keys.push(key);
     const records: CheckpointRecord[] = [];
     for (const key of keys) {
-      const entry = await kv.get(key);
-      if (entry === null || entry.operation !== 'PUT') continue;
-      const record = parseRecord(key, () => entry.json());
+      const record = recordIn(key, await kv.get(key));
       if (record !== null) records.push(record);
     }
     return records.sort((a, b) => b.epoch - a.epoch);
@@ -691,9 +690,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   /** An epoch's record as its slot holds it; null when absent, replaced by a newer epoch, or unreadable. */
   async function storedRecord(kv: KV, epoch: number): Promise<CheckpointRecord | null> {
     const key = checkpointKey(jobId, epoch);
-    const entry = await kv.get(key);
-    if (entry === null || entry.operation !== 'PUT') return null;
-    const record = parseRecord(key, () => entry.json());
+    const record = recordIn(key, await kv.get(key));
     return record?.epoch === epoch ? record : null;
   }
 
