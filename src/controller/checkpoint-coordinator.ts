@@ -10,12 +10,12 @@
  *
  * Times: epoch ms inside; the record (`CheckpointRecord`) is in µs like the wire.
  */
-import { CHECKPOINT_FORMAT_VERSION, STATE_SCHEMA_VERSION, uuidv7, type CheckpointCompleted, type CheckpointProgressEvent } from '../protocol/index.js';
+import { CHECKPOINT_FORMAT_VERSION, STATE_SCHEMA_VERSION, uuidv7, type CheckpointCompleted, type CheckpointProgressEvent, type CommitData, type RecordStatus } from '../protocol/index.js';
 import type { TimerHandle, TimerQueue } from './timer-queue.js';
 
 export type CheckpointKind = 'periodic' | 'final';
-export type CheckpointStatus = 'inprogress' | 'ready' | 'failed';
-export type JobSpanName = 'Checkpointing' | 'CheckpointingOperators' | 'WritingMetadata';
+export type CheckpointStatus = 'inprogress' | 'committing' | 'ready' | 'failed';
+export type JobSpanName = 'Checkpointing' | 'CheckpointingOperators' | 'WritingMetadata' | 'Committing';
 
 /** µs since the epoch; `finish` is null while the span is open. */
 export interface JobSpan {
@@ -60,6 +60,8 @@ export interface CheckpointRecord {
   v: number;
   /** Time-ordered unique id (UUID v7). */
   id: string;
+  /** `committing` until every sink has committed the subtasks' `commit_data`; restorable either way. */
+  status: RecordStatus;
   /** Version of the operators' state layout (`STATE_SCHEMA_VERSION`). */
   schema_version: number;
   /** µs. */
@@ -101,14 +103,25 @@ export interface CheckpointTrigger {
   thenStop: boolean;
 }
 
+/** The second phase of a two-phase commit: each listed subtask makes its `commit_data` visible. */
+export interface CommitTrigger {
+  generation: number;
+  epoch: number;
+  commits: { node_id: string; subtask_index: number; commit_data: CommitData }[];
+}
+
 export type CheckpointOutcome =
   | { kind: 'completed'; record: CheckpointRecord }
+  /** The epoch is durable (a restore sends its commit again) but its sinks did not all confirm the commit. */
+  | { kind: 'commit_failed'; generation: number; epoch: number; checkpoint: CheckpointKind; message: string }
   | { kind: 'failed'; generation: number; epoch: number; checkpoint: CheckpointKind; message: string };
 
 export interface CoordinatorStats {
   started: number;
   completed: number;
   failed: number;
+  /** Durable epochs whose commit was not confirmed in time or was refused. */
+  commitFailed: number;
   /** Events for another generation or epoch than the one in flight. */
   stale: number;
   /** Events naming a subtask the generation does not have. */
@@ -134,6 +147,8 @@ export interface CheckpointCoordinatorOptions {
   trigger(request: CheckpointTrigger): Promise<void>;
   /** Makes the record durable; the epoch is complete only once this resolves. */
   persist(record: CheckpointRecord): Promise<void>;
+  /** Sends the commits of a durable epoch; resolves once every subtask confirmed. Needed by two-phase sinks. */
+  commit?(request: CommitTrigger): Promise<void>;
   onOutcome?(outcome: CheckpointOutcome): void;
 }
 
@@ -193,7 +208,7 @@ export class CheckpointCoordinator {
   private due: TimerHandle | null = null;
   private inFlight: InFlight | null = null;
   private readonly recent: CheckpointSummary[] = [];
-  private readonly counters: CoordinatorStats = { started: 0, completed: 0, failed: 0, stale: 0, unknownSubtask: 0 };
+  private readonly counters: CoordinatorStats = { started: 0, completed: 0, failed: 0, commitFailed: 0, stale: 0, unknownSubtask: 0 };
   private closed = false;
 
   constructor(options: CheckpointCoordinatorOptions) {
@@ -239,7 +254,7 @@ export class CheckpointCoordinator {
    */
   beginGeneration(plan: GenerationPlan, startEpoch = this.epochCounter): void {
     if (this.inFlight !== null && this.inFlight.summary.generation !== plan.generation) {
-      this.fail(this.inFlight, `generation ${this.inFlight.summary.generation} ended`);
+      this.abandon(this.inFlight, `generation ${this.inFlight.summary.generation} ended`);
     }
     this.plan = plan;
     this.epochCounter = Math.max(this.epochCounter, startEpoch);
@@ -295,7 +310,7 @@ export class CheckpointCoordinator {
   /** The generation ended without a final checkpoint (killed, lost a worker): its checkpoint in flight fails. */
   endGeneration(generation: number, reason = `generation ${generation} ended`): void {
     this.disarm(generation);
-    if (this.inFlight?.summary.generation === generation) this.fail(this.inFlight, reason);
+    if (this.inFlight?.summary.generation === generation) this.abandon(this.inFlight, reason);
   }
 
   onProgress(event: CheckpointProgressEvent): void {
@@ -324,7 +339,7 @@ export class CheckpointCoordinator {
   /** Stops timers and fails what is in flight; the coordinator does nothing afterwards. */
   close(): void {
     if (this.closed) return;
-    if (this.inFlight !== null) this.fail(this.inFlight, 'the job is shutting down');
+    if (this.inFlight !== null) this.abandon(this.inFlight, 'the job is shutting down');
     this.closed = true;
     this.armedFor = null;
     this.scheduleDue(null);
@@ -388,7 +403,8 @@ export class CheckpointCoordinator {
       subtasks,
       operators,
       timeout: this.options.timers.schedule(now + this.options.timeoutMs, () => {
-        if (this.inFlight === flight) this.fail(flight, `checkpoint ${epoch} timed out after ${this.options.timeoutMs} ms`);
+        if (this.inFlight !== flight) return;
+        this.abandon(flight, `checkpoint ${epoch} timed out after ${this.options.timeoutMs} ms`);
       }),
       settled,
       resolve,
@@ -428,9 +444,13 @@ export class CheckpointCoordinator {
     this.closeSpan(flight, 'CheckpointingOperators', now);
     flight.summary.spans.push({ span: 'WritingMetadata', start: micros(now), finish: null });
     const summary = flight.summary;
+    const commits = [...flight.subtasks.values()].flatMap((s) =>
+      s.completed?.commit_data === undefined ? [] : [{ node_id: s.node_id, subtask_index: s.subtask_index, commit_data: s.completed.commit_data }],
+    );
     const record: CheckpointRecord = {
       v: CHECKPOINT_FORMAT_VERSION,
       id: uuidv7(now),
+      status: commits.length > 0 ? 'committing' : 'ready',
       schema_version: STATE_SCHEMA_VERSION,
       created_at: micros(now),
       job_id: this.options.jobId,
@@ -449,6 +469,7 @@ export class CheckpointCoordinator {
         if (this.inFlight !== flight) return; // timed out while writing
         const done = this.now();
         this.closeSpan(flight, 'WritingMetadata', done);
+        if (commits.length > 0) return this.commitPhase(flight, record, commits);
         this.closeSpan(flight, 'Checkpointing', done);
         record.spans = summary.spans.map((span) => ({ ...span }));
         this.succeed(flight, record, done);
@@ -457,6 +478,46 @@ export class CheckpointCoordinator {
         if (this.inFlight === flight) this.fail(flight, `checkpoint ${summary.epoch}: could not write its metadata: ${err instanceof Error ? err.message : String(err)}`);
       },
     );
+  }
+
+  /**
+   * The record is durable as `committing`, so the epoch is restorable from here on (a restore sends the
+   * commits again). Once every sink confirmed, the record is rewritten as `ready`; should that write fail,
+   * the record stays `committing` and a restore merely repeats a commit the sinks tolerate.
+   */
+  private commitPhase(flight: InFlight, record: CheckpointRecord, commits: CommitTrigger['commits']): void {
+    const summary = flight.summary;
+    this.lastCompleted = Math.max(this.lastCompleted, summary.epoch);
+    summary.status = 'committing';
+    summary.spans.push({ span: 'Committing', start: micros(this.now()), finish: null });
+    const request = { generation: summary.generation, epoch: summary.epoch, commits };
+    const sent = this.options.commit === undefined ? Promise.reject(new Error('this coordinator cannot send commits')) : this.options.commit(request);
+    sent.then(
+      async () => {
+        if (this.inFlight !== flight) return; // timed out while committing
+        const done = this.now();
+        this.closeSpan(flight, 'Committing', done);
+        this.closeSpan(flight, 'Checkpointing', done);
+        const ready: CheckpointRecord = { ...record, status: 'ready', spans: summary.spans.map((span) => ({ ...span })) };
+        await this.options.persist(ready).catch(() => {});
+        if (this.inFlight === flight) this.succeed(flight, ready, done);
+      },
+      (err: unknown) => {
+        if (this.inFlight === flight) this.commitFailed(flight, `checkpoint ${summary.epoch}: the commit failed: ${err instanceof Error ? err.message : String(err)}`);
+      },
+    );
+  }
+
+  /** A checkpoint that cannot go on: failed, unless it is durable and only its commit is left. */
+  private abandon(flight: InFlight, reason: string): void {
+    if (flight.summary.status === 'committing') this.commitFailed(flight, `${reason} while its sinks committed`);
+    else this.fail(flight, reason);
+  }
+
+  /** The epoch stays restorable as `committing`; the caller decides how the job recovers. */
+  private commitFailed(flight: InFlight, message: string): void {
+    this.counters.commitFailed++;
+    this.settle(flight, message, { kind: 'commit_failed', generation: flight.summary.generation, epoch: flight.summary.epoch, checkpoint: flight.summary.kind, message });
   }
 
   private succeed(flight: InFlight, record: CheckpointRecord, now: number): void {
@@ -475,16 +536,20 @@ export class CheckpointCoordinator {
   }
 
   private fail(flight: InFlight, message: string): void {
+    this.counters.failed++;
+    flight.summary.status = 'failed';
+    this.settle(flight, message, { kind: 'failed', generation: flight.summary.generation, epoch: flight.summary.epoch, checkpoint: flight.summary.kind, message });
+  }
+
+  private settle(flight: InFlight, message: string, outcome: CheckpointOutcome): void {
     flight.timeout.cancel();
     if (this.inFlight === flight) this.inFlight = null;
     const now = this.now();
-    this.counters.failed++;
-    flight.summary.status = 'failed';
     flight.summary.failure = message;
     flight.summary.finish_time = micros(now);
     for (const span of flight.summary.spans) if (span.finish === null) span.finish = micros(now);
     this.remember(flight);
-    this.options.onOutcome?.({ kind: 'failed', generation: flight.summary.generation, epoch: flight.summary.epoch, checkpoint: flight.summary.kind, message });
+    this.options.onOutcome?.(outcome);
     flight.reject(new Error(message));
     // A failed checkpoint costs the epoch; the next one follows a full interval later.
     this.scheduleNextPeriodic(now + this.intervalMs);

@@ -39,7 +39,7 @@ export function checkpointFromRecord(record: CheckpointRecord): Checkpoint {
     generation: record.generation,
     backend: CHECKPOINT_BACKEND,
     checkpoint_type: typeOf(record.kind),
-    status: 'ready',
+    status: record.status,
     start_time: record.start_time,
     finish_time: spans.find((s) => s.span === 'Checkpointing')?.finish ?? record.completed_at,
     bytes: record.operators.reduce((sum, o) => sum + o.bytes, 0),

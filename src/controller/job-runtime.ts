@@ -37,6 +37,7 @@ import {
   validateGraph,
   type Checkpoint,
   type CheckpointRequest,
+  type CommitRequest,
   type ErrorCode,
   type Graph,
   type JobStateEvent,
@@ -49,7 +50,7 @@ import { isTransientStoreError, type JobStatusRecord, type Store, type Versioned
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import type { WorkerRegistry } from './registry.js';
-import { CheckpointCoordinator, withoutState, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
+import { CheckpointCoordinator, withoutState, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CommitTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
 import { checkpointFromRecord, checkpointFromSummary, operatorGroupsFromRecord, operatorGroupsFromSummary } from './checkpoint-views.js';
 import { JobMachines } from './job-machines.js';
@@ -150,6 +151,10 @@ export const DEFAULT_CHECKPOINT_BUCKET = CHECKPOINTS_KV_BUCKET;
 const RECENT_RECORDS = 10;
 const PERSIST_RETRY_INITIAL_MS = 200;
 const PERSIST_RETRY_MAX_MS = 10_000;
+/** A commit request waits for the sinks' writes (one publish per output row), not just for an ack. */
+const COMMIT_REQUEST_TIMEOUT_MS = 30_000;
+/** Attempts at the final checkpoint that exhausted sources wait for, before the job recovers instead. */
+const FINAL_ON_EXHAUSTED_ATTEMPTS = 3;
 
 const STOPPED_CODES: readonly ErrorCode[] = ['unknown_job', 'stale_generation'];
 
@@ -175,6 +180,9 @@ interface GenerationState {
   lostWorkers: Set<string>;
   started: Set<string>;
   finished: Set<string>;
+  /** Sources that ran out of input and wait for the final checkpoint (jobs with two-phase sinks). */
+  exhausted: Set<string>;
+  finalRequested: boolean;
   startedSent: boolean;
   finishedSent: boolean;
   sourceFinishedSent: boolean;
@@ -243,14 +251,19 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     lastCompletedEpoch: options.status?.epoch ?? 0,
     trigger: triggerCheckpoint,
     persist: persistCheckpoint,
+    commit: sendCommits,
     onOutcome: onCheckpointOutcome,
   });
+  /** Output becomes visible only at a checkpoint's commit: the job's last output needs a final checkpoint. */
+  const twoPhase = spec.graph.nodes.some((n) => catalog.get(n.operator)?.twoPhase === true);
+  /** The final checkpoint of a generation, shared by the machine (stops) and exhausted sources. */
+  const finals = new Map<number, Promise<{ epoch: number }>>();
 
   // ─── Requests to workers ───────────────────────────────────────────────────────────────────────
 
   /** One request; resolves `ok`, `gone` (the worker says nothing of the job runs there) or rejects with why. */
-  async function ask(subject: string, body: unknown): Promise<'ok' | 'gone'> {
-    const reply = await nc.request(subject, encode(body), { timeout: requestTimeoutMs });
+  async function ask(subject: string, body: unknown, timeout = requestTimeoutMs): Promise<'ok' | 'gone'> {
+    const reply = await nc.request(subject, encode(body), { timeout });
     const result = decodeReply(ackSchema, reply.data);
     if (result.ok) return 'ok';
     if (result.remote && STOPPED_CODES.includes(result.error.code)) return 'gone';
@@ -319,7 +332,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     const { generation } = input;
     const operators = spec.graph.nodes.map((n) => n.operator);
     // First, before any slot is taken: it may fail (and the attempt is retried).
-    const restoreEpoch = await restorableEpoch(restoreFloor);
+    const restorePoint = await restorableRecord(restoreFloor);
+    const restoreEpoch = restorePoint?.epoch ?? null;
     const plan = assignSubtasks(spec, input.parallelismOverrides, registry.candidates(operators));
     registry.release(jobId, generation);
     registry.allocate(jobId, generation, plan.slots);
@@ -333,6 +347,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       lostWorkers: new Set(),
       started: new Set(),
       finished: new Set(),
+      exhausted: new Set(),
+      finalRequested: false,
       startedSent: false,
       finishedSent: false,
       sourceFinishedSent: false,
@@ -369,6 +385,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
           start_epoch: coordinator.epoch,
           min_epoch: input.minEpoch,
           checkpoint_interval_micros: micros(context.config.checkpointIntervalMs),
+          ...(twoPhase ? { final_checkpoint: true } : {}),
         };
         return ask(subjects.workerStart(workerId), body).then((r) => {
           if (r === 'gone') throw new Error('stale_generation');
@@ -376,13 +393,23 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       }),
     );
     const failed = workers.flatMap((w, i) => (results[i]?.status === 'rejected' ? [{ w, reason: (results[i]).reason as unknown }] : []));
-    if (failed.length > 0) {
-      const accepted = workers.filter((_, i) => results[i]?.status === 'fulfilled');
-      await stopWorkers(generation, 'kill', accepted);
+    const abandon = async (workersToKill: string[], message: string): Promise<never> => {
+      await stopWorkers(generation, 'kill', workersToKill);
       registry.release(jobId, generation);
       generations.delete(generation);
+      throw new JobError({ kind: 'retryable', message });
+    };
+    if (failed.length > 0) {
       const why = failed.map(({ w, reason }) => `${w}: ${reason instanceof Error ? reason.message : String(reason)}`).join('; ');
-      throw new JobError({ kind: 'retryable', message: `start of generation ${generation} failed on ${why}` });
+      await abandon(workers.filter((_, i) => results[i]?.status === 'fulfilled'), `start of generation ${generation} failed on ${why}`);
+    }
+    if (restorePoint?.status === 'committing') {
+      // The previous run died between the epoch's record and its sinks' commits: they commit it now.
+      try {
+        await recommit(generation, restorePoint);
+      } catch (err) {
+        await abandon(workers, `generation ${generation}: the commit of restored epoch ${restorePoint.epoch} failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
     }
     log.info({ generation, workers, parallelism: plan.parallelism }, 'generation started on workers');
     return { parallelism: plan.parallelism };
@@ -428,6 +455,70 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     if (failed.length > 0) throw new Error(`checkpoint request not accepted by ${failed.join(', ')}`);
   }
 
+  /** Commits grouped by the worker that runs each subtask; resolves once every worker confirmed. */
+  async function sendCommits(request: CommitTrigger): Promise<void> {
+    const gen = generations.get(request.generation);
+    if (gen === undefined) throw new Error(`generation ${request.generation} is not running`);
+    const byWorker = new Map<string, CommitRequest['commits']>();
+    for (const commit of request.commits) {
+      const owner = gen.owners.get(subtaskKey(commit.node_id, commit.subtask_index));
+      if (owner === undefined) throw new Error(`no worker runs ${commit.node_id}[${commit.subtask_index}] in generation ${request.generation}`);
+      byWorker.set(owner, [...(byWorker.get(owner) ?? []), commit]);
+    }
+    const timeout = Math.max(requestTimeoutMs, COMMIT_REQUEST_TIMEOUT_MS);
+    const results = await Promise.allSettled(
+      [...byWorker].map(async ([workerId, commits]) => {
+        const body: CommitRequest = { v: PROTOCOL_VERSION, job_id: jobId, generation: request.generation, epoch: request.epoch, commits };
+        if ((await ask(subjects.workerCommit(workerId), body, timeout)) === 'gone') throw new Error(`${workerId} no longer runs generation ${request.generation}`);
+      }),
+    );
+    const failed = results.flatMap((r) => (r.status === 'rejected' ? [r.reason instanceof Error ? r.reason.message : String(r.reason)] : []));
+    if (failed.length > 0) throw new Error(failed.join('; '));
+  }
+
+  /** A restored epoch that is still committing: the new generation's sinks commit its data, then it is ready. */
+  async function recommit(generation: number, record: CheckpointRecord): Promise<void> {
+    const commits = record.subtasks.flatMap((s) => (s.commit_data === undefined ? [] : [{ node_id: s.node_id, subtask_index: s.subtask_index, commit_data: s.commit_data }]));
+    log.info({ generation, epoch: record.epoch, subtasks: commits.length }, 'restored epoch is still committing: sending its commits again');
+    await sendCommits({ generation, epoch: record.epoch, commits });
+    // Best effort: a record left committing only means one more (tolerated) commit at the next restore.
+    await persistCheckpoint({ ...record, status: 'ready' }).catch((err: unknown) => log.warn({ err, epoch: record.epoch }, 'could not mark the recommitted epoch ready'));
+  }
+
+  /**
+   * The final checkpoint of a generation, at most one at a time: a stop that asks for one while exhausted
+   * sources already wait for theirs shares it.
+   */
+  function finalCheckpoint(generation: number): Promise<{ epoch: number }> {
+    let final = finals.get(generation);
+    if (final === undefined) {
+      final = coordinator.final(generation);
+      finals.set(generation, final);
+      final.catch(() => finals.delete(generation));
+    }
+    return final;
+  }
+
+  /** Every source of a two-phase job ran out of input: the final checkpoint commits the last output, then all finish. */
+  async function finishWithCheckpoint(gen: GenerationState): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const { epoch } = await finalCheckpoint(gen.generation);
+        log.info({ generation: gen.generation, epoch }, 'sources exhausted: final checkpoint committed');
+        return;
+      } catch (err) {
+        const running = !stopped && generations.get(gen.generation) === gen && actor.getSnapshot().matches('Running');
+        if (!running) return;
+        const message = `the final checkpoint after the sources ran out failed: ${err instanceof Error ? err.message : String(err)}`;
+        if (attempt >= FINAL_ON_EXHAUSTED_ATTEMPTS) {
+          send({ type: 'task.failed', generation: gen.generation, message, domain: 'internal', hint: 'with_backoff' });
+          return;
+        }
+        log.warn({ generation: gen.generation, attempt }, message);
+      }
+    }
+  }
+
   function onCheckpointOutcome(outcome: CheckpointOutcome): void {
     if (outcome.kind === 'completed') {
       const record = outcome.record;
@@ -442,6 +533,10 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       return;
     }
     log.warn({ epoch: outcome.epoch, generation: outcome.generation, kind: outcome.checkpoint }, outcome.message);
+    if (outcome.kind === 'commit_failed' && outcome.generation === actor.getSnapshot().context.generation && actor.getSnapshot().matches('Running')) {
+      // The sinks' output of a durable epoch must become visible: a restore from it sends the commit again.
+      send({ type: 'task.failed', generation: outcome.generation, message: outcome.message, domain: 'external', hint: 'with_backoff' });
+    }
     const at = Date.now();
     const id = `${jobId}.${at}.checkpoint-${outcome.generation}-${outcome.epoch}`;
     enqueue(() => store.log.append(jobId, { kind: 'warning', message: outcome.message, at }, { id }).then(() => {}));
@@ -466,7 +561,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     stopJob,
     killJob,
     cleanupJob,
-    finalCheckpoint: (input) => coordinator.final(input.generation),
+    finalCheckpoint: (input) => finalCheckpoint(input.generation),
     armCheckpoints: (params: CheckpointSchedule) => coordinator.arm(params.generation, params.intervalMs, params.minEpoch),
     disarmCheckpoints: (params) => coordinator.disarm(params.generation),
     releaseGeneration,
@@ -509,6 +604,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     next: (snapshot) => {
       observe(snapshot);
       maybeSendStarted();
+      maybeFinishWithCheckpoint();
     },
     error: (err) => log.error({ err }, 'job actor failed'),
   });
@@ -615,23 +711,25 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   }
 
   /**
-   * The newest epoch with a readable record, at or above `floor` (a restart that ignored state). It can
-   * be newer than the last completed epoch the status knows: a controller that stopped between writing
-   * a record and persisting the status leaves a complete checkpoint all the same. Null when there is
-   * nothing to restore from: the tasks start empty.
+   * The newest readable record, ready or committing, at or above `floor` (a restart that ignored state).
+   * It can be newer than the last completed epoch the status knows: a controller that stopped between
+   * writing a record and persisting the status leaves a complete checkpoint all the same. Epochs after
+   * it never got a record, so they count as failed. Null when there is nothing to restore from: the
+   * tasks start empty.
    */
-  async function restorableEpoch(floor: number | null): Promise<number | null> {
+  async function restorableRecord(floor: number | null): Promise<CheckpointRecord | null> {
     const known = coordinator.lastCompletedEpoch;
-    let best: number | null = null;
+    let best: CheckpointRecord | null = null;
     try {
       const kv = await checkpointKv();
       // Once this incarnation has listed the records or completed a checkpoint itself, the newest
       // epoch is known exactly: one read instead of listing a bucket that holds every job's records.
       if (knowsNewestRecord && known === 0 && floor === null) return null;
       if (knowsNewestRecord && known > 0 && known >= (floor ?? 0)) {
-        if ((await storedRecord(kv, known)) !== null) return known;
+        const record = await storedRecord(kv, known);
+        if (record !== null) return record;
       }
-      best = (await storedRecords(kv)).find((r) => r.epoch >= (floor ?? 0))?.epoch ?? null;
+      best = (await storedRecords(kv)).find((r) => r.epoch >= (floor ?? 0)) ?? null;
     } catch (err) {
       // Never guess: an older epoch would replay, and none at all would lose the state. Scheduling retries.
       log.warn({ err, known }, 'cannot list checkpoint records');
@@ -642,7 +740,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       throw new JobError({ kind: 'retryable', domain: 'external', message: `no readable checkpoint record, although epoch ${known} completed` });
     }
     knowsNewestRecord = true;
-    if (floor === null && best !== null && best < known) log.warn({ known, restoring: best }, 'no checkpoint record for the last completed epoch');
+    if (floor === null && best !== null && best.epoch < known) log.warn({ known, restoring: best.epoch }, 'no checkpoint record for the last completed epoch');
     if (floor !== null && best === null) log.info({ floor }, 'restart without state: the new run starts empty');
     return best;
   }
@@ -741,6 +839,16 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     return gen;
   }
 
+  /** Once Running, with every source of the generation exhausted (sources may run out before Running). */
+  function maybeFinishWithCheckpoint(): void {
+    const snapshot = actor.getSnapshot();
+    const gen = generations.get(snapshot.context.generation);
+    if (gen === undefined || gen.finalRequested || gen.exhausted.size === 0 || !snapshot.matches('Running')) return;
+    if (![...gen.sourceKeys].every((k) => gen.exhausted.has(k) || gen.finished.has(k))) return;
+    gen.finalRequested = true;
+    void finishWithCheckpoint(gen);
+  }
+
   function maybeSendStarted(): void {
     const ctx = actor.getSnapshot();
     const gen = generations.get(ctx.context.generation);
@@ -786,6 +894,10 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       case 'started':
         gen.started.add(key);
         maybeSendStarted();
+        break;
+      case 'exhausted':
+        gen.exhausted.add(key);
+        maybeFinishWithCheckpoint();
         break;
       case 'finished':
         gen.finished.add(key);

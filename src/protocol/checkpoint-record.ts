@@ -7,12 +7,18 @@
  * - v1 (no `v` field): job_id, generation, epoch, min_epoch, kind, start_time, completed_at, operators,
  *   subtasks, spans.
  * - v2: adds `v`, a time-ordered unique `id` (UUID v7), the state `schema_version` and `created_at`.
+ * - v3: adds `status`: `committing` while the sinks of a two-phase commit have not all committed the
+ *   epoch's `commit_data`, then `ready`. Older records were written complete: they read as `ready`.
  */
 import { createHash, randomFillSync } from 'node:crypto';
 import { z } from 'zod';
 import { countSchema, microsSchema } from './primitives.js';
+import { commitDataSchema } from './messages.js';
 
-export const CHECKPOINT_FORMAT_VERSION = 2;
+export const CHECKPOINT_FORMAT_VERSION = 3;
+/** A stored record's status: restorable either way, but a `committing` one has its commit re-sent. */
+export const RECORD_STATUSES = ['committing', 'ready'] as const;
+export type RecordStatus = (typeof RECORD_STATUSES)[number];
 /** The version of the operators' state layout inside `table_metadata`; restore checks it too. */
 export const STATE_SCHEMA_VERSION = 1;
 
@@ -50,6 +56,7 @@ export function isUuidV7(value: string): boolean {
 export const checkpointRecordSchema = z.looseObject({
   v: z.literal(CHECKPOINT_FORMAT_VERSION),
   id: z.string().regex(UUID_V7, { error: 'expected a UUID v7' }),
+  status: z.enum(RECORD_STATUSES),
   schema_version: z.int().positive(),
   created_at: microsSchema,
   job_id: z.string(),
@@ -61,6 +68,7 @@ export const checkpointRecordSchema = z.looseObject({
       node_id: z.string(),
       subtask_index: countSchema,
       table_metadata: z.looseObject({ state: z.unknown().optional() }),
+      commit_data: commitDataSchema.optional(),
     }),
   ),
 });
@@ -80,7 +88,7 @@ export function readCheckpointRecord(json: unknown, key: string): RecordRead<Che
   if (v > CHECKPOINT_FORMAT_VERSION) {
     return { ok: false, message: `checkpoint record ${key} has format v${v}, newer than this weir reads (v${CHECKPOINT_FORMAT_VERSION}): upgrade weir to restore it` };
   }
-  const migrated = v === 1 ? migrateV1(raw) : raw;
+  const migrated = v === 1 ? migrateV2(migrateV1(raw)) : v === 2 ? migrateV2(raw) : raw;
   const schemaVersion = migrated['schema_version'];
   if (typeof schemaVersion === 'number' && schemaVersion > STATE_SCHEMA_VERSION) {
     return { ok: false, message: `checkpoint record ${key} holds state schema v${schemaVersion}, newer than this weir reads (v${STATE_SCHEMA_VERSION})` };
@@ -98,5 +106,10 @@ function migrateV1(raw: Record<string, unknown>): Record<string, unknown> {
   const completed = typeof raw['completed_at'] === 'number' ? raw['completed_at'] : 0;
   const seed = createHash('sha256').update(`${String(raw['job_id'])}.${String(raw['epoch'])}`).digest();
   const id = formatV7(Math.floor(completed / 1000), 0, new Uint8Array(seed.subarray(0, 16)));
-  return { ...raw, v: CHECKPOINT_FORMAT_VERSION, id, schema_version: 1, created_at: completed };
+  return { ...raw, v: 2, id, schema_version: 1, created_at: completed };
+}
+
+/** v2 records were only written once complete, and no sink of theirs had anything to commit. */
+function migrateV2(raw: Record<string, unknown>): Record<string, unknown> {
+  return { ...raw, v: CHECKPOINT_FORMAT_VERSION, status: 'ready' };
 }

@@ -14,6 +14,8 @@ export interface OperatorSpec {
   maxParallelism?: number;
   /** Checks a node's `config`; absent: any object. */
   config?: z.ZodType;
+  /** A sink whose output becomes visible only when its checkpoint's commit arrives (two-phase commit). */
+  twoPhase?: boolean;
 }
 
 export type GraphProblemCode =

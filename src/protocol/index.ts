@@ -12,6 +12,7 @@ export {
   MAX_LIST_LIMIT,
   ID_PATTERN,
   idSchema,
+  jsonValueSchema,
   isValidId,
   truncateErrorText,
   type JsonValue,
@@ -105,6 +106,7 @@ export {
 } from './checkpoints.js';
 export {
   CHECKPOINT_FORMAT_VERSION,
+  RECORD_STATUSES,
   STATE_SCHEMA_VERSION,
   checkpointRecordSchema,
   isUuidV7,
@@ -112,4 +114,5 @@ export {
   uuidv7,
   type CheckpointRecordFields,
   type RecordRead,
+  type RecordStatus,
 } from './checkpoint-record.js';

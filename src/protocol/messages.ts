@@ -185,6 +185,11 @@ const subtaskRef = {
 
 export const taskStartedSchema = z.strictObject({ ...subtaskRef, event: z.literal('started') });
 export const taskFinishedSchema = z.strictObject({ ...subtaskRef, event: z.literal('finished') });
+/**
+ * A source of a job with a two-phase-commit sink has no more input. It does not end its stream: it waits
+ * for the final checkpoint, so the sinks' last output is committed like any other epoch's.
+ */
+export const taskExhaustedSchema = z.strictObject({ ...subtaskRef, event: z.literal('exhausted') });
 export const taskFailedSchema = z.strictObject({
   ...subtaskRef,
   event: z.literal('failed'),
@@ -194,7 +199,7 @@ export const taskFailedSchema = z.strictObject({
   reason: errorTextSchema,
   details: errorTextSchema.optional(),
 });
-export const taskEventSchema = z.discriminatedUnion('event', [taskStartedSchema, taskFinishedSchema, taskFailedSchema]);
+export const taskEventSchema = z.discriminatedUnion('event', [taskStartedSchema, taskFinishedSchema, taskExhaustedSchema, taskFailedSchema]);
 
 export const CHECKPOINT_PROGRESS_EVENTS = [
   'started_alignment',
@@ -251,6 +256,11 @@ export const startExecutionSchema = z.strictObject({
   min_epoch: countSchema,
   /** 0: periodic checkpoints off. */
   checkpoint_interval_micros: countSchema,
+  /**
+   * The job has a two-phase-commit sink: a source that runs out of input reports `exhausted` and keeps
+   * its stream open until the final checkpoint's barrier, so the last output is committed like the rest.
+   */
+  final_checkpoint: z.boolean().optional(),
 });
 
 export const stopExecutionSchema = z.strictObject({ v, job_id: idSchema, generation: countSchema, mode: stopKindSchema });

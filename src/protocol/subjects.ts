@@ -145,8 +145,8 @@ export const SUBJECTS = {
   }),
   workerCommit: spec('weir.worker.<worker>.commit', {
     kind: 'request', from: 'controller', to: 'worker', payload: 'commitRequestSchema', reply: 'ackSchema',
-    errors: [...DECODE, 'unknown_job', 'stale_generation', 'internal'],
-    summary: 'Second phase of a two-phase commit for an epoch.',
+    errors: [...DECODE, 'unknown_job', 'stale_generation', 'unavailable', 'internal'],
+    summary: 'Second phase of a two-phase commit for an epoch: answered once the listed subtasks have committed.',
   }),
   jobState: spec('weir.jobs.<job>.state', {
     kind: 'publish', from: 'controller', to: 'any', payload: 'jobStateEventSchema', reply: null, errors: [],

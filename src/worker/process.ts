@@ -343,8 +343,9 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     const transport = natsTransport(nc);
     const run: JobRun = { jobId, generation, runners: [], transport, slots: slotIndexes.size, silenced: false, lastEpoch: msg.start_epoch };
     const runnerLog = log.child({ jobId, generation });
-    for (const spec of subtaskSpecs(program.graph, jobId, generation, restored)) {
-      if (!wanted.has(subtaskKey(spec.nodeId, spec.subtaskIndex))) continue;
+    for (const planned of subtaskSpecs(program.graph, jobId, generation, restored)) {
+      if (!wanted.has(subtaskKey(planned.nodeId, planned.subtaskIndex))) continue;
+      const spec = msg.final_checkpoint === true ? { ...planned, finalCheckpoint: true } : planned;
       const { nodeId, subtaskIndex: i } = spec;
       const runner = new SubtaskRunner(
         transport,
@@ -353,6 +354,8 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
           onStarted: () => taskEvent(run, nodeId, i, { event: 'started' }),
           onFinished: () => taskEvent(run, nodeId, i, { event: 'finished' }),
           onFailed: (failure) => taskEvent(run, nodeId, i, { event: 'failed', domain: failure.domain, hint: failure.hint, reason: failure.reason }),
+          onExhausted: () => taskEvent(run, nodeId, i, { event: 'exhausted' }),
+          onCommitted: (epoch) => checkpointEvent(run, nodeId, i, { event: 'finished_commit', epoch }),
           onCheckpointEvent: (epoch, type) => checkpointEvent(run, nodeId, i, { event: type, epoch }),
           onCheckpointCompleted: (epoch, c) =>
             checkpointEvent(run, nodeId, i, {
@@ -362,9 +365,10 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
               start_time: c.start_time_us,
               finish_time: c.finish_time_us,
               table_metadata: { state: c.state ?? null },
+              ...(c.commitData === null ? {} : { commit_data: c.commitData }),
             }),
         },
-        { ...options.runner, registry: operators, logger: runnerLog },
+        { ...options.runner, nats: nc, registry: operators, logger: runnerLog },
       );
       run.runners.push(runner);
     }
@@ -476,9 +480,20 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     return ack;
   });
 
-  // No two-phase sinks yet: there is nothing to commit.
-  const onCommit = handle('commit', commitRequestSchema, (request) => {
-    runFor(request.job_id, request.generation);
+  /** Acknowledged once every listed subtask has committed: the ack is the controller's proof. */
+  const onCommit = handle('commit', commitRequestSchema, async (request) => {
+    const run = runFor(request.job_id, request.generation);
+    const runners = request.commits.map((c) => {
+      const runner = run.runners.find((r) => r.spec.nodeId === c.node_id && r.spec.subtaskIndex === c.subtask_index);
+      if (runner === undefined) throw new RequestRejected('unknown_job', `subtask ${c.node_id}[${c.subtask_index}] of job ${run.jobId} generation ${run.generation} does not run here`);
+      return { runner, data: c.commit_data };
+    });
+    try {
+      await Promise.all(runners.map(({ runner, data }) => runner.commit(request.epoch, data)));
+    } catch (err) {
+      throw new RequestRejected('unavailable', `job ${run.jobId}: commit of epoch ${request.epoch} failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    log.debug({ jobId: run.jobId, generation: run.generation, epoch: request.epoch, subtasks: runners.length }, 'epoch committed');
     return ack;
   });
 

@@ -15,6 +15,14 @@ describe('examples/', () => {
     });
   }
 
+  it('exactly-once.json writes its counts through the two-phase JetStream sink', () => {
+    const decoded = decodeValue(pipelineSchema, JSON.parse(readFileSync(new URL('../../examples/exactly-once.json', import.meta.url), 'utf8')));
+    if (!decoded.ok) throw new Error(decoded.error.message);
+    expect(validateGraph(decoded.value, AVAILABLE_OPERATORS)).toEqual([]);
+    expect(decoded.value.graph.nodes.map((n) => n.operator)).toEqual(['impulse', 'map-key', 'count', 'jetstream-sink']);
+    expect(AVAILABLE_OPERATORS.get('jetstream-sink')?.twoPhase).toBe(true);
+  });
+
   it('counter runs until stopped; bounded finishes by itself', () => {
     const impulse = (file: string) =>
       (JSON.parse(readFileSync(new URL(`../../examples/${file}`, import.meta.url), 'utf8')) as { graph: { nodes: Array<{ config?: Record<string, unknown> }> } }).graph

@@ -5,6 +5,7 @@ import {
   type CheckpointOutcome,
   type CheckpointRecord,
   type CheckpointTrigger,
+  type CommitTrigger,
 } from '../../src/controller/checkpoint-coordinator.js';
 import { checkpointFromRecord, checkpointFromSummary, operatorGroupsFromRecord, operatorGroupsFromSummary } from '../../src/controller/checkpoint-views.js';
 import { TimerQueue } from '../../src/controller/timer-queue.js';
@@ -393,5 +394,102 @@ describe('checkpoint views', () => {
     void h.coordinator.final(1);
     await h.flush();
     expect(checkpointFromSummary(h.coordinator.history().at(-1)!).checkpoint_type).toBe('stopping');
+  });
+});
+
+describe('two-phase commit', () => {
+  /** `out[0]` is a two-phase sink: its completion carries what epoch `epoch` must commit. */
+  function completeWithCommit(h: Harness, epoch: number): void {
+    h.coordinator.onCompleted(completed('src', 0, epoch));
+    h.coordinator.onCompleted(completed('src', 1, epoch));
+    h.coordinator.onCompleted({ ...completed('out', 0, epoch), commit_data: { rows: [epoch] } });
+  }
+
+  function committing(commit: (request: CommitTrigger) => Promise<void>) {
+    const commits: CommitTrigger[] = [];
+    const h = running(1_000, {
+      commit: (request) => {
+        commits.push(request);
+        return commit(request);
+      },
+    });
+    return { h, commits };
+  }
+
+  test('a checkpoint with commit data is written committing, committed by its sinks, then written ready', async () => {
+    let confirm!: () => void;
+    const { h, commits } = committing(() => new Promise<void>((resolve) => (confirm = resolve)));
+    await vi.advanceTimersByTimeAsync(1_500);
+    completeWithCommit(h, 1);
+    await h.flush();
+    expect(h.persisted.map((r) => r.status)).toEqual(['committing']);
+    expect(commits).toEqual([{ generation: 1, epoch: 1, commits: [{ node_id: 'out', subtask_index: 0, commit_data: { rows: [1] } }] }]);
+    // Restorable from here on, but not complete: no next checkpoint while its sinks commit.
+    expect(h.coordinator.lastCompletedEpoch).toBe(1);
+    expect(h.coordinator.inFlightEpoch()).toBe(1);
+    expect(h.coordinator.history().at(-1)).toMatchObject({ epoch: 1, status: 'committing' });
+    expect(h.outcomes).toEqual([]);
+
+    await vi.advanceTimersByTimeAsync(30);
+    confirm();
+    await h.flush();
+    expect(h.persisted.map((r) => r.status)).toEqual(['committing', 'ready']);
+    const ready = h.persisted[1]!;
+    expect(ready.spans.map((s) => s.span)).toEqual(['Checkpointing', 'CheckpointingOperators', 'WritingMetadata', 'Committing']);
+    expect(ready.spans.every((s) => s.finish !== null)).toBe(true);
+    const committingSpan = ready.spans.find((s) => s.span === 'Committing')!;
+    expect(committingSpan.finish! - committingSpan.start).toBe(30_000);
+    expect(h.outcomes).toMatchObject([{ kind: 'completed', record: { epoch: 1, status: 'ready' } }]);
+    expect(h.coordinator.inFlightEpoch()).toBeNull();
+    expect(checkpointFromRecord(ready)).toMatchObject({ status: 'ready', events: expect.arrayContaining([expect.objectContaining({ event: 'Committing' })]) });
+  });
+
+  test('a checkpoint without commit data is ready at once and sends no commit', async () => {
+    const { h, commits } = committing(() => Promise.resolve());
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.completeAll(1);
+    await h.flush();
+    expect(h.persisted.map((r) => r.status)).toEqual(['ready']);
+    expect(commits).toEqual([]);
+  });
+
+  test('a refused commit leaves the epoch restorable as committing and reports commit_failed, not a failed checkpoint', async () => {
+    const { h } = committing(() => Promise.reject(new Error('w-1: no stream')));
+    await vi.advanceTimersByTimeAsync(1_500);
+    completeWithCommit(h, 1);
+    await h.flush();
+    expect(h.persisted.map((r) => r.status)).toEqual(['committing']);
+    expect(h.outcomes).toEqual([{ kind: 'commit_failed', generation: 1, epoch: 1, checkpoint: 'periodic', message: 'checkpoint 1: the commit failed: w-1: no stream' }]);
+    expect(h.coordinator.lastCompletedEpoch).toBe(1);
+    expect(h.coordinator.stats()).toMatchObject({ completed: 0, failed: 0, commitFailed: 1 });
+    expect(h.coordinator.history().at(-1)).toMatchObject({ epoch: 1, status: 'committing', failure: 'checkpoint 1: the commit failed: w-1: no stream' });
+  });
+
+  test('a commit that outlasts the checkpoint timeout, or a generation that ends meanwhile, is a commit failure', async () => {
+    const { h } = committing(() => new Promise<void>(() => {}));
+    await vi.advanceTimersByTimeAsync(1_500);
+    completeWithCommit(h, 1);
+    await h.flush();
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(h.outcomes).toMatchObject([{ kind: 'commit_failed', epoch: 1, message: 'checkpoint 1 timed out after 60000 ms while its sinks committed' }]);
+
+    await vi.advanceTimersByTimeAsync(1_000);
+    completeWithCommit(h, 2);
+    await h.flush();
+    h.coordinator.endGeneration(1);
+    expect(h.outcomes.at(-1)).toMatchObject({ kind: 'commit_failed', epoch: 2, message: 'generation 1 ended while its sinks committed' });
+  });
+
+  test('a final checkpoint resolves only once its commit is confirmed', async () => {
+    let confirm!: () => void;
+    const { h } = committing(() => new Promise<void>((resolve) => (confirm = resolve)));
+    let settled = false;
+    const final = h.coordinator.final(1).then((r) => ((settled = true), r));
+    await h.flush();
+    completeWithCommit(h, 1);
+    await h.flush();
+    expect(settled).toBe(false);
+    confirm();
+    await expect(final).resolves.toEqual({ epoch: 1 });
   });
 });

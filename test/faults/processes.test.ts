@@ -6,6 +6,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobState } from '../../machines/index.js';
@@ -21,7 +22,7 @@ import {
   type JobView,
 } from '../../src/protocol/index.js';
 import { connectTo, eventually } from '../support/nats.js';
-import { storedEpochs, storedRecord } from '../support/checkpoints.js';
+import { storedEpochs, storedRecord, storedRecords } from '../support/checkpoints.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 import { killAll, WeirProcess } from '../support/processes.js';
 
@@ -320,4 +321,99 @@ describe('weir on real processes', () => {
     expect(c.running && w.running).toBe(true);
     expect(statesOf(jobId)).toEqual(['Compiling', 'Scheduling', 'Running']);
   }, 60_000);
+  // ─── Exactly once through the two-phase JetStream sink ───────────────────────────────────────
+
+  const MODULO = 7;
+
+  /** Each event ends as one message `{key, value: {key, count}, ts}` on `subject`. */
+  function exactlyOncePipeline(events: number, subject: string, stream?: string) {
+    return {
+      v: 1,
+      name: 'exactly-once',
+      graph: {
+        nodes: [
+          { id: 'src', operator: 'impulse', parallelism: 2, config: { events, rate_per_sec: 150 } },
+          { id: 'key', operator: 'map-key', parallelism: 2, config: { modulo: MODULO } },
+          { id: 'cnt', operator: 'count', parallelism: 2 },
+          { id: 'out', operator: 'jetstream-sink', parallelism: 2, config: { subject, ...(stream === undefined ? {} : { stream }) } },
+        ],
+        edges: [
+          { from: 'src', to: 'key', kind: 'forward' },
+          { from: 'key', to: 'cnt', kind: 'shuffle' },
+          { from: 'cnt', to: 'out', kind: 'forward' },
+        ],
+      },
+      checkpoint_interval_micros: 1_000_000,
+    };
+  }
+
+  /** Every message of the stream, in order. */
+  async function streamRows(stream: string): Promise<{ key: string; count: number }[]> {
+    const jsm = await jetstreamManager(client);
+    const { state } = await jsm.streams.info(stream);
+    const rows: { key: string; count: number }[] = [];
+    for (let seq = state.first_seq; seq <= state.last_seq && state.messages > 0; seq++) {
+      const msg = await jsm.streams.getMessage(stream, { seq });
+      if (msg !== null) rows.push(msg.json<{ value: { key: string; count: number } }>().value);
+    }
+    return rows;
+  }
+
+  /** Exactly once: every key's counts are 1..n, each once, and n is how many of the events have that key. */
+  function expectExactCounts(rows: { key: string; count: number }[], events: number): void {
+    expect(rows).toHaveLength(events);
+    for (let k = 0; k < MODULO; k++) {
+      const expected = Array.from({ length: Math.ceil((events - k) / MODULO) }, (_, i) => i + 1);
+      const counts = rows.filter((r) => r.key === String(k)).map((r) => r.count).sort((a, b) => a - b);
+      expect(counts, `key ${k}`).toEqual(expected);
+    }
+  }
+
+  it('exactly once: an impulse → count → JetStream sink job whose workers are killed again and again ends with every count once', async () => {
+    await controller();
+    const workers = [await worker('w1'), await worker('w2'), await worker('w3')];
+    const events = 1_500;
+    const jobId = await create(exactlyOncePipeline(events, 'exact.counts', 'EXACT'));
+    let generation = (await reach(jobId, 'Running')).generation;
+    for (let kill = 0; kill < 3; kill++) {
+      // A random point of the run: mid-epoch, mid-barrier or mid-commit.
+      await new Promise((resolve) => setTimeout(resolve, 800 + Math.random() * 1_500));
+      const host = hostOf(jobId, generation, workers.filter((w) => w.running));
+      if (host === undefined || (await view(jobId)).state !== 'Running') break;
+      await host.kill('SIGKILL');
+      workers.push(await worker(`w${workers.length + 1}`));
+      generation = (await reach(jobId, 'Running', 30_000, (v) => v.generation > generation)).generation;
+    }
+    const finished = await reach(jobId, 'Finished', 60_000);
+    expect(finished.restarts).toBeGreaterThan(0);
+    expectExactCounts(await streamRows('EXACT'), events);
+    // The final checkpoint committed the last output before Finished.
+    const records = await storedRecords(client, jobId);
+    expect(records.at(-1)).toMatchObject({ kind: 'final', status: 'ready' });
+  }, 150_000);
+
+  it('the controller killed while a checkpoint is committing: the restarted controller sends the commit again, and the output is exact', async () => {
+    const first = await controller();
+    await worker('w1');
+    const events = 300;
+    // No stream captures the subject yet: commits fail, so epochs stay committing.
+    const jobId = await create(exactlyOncePipeline(events, 'late.counts'));
+    const committing = await eventually(
+      async () => {
+        const found = (await storedRecords(client, jobId)).find((r) => r.status === 'committing' && r.subtasks.some((s) => s.commit_data !== undefined));
+        expect(found).toBeDefined();
+        return found!;
+      },
+      { timeoutMs: 20_000, intervalMs: 20 },
+    );
+    await first.kill('SIGKILL');
+    const jsm = await jetstreamManager(client);
+    await jsm.streams.add({ name: 'LATE', subjects: ['late.counts'], duplicate_window: 600_000_000_000 });
+
+    const second = await controller();
+    await reach(jobId, 'Finished', 60_000);
+    await second.waitForLog('restored epoch is still committing: sending its commits again', { jobId });
+    expect((await storedRecord(client, jobId, committing.epoch).catch(() => null))?.status ?? 'ready').toBe('ready');
+    expectExactCounts(await streamRows('LATE'), events);
+  }, 120_000);
 });

@@ -32,7 +32,7 @@ describe('a worker reading its restore record', () => {
 
   it('reads the current format and a v1 record alike', async () => {
     await kv.put(checkpointKey('job-1', 3), JSON.stringify(v1));
-    await kv.put(checkpointKey('job-1', 4), JSON.stringify({ ...v1, epoch: 4, v: CHECKPOINT_FORMAT_VERSION, id: uuidv7(), schema_version: 1, created_at: T }));
+    await kv.put(checkpointKey('job-1', 4), JSON.stringify({ ...v1, epoch: 4, v: CHECKPOINT_FORMAT_VERSION, id: uuidv7(), status: 'ready', schema_version: 1, created_at: T }));
     for (const epoch of [3, 4]) {
       const { state, parallelism } = await checkpointState(nc, 'job-1', epoch);
       expect(parallelism.get('cnt')).toBe(2);

@@ -147,7 +147,7 @@ describe('OPERATORS registry', () => {
 
   it('is a valid availableOperators map for validateGraph', () => {
     expect(validateGraph({ graph }, OPERATORS)).toEqual([]);
-    expect([...OPERATORS.keys()].sort()).toEqual(['count', 'impulse', 'log', 'map-key', 'preview']);
+    expect([...OPERATORS.keys()].sort()).toEqual(['count', 'impulse', 'jetstream-sink', 'log', 'map-key', 'preview']);
   });
 
   it('reports bad config and kinds', () => {

@@ -1,6 +1,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { encode, PROTOCOL_VERSION, subjects, type DataRecord, type EdgeKind, type JsonValue, type PreviewOutput } from '../../protocol/index.js';
+import { encode, PROTOCOL_VERSION, subjects, type CommitData, type DataRecord, type EdgeKind, type JsonValue, type PreviewOutput } from '../../protocol/index.js';
 import { classifyError, DataplaneError, type FailureReport } from '../errors.js';
 import { instantiate, OPERATORS, type OperatorFactory, type OperatorInstance } from '../operators/index.js';
 import { InputGate, type GateInput } from './input-gate.js';
@@ -25,6 +26,8 @@ export interface SubtaskSpec {
   outputs: SubtaskOutput[];
   /** This subtask's snapshot of the checkpoint to restore from. */
   restored?: unknown;
+  /** Sources: on running out of input, report it and keep the stream open until a then-stop barrier. */
+  finalCheckpoint?: boolean;
 }
 
 export type CheckpointEventType = 'started_alignment' | 'started_checkpointing' | 'finished_sync';
@@ -36,6 +39,8 @@ export interface CheckpointCompletion {
   bytes: number;
   start_time_us: number;
   finish_time_us: number;
+  /** What a two-phase sink must commit for the epoch; null when nothing. */
+  commitData: CommitData | null;
 }
 
 export interface RunnerCallbacks {
@@ -44,6 +49,10 @@ export interface RunnerCallbacks {
   onCheckpointCompleted?(epoch: number, completion: CheckpointCompletion): void;
   onFinished?(): void;
   onFailed?(failure: FailureReport): void;
+  /** A source with `finalCheckpoint` ran out of input and waits for the final barrier. */
+  onExhausted?(): void;
+  /** A commit of this epoch is done (and durable where the sink writes). */
+  onCommitted?(epoch: number): void;
 }
 
 export interface RunnerOptions {
@@ -52,7 +61,16 @@ export interface RunnerOptions {
   /** Overrides for every output channel (batch size, linger, backpressure bound). */
   channel?: Pick<OutputChannelOptions, 'batchSize' | 'lingerMs' | 'maxUnflushed'>;
   maxBufferedRecords?: number;
+  /** Given to operators (`OperatorContext.nats`), for sinks that write to NATS. */
+  nats?: NatsConnection;
+  /**
+   * How long a two-phase sink waits, after a then-stop barrier, for that epoch's commit before it fails
+   * (the job then recovers, and the restore sends the commit again). Default 60 s.
+   */
+  finalCommitTimeoutMs?: number;
 }
+
+export const DEFAULT_FINAL_COMMIT_TIMEOUT_MS = 60_000;
 
 export type StopKind = 'graceful' | 'immediate';
 export type RunnerOutcome = 'finished' | 'stopped' | 'failed';
@@ -78,6 +96,10 @@ export class SubtaskRunner {
   private readonly barriers: Array<{ epoch: number; thenStop: boolean }> = [];
   private gracefulStop = false;
   private unwatch: (() => void) | undefined;
+  /** Wakes a source that waits, exhausted, for a barrier or a stop. */
+  private wake: (() => void) | null = null;
+  /** A then-stop epoch whose commit must arrive before this subtask finishes. */
+  private finalCommit: { epoch: number; arrived: () => void } | null = null;
 
   constructor(
     private readonly transport: DataTransport,
@@ -128,6 +150,7 @@ export class SubtaskRunner {
         restored: spec.restored,
         emit: (record) => this.emit(record),
         output: (rows) => this.output(rows),
+        ...(this.opts.nats ? { nats: this.opts.nats } : {}),
         ...(this.opts.logger ? { logger: this.opts.logger } : {}),
       });
       if (this.state !== 'running') return;
@@ -167,7 +190,21 @@ export class SubtaskRunner {
   injectBarrier(epoch: number, thenStop: boolean): boolean {
     if (this.kind !== 'source' || this.state !== 'running') return false;
     this.barriers.push({ epoch, thenStop });
+    this.wake?.();
     return true;
+  }
+
+  /**
+   * Second phase of a two-phase commit: the operator makes `data` of `epoch` visible. Rejects when the
+   * subtask no longer runs or the operator cannot commit; the controller then recovers the job.
+   */
+  async commit(epoch: number, data: CommitData): Promise<void> {
+    if (this.state !== 'running') throw new DataplaneError(`${this.label()} cannot commit epoch ${epoch}: it has ${this.state}`);
+    const instance = this.instance;
+    if (instance?.commit === undefined) throw new DataplaneError(`${this.label()} (operator "${this.spec.operator}") has nothing to commit`);
+    await instance.commit(epoch, data);
+    this.callbacks.onCommitted?.(epoch);
+    if (this.finalCommit?.epoch === epoch) this.finalCommit.arrived();
   }
 
   stop(kind: StopKind): void {
@@ -175,6 +212,7 @@ export class SubtaskRunner {
     if (kind === 'graceful') {
       // Sources end their stream; everyone else finishes once all inputs have ended.
       this.gracefulStop = true;
+      this.wake?.();
       return;
     }
     this.terminate('stopped');
@@ -212,6 +250,7 @@ export class SubtaskRunner {
   private async runSource(): Promise<void> {
     const source = this.instance!;
     if (source.next === undefined) throw new Error(`source operator "${this.spec.operator}" has no next()`);
+    let exhausted = false;
     for (let n = 1; this.state === 'running'; n++) {
       const barrier = this.barriers.shift();
       if (barrier !== undefined) {
@@ -220,11 +259,22 @@ export class SubtaskRunner {
         continue;
       }
       if (this.gracefulStop) return this.endOfStream();
+      if (exhausted) {
+        // Out of input in a two-phase job: checkpoints still come, and the final one ends the stream.
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        this.wake = null;
+        continue;
+      }
       const more = await source.next();
       await this.relievePressure();
       if (this.state !== 'running') return;
-      if (!more) return this.endOfStream();
-      if (n % YIELD_EVERY === 0) await yieldToLoop();
+      if (!more) {
+        if (!this.spec.finalCheckpoint) return this.endOfStream();
+        exhausted = true;
+        this.callbacks.onExhausted?.();
+      } else if (n % YIELD_EVERY === 0) {
+        await yieldToLoop();
+      }
     }
   }
 
@@ -246,10 +296,34 @@ export class SubtaskRunner {
     await this.relievePressure();
     const json = JSON.stringify(this.instance!.snapshot() ?? null);
     const state: unknown = JSON.parse(json);
+    const commitData = this.instance!.prepareCommit?.(epoch) ?? null;
     this.callbacks.onCheckpointEvent?.(epoch, 'finished_sync');
     for (const out of this.outputs) await out.barrier(epoch, thenStop);
     if (this.state !== 'running') return;
-    this.callbacks.onCheckpointCompleted?.(epoch, { state, bytes: Buffer.byteLength(json), start_time_us: start, finish_time_us: nowUs() });
+    // Before the completion goes out: its commit may come back before this method returns.
+    const committed = thenStop && commitData !== null ? this.expectCommit(epoch) : null;
+    this.callbacks.onCheckpointCompleted?.(epoch, { state, bytes: Buffer.byteLength(json), start_time_us: start, finish_time_us: nowUs(), commitData });
+    // A sink that ends here ends only once its last output is committed: Stopped or Finished means visible.
+    if (committed !== null) await committed;
+  }
+
+  private expectCommit(epoch: number): Promise<void> {
+    const timeoutMs = this.opts.finalCommitTimeoutMs ?? DEFAULT_FINAL_COMMIT_TIMEOUT_MS;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.finalCommit = null;
+        this.fail(new DataplaneError(`${this.label()}: the commit of final epoch ${epoch} did not arrive within ${timeoutMs} ms`));
+        resolve();
+      }, timeoutMs);
+      this.finalCommit = {
+        epoch,
+        arrived: () => {
+          clearTimeout(timer);
+          this.finalCommit = null;
+          resolve();
+        },
+      };
+    });
   }
 
   private async endOfStream(): Promise<void> {
@@ -283,6 +357,8 @@ export class SubtaskRunner {
 
   private terminate(outcome: RunnerOutcome): void {
     this.state = outcome;
+    this.wake?.();
+    this.finalCommit?.arrived();
     this.unwatch?.();
     this.pressure = [];
     this.gate?.stop();

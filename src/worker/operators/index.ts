@@ -3,6 +3,7 @@ import { count } from './count.js';
 import { impulse } from './impulse.js';
 import { mapKey } from './map-key.js';
 import { log, preview } from './sinks.js';
+import { jetstreamSink } from './jetstream-sink.js';
 import { UserError } from '../errors.js';
 import type { OperatorFactory, OperatorInstance } from './types.js';
 
@@ -11,9 +12,10 @@ export { impulse, impulseConfigSchema, type ImpulseConfig, type ImpulseSnapshot 
 export { mapKey, mapKeyConfigSchema, deriveKey, type MapKeyConfig } from './map-key.js';
 export { count, countConfigSchema, type CountSnapshot } from './count.js';
 export { log, preview, previewConfigSchema, type PreviewConfig } from './sinks.js';
+export { jetstreamSink, jetstreamSinkConfigSchema, type JetStreamSinkConfig } from './jetstream-sink.js';
 
 // Each factory's `create` only ever receives what its own `config` schema produced (see `instantiate`).
-const all = [impulse, mapKey, count, log, preview] as unknown as ReadonlyArray<OperatorFactory<unknown>>;
+const all = [impulse, mapKey, count, log, preview, jetstreamSink] as unknown as ReadonlyArray<OperatorFactory<unknown>>;
 
 /** Every built-in operator by name; also a valid `availableOperators` map for `validateGraph`. */
 export const OPERATORS: ReadonlyMap<string, OperatorFactory<unknown>> = new Map(all.map((factory) => [factory.name, factory]));

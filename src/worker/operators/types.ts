@@ -3,9 +3,10 @@
  * the `OPERATORS` registry is directly the `availableOperators` map of `validateGraph`. A factory makes
  * one `OperatorInstance` per subtask.
  */
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import type { DataRecord, JsonValue, OperatorKind, OperatorSpec } from '../../protocol/index.js';
+import type { CommitData, DataRecord, JsonValue, OperatorKind, OperatorSpec } from '../../protocol/index.js';
 
 export interface OperatorContext {
   jobId: string;
@@ -18,6 +19,8 @@ export interface OperatorContext {
   emit(record: DataRecord): void;
   /** Preview rows: the runtime publishes them on `weir.jobs.<job>.output`. */
   output?(rows: JsonValue[]): void;
+  /** The worker's connection, for sinks that write to NATS themselves. */
+  nats?: NatsConnection;
   logger?: Logger;
 }
 
@@ -32,6 +35,16 @@ export interface OperatorInstance {
   next?(): boolean | Promise<boolean>;
   /** JSON-serialisable state at a barrier (nothing in flight inside the operator). */
   snapshot(): unknown;
+  /**
+   * Two-phase sinks, first phase: right after `snapshot()`, hands over what epoch `epoch` must make
+   * visible (null: nothing). It travels in the checkpoint record until the epoch is committed.
+   */
+  prepareCommit?(epoch: number): CommitData | null;
+  /**
+   * Second phase, once the epoch's record is durable: makes `data` visible. It is sent again after a
+   * restore that finds the epoch still committing, possibly to a new instance: it must be idempotent.
+   */
+  commit?(epoch: number, data: CommitData): Promise<void>;
   close(): void | Promise<void>;
 }
 
