@@ -44,3 +44,27 @@ export {
   StoreValidationError,
   isTransientStoreError,
 } from '../store/errors.js';
+export {
+  IncrementalStateWriter,
+  pruneUnreferenced,
+  referencedSequences,
+  restoreTables,
+  stateNodeId,
+  type CompactionSpan,
+  type IncrementalStateOptions,
+  type StateCheckpoint,
+  type WrittenStateBlob,
+} from './incremental.js';
+export { StateTables, TableState } from './incremental-tables.js';
+export {
+  CorruptStateError,
+  DEFAULT_MAX_DELTA_BYTES,
+  DEFAULT_MAX_DELTAS,
+  parseStateRef,
+  STATE_FORMAT_VERSION,
+  StateFormatError,
+  type StateBlobKind,
+  type StateBlobRef,
+  type StateRef,
+  type TableRef,
+} from './incremental-format.js';

@@ -364,6 +364,35 @@ export class CheckpointStore {
     return (await this.readRecords('listNodeCheckpoints', this.deadline(), run)).filter((meta) => meta.node_id === node);
   }
 
+  /**
+   * Removes checkpoint `seq` of the run: the node's latest pointer if it points there, the record, then
+   * the blob, leaving no delete markers. Idempotent: false when there was nothing to remove. The
+   * pointer does not move back to an older checkpoint (loadLatest gives null until the node saves again),
+   * and a load racing the delete may find the record without its blob (CorruptCheckpointError).
+   */
+  async deleteCheckpoint(runId: string, seq: number): Promise<boolean> {
+    const run = assertId(runId, 'run');
+    assertInteger(seq, 'sequence', 1);
+    const op = 'deleteCheckpoint';
+    const dl = this.deadline();
+    const purge = (key: string, below?: number) =>
+      retrying(this.nc, op, dl, this.settings, () =>
+        this.jsm.streams.purge(this.kvStream, below === undefined ? { filter: `${this.kvPrefix}${key}` } : { filter: `${this.kvPrefix}${key}`, seq: below }),
+      );
+    const key = this.checkpointKey(run, seq);
+    const entry = await this.get(op, dl, key);
+    const meta = entry?.data == null ? null : decode(checkpointMetaSchema, key, entry.data);
+    if (meta !== null) {
+      const pointerKey = this.latestKey(run, meta.node_id);
+      const pointer = await this.get(op, dl, pointerKey);
+      // Only up to the revision read: a pointer raised since is a later message and stays.
+      if (pointer?.data != null && decode(checkpointMetaSchema, pointerKey, pointer.data).seq === seq) await purge(pointerKey, pointer.revision + 1);
+    }
+    if (entry !== null) await purge(key);
+    const blob = await this.deleteBlob(this.objectName(run, seq), op);
+    return meta !== null || blob;
+  }
+
   // ─── Events ────────────────────────────────────────────────────────────────────────────────────
 
   /** Appends an event to an existing run; returns its sequence, the cursor of `eventsSince`. */
@@ -614,17 +643,17 @@ export class CheckpointStore {
   }
 
   /** Removes one blob without leaving a delete marker; false if there was none. */
-  private async deleteBlob(name: string): Promise<boolean> {
+  private async deleteBlob(name: string, op = 'deleteRun'): Promise<boolean> {
     const dl = this.deadline();
-    const info = await retrying(this.nc, 'deleteRun', dl, this.settings, () => this.os.info(name));
+    const info = await retrying(this.nc, op, dl, this.settings, () => this.os.info(name));
     if (info === null) return false;
     const stream = `OBJ_${this.names.stateBucket}`;
     const prefix = `$O.${this.names.stateBucket}`;
     // Chunks first: a crash in between leaves the metadata, through which a retry finds the blob again.
     if (!info.deleted) {
-      await retrying(this.nc, 'deleteRun', dl, this.settings, () => this.jsm.streams.purge(stream, { filter: `${prefix}.C.${info.nuid}` }));
+      await retrying(this.nc, op, dl, this.settings, () => this.jsm.streams.purge(stream, { filter: `${prefix}.C.${info.nuid}` }));
     }
-    await retrying(this.nc, 'deleteRun', dl, this.settings, () =>
+    await retrying(this.nc, op, dl, this.settings, () =>
       this.jsm.streams.purge(stream, { filter: `${prefix}.M.${Base64UrlPaddedCodec.encode(name)}` }),
     );
     return !info.deleted;
