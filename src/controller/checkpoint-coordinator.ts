@@ -15,7 +15,7 @@ import type { TimerHandle, TimerQueue } from './timer-queue.js';
 
 export type CheckpointKind = 'periodic' | 'final';
 export type CheckpointStatus = 'inprogress' | 'committing' | 'ready' | 'failed';
-export type JobSpanName = 'Checkpointing' | 'CheckpointingOperators' | 'WritingMetadata' | 'Committing';
+export type JobSpanName = 'Checkpointing' | 'CheckpointingOperators' | 'Compacting' | 'WritingMetadata' | 'Committing';
 
 /** µs since the epoch; `finish` is null while the span is open. */
 export interface JobSpan {
@@ -193,6 +193,24 @@ function copySummary(s: CheckpointSummary): CheckpointSummary {
   };
 }
 
+/**
+ * The Compacting span: from the first subtask that rewrote a delta chain as a full snapshot to the last
+ * one done (the workers report it in `table_metadata.compaction`); null when none did.
+ */
+function compactionOf(subtasks: Iterable<SubtaskProgress>): JobSpan | null {
+  let start = Infinity;
+  let finish = -Infinity;
+  for (const s of subtasks) {
+    const span = s.completed?.table_metadata['compaction'];
+    if (typeof span !== 'object' || span === null) continue;
+    const { start_time: from, finish_time: to } = span as Record<string, unknown>;
+    if (typeof from !== 'number' || typeof to !== 'number') continue;
+    start = Math.min(start, from);
+    finish = Math.max(finish, to);
+  }
+  return start <= finish ? { span: 'Compacting', start, finish } : null;
+}
+
 export class CheckpointCoordinator {
   private readonly options: CheckpointCoordinatorOptions;
   private readonly now: () => number;
@@ -207,6 +225,11 @@ export class CheckpointCoordinator {
   private nextDueAt: number | null = null;
   private due: TimerHandle | null = null;
   private inFlight: InFlight | null = null;
+  /**
+   * A durable epoch of this generation whose commit failed. No later epoch may start: a restore sends
+   * the commits of the epoch it restores only, so a newer record would leave this one's output unsent.
+   */
+  private uncommitted: number | null = null;
   private readonly recent: CheckpointSummary[] = [];
   private readonly counters: CoordinatorStats = { started: 0, completed: 0, failed: 0, commitFailed: 0, stale: 0, unknownSubtask: 0 };
   private closed = false;
@@ -257,6 +280,7 @@ export class CheckpointCoordinator {
       this.abandon(this.inFlight, `generation ${this.inFlight.summary.generation} ended`);
     }
     this.plan = plan;
+    this.uncommitted = null;
     this.epochCounter = Math.max(this.epochCounter, startEpoch);
     if (this.armedFor !== null && this.armedFor !== plan.generation) this.disarm(this.armedFor);
   }
@@ -283,6 +307,11 @@ export class CheckpointCoordinator {
     }
   }
 
+  /** Retention deleted everything older than `epoch`: later checkpoints record it as their minimum. */
+  advanceMinEpoch(epoch: number): void {
+    this.minEpoch = Math.max(this.minEpoch, epoch);
+  }
+
   /** No new periodic checkpoints for this generation; one in flight may still complete. */
   disarm(generation: number): void {
     if (this.armedFor !== generation) return;
@@ -302,6 +331,7 @@ export class CheckpointCoordinator {
     if (this.plan?.generation !== generation) throw new Error(`generation ${generation} is not the current one`);
     // Another caller may have started a checkpoint while this one waited.
     while (this.inFlight !== null) await this.inFlight.settled.catch(() => {});
+    if (this.uncommitted !== null) throw new Error(`epoch ${this.uncommitted} is not committed: no checkpoint can follow it in generation ${generation}`);
     const flight = this.start(generation, 'final', null);
     await flight.settled;
     return { epoch: flight.summary.epoch };
@@ -358,7 +388,7 @@ export class CheckpointCoordinator {
     const generation = this.armedFor;
     this.due = this.options.timers.schedule(at, () => {
       this.due = null;
-      if (this.armedFor !== generation || generation === null || this.inFlight !== null) return;
+      if (this.armedFor !== generation || generation === null || this.inFlight !== null || this.uncommitted !== null) return;
       this.start(generation, 'periodic', at);
     });
   }
@@ -442,6 +472,8 @@ export class CheckpointCoordinator {
   private writeMetadata(flight: InFlight): void {
     const now = this.now();
     this.closeSpan(flight, 'CheckpointingOperators', now);
+    const compacting = compactionOf(flight.subtasks.values());
+    if (compacting !== null) flight.summary.spans.push(compacting);
     flight.summary.spans.push({ span: 'WritingMetadata', start: micros(now), finish: null });
     const summary = flight.summary;
     const commits = [...flight.subtasks.values()].flatMap((s) =>
@@ -517,6 +549,7 @@ export class CheckpointCoordinator {
   /** The epoch stays restorable as `committing`; the caller decides how the job recovers. */
   private commitFailed(flight: InFlight, message: string): void {
     this.counters.commitFailed++;
+    if (flight.summary.generation === this.plan?.generation) this.uncommitted = flight.summary.epoch;
     this.settle(flight, message, { kind: 'commit_failed', generation: flight.summary.generation, epoch: flight.summary.epoch, checkpoint: flight.summary.kind, message });
   }
 

@@ -26,6 +26,7 @@ import { JobMachines } from './job-machines.js';
 import { TimerQueue } from './timer-queue.js';
 import { inspectorFromEnv, type JobInspector } from '../inspect/index.js';
 import {
+  CHECKPOINTS_KV_BUCKET,
   DEFAULT_LIST_LIMIT,
   MAX_MESSAGE_BYTES,
   PROTOCOL_VERSION,
@@ -73,6 +74,9 @@ import {
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import { createJobRuntime, JobRuntimes, type JobRuntime, type ResumeState, type RuntimeSpec } from './job-runtime.js';
 import { WorkerRegistry } from './registry.js';
+import { openCheckpointStore, type CheckpointStore } from '../checkpoint/index.js';
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import { CONTROLLER_QUEUE, startWorkerService, type WorkerService } from './worker-service.js';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 2_000;
@@ -330,6 +334,21 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     return out;
   }
 
+  /** The checkpoint store of the jobs' state blobs, shared by the runtimes; opened on first use. */
+  let checkpointStore: Promise<CheckpointStore> | undefined;
+  function stateStore(): Promise<CheckpointStore> {
+    checkpointStore ??= openCheckpointStore(nc);
+    checkpointStore.catch(() => (checkpointStore = undefined));
+    return checkpointStore;
+  }
+
+  async function purgeCheckpointRecords(jobId: string): Promise<void> {
+    const kv = await new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).open(CHECKPOINTS_KV_BUCKET);
+    const keys: string[] = [];
+    for await (const key of await kv.keys(`${jobId}.*`)) keys.push(key);
+    for (const key of keys) await kv.purge(key);
+  }
+
   function startRuntime(jobId: string, record: JobRecord, resumeState?: ResumeState, created = false): JobRuntime {
     const { runtime: spec } = specOf(record);
     const { status } = record;
@@ -359,6 +378,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
       timers,
       machines,
+      checkpointStore: stateStore,
     });
     runtimes.add(jobId, runtime);
     jobIds.add(jobId);
@@ -534,6 +554,11 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         throw err;
       }
       await store.log.purge(jobId).catch((err: unknown) => log.warn({ err, jobId }, 'could not purge the job log'));
+      // Its checkpoints go too: the records in the ring, and the state blobs (its run in the checkpoint store).
+      await purgeCheckpointRecords(jobId).catch((err: unknown) => log.warn({ err, jobId }, 'could not purge the checkpoint records'));
+      await stateStore()
+        .then((checkpoints) => checkpoints.deleteRun(jobId))
+        .catch((err: unknown) => log.warn({ err, jobId }, 'could not delete the job state from the checkpoint store'));
       log.info({ jobId }, 'job deleted');
       return { v: PROTOCOL_VERSION, job_id: jobId };
     });

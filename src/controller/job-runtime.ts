@@ -23,6 +23,7 @@ import { JobError, type CheckpointSchedule, type DesiredConfig, type GenerationI
 import type { StopResult } from '../../machines/job/setup.js';
 import {
   CHECKPOINTS_KV_BUCKET,
+  CHECKPOINT_SLOTS,
   PROTOCOL_VERSION,
   ackSchema,
   checkpointKey,
@@ -31,6 +32,7 @@ import {
   decodeReply,
   encode,
   readCheckpointRecord,
+  RESTORABLE_STATUSES,
   subjects,
   taskEventSchema,
   truncateErrorText,
@@ -54,6 +56,8 @@ import { CheckpointCoordinator, withoutState, type CheckpointOutcome, type Check
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
 import { checkpointFromRecord, checkpointFromSummary, operatorGroupsFromRecord, operatorGroupsFromSummary } from './checkpoint-views.js';
 import { JobMachines } from './job-machines.js';
+import { CLEANUP_EVERY_EPOCHS, cleanupCheckpoints, DEFAULT_RETAINED_CHECKPOINTS, hasStoredState } from './retention.js';
+import { openCheckpointStore, type CheckpointStore } from '../checkpoint/index.js';
 import { TimerQueue } from './timer-queue.js';
 import type { LostReason } from './worker-service.js';
 
@@ -93,6 +97,10 @@ export interface JobRuntimeOptions {
   operatorSpecs?: ReadonlyMap<string, OperatorSpec>;
   /** KV bucket of the minimal checkpoint records. Default `weir_checkpoints`. */
   checkpointBucket?: string;
+  /** Where the subtasks' state blobs are (for retention). Default: the checkpoint store at its default prefix. */
+  checkpointStore?: () => Promise<CheckpointStore>;
+  /** Restorable checkpoints kept per job, at most `CHECKPOINT_SLOTS`. Default 10. */
+  retainedCheckpoints?: number;
   /**
    * A controller restart of a job that rests in a terminal state: the actor is restored in that state
    * (its entry actions do not run again) instead of starting at Created.
@@ -157,6 +165,16 @@ const COMMIT_REQUEST_TIMEOUT_MS = 30_000;
 const FINAL_ON_EXHAUSTED_ATTEMPTS = 3;
 
 const STOPPED_CODES: readonly ErrorCode[] = ['unknown_job', 'stale_generation'];
+
+/** A worker's error reply to a request. */
+class WorkerRejected extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
 
 function subtaskKey(nodeId: string, index: number): string {
   return `${nodeId}\u0000${index}`;
@@ -243,6 +261,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   let restoreFloor = options.restoreFloor ?? null;
   /** After a controller restart the status's epoch can lag behind the records: list them once. */
   let knowsNewestRecord = options.created === true;
+  /** The newest restorable epoch the listing found (it can be newer than the status knows). */
+  let listedEpoch = 0;
   const ownTimers = options.timers === undefined ? new TimerQueue({ onError: (err) => baseLog.error({ err, jobId }, 'checkpoint timer failed') }) : undefined;
   const coordinator = new CheckpointCoordinator({
     jobId,
@@ -258,6 +278,15 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   const twoPhase = spec.graph.nodes.some((n) => catalog.get(n.operator)?.twoPhase === true);
   /** The final checkpoint of a generation, shared by the machine (stops) and exhausted sources. */
   const finals = new Map<number, Promise<{ epoch: number }>>();
+  /** Epochs a restore is reading: retention keeps them whatever their age. */
+  const restoring = new Set<number>();
+  const retention = { keep: Math.min(options.retainedCheckpoints ?? DEFAULT_RETAINED_CHECKPOINTS, CHECKPOINT_SLOTS), lastEpoch: 0, running: false };
+  let checkpointStore: Promise<CheckpointStore> | undefined;
+  function stateStore(): Promise<CheckpointStore> {
+    checkpointStore ??= options.checkpointStore?.() ?? openCheckpointStore(nc);
+    checkpointStore.catch(() => (checkpointStore = undefined));
+    return checkpointStore;
+  }
 
   // ─── Requests to workers ───────────────────────────────────────────────────────────────────────
 
@@ -267,7 +296,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     const result = decodeReply(ackSchema, reply.data);
     if (result.ok) return 'ok';
     if (result.remote && STOPPED_CODES.includes(result.error.code)) return 'gone';
-    throw new Error(`${result.error.code}: ${result.error.message}`);
+    throw new WorkerRejected(result.error.code, result.error.message);
   }
 
   function workersOf(generation: number): string[] {
@@ -329,10 +358,20 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   }
 
   async function scheduleJob(input: ScheduleInput): Promise<ScheduleResult> {
-    const { generation } = input;
-    const operators = spec.graph.nodes.map((n) => n.operator);
     // First, before any slot is taken: it may fail (and the attempt is retried).
     const restorePoint = await restorableRecord(restoreFloor);
+    const restoreEpoch = restorePoint?.epoch ?? null;
+    if (restoreEpoch !== null) restoring.add(restoreEpoch);
+    try {
+      return await startGeneration(input, restorePoint);
+    } finally {
+      if (restoreEpoch !== null) restoring.delete(restoreEpoch);
+    }
+  }
+
+  async function startGeneration(input: ScheduleInput, restorePoint: CheckpointRecord | null): Promise<ScheduleResult> {
+    const { generation } = input;
+    const operators = spec.graph.nodes.map((n) => n.operator);
     const restoreEpoch = restorePoint?.epoch ?? null;
     const plan = assignSubtasks(spec, input.parallelismOverrides, registry.candidates(operators));
     registry.release(jobId, generation);
@@ -401,6 +440,9 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     };
     if (failed.length > 0) {
       const why = failed.map(({ w, reason }) => `${w}: ${reason instanceof Error ? reason.message : String(reason)}`).join('; ');
+      const corrupt = failed.find(({ reason }) => reason instanceof WorkerRejected && reason.code === 'corrupt_checkpoint');
+      // The next attempt restores the previous good checkpoint; retrying this one would fail the same way.
+      if (corrupt !== undefined && restorePoint !== null) await markFailed(restorePoint, (corrupt.reason as Error).message);
       await abandon(workers.filter((_, i) => results[i]?.status === 'fulfilled'), `start of generation ${generation} failed on ${why}`);
     }
     if (restorePoint?.status === 'committing') {
@@ -453,6 +495,40 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     const results = await Promise.allSettled(workers.map((w) => ask(subjects.workerCheckpoint(w), body)));
     const failed = workers.filter((_, i) => results[i]?.status === 'rejected');
     if (failed.length > 0) throw new Error(`checkpoint request not accepted by ${failed.join(', ')}`);
+  }
+
+  /**
+   * Every `CLEANUP_EVERY_EPOCHS` epochs, with no checkpoint in flight and none running already: deletes
+   * the state no retained checkpoint needs, then advances the minimum epoch. A failure is logged and
+   * retried at the next turn.
+   */
+  function maybeCleanup(record: CheckpointRecord): void {
+    if (retention.running || record.epoch - retention.lastEpoch < CLEANUP_EVERY_EPOCHS || !hasStoredState(record)) return;
+    if (coordinator.inFlightEpoch() !== null || stopped) return;
+    retention.running = true;
+    void (async () => {
+      try {
+        const [store, kv] = await Promise.all([stateStore(), checkpointKv()]);
+        const result = await cleanupCheckpoints({ store, records: await storedRecords(kv), keep: retention.keep, pinned: restoring, rewrite: (r) => rewriteRecord(kv, r) });
+        retention.lastEpoch = record.epoch;
+        if (result.minEpoch !== null) coordinator.advanceMinEpoch(result.minEpoch);
+        log.debug({ epoch: record.epoch, deleted: result.deleted.length, retained: result.retained, minEpoch: result.minEpoch }, 'checkpoint cleanup');
+      } catch (err) {
+        log.warn({ err, epoch: record.epoch }, 'checkpoint cleanup failed; retrying at the next turn');
+      } finally {
+        retention.running = false;
+      }
+    })();
+  }
+
+  /** A record whose state proved damaged: written `failed`, so no restore picks it again. Retried until it lands. */
+  async function markFailed(record: CheckpointRecord, why: string): Promise<void> {
+    const message = `checkpoint ${record.epoch} cannot be restored (${why}); restoring the previous good checkpoint`;
+    log.error({ epoch: record.epoch }, message);
+    const at = Date.now();
+    enqueue(() => store.log.append(jobId, { kind: 'warning', message: truncateErrorText(message), at }, { id: `${jobId}.${at}.corrupt-${record.epoch}` }).then(() => {}));
+    completed.delete(record.epoch);
+    await persistCheckpoint({ ...record, status: 'failed' });
   }
 
   /** Commits grouped by the worker that runs each subtask; resolves once every worker confirmed. */
@@ -527,6 +603,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       // The recent ones only: older records are in the store, and a long-running job would otherwise grow without bound.
       if (completed.size > RECENT_RECORDS) completed.delete(completed.keys().next().value!);
       knowsNewestRecord = true;
+      maybeCleanup(record);
       // The record is the durable fact; the status takes the epoch with its next transition (a write per
       // checkpoint would double the store's load, and a restore looks for the newest record anyway).
       log.debug({ epoch: record.epoch, generation: record.generation, kind: record.kind }, 'checkpoint completed');
@@ -718,8 +795,9 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
    * tasks start empty.
    */
   async function restorableRecord(floor: number | null): Promise<CheckpointRecord | null> {
-    const known = coordinator.lastCompletedEpoch;
+    const known = Math.max(coordinator.lastCompletedEpoch, listedEpoch);
     let best: CheckpointRecord | null = null;
+    let damaged = 0;
     try {
       const kv = await checkpointKv();
       // Once this incarnation has listed the records or completed a checkpoint itself, the newest
@@ -727,20 +805,25 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       if (knowsNewestRecord && known === 0 && floor === null) return null;
       if (knowsNewestRecord && known > 0 && known >= (floor ?? 0)) {
         const record = await storedRecord(kv, known);
-        if (record !== null) return record;
+        if (record !== null && RESTORABLE_STATUSES.includes(record.status)) return record;
       }
-      best = (await storedRecords(kv)).find((r) => r.epoch >= (floor ?? 0)) ?? null;
+      const records = await storedRecords(kv);
+      best = records.find((r) => r.epoch >= (floor ?? 0) && RESTORABLE_STATUSES.includes(r.status)) ?? null;
+      damaged = records.filter((r) => r.status === 'failed').length;
     } catch (err) {
       // Never guess: an older epoch would replay, and none at all would lose the state. Scheduling retries.
       log.warn({ err, known }, 'cannot list checkpoint records');
       throw new JobError({ kind: 'retryable', domain: 'external', message: `cannot list the checkpoint records: ${err instanceof Error ? err.message : String(err)}` });
     }
-    if (floor === null && best === null && known > 0) {
+    if (floor === null && best === null && known > 0 && damaged === 0) {
       // Epoch `known` completed, so its record was acknowledged: a listing without it is not to be trusted.
       throw new JobError({ kind: 'retryable', domain: 'external', message: `no readable checkpoint record, although epoch ${known} completed` });
     }
     knowsNewestRecord = true;
+    // A scheduling attempt that fails after this (no slots yet) must find the same record the next time.
+    if (best !== null) listedEpoch = Math.max(listedEpoch, best.epoch);
     if (floor === null && best !== null && best.epoch < known) log.warn({ known, restoring: best.epoch }, 'no checkpoint record for the last completed epoch');
+    if (floor === null && best === null && damaged > 0) log.error({ known, damaged }, 'every checkpoint record is damaged: the new run starts empty');
     if (floor !== null && best === null) log.info({ floor }, 'restart without state: the new run starts empty');
     return best;
   }
@@ -812,6 +895,14 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     kv ??= new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).create(bucket, { history: 1 });
     kv.catch(() => (kv = undefined));
     return kv;
+  }
+
+  /** Writes a record again only while its slot still holds that epoch: never over a newer epoch's record. */
+  async function rewriteRecord(kv: KV, record: CheckpointRecord): Promise<void> {
+    const key = checkpointKey(jobId, record.epoch);
+    const entry = await kv.get(key);
+    if (entry === null || recordIn(key, entry)?.epoch !== record.epoch) return;
+    await kv.update(key, JSON.stringify(record), entry.revision);
   }
 
   async function persistCheckpoint(record: CheckpointRecord): Promise<void> {

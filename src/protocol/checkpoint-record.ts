@@ -16,8 +16,13 @@ import { countSchema, microsSchema } from './primitives.js';
 import { commitDataSchema } from './messages.js';
 
 export const CHECKPOINT_FORMAT_VERSION = 3;
-/** A stored record's status: restorable either way, but a `committing` one has its commit re-sent. */
-export const RECORD_STATUSES = ['committing', 'ready'] as const;
+/**
+ * A stored record's status. `committing` and `ready` are restorable (a `committing` one has its commits
+ * sent again). `failed` marks a record whose state proved damaged at a restore; `compacting` and
+ * `compacted` one that retention is dropping or has dropped the state of. Those are never restored.
+ */
+export const RECORD_STATUSES = ['committing', 'ready', 'failed', 'compacting', 'compacted'] as const;
+export const RESTORABLE_STATUSES: readonly RecordStatus[] = ['committing', 'ready'];
 export type RecordStatus = (typeof RECORD_STATUSES)[number];
 /** The version of the operators' state layout inside `table_metadata`; restore checks it too. */
 export const STATE_SCHEMA_VERSION = 1;

@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   'invalid_pipeline',
   'unknown_job',
   'unknown_checkpoint',
+  'corrupt_checkpoint',
   'unknown_worker',
   'stale_generation',
   'conflict',

@@ -107,6 +107,7 @@ export {
 export {
   CHECKPOINT_FORMAT_VERSION,
   RECORD_STATUSES,
+  RESTORABLE_STATUSES,
   STATE_SCHEMA_VERSION,
   checkpointRecordSchema,
   isUuidV7,

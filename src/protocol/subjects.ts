@@ -130,7 +130,7 @@ export const SUBJECTS = {
   }),
   workerStart: spec('weir.worker.<worker>.start', {
     kind: 'request', from: 'controller', to: 'worker', payload: 'startExecutionSchema', reply: 'ackSchema',
-    errors: [...DECODE, 'stale_generation', 'conflict', 'unavailable', 'internal'],
+    errors: [...DECODE, 'stale_generation', 'conflict', 'corrupt_checkpoint', 'unavailable', 'internal'],
     summary: 'Run these subtasks of a generation.',
   }),
   workerStop: spec('weir.worker.<worker>.stop', {

@@ -12,10 +12,13 @@
  *   publishes while disconnected (docs/design-notes.md): if an event cannot be confirmed with a
  *   flush, the generation is stopped here, so it vanishes from the heartbeat and the controller
  *   recovers the job.
+ * - State goes to the checkpoint store (`SubtaskStateWriter`): at each barrier a subtask's snapshot is
+ *   written incrementally, and only then is the subtask's completion published, naming what it wrote.
  * - The start message carries `restore_epoch` but no state: the state comes from the epoch's record
- *   in the checkpoint KV bucket (`checkpointState`), or from the `restoreState` hook. A start whose
- *   epoch cannot be read gets an `unavailable` error reply naming the epoch (the controller retries),
- *   never a silent start from empty state.
+ *   in the checkpoint KV bucket and the store (`checkpointState`), or from the `restoreState` hook. A
+ *   start whose epoch cannot be read gets an `unavailable` error reply naming the epoch (the controller
+ *   retries), and one whose state is damaged `corrupt_checkpoint` (the controller falls back to an
+ *   earlier checkpoint); never a silent start from empty state.
  */
 import { hostname as osHostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -39,6 +42,7 @@ import {
   ackSchema,
   checkpointKey,
   readCheckpointRecord,
+  RESTORABLE_STATUSES,
   isValidId,
   registerWorkerReplySchema,
   registerWorkerSchema,
@@ -61,6 +65,8 @@ import { natsTransport, type DataTransport } from './dataplane/transport.js';
 import { SubtaskRunner, type RunnerOptions } from './dataplane/runner.js';
 import { subtaskKey, subtaskSpecs } from './dataplane/graph.js';
 import { OPERATORS, type OperatorFactory } from './operators/index.js';
+import { CorruptCheckpointError, openCheckpointStore, type CheckpointStore, type IncrementalStateOptions } from '../checkpoint/index.js';
+import { ensureRun, isStoredState, restoreSnapshot, SubtaskStateWriter, type RestoredState } from './subtask-state.js';
 
 export const DEFAULT_WORKER_HEARTBEAT_INTERVAL_MS = 5_000;
 export const DEFAULT_WORKER_METRICS_INTERVAL_MS = 2_000;
@@ -99,6 +105,10 @@ export interface WorkerOptions {
   restoreState?: (jobId: string, generation: number, epoch: number) => Promise<ReadonlyMap<string, unknown>>;
   /** Passed to every `SubtaskRunner` (the operator registry is always `operators`). */
   runner?: Omit<RunnerOptions, 'registry' | 'logger'>;
+  /** Where subtasks' state goes. Default: the checkpoint store at its default prefix, opened on first use. */
+  checkpointStore?: CheckpointStore;
+  /** When a table's delta chain is compacted into a full snapshot. */
+  incrementalState?: Omit<IncrementalStateOptions, 'from'>;
 }
 
 export interface WorkerStats {
@@ -138,6 +148,8 @@ interface JobRun {
   /** Set when the controller stopped it (or it was fenced): its runners' events are not reported. */
   silenced: boolean;
   lastEpoch: number;
+  /** By `node/subtask`. */
+  states: Map<string, SubtaskStateWriter>;
 }
 
 const nowUs = () => Date.now() * 1000;
@@ -147,13 +159,17 @@ export interface CheckpointState {
   state: Map<string, unknown>;
   /** Subtasks per node in the record. */
   parallelism: Map<string, number>;
+  /** By `node/subtask`, for state kept in the checkpoint store: what its writer continues from. */
+  stored: Map<string, RestoredState>;
 }
 
 /**
- * Reads epoch `epoch` of job `jobId` from the checkpoint KV bucket: each subtask's snapshot by
- * `node/subtask`. Rejects when the bucket, the key or a readable record is missing.
+ * Reads epoch `epoch` of job `jobId`: the record from the checkpoint KV bucket, and each subtask's
+ * snapshot by `node/subtask`, from the checkpoint store (or inline, as records before it kept them).
+ * Rejects when the bucket, the key or a readable record is missing; with CorruptCheckpointError when a
+ * state blob is missing or fails its digest.
  */
-export async function checkpointState(nc: NatsConnection, jobId: string, epoch: number, bucket = CHECKPOINTS_KV_BUCKET): Promise<CheckpointState> {
+export async function checkpointState(nc: NatsConnection, jobId: string, epoch: number, bucket = CHECKPOINTS_KV_BUCKET, store?: CheckpointStore): Promise<CheckpointState> {
   const key = checkpointKey(jobId, epoch);
   let entry;
   try {
@@ -172,14 +188,31 @@ export async function checkpointState(nc: NatsConnection, jobId: string, epoch: 
   if (!read.ok) throw new Error(read.message);
   const record = read.record;
   if (record.job_id !== jobId || record.epoch !== epoch) throw new Error(`checkpoint record ${key} names job ${record.job_id} epoch ${record.epoch}`);
+  if (!RESTORABLE_STATUSES.includes(record.status)) throw new Error(`checkpoint record ${key} is ${record.status}: it cannot be restored`);
   const state = new Map<string, unknown>();
   const parallelism = new Map<string, number>();
-  for (const s of record.subtasks) {
-    parallelism.set(s.node_id, (parallelism.get(s.node_id) ?? 0) + 1);
-    const snapshot = s.table_metadata.state;
-    if (snapshot !== undefined && snapshot !== null) state.set(subtaskKey(s.node_id, s.subtask_index), snapshot);
-  }
-  return { state, parallelism };
+  const stored = new Map<string, RestoredState>();
+  await Promise.all(
+    record.subtasks.map(async (s) => {
+      parallelism.set(s.node_id, (parallelism.get(s.node_id) ?? 0) + 1);
+      const id = subtaskKey(s.node_id, s.subtask_index);
+      if (isStoredState(s.table_metadata)) {
+        if (store === undefined) throw new Error(`checkpoint record ${key} keeps its state in the checkpoint store, and none was given`);
+        try {
+          const restored = await restoreSnapshot(store, s.table_metadata);
+          stored.set(id, restored);
+          state.set(id, restored.snapshot);
+        } catch (err) {
+          if (err instanceof CorruptCheckpointError) throw new CorruptCheckpointError(err.runId, err.nodeId, err.seq, err.reason, `checkpoint ${epoch} of job ${jobId}, subtask ${s.node_id}[${s.subtask_index}]: ${err.message}`, { cause: err });
+          throw err;
+        }
+        return;
+      }
+      const snapshot = s.table_metadata.state;
+      if (snapshot !== undefined && snapshot !== null) state.set(id, snapshot);
+    }),
+  );
+  return { state, parallelism, stored };
 }
 
 export function defaultWorkerId(): string {
@@ -202,14 +235,31 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
    * The default state source: the epoch's record. Per-subtask state cannot be redistributed, so a node
    * whose parallelism changed since the epoch starts from empty state (logged at warn).
    */
-  async function recordedState(jobId: string, generation: number, epoch: number, parallelism: ReadonlyMap<string, number>): Promise<Map<string, unknown>> {
-    const recorded = await checkpointState(nc, jobId, epoch);
+  async function recordedState(jobId: string, generation: number, epoch: number, parallelism: ReadonlyMap<string, number>): Promise<Pick<CheckpointState, 'state' | 'stored'>> {
+    const recorded = await checkpointState(nc, jobId, epoch, CHECKPOINTS_KV_BUCKET, await checkpointStore());
     const rescaled = [...parallelism].filter(([node, p]) => recorded.parallelism.has(node) && recorded.parallelism.get(node) !== p).map(([node]) => node);
-    if (rescaled.length === 0) return recorded.state;
+    if (rescaled.length === 0) return recorded;
     log.warn({ jobId, generation, epoch, nodes: rescaled }, 'parallelism changed since the restored epoch: these nodes start from empty state');
-    const state = new Map<string, unknown>();
-    for (const [key, snapshot] of recorded.state) if (!rescaled.some((node) => key.startsWith(`${node}/`))) state.set(key, snapshot);
-    return state;
+    const kept = (key: string) => !rescaled.some((node) => key.startsWith(`${node}/`));
+    return { state: new Map([...recorded.state].filter(([key]) => kept(key))), stored: new Map([...recorded.stored].filter(([key]) => kept(key))) };
+  }
+
+  let store: Promise<CheckpointStore> | undefined;
+  function checkpointStore(): Promise<CheckpointStore> {
+    store ??= options.checkpointStore !== undefined ? Promise.resolve(options.checkpointStore) : openCheckpointStore(nc);
+    store.catch(() => (store = undefined));
+    return store;
+  }
+  /** Jobs whose run exists in the store: created once per job and worker. */
+  const runsReady = new Map<string, Promise<void>>();
+  function jobRun(jobId: string, checkpoints: CheckpointStore): Promise<void> {
+    let ready = runsReady.get(jobId);
+    if (ready === undefined) {
+      ready = ensureRun(checkpoints, jobId);
+      runsReady.set(jobId, ready);
+      ready.catch(() => runsReady.delete(jobId));
+    }
+    return ready;
   }
   let heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_WORKER_HEARTBEAT_INTERVAL_MS;
   let metricsIntervalMs = options.metricsIntervalMs ?? DEFAULT_WORKER_METRICS_INTERVAL_MS;
@@ -327,27 +377,34 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     if (slotIndexes.size > free) throw new RequestRejected('conflict', `job ${jobId} needs ${slotIndexes.size} slots here; ${free} of ${options.slots} are free`);
 
     let restored: ReadonlyMap<string, unknown> = new Map();
-    if (msg.restore_epoch !== undefined) {
-      try {
-        restored =
-          options.restoreState === undefined ? await recordedState(jobId, generation, msg.restore_epoch, parallelism) : await options.restoreState(jobId, generation, msg.restore_epoch);
-      } catch (err) {
-        const why = err instanceof Error ? err.message : String(err);
-        throw new RequestRejected('unavailable', `job ${jobId} generation ${generation}: cannot restore epoch ${msg.restore_epoch}: ${why}`);
+    let stored: ReadonlyMap<string, RestoredState> = new Map();
+    let checkpoints: CheckpointStore;
+    try {
+      checkpoints = await checkpointStore();
+      await jobRun(jobId, checkpoints);
+      if (msg.restore_epoch !== undefined) {
+        if (options.restoreState === undefined) ({ state: restored, stored } = await recordedState(jobId, generation, msg.restore_epoch, parallelism));
+        else restored = await options.restoreState(jobId, generation, msg.restore_epoch);
       }
-      log.info({ jobId, generation, epoch: msg.restore_epoch, subtasks: restored.size }, 'restoring state of an epoch');
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      const code = err instanceof CorruptCheckpointError ? 'corrupt_checkpoint' : 'unavailable';
+      throw new RequestRejected(code, `job ${jobId} generation ${generation}: cannot restore epoch ${msg.restore_epoch ?? '(none)'}: ${why}`);
     }
+    if (msg.restore_epoch !== undefined) log.info({ jobId, generation, epoch: msg.restore_epoch, subtasks: restored.size }, 'restoring state of an epoch');
 
     if (stopping !== undefined) throw new RequestRejected('unavailable', `worker ${workerId} is shutting down`);
     newest.set(jobId, generation);
     const transport = natsTransport(nc);
-    const run: JobRun = { jobId, generation, runners: [], transport, slots: slotIndexes.size, silenced: false, lastEpoch: msg.start_epoch };
+    const run: JobRun = { jobId, generation, runners: [], transport, slots: slotIndexes.size, silenced: false, lastEpoch: msg.start_epoch, states: new Map() };
     const runnerLog = log.child({ jobId, generation });
     for (const planned of subtaskSpecs(program.graph, jobId, generation, restored)) {
       if (!wanted.has(subtaskKey(planned.nodeId, planned.subtaskIndex))) continue;
       const spec = msg.final_checkpoint === true ? { ...planned, finalCheckpoint: true } : planned;
       const { nodeId, subtaskIndex: i } = spec;
-      const runner = new SubtaskRunner(
+      const stateWriter = new SubtaskStateWriter(checkpoints, jobId, nodeId, i, stored.get(subtaskKey(nodeId, i)), options.incrementalState);
+      run.states.set(subtaskKey(nodeId, i), stateWriter);
+      const runner: SubtaskRunner = new SubtaskRunner(
         transport,
         spec,
         {
@@ -357,16 +414,25 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
           onExhausted: () => taskEvent(run, nodeId, i, { event: 'exhausted' }),
           onCommitted: (epoch) => checkpointEvent(run, nodeId, i, { event: 'finished_commit', epoch }),
           onCheckpointEvent: (epoch, type) => checkpointEvent(run, nodeId, i, { event: type, epoch }),
+          // The async part: the subtask's completion goes out once its state is durable in the store.
           onCheckpointCompleted: (epoch, c) =>
-            checkpointEvent(run, nodeId, i, {
-              event: 'completed',
-              epoch,
-              bytes: c.bytes,
-              start_time: c.start_time_us,
-              finish_time: c.finish_time_us,
-              table_metadata: { state: c.state ?? null },
-              ...(c.commitData === null ? {} : { commit_data: c.commitData }),
-            }),
+            void stateWriter.checkpoint(epoch, c.state ?? null).then(
+              ({ stored: table_metadata, bytes }) =>
+                checkpointEvent(run, nodeId, i, {
+                  event: 'completed',
+                  epoch,
+                  bytes,
+                  start_time: c.start_time_us,
+                  finish_time: nowUs(),
+                  table_metadata,
+                  ...(c.commitData === null ? {} : { commit_data: c.commitData }),
+                }),
+              (err: unknown) => {
+                // Without its state the epoch cannot complete: the subtask fails, and the job recovers from the last one.
+                log.error({ err, jobId, generation, node: nodeId, subtask: i, epoch }, 'could not write the subtask state');
+                runner.abort(err);
+              },
+            ),
         },
         { ...options.runner, nats: nc, registry: operators, logger: runnerLog },
       );

@@ -1,3 +1,4 @@
+import { Objm } from '@nats-io/obj';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
@@ -28,7 +29,8 @@ import type { CheckpointRecord } from '../../src/controller/job-runtime.js';
 import { StoreUnavailableError, openStore, type Store } from '../../src/store/index.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
 import { jobsCommand } from '../../src/cli/jobs.js';
-import { storedEpochs, storedRecord, storedRecords } from '../support/checkpoints.js';
+import { storedEpochs, storedRecord, storedRecords, subtaskSnapshot } from '../support/checkpoints.js';
+import { openCheckpointStore } from '../../src/checkpoint/index.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
@@ -242,7 +244,7 @@ describe('controller', () => {
     await reach(jobId, 'Running');
     const epochsOf = () => storedEpochs(client, jobId);
     const recordOf = (epoch: number) => storedRecord(client, jobId, epoch);
-    const stateOf = (record: CheckpointRecord, node: string): unknown => record.subtasks.find((s) => s.node_id === node && s.subtask_index === 0)?.table_metadata['state'];
+    const stateOf = (record: CheckpointRecord, node: string): Promise<unknown> => subtaskSnapshot(client, record, node);
     // At least one periodic checkpoint before the stop.
     await eventually(async () => expect((await epochsOf()).length).toBeGreaterThan(0), { timeoutMs: 10_000 });
 
@@ -253,8 +255,8 @@ describe('controller', () => {
     expect(epochs.length).toBeGreaterThan(1);
     const final = await recordOf(finalEpoch);
     expect(final.generation).toBe(1);
-    const finalCounts = (stateOf(final, 'cnt') as { counts: Record<string, number> }).counts;
-    const finalCounter = (stateOf(final, 'src') as { next_counter: number }).next_counter;
+    const finalCounts = ((await stateOf(final, 'cnt')) as { counts: Record<string, number> }).counts;
+    const finalCounter = ((await stateOf(final, 'src')) as { next_counter: number }).next_counter;
     expect(Object.keys(finalCounts).sort()).toEqual(['0', '1', '2', '3', '4']);
     expect(Object.values(finalCounts).reduce((a, b) => a + b, 0)).toBe(finalCounter);
 
@@ -290,18 +292,63 @@ describe('controller', () => {
       { timeoutMs: 10_000 },
     );
     expect(next.generation).toBe(2);
-    const nextCounter = (stateOf(next, 'src') as { next_counter: number }).next_counter;
+    const nextCounter = ((await stateOf(next, 'src')) as { next_counter: number }).next_counter;
     expect(nextCounter).toBeGreaterThan(finalCounter);
-    const nextCounts = (stateOf(next, 'cnt') as { counts: Record<string, number> }).counts;
+    const nextCounts = ((await stateOf(next, 'cnt')) as { counts: Record<string, number> }).counts;
     expect(Object.values(nextCounts).reduce((a, b) => a + b, 0)).toBe(nextCounter);
     for (const key of Object.keys(finalCounts)) expect(nextCounts[key]).toBeGreaterThanOrEqual(finalCounts[key]!);
+  });
+
+  it('a damaged state blob: the restore fails naming the checkpoint, the record is marked failed, and the job restores the previous good one', async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    await eventually(async () => expect((await storedEpochs(client, jobId)).length).toBeGreaterThan(1), { timeoutMs: 10_000 });
+    await configure(jobId, { stop: 'checkpoint' });
+    await reach(jobId, 'Stopped');
+    const records = await storedRecords(client, jobId);
+    const [previous, final] = [records.at(-2)!, records.at(-1)!];
+    const previousCounter = ((await subtaskSnapshot(client, previous, 'src')) as { next_counter: number }).next_counter;
+    const finalCounter = ((await subtaskSnapshot(client, final, 'src')) as { next_counter: number }).next_counter;
+    expect(finalCounter).toBeGreaterThan(previousCounter);
+
+    // Flip the final epoch's `src` blob (the store checks its SHA-256 on every load).
+    const ref = final.subtasks.find((t) => t.node_id === 'src')!.table_metadata['state_ref'] as { tables: Record<string, { full: { seq: number }; deltas: { seq: number }[] }> };
+    const chain = Object.values(ref.tables)[0]!;
+    const seq = chain.deltas.at(-1)?.seq ?? chain.full.seq;
+    const checkpoints = await openCheckpointStore(client);
+    const objects = await new Objm(client).open(checkpoints.names.stateBucket);
+    await objects.putBlob({ name: `${jobId}/${seq}` }, new TextEncoder().encode('{"v":1,"kind":"full","table":":snapshot","epoch":1,"version":1,"entries":[]}'));
+
+    // Listen in on the start requests: which epoch each attempt restores.
+    const restoreEpochs: (number | undefined)[] = [];
+    const starts = client.subscribe(subjects.workerStart('w1'), { callback: (_err, msg) => void restoreEpochs.push(msg.json<{ restore_epoch?: number }>().restore_epoch) });
+    await configure(jobId, { stop: 'none' });
+    const again = await reach(jobId, 'Running', 20_000);
+    starts.unsubscribe();
+    expect(again.generation).toBeGreaterThan(2);
+    expect(restoreEpochs).toEqual([final.epoch, previous.epoch]);
+    await eventually(async () => expect((await storedRecord(client, jobId, final.epoch)).status).toBe('failed'));
+    const warnings = (await store.log.page(jobId, { kind: 'warning', limit: 100 })).data.map((row) => (row as { message: string }).message);
+    expect(warnings.some((m) => m.includes(`checkpoint ${final.epoch} cannot be restored`) && m.includes(`checkpoint ${seq} of node src-0 in run ${jobId} is corrupt`))).toBe(true);
+    // The new generation went on from the previous good checkpoint, not from the damaged one nor from nothing.
+    const next = await eventually(
+      async () => {
+        const later = (await storedRecords(client, jobId)).filter((r) => r.generation === again.generation);
+        expect(later.length).toBeGreaterThan(0);
+        return later[0]!;
+      },
+      { timeoutMs: 10_000 },
+    );
+    expect(next.epoch).toBeGreaterThan(final.epoch);
+    const nextCounter = ((await subtaskSnapshot(client, next, 'src')) as { next_counter: number }).next_counter;
+    expect(nextCounter).toBeGreaterThan(previousCounter);
   });
 
   it('a restart with ignore_state starts from no state once; later restarts restore the new lineage', async () => {
     const jobId = await create();
     await reach(jobId, 'Running');
     const records = () => storedRecords(client, jobId);
-    const counter = (r: CheckpointRecord) => (r.subtasks.find((t) => t.node_id === 'src')?.table_metadata['state'] as { next_counter: number }).next_counter;
+    const counter = async (r: CheckpointRecord) => ((await subtaskSnapshot(client, r, 'src')) as { next_counter: number }).next_counter;
     const newestOf = (generation: number) =>
       eventually(
         async () => {
@@ -315,7 +362,7 @@ describe('controller', () => {
     const old = await eventually(
       async () => {
         const last = await newestOf(1);
-        expect(counter(last)).toBeGreaterThan(400);
+        expect(await counter(last)).toBeGreaterThan(400);
         return last;
       },
       { timeoutMs: 15_000 },
@@ -329,7 +376,7 @@ describe('controller', () => {
     const first = await newestOf(2);
     // A new lineage: epochs after every epoch of the old one, and the count started again from zero.
     expect(first.epoch).toBeGreaterThan(old.epoch);
-    expect(counter(first)).toBeLessThan(counter(old));
+    expect(await counter(first)).toBeLessThan(await counter(old));
 
     // State is ignored once: a later restart continues the new lineage.
     const before = await newestOf(2);
@@ -343,7 +390,7 @@ describe('controller', () => {
       },
       { timeoutMs: 10_000 },
     );
-    expect(counter(next)).toBeGreaterThanOrEqual(counter(before));
+    expect(await counter(next)).toBeGreaterThanOrEqual(await counter(before));
   });
 
   it('a running job stays Running: liveness comes from the worker registry, not a per-job heartbeat deadline', async () => {

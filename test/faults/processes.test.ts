@@ -22,7 +22,7 @@ import {
   type JobView,
 } from '../../src/protocol/index.js';
 import { connectTo, eventually } from '../support/nats.js';
-import { storedEpochs, storedRecord, storedRecords } from '../support/checkpoints.js';
+import { storedEpochs, storedRecord, storedRecords, subtaskSnapshot } from '../support/checkpoints.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 import { killAll, WeirProcess } from '../support/processes.js';
 
@@ -146,7 +146,7 @@ describe('weir on real processes', () => {
   const record = (jobId: string, epoch: number) => storedRecord(client, jobId, epoch);
 
   /** The impulse source's position in a checkpoint: how many events the job had read. */
-  const counterOf = (r: CheckpointRecord): number => (r.subtasks.find((s) => s.node_id === 'src')?.table_metadata['state'] as { next_counter: number }).next_counter;
+  const counterOf = async (r: CheckpointRecord): Promise<number> => ((await subtaskSnapshot(client, r, 'src')) as { next_counter: number }).next_counter;
 
   /** Waits for a checkpoint newer than `after` and returns it. */
   function nextCheckpoint(jobId: string, after: number, generation?: number, timeoutMs = 15_000): Promise<CheckpointRecord> {
@@ -180,7 +180,7 @@ describe('weir on real processes', () => {
     expect(hostOf(jobId, recovered.generation, workers)).toBe(survivor);
 
     const after = await nextCheckpoint(jobId, before.epoch, recovered.generation);
-    expect(counterOf(after)).toBeGreaterThan(counterOf(before));
+    expect(await counterOf(after)).toBeGreaterThan(await counterOf(before));
   }, 60_000);
 
   it('the controller killed with SIGKILL and restarted: every job resumes per the restart table and nothing acknowledged is lost', async () => {
@@ -212,7 +212,7 @@ describe('weir on real processes', () => {
 
     // The resumed job restored its state: the counter goes on from the last checkpoint before the crash.
     const after = await nextCheckpoint(running, lastBefore.epoch, resumed.generation, 20_000);
-    expect(counterOf(after)).toBeGreaterThanOrEqual(counterOf(lastBefore));
+    expect(await counterOf(after)).toBeGreaterThanOrEqual(await counterOf(lastBefore));
     // The rescale acknowledged before the crash took effect (rescaled nodes start from empty state, see docs/protocol.md).
     const rescaledAfter = await nextCheckpoint(rescaled, 0, rescaledView.generation, 20_000);
     expect(rescaledAfter.subtasks.filter((s) => s.node_id === 'cnt')).toHaveLength(2);
@@ -230,7 +230,7 @@ describe('weir on real processes', () => {
     await reach(jobId, 'Running', 30_000);
     const after = await nextCheckpoint(jobId, before.epoch, undefined, 30_000);
     expect(after.epoch).toBeGreaterThan(before.epoch);
-    expect(counterOf(after)).toBeGreaterThanOrEqual(counterOf(before));
+    expect(await counterOf(after)).toBeGreaterThanOrEqual(await counterOf(before));
     expect(c.running).toBe(true);
     expect(w.running).toBe(true);
   }, 90_000);

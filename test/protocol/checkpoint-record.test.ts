@@ -46,7 +46,7 @@ describe('readCheckpointRecord', () => {
   });
 
   it('refuses a status it does not know', () => {
-    const read = readCheckpointRecord({ ...v3, status: 'compacted' }, 'job-1.7');
+    const read = readCheckpointRecord({ ...v3, status: 'archived' }, 'job-1.7');
     expect(read.ok ? '' : read.message).toMatch(/status/);
   });
 

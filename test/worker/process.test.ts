@@ -22,6 +22,8 @@ import {
 } from '../../src/protocol/index.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { openCheckpointStore } from '../../src/checkpoint/index.js';
+import { restoreSnapshot } from '../../src/worker/subtask-state.js';
 import { connectTo, eventually } from '../support/nats.js';
 
 const silent = pino({ level: 'silent' });
@@ -111,7 +113,7 @@ describe('worker process on a real server', () => {
   }
 
   beforeAll(async () => {
-    server = await startNatsServer({ jetstream: false });
+    server = await startNatsServer({ jetstream: true });
     nc = await connectTo(server.url, 'controller');
     registry = new WorkerRegistry({ heartbeatTimeoutMs: 30_000 });
     service = startWorkerService(nc, registry, { log: silent, heartbeatIntervalMs: 100, metricsIntervalMs: 50 });
@@ -143,7 +145,7 @@ describe('worker process on a real server', () => {
   });
 
   it('retries registration until a controller answers', async () => {
-    await using other = await startNatsServer({ jetstream: false });
+    await using other = await startNatsServer({ jetstream: true });
     const conn = await connectTo(other.url, 'w-late');
     const worker = startWorker(conn, { workerId: 'w-late', slots: 1, log: silent, requestTimeoutMs: 200 });
     await sleep(500);
@@ -187,11 +189,16 @@ describe('worker process on a real server', () => {
     const types = new Set(seen.checkpoints.map((e) => e.event));
     expect([...types]).toEqual(expect.arrayContaining(['started_checkpointing', 'finished_sync', 'completed']));
     const src = seen.checkpoints.find((e) => e.event === 'completed' && e.node_id === 'src');
-    expect(src).toMatchObject({ worker_id: 'w-run', generation: 1, table_metadata: { state: { next_counter: expect.any(Number) as number } } });
+    // The state went to the checkpoint store before the completion went out: the record names it.
+    expect(src).toMatchObject({ worker_id: 'w-run', generation: 1, table_metadata: { state_ref: { run_id: 'job-a', node_id: 'src-0', epoch: 1 }, tables: null } });
     if (src?.event === 'completed') {
       expect(src.bytes).toBeGreaterThan(0);
       expect(src.finish_time).toBeGreaterThanOrEqual(src.start_time);
+      const restored = await restoreSnapshot(await openCheckpointStore(nc), src.table_metadata);
+      expect(restored.snapshot).toEqual({ next_counter: expect.any(Number) as number });
     }
+    const cnt = seen.checkpoints.find((e) => e.event === 'completed' && e.node_id === 'cnt');
+    expect(cnt).toMatchObject({ table_metadata: { tables: ['counts'] } });
     // The preview sink flushes its rows at every snapshot.
     await eventually(() => expect(seen.outputs.flatMap((o) => o.rows).length).toBeGreaterThan(0));
 

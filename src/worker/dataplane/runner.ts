@@ -207,6 +207,11 @@ export class SubtaskRunner {
     if (this.finalCommit?.epoch === epoch) this.finalCommit.arrived();
   }
 
+  /** Fails the subtask from outside (its state could not be written, say); nothing once it has ended. */
+  abort(err: unknown): void {
+    this.fail(err);
+  }
+
   stop(kind: StopKind): void {
     if (this.state !== 'running' && this.state !== 'created') return;
     if (kind === 'graceful') {
