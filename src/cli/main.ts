@@ -23,6 +23,8 @@ Commands:
                    --slots N     task slots (required)
                    --id ID       worker id (default: <hostname>-<pid>-<random>)
                    --nats URL    NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
+                   --max-deltas N         deltas of a state table before a full snapshot (default 10)
+                   --max-delta-bytes B    bytes of deltas of a state table before a full snapshot (default 8 MiB)
                  credentials from NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE or NATS_CREDS;
                  TLS from NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY
 
@@ -81,27 +83,44 @@ export interface WorkerArgs {
   slots: number;
   id: string | undefined;
   url: string;
+  /** When a state table's delta chain is compacted into a full snapshot. */
+  incrementalState: { maxDeltas?: number; maxDeltaBytes?: number };
+}
+
+function countArg(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new Error(`${flag} must be a non-negative integer, got ${JSON.stringify(value)}`);
+  return n;
 }
 
 /** `weir worker` arguments; throws with the reason on bad input. */
 export function parseWorkerArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): WorkerArgs {
   const { values } = parseArgs({
     args: [...args],
-    options: { slots: { type: 'string' }, id: { type: 'string' }, nats: { type: 'string' } },
+    options: { slots: { type: 'string' }, id: { type: 'string' }, nats: { type: 'string' }, 'max-deltas': { type: 'string' }, 'max-delta-bytes': { type: 'string' } },
     strict: true,
     allowPositionals: false,
   });
   const slots = Number(values.slots);
   if (values.slots === undefined || !Number.isSafeInteger(slots) || slots < 1) throw new Error('--slots N (a positive integer) is required');
-  return { slots, id: values.id, url: values.nats ?? env['NATS_URL'] ?? 'nats://127.0.0.1:4222' };
+  const maxDeltas = countArg(values['max-deltas'], '--max-deltas');
+  const maxDeltaBytes = countArg(values['max-delta-bytes'], '--max-delta-bytes');
+  return {
+    slots,
+    id: values.id,
+    url: values.nats ?? env['NATS_URL'] ?? 'nats://127.0.0.1:4222',
+    incrementalState: { ...(maxDeltas === undefined ? {} : { maxDeltas }), ...(maxDeltaBytes === undefined ? {} : { maxDeltaBytes }) },
+  };
 }
 
 async function worker(args: readonly string[], out: (line: string) => void): Promise<number> {
   let slots: number;
   let id: string | undefined;
   let url: string;
+  let incrementalState: WorkerArgs['incrementalState'];
   try {
-    ({ slots, id, url } = parseWorkerArgs(args));
+    ({ slots, id, url, incrementalState } = parseWorkerArgs(args));
   } catch (err) {
     out(`weir worker: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
     return 2;
@@ -117,7 +136,7 @@ async function worker(args: readonly string[], out: (line: string) => void): Pro
   let signalled = false;
   let handle;
   try {
-    handle = startWorker(nc, { slots, log, ...(id === undefined ? {} : { workerId: id }) });
+    handle = startWorker(nc, { slots, log, incrementalState, ...(id === undefined ? {} : { workerId: id }) });
   } catch (err) {
     log.error({ err }, 'cannot start the worker');
     await nc.close();

@@ -48,7 +48,7 @@ describe('docker-compose.yml', () => {
 
     const worker = compose.services['worker']!;
     expect(worker.command?.[0]).toBe('worker');
-    expect(parseWorkerArgs(worker.command!.slice(1), {})).toEqual({ slots: 4, id: undefined, url: 'nats://nats:4222' });
+    expect(parseWorkerArgs(worker.command!.slice(1), {})).toEqual({ slots: 4, id: undefined, url: 'nats://nats:4222', incrementalState: {} });
 
     for (const [name, s] of weirServices) {
       if (s.command !== undefined) expect(COMMANDS, name).toContain(s.command[0]);
