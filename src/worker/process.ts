@@ -417,14 +417,14 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
           // The async part: the subtask's completion goes out once its state is durable in the store.
           onCheckpointCompleted: (epoch, c) =>
             void stateWriter.checkpoint(epoch, c.state ?? null).then(
-              ({ stored: table_metadata, bytes }) =>
+              ({ stored, bytes }) =>
                 checkpointEvent(run, nodeId, i, {
                   event: 'completed',
                   epoch,
                   bytes,
                   start_time: c.start_time_us,
                   finish_time: nowUs(),
-                  table_metadata,
+                  table_metadata: { ...stored, versions_seen: c.versionsSeen },
                   ...(c.commitData === null ? {} : { commit_data: c.commitData }),
                 }),
               (err: unknown) => {

@@ -130,6 +130,14 @@ describe('data plane on a real nats-server', () => {
     expect(emittedBefore).toBeGreaterThan(0);
     expect(emittedBefore).toBeLessThan(1000);
     expect(countedBefore).toBe(emittedBefore);
+    // And the positions recorded with them say the same: each key subtask saw exactly what its source
+    // emitted before the barrier, and the count subtasks together saw all of that.
+    const seen = (id: string) => first.completions.get(id)![0]!.versionsSeen;
+    for (const i of [0, 1]) expect(seen(`key/${i}`)[`src/${i}`]).toBe((nextCounters[i]! - i) / 2);
+    expect([0, 1].flatMap((i) => Object.values(seen(`key/${i}`))).reduce((a, b) => a + b, 0)).toBe(emittedBefore);
+    expect(seen('src/0')).toEqual({});
+    const seenByCount = [0, 1].flatMap((i) => Object.values(seen(`cnt/${i}`))).reduce((a, b) => a + b, 0);
+    expect(seenByCount).toBe(emittedBefore);
 
     // Restart everything (new generation) from epoch 1.
     const second = await runGraph(nc, transport, g, 2, snaps);

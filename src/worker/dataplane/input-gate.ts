@@ -33,6 +33,8 @@ export interface InputGateHandlers {
 
 interface Channel {
   id: string;
+  /** Records delivered from this channel so far: its position. */
+  seen: number;
   blocked: boolean;
   ended: boolean;
   pending: DataMessage[];
@@ -73,7 +75,7 @@ export class InputGate {
     for (const input of opts.inputs) {
       for (let i = 0; i < input.parallelism; i++) {
         const id = `${input.from}/${i}`;
-        this.channels.set(id, { id, blocked: false, ended: false, pending: [] });
+        this.channels.set(id, { id, seen: 0, blocked: false, ended: false, pending: [] });
       }
     }
   }
@@ -154,6 +156,7 @@ export class InputGate {
         for (const record of message.records) {
           if (this.stopped) return;
           this.recordsIn++;
+          channel.seen++;
           await this.handlers.record(record);
         }
         return;
@@ -175,6 +178,14 @@ export class InputGate {
         }
         return;
     }
+  }
+
+  /**
+   * Records delivered per input channel (`<from node>/<from subtask>`) so far in this generation; at a
+   * barrier, the positions of the cut the epoch's snapshot stands for.
+   */
+  positions(): Record<string, number> {
+    return Object.fromEntries([...this.channels.values()].map((c) => [c.id, c.seen]));
   }
 
   private async maybeRelease(): Promise<void> {

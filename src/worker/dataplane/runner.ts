@@ -41,6 +41,8 @@ export interface CheckpointCompletion {
   finish_time_us: number;
   /** What a two-phase sink must commit for the epoch; null when nothing. */
   commitData: CommitData | null;
+  /** Records seen per input channel (`<from node>/<from subtask>`) when the snapshot was taken; sources: none. */
+  versionsSeen: Record<string, number>;
 }
 
 export interface RunnerCallbacks {
@@ -299,6 +301,7 @@ export class SubtaskRunner {
     const start = nowUs();
     this.callbacks.onCheckpointEvent?.(epoch, 'started_checkpointing');
     await this.relievePressure();
+    const versionsSeen = this.gate?.positions() ?? {};
     const json = JSON.stringify(this.instance!.snapshot() ?? null);
     const state: unknown = JSON.parse(json);
     const commitData = this.instance!.prepareCommit?.(epoch) ?? null;
@@ -307,7 +310,7 @@ export class SubtaskRunner {
     if (this.state !== 'running') return;
     // Before the completion goes out: its commit may come back before this method returns.
     const committed = thenStop && commitData !== null ? this.expectCommit(epoch) : null;
-    this.callbacks.onCheckpointCompleted?.(epoch, { state, bytes: Buffer.byteLength(json), start_time_us: start, finish_time_us: nowUs(), commitData });
+    this.callbacks.onCheckpointCompleted?.(epoch, { state, bytes: Buffer.byteLength(json), start_time_us: start, finish_time_us: nowUs(), commitData, versionsSeen });
     // A sink that ends here ends only once its last output is committed: Stopped or Finished means visible.
     if (committed !== null) await committed;
   }
