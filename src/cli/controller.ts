@@ -1,5 +1,5 @@
 /**
- * `weir controller [--nats URL] [--heartbeat-timeout MS] [--heartbeat-interval MS] [--allowed-restarts N]`: runs the controller until SIGTERM/SIGINT,
+ * `weir controller [--nats URL] [--heartbeat-timeout MS] [--heartbeat-interval MS] [--allowed-restarts N] [--retained-checkpoints K]`: runs the controller until SIGTERM/SIGINT,
  * then stops it (jobs keep their persisted state; the next controller resumes them) and exits 0.
  */
 import { parseArgs } from 'node:util';
@@ -7,12 +7,14 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { startController, type Controller } from '../controller/controller.js';
 import { natsOptions } from './main.js';
+import { CHECKPOINT_SLOTS } from '../protocol/index.js';
 
-export const CONTROLLER_USAGE = `Usage: weir controller [--nats URL] [--heartbeat-timeout MS] [--heartbeat-interval MS] [--allowed-restarts N]
+export const CONTROLLER_USAGE = `Usage: weir controller [--nats URL] [--heartbeat-timeout MS] [--heartbeat-interval MS] [--allowed-restarts N] [--retained-checkpoints K]
   --nats URL               NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
   --heartbeat-timeout MS   a worker silent this long is lost (default 30000)
   --heartbeat-interval MS  how often workers are told to heartbeat (default 5000)
   --allowed-restarts N     unhealthy restarts before a job fails (default 20; --allowed-restarts=-1: unlimited)
+  --retained-checkpoints K restorable checkpoints kept per job, 1–10 (default 10)
 credentials from NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS (a .creds file);
 WEIR_INSPECT=<port> serves the job actors to the Stately inspector`;
 
@@ -21,9 +23,10 @@ export interface ControllerArgs {
   heartbeatTimeoutMs: number | undefined;
   heartbeatIntervalMs?: number;
   allowedRestarts?: number;
+  retainedCheckpoints?: number;
 }
 
-function positiveInteger(raw: string, flag: string, min = 1): number {
+export function positiveInteger(raw: string, flag: string, min = 1): number {
   const n = Number(raw);
   if (!/^-?\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min) {
     throw new Error(`${flag} must be ${min === 1 ? 'a positive integer' : `an integer ≥ ${min}`}, got ${JSON.stringify(raw)}`);
@@ -34,18 +37,22 @@ function positiveInteger(raw: string, flag: string, min = 1): number {
 export function parseControllerArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ControllerArgs {
   const { values } = parseArgs({
     args: [...args],
-    options: { nats: { type: 'string' }, 'heartbeat-timeout': { type: 'string' }, 'heartbeat-interval': { type: 'string' }, 'allowed-restarts': { type: 'string' } },
+    options: { nats: { type: 'string' }, 'heartbeat-timeout': { type: 'string' }, 'heartbeat-interval': { type: 'string' }, 'allowed-restarts': { type: 'string' }, 'retained-checkpoints': { type: 'string' } },
     strict: true,
     allowPositionals: false,
   });
   const timeout = values['heartbeat-timeout'];
   const interval = values['heartbeat-interval'];
   const restarts = values['allowed-restarts'];
+  const retained = values['retained-checkpoints'];
+  const retainedCheckpoints = retained === undefined ? undefined : positiveInteger(retained, '--retained-checkpoints K');
+  if (retainedCheckpoints !== undefined && retainedCheckpoints > CHECKPOINT_SLOTS) throw new Error(`--retained-checkpoints K must be at most ${CHECKPOINT_SLOTS}, got ${retainedCheckpoints}`);
   return {
     url: values.nats ?? env['NATS_URL'] ?? 'nats://127.0.0.1:4222',
     heartbeatTimeoutMs: timeout === undefined ? undefined : positiveInteger(timeout, '--heartbeat-timeout MS'),
     ...(interval === undefined ? {} : { heartbeatIntervalMs: positiveInteger(interval, '--heartbeat-interval MS') }),
     ...(restarts === undefined ? {} : { allowedRestarts: positiveInteger(restarts, '--allowed-restarts N', -1) }),
+    ...(retainedCheckpoints === undefined ? {} : { retainedCheckpoints }),
   };
 }
 
@@ -73,6 +80,7 @@ export async function controllerCommand(args: readonly string[], out: (line: str
       ...(parsed.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: parsed.heartbeatTimeoutMs }),
       ...(parsed.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: parsed.heartbeatIntervalMs }),
       ...(parsed.allowedRestarts === undefined ? {} : { policy: { allowedRestarts: parsed.allowedRestarts } }),
+      ...(parsed.retainedCheckpoints === undefined ? {} : { retainedCheckpoints: parsed.retainedCheckpoints }),
     });
   } catch (err) {
     log.error({ err }, 'cannot start the controller');

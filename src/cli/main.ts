@@ -5,7 +5,7 @@ import { connect, credsAuthenticator, nkeyAuthenticator, type NodeConnectionOpti
 import { pino } from 'pino';
 import { applyNatsRequestFix } from './nats-request-fix.js';
 import { startWorker } from '../worker/process.js';
-import { controllerCommand } from './controller.js';
+import { controllerCommand, positiveInteger } from './controller.js';
 import { jobsCommand } from './jobs.js';
 import { up } from './up.js';
 
@@ -88,10 +88,7 @@ export interface WorkerArgs {
 }
 
 function countArg(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new Error(`${flag} must be a non-negative integer, got ${JSON.stringify(value)}`);
-  return n;
+  return value === undefined ? undefined : positiveInteger(value, flag, 0);
 }
 
 /** `weir worker` arguments; throws with the reason on bad input. */

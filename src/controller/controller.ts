@@ -98,6 +98,8 @@ export interface ControllerOptions {
   inspector?: JobInspector | null;
   /** Default `weir-controller`. */
   queue?: string;
+  /** Restorable checkpoints kept per job (1–10). Default 10. */
+  retainedCheckpoints?: number;
 }
 
 export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list' | 'checkpoints' | 'checkpoint';
@@ -379,6 +381,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       timers,
       machines,
       checkpointStore: stateStore,
+      ...(options.retainedCheckpoints === undefined ? {} : { retainedCheckpoints: options.retainedCheckpoints }),
     });
     runtimes.add(jobId, runtime);
     jobIds.add(jobId);

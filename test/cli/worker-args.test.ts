@@ -13,8 +13,8 @@ describe('weir worker arguments', () => {
   });
 
   it('refuses what is not a count, naming the flag', () => {
-    expect(() => parseWorkerArgs(['--slots', '1', '--max-deltas=-1'], {})).toThrow('--max-deltas must be a non-negative integer, got "-1"');
-    expect(() => parseWorkerArgs(['--slots', '1', '--max-delta-bytes', 'lots'], {})).toThrow('--max-delta-bytes must be a non-negative integer, got "lots"');
+    expect(() => parseWorkerArgs(['--slots', '1', '--max-deltas=-1'], {})).toThrow('--max-deltas must be an integer ≥ 0, got "-1"');
+    expect(() => parseWorkerArgs(['--slots', '1', '--max-delta-bytes', 'lots'], {})).toThrow('--max-delta-bytes must be an integer ≥ 0, got "lots"');
     expect(() => parseWorkerArgs(['--max-deltas', '3'], {})).toThrow('--slots N (a positive integer) is required');
   });
 });

@@ -25,6 +25,9 @@ describe('weir controller (CLI)', () => {
     expect(() => parseControllerArgs(['--bogus'], {})).toThrow();
     expect(parseControllerArgs(['--heartbeat-interval', '300', '--allowed-restarts=-1'], {})).toMatchObject({ heartbeatIntervalMs: 300, allowedRestarts: -1 });
     expect(() => parseControllerArgs(['--allowed-restarts=-2'], {})).toThrow(/integer ≥ -1/);
+    expect(parseControllerArgs(['--retained-checkpoints', '3'], {})).toMatchObject({ retainedCheckpoints: 3 });
+    expect(() => parseControllerArgs(['--retained-checkpoints', '0'], {})).toThrow(/positive integer/);
+    expect(() => parseControllerArgs(['--retained-checkpoints', '11'], {})).toThrow('--retained-checkpoints K must be at most 10, got 11');
   });
 
   it('rejects bad arguments with exit code 2', async () => {

@@ -344,6 +344,50 @@ describe('controller', () => {
     expect(nextCounter).toBeGreaterThan(previousCounter);
   });
 
+  it('retention: every 4 epochs the state no kept checkpoint needs is deleted, older records are compacted, and the minimum epoch advances', async () => {
+    await controller?.stop();
+    controller = await startController(nc, { log, heartbeatIntervalMs: 200, heartbeatTimeoutMs: 3_000, requestTimeoutMs: 2_000, policy: POLICY, inspector: null, retainedCheckpoints: 2 });
+    await worker?.stop();
+    // One delta per chain: every other epoch rewrites full snapshots, so superseded blobs pile up fast.
+    worker = startWorker(await connectTo(server.url, 'worker-2'), { workerId: 'w2', slots: 8, log, heartbeatIntervalMs: 200, incrementalState: { maxDeltas: 1 } });
+    await eventually(() => expect(worker!.registered()).toBe(true));
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    const newest = await eventually(
+      async () => {
+        const last = (await storedRecords(client, jobId)).at(-1);
+        expect(last?.epoch).toBeGreaterThanOrEqual(6);
+        expect(last?.min_epoch).toBeGreaterThan(0);
+        return last!;
+      },
+      { timeoutMs: 20_000, intervalMs: 200 },
+    );
+    const statuses = (await storedRecords(client, jobId)).map((r) => r.status);
+    expect(statuses).toContain('compacted');
+    // Blobs are gone: fewer are left than were ever written, by more than one epoch's worth.
+    const checkpoints = await openCheckpointStore(client);
+    const written = (await checkpoints.getRun(jobId))!.last_seq;
+    const left = (await checkpoints.listRunCheckpoints(jobId)).length;
+    expect(written - left).toBeGreaterThan(newest.subtasks.length);
+
+    // And the kept checkpoints restore: a stop and start goes on counting.
+    await configure(jobId, { stop: 'checkpoint' });
+    await reach(jobId, 'Stopped');
+    const final = (await storedRecords(client, jobId)).at(-1)!;
+    const before = ((await subtaskSnapshot(client, final, 'src')) as { next_counter: number }).next_counter;
+    await configure(jobId, { stop: 'none' });
+    await reach(jobId, 'Running');
+    const next = await eventually(
+      async () => {
+        const later = (await storedRecords(client, jobId)).filter((r) => r.epoch > final.epoch);
+        expect(later.length).toBeGreaterThan(0);
+        return later[0]!;
+      },
+      { timeoutMs: 10_000 },
+    );
+    expect(((await subtaskSnapshot(client, next, 'src')) as { next_counter: number }).next_counter).toBeGreaterThan(before);
+  }, 40_000);
+
   it('a restart with ignore_state starts from no state once; later restarts restore the new lineage', async () => {
     const jobId = await create();
     await reach(jobId, 'Running');
