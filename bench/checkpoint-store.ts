@@ -122,10 +122,12 @@ function ours(store: CheckpointStore, run: string, size: number): Side {
 
 /**
  * A LangGraph saver on one thread. The state is the checkpoint's one channel value, in the representation
- * that saver handles best (measured both ways at every size): SqliteSaver serialises the whole checkpoint
- * as JSON, where a string costs one escape-free copy and a Uint8Array becomes an array of numbers (about
- * 3.6 bytes each, revived element by element); PostgresSaver writes each channel value to its own bytea
- * row, where a Uint8Array goes in as raw bytes and comes back as-is while a string goes through JSON.
+ * that saver handles best (from JsonPlusSerializer's and the savers' code, and timed both ways).
+ * SqliteSaver serialises the whole checkpoint as JSON: a string costs one escape-free copy, a Uint8Array
+ * becomes an array of numbers (about 3.6 bytes each, revived element by element; 64 KiB pairs took 57 ms
+ * instead of 0.9 ms). PostgresSaver writes each channel value to its own bytea row: a Uint8Array goes in
+ * as raw bytes and comes back as-is, a string goes through JSON; the two timed within 10 % of each other,
+ * since the commit's fsync and the saver's array_agg read dominate.
  */
 function langgraph(name: string, saver: BaseCheckpointSaver, thread: string, size: number, as: 'string' | 'bytes'): Side {
   // Base64 characters: one byte each in UTF-8 and nothing for JSON to escape, so `size` bytes either way.
