@@ -51,6 +51,13 @@ function tableNames(snapshot: unknown): string[] | null {
   return names;
 }
 
+/** Equal as JSON; scalars (most values: counts, strings) without serialising them. */
+function sameJson(a: JsonValue, b: JsonValue): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
 /** Brings the tables to the snapshot through put and delete, so that they track exactly what changed. */
 function applySnapshot(tables: StateTables, snapshot: unknown, names: string[] | null): void {
   const wanted = new Map<string, [string, JsonValue][]>(
@@ -63,7 +70,7 @@ function applySnapshot(tables: StateTables, snapshot: unknown, names: string[] |
     for (const [key, value] of entries) {
       present.add(key);
       const current = table.get(key);
-      if (current === undefined || JSON.stringify(current) !== JSON.stringify(value)) table.put(key, value);
+      if (current === undefined || !sameJson(current, value)) table.put(key, value);
     }
     for (const key of [...table.keys()]) if (!present.has(key)) table.delete(key);
   }
