@@ -52,6 +52,8 @@ export const CHECKPOINT_STORE_STREAM_SUBJECTS: readonly string[] = checkpointSto
 // ─── Limits ──────────────────────────────────────────────────────────────────────────────────────
 
 export const DEFAULT_MAX_STATE_BYTES = 64 * 1024 * 1024;
+/** States up to this size are kept in the checkpoint record rather than in the object store. */
+export const DEFAULT_INLINE_STATE_BYTES = 64 * 1024;
 /** A run's workflow and params, and a checkpoint's metadata, as JSON. KV values go out as one message. */
 export const MAX_RUN_BYTES = 256 * 1024;
 export const MAX_METADATA_BYTES = 64 * 1024;
@@ -86,6 +88,7 @@ export type Run = z.infer<typeof runSchema> & { status: RunStatus };
 
 export const metadataSchema = z.record(z.string().min(1).max(256), z.string());
 
+/** A checkpoint as callers see it (saves, loads, lists): never the state itself. */
 export const checkpointMetaSchema = z.strictObject({
   run_id: idSchema,
   node_id: idSchema,
@@ -95,11 +98,26 @@ export const checkpointMetaSchema = z.strictObject({
   bytes: count,
   /** SHA-256 of the state, lower-case hex; checked on every load. */
   digest: z.string().regex(/^[0-9a-f]{64}$/),
-  /** Name of the state blob in the object store. */
-  object: z.string().min(1),
+  /** Name of the state blob in the object store; absent when the state is inline in the record. */
+  object: z.string().min(1).optional(),
   metadata: metadataSchema.optional(),
 });
 export type CheckpointMeta = z.infer<typeof checkpointMetaSchema>;
+
+const storedCheckpointBase = checkpointMetaSchema.omit({ object: true });
+
+/**
+ * A checkpoint record as the KV bucket holds it (`cp.<run>.<seq>`, and its copy in `latest.<run>.<node>`):
+ * the state is either a blob in the object store (`object`; every record before inline states was one)
+ * or, up to `inlineStateBytes`, base64 in the record itself (`inline_state`), never both. Internal: what
+ * the store hands out is the CheckpointMeta without `inline_state`.
+ */
+export const storedCheckpointSchema = z.union([
+  storedCheckpointBase.extend({ object: z.string().min(1) }),
+  // Any string: a damaged value is caught by the size and SHA-256 check, as a damaged blob is.
+  storedCheckpointBase.extend({ inline_state: z.string() }),
+]);
+export type StoredCheckpoint = z.infer<typeof storedCheckpointSchema>;
 
 export interface Checkpoint {
   meta: CheckpointMeta;

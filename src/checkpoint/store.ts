@@ -4,9 +4,9 @@
  * Layout (names from a prefix, default `weir`):
  *
  *   KV `weir_cp_meta`      run.<run>              the run: workflow, params, status, last_seq
- *                          cp.<run>.<seq>         a checkpoint's metadata (node, size, SHA-256, blob name)
+ *                          cp.<run>.<seq>         a checkpoint's record (node, size, SHA-256, blob name or the state)
  *                          latest.<run>.<node>    a copy of the node's newest checkpoint record
- *   objects `weir_cp_state` <run>/<seq>           the state bytes
+ *   objects `weir_cp_state` <run>/<seq>           the state bytes, when they are not in the record
  *   stream `WEIR_CP_EVENTS` weir.cp.events.<run>  the run's events; the stream sequence is the cursor
  *
  * Sequence numbers. A save claims its sequence by raising `last_seq` in the run record with a
@@ -15,6 +15,11 @@
  * each on the revision the previous one produced, so local writers do not fight over the record; writers
  * in other processes lose a compare-and-set now and then and retry. Sequences are therefore unique and
  * contiguous, except that a save which fails after its claim leaves its number unused.
+ *
+ * Inline states. A state of at most `inlineStateBytes` (default 64 KiB) is kept base64 in the record, and
+ * so in the latest pointer's copy too, instead of in a blob: its save is the claim, the record and the
+ * pointer, its loadLatest one KV get. Its SHA-256 is checked on every load like a blob's. Lists return
+ * records without it (CheckpointMeta); a record has either `object` or `inline_state`, never both.
  *
  * Write order. The blob is named after the claimed sequence and written first; the checkpoint record,
  * created (never overwritten) after it, is the commit point, so a reader never finds a record whose blob
@@ -54,9 +59,9 @@ import { ensureLogStream, logStreamConfig } from '../store/open.js';
 import { Deadline, DeadlineError, retrying, withDeadline, type Timeouts } from '../store/retry.js';
 import { CorruptCheckpointError, RunContentionError, RunExistsError, UnknownRunError } from './errors.js';
 import {
-  checkpointMetaSchema,
   checkpointStoreNames,
   createRunInputSchema,
+  DEFAULT_INLINE_STATE_BYTES,
   DEFAULT_MAX_EVENT_BYTES,
   DEFAULT_MAX_STATE_BYTES,
   eventInputSchema,
@@ -67,6 +72,7 @@ import {
   metadataSchema,
   runSchema,
   runStatusSchema,
+  storedCheckpointSchema,
   storedEventSchema,
   type Checkpoint,
   type CheckpointEvent,
@@ -77,6 +83,7 @@ import {
   type JsonValue,
   type Run,
   type RunStatus,
+  type StoredCheckpoint,
 } from './schemas.js';
 
 export interface CheckpointStoreOptions {
@@ -88,6 +95,13 @@ export interface CheckpointStoreOptions {
   replicas?: number;
   /** Largest state a save accepts. Default 64 MiB. */
   maxStateBytes?: number;
+  /**
+   * States of at most this many bytes are kept base64 in the checkpoint record (and the latest pointer's
+   * copy of it) instead of a blob in the object store: a save then costs three KV writes and a loadLatest
+   * one KV get. 0 keeps every state in the object store. Capped at what keeps the record under half the
+   * server's max_payload, whatever its metadata (about 335 KiB at the default 1 MiB). Default 64 KiB.
+   */
+  inlineStateBytes?: number;
   /** Largest event (as JSON) an append accepts; capped by the server's max_payload. Default 256 KiB. */
   maxEventBytes?: number;
   /** Event retention: drop events older than this (0 = keep). Default 0. */
@@ -125,6 +139,7 @@ export interface DeleteRunResult {
 interface Settings extends Timeouts {
   names: CheckpointStoreNames;
   maxStateBytes: number;
+  inlineStateBytes: number;
   maxEventBytes: number;
   casAttempts: number;
   /** Whether the object store's stream answers direct gets (streams created by nats.js do). */
@@ -157,6 +172,10 @@ const OBJECT_CHUNK_BYTES = 128 * 1024;
 /** Chunks of one blob published and not yet acknowledged; each ack's timeout then covers at most this much data ahead of it. */
 const CHUNKS_IN_FLIGHT = 8;
 const KV_OPERATION = 'KV-Operation';
+/** The server's default max_payload, when the connection does not report one. */
+const DEFAULT_MAX_PAYLOAD = MIB;
+/** A checkpoint record's fields other than its metadata and inline state, as JSON, with room to spare. */
+const RECORD_OVERHEAD_BYTES = 1024;
 const MSG_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
 
 /** Sets `key` as the newest entry of a cache of at most `max`, dropping the oldest. */
@@ -168,6 +187,13 @@ function cacheSet<V>(cache: Map<string, V>, key: string, value: V, max: number):
 
 function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/** The record as callers see it: without the state when that is inline. */
+function publicMeta(stored: StoredCheckpoint): CheckpointMeta {
+  if (!('inline_state' in stored)) return stored;
+  const { inline_state: _state, ...meta } = stored;
+  return meta;
 }
 
 function validate<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
@@ -293,10 +319,12 @@ export class CheckpointStore {
     const dl = this.deadline();
     const [record, listed] = await Promise.all([this.readRun(op, dl, run), this.readRecords(op, dl, run)]);
     // Blobs are named after sequences, so 1..last_seq also covers blobs whose save died before its record.
+    // A sequence whose record holds its state inline never had a blob.
     const top = listed.reduce((max, meta) => Math.max(max, meta.seq), record?.value.last_seq ?? 0);
+    const inline = new Set(listed.filter((stored) => 'inline_state' in stored).map((stored) => stored.seq));
     let blobs = 0;
     await forEachLimited(
-      Array.from({ length: top }, (_, i) => i + 1),
+      Array.from({ length: top }, (_, i) => i + 1).filter((seq) => !inline.has(seq)),
       DELETE_CONCURRENCY,
       async (seq) => {
         if (await this.deleteBlob(this.objectName(run, seq))) blobs++;
@@ -331,28 +359,39 @@ export class CheckpointStore {
     const op = 'saveCheckpoint';
     const dl = this.deadline(state.byteLength);
 
+    const inlineLimit = this.inlineLimit();
+    // A limit of 0 turns inline states off, empty ones included.
+    const inline = inlineLimit > 0 && state.byteLength <= inlineLimit;
+
     const claimed = await this.updateRun(op, dl, run, (r) => ({ ...r, last_seq: r.last_seq + 1 }));
     const seq = claimed.last_seq;
-    const object = this.objectName(run, seq);
-    await this.writeBlob(op, dl, object, `checkpoint ${seq} of node ${node} in run ${run}`, state, hash);
-    const record: CheckpointMeta = {
+    const object = inline ? null : this.objectName(run, seq);
+    if (object !== null) await this.writeBlob(op, dl, object, `checkpoint ${seq} of node ${node} in run ${run}`, state, hash);
+    const base = {
       run_id: run,
       node_id: node,
       seq,
       created_at: Date.now(),
       bytes: state.byteLength,
       digest,
-      object,
       ...(meta === undefined ? {} : { metadata: meta }),
     };
+    const record: StoredCheckpoint =
+      object === null ? { ...base, inline_state: Buffer.from(state.buffer, state.byteOffset, state.byteLength).toString('base64') } : { ...base, object };
     const data = JSON.stringify(record);
     const key = this.checkpointKey(run, seq);
     if ((await this.create(op, dl, key, data, `${key}.${nuid.next()}`)) === 'exists') {
       // Only if the run was deleted and created again while this save ran, and the new run got this far.
       throw new StoreError(`saveCheckpoint ${run}: record ${seq} appeared while saving (the run was deleted and created again?)`);
     }
+    // The pointer is raised only once the record's create is acknowledged, although sending both at once
+    // would save a round trip: JetStream applies no two writes atomically (atomic batches need
+    // nats-server 2.12), so the record's write can fail on its own (its compare-and-set lost to a run
+    // deleted and created again, a limit, a publish dropped during a leader election and followed by the
+    // pointer's once a new leader is up) while the pointer's lands. A reader would then load a checkpoint
+    // through the pointer that loadCheckpoint and the lists do not know, and that no retry can commit.
     await this.raiseLatest(op, dl, record, data);
-    return record;
+    return publicMeta(record);
   }
 
   /** The node's checkpoint with the highest sequence, or null if it has none. */
@@ -372,19 +411,19 @@ export class CheckpointStore {
   /** Every checkpoint record of the run, by sequence. */
   async listRunCheckpoints(runId: string): Promise<CheckpointMeta[]> {
     const run = assertId(runId, 'run');
-    return this.readRecords('listRunCheckpoints', this.deadline(), run);
+    return (await this.readRecords('listRunCheckpoints', this.deadline(), run)).map(publicMeta);
   }
 
   /** The node's checkpoint records, by sequence. */
   async listNodeCheckpoints(runId: string, nodeId: string): Promise<CheckpointMeta[]> {
     const run = assertId(runId, 'run');
     const node = assertId(nodeId, 'node');
-    return (await this.readRecords('listNodeCheckpoints', this.deadline(), run)).filter((meta) => meta.node_id === node);
+    return (await this.readRecords('listNodeCheckpoints', this.deadline(), run)).filter((meta) => meta.node_id === node).map(publicMeta);
   }
 
   /**
    * Removes checkpoint `seq` of the run: the node's latest pointer if it points there, the record, then
-   * the blob, leaving no delete markers. Idempotent: false when there was nothing to remove. The
+   * the blob (if the state was not inline), leaving no delete markers. Idempotent: false when there was nothing to remove. The
    * pointer does not move back to an older checkpoint (loadLatest gives null until the node saves again),
    * and a load racing the delete may find the record without its blob (CorruptCheckpointError).
    */
@@ -399,16 +438,18 @@ export class CheckpointStore {
       );
     const key = this.checkpointKey(run, seq);
     const entry = await this.get(op, dl, key);
-    const meta = entry?.data == null ? null : decode(checkpointMetaSchema, key, entry.data);
-    if (meta !== null) {
-      const pointerKey = this.latestKey(run, meta.node_id);
+    const stored = entry?.data == null ? null : decode(storedCheckpointSchema, key, entry.data);
+    if (stored !== null) {
+      const pointerKey = this.latestKey(run, stored.node_id);
       const pointer = await this.get(op, dl, pointerKey);
       // Only up to the revision read: a pointer raised since is a later message and stays.
-      if (pointer?.data != null && decode(checkpointMetaSchema, pointerKey, pointer.data).seq === seq) await purge(pointerKey, pointer.revision + 1);
+      if (pointer?.data != null && decode(storedCheckpointSchema, pointerKey, pointer.data).seq === seq) await purge(pointerKey, pointer.revision + 1);
     }
     if (entry !== null) await purge(key);
-    const blob = await this.deleteBlob(this.objectName(run, seq), op);
-    return meta !== null || blob;
+    // An inline record never had a blob. Without a record (none, deleted before, or a save that died
+    // before its record) there may still be one.
+    const blob = stored !== null && 'inline_state' in stored ? false : await this.deleteBlob(this.objectName(run, seq), op);
+    return stored !== null || blob;
   }
 
   // ─── Events ────────────────────────────────────────────────────────────────────────────────────
@@ -477,6 +518,16 @@ export class CheckpointStore {
 
   private deadline(stateBytes = 0): Deadline {
     return new Deadline(this.settings.operationTimeoutMs + Math.ceil(stateBytes / MIB) * this.settings.requestTimeoutMs);
+  }
+
+  /**
+   * The largest state kept inline: the option, capped so that the record (base64 state, metadata of up to
+   * MAX_METADATA_BYTES and the other fields) stays under half the max_payload of the server connected to.
+   */
+  private inlineLimit(): number {
+    const room = Math.floor((this.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) / 2) - MAX_METADATA_BYTES - RECORD_OVERHEAD_BYTES;
+    // base64 takes 4 characters per 3 bytes (started).
+    return Math.max(0, Math.min(this.settings.inlineStateBytes, Math.floor(room / 4) * 3));
   }
 
   /** For attempts made of several requests: consumer reads, blob transfers (one request per 128 KiB chunk). */
@@ -567,7 +618,7 @@ export class CheckpointStore {
   }
 
   /** Points latest.<run>.<node> at `record` unless it already points at a higher sequence. */
-  private raiseLatest(op: string, dl: Deadline, record: CheckpointMeta, data: string): Promise<void> {
+  private raiseLatest(op: string, dl: Deadline, record: StoredCheckpoint, data: string): Promise<void> {
     const key = this.latestKey(record.run_id, record.node_id);
     return this.serially(key, async () => {
       const opId = nuid.next();
@@ -582,7 +633,7 @@ export class CheckpointStore {
       }
       for (let attempt = 1; attempt <= this.settings.casAttempts; attempt++) {
         const current = await this.get(op, dl, key);
-        if (current?.data != null && decode(checkpointMetaSchema, key, current.data).seq >= record.seq) return;
+        if (current?.data != null && decode(storedCheckpointSchema, key, current.data).seq >= record.seq) return;
         const written = await this.write(op, dl, key, data, current?.revision ?? 0, `${key}.${opId}.${attempt}`);
         if (written !== 'conflict') return raised(written);
       }
@@ -594,26 +645,34 @@ export class CheckpointStore {
     const dl = this.deadline();
     const entry = await this.get(op, dl, key);
     if (entry?.data == null) return null;
-    const meta = decode(checkpointMetaSchema, key, entry.data);
+    const stored = decode(storedCheckpointSchema, key, entry.data);
+    const meta = publicMeta(stored);
     const { run_id: run, node_id: node, seq } = meta;
     const intact = (blob: Uint8Array) => blob.byteLength === meta.bytes && sha256(blob) === meta.digest;
-    const fast = await this.readBlob(meta.object, meta.bytes);
+    const mismatch = (what: string, state: Uint8Array) =>
+      new CorruptCheckpointError(run, node, seq, 'digest', `${what} (${state.byteLength} bytes) does not match the record's size ${meta.bytes} and SHA-256`);
+    if ('inline_state' in stored) {
+      // A copy: Buffer.from may hand out a slice of its shared pool.
+      const state = new Uint8Array(Buffer.from(stored.inline_state, 'base64'));
+      if (!intact(state)) throw mismatch('inline state', state);
+      return { meta, state };
+    }
+    const { object } = stored;
+    const fast = await this.readBlob(object, meta.bytes);
     if (fast !== null && intact(fast)) return { meta, state: fast };
     // Only what nats.js reads from the stream leader counts as missing or corrupt (see readBlob).
     let state: Uint8Array | null;
     try {
-      state = await retrying(this.nc, op, this.deadline(meta.bytes), this.settings, () => this.os.getBlob(meta.object), this.attemptMs(meta.bytes));
+      state = await retrying(this.nc, op, this.deadline(meta.bytes), this.settings, () => this.os.getBlob(object), this.attemptMs(meta.bytes));
     } catch (err) {
       // nats.js checks the object store's own SHA-256 of the chunks.
       if (err instanceof Error && err.message.includes('digests do not match')) {
-        throw new CorruptCheckpointError(run, node, seq, 'digest', `blob ${meta.object} does not match its object store digest`, { cause: err });
+        throw new CorruptCheckpointError(run, node, seq, 'digest', `blob ${object} does not match its object store digest`, { cause: err });
       }
       throw err;
     }
-    if (state === null) throw new CorruptCheckpointError(run, node, seq, 'missing', `blob ${meta.object} is missing`);
-    if (!intact(state)) {
-      throw new CorruptCheckpointError(run, node, seq, 'digest', `blob ${meta.object} (${state.byteLength} bytes) does not match the record's size ${meta.bytes} and SHA-256`);
-    }
+    if (state === null) throw new CorruptCheckpointError(run, node, seq, 'missing', `blob ${object} is missing`);
+    if (!intact(state)) throw mismatch(`blob ${object}`, state);
     return { meta, state };
   }
 
@@ -718,16 +777,16 @@ export class CheckpointStore {
     return withDeadline(read(), this.attemptMs(bytes), 'readBlob').catch(() => null);
   }
 
-  private async readRecords(op: string, dl: Deadline, run: string): Promise<CheckpointMeta[]> {
+  private async readRecords(op: string, dl: Deadline, run: string): Promise<StoredCheckpoint[]> {
     const { messages } = await this.readStream(op, dl, this.kvStream, Number.POSITIVE_INFINITY, {
       filter_subject: `${this.kvPrefix}cp.${run}.*`,
       deliver_policy: DeliverPolicy.LastPerSubject,
     });
-    const out: CheckpointMeta[] = [];
+    const out: StoredCheckpoint[] = [];
     for (const m of messages) {
       const operation = m.headers?.get(KV_OPERATION) ?? '';
       if (operation === 'DEL' || operation === 'PURGE') continue;
-      out.push(decode(checkpointMetaSchema, m.subject.slice(this.kvPrefix.length), m.data));
+      out.push(decode(storedCheckpointSchema, m.subject.slice(this.kvPrefix.length), m.data));
     }
     return out.sort((a, b) => a.seq - b.seq);
   }
@@ -817,11 +876,13 @@ export async function openCheckpointStore(nc: NatsConnection, opts: CheckpointSt
     requestTimeoutMs: opts.requestTimeoutMs ?? 2_000,
     operationTimeoutMs: opts.operationTimeoutMs ?? 10_000,
     maxStateBytes: opts.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES,
+    inlineStateBytes: opts.inlineStateBytes ?? DEFAULT_INLINE_STATE_BYTES,
     maxEventBytes: opts.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES,
     casAttempts: opts.casAttempts ?? 32,
     directGets: false,
   };
   assertInteger(settings.maxStateBytes, 'maxStateBytes', 0);
+  assertInteger(settings.inlineStateBytes, 'inlineStateBytes', 0);
   assertInteger(settings.casAttempts, 'casAttempts', 1);
   const replicas = opts.replicas ?? 1;
   const js = jetstream(nc, { timeout: settings.requestTimeoutMs });

@@ -24,6 +24,7 @@ import {
   type StateCheckpoint,
   type StateRef,
 } from '../../src/checkpoint/index.js';
+import { corruptCheckpoint } from '../support/checkpoints.js';
 import { connectTo } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
@@ -90,11 +91,14 @@ describe('incremental state', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
   let store: CheckpointStore;
+  /** The same store keeping every state in the object store (inline states off). */
+  let blobStore: CheckpointStore;
 
   beforeAll(async () => {
     server = await startNatsServer();
     nc = await connectTo(server.url, 'incremental-state');
     store = await openCheckpointStore(nc, { requestTimeoutMs: 1_000, operationTimeoutMs: 8_000 });
+    blobStore = await openCheckpointStore(nc, { requestTimeoutMs: 1_000, operationTimeoutMs: 8_000, inlineStateBytes: 0 });
   });
 
   afterAll(async () => {
@@ -180,10 +184,10 @@ describe('incremental state', () => {
   }, 60_000);
 
   /** A run of its own and a writer on it. */
-  async function fresh(opts: IncrementalStateOptions = {}) {
+  async function fresh(opts: IncrementalStateOptions = {}, s: CheckpointStore = store) {
     const run = runId();
-    await store.createRun(run, { workflow: 'w' });
-    return { run, writer: new IncrementalStateWriter(store, run, NODE, opts), tables: new StateTables() };
+    await s.createRun(run, { workflow: 'w' });
+    return { run, writer: new IncrementalStateWriter(s, run, NODE, opts), tables: new StateTables() };
   }
 
   async function blob(run: string, seq: number): Promise<{ json: unknown; metadata: Record<string, string> | undefined }> {
@@ -386,17 +390,20 @@ describe('incremental state', () => {
     expect(() => referencedSequences([refs[0]!, { ...refs[0]!, run_id: 'elsewhere' }])).toThrow(StoreValidationError);
   });
 
-  it('fails a restore with an error naming the run, node, epoch and sequence of a corrupt or missing blob', async () => {
-    const { run, writer, tables } = await fresh();
+  it.each([
+    ['inline in their records', false],
+    ['in the object store', true],
+  ])('fails a restore with an error naming the run, node, epoch and sequence of a corrupt or missing state (states %s)', async (_where, blobs) => {
+    const s = blobs ? blobStore : store;
+    const { run, writer, tables } = await fresh({}, s);
     tables.table('t').put('a', 1);
     await writer.checkpoint(1, tables);
     tables.table('t').put('a', 2);
     const { ref } = await writer.checkpoint(2, tables);
     const [full, delta] = [ref.tables['t']!.full, ref.tables['t']!.deltas[0]!];
-    const os = await new Objm(nc).open(store.names.stateBucket);
-    await os.putBlob({ name: `${run}/${delta.seq}` }, new TextEncoder().encode('{"v":1,"kind":"delta"}'));
+    expect(await corruptCheckpoint(nc, run, delta.seq, s.names)).toBe(blobs ? 'object' : 'inline');
 
-    const corrupt = await caught(restoreTables(store, ref));
+    const corrupt = await caught(restoreTables(s, ref));
     expect(corrupt).toBeInstanceOf(CorruptStateError);
     expect(corrupt).toBeInstanceOf(CorruptCheckpointError);
     expect(corrupt).toMatchObject({ runId: run, nodeId: NODE, seq: delta.seq, epoch: 2, table: 't', reason: 'digest' });
@@ -405,18 +412,20 @@ describe('incremental state', () => {
 
     // A ref of epoch 1 (the full snapshot only) whose blob is gone, and one whose checkpoint is gone.
     const only = (blob: StateBlobRef): StateRef => ({ ...ref, epoch: blob.epoch, new_versions: {}, tables: { t: { version: 1, full: blob, deltas: [], since_full: { deltas: 0, bytes: 0 } } } });
-    await os.delete(`${run}/${full.seq}`);
-    expect(await caught(restoreTables(store, only(full)))).toMatchObject({ name: 'CorruptStateError', seq: full.seq, epoch: 1, reason: 'missing' });
-    await store.deleteCheckpoint(run, full.seq);
-    const gone = await caught(restoreTables(store, only(full)));
+    if (blobs) {
+      await (await new Objm(nc).open(s.names.stateBucket)).delete(`${run}/${full.seq}`);
+      expect(await caught(restoreTables(s, only(full)))).toMatchObject({ name: 'CorruptStateError', seq: full.seq, epoch: 1, reason: 'missing' });
+    }
+    await s.deleteCheckpoint(run, full.seq);
+    const gone = await caught(restoreTables(s, only(full)));
     expect(gone).toMatchObject({ seq: full.seq, reason: 'missing' });
     expect((gone as Error).message).toContain('not in the store');
 
     // A ref that names another node's checkpoint, a newer format, or nonsense.
-    const foreign = await store.saveCheckpoint(run, 'someone-else', new Uint8Array([1]));
+    const foreign = await s.saveCheckpoint(run, 'someone-else', new Uint8Array([1]));
     const wrong = only({ seq: foreign.seq, epoch: 1, bytes: 1, digest: foreign.digest });
-    expect(await caught(restoreTables(store, wrong))).toMatchObject({ seq: foreign.seq, reason: 'digest' });
-    expect(await caught(restoreTables(store, { ...ref, v: 2 } as never))).toBeInstanceOf(StateFormatError);
+    expect(await caught(restoreTables(s, wrong))).toMatchObject({ seq: foreign.seq, reason: 'digest' });
+    expect(await caught(restoreTables(s, { ...ref, v: 2 } as never))).toBeInstanceOf(StateFormatError);
     expect(() => parseStateRef({ ...ref, v: 2 })).toThrow(/format v2, newer than this reader/);
     expect(() => parseStateRef({ ...ref, epoch: 1 })).toThrow(StateFormatError);
     expect(() => parseStateRef(null)).toThrow(StateFormatError);
@@ -447,16 +456,17 @@ describe('incremental state', () => {
   }
 
   it('CheckpointStore.deleteCheckpoint removes one checkpoint (record and blob) without markers, idempotently, and leaves the others', async () => {
+    // States in the object store (inline ones have no blob: test/checkpoint/store.test.ts covers their deletion).
     const run = runId('del');
-    await store.createRun(run, { workflow: 'w' });
-    const [a1, a2, a3] = [await store.saveCheckpoint(run, 'a', bytes('a1')), await store.saveCheckpoint(run, 'a', bytes('a2')), await store.saveCheckpoint(run, 'a', bytes('a3'))];
-    const b1 = await store.saveCheckpoint(run, 'b', bytes('b1'));
+    await blobStore.createRun(run, { workflow: 'w' });
+    const [a1, a2, a3] = [await blobStore.saveCheckpoint(run, 'a', bytes('a1')), await blobStore.saveCheckpoint(run, 'a', bytes('a2')), await blobStore.saveCheckpoint(run, 'a', bytes('a3'))];
+    const b1 = await blobStore.saveCheckpoint(run, 'b', bytes('b1'));
     const before = await footprint(run);
 
-    expect(await store.deleteCheckpoint(run, a2.seq)).toBe(true);
-    expect(await store.loadCheckpoint(run, a2.seq)).toBeNull();
-    expect((await store.listNodeCheckpoints(run, 'a')).map((m) => m.seq)).toEqual([a1.seq, a3.seq]);
-    expect((await store.loadLatest(run, 'a'))?.meta).toEqual(a3);
+    expect(await blobStore.deleteCheckpoint(run, a2.seq)).toBe(true);
+    expect(await blobStore.loadCheckpoint(run, a2.seq)).toBeNull();
+    expect((await blobStore.listNodeCheckpoints(run, 'a')).map((m) => m.seq)).toEqual([a1.seq, a3.seq]);
+    expect((await blobStore.loadLatest(run, 'a'))?.meta).toEqual(a3);
     const after = await footprint(run);
     expect(after.keys).toEqual(before.keys.filter((k) => k !== `cp.${run}.${a2.seq}`));
     expect(after.objects).toEqual(before.objects.filter((o) => o !== `${run}/${a2.seq}`));
@@ -464,26 +474,26 @@ describe('incremental state', () => {
     expect(after.kvMessages).toBe(before.kvMessages - 1);
     expect(after.objectMessages).toBe(before.objectMessages - 2);
 
-    expect(await store.deleteCheckpoint(run, a2.seq)).toBe(false);
-    expect(await store.deleteCheckpoint(run, 999)).toBe(false);
-    expect(await store.deleteCheckpoint(`never-${process.pid}`, 1)).toBe(false);
+    expect(await blobStore.deleteCheckpoint(run, a2.seq)).toBe(false);
+    expect(await blobStore.deleteCheckpoint(run, 999)).toBe(false);
+    expect(await blobStore.deleteCheckpoint(`never-${process.pid}`, 1)).toBe(false);
 
     // The node's newest checkpoint: its latest pointer goes too (it is not moved back to an older one).
-    expect(await store.deleteCheckpoint(run, a3.seq)).toBe(true);
-    expect(await store.loadLatest(run, 'a')).toBeNull();
+    expect(await blobStore.deleteCheckpoint(run, a3.seq)).toBe(true);
+    expect(await blobStore.loadLatest(run, 'a')).toBeNull();
     expect((await footprint(run)).keys).not.toContain(`latest.${run}.a`);
-    expect(new TextDecoder().decode((await store.loadCheckpoint(run, a1.seq))!.state)).toBe('a1');
-    expect((await store.loadLatest(run, 'b'))?.meta).toEqual(b1);
-    const a4 = await store.saveCheckpoint(run, 'a', bytes('a4'));
-    expect((await store.loadLatest(run, 'a'))?.meta).toEqual(a4);
+    expect(new TextDecoder().decode((await blobStore.loadCheckpoint(run, a1.seq))!.state)).toBe('a1');
+    expect((await blobStore.loadLatest(run, 'b'))?.meta).toEqual(b1);
+    const a4 = await blobStore.saveCheckpoint(run, 'a', bytes('a4'));
+    expect((await blobStore.loadLatest(run, 'a'))?.meta).toEqual(a4);
 
     // A blob whose save died before its record.
-    await (await new Objm(nc).open(store.names.stateBucket)).putBlob({ name: `${run}/50` }, bytes('orphan'));
-    expect(await store.deleteCheckpoint(run, 50)).toBe(true);
+    await (await new Objm(nc).open(blobStore.names.stateBucket)).putBlob({ name: `${run}/50` }, bytes('orphan'));
+    expect(await blobStore.deleteCheckpoint(run, 50)).toBe(true);
     expect((await footprint(run)).objects).not.toContain(`${run}/50`);
 
-    await expect(store.deleteCheckpoint(run, 0)).rejects.toBeInstanceOf(StoreValidationError);
-    await expect(store.deleteCheckpoint('a.b', 1)).rejects.toBeInstanceOf(StoreValidationError);
-    expect(await store.deleteRun(run)).toMatchObject({ blobs: 3 });
+    await expect(blobStore.deleteCheckpoint(run, 0)).rejects.toBeInstanceOf(StoreValidationError);
+    await expect(blobStore.deleteCheckpoint('a.b', 1)).rejects.toBeInstanceOf(StoreValidationError);
+    expect(await blobStore.deleteRun(run)).toMatchObject({ blobs: 3 });
   });
 });

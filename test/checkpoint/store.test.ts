@@ -17,6 +17,7 @@ import {
   type CheckpointStore,
   type CheckpointStoreOptions,
 } from '../../src/checkpoint/index.js';
+import { corruptCheckpoint } from '../support/checkpoints.js';
 import { connectTo } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
@@ -43,11 +44,14 @@ describe('CheckpointStore', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
   let store: CheckpointStore;
+  /** The same store keeping every state in the object store, as before inline states. */
+  let blobStore: CheckpointStore;
 
   beforeAll(async () => {
     server = await startNatsServer();
     nc = await connectTo(server.url, 'checkpoint-store');
     store = await openCheckpointStore(nc, FAST);
+    blobStore = await openCheckpointStore(nc, { ...FAST, inlineStateBytes: 0 });
   });
 
   afterAll(async () => {
@@ -155,11 +159,12 @@ describe('CheckpointStore', () => {
       node_id: 'a',
       bytes: 3,
       digest: createHash('sha256').update('a-1').digest('hex'),
-      object: `${run}/1`,
       metadata: { epoch: '1', offsets: '{"p0":7}' },
     });
     expect(a1.metadata).toEqual({ epoch: '1', offsets: '{"p0":7}' });
     expect('metadata' in b1).toBe(false);
+    // Small states are inline in the record: no blob.
+    expect('object' in a1).toBe(false);
 
     const latestA = await store.loadLatest(run, 'a');
     expect(latestA?.meta).toEqual(a2);
@@ -228,22 +233,126 @@ describe('CheckpointStore', () => {
     }
   });
 
+  /** Every load of checkpoint `seq` (by sequence and, while it is the node's newest, latest) throws CorruptCheckpointError naming it. */
+  async function expectCorrupt(s: CheckpointStore, run: string, node: string, seq: number, reason: 'digest' | 'missing' = 'digest') {
+    for (const load of [() => s.loadCheckpoint(run, seq), () => s.loadLatest(run, node)]) {
+      const err = await caught(load());
+      expect(err).toBeInstanceOf(CorruptCheckpointError);
+      expect(err).toMatchObject({ runId: run, nodeId: node, seq, reason });
+      expect((err as Error).message).toContain(`checkpoint ${seq} of node ${node} in run ${run} is corrupt`);
+    }
+  }
+
   it('detects a blob that was overwritten or removed behind its back', async () => {
+    const run = runId();
+    await blobStore.createRun(run, { workflow: 'w' });
+    const meta = await blobStore.saveCheckpoint(run, 'n', bytes('the real state'));
+    expect(meta.object).toBe(`${run}/${meta.seq}`);
+    const os = await new Objm(nc).open(blobStore.names.stateBucket);
+    await os.putBlob({ name: meta.object! }, bytes('something else'));
+    await expectCorrupt(blobStore, run, 'n', meta.seq);
+
+    await os.delete(meta.object!);
+    await expectCorrupt(blobStore, run, 'n', meta.seq, 'missing');
+  });
+
+  it('keeps a small state inline in its record: no blob, one KV get per loadLatest, nothing of it in what saves and lists return', async () => {
+    const run = runId();
+    await store.createRun(run, { workflow: 'w' });
+    const before = await footprint(run);
+    const saved = await store.saveCheckpoint(run, 'n', bytes('small state'), { epoch: '3' });
+    const empty = await store.saveCheckpoint(run, 'e', new Uint8Array(0));
+    for (const meta of [saved, empty]) expect(Object.keys(meta).filter((k) => k === 'object' || k === 'inline_state')).toEqual([]);
+
+    const after = await footprint(run);
+    expect(after.objects).toEqual([]);
+    expect(after.objectMessages).toBe(before.objectMessages);
+    const kv = await new Kvm(nc).open(store.names.metaBucket);
+    const record = (await kv.get(`cp.${run}.${saved.seq}`))!.json<Record<string, unknown>>();
+    expect(record).toEqual({ ...saved, inline_state: Buffer.from('small state').toString('base64') });
+    expect((await kv.get(`latest.${run}.n`))!.json()).toEqual(record);
+
+    const latest = (await store.loadLatest(run, 'n'))!;
+    expect(latest.meta).toEqual(saved);
+    expect(text(latest.state)).toBe('small state');
+    expect(latest.state.constructor).toBe(Uint8Array);
+    expect(latest.state.byteLength).toBe(latest.state.buffer.byteLength);
+    expect(text((await store.loadCheckpoint(run, saved.seq))!.state)).toBe('small state');
+    expect((await store.loadLatest(run, 'e'))?.state).toEqual(new Uint8Array(0));
+
+    // Lists carry the records without the states.
+    expect(await store.listRunCheckpoints(run)).toEqual([saved, empty]);
+    expect(await store.listNodeCheckpoints(run, 'n')).toEqual([saved]);
+    for (const meta of await store.listRunCheckpoints(run)) expect('inline_state' in meta).toBe(false);
+  });
+
+  it('detects an inline state damaged behind its back, on loadLatest and loadCheckpoint', async () => {
     const run = runId();
     await store.createRun(run, { workflow: 'w' });
     const meta = await store.saveCheckpoint(run, 'n', bytes('the real state'));
-    const os = await new Objm(nc).open(store.names.stateBucket);
-    await os.putBlob({ name: meta.object }, bytes('something else'));
+    expect(await corruptCheckpoint(nc, run, meta.seq, store.names)).toBe('inline');
+    await expectCorrupt(store, run, 'n', meta.seq);
+    const empty = await store.saveCheckpoint(run, 'e', new Uint8Array(0));
+    await corruptCheckpoint(nc, run, empty.seq, store.names);
+    await expectCorrupt(store, run, 'e', empty.seq);
+    // The helper damages blobs just as well.
+    const blob = await blobStore.saveCheckpoint(run, 'b', bytes('in a blob'));
+    expect(await corruptCheckpoint(nc, run, blob.seq, store.names)).toBe('object');
+    await expectCorrupt(store, run, 'b', blob.seq);
+  });
 
-    for (const load of [() => store.loadCheckpoint(run, meta.seq), () => store.loadLatest(run, 'n')]) {
-      const err = await caught(load());
-      expect(err).toBeInstanceOf(CorruptCheckpointError);
-      expect(err).toMatchObject({ runId: run, nodeId: 'n', seq: meta.seq, reason: 'digest' });
-      expect((err as Error).message).toContain(`checkpoint ${meta.seq} of node n in run ${run}`);
+  it('puts a state of exactly inlineStateBytes inline and one byte more in the object store; 0 keeps everything there', async () => {
+    const run = runId();
+    await store.createRun(run, { workflow: 'w' });
+    const limit = 64 * 1024;
+    const at = new Uint8Array(limit).map((_, i) => i % 251);
+    const over = new Uint8Array(limit + 1).map((_, i) => i % 253);
+    const inline = await store.saveCheckpoint(run, 'n', at);
+    expect(inline.object).toBeUndefined();
+    const blob = await store.saveCheckpoint(run, 'n', over);
+    expect(blob.object).toBe(`${run}/${blob.seq}`);
+    expect((await footprint(run)).objects).toEqual([`${run}/${blob.seq}`]);
+    expect(Buffer.from((await store.loadCheckpoint(run, inline.seq))!.state).equals(at)).toBe(true);
+    expect(Buffer.from((await store.loadLatest(run, 'n'))!.state).equals(over)).toBe(true);
+
+    // A limit of its own, and 0.
+    const tiny = await openCheckpointStore(nc, { ...FAST, inlineStateBytes: 10 });
+    expect((await tiny.saveCheckpoint(run, 't', new Uint8Array(10))).object).toBeUndefined();
+    expect((await tiny.saveCheckpoint(run, 't', new Uint8Array(11))).object).toBeDefined();
+    for (const state of [new Uint8Array(0), bytes('x')]) {
+      const meta = await blobStore.saveCheckpoint(run, 'z', state);
+      expect(meta.object).toBe(`${run}/${meta.seq}`);
+      expect((await store.loadLatest(run, 'z'))?.state).toEqual(state);
     }
+    // However large the option, the record stays well under the server's max_payload (1 MiB here).
+    const huge = await openCheckpointStore(nc, { ...FAST, inlineStateBytes: 8 * 1024 * 1024 });
+    expect((await huge.saveCheckpoint(run, 'h', new Uint8Array(300 * 1024))).object).toBeUndefined();
+    const capped = await huge.saveCheckpoint(run, 'h', new Uint8Array(512 * 1024));
+    expect(capped.object).toBe(`${run}/${capped.seq}`);
+    await expect(openCheckpointStore(nc, { ...FAST, inlineStateBytes: -1 })).rejects.toBeInstanceOf(StoreValidationError);
+    await expect(openCheckpointStore(nc, { ...FAST, inlineStateBytes: 1.5 })).rejects.toBeInstanceOf(StoreValidationError);
+  });
 
-    await os.delete(meta.object);
-    expect(await caught(store.loadCheckpoint(run, meta.seq))).toMatchObject({ name: 'CorruptCheckpointError', reason: 'missing' });
+  it('deletes inline checkpoints and runs of them, idempotently, with no blob to delete', async () => {
+    const run = runId();
+    await store.createRun(run, { workflow: 'w' });
+    const [a1, a2] = [await store.saveCheckpoint(run, 'a', bytes('a1')), await store.saveCheckpoint(run, 'a', bytes('a2'))];
+    const b1 = await blobStore.saveCheckpoint(run, 'b', bytes('b1'));
+    const before = await footprint(run);
+    expect(before.objects).toEqual([`${run}/${b1.seq}`]);
+
+    expect(await store.deleteCheckpoint(run, a2.seq)).toBe(true);
+    expect(await store.loadLatest(run, 'a')).toBeNull();
+    expect(await store.loadCheckpoint(run, a2.seq)).toBeNull();
+    expect(await store.deleteCheckpoint(run, a2.seq)).toBe(false);
+    const after = await footprint(run);
+    expect(after.keys).toEqual(before.keys.filter((k) => k !== `cp.${run}.${a2.seq}` && k !== `latest.${run}.a`));
+    expect(after.objectMessages).toBe(before.objectMessages);
+    expect(await store.listRunCheckpoints(run)).toEqual([a1, b1]);
+
+    expect(await store.deleteRun(run)).toEqual({ records: 3, blobs: 1, events: 0 });
+    expect(await footprint(run)).toMatchObject({ keys: [], objects: [] });
+    expect(await store.deleteRun(run)).toEqual({ records: 0, blobs: 0, events: 0 });
   });
 
   it('pages through events after a cursor without duplicates or gaps', async () => {
@@ -300,12 +409,12 @@ describe('CheckpointStore', () => {
       Array.from({ length: 16 }, async () => {
         while (next < N) {
           const i = next++;
-          await store.saveCheckpoint(run, `node-${i % 3}`, bytes(`state ${i}`));
+          await blobStore.saveCheckpoint(run, `node-${i % 3}`, bytes(`state ${i}`));
         }
       }),
     );
     for (let i = 0; i < 30; i++) await store.appendEvent(run, 'tick', i);
-    await store.saveCheckpoint(neighbour, 'node-0', bytes('stays'));
+    await blobStore.saveCheckpoint(neighbour, 'node-0', bytes('stays'));
     await store.appendEvent(neighbour, 'stays');
 
     const before = await footprint(run);
@@ -333,7 +442,7 @@ describe('CheckpointStore', () => {
     expect(text((await store.loadCheckpoint(run, 1))!.state)).toBe('fresh');
   });
 
-  it('removes a blob whose save died before its record', async () => {
+  it('removes a blob whose save died before its record (beside an inline checkpoint, which has none)', async () => {
     const run = runId();
     await store.createRun(run, { workflow: 'w' });
     await store.saveCheckpoint(run, 'n', bytes('one'));
@@ -343,7 +452,7 @@ describe('CheckpointStore', () => {
     const entry = await kv.get(`run.${run}`);
     await kv.update(`run.${run}`, JSON.stringify({ ...entry!.json<object>(), last_seq: 2 }), entry!.revision);
     await (await new Objm(nc).open(store.names.stateBucket)).putBlob({ name: `${run}/2` }, bytes('orphan'));
-    expect(await store.deleteRun(run)).toEqual({ records: 2, blobs: 2, events: 0 });
+    expect(await store.deleteRun(run)).toEqual({ records: 2, blobs: 1, events: 0 });
     expect(await footprint(run)).toMatchObject({ keys: [], objects: [] });
   });
 

@@ -1,4 +1,3 @@
-import { Objm } from '@nats-io/obj';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
@@ -29,7 +28,7 @@ import type { CheckpointRecord } from '../../src/controller/job-runtime.js';
 import { StoreUnavailableError, openStore, type Store } from '../../src/store/index.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
 import { jobsCommand } from '../../src/cli/jobs.js';
-import { storedEpochs, storedRecord, storedRecords, subtaskSnapshot } from '../support/checkpoints.js';
+import { corruptCheckpoint, storedEpochs, storedRecord, storedRecords, subtaskSnapshot } from '../support/checkpoints.js';
 import { openCheckpointStore } from '../../src/checkpoint/index.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
@@ -311,13 +310,11 @@ describe('controller', () => {
     const finalCounter = ((await subtaskSnapshot(client, final, 'src')) as { next_counter: number }).next_counter;
     expect(finalCounter).toBeGreaterThan(previousCounter);
 
-    // Flip the final epoch's `src` blob (the store checks its SHA-256 on every load).
+    // Damage the final epoch's `src` state, inline in its record or a blob (the store checks its SHA-256 on every load).
     const ref = final.subtasks.find((t) => t.node_id === 'src')!.table_metadata['state_ref'] as { tables: Record<string, { full: { seq: number }; deltas: { seq: number }[] }> };
     const chain = Object.values(ref.tables)[0]!;
     const seq = chain.deltas.at(-1)?.seq ?? chain.full.seq;
-    const checkpoints = await openCheckpointStore(client);
-    const objects = await new Objm(client).open(checkpoints.names.stateBucket);
-    await objects.putBlob({ name: `${jobId}/${seq}` }, new TextEncoder().encode('{"v":1,"kind":"full","table":":snapshot","epoch":1,"version":1,"entries":[]}'));
+    await corruptCheckpoint(client, jobId, seq, (await openCheckpointStore(client)).names);
 
     // Listen in on the start requests: which epoch each attempt restores.
     const restoreEpochs: (number | undefined)[] = [];

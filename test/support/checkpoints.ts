@@ -1,8 +1,9 @@
 import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { CheckpointRecord } from '../../src/controller/job-runtime.js';
 import { CHECKPOINTS_KV_BUCKET } from '../../src/protocol/index.js';
-import { openCheckpointStore } from '../../src/checkpoint/index.js';
+import { checkpointStoreNames, openCheckpointStore, type CheckpointStoreNames } from '../../src/checkpoint/index.js';
 import { restoreSnapshot } from '../../src/worker/subtask-state.js';
 
 /** The checkpoint records the bucket holds for a job, oldest epoch first (keys are slots, not epochs). */
@@ -33,4 +34,40 @@ export async function subtaskSnapshot(nc: NatsConnection, record: CheckpointReco
   if (metadata === undefined) throw new Error(`no subtask ${node}[${index}] in the record of epoch ${record.epoch}`);
   if (!('state_ref' in metadata)) return metadata['state'];
   return (await restoreSnapshot(await openCheckpointStore(nc), metadata)).snapshot;
+}
+
+/** The bytes with the first one flipped (an empty state gets one byte). */
+function damaged(state: Uint8Array): Uint8Array {
+  if (state.byteLength === 0) return new Uint8Array([0]);
+  const out = new Uint8Array(state);
+  out[0] = out[0]! ^ 0xff;
+  return out;
+}
+
+/**
+ * Damages checkpoint `seq` of a run behind the store's back, as a disk or an operator could: a state
+ * inline in its record gets a flipped byte in the record (and in the latest pointer's copy, if that
+ * points at it), digest unchanged; a state in the object store gets its blob rewritten with a flipped
+ * byte. Either way the next load must throw CorruptCheckpointError. Returns where the state was.
+ */
+export async function corruptCheckpoint(nc: NatsConnection, run: string, seq: number, names: CheckpointStoreNames = checkpointStoreNames()): Promise<'inline' | 'object'> {
+  const kv = await new Kvm(nc).open(names.metaBucket);
+  const key = `cp.${run}.${seq}`;
+  const entry = await kv.get(key);
+  if (entry?.operation !== 'PUT') throw new Error(`no checkpoint ${seq} in run ${run}`);
+  const record = entry.json<{ node_id: string; object?: string; inline_state?: string }>();
+  if (record.inline_state !== undefined) {
+    const data = JSON.stringify({ ...record, inline_state: Buffer.from(damaged(Buffer.from(record.inline_state, 'base64'))).toString('base64') });
+    await kv.put(key, data);
+    const pointerKey = `latest.${run}.${record.node_id}`;
+    const pointer = await kv.get(pointerKey);
+    if (pointer?.operation === 'PUT' && pointer.json<{ seq: number }>().seq === seq) await kv.put(pointerKey, data);
+    return 'inline';
+  }
+  if (record.object === undefined) throw new Error(`checkpoint ${seq} in run ${run} has neither an inline state nor a blob`);
+  const os = await new Objm(nc).open(names.stateBucket);
+  const blob = await os.getBlob(record.object);
+  if (blob === null) throw new Error(`checkpoint ${seq} in run ${run}: blob ${record.object} is missing`);
+  await os.putBlob({ name: record.object }, damaged(blob));
+  return 'object';
 }
