@@ -252,6 +252,12 @@ export function jobView(jobId: string, record: JobRecord, state: JobState = reco
   };
 }
 
+/** A job view as lists show it (jobSummarySchema). */
+export function jobSummary(view: JobView): JobSummary {
+  const { job_id, name, state, config, generation, restarts, failure, created_at, start_time, finish_time, available_action } = view;
+  return { job_id, name, state, stop: config.stop, generation, restarts, failure, created_at, start_time, finish_time, available_action };
+}
+
 function storeCode(err: unknown): { code: ErrorCode; message: string } {
   const message = err instanceof Error ? err.message : String(err);
   if (err instanceof RequestRejected) return { code: err.code, message };
@@ -622,8 +628,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       const id = ids[i]!;
       const record = await store.jobs.get(id).catch(() => null);
       if (record === null) continue;
-      const { pipeline } = specOf(record);
-      data.push({ job_id: id, name: pipeline.name, state: record.status.state, generation: record.status.generation, created_at: record.spec.created_at });
+      data.push(jobSummary(jobView(id, record)));
     }
     return { v: PROTOCOL_VERSION, data, has_more: i < ids.length };
   }

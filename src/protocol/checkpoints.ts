@@ -25,7 +25,8 @@ const DESCRIPTIONS: Record<JobCheckpointEventType | SubtaskCheckpointEventType, 
   Async: 'uploading the snapshot',
 };
 
-export const CHECKPOINT_TYPES = ['scheduled', 'stopping'] as const;
+/** `manual`: triggered by a client (POST …/checkpoints), beyond the reference's two. */
+export const CHECKPOINT_TYPES = ['scheduled', 'stopping', 'manual'] as const;
 export type CheckpointType = (typeof CHECKPOINT_TYPES)[number];
 
 /** A checkpoint's life: inprogress → (committing →) ready, or failed; retention later compacts it. */

@@ -18,6 +18,7 @@ export const ERROR_CODES = [
   'stale_generation',
   'conflict',
   'not_terminal',
+  'not_running',
   'unavailable',
   'internal',
 ] as const;

@@ -85,6 +85,9 @@ export const configUpdateSchema = z
 
 export const deleteJobReplySchema = z.strictObject({ v, job_id: idSchema });
 
+/** The one action a UI may offer now (the reference's state → action table): button text, the `stop` value to send (null: none), busy. */
+export const availableActionSchema = z.strictObject({ text: z.string(), stop: stopModeSchema.nullable(), in_progress: z.boolean() });
+
 /** The desired config as the controller holds it. */
 export const jobConfigViewSchema = z.strictObject({
   stop: stopModeSchema,
@@ -110,8 +113,7 @@ export const jobViewSchema = z.strictObject({
   created_at: microsSchema,
   start_time: microsSchema.nullable(),
   finish_time: microsSchema.nullable(),
-  /** The one action a UI may offer now (the reference's state → action table): button text, the `stop` value to send (null: none), busy. */
-  available_action: z.strictObject({ text: z.string(), stop: stopModeSchema.nullable(), in_progress: z.boolean() }),
+  available_action: availableActionSchema,
 });
 
 export const listJobsRequestSchema = z.strictObject({
@@ -121,15 +123,86 @@ export const listJobsRequestSchema = z.strictObject({
   limit: z.int().min(1).max(MAX_LIST_LIMIT).optional(),
 });
 
+/** A job as lists show it: the job view without its graph and config, plus the desired stop mode. */
 export const jobSummarySchema = z.strictObject({
   job_id: idSchema,
   name: z.string(),
   state: jobStateSchema,
+  /** The desired stop mode; `none` means the job should run. */
+  stop: stopModeSchema,
   generation: countSchema,
+  restarts: countSchema,
+  failure: failureSchema.nullable(),
   created_at: microsSchema,
+  start_time: microsSchema.nullable(),
+  finish_time: microsSchema.nullable(),
+  available_action: availableActionSchema,
 });
 
 export const listJobsReplySchema = z.strictObject({ v, data: z.array(jobSummarySchema), has_more: z.boolean() });
+
+/** Printable ASCII without spaces: a client's idempotency key. */
+const triggerIdSchema = z.string().regex(/^[\x21-\x7e]{1,128}$/, { error: 'expected 1–128 printable ASCII characters without spaces' });
+
+/**
+ * Take a checkpoint now. With a `trigger_id`, a repeat of the request (a client retrying after a
+ * timeout) answers with the epoch the first one started instead of starting another.
+ */
+export const triggerCheckpointRequestSchema = z.strictObject({ v, trigger_id: triggerIdSchema.optional() });
+
+export const triggerCheckpointReplySchema = z.strictObject({
+  v,
+  job_id: idSchema,
+  /** The epoch of the checkpoint this trigger started; its progress is in the job's checkpoints. */
+  epoch: z.int().min(1),
+  trigger_id: triggerIdSchema.optional(),
+  /** False when a repeated `trigger_id` was answered with the epoch it started before. */
+  started: z.boolean(),
+});
+
+export const jobMetricsRequestSchema = z.strictObject({ v });
+
+const rateSchema = z.number().nonnegative();
+
+/** One sample of a subtask's counters, as a worker reported it. */
+export const metricSampleSchema = z.strictObject({ at: microsSchema, records_in: countSchema, records_out: countSchema });
+
+export const subtaskMetricGroupSchema = z.strictObject({
+  subtask_index: countSchema,
+  records_in: countSchema,
+  records_out: countSchema,
+  /** Per second, over the newest samples (0 until two samples exist). */
+  records_in_rate: rateSchema,
+  records_out_rate: rateSchema,
+  /** Oldest first: the samples kept for the current generation. */
+  samples: z.array(metricSampleSchema),
+});
+
+export const operatorMetricGroupSchema = z.strictObject({
+  node_id: idSchema,
+  operator: operatorNameSchema,
+  parallelism: z.int().min(1),
+  records_in: countSchema,
+  records_out: countSchema,
+  records_in_rate: rateSchema,
+  records_out_rate: rateSchema,
+  subtasks: z.array(subtaskMetricGroupSchema),
+});
+
+/** The record counters of the job's current generation, per operator and subtask. */
+export const jobMetricsReplySchema = z.strictObject({
+  v,
+  job_id: idSchema,
+  generation: countSchema,
+  /** When the newest sample was reported; null before any. */
+  collected_at: microsSchema.nullable(),
+  data: z.array(operatorMetricGroupSchema),
+});
+
+export const controllerMetricsRequestSchema = z.strictObject({ v });
+
+/** The controller's metrics in the Prometheus text exposition format (version 0.0.4). */
+export const controllerMetricsReplySchema = z.strictObject({ v, text: z.string() });
 
 // ─── Worker → controller ─────────────────────────────────────────────────────────────────────────
 
@@ -354,6 +427,14 @@ export type JobView = z.infer<typeof jobViewSchema>;
 export type ListJobsRequest = z.infer<typeof listJobsRequestSchema>;
 export type JobSummary = z.infer<typeof jobSummarySchema>;
 export type ListJobsReply = z.infer<typeof listJobsReplySchema>;
+export type AvailableAction = z.infer<typeof availableActionSchema>;
+export type TriggerCheckpointRequest = z.infer<typeof triggerCheckpointRequestSchema>;
+export type TriggerCheckpointReply = z.infer<typeof triggerCheckpointReplySchema>;
+export type JobMetricsReply = z.infer<typeof jobMetricsReplySchema>;
+export type OperatorMetricGroup = z.infer<typeof operatorMetricGroupSchema>;
+export type SubtaskMetricGroup = z.infer<typeof subtaskMetricGroupSchema>;
+export type MetricSample = z.infer<typeof metricSampleSchema>;
+export type ControllerMetricsReply = z.infer<typeof controllerMetricsReplySchema>;
 export type RegisterWorker = z.infer<typeof registerWorkerSchema>;
 export type RegisterWorkerReply = z.infer<typeof registerWorkerReplySchema>;
 export type SubtaskMetrics = z.infer<typeof subtaskMetricsSchema>;
@@ -388,6 +469,12 @@ export const SCHEMAS = {
   jobViewSchema,
   listJobsRequestSchema,
   listJobsReplySchema,
+  triggerCheckpointRequestSchema,
+  triggerCheckpointReplySchema,
+  jobMetricsRequestSchema,
+  jobMetricsReplySchema,
+  controllerMetricsRequestSchema,
+  controllerMetricsReplySchema,
   registerWorkerSchema,
   registerWorkerReplySchema,
   heartbeatSchema,

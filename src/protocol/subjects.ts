@@ -102,6 +102,21 @@ export const SUBJECTS = {
     errors: [...DECODE, 'unknown_job', 'unknown_checkpoint', 'unavailable', 'internal'],
     summary: 'One checkpoint: per-operator and per-subtask bytes and spans.',
   }),
+  apiJobTriggerCheckpoint: spec('weir.api.jobs.<job>.trigger_checkpoint', {
+    kind: 'request', from: 'client', to: 'controller', payload: 'triggerCheckpointRequestSchema', reply: 'triggerCheckpointReplySchema',
+    errors: [...DECODE, 'unknown_job', 'not_running', 'unavailable', 'internal'],
+    summary: 'Start a checkpoint now (after the one in flight); idempotent on trigger_id.',
+  }),
+  apiJobMetrics: spec('weir.api.jobs.<job>.metrics', {
+    kind: 'request', from: 'client', to: 'controller', payload: 'jobMetricsRequestSchema', reply: 'jobMetricsReplySchema',
+    errors: [...DECODE, 'unknown_job', 'internal'],
+    summary: 'Records in and out per operator and subtask, with rates, from the collected worker metrics.',
+  }),
+  apiMetrics: spec('weir.api.metrics', {
+    kind: 'request', from: 'client', to: 'controller', payload: 'controllerMetricsRequestSchema', reply: 'controllerMetricsReplySchema',
+    errors: [...DECODE, 'internal'],
+    summary: "The controller's Prometheus metrics (jobs by state, transitions, checkpoints, workers) as exposition text.",
+  }),
   workerRegister: spec('weir.ctl.workers.register', {
     kind: 'request', from: 'worker', to: 'controller', payload: 'registerWorkerSchema', reply: 'registerWorkerReplySchema',
     errors: [...DECODE, 'conflict', 'unavailable', 'internal'],
@@ -193,6 +208,9 @@ export const subjects = {
   apiJobGet: (job: string) => `weir.api.jobs.${id(job, 'job')}.get`,
   apiJobCheckpoints: (job: string) => `weir.api.jobs.${id(job, 'job')}.checkpoints`,
   apiJobCheckpoint: (job: string) => `weir.api.jobs.${id(job, 'job')}.checkpoint`,
+  apiJobTriggerCheckpoint: (job: string) => `weir.api.jobs.${id(job, 'job')}.trigger_checkpoint`,
+  apiJobMetrics: (job: string) => `weir.api.jobs.${id(job, 'job')}.metrics`,
+  apiMetrics: () => 'weir.api.metrics',
   workerRegister: () => 'weir.ctl.workers.register',
   workerHeartbeat: (worker: string) => `weir.ctl.workers.${id(worker, 'worker')}.heartbeat`,
   workerDeregister: (worker: string) => `weir.ctl.workers.${id(worker, 'worker')}.deregister`,
