@@ -1,5 +1,6 @@
 /** Human-readable output of the job commands: tables, key/value blocks and one-line state events. */
 import type { JobStateEvent, JobSummary, JobView } from '../protocol/index.js';
+import type { ErrorLogEvent } from '../store/index.js';
 
 /** Left-aligned columns separated by two spaces; the header is the first row. */
 export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
@@ -69,4 +70,19 @@ export function jobViewText(view: JobView): string {
 export function stateEventLine(event: JobStateEvent): string {
   const failure = event.failure === undefined ? '' : `  failure: ${event.failure.message.split('\n')[0] ?? ''}`;
   return `${formatMicros(event.at)}  ${event.job_id}  ${event.previous ?? '-'} -> ${event.state}  generation=${event.generation} restarts=${event.restarts}${failure}`;
+}
+
+/** Error events of the job log (times in epoch ms): id (the cursor), time, where, domain, the message's first line. */
+export function errorListTable(rows: ReadonlyArray<ErrorLogEvent & { seq: number }>, empty = 'no errors'): string {
+  if (rows.length === 0) return empty;
+  return table(
+    ['ID', 'TIME', 'OPERATOR', 'DOMAIN', 'MESSAGE'],
+    rows.map((row) => [
+      String(row.seq),
+      new Date(row.at).toISOString(),
+      row.operator_id === undefined ? '-' : row.subtask_index === undefined ? row.operator_id : `${row.operator_id}/${row.subtask_index}`,
+      row.domain,
+      row.message.split('\n')[0] ?? '',
+    ]),
+  );
 }

@@ -1,6 +1,8 @@
 /**
- * `weir submit FILE` and `weir jobs …`: a thin client of the controller's `weir.api.jobs.*` request
- * subjects, plus `weir jobs watch` on `weir.jobs.<job>.state`.
+ * `weir submit FILE`, `weir pipelines …` and `weir jobs …`: a thin client of the controller's
+ * `weir.api.jobs.*` request subjects, plus `weir jobs watch` on `weir.jobs.<job>.state`, `weir jobs tail`
+ * on `weir.jobs.<job>.output` and `weir jobs errors`, which reads the job's event log in JetStream.
+ * A pipeline and its job are one to one and share the id, so `pipelines` aliases the job commands.
  *
  * Exit codes: 0 ok; 1 the controller answered with an error reply; 2 bad arguments or input file;
  * 3 NATS or the controller cannot be reached (no responders, timeout, connection refused).
@@ -12,6 +14,7 @@ import type { z } from 'zod';
 import {
   decodeReply,
   decodeValue,
+  previewOutputSchema,
   checkpointDetailsReplySchema,
   deleteJobReplySchema,
   encode,
@@ -24,10 +27,12 @@ import {
   stopModeSchema,
   subjects,
   type ConfigUpdate,
+  type JobView,
   type ListJobsRequest,
 } from '../protocol/index.js';
+import { MAX_PAGE_LIMIT, openStore, StoreUnavailableError, type ErrorLogEvent, type Page } from '../store/index.js';
 import { checkpointListTable, checkpointTimeline } from './checkpoint-timeline.js';
-import { jobListTable, jobViewText, stateEventLine } from './format.js';
+import { errorListTable, jobListTable, jobViewText, stateEventLine } from './format.js';
 import { natsOptions } from './main.js';
 
 export const EXIT_OK = 0;
@@ -38,6 +43,8 @@ export const EXIT_UNREACHABLE = 3;
 export const JOBS_USAGE = `Job commands (all take --nats URL, default $NATS_URL or nats://127.0.0.1:4222,
 credentials as for 'weir worker'; --json prints JSON instead of text; --timeout MS, default 5000):
   weir submit FILE                       create a job from a pipeline JSON file; prints its id
+  weir pipelines create FILE             the same (a pipeline's id is its job's id)
+  weir pipelines list | get ID           the same as 'weir jobs list' and 'weir jobs get ID'
   weir jobs list [--limit N] [--after ID]
   weir jobs get ID                       state, generation, restarts, failure and the available action
   weir jobs stop ID [--mode M]           M: checkpoint (default), graceful, immediate, force
@@ -45,7 +52,12 @@ credentials as for 'weir worker'; --json prints JSON instead of text; --timeout 
   weir jobs restart ID [--force]         a new run; --force does not wait for a checkpoint
   weir jobs rescale ID N                 run every node with parallelism N
   weir jobs delete ID                    remove a Stopped, Finished or Failed job
-  weir jobs watch ID [--count N]         print state events until Ctrl-C (or N events)
+  weir jobs watch ID [--count N]         live state transitions, one line each, until Ctrl-C (or N of them)
+  weir jobs tail ID [--count N]          rows of the job's preview sinks, one JSON line each, until Ctrl-C,
+                                         N rows, or every preview subtask has finished (--json: whole messages)
+  weir jobs errors ID [--limit N] [--after CURSOR]
+                                         the job's errors, newest first (N up to 1000, default 20); CURSOR is
+                                         the id of the last error of the previous page
   weir jobs checkpoints ID [EPOCH]       the checkpoint history; with EPOCH, that checkpoint's spans as a timeline`;
 
 export interface CliIo {
@@ -59,6 +71,7 @@ export interface CliIo {
 class UsageError extends Error {}
 
 const DEFAULT_URL = 'nats://127.0.0.1:4222';
+const DEFAULT_ERRORS_LIMIT = 20;
 
 const OPTIONS = {
   nats: { type: 'string' },
@@ -139,7 +152,7 @@ function plan(positionals: readonly string[], ctx: Context): () => Promise<numbe
       }
     }
   };
-  if (values.help === true || (command === 'jobs' && sub === 'help')) {
+  if (values.help === true || ((command === 'jobs' || command === 'pipelines') && sub === 'help')) {
     return () => {
       ctx.io.out(JOBS_USAGE);
       return Promise.resolve(EXIT_OK);
@@ -149,6 +162,21 @@ function plan(positionals: readonly string[], ctx: Context): () => Promise<numbe
     allow();
     expectPositionals(positionals, 2, 'weir submit FILE');
     return () => submit(ctx, sub ?? '');
+  }
+  if (command === 'pipelines') {
+    switch (sub) {
+      case 'create':
+        allow();
+        expectPositionals(rest, 1, 'weir pipelines create FILE');
+        return () => submit(ctx, rest[0] ?? '');
+      case 'list':
+      case 'get':
+        break;
+      case undefined:
+        throw new UsageError('expected a pipelines subcommand: create, list or get');
+      default:
+        throw new UsageError(`unknown pipelines subcommand "${sub}"`);
+    }
   }
   switch (sub) {
     case 'list': {
@@ -217,6 +245,21 @@ function plan(positionals: readonly string[], ctx: Context): () => Promise<numbe
       const id = jobId(rest[0]);
       const count = values.count === undefined ? Infinity : positiveInt(values.count, '--count');
       return () => watch(ctx, id, count);
+    }
+    case 'tail': {
+      allow('count');
+      expectPositionals(rest, 1, 'weir jobs tail ID [--count N]');
+      const id = jobId(rest[0]);
+      const count = values.count === undefined ? Infinity : positiveInt(values.count, '--count');
+      return () => tail(ctx, id, count);
+    }
+    case 'errors': {
+      allow('limit', 'after');
+      expectPositionals(rest, 1, 'weir jobs errors ID [--limit N] [--after CURSOR]');
+      const id = jobId(rest[0]);
+      const limit = values.limit === undefined ? DEFAULT_ERRORS_LIMIT : Math.min(positiveInt(values.limit, '--limit'), MAX_PAGE_LIMIT);
+      const after = values.after === undefined ? undefined : positiveInt(values.after, '--after CURSOR');
+      return () => errors(ctx, id, limit, after);
     }
     case undefined:
       throw new UsageError('expected a jobs subcommand');
@@ -304,18 +347,26 @@ function watch(ctx: Context, id: string, count: number): Promise<number> {
     await nc.flush();
     ctx.io.err(`watching ${subjects.jobState(id)} on ${ctx.url} (Ctrl-C to stop)`);
     let seen = 0;
+    let lastSeq: number | undefined;
     try {
       for await (const msg of sub) {
+        let parsed: unknown;
+        try {
+          parsed = msg.json();
+        } catch {
+          parsed = undefined;
+        }
+        const event = decodeValue(jobStateEventSchema, parsed);
+        // State events are core NATS publishes: one lost on the way (a reconnect) shows as a jump in `seq`.
+        // A jump back is a new controller (its count starts again): not a gap.
+        if (event.ok) {
+          const missed = lastSeq === undefined ? 0 : event.value.seq - lastSeq - 1;
+          if (missed > 0) ctx.io.err(`weir: ${missed} state event${missed === 1 ? '' : 's'} of ${id} missed (weir jobs get ${id} has the current state)`);
+          lastSeq = event.value.seq;
+        }
         if (ctx.json) {
           ctx.io.out(msg.string());
         } else {
-          let parsed: unknown;
-          try {
-            parsed = msg.json();
-          } catch {
-            parsed = undefined;
-          }
-          const event = decodeValue(jobStateEventSchema, parsed);
           ctx.io.out(event.ok ? stateEventLine(event.value) : `unreadable state event (${event.error.code}: ${event.error.message}): ${msg.string()}`);
         }
         if (++seen >= count) break;
@@ -325,5 +376,156 @@ function watch(ctx: Context, id: string, count: number): Promise<number> {
       ctx.io.signal?.removeEventListener('abort', stop);
     }
     return EXIT_OK;
+  });
+}
+
+export type ErrorRow = ErrorLogEvent & { seq: number };
+
+/** `weir jobs errors --json`: one page of error events, newest first; `next_cursor` continues with `--after`. */
+export interface ErrorsPage {
+  data: ErrorRow[];
+  has_more: boolean;
+  next_cursor: number | null;
+}
+
+/** One page of the job's error events, read from the event log in JetStream (the controller is not asked). */
+function errors(ctx: Context, id: string, limit: number, after: number | undefined): Promise<number> {
+  return withConnection(ctx, false, async (nc) => {
+    let page: Page;
+    let known = true;
+    try {
+      const store = await openStore(nc, { operationTimeoutMs: ctx.timeout, requestTimeoutMs: Math.min(2_000, ctx.timeout) });
+      page = await store.log.page(id, { kind: 'error', limit, ...(after === undefined ? {} : { startingAfter: after }) });
+      // A first page with nothing on it: say so if the job does not exist (a deleted job's log stays readable).
+      if (page.data.length === 0 && after === undefined) known = (await store.jobs.get(id).catch(() => true)) !== null;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (err instanceof StoreUnavailableError) {
+        ctx.io.err(`weir: the job event log on ${ctx.url} cannot be read (${message}); is JetStream enabled?`);
+        return EXIT_UNREACHABLE;
+      }
+      ctx.io.err(`weir: cannot read the errors of ${id}: ${message}`);
+      return EXIT_ERROR_REPLY;
+    }
+    if (!known) {
+      ctx.io.err(`weir: unknown_job: no job ${JSON.stringify(id)}`);
+      return EXIT_ERROR_REPLY;
+    }
+    const data = page.data.filter((row): row is ErrorRow => row.kind === 'error');
+    const last = data.at(-1);
+    const next = page.hasMore && last !== undefined ? last.seq : null;
+    if (ctx.json) {
+      const body: ErrorsPage = { data, has_more: next !== null, next_cursor: next };
+      ctx.io.out(JSON.stringify(body));
+    } else {
+      const more = next === null ? '' : `\n(more: weir jobs errors ${id} --after ${next}${limit === DEFAULT_ERRORS_LIMIT ? '' : ` --limit ${limit}`})`;
+      ctx.io.out(errorListTable(data, after === undefined ? 'no errors' : 'no older errors') + more);
+    }
+    return EXIT_OK;
+  });
+}
+
+/** The preview subtasks of the job's current run, as `<node>/<subtask>`; a rescale's overrides count. */
+function previewSubtasks(view: JobView): Set<string> {
+  const keys = new Set<string>();
+  for (const node of view.graph.nodes) {
+    if (node.operator !== 'preview') continue;
+    const parallelism = view.config.parallelism_overrides[node.id] ?? node.parallelism;
+    for (let i = 0; i < parallelism; i++) keys.add(`${node.id}/${i}`);
+  }
+  return keys;
+}
+
+/** Asks the controller for the job; prints the failure and returns its exit code instead when it cannot. */
+async function fetchView(ctx: Context, nc: NatsConnection, id: string): Promise<JobView | number> {
+  let data: Uint8Array;
+  try {
+    data = (await nc.request(subjects.apiJobGet(id), encode({ v: 1 }), { timeout: ctx.timeout })).data;
+  } catch (err) {
+    ctx.io.err(`weir: no controller answered on ${ctx.url} (${err instanceof Error ? err.message : String(err)}); is 'weir controller' (or 'weir up') running?`);
+    return EXIT_UNREACHABLE;
+  }
+  const reply = decodeReply(jobViewSchema, data);
+  if (!reply.ok) {
+    ctx.io.err(reply.remote ? `weir: ${reply.error.code}: ${reply.error.message}` : `weir: unreadable reply from the controller: ${reply.error.code}: ${reply.error.message}`);
+    return EXIT_ERROR_REPLY;
+  }
+  return reply.value;
+}
+
+/**
+ * Prints the rows the job's preview sinks publish (core NATS: only rows sent while it listens), until
+ * Ctrl-C, `count` rows, or every preview subtask of the current run has sent its last batch.
+ */
+function tail(ctx: Context, id: string, count: number): Promise<number> {
+  return withConnection(ctx, true, async (nc) => {
+    // Subscribed before asking for the job, so no row sent after the answer is missed.
+    const sub = nc.subscribe(subjects.jobOutput(id));
+    const stop = () => sub.unsubscribe();
+    const signals = ['SIGINT', 'SIGTERM'] as const;
+    signals.forEach((signal) => process.once(signal, stop));
+    ctx.io.signal?.addEventListener('abort', stop, { once: true });
+    if (ctx.io.signal?.aborted === true) stop();
+    try {
+      await nc.flush();
+      let view = await fetchView(ctx, nc, id);
+      if (typeof view === 'number') return view;
+      let expected = previewSubtasks(view);
+      if (expected.size === 0) {
+        ctx.io.err(`weir: job ${id} has no preview sink: nothing to tail`);
+        return EXIT_ERROR_REPLY;
+      }
+      if (view.state === 'Finished') {
+        ctx.io.err(`weir: job ${id} is Finished: its preview sinks have sent all their rows`);
+        return EXIT_OK;
+      }
+      ctx.io.err(`tailing ${subjects.jobOutput(id)} on ${ctx.url} (${expected.size} preview subtask${expected.size === 1 ? '' : 's'}; Ctrl-C to stop)`);
+      let generation = view.generation;
+      const done = new Set<string>();
+      let rows = 0;
+      for await (const msg of sub) {
+        let parsed: unknown;
+        try {
+          parsed = msg.json();
+        } catch {
+          parsed = undefined;
+        }
+        const decoded = decodeValue(previewOutputSchema, parsed);
+        if (!decoded.ok) {
+          ctx.io.err(`weir: unreadable output message (${decoded.error.code}: ${decoded.error.message})`);
+          continue;
+        }
+        const output = decoded.value;
+        if (output.generation < generation) continue;
+        if (output.generation > generation) {
+          // A new run (restart, rescale, recovery): its subtasks are the ones to wait for.
+          generation = output.generation;
+          done.clear();
+          view = await fetchView(ctx, nc, id);
+          if (typeof view === 'number') return view;
+          expected = previewSubtasks(view);
+        }
+        if (ctx.json) {
+          ctx.io.out(msg.string());
+          rows += output.rows.length;
+        } else {
+          for (const row of output.rows) {
+            if (rows >= count) break;
+            ctx.io.out(JSON.stringify(row));
+            rows++;
+          }
+        }
+        if (rows >= count) break;
+        if (output.done === true) {
+          done.add(`${output.node_id}/${output.subtask_index}`);
+          if ([...expected].every((key) => done.has(key))) break;
+        }
+      }
+      return EXIT_OK;
+    } finally {
+      stop();
+      signals.forEach((signal) => process.off(signal, stop));
+      ctx.io.signal?.removeEventListener('abort', stop);
+    }
   });
 }

@@ -5,6 +5,7 @@ import { connect, credsAuthenticator, nkeyAuthenticator, type NodeConnectionOpti
 import { pino } from 'pino';
 import { applyNatsRequestFix } from './nats-request-fix.js';
 import { startWorker } from '../worker/process.js';
+import { apiCommand } from './api.js';
 import { controllerCommand, positiveInteger } from './controller.js';
 import { jobsCommand } from './jobs.js';
 import { up } from './up.js';
@@ -28,9 +29,17 @@ Commands:
                  credentials from NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE or NATS_CREDS;
                  TLS from NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY
 
-  up             run NATS (if needed), a controller and workers locally until Ctrl-C:
+  controller     run the controller until SIGTERM/SIGINT (--nats URL, --heartbeat-timeout MS, --allowed-restarts N, …)
+  api            run the HTTP API until SIGTERM/SIGINT:
+                   --api-port N        port (default $WEIR_API_PORT or 8000)
+                   --api-host H        interface (default $WEIR_API_HOST or 127.0.0.1; other than loopback needs a token)
+                   --api-token-file F  bearer token from a file (or WEIR_API_TOKEN; never on the command line)
+                   --nats URL          NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
+  up             run NATS (if needed), a controller, workers and the API locally until Ctrl-C:
                    --workers N   workers (default 2)   --slots N   slots per worker (default 4)
-  submit, jobs   submit and manage jobs: see 'weir jobs help'`;
+                   --api-port N, --api-host H, --api-token-file F   as for 'weir api'
+  submit, jobs,  create, watch and manage jobs (pipelines and jobs are one to one):
+  pipelines        see 'weir jobs help'`;
 
 /** The same module runs from src/ (tsx) and from dist/src/ (the bin), so look upwards for package.json. */
 function version(): string {
@@ -45,7 +54,8 @@ function version(): string {
 export function main(argv: readonly string[], out: (line: string) => void = console.log): Promise<number> {
   if (argv[0] === 'worker') return worker(argv.slice(1), out);
   if (argv[0] === 'controller') return controllerCommand(argv.slice(1), out);
-  if (argv[0] === 'submit' || argv[0] === 'jobs') return jobsCommand(argv, { out, err: console.error });
+  if (argv[0] === 'api') return apiCommand(argv.slice(1), { out, err: console.error });
+  if (argv[0] === 'submit' || argv[0] === 'jobs' || argv[0] === 'pipelines') return jobsCommand(argv, { out, err: console.error });
   if (argv[0] === 'up') return up(argv.slice(1), { out, err: console.error });
   return Promise.resolve(run(argv, out));
 }
@@ -77,7 +87,7 @@ export function natsOptions(url: string, env: NodeJS.ProcessEnv = process.env): 
 }
 
 /** The commands `main` runs; deployment files are checked against this list. */
-export const COMMANDS = ['version', 'help', 'worker', 'controller', 'up', 'submit', 'jobs'] as const;
+export const COMMANDS = ['version', 'help', 'worker', 'controller', 'api', 'up', 'submit', 'jobs', 'pipelines'] as const;
 
 export interface WorkerArgs {
   slots: number;

@@ -1,8 +1,8 @@
 /**
  * `weir up`: everything on one machine for trying weir out. Uses the NATS server at $NATS_URL when
  * one answers there, otherwise starts nats-server with JetStream under ./.weir/; then runs
- * `weir controller` and N `weir worker` as child processes, forwards their logs, and on
- * SIGINT/SIGTERM stops the workers, then the controller, then nats-server.
+ * `weir controller`, N `weir worker` and `weir api` as child processes, forwards their logs, and on
+ * SIGINT/SIGTERM stops the API, then the workers, then the controller, then nats-server.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { encode, subjects } from '../protocol/index.js';
+import { API_OPTIONS, apiSettings, DEFAULT_API_PORT, refuseTokenArgument } from './api.js';
 import { natsOptions } from './main.js';
 
 export interface UpIo {
@@ -21,9 +22,13 @@ export interface UpIo {
   env?: NodeJS.ProcessEnv;
 }
 
-export const UP_USAGE = `Usage: weir up [--workers N] [--slots N]
-  --workers N   worker processes (default 2)
-  --slots N     task slots per worker (default 4)
+export const UP_USAGE = `Usage: weir up [--workers N] [--slots N] [--api-port N] [--api-host H] [--api-token-file F]
+  --workers N         worker processes (default 2)
+  --slots N           task slots per worker (default 4)
+  --api-port N        the HTTP API's port (default: $WEIR_API_PORT or ${DEFAULT_API_PORT}, or a free one if that is taken;
+                      0 = any free port)
+  --api-host H        the HTTP API's interface (default: $WEIR_API_HOST or 127.0.0.1)
+  --api-token-file F  the API's bearer token from a file (or WEIR_API_TOKEN; never on the command line)
 Uses the NATS server at $NATS_URL if one answers; otherwise starts nats-server (JetStream data in ./.weir/).`;
 
 export const NATS_INSTALL_HINT =
@@ -70,11 +75,11 @@ async function tryConnect(url: string, env: NodeJS.ProcessEnv): Promise<NatsConn
   }
 }
 
-function portIsFree(port: number): Promise<boolean> {
+function portIsFree(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((done) => {
     const server = createServer();
     server.once('error', () => done(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
+    server.listen(port, host, () => server.close(() => done(true)));
   });
 }
 
@@ -96,23 +101,57 @@ function positiveInt(text: string, what: string): number {
   return n;
 }
 
+export interface UpArgs {
+  workers: number;
+  slots: number;
+  api: ReturnType<typeof apiSettings>;
+  /** The API port was given (flag or WEIR_API_PORT): a taken one is an error, not replaced by a free one. */
+  apiPortGiven: boolean;
+  help: boolean;
+}
+
+/** `weir up` arguments; throws with the reason on bad input. */
+export function parseUpArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): UpArgs {
+  refuseTokenArgument(args);
+  const { values } = parseArgs({
+    args: [...args],
+    options: { workers: { type: 'string' }, slots: { type: 'string' }, ...API_OPTIONS, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+    allowPositionals: false,
+  });
+  return {
+    workers: positiveInt(values.workers ?? '2', '--workers'),
+    slots: positiveInt(values.slots ?? '4', '--slots'),
+    api: apiSettings(values, env),
+    apiPortGiven: values['api-port'] !== undefined || (env['WEIR_API_PORT'] ?? '') !== '',
+    help: values.help === true,
+  };
+}
+
+/** The flags and environment of the `weir api` child: the port is always explicit; the token stays in env or its file. */
+export function apiChildArgs(api: UpArgs['api'], port: number): string[] {
+  return ['api', '--api-port', String(port), '--api-host', api.host, ...(api.token?.from === 'file' ? ['--api-token-file', api.token.path] : [])];
+}
+
+/** The URL a browser or curl uses for a host the API listens on (any-interface hosts are reached on loopback). */
+export function apiBaseUrl(host: string, port: number): string {
+  const reach = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
+  return `http://${reach}:${port}/api/v1`;
+}
+
 export async function up(args: readonly string[], io: UpIo): Promise<number> {
   const env = io.env ?? process.env;
   let workers: number;
   let slots: number;
+  let api: UpArgs['api'];
+  let apiPortGiven: boolean;
   try {
-    const { values } = parseArgs({
-      args: [...args],
-      options: { workers: { type: 'string' }, slots: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
-    });
-    if (values.help === true) {
+    const parsed = parseUpArgs(args, env);
+    if (parsed.help) {
       io.out(UP_USAGE);
       return 0;
     }
-    workers = positiveInt(values.workers ?? '2', '--workers');
-    slots = positiveInt(values.slots ?? '4', '--slots');
+    ({ workers, slots, api, apiPortGiven } = parsed);
   } catch (err) {
     io.err(`weir up: ${err instanceof Error ? err.message : String(err)}\n\n${UP_USAGE}`);
     return 2;
@@ -214,15 +253,21 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     const workerChildren = Array.from({ length: workers }, (_, i) =>
       launch(`worker-${i + 1}`, process.execPath, self(['worker', '--slots', String(slots)]), childEnv),
     );
+    // Port 0 or a taken default: pick a free port here, so the URL is known before the API says it.
+    const apiPort = api.port === 0 || (!apiPortGiven && !(await portIsFree(api.port, api.host))) ? await freePort() : api.port;
+    const apiUrl = apiBaseUrl(api.host, apiPort);
+    const apiChild = launch('api', process.execPath, self(apiChildArgs(api, apiPort)), childEnv);
 
     const first = await Promise.race([
-      controllerAnswers(url, env, polling.signal).then((ok) => (ok ? { kind: 'ready' as const } : { kind: 'timeout' as const })),
+      Promise.all([controllerAnswers(url, env, polling.signal), apiAnswers(apiUrl, polling.signal)]).then(([controllerOk, apiOk]) =>
+        controllerOk && apiOk ? { kind: 'ready' as const } : { kind: 'timeout' as const, what: controllerOk ? `the API did not answer on ${apiUrl}` : `the controller did not answer on ${url}` },
+      ),
       died.then((death) => ({ kind: 'died' as const, ...death })),
       signalled.then((signal) => ({ kind: 'signal' as const, signal })),
     ]);
     let outcome: { kind: 'died'; child: Child; exit: Exit } | { kind: 'signal'; signal: NodeJS.Signals };
     if (first.kind === 'timeout') {
-      io.err(`weir up: the controller did not answer on ${url} within ${READY_TIMEOUT_MS / 1000}s`);
+      io.err(`weir up: ${first.what} within ${READY_TIMEOUT_MS / 1000}s`);
       code = 1;
       return code;
     } else if (first.kind === 'ready') {
@@ -233,12 +278,15 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
           `  ${natsLine}`,
           `  controller  pid ${controller.proc.pid}`,
           ...workerChildren.map((w) => `  ${w.name.padEnd(10)}  pid ${w.proc.pid} (slots: ${slots})`),
+          `  api         pid ${apiChild.proc.pid} (${api.token === null ? 'no token: loopback only' : 'bearer token required'})`,
+          `API: ${apiUrl}`,
           `Try, in another terminal:`,
           `  ${nats}weir submit examples/counter.json     # runs until stopped`,
           `  ${nats}weir submit examples/bounded.json     # finishes by itself`,
           `  ${nats}weir jobs list`,
           `  ${nats}weir jobs watch <job id>`,
           `  ${nats}weir jobs stop <job id>`,
+          `  curl ${api.token === null ? '' : '-H "Authorization: Bearer $WEIR_API_TOKEN" '}${apiUrl}/pipelines`,
         ].join('\n'),
       );
       outcome = await Promise.race([
@@ -253,15 +301,16 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
       io.err(`weir up: ${outcome.child.name} (pid ${outcome.child.proc.pid}) exited unexpectedly (${how}); shutting down`);
       code = 1;
     } else {
-      io.out(`weir up: ${outcome.signal}: stopping workers, then the controller${children[0]?.name === 'nats' ? ', then nats-server' : ''}`);
+      io.out(`weir up: ${outcome.signal}: stopping the API, then the workers, then the controller${children[0]?.name === 'nats' ? ', then nats-server' : ''}`);
     }
     return code;
   } finally {
     polling.abort();
-    // Workers first (they drain their tasks), then the controller, then nats-server.
-    const order = [...children.filter((c) => c.name.startsWith('worker-')), ...children.filter((c) => c.name === 'controller'), ...children.filter((c) => c.name === 'nats')];
-    await Promise.all(order.filter((c) => c.name.startsWith('worker-')).map(stopChild));
-    for (const child of order.filter((c) => !c.name.startsWith('worker-'))) await stopChild(child);
+    // The API first (a client: its streams end), then the workers (they drain their tasks), then the
+    // controller, then nats-server.
+    for (const child of children.filter((c) => c.name === 'api')) await stopChild(child);
+    await Promise.all(children.filter((c) => c.name.startsWith('worker-')).map(stopChild));
+    for (const name of ['controller', 'nats']) for (const child of children.filter((c) => c.name === name)) await stopChild(child);
     process.off('exit', killAll);
     signals.forEach((signal) => process.off(signal, onSignal));
   }
@@ -288,4 +337,20 @@ async function controllerAnswers(url: string, env: NodeJS.ProcessEnv, signal: Ab
   } finally {
     await nc?.close().catch(() => undefined);
   }
+}
+
+/** Polls the API's `/ping` until it answers at all (any status: a token may be required). */
+async function apiAnswers(baseUrl: string, signal: AbortSignal): Promise<boolean> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline && !signal.aborted) {
+    try {
+      const response = await fetch(`${baseUrl}/ping`, { signal: AbortSignal.any([signal, AbortSignal.timeout(1000)]) });
+      await response.body?.cancel();
+      return true;
+    } catch {
+      // Not listening yet.
+    }
+    await sleep(200);
+  }
+  return false;
 }
