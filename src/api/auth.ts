@@ -1,0 +1,41 @@
+/**
+ * Bearer-token auth for every route but those marked `config: { public: true }` (the liveness ping).
+ * The check is constant-time: both sides are hashed first, so neither the comparison nor the digest
+ * lengths reveal how much of a guess was right. The token itself is never logged.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { ApiError } from './errors.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Answered without a token. */
+    public?: boolean;
+  }
+}
+
+const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
+
+const CHALLENGE = { 'www-authenticate': 'Bearer realm="weir"' };
+
+export function tokenMatches(expected: string, authorization: string | undefined): boolean {
+  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? '');
+  // Hashing even a missing token keeps the time the same whether the header was there or not.
+  return timingSafeEqual(digest(match?.[1] ?? ''), digest(expected)) && match !== null;
+}
+
+/** An empty token (an unset variable expanded to '') is no token, not one that an empty header matches. */
+export function authEnabled(token: string | null | undefined): token is string {
+  return token !== null && token !== undefined && token !== '';
+}
+
+/** Adds the auth hook to `app` (and so to every plugin registered on it); no token: nothing to check. */
+export function installAuth(app: FastifyInstance, token: string | null | undefined): void {
+  if (!authEnabled(token)) return;
+  app.addHook('onRequest', async (request) => {
+    if (request.routeOptions.config.public === true) return;
+    const authorization = request.headers.authorization;
+    if (tokenMatches(token, authorization)) return;
+    throw new ApiError(401, authorization === undefined ? 'missing bearer token' : 'invalid bearer token', CHALLENGE);
+  });
+}

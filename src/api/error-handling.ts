@@ -1,0 +1,74 @@
+/**
+ * How every failure reaches an HTTP client: one body shape, `{"error": "..."}`, with the status that says
+ * whose fault it is. Schema failures name the offending field the way the NATS protocol does
+ * (`graph.nodes[0].parallelism: expected int`), so a message reads the same whichever door it came through.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaCompiler } from 'fastify';
+import type { z } from 'zod';
+import { formatIssues } from '../protocol/codec.js';
+import { StoreUnavailableError, StoreValidationError } from '../store/index.js';
+import { ApiError, type ErrorBody } from './errors.js';
+
+/**
+ * fastify-type-provider-zod's compiler, but failing with an `ApiError` whose message is the formatted
+ * issues: Fastify passes an `Error` result through as the validation error, status included.
+ */
+export const validatorCompiler: FastifySchemaCompiler<z.ZodType> =
+  ({ schema, httpPart }) =>
+  (data) => {
+    const result = schema.safeParse(data);
+    if (result.success) return { value: result.data };
+    const part = httpPart === 'querystring' ? 'query' : (httpPart ?? 'request');
+    return { error: new ApiError(400, formatIssues(result.error.issues).replaceAll('(root)', part)) };
+  };
+
+/** The status and message of any error a route, hook or Fastify itself raised. */
+function describe(err: unknown): { status: number; message: string; headers: Readonly<Record<string, string>> } {
+  if (err instanceof ApiError) return { status: err.statusCode, message: err.message, headers: err.headers };
+  if (err instanceof StoreUnavailableError) return { status: 503, message: `the job log is unavailable: ${err.message}`, headers: {} };
+  if (err instanceof StoreValidationError) return { status: 400, message: err.message, headers: {} };
+  const status = (err as Partial<FastifyError>).statusCode;
+  // Fastify's own client errors (bad JSON, body too large, unsupported media type) carry their status.
+  if (typeof status === 'number' && status >= 400 && status < 500) return { status, message: (err as Error).message, headers: {} };
+  return { status: 500, message: 'internal error', headers: {} };
+}
+
+export function sendError(reply: FastifyReply, status: number, message: string, headers: Readonly<Record<string, string>> = {}): FastifyReply {
+  const body: ErrorBody = { error: message };
+  return reply.code(status).headers(headers).type('application/json; charset=utf-8').send(body);
+}
+
+export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const { status, message, headers } = describe(err);
+  if (status >= 500) request.log.error({ err }, 'request failed');
+  else request.log.debug({ status, message }, 'request rejected');
+  return sendError(reply, status, message, headers);
+}
+
+/** `/pipelines/:id/jobs` → a matcher for concrete paths, so an unknown method on a known path is a 405. */
+function matcherOf(url: string): RegExp {
+  const pattern = url
+    .split('/')
+    .map((segment) => (segment.startsWith(':') ? '[^/]+' : segment === '*' ? '.*' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('/');
+  return new RegExp(`^${pattern}/?$`);
+}
+
+/**
+ * Registers the 404/405 handler. Routes are collected as they are added (onRoute), so the handler knows
+ * every path whatever plugin registered it.
+ */
+export function installNotFound(app: FastifyInstance): void {
+  const routes: { matcher: RegExp; method: string }[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ matcher: matcherOf(route.url), method });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? request.url;
+    const allowed = [...new Set(routes.filter((r) => r.matcher.test(path)).map((r) => r.method))];
+    if (allowed.length > 0) {
+      return sendError(reply, 405, `${request.method} is not allowed on ${path}; use ${allowed.join(', ')}`, { allow: allowed.join(', ') });
+    }
+    return sendError(reply, 404, `no route ${request.method} ${path}`);
+  });
+}
