@@ -44,6 +44,16 @@ const VIEW: JobView = jobViewSchema.parse({
   available_action: { text: 'Stop', stop: 'checkpoint', in_progress: false },
 });
 
+/** What a job list row carries besides id, name, state, generation and creation time. */
+const SUMMARY = {
+  stop: 'none',
+  restarts: 0,
+  failure: null,
+  start_time: NOW,
+  finish_time: null,
+  available_action: { text: 'Stop', stop: 'checkpoint', in_progress: false },
+};
+
 interface Received {
   subject: string;
   body: unknown;
@@ -71,8 +81,8 @@ function fakeController(nc: NatsConnection, received: Received[]): void {
             encode({
               v: 1,
               data: [
-                { job_id: 'job-2', name: 'bounded', state: 'Finished', generation: 1, created_at: NOW + 1 },
-                { job_id: 'job-1', name: 'counter', state: 'Running', generation: 3, created_at: NOW },
+                { ...SUMMARY, job_id: 'job-2', name: 'bounded', state: 'Finished', generation: 1, created_at: NOW + 1, finish_time: NOW + 2 },
+                { ...SUMMARY, job_id: 'job-1', name: 'counter', state: 'Running', generation: 3, created_at: NOW },
               ],
               has_more: false,
             }),
@@ -141,6 +151,13 @@ describe('argument errors exit 2 with usage', () => {
     [['jobs', 'watch', 'j', '--count', '-1']],
     [['jobs', 'list', '--bogus']],
     [['submit']],
+    [['pipelines']],
+    [['pipelines', 'create']],
+    [['pipelines', 'delete', 'j']],
+    [['jobs', 'tail']],
+    [['jobs', 'tail', 'j', '--count', '0']],
+    [['jobs', 'errors', 'j', '--limit', 'x']],
+    [['jobs', 'errors', 'j', '--mode', 'force']],
   ])('weir %j', async (argv) => {
     expect(await main(argv, (line) => out.push(line))).toBe(2);
     expect(errLines().join('\n')).toContain('weir submit FILE');
@@ -155,6 +172,12 @@ describe('argument errors exit 2 with usage', () => {
   it('jobs help prints the usage and exits 0', async () => {
     expect(await main(['jobs', 'help'], (line) => out.push(line))).toBe(0);
     expect(out.join('\n')).toContain('weir jobs watch ID');
+    expect(out.join('\n')).toContain('weir jobs tail ID');
+    expect(out.join('\n')).toContain('weir jobs errors ID');
+    expect(out.join('\n')).toContain('weir pipelines create FILE');
+    out = [];
+    expect(await main(['pipelines', 'help'], (line) => out.push(line))).toBe(0);
+    expect(out.join('\n')).toContain('weir pipelines create FILE');
   });
 
   it('up: bad numbers', async () => {
@@ -255,7 +278,7 @@ describe('against a controller', () => {
     return jobStateEventSchema.parse({ v: 1, job_id: 'job-1', state, previous, generation: 1, restarts: 0, at: NOW + seq, seq });
   }
 
-  async function watchUntilSubscribed(argv: string[], signal?: AbortSignal): Promise<{ done: Promise<number>; lines: string[] }> {
+  async function watchUntilSubscribed(argv: string[], signal?: AbortSignal): Promise<{ done: Promise<number>; lines: string[]; err: string[] }> {
     const lines: string[] = [];
     const err: string[] = [];
     const done = jobsCommand(['jobs', 'watch', 'job-1', '--nats', server.url, ...argv], {
@@ -264,7 +287,7 @@ describe('against a controller', () => {
       ...(signal === undefined ? {} : { signal }),
     });
     await eventually(() => expect(err.join('')).toContain('watching weir.jobs.job-1.state'));
-    return { done, lines };
+    return { done, lines, err };
   }
 
   it('jobs watch prints one line per state event (--count ends it)', async () => {
@@ -286,6 +309,15 @@ describe('against a controller', () => {
     abort.abort();
     expect(await done).toBe(0);
     expect(lines.map((line) => JSON.parse(line) as unknown)).toEqual(events);
+  });
+
+  it('jobs watch says when state events were missed (a jump in seq)', async () => {
+    const { done, lines, err } = await watchUntilSubscribed(['--count', '2']);
+    nc.publish(subjects.jobState('job-1'), encode(stateEvent(1, 'Scheduling', 'Created')));
+    nc.publish(subjects.jobState('job-1'), encode(stateEvent(4, 'Stopping', 'Running')));
+    expect(await done).toBe(0);
+    expect(lines).toHaveLength(2);
+    expect(err).toContain('weir: 2 state events of job-1 missed (weir jobs get job-1 has the current state)');
   });
 
   it('jobs watch through main with --count', async () => {
