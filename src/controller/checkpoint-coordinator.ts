@@ -13,7 +13,8 @@
 import { CHECKPOINT_FORMAT_VERSION, STATE_SCHEMA_VERSION, uuidv7, type CheckpointCompleted, type CheckpointProgressEvent, type CommitData, type RecordStatus } from '../protocol/index.js';
 import type { TimerHandle, TimerQueue } from './timer-queue.js';
 
-export type CheckpointKind = 'periodic' | 'final';
+/** `manual`: started by a client's trigger request (`CheckpointCoordinator.manual`). */
+export type CheckpointKind = 'periodic' | 'final' | 'manual';
 export type CheckpointStatus = 'inprogress' | 'committing' | 'ready' | 'failed';
 export type JobSpanName = 'Checkpointing' | 'CheckpointingOperators' | 'Compacting' | 'WritingMetadata' | 'Committing';
 
@@ -152,6 +153,23 @@ export interface CheckpointCoordinatorOptions {
   onOutcome?(outcome: CheckpointOutcome): void;
 }
 
+/**
+ * Why a manual checkpoint was not started. `not_armed`: the generation is not running (no periodic
+ * schedule is armed). `in_flight`: a checkpoint was still in flight when the wait ran out.
+ * `uncommitted`: a durable epoch of this generation failed its commit, so no later one may start.
+ */
+export class ManualCheckpointRefused extends Error {
+  constructor(
+    readonly reason: 'not_armed' | 'in_flight' | 'uncommitted',
+    message: string,
+    /** The epoch in flight (`in_flight`) or not committed (`uncommitted`). */
+    readonly epoch: number | null = null,
+  ) {
+    super(message);
+    this.name = 'ManualCheckpointRefused';
+  }
+}
+
 /** The subtasks of a generation, by node. */
 export interface GenerationPlan {
   generation: number;
@@ -256,6 +274,16 @@ export class CheckpointCoordinator {
     return this.nextDueAt;
   }
 
+  /** The subtasks of the newest generation begun; null before any. */
+  get generationPlan(): GenerationPlan | null {
+    return this.plan;
+  }
+
+  /** The generation periodic (and manual) checkpoints are armed for; null while disarmed. */
+  get armedGeneration(): number | null {
+    return this.armedFor;
+  }
+
   inFlightEpoch(): number | null {
     return this.inFlight?.summary.epoch ?? null;
   }
@@ -335,6 +363,47 @@ export class CheckpointCoordinator {
     const flight = this.start(generation, 'final', null);
     await flight.settled;
     return { epoch: flight.summary.epoch };
+  }
+
+  /**
+   * A checkpoint now, for the running generation (the one periodic checkpoints are armed for, whether
+   * or not an interval is set). A checkpoint in flight is waited for, at most `waitMs`; then the manual
+   * one starts and this resolves with its epoch at once (its outcome comes through `onOutcome` like a
+   * periodic one's). The periodic schedule goes on from its completion, as from any other's. Rejects
+   * with `ManualCheckpointRefused`.
+   */
+  async manual(waitMs: number): Promise<{ generation: number; epoch: number }> {
+    const generation = this.armedFor;
+    if (this.closed || generation === null) throw new ManualCheckpointRefused('not_armed', 'no running generation takes checkpoints');
+    if (this.inFlight !== null) {
+      const deadline = this.now() + waitMs;
+      while (this.inFlight !== null) {
+        const flight: InFlight = this.inFlight;
+        let timer: TimerHandle | undefined;
+        const expired = await Promise.race([
+          flight.settled.then(
+            () => false,
+            () => false,
+          ),
+          new Promise<boolean>((resolve) => (timer = this.options.timers.schedule(deadline, () => resolve(true)))),
+        ]);
+        timer?.cancel();
+        if (expired && this.inFlight === flight) {
+          const epoch = flight.summary.epoch;
+          throw new ManualCheckpointRefused('in_flight', `checkpoint ${epoch} is still in flight after ${waitMs} ms; try again later`, epoch);
+        }
+      }
+    }
+    if (this.closed || this.armedFor !== generation) throw new ManualCheckpointRefused('not_armed', `generation ${generation} stopped taking checkpoints`);
+    if (this.uncommitted !== null) {
+      throw new ManualCheckpointRefused('uncommitted', `epoch ${this.uncommitted} is not committed: no checkpoint can follow it in generation ${generation}`, this.uncommitted);
+    }
+    // The pending periodic one is superseded: the next is scheduled from this one's completion.
+    this.due?.cancel();
+    this.due = null;
+    this.nextDueAt = null;
+    const flight = this.start(generation, 'manual', null);
+    return { generation, epoch: flight.summary.epoch };
   }
 
   /** The generation ended without a final checkpoint (killed, lost a worker): its checkpoint in flight fails. */

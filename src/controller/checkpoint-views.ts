@@ -14,7 +14,8 @@ import {
 } from '../protocol/index.js';
 import type { CheckpointKind, CheckpointRecord, CheckpointSummary, JobSpan, RecordedSubtask, SubtaskProgress } from './checkpoint-coordinator.js';
 
-const typeOf = (kind: CheckpointKind): Checkpoint['checkpoint_type'] => (kind === 'final' ? 'stopping' : 'scheduled');
+const CHECKPOINT_TYPE: Record<CheckpointKind, Checkpoint['checkpoint_type']> = { periodic: 'scheduled', final: 'stopping', manual: 'manual' };
+const typeOf = (kind: CheckpointKind): Checkpoint['checkpoint_type'] => CHECKPOINT_TYPE[kind] ?? 'scheduled';
 const eventSpans = (spans: readonly JobSpan[]) => spans.map((s) => JobCheckpointSpan.of(s.span, s.start, s.finish).toEventSpan());
 
 export function checkpointFromSummary(summary: CheckpointSummary): Checkpoint {

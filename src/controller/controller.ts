@@ -33,28 +33,34 @@ import {
   SUBJECTS,
   checkpointDetailsRequestSchema,
   configUpdateSchema,
+  controllerMetricsRequestSchema,
   decode,
   encode,
   errorReply,
   isValidId,
   jobCheckpointsRequestSchema,
+  jobMetricsRequestSchema,
   jobRequestSchema,
   listJobsRequestSchema,
   parseSubject,
   pipelineSchema,
+  triggerCheckpointRequestSchema,
   truncateErrorText,
   validateGraph,
   type CheckpointDetailsReply,
+  type ControllerMetricsReply,
   type ConfigUpdate,
   type DeleteJobReply,
   type ErrorCode,
   type JobCheckpointsReply,
+  type JobMetricsReply,
   type JobRevisionReply,
   type JobSummary,
   type JobView,
   type ListJobsReply,
   type OperatorSpec,
   type Pipeline,
+  type TriggerCheckpointReply,
   RequestRejected,
 } from '../protocol/index.js';
 import {
@@ -78,6 +84,9 @@ import { openCheckpointStore, type CheckpointStore } from '../checkpoint/index.j
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { CONTROLLER_QUEUE, startWorkerService, type WorkerService } from './worker-service.js';
+import { ManualCheckpointRefused } from './checkpoint-coordinator.js';
+import { createControllerMetrics, type ControllerMetrics } from './controller-metrics.js';
+import { JobMetrics } from './job-metrics.js';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 2_000;
 
@@ -102,7 +111,12 @@ export interface ControllerOptions {
   retainedCheckpoints?: number;
 }
 
-export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list' | 'checkpoints' | 'checkpoint';
+export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list' | 'checkpoints' | 'checkpoint' | 'trigger_checkpoint' | 'job_metrics' | 'metrics';
+
+/** How long a trigger request waits for a checkpoint in flight before it answers `conflict`. */
+export const MANUAL_CHECKPOINT_WAIT_MS = 3_000;
+/** Trigger ids remembered per job (the newest), for idempotent trigger requests. */
+export const TRIGGER_IDS_PER_JOB = 256;
 
 export interface ControllerStats {
   jobs: number;
@@ -117,6 +131,12 @@ export interface Controller {
   readonly runtimes: JobRuntimes;
   readonly store: Store;
   readonly registry: WorkerRegistry;
+  /** The controller's Prometheus metrics (a private registry), as served on `weir.api.metrics`. */
+  readonly metrics: ControllerMetrics;
+  /** The Prometheus exposition text. */
+  metricsText(): Promise<string>;
+  /** The recent record counts of every job's current generation. */
+  readonly jobMetrics: JobMetrics;
   stats(): ControllerStats;
   /** Stops serving, stops every runtime (jobs keep their persisted state) and the worker service. Idempotent. */
   stop(): Promise<void>;
@@ -275,7 +295,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const stats: ControllerStats = {
     jobs: 0,
-    received: { create: 0, config: 0, delete: 0, get: 0, list: 0, checkpoints: 0, checkpoint: 0 },
+    received: { create: 0, config: 0, delete: 0, get: 0, list: 0, checkpoints: 0, checkpoint: 0, trigger_checkpoint: 0, job_metrics: 0, metrics: 0 },
     rejected: {},
     externalConfigChanges: 0,
   };
@@ -301,6 +321,23 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     const nodeIds = specOf(record).runtime.graph.nodes.map((n) => n.id);
     knownConfigs.set(jobId, { nodeIds, config: { value: record.config, revision: record.revisions.config } });
   }
+  /** Per job: trigger id → the epoch it started, the newest `TRIGGER_IDS_PER_JOB` (insertion order). */
+  const triggers = new Map<string, Map<string, number>>();
+  const jobMetrics = new JobMetrics({ accept: (jobId) => jobIds.has(jobId) });
+  const metrics = createControllerMetrics({
+    *jobStates() {
+      for (const jobId of jobIds) {
+        const runtime = runtimes.get(jobId);
+        if (runtime !== undefined) yield runtime.state();
+      }
+    },
+    workers: () => registry.liveness(),
+  });
+  /** A job is gone: what is kept about it beside its runtime goes too. */
+  function forgetJob(jobId: string): void {
+    triggers.delete(jobId);
+    jobMetrics.forget(jobId);
+  }
   /** Per job: the tail of its request chain. */
   const chains = new Map<string, Promise<unknown>>();
   let stopping: Promise<void> | undefined;
@@ -310,7 +347,13 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     onLost: (jobId, generation, workerId, reason) => runtimes.onWorkerLost(jobId, generation, workerId, reason),
     ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
     queue,
+    onCounts: (report) => jobMetrics.record(report),
   });
+  // Reconnects of the connection, for weir_nats_reconnects_total; the iterator ends with the connection.
+  const status = nc.status();
+  void (async () => {
+    for await (const s of status) if (s.type === 'reconnect') metrics.reconnect();
+  })().catch((err: unknown) => log.warn({ err }, 'the NATS status stream failed'));
 
   function serialized<T>(jobId: string, step: () => Promise<T>): Promise<T> {
     const prev = chains.get(jobId) ?? Promise.resolve();
@@ -388,6 +431,8 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       machines,
       checkpointStore: stateStore,
       ...(options.retainedCheckpoints === undefined ? {} : { retainedCheckpoints: options.retainedCheckpoints }),
+      onTransition: (_from, to) => metrics.transition(to),
+      onCheckpointOutcome: (outcome) => metrics.checkpoint(outcome),
     });
     runtimes.add(jobId, runtime);
     jobIds.add(jobId);
@@ -555,6 +600,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       jobIds.delete(jobId);
       appliedRevision.delete(jobId);
       knownConfigs.delete(jobId);
+      forgetJob(jobId);
       try {
         await store.jobs.delete(jobId, { statusRevision: record.revisions.status });
       } catch (err) {
@@ -633,7 +679,79 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     return { v: PROTOCOL_VERSION, data, has_more: i < ids.length };
   }
 
-  const handlers: Record<ApiRequest, (msg: Msg) => Promise<unknown>> = { create, config, delete: remove, get, list, checkpoints, checkpoint };
+  /**
+   * A checkpoint now (`CheckpointCoordinator.manual`), answered once it has started. Per job one at a
+   * time, so two requests with the same trigger id start one checkpoint; a repeated id is answered with
+   * the epoch it started, `started: false`.
+   */
+  async function triggerCheckpoint(msg: Msg): Promise<TriggerCheckpointReply> {
+    const jobId = jobOf(msg);
+    const request = body(triggerCheckpointRequestSchema, msg);
+    const triggerId = request.trigger_id;
+    const reply = (epoch: number, started: boolean): TriggerCheckpointReply => ({
+      v: PROTOCOL_VERSION,
+      job_id: jobId,
+      epoch,
+      ...(triggerId === undefined ? {} : { trigger_id: triggerId }),
+      started,
+    });
+    return serialized(jobId, async () => {
+      const runtime = runtimeOf(jobId);
+      const seen = triggerId === undefined ? undefined : triggers.get(jobId)?.get(triggerId);
+      if (seen !== undefined) return reply(seen, false);
+      const notRunning = () => {
+        const state = runtime.state();
+        return new RequestRejected('not_running', `job ${jobId} is ${state}${state === 'Running' ? ' but taking its final checkpoint' : ''}: checkpoints can be triggered only while it is Running`);
+      };
+      if (runtime.state() !== 'Running' || runtime.coordinator.armedGeneration === null) throw notRunning();
+      let started: { epoch: number };
+      try {
+        started = await runtime.coordinator.manual(MANUAL_CHECKPOINT_WAIT_MS);
+      } catch (err) {
+        if (!(err instanceof ManualCheckpointRefused)) throw err;
+        if (err.reason === 'not_armed') throw notRunning();
+        throw new RequestRejected('conflict', `job ${jobId}: ${err.message}`);
+      }
+      if (triggerId !== undefined && jobIds.has(jobId)) {
+        let ids = triggers.get(jobId);
+        if (ids === undefined) {
+          ids = new Map();
+          triggers.set(jobId, ids);
+        }
+        ids.set(triggerId, started.epoch);
+        if (ids.size > TRIGGER_IDS_PER_JOB) ids.delete(ids.keys().next().value!);
+      }
+      log.info({ jobId, epoch: started.epoch, triggerId }, 'checkpoint triggered');
+      return reply(started.epoch, true);
+    });
+  }
+
+  function jobMetricsOf(msg: Msg): Promise<JobMetricsReply> {
+    const jobId = jobOf(msg);
+    body(jobMetricsRequestSchema, msg);
+    const runtime = runtimeOf(jobId);
+    const parallelism = runtime.parallelism();
+    const nodes = runtime.spec.graph.nodes.map((n) => ({ id: n.id, operator: n.operator, parallelism: parallelism.get(n.id) ?? n.parallelism }));
+    return Promise.resolve({ v: PROTOCOL_VERSION, job_id: jobId, ...jobMetrics.view(jobId, runtime.actor.getSnapshot().context.generation, nodes) });
+  }
+
+  async function controllerMetrics(msg: Msg): Promise<ControllerMetricsReply> {
+    body(controllerMetricsRequestSchema, msg);
+    return { v: PROTOCOL_VERSION, text: await metrics.text() };
+  }
+
+  const handlers: Record<ApiRequest, (msg: Msg) => Promise<unknown>> = {
+    create,
+    config,
+    delete: remove,
+    get,
+    list,
+    checkpoints,
+    checkpoint,
+    trigger_checkpoint: triggerCheckpoint,
+    job_metrics: jobMetricsOf,
+    metrics: controllerMetrics,
+  };
 
   function serve(kind: ApiRequest, subject: string): Subscription {
     return nc.subscribe(subject, {
@@ -644,11 +762,14 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
           return;
         }
         stats.received[kind]++;
-        void handlers[kind](msg).then(
+        metrics.request(kind);
+        // A handler that throws synchronously is answered like one that rejects.
+        void new Promise<unknown>((resolve) => resolve(handlers[kind](msg))).then(
           (reply) => msg.respond(encode(reply)),
           (e: unknown) => {
             const { code, message } = storeCode(e);
             stats.rejected[code] = (stats.rejected[code] ?? 0) + 1;
+            metrics.rejection(code);
             if (code === 'internal') log.error({ err: e, subject: msg.subject }, 'API request failed');
             else log.warn({ code, reason: message, subject: msg.subject }, 'API request rejected');
             try {
@@ -678,6 +799,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
           // Deleted by another process.
           knownConfigs.delete(jobId);
           jobIds.delete(jobId);
+          forgetJob(jobId);
           runtimes.remove(jobId);
           await runtime?.stop();
           log.info({ jobId }, 'job deleted elsewhere: runtime stopped');
@@ -709,6 +831,9 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     serve('get', SUBJECTS.apiJobGet.wildcard),
     serve('checkpoints', SUBJECTS.apiJobCheckpoints.wildcard),
     serve('checkpoint', SUBJECTS.apiJobCheckpoint.wildcard),
+    serve('trigger_checkpoint', SUBJECTS.apiJobTriggerCheckpoint.wildcard),
+    serve('job_metrics', SUBJECTS.apiJobMetrics.wildcard),
+    serve('metrics', SUBJECTS.apiMetrics.wildcard),
   ];
   await nc.flush();
   await workers.ready();
@@ -718,6 +843,9 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     runtimes,
     store,
     registry,
+    metrics,
+    metricsText: () => metrics.text(),
+    jobMetrics,
     stats: () => ({ ...stats, jobs: jobIds.size, received: { ...stats.received }, rejected: { ...stats.rejected } }),
     stop() {
       stopping ??= (async () => {
@@ -727,6 +855,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         await Promise.allSettled([...jobIds].flatMap((id) => runtimes.get(id)?.stop() ?? []));
         timers.close();
         await workers.stop();
+        (status as { stop?: () => void }).stop?.();
         if (ownInspector) await inspector?.stop();
         log.info('controller stopped');
       })();

@@ -30,6 +30,7 @@ import {
   checkpointEventSchema,
   decode,
   decodeReply,
+  effectiveParallelism,
   encode,
   readCheckpointRecord,
   RESTORABLE_STATUSES,
@@ -108,6 +109,10 @@ export interface JobRuntimeOptions {
   resumeState?: ResumeState;
   /** Extra inspection observer (the XState inspector, see src/inspect). */
   inspect?: { next(event: InspectionEvent): void };
+  /** Every state transition, as it is observed (before it is persisted). Must be cheap. */
+  onTransition?(from: JobState, to: JobState): void;
+  /** Every checkpoint outcome (completed, failed, commit_failed). Must be cheap. */
+  onCheckpointOutcome?(outcome: CheckpointOutcome): void;
 }
 
 /** The states a job resumes in as themselves after a controller restart (Created just starts again). */
@@ -136,6 +141,14 @@ export interface CheckpointDetails {
 
 export interface JobRuntime {
   readonly actor: Actor<typeof jobMachine>;
+  readonly spec: RuntimeSpec;
+  /** The actor's top-level state. */
+  state(): JobState;
+  /**
+   * Node id → parallelism of the current generation: as scheduled when it has been, else as the graph
+   * and the desired config's overrides give it.
+   */
+  parallelism(): Map<string, number>;
   send(event: JobEvent): void;
   /** The config's `ignoreStateBeforeEpoch` changed (a restart that ignores state). */
   setRestoreFloor(epoch: number | null): void;
@@ -596,6 +609,11 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   }
 
   function onCheckpointOutcome(outcome: CheckpointOutcome): void {
+    try {
+      options.onCheckpointOutcome?.(outcome);
+    } catch (err) {
+      log.warn({ err }, 'onCheckpointOutcome failed');
+    }
     if (outcome.kind === 'completed') {
       const record = outcome.record;
       // Without the subtasks' state: the history and details need sizes and times, restores read the store.
@@ -730,6 +748,11 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
         }
       : null;
     if (stateEvent !== null) {
+      try {
+        options.onTransition?.(prev.state, now.state);
+      } catch (err) {
+        log.warn({ err }, 'onTransition failed');
+      }
       try {
         // Core publish: may be lost while disconnected; followers detect the gap by `seq`.
         nc.publish(subjects.jobState(jobId), encode(stateEvent));
@@ -1047,6 +1070,16 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   return {
     actor,
     send,
+    spec,
+    state: () => topState(actor.getSnapshot().value),
+    parallelism() {
+      const snapshot = actor.getSnapshot();
+      const plan = coordinator.generationPlan;
+      if (plan !== null && plan.generation === snapshot.context.generation) return new Map(plan.subtasks);
+      const resolved = effectiveParallelism({ graph: { nodes: spec.graph.nodes, edges: [] }, parallelism: spec.parallelism });
+      for (const [nodeId, p] of Object.entries(snapshot.context.config.parallelismOverrides)) if (resolved.has(nodeId)) resolved.set(nodeId, p);
+      return resolved;
+    },
     onWorkerLost(generation, workerId, reason) {
       const gen = generations.get(generation);
       gen?.lostWorkers.add(workerId);

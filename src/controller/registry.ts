@@ -351,6 +351,14 @@ export class WorkerRegistry {
     return this.workers.size;
   }
 
+  /** How many known workers are live, and how many expired but not yet swept. */
+  liveness(): { live: number; expired: number } {
+    const now = this.now();
+    let live = 0;
+    for (const record of this.workers.values()) if (this.alive(record, now)) live++;
+    return { live, expired: this.workers.size - live };
+  }
+
   /** The per-subtask record counts of one generation of a job, from each worker's latest heartbeat or metrics message. */
   subtaskMetrics(jobId: string, generation: number): SubtaskReport[] {
     const key = allocationKey(jobId, generation);

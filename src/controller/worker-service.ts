@@ -29,6 +29,7 @@ import {
   rejectionOf,
 } from '../protocol/index.js';
 import { WorkerIdTakenError, type JobGeneration, type WorkerRegistry } from './registry.js';
+import type { CountsReport } from './job-metrics.js';
 
 export const CONTROLLER_QUEUE = 'weir-controller';
 /** The reference's worker heartbeat cadence. */
@@ -54,6 +55,8 @@ export interface WorkerServiceOptions {
   maxMessageBytes?: number;
   /** Default `weir-controller`. */
   queue?: string;
+  /** The record counts of an accepted heartbeat or metrics message (the job metrics history). Must be cheap. */
+  onCounts?: (report: CountsReport) => void;
 }
 
 export type WorkerSubject = 'register' | 'heartbeat' | 'deregister' | 'metrics';
@@ -135,6 +138,14 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
 
   const respond = (msg: Msg, reply: unknown): void => replyTo(msg, reply, log);
 
+  function counts(report: CountsReport): void {
+    try {
+      options.onCounts?.(report);
+    } catch (err) {
+      log.warn({ err }, 'onCounts failed');
+    }
+  }
+
   function handle(kind: WorkerSubject, msg: Msg, work: () => unknown): void {
     stats.received[kind]++;
     try {
@@ -173,6 +184,7 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
       throw new RequestRejected('unknown_worker', `unknown worker "${beat.worker_id}"; register again`);
     }
     stats.heartbeats++;
+    counts(beat);
     const vanished = registry.vanished(beat.worker_id);
     if (vanished.length > 0) {
       log.warn({ workerId: beat.worker_id, jobs: vanished }, 'the worker no longer reports tasks it was given');
@@ -186,6 +198,7 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
     const report = body(workerMetricsSchema, msg);
     checkSubjectWorker(msg, report.worker_id);
     if (registry.recordMetrics(report.worker_id, report) === 'unknown_worker') throw new RequestRejected('unknown_worker', `unknown worker "${report.worker_id}"`);
+    counts(report);
     return { v: PROTOCOL_VERSION, ok: true } satisfies Ack;
   };
 
