@@ -1,0 +1,190 @@
+/**
+ * One follower of a job's event log per job, shared by every SSE client of that job: a hub. It starts
+ * with the job's first client and stops when the last one leaves, so a thousand clients cost one
+ * JetStream consumer, not a thousand.
+ *
+ * The hub follows the log from just after the newest row it found when it started (`coveredFrom`) and
+ * keeps the newest transitions in a ring; `ringFrom` is the lowest sequence from which every transition
+ * the hub has seen is still in the ring. A client resuming after Last-Event-ID N reads the log itself
+ * (`since`) up to where it ends, and then joins: the ring's rows after what it read, then live rows, in
+ * one synchronous step so that nothing falls between. Had the ring already moved past what the client
+ * read (it read slowly while many transitions happened), it reads the log once more. Each row reaches
+ * a client once: rows are delivered in sequence order and anything at or below the client's last
+ * sequence is skipped.
+ */
+import type { Logger } from 'pino';
+import type { EventLog, LogRow, LogTail } from '../../store/index.js';
+
+export type TransitionRow = Extract<LogRow, { kind: 'transition' }>;
+
+export interface EventsSubscriber {
+  /** A transition the hub just read (sequences increase). */
+  row(row: TransitionRow): void;
+  /** The hub can no longer follow the log; the client should end its stream (and reconnect). */
+  failed(reason: string): void;
+}
+
+export const DEFAULT_RING_SIZE = 256;
+
+export class JobEventsHub {
+  private readonly ring: TransitionRow[] = [];
+  private readonly members = new Set<EventsSubscriber>();
+  private readonly live = new Set<EventsSubscriber>();
+  private tail: LogTail | undefined;
+  private stopped = false;
+  /** Why the hub stopped following, if it failed. */
+  failure: string | undefined;
+  /** The hub sees every row of the job at or after this sequence. */
+  coveredFrom = 0;
+  /** Every transition the hub has seen at or after this sequence is in the ring. */
+  ringFrom = 0;
+  readonly ready: Promise<void>;
+
+  constructor(
+    readonly jobId: string,
+    private readonly log: EventLog,
+    private readonly logger: Logger,
+    private readonly ringSize: number,
+    private readonly onStopped: (hub: JobEventsHub) => void,
+  ) {
+    this.ready = this.start();
+    this.ready.catch(() => undefined);
+  }
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  get running(): boolean {
+    return !this.stopped;
+  }
+
+  private async start(): Promise<void> {
+    const newest = await this.log.page(this.jobId, { limit: 1 });
+    const last = newest.data[0]?.seq ?? 0;
+    this.coveredFrom = last + 1;
+    this.ringFrom = last + 1;
+    const tail = await this.log.tail(this.jobId, last + 1);
+    if (this.stopped) {
+      tail.stop();
+      return;
+    }
+    this.tail = tail;
+    void this.run(tail);
+  }
+
+  private async run(tail: LogTail): Promise<void> {
+    let reason = 'the event log follower ended';
+    try {
+      for await (const row of tail) {
+        if (this.stopped) return;
+        if (row.kind !== 'transition') continue;
+        this.ring.push(row);
+        if (this.ring.length > this.ringSize) {
+          const evicted = this.ring.shift() as TransitionRow;
+          this.ringFrom = evicted.seq + 1;
+        }
+        for (const sub of this.live) sub.row(row);
+      }
+    } catch (err) {
+      reason = `the event log follower failed: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    if (this.stopped) return;
+    this.logger.warn({ job_id: this.jobId, reason }, 'job events hub stopped following the log');
+    this.fail(reason);
+  }
+
+  private fail(reason: string): void {
+    this.failure = reason;
+    const members = [...this.members];
+    this.stop();
+    for (const sub of members) sub.failed(reason);
+  }
+
+  /** Keeps the hub alive for `sub` (who may still be catching up). */
+  add(sub: EventsSubscriber): void {
+    this.members.add(sub);
+  }
+
+  /** `sub` gets every transition the hub reads from now on. */
+  addLive(sub: EventsSubscriber): void {
+    this.members.add(sub);
+    this.live.add(sub);
+  }
+
+  /**
+   * For a client that has read the log through `readUpTo` (every row of the job up to that sequence that
+   * existed when its read began, which was after the hub started): the ring's transitions after that,
+   * after which the client is live; or null if the ring no longer reaches back that far (read again).
+   */
+  joinAfter(sub: EventsSubscriber, readUpTo: number): TransitionRow[] | null {
+    if (this.stopped) return null;
+    const upTo = Math.max(readUpTo, this.coveredFrom - 1);
+    if (this.ringFrom > upTo + 1) return null;
+    this.members.add(sub);
+    this.live.add(sub);
+    return this.ring.filter((row) => row.seq > upTo);
+  }
+
+  /** Removes `sub`; the last one out stops the hub. */
+  remove(sub: EventsSubscriber): void {
+    this.members.delete(sub);
+    this.live.delete(sub);
+    if (this.members.size === 0) this.stop();
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.members.clear();
+    this.live.clear();
+    this.ring.length = 0;
+    this.tail?.stop();
+    this.onStopped(this);
+  }
+}
+
+/** The hubs by job: `join` starts one if the job has none. */
+export class JobEventsHubs {
+  private readonly hubs = new Map<string, JobEventsHub>();
+
+  constructor(
+    private readonly log: EventLog,
+    private readonly logger: Logger,
+    private readonly ringSize = DEFAULT_RING_SIZE,
+  ) {}
+
+  get count(): number {
+    return this.hubs.size;
+  }
+
+  get(jobId: string): JobEventsHub | undefined {
+    return this.hubs.get(jobId);
+  }
+
+  /** The job's hub, started and following, with `sub` a member (not yet live). */
+  async join(jobId: string, sub: EventsSubscriber): Promise<JobEventsHub> {
+    let hub = this.hubs.get(jobId);
+    if (hub === undefined || !hub.running) {
+      const created = new JobEventsHub(jobId, this.log, this.logger, this.ringSize, (h) => {
+        if (this.hubs.get(jobId) === h) this.hubs.delete(jobId);
+      });
+      this.hubs.set(jobId, created);
+      hub = created;
+    }
+    hub.add(sub);
+    try {
+      await hub.ready;
+    } catch (err) {
+      hub.stop();
+      throw err;
+    }
+    if (!hub.running) throw new Error(hub.failure ?? `the events hub of job ${jobId} stopped`);
+    return hub;
+  }
+
+  stopAll(): void {
+    for (const hub of [...this.hubs.values()]) hub.stop();
+    this.hubs.clear();
+  }
+}
