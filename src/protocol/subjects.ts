@@ -104,7 +104,7 @@ export const SUBJECTS = {
   }),
   apiJobTriggerCheckpoint: spec('weir.api.jobs.<job>.trigger_checkpoint', {
     kind: 'request', from: 'client', to: 'controller', payload: 'triggerCheckpointRequestSchema', reply: 'triggerCheckpointReplySchema',
-    errors: [...DECODE, 'unknown_job', 'not_running', 'unavailable', 'internal'],
+    errors: [...DECODE, 'unknown_job', 'not_running', 'conflict', 'unavailable', 'internal'],
     summary: 'Start a checkpoint now (after the one in flight); idempotent on trigger_id.',
   }),
   apiJobMetrics: spec('weir.api.jobs.<job>.metrics', {
