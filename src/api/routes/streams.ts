@@ -387,11 +387,9 @@ export function createStreams(deps: StreamDeps): Streams {
     return reply;
   }
 
-  const routes: FastifyPluginAsync = async (fastify) => {
+  const routes: FastifyPluginAsync = (fastify) => {
     // Open streams would keep the server from closing: end them first.
-    fastify.addHook('preClose', async () => {
-      await close();
-    });
+    fastify.addHook('preClose', close);
     const app = fastify.withTypeProvider<ZodTypeProvider>();
     app.get(
       '/pipelines/:id/jobs/:job_id/events',
@@ -421,6 +419,7 @@ export function createStreams(deps: StreamDeps): Streams {
       },
       output,
     );
+    return Promise.resolve();
   };
 
   async function close(): Promise<void> {
