@@ -54,14 +54,28 @@ function matcherOf(url: string): RegExp {
   return new RegExp(`^${pattern}/?$`);
 }
 
+export interface RouteEntry {
+  method: string;
+  url: string;
+  matcher: RegExp;
+}
+
+const ROUTES = new WeakMap<FastifyInstance, RouteEntry[]>();
+
+/** Every route of an app set up by `installNotFound`, whatever plugin added it (the OpenAPI test checks them all). */
+export function routesOf(app: FastifyInstance): readonly RouteEntry[] {
+  return ROUTES.get(app) ?? [];
+}
+
 /**
  * Registers the 404/405 handler. Routes are collected as they are added (onRoute), so the handler knows
  * every path whatever plugin registered it.
  */
 export function installNotFound(app: FastifyInstance): void {
-  const routes: { matcher: RegExp; method: string }[] = [];
+  const routes: RouteEntry[] = [];
+  ROUTES.set(app, routes);
   app.addHook('onRoute', (route) => {
-    for (const method of [route.method].flat()) routes.push({ matcher: matcherOf(route.url), method });
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, matcher: matcherOf(route.url) });
   });
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] ?? request.url;

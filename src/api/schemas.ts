@@ -11,6 +11,7 @@ import {
   checkpointSchema,
   failureSchema,
   graphSchema,
+  idSchema,
   jobStateSchema,
   operatorCheckpointGroupSchema,
   operatorMetricGroupSchema,
@@ -53,7 +54,7 @@ export const checkpointParamsSchema = z.strictObject({ id: z.string(), job_id: z
 export const noQuerySchema = z.strictObject({});
 
 export const listPipelinesQuerySchema = z.strictObject({
-  starting_after: z.string().optional().meta({ description: 'Cursor: the last pipeline id of the previous page' }),
+  starting_after: idSchema.optional().meta({ description: 'Cursor: the last pipeline id of the previous page' }),
   limit: integerParam(1, MAX_LIST_LIMIT)
     .optional()
     .meta({ description: `1–${MAX_LIST_LIMIT}, default ${DEFAULT_LIST_LIMIT}` }),

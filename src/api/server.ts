@@ -1,0 +1,118 @@
+/**
+ * The HTTP facade: a thin, stateless Fastify app in front of the controller (NATS requests) and the job
+ * event log (JetStream). It keeps nothing of its own, so any number of them can run side by side and one
+ * can be restarted at any time.
+ */
+import fastifySwagger from '@fastify/swagger';
+import type { NatsConnection } from '@nats-io/transport-node';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler } from 'fastify-type-provider-zod';
+import type { Logger } from 'pino';
+import { openStore } from '../store/index.js';
+import { installAuth, authEnabled } from './auth.js';
+import { controllerClient } from './controller-client.js';
+import { errorHandler, installNotFound, validatorCompiler } from './error-handling.js';
+import { httpMetrics } from './http-metrics.js';
+import { checkpointRoutes } from './routes/checkpoints.js';
+import { jobRoutes } from './routes/jobs.js';
+import { opsRoutes } from './routes/ops.js';
+import { pipelineRoutes } from './routes/pipelines.js';
+import { createStreams } from './routes/streams.js';
+
+export const API_PREFIX = '/api/v1';
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_PORT = 8000;
+export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
+
+export interface ApiOptions {
+  nc: NatsConnection;
+  logger: Logger;
+  /** Default 127.0.0.1. Anything but a loopback address needs a token. */
+  host?: string;
+  /** Default 8000; 0 = any free port. */
+  port?: number;
+  /** Bearer token every route but the ping requires; null/undefined: no auth (loopback only). */
+  token?: string | null;
+  /** Deadline of one controller request. Default: the controller client's (5 s). */
+  controllerTimeoutMs?: number;
+  /** Largest accepted request body. Default 1 MiB. */
+  bodyLimitBytes?: number;
+  streams?: { outputBufferEvents?: number; heartbeatMs?: number };
+}
+
+export interface ApiServer {
+  readonly url: string;
+  readonly app: FastifyInstance;
+  close(): Promise<void>;
+}
+
+/** The app with every route, not listening (`app.inject` works on it). Closing it closes its SSE streams. */
+export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Promise<FastifyInstance> {
+  const { nc, logger } = options;
+  const store = await openStore(nc);
+  const controller = controllerClient(nc, { timeoutMs: options.controllerTimeoutMs });
+
+  const apiLogger: FastifyBaseLogger = logger.child({ component: 'api' });
+  const app = Fastify({
+    loggerInstance: apiLogger,
+    bodyLimit: options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
+    // GET routes answer HEAD too otherwise, and the OpenAPI document would have to list twice as many.
+    exposeHeadRoutes: false,
+  });
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+  // Bodies are JSON only; a text/plain body is a 415, not a string the schema then rejects.
+  app.removeContentTypeParser('text/plain');
+  installNotFound(app);
+  installAuth(app, options.token);
+
+  const streams = createStreams({ nc, controller, log: store.log, logger: logger.child({ component: 'api-streams' }), ...options.streams });
+  const metrics = httpMetrics(app, nc, () => streams.stats());
+  app.addHook('onClose', async () => {
+    metrics.close();
+    await streams.close();
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'weir', description: 'The weir control plane: pipelines, jobs, checkpoints, live streams', version: '1' },
+      ...(authEnabled(options.token)
+        ? { components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }, security: [{ bearer: [] }] }
+        : {}),
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  const deps = { controller, log: store.log };
+  await app.register(pipelineRoutes, { prefix: API_PREFIX, ...deps });
+  await app.register(jobRoutes, { prefix: API_PREFIX, ...deps });
+  await app.register(checkpointRoutes, { prefix: API_PREFIX, ...deps });
+  await app.register(streams.routes, { prefix: API_PREFIX });
+  await app.register(opsRoutes, { controller, metrics, prefix: API_PREFIX });
+  return app;
+}
+
+const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || /^127(\.[0-9]{1,3}){3}$/.test(host);
+
+export async function startApi(options: ApiOptions): Promise<ApiServer> {
+  const host = options.host ?? DEFAULT_HOST;
+  const auth = authEnabled(options.token);
+  // Without a token anyone who can reach the port can stop and delete jobs: only this machine may.
+  if (!auth && !isLoopback(host)) throw new Error(`refusing to listen on ${host} without WEIR_API_TOKEN`);
+  const app = await buildApi(options);
+  try {
+    await app.listen({ host, port: options.port ?? DEFAULT_PORT });
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : (options.port ?? DEFAULT_PORT);
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (auth) options.logger.info({ url }, `API listening on ${url}, bearer token required`);
+  else options.logger.info({ url }, `API listening on ${url}; no token: listening on ${host} only`);
+  return { url, app, close: () => app.close() };
+}

@@ -1,0 +1,171 @@
+/**
+ * A real weir behind the HTTP API for the API tests: a nats-server on a free port, a controller, optionally
+ * an in-process worker, and `startApi` on a free loopback port. Requests go through real HTTP (`fetch`).
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { pino } from 'pino';
+import { expect } from 'vitest';
+import type { JobPolicy } from '../../machines/job/types.js';
+import { startApi, type ApiOptions, type ApiServer } from '../../src/api/index.js';
+import { controllerClient, type ControllerClient } from '../../src/api/controller-client.js';
+import { startController, type Controller } from '../../src/controller/controller.js';
+import { openStore, type Store } from '../../src/store/index.js';
+import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
+import { connectTo, eventually } from '../support/nats.js';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+
+export const log = pino({ level: process.env['WEIR_TEST_LOG'] ?? 'silent' });
+
+const POLICY: Partial<JobPolicy> = {
+  restartBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
+  stateBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
+  notEnoughSlotsRetryMs: 200,
+  progressPollMs: 50,
+  stopTimeoutMs: 10_000,
+  heartbeatTimeoutMs: 2_000,
+};
+
+/** impulse → map-key → count → preview at a small rate, checkpointing every second. */
+export function counterPipeline(name = 'counter'): Record<string, unknown> {
+  return {
+    name,
+    graph: {
+      nodes: [
+        { id: 'impulse', operator: 'impulse', config: { rate_per_sec: 20 } },
+        { id: 'key', operator: 'map-key', config: { modulo: 5 } },
+        { id: 'count', operator: 'count' },
+        { id: 'preview', operator: 'preview' },
+      ],
+      edges: [
+        { from: 'impulse', to: 'key', kind: 'forward' },
+        { from: 'key', to: 'count', kind: 'shuffle' },
+        { from: 'count', to: 'preview', kind: 'shuffle' },
+      ],
+    },
+    checkpoint_interval_micros: 1_000_000,
+  };
+}
+
+export interface Env {
+  server: NatsServerHandle;
+  /** The test's own connection (store, direct controller requests). */
+  nc: NatsConnection;
+  store: Store;
+  /** The controller client, to check state behind the API's back. */
+  client: ControllerClient;
+  controller: Controller | undefined;
+  worker: WorkerHandle | undefined;
+  api: ApiServer;
+  /** `<api url>/api/v1` */
+  base: string;
+  stopController(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface EnvOptions {
+  worker?: boolean;
+  api?: Partial<Omit<ApiOptions, 'nc' | 'logger'>>;
+}
+
+export async function startEnv(options: EnvOptions = {}): Promise<Env> {
+  const server = await startNatsServer({ jetstream: true });
+  const connections: NatsConnection[] = [];
+  const connection = async (name: string) => {
+    const c = await connectTo(server.url, name);
+    connections.push(c);
+    return c;
+  };
+  const nc = await connection('test');
+  const store = await openStore(nc);
+  let controller: Controller | undefined = await startController(await connection('controller'), {
+    log,
+    heartbeatIntervalMs: 200,
+    heartbeatTimeoutMs: 2_000,
+    requestTimeoutMs: 2_000,
+    policy: POLICY,
+    inspector: null,
+  });
+  let worker: WorkerHandle | undefined;
+  if (options.worker === true) {
+    worker = startWorker(await connection('worker'), { workerId: 'w1', slots: 8, log, heartbeatIntervalMs: 200 });
+    await eventually(() => expect(worker!.registered()).toBe(true), { timeoutMs: 10_000 });
+  }
+  const api = await startApi({ nc: await connection('api'), logger: log, port: 0, ...options.api });
+  const stopController = async () => {
+    await controller?.stop();
+    controller = undefined;
+  };
+  return {
+    server,
+    nc,
+    store,
+    client: controllerClient(nc),
+    get controller() {
+      return controller;
+    },
+    worker,
+    api,
+    base: `${api.url}/api/v1`,
+    stopController,
+    async close() {
+      await api.close().catch(() => undefined);
+      await stopController().catch(() => undefined);
+      await worker?.stop('immediate').catch(() => undefined);
+      await Promise.all(connections.map((c) => c.close().catch(() => undefined)));
+      await server.dispose();
+    },
+  };
+}
+
+export interface HttpResult {
+  status: number;
+  headers: Headers;
+  text: string;
+  /** The parsed body; undefined when it is empty or not JSON. */
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+export interface HttpOptions {
+  /** A value to send as JSON, or a string sent as is. */
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export async function http(url: string, method = 'GET', options: HttpOptions = {}): Promise<HttpResult> {
+  const headers: Record<string, string> = { ...options.headers };
+  let body: string | undefined;
+  if (options.body !== undefined) {
+    body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+    headers['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(15_000) });
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, body: parsed };
+}
+
+/** A 4xx/5xx answer: exactly `{"error": string}`, JSON. */
+export function expectError(res: HttpResult, status: number, mentions?: string | RegExp): void {
+  expect({ status: res.status, text: res.text }).toMatchObject({ status });
+  expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+  expect(Object.keys(res.body as object)).toEqual(['error']);
+  expect(typeof res.body.error).toBe('string');
+  if (mentions !== undefined) expect(res.body.error).toMatch(mentions);
+}
+
+/** Polls the pipeline's job until `check` passes. */
+export async function untilJob<T>(env: Env, id: string, check: (job: any) => T, timeoutMs = 20_000): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  return eventually(
+    async () => {
+      const res = await http(`${env.base}/pipelines/${id}/jobs`);
+      expect(res.status).toBe(200);
+      return check(res.body.data[0]);
+    },
+    { timeoutMs, intervalMs: 100 },
+  );
+}
