@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPolicy, JobState } from '../../machines/job/types.js';
 import { jobsCommand, type ErrorsPage } from '../../src/cli/jobs.js';
 import { startController, type Controller } from '../../src/controller/controller.js';
-import { encode, jobViewSchema, previewOutputSchema, subjects, type JobView, type PipelineInput } from '../../src/protocol/index.js';
+import { encode, jobViewSchema, previewOutputSchema, subjects, type JobView, type JsonValue, type PipelineInput } from '../../src/protocol/index.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 import { connectTo, eventually } from '../support/nats.js';
@@ -57,7 +57,7 @@ function pipelineFile(name: string, pipeline: PipelineInput): string {
   return file;
 }
 
-function impulseToPreview(name: string, impulse: Record<string, unknown>, preview: Record<string, unknown> = {}): PipelineInput {
+function impulseToPreview(name: string, impulse: Record<string, JsonValue>, preview: Record<string, JsonValue> = {}): PipelineInput {
   return {
     name,
     graph: {

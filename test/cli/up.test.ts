@@ -67,18 +67,29 @@ afterAll(async () => {
 });
 
 describe('weir up', () => {
-  it('runs a controller and a worker on $NATS_URL; SIGTERM stops them all and exits 0', async ({ skip }) => {
+  it('runs a controller, a worker and the API on $NATS_URL; SIGTERM stops them all and exits 0', async ({ skip }) => {
     if (!hasControllerCommand()) skip('src/cli/main.ts has no `controller` command yet, so `weir up` cannot start a controller');
-    const up = startUp(server.url, '--workers', '1', '--slots', '2');
+    const up = startUp(server.url, '--workers', '1', '--slots', '2', '--api-port', '0');
     await eventually(() => expect(up.output.join('')).toContain('weir up: everything runs'), { timeoutMs: 30_000, intervalMs: 100 });
     const text = up.output.join('');
     expect(text).toContain(`${server.url} (already running)`);
     expect(text).toContain('weir submit examples/counter.json');
+    const api = /^API: (http:\/\/127\.0\.0\.1:\d+\/api\/v1)$/m.exec(text)?.[1];
+    expect(api, text).toBeDefined();
+    const ping = await fetch(`${api}/ping`);
+    expect(ping.status).toBe(200);
+    expect(await ping.json()).toEqual({ pong: true });
+    // The API reaches the controller that `up` started.
+    const pipelines = await fetch(`${api}/pipelines`);
+    expect(pipelines.status).toBe(200);
+    await pipelines.body?.cancel();
     const pids = up.pids();
-    expect(pids).toHaveLength(2);
+    expect(pids).toHaveLength(3);
     up.proc.kill('SIGTERM');
     expect(await up.exit).toBe(0);
+    expect(up.output.join('')).toContain('stopping the API, then the workers, then the controller');
     for (const pid of pids) expect(alive(pid)).toBe(false);
+    await expect(fetch(`${api}/ping`)).rejects.toThrow();
   }, 60_000);
 
   it('a child that dies shuts everything down with a non-zero exit', async () => {
@@ -89,8 +100,8 @@ describe('weir up', () => {
       for await (const msg of sub) msg.respond(encode({ v: 1, data: [], has_more: false }));
     })();
     try {
-      const up = startUp(server.url, '--workers', '1', '--slots', '1');
-      await eventually(() => expect(up.pids()).toHaveLength(2), { timeoutMs: 10_000 });
+      const up = startUp(server.url, '--workers', '1', '--slots', '1', '--api-port', '0');
+      await eventually(() => expect(up.pids()).toHaveLength(3), { timeoutMs: 10_000 });
       const [, worker] = up.pids();
       // Without a `controller` command the controller dies by itself; otherwise kill the worker.
       if (hasControllerCommand()) {
