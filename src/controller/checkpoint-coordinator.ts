@@ -388,6 +388,8 @@ export class CheckpointCoordinator {
           new Promise<boolean>((resolve) => (timer = this.options.timers.schedule(deadline, () => resolve(true)))),
         ]);
         timer?.cancel();
+        // A stop took over (its final checkpoint may be in flight now): no use waiting for it.
+        if (this.closed || this.armedFor !== generation) break;
         if (expired && this.inFlight === flight) {
           const epoch = flight.summary.epoch;
           throw new ManualCheckpointRefused('in_flight', `checkpoint ${epoch} is still in flight after ${waitMs} ms; try again later`, epoch);

@@ -543,3 +543,125 @@ describe('after a failed commit', () => {
     expect(h.triggers.map((t) => `${t.generation}:${t.epoch}`)).toEqual(['1:1', '2:2']);
   });
 });
+
+describe('manual checkpoints', () => {
+  test('start at once while armed, resolve with the started epoch, show as manual, and the periodic schedule follows from their completion', async () => {
+    const h = running(10_000);
+    expect(h.coordinator.nextDue).toBe(T0 + 15_000);
+    await vi.advanceTimersByTimeAsync(1_000);
+    await expect(h.coordinator.manual(3_000)).resolves.toEqual({ generation: 1, epoch: 1 });
+    expect(h.triggers).toEqual([{ generation: 1, epoch: 1, minEpoch: 0, thenStop: false }]);
+    expect(h.coordinator.inFlightEpoch()).toBe(1);
+    // The pending periodic one is superseded.
+    expect(h.coordinator.nextDue).toBeNull();
+    expect(checkpointFromSummary(h.coordinator.history()[0]!).checkpoint_type).toBe('manual');
+
+    await vi.advanceTimersByTimeAsync(500);
+    h.completeAll(1);
+    await h.flush();
+    expect(h.persisted[0]).toMatchObject({ epoch: 1, kind: 'manual', status: 'ready' });
+    expect(checkpointFromRecord(h.persisted[0]!).checkpoint_type).toBe('manual');
+    expect(h.outcomes).toMatchObject([{ kind: 'completed', record: { epoch: 1, kind: 'manual' } }]);
+    expect(h.coordinator.nextDue).toBe(T0 + 1_500 + 10_000);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(h.triggers.map((t) => t.epoch)).toEqual([1, 2]);
+    expect(h.coordinator.history()[1]).toMatchObject({ epoch: 2, kind: 'periodic' });
+  });
+
+  test('work with periodic checkpoints off (interval 0) while the generation runs', async () => {
+    const h = running(0);
+    await expect(h.coordinator.manual(3_000)).resolves.toEqual({ generation: 1, epoch: 1 });
+    h.completeAll(1);
+    await h.flush();
+    expect(h.coordinator.nextDue).toBeNull();
+    await expect(h.coordinator.manual(3_000)).resolves.toEqual({ generation: 1, epoch: 2 });
+  });
+
+  test('are refused when no generation is armed: before Running, after a disarm, after close', async () => {
+    const h = harness();
+    await expect(h.coordinator.manual(3_000)).rejects.toMatchObject({ name: 'ManualCheckpointRefused', reason: 'not_armed' });
+    h.coordinator.beginGeneration({ generation: 1, subtasks: PLAN });
+    await expect(h.coordinator.manual(3_000)).rejects.toMatchObject({ reason: 'not_armed' });
+    h.coordinator.arm(1, 10_000, 0);
+    h.coordinator.disarm(1);
+    await expect(h.coordinator.manual(3_000)).rejects.toMatchObject({ reason: 'not_armed' });
+    h.coordinator.arm(1, 10_000, 0);
+    h.coordinator.close();
+    await expect(h.coordinator.manual(3_000)).rejects.toMatchObject({ reason: 'not_armed' });
+    expect(h.triggers).toEqual([]);
+  });
+
+  test('wait for a checkpoint in flight, then take the next epoch', async () => {
+    const h = running(1_000);
+    await vi.advanceTimersByTimeAsync(1_500);
+    expect(h.coordinator.inFlightEpoch()).toBe(1);
+    let result: { epoch: number } | undefined;
+    void h.coordinator.manual(3_000).then((r) => (result = r));
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(result).toBeUndefined();
+    expect(h.triggers).toHaveLength(1);
+    h.completeAll(1);
+    await h.flush();
+    expect(result).toEqual({ epoch: 2, generation: 1 });
+    expect(h.triggers).toMatchObject([{ epoch: 1 }, { epoch: 2, thenStop: false }]);
+    expect(h.coordinator.history().map((s) => s.kind)).toEqual(['periodic', 'manual']);
+  });
+
+  test('a checkpoint in flight that does not settle within the wait: refused, naming its epoch; nothing starts', async () => {
+    const h = running(1_000);
+    await vi.advanceTimersByTimeAsync(1_500);
+    const manual = h.coordinator.manual(3_000);
+    const refused = expect(manual).rejects.toMatchObject({ reason: 'in_flight', epoch: 1, message: 'checkpoint 1 is still in flight after 3000 ms; try again later' });
+    await vi.advanceTimersByTimeAsync(3_000);
+    await refused;
+    expect(h.triggers).toHaveLength(1);
+    expect(h.coordinator.inFlightEpoch()).toBe(1);
+  });
+
+  test('a checkpoint in flight that fails within the wait: the manual one starts after it', async () => {
+    const h = running(1_000, { timeoutMs: 2_000 });
+    await vi.advanceTimersByTimeAsync(1_500);
+    const manual = h.coordinator.manual(3_000);
+    await vi.advanceTimersByTimeAsync(2_000);
+    await expect(manual).resolves.toEqual({ generation: 1, epoch: 2 });
+    expect(h.outcomes).toMatchObject([{ kind: 'failed', epoch: 1, checkpoint: 'periodic' }]);
+  });
+
+  test('a stop (final checkpoint) asked for while a manual one waits wins: the manual one is refused', async () => {
+    const h = running(1_000);
+    await vi.advanceTimersByTimeAsync(1_500);
+    const manual = h.coordinator.manual(3_000);
+    const final = h.coordinator.final(1);
+    const refused = expect(manual).rejects.toMatchObject({ reason: 'not_armed' });
+    h.completeAll(1);
+    await h.flush();
+    await refused;
+    expect(h.triggers).toMatchObject([{ epoch: 1, thenStop: false }, { epoch: 2, thenStop: true }]);
+    h.completeAll(2);
+    await expect(final).resolves.toEqual({ epoch: 2 });
+  });
+
+  test('a manual checkpoint in flight is waited for by a final one', async () => {
+    const h = running(10_000);
+    await h.coordinator.manual(3_000);
+    const final = h.coordinator.final(1);
+    await h.flush();
+    expect(h.triggers).toHaveLength(1);
+    h.completeAll(1);
+    await h.flush();
+    expect(h.triggers).toMatchObject([{ epoch: 1, thenStop: false }, { epoch: 2, thenStop: true }]);
+    h.completeAll(2);
+    await expect(final).resolves.toEqual({ epoch: 2 });
+  });
+
+  test('after a failed commit in the generation: refused as uncommitted', async () => {
+    const h = running(1_000, { commit: () => Promise.reject(new Error('no stream')) });
+    await vi.advanceTimersByTimeAsync(1_500);
+    h.coordinator.onCompleted(completed('src', 0, 1));
+    h.coordinator.onCompleted(completed('src', 1, 1));
+    h.coordinator.onCompleted({ ...completed('out', 0, 1), commit_data: { rows: [1] } });
+    await h.flush();
+    await expect(h.coordinator.manual(3_000)).rejects.toMatchObject({ reason: 'uncommitted', epoch: 1 });
+    expect(h.triggers).toHaveLength(1);
+  });
+});
