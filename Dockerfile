@@ -1,4 +1,4 @@
-# weir: one image for every role (`controller`, `worker`, `up`); the command picks the role.
+# weir: one image for every role (`controller`, `worker`, `api`, `up`); the command picks the role.
 # Build: docker build -t weir .    Run: see docker-compose.yml.
 
 FROM node:20-bookworm-slim AS build
@@ -20,5 +20,7 @@ COPY bin ./bin
 COPY examples ./examples
 COPY --from=build /app/dist ./dist
 USER node
+# `weir api` (docker-compose.yml sets WEIR_API_HOST=0.0.0.0, which needs WEIR_API_TOKEN).
+EXPOSE 8000
 ENTRYPOINT ["node", "bin/weir.js"]
 CMD ["help"]

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { parseApiArgs } from '../../src/cli/api.js';
 import { parseControllerArgs } from '../../src/cli/controller.js';
 import { COMMANDS, parseWorkerArgs } from '../../src/cli/main.js';
 
@@ -20,6 +21,7 @@ interface Service {
   depends_on?: Record<string, { condition: string }>;
   environment?: Record<string, string>;
   profiles?: string[];
+  healthcheck?: { test: string[] };
 }
 
 const compose = parse(readFileSync('docker-compose.yml', 'utf8')) as { services: Record<string, Service>; volumes: Record<string, unknown> };
@@ -38,7 +40,7 @@ describe('docker-compose.yml', () => {
 
   it('runs a controller and workers from the weir image with commands the CLI accepts', () => {
     const weirServices = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
-    expect(weirServices.map(([name]) => name).sort()).toEqual(['cli', 'controller', 'worker']);
+    expect(weirServices.map(([name]) => name).sort()).toEqual(['api', 'cli', 'controller', 'worker']);
     for (const [, s] of weirServices) expect(s.image).toBe('weir:latest');
 
     const controller = compose.services['controller']!;
@@ -55,6 +57,22 @@ describe('docker-compose.yml', () => {
     }
     // The one-off CLI finds NATS through the environment, as `weir jobs` does.
     expect(compose.services['cli']).toMatchObject({ profiles: ['cli'], environment: { NATS_URL: 'nats://nats:4222' } });
+  });
+
+  it('runs the HTTP API on every interface of its container only with a token, published on the host’s loopback', () => {
+    const api = compose.services['api']!;
+    expect(api.command?.[0]).toBe('api');
+    const env = api.environment ?? {};
+    // Compose refuses to start when WEIR_API_TOKEN is unset or empty (`:?`), so the API never listens without one.
+    expect(env['WEIR_API_TOKEN']).toMatch(/^\$\{WEIR_API_TOKEN:\?[^}]+\}$/);
+    const token = 'token-from-the-environment';
+    const resolved = { ...env, WEIR_API_TOKEN: token };
+    expect(parseApiArgs(api.command!.slice(1), resolved)).toEqual({ url: 'nats://nats:4222', host: '0.0.0.0', port: 8000, token: { from: 'env' } });
+    expect(api.ports).toEqual(['127.0.0.1:8000:8000']);
+    expect(api.depends_on).toEqual({ controller: { condition: 'service_started' } });
+    // The health check asks the route that needs no token, on the port the API listens on.
+    expect(api.healthcheck?.test.join(' ')).toContain('http://127.0.0.1:8000/api/v1/ping');
+    expect(dockerfile).toMatch(/^EXPOSE 8000$/m);
   });
 
   it('the commands its comments suggest exist, with files the image contains', () => {
@@ -78,9 +96,15 @@ describe('docker-compose.yml', () => {
     const found = candidates.find(([cmd, pre]) => spawnSync(cmd, [...pre, 'version'], { encoding: 'utf8' }).status === 0);
     if (found === undefined) skip('neither docker compose nor docker-compose is installed here');
     const [cmd, pre] = found!;
-    const result = spawnSync(cmd, [...pre, '-f', 'docker-compose.yml', 'config', '--quiet'], { encoding: 'utf8' });
+    const result = spawnSync(cmd, [...pre, '-f', 'docker-compose.yml', 'config', '--quiet'], { encoding: 'utf8', env: { ...process.env, WEIR_API_TOKEN: 'x' } });
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
+    // Without a token the file does not even configure.
+    const withoutToken = { ...process.env };
+    delete withoutToken['WEIR_API_TOKEN'];
+    const refused = spawnSync(cmd, [...pre, '-f', 'docker-compose.yml', 'config', '--quiet'], { encoding: 'utf8', env: withoutToken });
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toContain('WEIR_API_TOKEN');
   });
 });
 
