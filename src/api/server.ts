@@ -91,7 +91,7 @@ export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Prom
   await app.register(jobRoutes, { prefix: API_PREFIX, ...deps });
   await app.register(checkpointRoutes, { prefix: API_PREFIX, ...deps });
   await app.register(streams.routes, { prefix: API_PREFIX });
-  await app.register(opsRoutes, { controller, metrics, prefix: API_PREFIX });
+  await app.register(opsRoutes, { controller, metrics, apiPrefix: API_PREFIX });
   return app;
 }
 

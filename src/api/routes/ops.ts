@@ -12,22 +12,22 @@ export interface OpsDeps {
   controller: ControllerClient;
   metrics: HttpMetrics;
   /** Where the JSON API lives (`/api/v1`); `/metrics` stays at the root, where scrapers look. */
-  prefix: string;
+  apiPrefix: string;
 }
 
 const PROMETHEUS_TEXT = 'text/plain; version=0.0.4; charset=utf-8';
 
 const openApiDocumentSchema = z.looseObject({ openapi: z.string(), info: z.looseObject({}), paths: z.record(z.string(), z.unknown()) });
 
-export const opsRoutes: FastifyPluginAsyncZod<OpsDeps> = async (app, { controller, metrics, prefix }) => {
+export const opsRoutes: FastifyPluginAsyncZod<OpsDeps> = async (app, { controller, metrics, apiPrefix }) => {
   app.get(
-    `${prefix}/ping`,
+    `${apiPrefix}/ping`,
     { config: { public: true }, schema: { tags: ['ops'], summary: 'Liveness; needs no token', querystring: noQuerySchema, response: { 200: pongSchema, 400: COMMON_ERRORS[400] } } },
     async () => ({ pong: true as const }),
   );
 
   app.get(
-    `${prefix}/openapi.json`,
+    `${apiPrefix}/openapi.json`,
     { schema: { tags: ['ops'], summary: 'This OpenAPI 3 document', querystring: noQuerySchema, response: { 200: openApiDocumentSchema, ...COMMON_ERRORS } } },
     async () => openApiDocumentSchema.parse(app.swagger()),
   );
