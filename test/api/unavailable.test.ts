@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { counterPipeline, expectError, http, startEnv } from './harness.js';
+
+describe('the controller is away (NATS is up)', () => {
+  it('answers 503 within the client deadline, still serves the ping and its own metrics', { timeout: 30_000 }, async () => {
+    const env = await startEnv({ api: { controllerTimeoutMs: 500 } });
+    try {
+      const id = (await http(`${env.base}/pipelines`, 'POST', { body: counterPipeline('away') })).body.id as string;
+      expect(id).toBeTypeOf('string');
+      await env.stopController();
+
+      const job = `${env.base}/pipelines/${id}/jobs/${id}`;
+      const requests: [string, string, unknown?][] = [
+        ['POST', `${env.base}/pipelines`, counterPipeline('later')],
+        ['GET', `${env.base}/pipelines`],
+        ['GET', `${env.base}/pipelines/${id}`],
+        ['PATCH', `${env.base}/pipelines/${id}`, { stop: 'immediate' }],
+        ['POST', `${env.base}/pipelines/${id}/restart`, {}],
+        ['DELETE', `${env.base}/pipelines/${id}`],
+        ['GET', `${env.base}/jobs`],
+        ['GET', `${env.base}/pipelines/${id}/jobs`],
+        ['GET', `${job}/errors`],
+        ['GET', `${job}/checkpoints`],
+        ['GET', `${job}/checkpoints/1/operator_checkpoint_groups`],
+        ['POST', `${job}/checkpoints`, {}],
+        ['GET', `${job}/operator_metric_groups`],
+      ];
+      for (const [method, url, body] of requests) {
+        const started = Date.now();
+        const res = await http(url, method, { body });
+        expectError(res, 503, /controller/);
+        expect(Date.now() - started, `${method} ${url}`).toBeLessThan(1_500);
+      }
+
+      expect((await http(`${env.base}/ping`)).body).toEqual({ pong: true });
+      const metrics = await http(`${env.api.url}/metrics`);
+      expect(metrics.status).toBe(200);
+      expect(metrics.text).toContain('weir_controller_up 0');
+      expect(metrics.text).toMatch(/weir_api_http_request_duration_seconds_count\{[^}]*status="503"/);
+    } finally {
+      await env.close();
+    }
+  });
+});
