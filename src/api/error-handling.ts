@@ -16,7 +16,7 @@ import { ApiError, type ErrorBody } from './errors.js';
 export const validatorCompiler: FastifySchemaCompiler<z.ZodType> =
   ({ schema, httpPart }) =>
   (data) => {
-    const result = schema.safeParse(data);
+    const result = schema.safeParse(data, { reportInput: true });
     if (result.success) return { value: result.data };
     const part = httpPart === 'querystring' ? 'query' : (httpPart ?? 'request');
     return { error: new ApiError(400, formatIssues(result.error.issues).replaceAll('(root)', part)) };
