@@ -248,10 +248,13 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     // The same node, flags (e.g. --import tsx) and entry script as this process.
     const entry = process.argv[1] ?? '';
     const self = (argv: string[]) => [...process.execArgv, entry, ...argv];
-    const childEnv = { ...env, NATS_URL: url };
-    const controller = launch('controller', process.execPath, self(['controller']), childEnv);
+    const childEnv: NodeJS.ProcessEnv = { ...env, NATS_URL: url };
+    // Only the API needs its token.
+    const natsChildEnv: NodeJS.ProcessEnv = { ...childEnv };
+    delete natsChildEnv['WEIR_API_TOKEN'];
+    const controller = launch('controller', process.execPath, self(['controller']), natsChildEnv);
     const workerChildren = Array.from({ length: workers }, (_, i) =>
-      launch(`worker-${i + 1}`, process.execPath, self(['worker', '--slots', String(slots)]), childEnv),
+      launch(`worker-${i + 1}`, process.execPath, self(['worker', '--slots', String(slots)]), natsChildEnv),
     );
     // Port 0 or a taken default: pick a free port here, so the URL is known before the API says it.
     const apiPort = api.port === 0 || (!apiPortGiven && !(await portIsFree(api.port, api.host))) ? await freePort() : api.port;
