@@ -1,5 +1,5 @@
 /** `weir api` against a real nats-server: it listens, answers, says whether a token is needed, and stops on a signal. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,6 +51,19 @@ describe('weir api', () => {
     api.stop();
     expect(await api.done).toBe(0);
     await expect(fetch(`${base}/ping`)).rejects.toThrow();
+  }, 30_000);
+
+  it('takes examples/counter.json as the README’s curl sends it (no controller here: 503, not 400)', async () => {
+    const api = runApi([], {});
+    const base = await api.url();
+    try {
+      const response = await fetch(`${base}/pipelines`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: readFileSync('examples/counter.json', 'utf8') });
+      const body = (await response.json()) as { error?: string };
+      expect(response.status, body.error).toBe(503);
+    } finally {
+      api.stop();
+      await api.done;
+    }
   }, 30_000);
 
   it('takes the token from a file: routes need it, and it is never printed', async () => {
