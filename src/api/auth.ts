@@ -32,10 +32,9 @@ export function authEnabled(token: string | null | undefined): token is string {
 /** Adds the auth hook to `app` (and so to every plugin registered on it); no token: nothing to check. */
 export function installAuth(app: FastifyInstance, token: string | null | undefined): void {
   if (!authEnabled(token)) return;
-  app.addHook('onRequest', async (request) => {
-    if (request.routeOptions.config.public === true) return;
+  app.addHook('onRequest', (request, _reply, done) => {
     const authorization = request.headers.authorization;
-    if (tokenMatches(token, authorization)) return;
-    throw new ApiError(401, authorization === undefined ? 'missing bearer token' : 'invalid bearer token', CHALLENGE);
+    if (request.routeOptions.config.public === true || tokenMatches(token, authorization)) return done();
+    done(new ApiError(401, authorization === undefined ? 'missing bearer token' : 'invalid bearer token', CHALLENGE));
   });
 }

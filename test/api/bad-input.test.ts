@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { counterPipeline, expectError, http, startEnv, type Env, type HttpResult } from './harness.js';
+import { counterPipeline, expectError, http, startEnv, type Env, type HttpResult, type Page, type PipelineResponse } from './harness.js';
 
 const BODY_LIMIT = 16 * 1024;
 
@@ -18,9 +18,9 @@ describe('bad input gets a 4xx {"error"} and changes nothing', () => {
   beforeAll(async () => {
     // No worker: the job waits for slots, so nothing but a request can change its record.
     env = await startEnv({ api: { bodyLimitBytes: BODY_LIMIT } });
-    const created = await http(`${env.base}/pipelines`, 'POST', { body: counterPipeline('target') });
+    const created = await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: counterPipeline('target') });
     expect(created.status).toBe(201);
-    id = created.body.id as string;
+    id = created.body.id;
     job = `${env.base}/pipelines/${id}/jobs/${id}`;
   });
   afterAll(async () => {
@@ -108,7 +108,7 @@ describe('bad input gets a 4xx {"error"} and changes nothing', () => {
     }
     expect((await http(pipeline, 'PUT', { body: {} })).headers.get('allow')).toBe('GET, PATCH, DELETE');
     expect(await snapshot()).toEqual(before);
-    expect((await http(`${env.base}/pipelines`)).body.data.map((p: { id: string }) => p.id)).toEqual([id]);
+    expect((await http<Page<PipelineResponse>>(`${env.base}/pipelines`)).body.data.map((p) => p.id)).toEqual([id]);
   });
 
   it('random JSON at every POST and PATCH route: only documented statuses, never a 5xx, and the server keeps serving', { timeout: 60_000 }, async () => {

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { expect } from 'vitest';
 import type { JobPolicy } from '../../machines/job/types.js';
 import { startApi, type ApiOptions, type ApiServer } from '../../src/api/index.js';
+import type { Job } from '../../src/api/schemas.js';
 import { controllerClient, type ControllerClient } from '../../src/api/controller-client.js';
 import { startController, type Controller } from '../../src/controller/controller.js';
 import { openStore, type Store } from '../../src/store/index.js';
@@ -117,12 +118,19 @@ export async function startEnv(options: EnvOptions = {}): Promise<Env> {
   };
 }
 
-export interface HttpResult {
+export type { ErrorRow, Job, PipelineResponse } from '../../src/api/schemas.js';
+
+export interface Page<T> {
+  data: T[];
+  has_more: boolean;
+}
+
+export interface HttpResult<T = unknown> {
   status: number;
   headers: Headers;
   text: string;
-  /** The parsed body; undefined when it is empty or not JSON. */
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** The parsed body, trusted to be a `T` (the assertions check it); undefined when empty or not JSON. */
+  body: T;
 }
 
 export interface HttpOptions {
@@ -131,7 +139,7 @@ export interface HttpOptions {
   headers?: Record<string, string>;
 }
 
-export async function http(url: string, method = 'GET', options: HttpOptions = {}): Promise<HttpResult> {
+export async function http<T = unknown>(url: string, method = 'GET', options: HttpOptions = {}): Promise<HttpResult<T>> {
   const headers: Record<string, string> = { ...options.headers };
   let body: string | undefined;
   if (options.body !== undefined) {
@@ -146,25 +154,26 @@ export async function http(url: string, method = 'GET', options: HttpOptions = {
   } catch {
     parsed = undefined;
   }
-  return { status: res.status, headers: res.headers, text, body: parsed };
+  return { status: res.status, headers: res.headers, text, body: parsed as T };
 }
 
 /** A 4xx/5xx answer: exactly `{"error": string}`, JSON. */
-export function expectError(res: HttpResult, status: number, mentions?: string | RegExp): void {
+export function expectError(res: HttpResult<unknown>, status: number, mentions?: string | RegExp): void {
   expect({ status: res.status, text: res.text }).toMatchObject({ status });
   expect(res.headers.get('content-type')).toMatch(/^application\/json/);
-  expect(Object.keys(res.body as object)).toEqual(['error']);
-  expect(typeof res.body.error).toBe('string');
-  if (mentions !== undefined) expect(res.body.error).toMatch(mentions);
+  const body = res.body as { error?: unknown };
+  expect(Object.keys(body)).toEqual(['error']);
+  expect(typeof body.error).toBe('string');
+  if (mentions !== undefined) expect(body.error).toMatch(mentions);
 }
 
 /** Polls the pipeline's job until `check` passes. */
-export async function untilJob<T>(env: Env, id: string, check: (job: any) => T, timeoutMs = 20_000): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any
+export async function untilJob<T>(env: Env, id: string, check: (job: Job) => T, timeoutMs = 20_000): Promise<T> {
   return eventually(
     async () => {
-      const res = await http(`${env.base}/pipelines/${id}/jobs`);
+      const res = await http<{ data: Job[] }>(`${env.base}/pipelines/${id}/jobs`);
       expect(res.status).toBe(200);
-      return check(res.body.data[0]);
+      return check(res.body.data[0]!);
     },
     { timeoutMs, intervalMs: 100 },
   );

@@ -2,7 +2,14 @@ import type { Subscription } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, jobStateEventSchema, type JobStateEvent } from '../../src/protocol/index.js';
 import { eventually } from '../support/nats.js';
-import { counterPipeline, expectError, http, startEnv, untilJob, type Env } from './harness.js';
+import { counterPipeline, expectError, http, startEnv, untilJob, type Env, type Job, type Page, type PipelineResponse } from './harness.js';
+import type { Checkpoint, OperatorCheckpointGroup, OperatorMetricGroup } from '../../src/protocol/index.js';
+
+interface Trigger {
+  epoch: number;
+  trigger_id?: string;
+  started: boolean;
+}
 
 describe('a pipeline through its whole life, over HTTP only', () => {
   let env: Env;
@@ -26,11 +33,11 @@ describe('a pipeline through its whole life, over HTTP only', () => {
   });
 
   it('create → Running → stop/start → restart → rescale → checkpoints → delete', { timeout: 90_000 }, async () => {
-    const created = await http(`${env.base}/pipelines`, 'POST', { body: counterPipeline('life') });
+    const created = await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: counterPipeline('life') });
     expect(created.status).toBe(201);
-    const id = created.body.id as string;
+    const id = created.body.id;
     expect(created.body).toMatchObject({ id, name: 'life', stop: 'none', checkpoint_interval_micros: 1_000_000, ttl_micros: null, parallelism: null });
-    expect(created.body.graph.nodes.map((n: { id: string }) => n.id)).toEqual(['impulse', 'key', 'count', 'preview']);
+    expect(created.body.graph.nodes.map((n) => n.id)).toEqual(['impulse', 'key', 'count', 'preview']);
     expect(created.body.job).toMatchObject({ id, pipeline_id: id, running_desired: true });
 
     const running = await untilJob(env, id, (job) => {
@@ -40,20 +47,20 @@ describe('a pipeline through its whole life, over HTTP only', () => {
     expect(running).toMatchObject({ run_id: 1, restarts: 0, failure: null, action: 'checkpoint', action_text: 'Stop', action_in_progress: false });
     expect(running.start_time).toBeGreaterThan(0);
 
-    const got = await http(`${env.base}/pipelines/${id}`);
+    const got = await http<PipelineResponse>(`${env.base}/pipelines/${id}`);
     expect(got.status).toBe(200);
     expect(got.body).toMatchObject({ id, action: 'checkpoint', action_text: 'Stop', job: { state: 'Running' } });
-    const listed = await http(`${env.base}/pipelines`);
+    const listed = await http<Page<PipelineResponse>>(`${env.base}/pipelines`);
     expect(listed.body.has_more).toBe(false);
-    expect(listed.body.data.map((p: { id: string }) => p.id)).toEqual([id]);
-    const jobs = await http(`${env.base}/jobs`);
-    expect(jobs.body.data.map((j: { id: string }) => j.id)).toEqual([id]);
+    expect(listed.body.data.map((p) => p.id)).toEqual([id]);
+    const jobs = await http<{ data: Job[] }>(`${env.base}/jobs`);
+    expect(jobs.body.data.map((j) => j.id)).toEqual([id]);
 
     // The job is running: it cannot be deleted.
     expectError(await http(`${env.base}/pipelines/${id}`, 'DELETE'), 409);
 
     // Stop with a final checkpoint, then start again at the next generation.
-    const stopping = await http(`${env.base}/pipelines/${id}`, 'PATCH', { body: { stop: 'checkpoint' } });
+    const stopping = await http<PipelineResponse>(`${env.base}/pipelines/${id}`, 'PATCH', { body: { stop: 'checkpoint' } });
     expect(stopping.status).toBe(200);
     expect(stopping.body.stop).toBe('checkpoint');
     const stopped = await untilJob(env, id, (job) => {
@@ -69,7 +76,7 @@ describe('a pipeline through its whole life, over HTTP only', () => {
     expect(restarted.status).toBe(200);
     await untilJob(env, id, (job) => expect(job).toMatchObject({ state: 'Running', run_id: 3 }));
 
-    const rescaled = await http(`${env.base}/pipelines/${id}`, 'PATCH', { body: { parallelism: 2 } });
+    const rescaled = await http<PipelineResponse>(`${env.base}/pipelines/${id}`, 'PATCH', { body: { parallelism: 2 } });
     expect(rescaled.status).toBe(200);
     expect(rescaled.body.parallelism).toBe(2);
     expect(rescaled.body.parallelism_overrides).toEqual({ impulse: 2, key: 2, count: 2, preview: 2 });
@@ -82,18 +89,18 @@ describe('a pipeline through its whole life, over HTTP only', () => {
     const jobUrl = `${env.base}/pipelines/${id}/jobs/${id}`;
     const ready = await eventually(
       async () => {
-        const res = await http(`${jobUrl}/checkpoints`);
+        const res = await http<{ data: Checkpoint[] }>(`${jobUrl}/checkpoints`);
         expect(res.status).toBe(200);
-        const done = (res.body.data as { status: string; epoch: number }[]).filter((c) => c.status === 'ready');
+        const done = res.body.data.filter((c) => c.status === 'ready');
         expect(done.length).toBeGreaterThan(0);
-        expect(res.body.data.every((c: { status: string }) => c.status !== 'failed')).toBe(true);
+        expect(res.body.data.every((c) => c.status !== 'failed')).toBe(true);
         return done[0]!;
       },
       { timeoutMs: 15_000, intervalMs: 200 },
     );
-    const groups = await http(`${jobUrl}/checkpoints/${ready.epoch}/operator_checkpoint_groups`);
+    const groups = await http<{ data: OperatorCheckpointGroup[] }>(`${jobUrl}/checkpoints/${ready.epoch}/operator_checkpoint_groups`);
     expect(groups.status).toBe(200);
-    const operators = (groups.body.data as { operator_id: string; subtasks: unknown[] }[]).map((g) => g.operator_id).sort();
+    const operators = groups.body.data.map((g) => g.operator_id).sort();
     expect(operators.length).toBeGreaterThan(0);
     expect(operators.every((o) => ['impulse', 'key', 'count', 'preview'].includes(o))).toBe(true);
     expectError(await http(`${jobUrl}/checkpoints/999999/operator_checkpoint_groups`), 404);
@@ -108,26 +115,26 @@ describe('a pipeline through its whole life, over HTTP only', () => {
     expect(deleted.text).toBe('');
     expectError(await http(`${env.base}/pipelines/${id}`), 404);
     expectError(await http(`${env.base}/pipelines/${id}/jobs`), 404);
-    expect((await http(`${env.base}/pipelines`)).body.data).toEqual([]);
+    expect((await http<Page<PipelineResponse>>(`${env.base}/pipelines`)).body.data).toEqual([]);
   });
 
   it('takes a checkpoint on demand (idempotent by trigger id) and shows record counts', { timeout: 60_000 }, async () => {
-    const id = (await http(`${env.base}/pipelines`, 'POST', { body: { ...counterPipeline('manual'), checkpoint_interval_micros: 60_000_000 } })).body.id as string;
+    const id = (await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: { ...counterPipeline('manual'), checkpoint_interval_micros: 60_000_000 } })).body.id;
     const jobUrl = `${env.base}/pipelines/${id}/jobs/${id}`;
     await untilJob(env, id, (job) => expect(job.state).toBe('Running'));
 
-    const first = await http(`${jobUrl}/checkpoints`, 'POST', { body: { trigger_id: 'k-1' } });
+    const first = await http<Trigger>(`${jobUrl}/checkpoints`, 'POST', { body: { trigger_id: 'k-1' } });
     expect(first.status).toBe(202);
     expect(first.body).toMatchObject({ trigger_id: 'k-1', started: true });
     expect(first.body.epoch).toBeGreaterThanOrEqual(1);
-    const again = await http(`${jobUrl}/checkpoints`, 'POST', { headers: { 'idempotency-key': 'k-1' } });
+    const again = await http<Trigger>(`${jobUrl}/checkpoints`, 'POST', { headers: { 'idempotency-key': 'k-1' } });
     expect(again.status).toBe(202);
     expect(again.body).toEqual({ epoch: first.body.epoch, trigger_id: 'k-1', started: false });
     expectError(await http(`${jobUrl}/checkpoints`, 'POST', { body: { trigger_id: 'a' }, headers: { 'idempotency-key': 'b' } }), 400, /trigger_id/);
     await eventually(
       async () => {
-        const res = await http(`${jobUrl}/checkpoints`);
-        const cp = (res.body.data as { epoch: number; status: string; checkpoint_type: string }[]).find((c) => c.epoch === first.body.epoch);
+        const res = await http<{ data: Checkpoint[] }>(`${jobUrl}/checkpoints`);
+        const cp = res.body.data.find((c) => c.epoch === first.body.epoch);
         expect(cp).toMatchObject({ status: 'ready', checkpoint_type: 'manual' });
       },
       { timeoutMs: 15_000, intervalMs: 200 },
@@ -135,9 +142,9 @@ describe('a pipeline through its whole life, over HTTP only', () => {
 
     await eventually(
       async () => {
-        const res = await http(`${jobUrl}/operator_metric_groups`);
+        const res = await http<{ data: OperatorMetricGroup[] }>(`${jobUrl}/operator_metric_groups`);
         expect(res.status).toBe(200);
-        const impulse = (res.body.data as { node_id: string; records_out: number }[]).find((g) => g.node_id === 'impulse');
+        const impulse = res.body.data.find((g) => g.node_id === 'impulse');
         expect(impulse?.records_out).toBeGreaterThan(0);
       },
       { timeoutMs: 15_000, intervalMs: 200 },

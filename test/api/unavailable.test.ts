@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { counterPipeline, expectError, http, startEnv } from './harness.js';
+import { counterPipeline, expectError, http, startEnv, type PipelineResponse } from './harness.js';
 
 describe('the controller is away (NATS is up)', () => {
   it('answers 503 within the client deadline, still serves the ping and its own metrics', { timeout: 30_000 }, async () => {
     const env = await startEnv({ api: { controllerTimeoutMs: 500 } });
     try {
-      const id = (await http(`${env.base}/pipelines`, 'POST', { body: counterPipeline('away') })).body.id as string;
+      const id = (await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: counterPipeline('away') })).body.id;
       expect(id).toBeTypeOf('string');
       await env.stopController();
 

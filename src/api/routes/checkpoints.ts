@@ -20,7 +20,7 @@ import type { RouteDeps } from './deps.js';
 
 const tags = ['checkpoints'];
 
-export const checkpointRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { controller }) => {
+export const checkpointRoutes: FastifyPluginAsyncZod<RouteDeps> = (app, { controller }) => {
   app.get(
     '/pipelines/:id/jobs/:job_id/checkpoints',
     {
@@ -81,4 +81,6 @@ export const checkpointRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { 
       return reply.code(202).send(trigger_id === undefined ? { epoch, started } : { epoch, trigger_id, started });
     },
   );
+  // Registration is synchronous; Fastify wants the promise of an async plugin.
+  return Promise.resolve();
 };

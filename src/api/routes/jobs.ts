@@ -23,7 +23,7 @@ import type { RouteDeps } from './deps.js';
 
 const tags = ['jobs'];
 
-export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { controller, log }) => {
+export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = (app, { controller, log }) => {
   app.get(
     '/jobs',
     {
@@ -93,4 +93,6 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { control
     },
     async (request) => ({ data: (await controller.metrics(jobIdOf(request.params))).data }),
   );
+  // Registration is synchronous; Fastify wants the promise of an async plugin.
+  return Promise.resolve();
 };

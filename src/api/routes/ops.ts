@@ -19,17 +19,17 @@ const PROMETHEUS_TEXT = 'text/plain; version=0.0.4; charset=utf-8';
 
 const openApiDocumentSchema = z.looseObject({ openapi: z.string(), info: z.looseObject({}), paths: z.record(z.string(), z.unknown()) });
 
-export const opsRoutes: FastifyPluginAsyncZod<OpsDeps> = async (app, { controller, metrics, apiPrefix }) => {
+export const opsRoutes: FastifyPluginAsyncZod<OpsDeps> = (app, { controller, metrics, apiPrefix }) => {
   app.get(
     `${apiPrefix}/ping`,
     { config: { public: true }, schema: { tags: ['ops'], summary: 'Liveness; needs no token', querystring: noQuerySchema, response: { 200: pongSchema, 400: COMMON_ERRORS[400] } } },
-    async () => ({ pong: true as const }),
+    () => Promise.resolve({ pong: true as const }),
   );
 
   app.get(
     `${apiPrefix}/openapi.json`,
     { schema: { tags: ['ops'], summary: 'This OpenAPI 3 document', querystring: noQuerySchema, response: { 200: openApiDocumentSchema, ...COMMON_ERRORS } } },
-    async () => openApiDocumentSchema.parse(app.swagger()),
+    () => Promise.resolve(openApiDocumentSchema.parse(app.swagger())),
   );
 
   app.get(
@@ -57,4 +57,6 @@ export const opsRoutes: FastifyPluginAsyncZod<OpsDeps> = async (app, { controlle
       return reply.type(PROMETHEUS_TEXT).send(text);
     },
   );
+  // Registration is synchronous; Fastify wants the promise of an async plugin.
+  return Promise.resolve();
 };

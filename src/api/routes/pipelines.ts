@@ -25,8 +25,16 @@ import { z } from 'zod';
 
 const tags = ['pipelines'];
 
-export const pipelineRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { controller }) => {
+export const pipelineRoutes: FastifyPluginAsyncZod<RouteDeps> = (app, { controller }) => {
   const pipeline = async (id: string) => toPipeline(await controller.get(id));
+  const pipelineIfExists = async (id: string) => {
+    try {
+      return await pipeline(id);
+    } catch (err) {
+      if (err instanceof ApiError && err.statusCode === 404) return null;
+      throw err;
+    }
+  };
 
   app.post(
     '/pipelines',
@@ -59,9 +67,7 @@ export const pipelineRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { co
       const { starting_after, limit = DEFAULT_LIST_LIMIT } = request.query;
       const page = await controller.list({ starting_after, limit });
       // A list names jobs without their graphs; a job deleted between the list and its read is left out.
-      const views = await Promise.all(
-        page.data.map((job) => pipeline(job.job_id).catch((err: unknown) => (err instanceof ApiError && err.statusCode === 404 ? null : Promise.reject(err)))),
-      );
+      const views = await Promise.all(page.data.map((job) => pipelineIfExists(job.job_id)));
       return { data: views.filter((view) => view !== null), has_more: page.has_more };
     },
   );
@@ -134,6 +140,8 @@ export const pipelineRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { co
       return reply.code(204).send(null);
     },
   );
+  // Registration is synchronous; Fastify wants the promise of an async plugin.
+  return Promise.resolve();
 };
 
 function withoutNulls<T extends Record<string, unknown>>(fields: T): { [K in keyof T]?: Exclude<T[K], null> } {
