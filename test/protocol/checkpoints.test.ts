@@ -52,7 +52,8 @@ describe('checkpointSchema', () => {
   it('rejects unknown types and statuses', () => {
     const ok = { epoch: 1, generation: 1, backend: 'jetstream', checkpoint_type: 'scheduled', status: 'ready', start_time: 1, finish_time: 2, bytes: 0, events: [], failure: null };
     expect(checkpointSchema.safeParse(ok).success).toBe(true);
-    expect(checkpointSchema.safeParse({ ...ok, checkpoint_type: 'manual' }).success).toBe(false);
+    expect(checkpointSchema.safeParse({ ...ok, checkpoint_type: 'manual' }).success).toBe(true);
+    expect(checkpointSchema.safeParse({ ...ok, checkpoint_type: 'savepoint' }).success).toBe(false);
     expect(checkpointSchema.safeParse({ ...ok, status: 'done' }).success).toBe(false);
   });
 });
