@@ -1,6 +1,6 @@
 /** Human-readable output of the job commands: tables, key/value blocks and one-line state events. */
 import type { JobStateEvent, JobSummary, JobView } from '../protocol/index.js';
-import type { ErrorLogEvent } from '../store/index.js';
+import type { ErrorRow } from '../api/schemas.js';
 
 /** Left-aligned columns separated by two spaces; the header is the first row. */
 export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
@@ -72,16 +72,16 @@ export function stateEventLine(event: JobStateEvent): string {
   return `${formatMicros(event.at)}  ${event.job_id}  ${event.previous ?? '-'} -> ${event.state}  generation=${event.generation} restarts=${event.restarts}${failure}`;
 }
 
-/** Error events of the job log (times in epoch ms): id (the cursor), time, where, domain, the message's first line. */
-export function errorListTable(rows: ReadonlyArray<ErrorLogEvent & { seq: number }>, empty = 'no errors'): string {
+/** A job's errors: id (the cursor), time, operator/subtask, domain, the message's first line. */
+export function errorListTable(rows: readonly ErrorRow[], empty = 'no errors'): string {
   if (rows.length === 0) return empty;
   return table(
     ['ID', 'TIME', 'OPERATOR', 'DOMAIN', 'MESSAGE'],
     rows.map((row) => [
-      String(row.seq),
-      new Date(row.at).toISOString(),
-      row.operator_id === undefined ? '-' : row.subtask_index === undefined ? row.operator_id : `${row.operator_id}/${row.subtask_index}`,
-      row.domain,
+      String(row.id),
+      formatMicros(row.created_at),
+      row.operator_id === null ? '-' : row.task_index === null ? row.operator_id : `${row.operator_id}/${row.task_index}`,
+      row.error_domain,
       row.message.split('\n')[0] ?? '',
     ]),
   );

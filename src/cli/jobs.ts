@@ -30,7 +30,9 @@ import {
   type JobView,
   type ListJobsRequest,
 } from '../protocol/index.js';
-import { MAX_PAGE_LIMIT, openStore, StoreUnavailableError, type ErrorLogEvent, type Page } from '../store/index.js';
+import { toErrorRow } from '../api/views.js';
+import type { ErrorRow } from '../api/schemas.js';
+import { MAX_PAGE_LIMIT, openStore, StoreUnavailableError, type Page } from '../store/index.js';
 import { checkpointListTable, checkpointTimeline } from './checkpoint-timeline.js';
 import { errorListTable, jobListTable, jobViewText, stateEventLine } from './format.js';
 import { natsOptions } from './main.js';
@@ -379,9 +381,10 @@ function watch(ctx: Context, id: string, count: number): Promise<number> {
   });
 }
 
-export type ErrorRow = ErrorLogEvent & { seq: number };
-
-/** `weir jobs errors --json`: one page of error events, newest first; `next_cursor` continues with `--after`. */
+/**
+ * `weir jobs errors --json`: one page of error events, newest first, as `GET …/jobs/:job_id/errors`
+ * answers it (rows as the HTTP API shows them); `next_cursor` continues with `--after`.
+ */
 export interface ErrorsPage {
   data: ErrorRow[];
   has_more: boolean;
@@ -411,9 +414,9 @@ function errors(ctx: Context, id: string, limit: number, after: number | undefin
       ctx.io.err(`weir: unknown_job: no job ${JSON.stringify(id)}`);
       return EXIT_ERROR_REPLY;
     }
-    const data = page.data.filter((row): row is ErrorRow => row.kind === 'error');
+    const data = page.data.map(toErrorRow).filter((row): row is ErrorRow => row !== null);
     const last = data.at(-1);
-    const next = page.hasMore && last !== undefined ? last.seq : null;
+    const next = page.hasMore && last !== undefined ? last.id : null;
     if (ctx.json) {
       const body: ErrorsPage = { data, has_more: next !== null, next_cursor: next };
       ctx.io.out(JSON.stringify(body));

@@ -194,19 +194,21 @@ describe('weir jobs errors', () => {
     const page1 = JSON.parse(first.out[0]!) as ErrorsPage;
     expect(page1.data).toHaveLength(2);
     expect(page1.has_more).toBe(true);
-    expect(page1.next_cursor).toBe(page1.data[1]!.seq);
-    expect(page1.data[0]).toMatchObject({ kind: 'error', domain: 'user', hint: 'no_retry' });
-    expect(page1.data[0]!.seq).toBeGreaterThan(page1.data[1]!.seq);
+    expect(page1.next_cursor).toBe(page1.data[1]!.id);
+    // The rows as GET /api/v1/pipelines/:id/jobs/:job_id/errors shows them.
+    expect(page1.data[0]).toMatchObject({ level: 'error', error_domain: 'user', hint: 'no_retry', operator_id: null, task_index: null });
+    expect(page1.data[0]!.message).toContain('map-key: a record has no field "missing"');
+    expect(page1.data[0]!.id).toBeGreaterThan(page1.data[1]!.id);
 
     const second = await run('jobs', 'errors', id, '--json', '--limit', '2', '--after', String(page1.next_cursor));
     const page2 = JSON.parse(second.out[0]!) as ErrorsPage;
     expect(page2).toMatchObject({ has_more: false, next_cursor: null });
     expect(page2.data).toHaveLength(1);
-    expect(page2.data[0]!.seq).toBeLessThan(page1.next_cursor!);
+    expect(page2.data[0]!.id).toBeLessThan(page1.next_cursor!);
 
     const text = await run('jobs', 'errors', id, '--limit', '2');
     expect(text.out.join('\n')).toContain(`(more: weir jobs errors ${id} --after ${page1.next_cursor} --limit 2)`);
-    const last = await run('jobs', 'errors', id, '--after', String(page2.data[0]!.seq));
+    const last = await run('jobs', 'errors', id, '--after', String(page2.data[0]!.id));
     expect(last.out).toEqual(['no older errors']);
   });
 
