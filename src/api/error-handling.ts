@@ -40,7 +40,9 @@ export function sendError(reply: FastifyReply, status: number, message: string, 
 
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const { status, message, headers } = describe(err);
-  if (status >= 500) request.log.error({ err }, 'request failed');
+  // A bug is an error; a controller or store that is away is expected weather, and a client's mistake is its own.
+  if (status === 500) request.log.error({ err }, 'request failed');
+  else if (status >= 500) request.log.warn({ status, message }, 'request failed');
   else request.log.debug({ status, message }, 'request rejected');
   return sendError(reply, status, message, headers);
 }

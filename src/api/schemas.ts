@@ -20,7 +20,7 @@ import {
   triggerCheckpointReplySchema,
   triggerCheckpointRequestSchema,
 } from '../protocol/index.js';
-import { checkpointIntervalSchema, errorDomainSchema, parallelismSchema, retryHintSchema, ttlSchema } from '../protocol/primitives.js';
+import { checkpointIntervalSchema, errorDomainSchema, parallelismSchema, retryHintSchema, ttlSchema, versionField } from '../protocol/primitives.js';
 import { MAX_PAGE_LIMIT } from '../store/index.js';
 
 export const errorBodySchema = z.strictObject({ error: z.string() }).meta({ description: 'Every failure: what went wrong, naming the offending field' });
@@ -86,7 +86,11 @@ export const listCheckpointsQuerySchema = z.strictObject({
 
 // ─── Request bodies ──────────────────────────────────────────────────────────────────────────────
 
-export const createPipelineBodySchema = pipelineSchema.omit({ v: true });
+/**
+ * The protocol's pipeline. `v` may be left out; it is accepted (as 1 only) so a pipeline file written for
+ * `weir submit`, such as examples/counter.json, can be POSTed as it is.
+ */
+export const createPipelineBodySchema = pipelineSchema.extend({ v: versionField.optional() });
 
 export const patchPipelineBodySchema = z
   .strictObject({

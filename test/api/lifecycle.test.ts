@@ -119,7 +119,7 @@ describe('a pipeline through its whole life, over HTTP only', () => {
   });
 
   it('takes a checkpoint on demand (idempotent by trigger id) and shows record counts', { timeout: 60_000 }, async () => {
-    const id = (await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: { ...counterPipeline('manual'), checkpoint_interval_micros: 60_000_000 } })).body.id;
+    const id = (await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: { v: 1, ...counterPipeline('manual'), checkpoint_interval_micros: 60_000_000 } })).body.id;
     const jobUrl = `${env.base}/pipelines/${id}/jobs/${id}`;
     await untilJob(env, id, (job) => expect(job.state).toBe('Running'));
 

@@ -48,7 +48,8 @@ export const pipelineRoutes: FastifyPluginAsyncZod<RouteDeps> = (app, { controll
       },
     },
     async (request, reply) => {
-      const { job_id } = await controller.create(request.body);
+      const { v: _v, ...body } = request.body;
+      const { job_id } = await controller.create(body);
       return reply.code(201).send(await pipeline(job_id));
     },
   );
