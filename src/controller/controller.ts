@@ -80,7 +80,8 @@ import {
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import { createJobRuntime, JobRuntimes, type JobRuntime, type ResumeState, type RuntimeSpec } from './job-runtime.js';
 import { WorkerRegistry } from './registry.js';
-import { openCheckpointStore, type CheckpointStore } from '../checkpoint/index.js';
+import { openCheckpointStore } from '../checkpoint/index.js';
+import { openOnce } from '../shared/memo.js';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { CONTROLLER_QUEUE, startWorkerService, type WorkerService } from './worker-service.js';
@@ -386,12 +387,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   }
 
   /** The checkpoint store of the jobs' state blobs, shared by the runtimes; opened on first use. */
-  let checkpointStore: Promise<CheckpointStore> | undefined;
-  function stateStore(): Promise<CheckpointStore> {
-    checkpointStore ??= openCheckpointStore(nc);
-    checkpointStore.catch(() => (checkpointStore = undefined));
-    return checkpointStore;
-  }
+  const stateStore = openOnce(() => openCheckpointStore(nc));
 
   async function purgeCheckpointRecords(jobId: string): Promise<void> {
     const kv = await new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).open(CHECKPOINTS_KV_BUCKET);

@@ -61,6 +61,7 @@ import { CLEANUP_EVERY_EPOCHS, cleanupCheckpoints, DEFAULT_RETAINED_CHECKPOINTS,
 import { openCheckpointStore, type CheckpointStore } from '../checkpoint/index.js';
 import { TimerQueue } from './timer-queue.js';
 import type { LostReason } from './worker-service.js';
+import { openOnce } from '../shared/memo.js';
 
 /** The part of a pipeline the runtime needs. */
 export interface RuntimeSpec {
@@ -270,7 +271,6 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   const outputs = new Set(spec.graph.edges.map((e) => e.from));
   const sourceNodes = new Set(spec.graph.nodes.filter((n) => !inputs.has(n.id)).map((n) => n.id));
   let stopped = false;
-  let kv: Promise<KV> | undefined;
   let restoreFloor = options.restoreFloor ?? null;
   /** After a controller restart the status's epoch can lag behind the records: list them once. */
   let knowsNewestRecord = options.created === true;
@@ -294,12 +294,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   /** Epochs a restore is reading: retention keeps them whatever their age. */
   const restoring = new Set<number>();
   const retention = { keep: Math.min(options.retainedCheckpoints ?? DEFAULT_RETAINED_CHECKPOINTS, CHECKPOINT_SLOTS), lastEpoch: 0, running: false };
-  let checkpointStore: Promise<CheckpointStore> | undefined;
-  function stateStore(): Promise<CheckpointStore> {
-    checkpointStore ??= options.checkpointStore?.() ?? openCheckpointStore(nc);
-    checkpointStore.catch(() => (checkpointStore = undefined));
-    return checkpointStore;
-  }
+  const stateStore = openOnce(() => options.checkpointStore?.() ?? openCheckpointStore(nc));
 
   // ─── Requests to workers ───────────────────────────────────────────────────────────────────────
 
@@ -914,11 +909,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     return summary === undefined ? null : { checkpoint: checkpointFromSummary(summary), operators: operatorGroupsFromSummary(summary) };
   }
 
-  function checkpointKv(): Promise<KV> {
-    kv ??= new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).create(bucket, { history: 1 });
-    kv.catch(() => (kv = undefined));
-    return kv;
-  }
+  const checkpointKv = openOnce(() => new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).create(bucket, { history: 1 }));
 
   /** Writes a record again only while its slot still holds that epoch: never over a newer epoch's record. */
   async function rewriteRecord(kv: KV, record: CheckpointRecord): Promise<void> {

@@ -67,6 +67,7 @@ import { subtaskKey, subtaskSpecs } from './dataplane/graph.js';
 import { OPERATORS, type OperatorFactory } from './operators/index.js';
 import { CorruptCheckpointError, openCheckpointStore, type CheckpointStore, type IncrementalStateOptions } from '../checkpoint/index.js';
 import { ensureRun, isStoredState, restoreSnapshot, SubtaskStateWriter, type RestoredState } from './subtask-state.js';
+import { openOnce } from '../shared/memo.js';
 
 export const DEFAULT_WORKER_HEARTBEAT_INTERVAL_MS = 5_000;
 export const DEFAULT_WORKER_METRICS_INTERVAL_MS = 2_000;
@@ -244,12 +245,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     return { state: new Map([...recorded.state].filter(([key]) => kept(key))), stored: new Map([...recorded.stored].filter(([key]) => kept(key))) };
   }
 
-  let store: Promise<CheckpointStore> | undefined;
-  function checkpointStore(): Promise<CheckpointStore> {
-    store ??= options.checkpointStore !== undefined ? Promise.resolve(options.checkpointStore) : openCheckpointStore(nc);
-    store.catch(() => (store = undefined));
-    return store;
-  }
+  const checkpointStore = openOnce(() => (options.checkpointStore !== undefined ? Promise.resolve(options.checkpointStore) : openCheckpointStore(nc)));
   /** Jobs whose run exists in the store: created once per job and worker. */
   const runsReady = new Map<string, Promise<void>>();
   function jobRun(jobId: string, checkpoints: CheckpointStore): Promise<void> {
