@@ -125,6 +125,8 @@ export class SseConnection {
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache',
       'x-accel-buffering': 'no',
+      // The socket is not reused after a stream: it closes with the response, so nothing holds a server's close.
+      connection: 'close',
     });
     this.res.flushHeaders();
     this.pump();
