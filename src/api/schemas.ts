@@ -140,7 +140,7 @@ export const pipelineResponseSchema = z.strictObject({
   id: z.string(),
   name: z.string(),
   graph: graphSchema,
-  parallelism: parallelismSchema.nullable().meta({ description: 'What PATCH set for every node; null: each node has its own' }),
+  parallelism: parallelismSchema.nullable().meta({ description: 'The parallelism every node runs with (PATCH, else the pipeline, else the node); null when nodes differ' }),
   parallelism_overrides: z.record(z.string(), parallelismSchema),
   checkpoint_interval_micros: z.int().nonnegative().meta({ description: '0: periodic checkpoints off' }),
   ttl_micros: ttlSchema.nullable(),

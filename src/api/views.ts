@@ -2,7 +2,7 @@
  * The controller's job views as the HTTP API shows them (reference §6's Pipeline, Job and JobLogMessage).
  * A pipeline and its job are one record in weir, so both are read from the same view.
  */
-import type { AvailableAction, JobSummary, JobView } from '../protocol/index.js';
+import { nodeParallelism, type AvailableAction, type JobSummary, type JobView } from '../protocol/index.js';
 import type { LogRow } from '../store/index.js';
 import type { ErrorRow, Job, PipelineResponse } from './schemas.js';
 
@@ -30,9 +30,9 @@ export function toJob(job: JobSummary): Job {
   };
 }
 
-/** The override every node shares after `PATCH {parallelism}`; null when nodes differ or keep their own. */
+/** The parallelism every node runs with (overrides, else the pipeline's, else the node's own); null when they differ. */
 function sharedParallelism(view: JobView): number | null {
-  const values = view.graph.nodes.map((node) => view.config.parallelism_overrides[node.id]);
+  const values = view.graph.nodes.map((node) => nodeParallelism(view, node));
   const first = values[0];
   return first !== undefined && values.every((value) => value === first) ? first : null;
 }

@@ -23,6 +23,7 @@ import {
   jobRevisionReplySchema,
   jobStateEventSchema,
   jobViewSchema,
+  nodeParallelism,
   listJobsReplySchema,
   stopModeSchema,
   subjects,
@@ -433,7 +434,7 @@ function previewSubtasks(view: JobView): Set<string> {
   const keys = new Set<string>();
   for (const node of view.graph.nodes) {
     if (node.operator !== 'preview') continue;
-    const parallelism = view.config.parallelism_overrides[node.id] ?? node.parallelism;
+    const parallelism = nodeParallelism(view, node);
     for (let i = 0; i < parallelism; i++) keys.add(`${node.id}/${i}`);
   }
   return keys;

@@ -251,6 +251,7 @@ export function jobView(jobId: string, record: JobRecord, state: JobState = reco
     name: pipeline.name,
     revision: record.revisions.config,
     graph: pipeline.graph,
+    parallelism: pipeline.parallelism ?? null,
     config: {
       stop: config.stop,
       restart_nonce: config.restartNonce,

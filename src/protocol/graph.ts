@@ -48,6 +48,17 @@ export function effectiveParallelism(pipeline: GraphInput): Map<string, number> 
   return new Map(pipeline.graph.nodes.map((node) => [node.id, pipeline.parallelism ?? node.parallelism]));
 }
 
+/** What a job view says about parallelism: the pipeline's for every node, and the overrides set since. */
+export interface JobParallelism {
+  parallelism: number | null;
+  config: { parallelism_overrides: Readonly<Record<string, number>> };
+}
+
+/** The parallelism a node of a job runs with: its override, else the pipeline's, else the node's own. */
+export function nodeParallelism(job: JobParallelism, node: { id: string; parallelism: number }): number {
+  return job.config.parallelism_overrides[node.id] ?? job.parallelism ?? node.parallelism;
+}
+
 export function validateGraph(pipeline: GraphInput, availableOperators: ReadonlyMap<string, OperatorSpec>): GraphProblem[] {
   const problems: GraphProblem[] = [];
   const add = (code: GraphProblemCode, path: readonly PropertyKey[], nodes: string[], message: string) =>

@@ -47,6 +47,8 @@ export {
 export {
   validateGraph,
   effectiveParallelism,
+  nodeParallelism,
+  type JobParallelism,
   type OperatorSpec,
   type OperatorKind,
   type GraphProblem,

@@ -105,6 +105,8 @@ export const jobViewSchema = z.strictObject({
   name: z.string(),
   revision,
   graph: graphSchema,
+  /** The pipeline's `parallelism` for every node as created; null: each node's own. */
+  parallelism: parallelismSchema.nullable(),
   config: jobConfigViewSchema,
   state: jobStateSchema,
   generation: countSchema,

@@ -36,7 +36,7 @@ describe('a pipeline through its whole life, over HTTP only', () => {
     const created = await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: counterPipeline('life') });
     expect(created.status).toBe(201);
     const id = created.body.id;
-    expect(created.body).toMatchObject({ id, name: 'life', stop: 'none', checkpoint_interval_micros: 1_000_000, ttl_micros: null, parallelism: null });
+    expect(created.body).toMatchObject({ id, name: 'life', stop: 'none', checkpoint_interval_micros: 1_000_000, ttl_micros: null, parallelism: 1 });
     expect(created.body.graph.nodes.map((n) => n.id)).toEqual(['impulse', 'key', 'count', 'preview']);
     expect(created.body.job).toMatchObject({ id, pipeline_id: id, running_desired: true });
 

@@ -33,6 +33,7 @@ const VIEW: JobView = jobViewSchema.parse({
     ],
     edges: [{ from: 'src', to: 'out', kind: 'forward' }],
   },
+  parallelism: null,
   config: { stop: 'none', restart_nonce: 2, restart_mode: 'safe', parallelism_overrides: {}, checkpoint_interval_micros: 10_000_000, ttl_micros: null },
   state: 'Running',
   generation: 3,

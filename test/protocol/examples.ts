@@ -32,6 +32,7 @@ export const EXAMPLES: Record<SchemaName, unknown> = {
     name: 'clicks per minute',
     revision: 7,
     graph: pipeline.graph,
+    parallelism: null,
     config: {
       stop: 'none',
       restart_nonce: 0,

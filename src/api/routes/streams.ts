@@ -27,7 +27,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { JobState } from '../../../machines/job/types.js';
-import type { JobView, PreviewOutput } from '../../protocol/index.js';
+import { nodeParallelism, type JobView, type PreviewOutput } from '../../protocol/index.js';
 import { MAX_PAGE_LIMIT, StoreError, type EventLog } from '../../store/index.js';
 import type { ControllerClient } from '../controller-client.js';
 import { ApiError } from '../errors.js';
@@ -373,7 +373,7 @@ export function createStreams(deps: StreamDeps): Streams {
       const state = seen !== undefined && seen.generation >= view.generation ? seen.state : view.state;
       if (state !== 'Running') throw new ApiError(400, `job ${jobId} is ${state}; its output can be streamed only while it is Running`);
       generation = view.generation;
-      for (const node of previews) expected.set(node.id, view.config.parallelism_overrides[node.id] ?? node.parallelism);
+      for (const node of previews) expected.set(node.id, nodeParallelism(view, node));
       hub.addLive(sub);
     } catch (err) {
       hub?.remove(sub);
