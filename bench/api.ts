@@ -11,6 +11,8 @@
  *   the controller) and `GET …/jobs/:id/checkpoints` at C concurrent connections, beside the floor: a bare
  *   Fastify route in its own process answering the same bytes as a constant, measured in the same run
  *   (before and after weir's routes; their mean is the floor). Goal: ≥ 50 % of the floor's throughput.
+ *   Each route is measured twice: on `weir api` as it runs by default (controller reads coalesced and
+ *   kept for 250 ms) and on a second `weir api --read-cache-ms 0`, where every request asks the controller.
  * - N concurrent SSE clients on one job's `events` stream while the job is stopped and started a few
  *   times: whether every client received every transition (checked against the event log), and the
  *   delivery latency from the transition's time to its arrival at the client.
@@ -110,7 +112,7 @@ async function load(url: string, opts: Options): Promise<Throughput> {
 }
 
 const line = (name: string, t: Throughput, floor?: Throughput) =>
-  `  ${name.padEnd(34)} ${String(Math.round(t.rps)).padStart(7)} req/s   p50 ${String(t.p50).padStart(3)} ms   p99 ${String(t.p99).padStart(3)} ms` +
+  `  ${name.padEnd(44)} ${String(Math.round(t.rps)).padStart(7)} req/s   p50 ${String(t.p50).padStart(3)} ms   p99 ${String(t.p99).padStart(3)} ms` +
   (floor === undefined ? '' : `   ${round((100 * t.rps) / floor.rps)} % of the floor`) +
   (t.errors + t.non2xx > 0 ? `   (${t.errors} errors, ${t.non2xx} non-2xx)` : '');
 
@@ -175,7 +177,11 @@ async function main(): Promise<void> {
     const api = weir(['api', '--nats', server.url, '--api-port', String(port)]);
     children.push(api);
     const base = `http://127.0.0.1:${port}/api/v1`;
+    const uncachedPort = await freePort();
+    children.push(weir(['api', '--nats', server.url, '--api-port', String(uncachedPort), '--read-cache-ms', '0']));
+    const uncachedBase = `http://127.0.0.1:${uncachedPort}/api/v1`;
     await until('the API', 60_000, async () => ((await fetch(`${base}/ping`)).ok ? true : undefined));
+    await until('the uncached API', 60_000, async () => ((await fetch(`${uncachedBase}/ping`)).ok ? true : undefined));
 
     const pipeline = JSON.parse(readFileSync('examples/counter.json', 'utf8')) as Record<string, unknown>;
     const created = await until('the pipeline to be created', 30_000, async () => {
@@ -192,13 +198,17 @@ async function main(): Promise<void> {
     const jobBody = await (await fetch(`${base}/pipelines/${id}`)).text();
     const floorChild = spawn(process.execPath, ['--import', 'tsx', 'bench/api-floor.ts', jobBody], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(floorChild);
-    const floorPort = await new Promise<number>((resolve) => floorChild.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+    const floorPort = await new Promise<number>((resolve) => floorChild.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
     const floorUrl = `http://127.0.0.1:${floorPort}/constant`;
     await load(floorUrl, { ...opts, seconds: 2 }); // warm-up
-    await load(`${base}/pipelines/${id}`, { ...opts, seconds: 2 });
+    for (const url of [`${base}/pipelines/${id}`, `${jobUrl}/checkpoints`, `${uncachedBase}/pipelines/${id}`, `${uncachedBase}/pipelines/${id}/jobs/${id}/checkpoints`]) {
+      await load(url, { ...opts, seconds: 2 });
+    }
     const floorBefore = await load(floorUrl, opts);
     const getJob = await load(`${base}/pipelines/${id}`, opts);
     const getCheckpoints = await load(`${jobUrl}/checkpoints`, opts);
+    const getJobUncached = await load(`${uncachedBase}/pipelines/${id}`, opts);
+    const getCheckpointsUncached = await load(`${uncachedBase}/pipelines/${id}/jobs/${id}/checkpoints`, opts);
     const floorAfter = await load(floorUrl, opts);
     const floor: Throughput = {
       rps: (floorBefore.rps + floorAfter.rps) / 2,
@@ -211,6 +221,8 @@ async function main(): Promise<void> {
     console.log(line('floor: bare Fastify constant', floor));
     console.log(line('GET /pipelines/:id (job)', getJob, floor));
     console.log(line('GET …/jobs/:id/checkpoints', getCheckpoints, floor));
+    console.log(line('  the same, --read-cache-ms 0: job', getJobUncached, floor));
+    console.log(line('  the same, --read-cache-ms 0: checkpoints', getCheckpointsUncached, floor));
     const checkpointsBytes = (await (await fetch(`${jobUrl}/checkpoints`)).text()).length;
     console.log(`  (job body ${jobBody.length} B, checkpoints body ${checkpointsBytes} B; floor runs: ${Math.round(floorBefore.rps)} and ${Math.round(floorAfter.rps)} req/s)`);
 
@@ -237,7 +249,7 @@ async function main(): Promise<void> {
     await reference.connected;
     await sleep(1_000);
     const expected = reference.seqs;
-    await until('every client to receive every transition', 30_000, async () => (clients.every((c) => c.seqs.length >= expected.length) ? true : undefined)).catch(() => undefined);
+    await until('every client to receive every transition', 30_000, () => Promise.resolve(clients.every((c) => c.seqs.length >= expected.length) ? true : undefined)).catch(() => undefined);
     const complete = clients.filter((c) => c.seqs.length === expected.length && c.seqs.every((s, i) => s === expected[i])).length;
     const latencies = quantiles(clients.flatMap((c) => c.latenciesMs));
     const rssPeak = rssMiB(api.pid);

@@ -11,6 +11,8 @@ import type { Logger } from 'pino';
 import { openStore } from '../store/index.js';
 import { installAuth, authEnabled } from './auth.js';
 import { controllerClient } from './controller-client.js';
+import { cachedReads } from './read-cache.js';
+import { serializeResponse } from './serialize.js';
 import { errorHandler, installNotFound, validatorCompiler } from './error-handling.js';
 import { httpMetrics } from './http-metrics.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
@@ -35,6 +37,18 @@ export interface ApiOptions {
   token?: string | null;
   /** Deadline of one controller request. Default: the controller client's (5 s). */
   controllerTimeoutMs?: number;
+  /**
+   * How long a controller read (a job, its checkpoints, its metrics) serves later identical requests.
+   * Default 250 ms; 0: every request asks the controller (concurrent ones still share one request).
+   */
+  readCacheMs?: number;
+  /**
+   * Check every response against its route's schema before sending it. Off by default: responses are
+   * built by typed views from controller replies already checked against their protocol schemas, and a
+   * second check cost a third of the API's CPU in bench:api. The tests turn it on, so a schema and what a
+   * route sends cannot drift apart unnoticed.
+   */
+  checkResponses?: boolean;
   /** Largest accepted request body. Default 1 MiB. */
   bodyLimitBytes?: number;
   streams?: { outputBufferEvents?: number; heartbeatMs?: number };
@@ -50,7 +64,8 @@ export interface ApiServer {
 export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Promise<FastifyInstance> {
   const { nc, logger } = options;
   const store = await openStore(nc);
-  const controller = controllerClient(nc, { timeoutMs: options.controllerTimeoutMs });
+  const direct = controllerClient(nc, { timeoutMs: options.controllerTimeoutMs });
+  const controller = cachedReads(direct, { ...(options.readCacheMs === undefined ? {} : { ttlMs: options.readCacheMs }) });
 
   const apiLogger: FastifyBaseLogger = logger.child({ component: 'api' });
   const app = Fastify({
@@ -61,14 +76,15 @@ export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Prom
   });
 
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  app.setSerializerCompiler(options.checkResponses === true ? serializerCompiler : () => serializeResponse);
   app.setErrorHandler(errorHandler);
   // Bodies are JSON only; a text/plain body is a 415, not a string the schema then rejects.
   app.removeContentTypeParser('text/plain');
   installNotFound(app);
   installAuth(app, options.token);
 
-  const streams = createStreams({ nc, controller, log: store.log, logger: logger.child({ component: 'api-streams' }), ...options.streams });
+  // Streams read the job after they start following it, so a transition in between is not lost: never a cached read.
+  const streams = createStreams({ nc, controller: direct, log: store.log, logger: logger.child({ component: 'api-streams' }), ...options.streams });
   const metrics = httpMetrics(app, nc, () => streams.stats());
   app.addHook('onClose', async () => {
     metrics.close();

@@ -2,17 +2,13 @@
  * The controller's job views as the HTTP API shows them (reference §6's Pipeline, Job and JobLogMessage).
  * A pipeline and its job are one record in weir, so both are read from the same view.
  */
-import { nodeParallelism, type AvailableAction, type JobSummary, type JobView } from '../protocol/index.js';
+import { jobSummary, nodeParallelism, type AvailableAction, type JobSummary, type JobView } from '../protocol/index.js';
 import type { LogRow } from '../store/index.js';
 import type { ErrorRow, Job, PipelineResponse } from './schemas.js';
+import { derivedOnce } from './serialize.js';
 
 const actionOf = (action: AvailableAction) => ({ action: action.stop, action_text: action.text, action_in_progress: action.in_progress });
 
-/** What a list shows of a job, from a full view (the controller's `jobSummary`, without importing the controller). */
-export function summaryOf(view: JobView): JobSummary {
-  const { job_id, name, state, config, generation, restarts, failure, created_at, start_time, finish_time, available_action } = view;
-  return { job_id, name, state, stop: config.stop, generation, restarts, failure, created_at, start_time, finish_time, available_action };
-}
 
 export function toJob(job: JobSummary): Job {
   return {
@@ -37,8 +33,8 @@ function sharedParallelism(view: JobView): number | null {
   return first !== undefined && values.every((value) => value === first) ? first : null;
 }
 
-export function toPipeline(view: JobView): PipelineResponse {
-  return {
+/** Once per job view: a cached read serves the same view to many requests. */
+export const toPipeline = derivedOnce((view: JobView): PipelineResponse => ({
     id: view.job_id,
     name: view.name,
     graph: view.graph,
@@ -49,9 +45,8 @@ export function toPipeline(view: JobView): PipelineResponse {
     stop: view.config.stop,
     created_at: view.created_at,
     ...actionOf(view.available_action),
-    job: toJob(summaryOf(view)),
-  };
-}
+    job: toJob(jobSummary(view)),
+  }));
 
 /** `null` for rows of other kinds: the log's error filter makes them rare, not impossible to ask for. */
 export function toErrorRow(row: LogRow): ErrorRow | null {

@@ -15,11 +15,13 @@ export const DEFAULT_API_HOST = '127.0.0.1';
 export const DEFAULT_API_PORT = 8000;
 const DEFAULT_URL = 'nats://127.0.0.1:4222';
 
-export const API_USAGE = `Usage: weir api [--api-port N] [--api-host H] [--api-token-file F] [--nats URL]
+export const API_USAGE = `Usage: weir api [--api-port N] [--api-host H] [--api-token-file F] [--read-cache-ms MS] [--nats URL]
   --api-port N        port (default: $WEIR_API_PORT or ${DEFAULT_API_PORT}; 0 = any free port)
   --api-host H        interface (default: $WEIR_API_HOST or ${DEFAULT_API_HOST}); anything but loopback needs a token
   --api-token-file F  a file holding the bearer token (default: $WEIR_API_TOKEN_FILE), or set WEIR_API_TOKEN;
                       without a token the API answers anyone who reaches it, so it only listens on loopback
+  --read-cache-ms MS  how long a job, checkpoint or metrics read serves identical requests (default:
+                      $WEIR_API_READ_CACHE_MS or 250; 0: every request asks the controller)
   --nats URL          NATS server (default: $NATS_URL or ${DEFAULT_URL}; credentials as for 'weir worker')`;
 
 export interface ApiArgs {
@@ -28,6 +30,8 @@ export interface ApiArgs {
   port: number;
   /** Where the token comes from; `null`: no token (loopback only). */
   token: { from: 'env' } | { from: 'file'; path: string } | null;
+  /** Undefined: the API's default. */
+  readCacheMs?: number;
 }
 
 /** A TCP port, 0–65535 (0: any free port). */
@@ -73,11 +77,18 @@ export function parseApiArgs(args: readonly string[], env: NodeJS.ProcessEnv = p
   refuseTokenArgument(args);
   const { values } = parseArgs({
     args: [...args],
-    options: { ...API_OPTIONS, nats: { type: 'string' } },
+    options: { ...API_OPTIONS, nats: { type: 'string' }, 'read-cache-ms': { type: 'string' } },
     strict: true,
     allowPositionals: false,
   });
-  return { url: values.nats ?? env['NATS_URL'] ?? DEFAULT_URL, ...apiSettings(values, env) };
+  const cacheText = values['read-cache-ms'] ?? nonEmpty(env['WEIR_API_READ_CACHE_MS']);
+  const cacheWhat = values['read-cache-ms'] === undefined ? 'WEIR_API_READ_CACHE_MS' : '--read-cache-ms';
+  if (cacheText !== undefined && !/^[0-9]{1,9}$/.test(cacheText)) throw new Error(`${cacheWhat} must be a number of milliseconds, got ${JSON.stringify(cacheText)}`);
+  return {
+    url: values.nats ?? env['NATS_URL'] ?? DEFAULT_URL,
+    ...apiSettings(values, env),
+    ...(cacheText === undefined ? {} : { readCacheMs: Number(cacheText) }),
+  };
 }
 
 /** The token itself (trimmed); throws when the file cannot be read or holds nothing. */
@@ -135,7 +146,7 @@ export async function apiCommand(args: readonly string[], io: ApiIo): Promise<nu
   }
   let server: Awaited<ReturnType<typeof startApi>>;
   try {
-    server = await startApi({ nc, logger: log, host: parsed.host, port: parsed.port, token });
+    server = await startApi({ nc, logger: log, host: parsed.host, port: parsed.port, token, ...(parsed.readCacheMs === undefined ? {} : { readCacheMs: parsed.readCacheMs }) });
   } catch (err) {
     io.err(`weir api: cannot start: ${err instanceof Error ? err.message : String(err)}`);
     await nc.close().catch(() => undefined);

@@ -55,6 +55,7 @@ import {
   type JobCheckpointsReply,
   type JobMetricsReply,
   type JobRevisionReply,
+  jobSummary,
   type JobSummary,
   type JobView,
   type ListJobsReply,
@@ -272,12 +273,6 @@ export function jobView(jobId: string, record: JobRecord, state: JobState = reco
     finish_time: status.finishTime === null ? null : toMicros(status.finishTime),
     available_action: { text: action.text, stop: action.stop, in_progress: action.inProgress },
   };
-}
-
-/** A job view as lists show it (jobSummarySchema). */
-export function jobSummary(view: JobView): JobSummary {
-  const { job_id, name, state, config, generation, restarts, failure, created_at, start_time, finish_time, available_action } = view;
-  return { job_id, name, state, stop: config.stop, generation, restarts, failure, created_at, start_time, finish_time, available_action };
 }
 
 function storeCode(err: unknown): { code: ErrorCode; message: string } {

@@ -429,6 +429,12 @@ export type JobView = z.infer<typeof jobViewSchema>;
 export type ListJobsRequest = z.infer<typeof listJobsRequestSchema>;
 export type JobSummary = z.infer<typeof jobSummarySchema>;
 export type ListJobsReply = z.infer<typeof listJobsReplySchema>;
+
+/** A job view as lists show it (jobSummarySchema). */
+export function jobSummary(view: JobView): JobSummary {
+  const { job_id, name, state, config, generation, restarts, failure, created_at, start_time, finish_time, available_action } = view;
+  return { job_id, name, state, stop: config.stop, generation, restarts, failure, created_at, start_time, finish_time, available_action };
+}
 export type AvailableAction = z.infer<typeof availableActionSchema>;
 export type TriggerCheckpointRequest = z.infer<typeof triggerCheckpointRequestSchema>;
 export type TriggerCheckpointReply = z.infer<typeof triggerCheckpointReplySchema>;

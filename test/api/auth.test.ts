@@ -60,7 +60,7 @@ describe('bearer auth', () => {
       const lines: string[] = [];
       const { pino } = await import('pino');
       const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
-      const api = await startApi({ nc: env.nc, logger, port: 0 });
+      const api = await startApi({ nc: env.nc, logger, port: 0, checkResponses: true });
       try {
         expect(lines.join('')).toContain('no token: listening on 127.0.0.1 only');
         expect((await http(`${api.url}/api/v1/pipelines`)).status).toBe(200);

@@ -91,7 +91,7 @@ export async function startEnv(options: EnvOptions = {}): Promise<Env> {
     worker = startWorker(await connection('worker'), { workerId: 'w1', slots: 8, log, heartbeatIntervalMs: 200 });
     await eventually(() => expect(worker!.registered()).toBe(true), { timeoutMs: 10_000 });
   }
-  const api = await startApi({ nc: await connection('api'), logger: log, port: 0, ...options.api });
+  const api = await startApi({ nc: await connection('api'), logger: log, port: 0, checkResponses: true, ...options.api });
   const stopController = async () => {
     await controller?.stop();
     controller = undefined;

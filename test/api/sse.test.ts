@@ -178,7 +178,7 @@ describe('SSE routes', () => {
     apiNc = await connectTo(server.url, 'api');
     client = controllerClient(nc);
     store = await openStore(nc);
-    api = await startApi({ nc: apiNc, logger: log, port: 0, streams: { heartbeatMs: 1_000 } });
+    api = await startApi({ nc: apiNc, logger: log, port: 0, checkResponses: true, streams: { heartbeatMs: 1_000 } });
     await eventually(() => expect(worker.registered()).toBe(true));
   });
 

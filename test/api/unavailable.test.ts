@@ -3,7 +3,8 @@ import { counterPipeline, expectError, http, startEnv, type PipelineResponse } f
 
 describe('the controller is away (NATS is up)', () => {
   it('answers 503 within the client deadline, still serves the ping and its own metrics', { timeout: 30_000 }, async () => {
-    const env = await startEnv({ api: { controllerTimeoutMs: 500 } });
+    // No read cache: every request must reach the controller that is gone.
+    const env = await startEnv({ api: { controllerTimeoutMs: 500, readCacheMs: 0 } });
     try {
       const id = (await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: counterPipeline('away') })).body.id;
       expect(id).toBeTypeOf('string');

@@ -107,3 +107,17 @@ describe('weir up: the API flags', () => {
     expect(apiBaseUrl('::1', 8001)).toBe('http://[::1]:8001/api/v1');
   });
 });
+
+describe('weir api --read-cache-ms', () => {
+  it('takes the flag, else WEIR_API_READ_CACHE_MS, else leaves the default to the API', () => {
+    expect(parseApiArgs(['--read-cache-ms', '0'], {}).readCacheMs).toBe(0);
+    expect(parseApiArgs([], { WEIR_API_READ_CACHE_MS: '1000' }).readCacheMs).toBe(1000);
+    expect(parseApiArgs(['--read-cache-ms', '5'], { WEIR_API_READ_CACHE_MS: '1000' }).readCacheMs).toBe(5);
+    expect(parseApiArgs([], {})).not.toHaveProperty('readCacheMs');
+  });
+
+  it('refuses what is not a number of milliseconds, naming where it came from', () => {
+    expect(() => parseApiArgs(['--read-cache-ms=-1'], {})).toThrow(/--read-cache-ms must be a number of milliseconds/);
+    expect(() => parseApiArgs([], { WEIR_API_READ_CACHE_MS: '1s' })).toThrow(/WEIR_API_READ_CACHE_MS/);
+  });
+});

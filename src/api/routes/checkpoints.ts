@@ -17,8 +17,13 @@ import {
   triggerCheckpointResponseSchema,
 } from '../schemas.js';
 import type { RouteDeps } from './deps.js';
+import { derivedOnce } from '../serialize.js';
+import type { JobCheckpointsReply } from '../../protocol/index.js';
 
 const tags = ['checkpoints'];
+
+/** Once per reply: a cached read serves the same reply to many requests. */
+const checkpointList = derivedOnce((reply: JobCheckpointsReply) => ({ data: reply.data }));
 
 export const checkpointRoutes: FastifyPluginAsyncZod<RouteDeps> = (app, { controller }) => {
   app.get(
@@ -33,8 +38,7 @@ export const checkpointRoutes: FastifyPluginAsyncZod<RouteDeps> = (app, { contro
       },
     },
     async (request) => {
-      const reply = await controller.checkpoints(jobIdOf(request.params), { include_failed: request.query.include_failed ?? false });
-      return { data: reply.data };
+      return checkpointList(await controller.checkpoints(jobIdOf(request.params), { include_failed: request.query.include_failed ?? false }));
     },
   );
 

@@ -3,7 +3,7 @@
  * the pipeline's), so `/pipelines/:id/jobs` is a list of one.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { MAX_LIST_LIMIT, type JobSummary } from '../../protocol/index.js';
+import { MAX_LIST_LIMIT, jobSummary, type JobSummary } from '../../protocol/index.js';
 import { jobIdOf, pipelineIdOf } from '../pipeline-ids.js';
 import {
   COMMON_ERRORS,
@@ -18,7 +18,7 @@ import {
   operatorMetricGroupListSchema,
   pipelineParamsSchema,
 } from '../schemas.js';
-import { summaryOf, toErrorRow, toJob } from '../views.js';
+import { toErrorRow, toJob } from '../views.js';
 import type { RouteDeps } from './deps.js';
 
 const tags = ['jobs'];
@@ -54,7 +54,7 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = (app, { controller, l
     {
       schema: { tags, summary: "A pipeline's job", params: pipelineParamsSchema, querystring: noQuerySchema, response: { 200: jobListSchema, ...COMMON_ERRORS } },
     },
-    async (request) => ({ data: [toJob(summaryOf(await controller.get(pipelineIdOf(request.params))))] }),
+    async (request) => ({ data: [toJob(jobSummary(await controller.get(pipelineIdOf(request.params))))] }),
   );
 
   app.get(
