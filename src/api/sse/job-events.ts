@@ -14,6 +14,7 @@
  */
 import type { Logger } from 'pino';
 import type { EventLog, LogRow, LogTail } from '../../store/index.js';
+import { HubRegistry } from './hub-registry.js';
 
 export type TransitionRow = Extract<LogRow, { kind: 'transition' }>;
 
@@ -146,16 +147,17 @@ export class JobEventsHub {
 
 /** The hubs by job: `join` starts one if the job has none. */
 export class JobEventsHubs {
-  private readonly hubs = new Map<string, JobEventsHub>();
+  private readonly hubs: HubRegistry<EventsSubscriber, JobEventsHub>;
 
-  constructor(
-    private readonly log: EventLog,
-    private readonly logger: Logger,
-    private readonly ringSize = DEFAULT_RING_SIZE,
-  ) {}
+  constructor(log: EventLog, logger: Logger, ringSize = DEFAULT_RING_SIZE) {
+    this.hubs = new HubRegistry({
+      create: (jobId, onStopped) => new JobEventsHub(jobId, log, logger, ringSize, onStopped),
+      stoppedMessage: (hub, jobId) => hub.failure ?? `the events hub of job ${jobId} stopped`,
+    });
+  }
 
   get count(): number {
-    return this.hubs.size;
+    return this.hubs.count;
   }
 
   get(jobId: string): JobEventsHub | undefined {
@@ -163,28 +165,11 @@ export class JobEventsHubs {
   }
 
   /** The job's hub, started and following, with `sub` a member (not yet live). */
-  async join(jobId: string, sub: EventsSubscriber): Promise<JobEventsHub> {
-    let hub = this.hubs.get(jobId);
-    if (hub === undefined || !hub.running) {
-      const created = new JobEventsHub(jobId, this.log, this.logger, this.ringSize, (h) => {
-        if (this.hubs.get(jobId) === h) this.hubs.delete(jobId);
-      });
-      this.hubs.set(jobId, created);
-      hub = created;
-    }
-    hub.add(sub);
-    try {
-      await hub.ready;
-    } catch (err) {
-      hub.stop();
-      throw err;
-    }
-    if (!hub.running) throw new Error(hub.failure ?? `the events hub of job ${jobId} stopped`);
-    return hub;
+  join(jobId: string, sub: EventsSubscriber): Promise<JobEventsHub> {
+    return this.hubs.join(jobId, sub);
   }
 
   stopAll(): void {
-    for (const hub of [...this.hubs.values()]) hub.stop();
-    this.hubs.clear();
+    this.hubs.stopAll();
   }
 }

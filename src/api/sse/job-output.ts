@@ -11,6 +11,7 @@ import type { JobState } from '../../../machines/job/types.js';
 import { decode, jobStateEventSchema, previewOutputSchema, subjects, type PreviewOutput } from '../../protocol/index.js';
 import type { ControllerClient } from '../controller-client.js';
 import { ApiError } from '../errors.js';
+import { HubRegistry } from './hub-registry.js';
 
 export interface OutputSubscriber {
   output(message: PreviewOutput): void;
@@ -148,41 +149,28 @@ export class JobOutputHub {
 }
 
 export class JobOutputHubs {
-  private readonly hubs = new Map<string, JobOutputHub>();
+  private readonly hubs: HubRegistry<OutputSubscriber, JobOutputHub>;
 
-  constructor(
-    private readonly nc: NatsConnection,
-    private readonly controller: ControllerClient,
-    private readonly logger: Logger,
-    private readonly pollMs: number,
-  ) {}
+  constructor(nc: NatsConnection, controller: ControllerClient, logger: Logger, pollMs: number) {
+    this.hubs = new HubRegistry({
+      create: (jobId, onStopped) =>
+        new JobOutputHub(jobId, nc, controller, logger, pollMs, (h) => {
+          this.invalid += h.invalid;
+          onStopped(h);
+        }),
+      stoppedMessage: (_hub, jobId) => `the output hub of job ${jobId} stopped`,
+    });
+  }
 
   get count(): number {
-    return this.hubs.size;
+    return this.hubs.count;
   }
 
   /** Messages that did not decode, over every hub that has run. */
   invalid = 0;
 
-  async join(jobId: string, sub: OutputSubscriber): Promise<JobOutputHub> {
-    let hub = this.hubs.get(jobId);
-    if (hub === undefined || !hub.running) {
-      const created = new JobOutputHub(jobId, this.nc, this.controller, this.logger, this.pollMs, (h) => {
-        this.invalid += h.invalid;
-        if (this.hubs.get(jobId) === h) this.hubs.delete(jobId);
-      });
-      this.hubs.set(jobId, created);
-      hub = created;
-    }
-    hub.add(sub);
-    try {
-      await hub.ready;
-    } catch (err) {
-      hub.stop();
-      throw err;
-    }
-    if (!hub.running) throw new Error(`the output hub of job ${jobId} stopped`);
-    return hub;
+  join(jobId: string, sub: OutputSubscriber): Promise<JobOutputHub> {
+    return this.hubs.join(jobId, sub);
   }
 
   totalInvalid(): number {
@@ -192,7 +180,6 @@ export class JobOutputHubs {
   }
 
   stopAll(): void {
-    for (const hub of [...this.hubs.values()]) hub.stop();
-    this.hubs.clear();
+    this.hubs.stopAll();
   }
 }
