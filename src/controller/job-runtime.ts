@@ -866,18 +866,25 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     return read.record as unknown as CheckpointRecord;
   }
 
+  const slotKeys = Array.from({ length: CHECKPOINT_SLOTS }, (_, slot) => `${jobId}.${slot}`);
+  /**
+   * Keys an older version wrote by epoch rather than by slot. Listing keys costs a consumer on the server,
+   * and nothing writes such keys any more, so they are listed once per runtime; the slots are read directly.
+   */
+  const legacyKeys = openOnce(async () => {
+    const keys: string[] = [];
+    for await (const key of await (await checkpointKv()).keys(`${jobId}.*`)) if (!slotKeys.includes(key)) keys.push(key);
+    return keys;
+  });
+
   /**
    * Every record the bucket holds for this job, newest epoch first: the slots, plus keys named by epoch
    * that versions before the slots wrote.
    */
   async function storedRecords(kv: KV): Promise<CheckpointRecord[]> {
-    const keys: string[] = [];
-    for await (const key of await kv.keys(`${jobId}.*`)) keys.push(key);
-    const records: CheckpointRecord[] = [];
-    for (const key of keys) {
-      const record = recordIn(key, await kv.get(key));
-      if (record !== null) records.push(record);
-    }
+    const keys = [...slotKeys, ...(await legacyKeys())];
+    const entries = await Promise.all(keys.map((key) => kv.get(key)));
+    const records = entries.flatMap((entry, i) => recordIn(keys[i]!, entry) ?? []);
     return records.sort((a, b) => b.epoch - a.epoch);
   }
 
