@@ -3,28 +3,21 @@
  * an in-process worker, and `startApi` on a free loopback port. Requests go through real HTTP (`fetch`).
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { pino } from 'pino';
 import { expect } from 'vitest';
 import type { JobPolicy } from '../../machines/job/types.js';
 import { startApi, type ApiOptions, type ApiServer } from '../../src/api/index.js';
 import type { Job } from '../../src/api/schemas.js';
 import { controllerClient, type ControllerClient } from '../../src/api/controller-client.js';
-import { startController, type Controller } from '../../src/controller/controller.js';
+import type { Controller } from '../../src/controller/controller.js';
 import { openStore, type Store } from '../../src/store/index.js';
-import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
+import type { WorkerHandle } from '../../src/worker/process.js';
+import { log, startTestController, startTestWorker, TEST_POLICY } from '../support/cluster.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
-export const log = pino({ level: process.env['WEIR_TEST_LOG'] ?? 'silent' });
+export { log };
 
-const POLICY: Partial<JobPolicy> = {
-  restartBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
-  stateBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
-  notEnoughSlotsRetryMs: 200,
-  progressPollMs: 50,
-  stopTimeoutMs: 10_000,
-  heartbeatTimeoutMs: 2_000,
-};
+const POLICY: Partial<JobPolicy> = { ...TEST_POLICY, notEnoughSlotsRetryMs: 200, stopTimeoutMs: 10_000, heartbeatTimeoutMs: 2_000 };
 
 /** impulse → map-key → count → preview at a small rate, checkpointing every second. */
 export function counterPipeline(name = 'counter'): Record<string, unknown> {
@@ -78,19 +71,9 @@ export async function startEnv(options: EnvOptions = {}): Promise<Env> {
   };
   const nc = await connection('test');
   const store = await openStore(nc);
-  let controller: Controller | undefined = await startController(await connection('controller'), {
-    log,
-    heartbeatIntervalMs: 200,
-    heartbeatTimeoutMs: 2_000,
-    requestTimeoutMs: 2_000,
-    policy: POLICY,
-    inspector: null,
-  });
+  let controller: Controller | undefined = await startTestController(await connection('controller'), { heartbeatTimeoutMs: 2_000, policy: POLICY });
   let worker: WorkerHandle | undefined;
-  if (options.worker === true) {
-    worker = startWorker(await connection('worker'), { workerId: 'w1', slots: 8, log, heartbeatIntervalMs: 200 });
-    await eventually(() => expect(worker!.registered()).toBe(true), { timeoutMs: 10_000 });
-  }
+  if (options.worker === true) worker = await startTestWorker(await connection('worker'), { registeredWithinMs: 10_000 });
   const api = await startApi({ nc: await connection('api'), logger: log, port: 0, checkResponses: true, ...options.api });
   const stopController = async () => {
     await controller?.stop();

@@ -8,29 +8,21 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { EventSource } from 'eventsource';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPolicy, JobState } from '../../machines/job/types.js';
 import { controllerClient, type ControllerClient } from '../../src/api/controller-client.js';
 import { ApiError } from '../../src/api/errors.js';
 import { createStreams, streamInternals, type Streams } from '../../src/api/routes/streams.js';
 import { startApi, type ApiServer } from '../../src/api/index.js';
-import { startController, type Controller } from '../../src/controller/controller.js';
+import type { Controller } from '../../src/controller/controller.js';
 import { PROTOCOL_VERSION, encode, subjects, type JobView, type PipelineInput } from '../../src/protocol/index.js';
 import { openStore, type JsonValue, type LogRow, type Store } from '../../src/store/index.js';
-import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
+import type { WorkerHandle } from '../../src/worker/process.js';
+import { log, startTestController, startTestWorker, TEST_POLICY, untilState } from '../support/cluster.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
-const log = pino({ level: process.env['WEIR_TEST_LOG'] ?? 'silent' });
-const POLICY: Partial<JobPolicy> = {
-  restartBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
-  stateBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
-  notEnoughSlotsRetryMs: 100,
-  progressPollMs: 50,
-  stopTimeoutMs: 30_000,
-  heartbeatTimeoutMs: 1_000,
-};
+const POLICY: Partial<JobPolicy> = { ...TEST_POLICY, stopTimeoutMs: 30_000, heartbeatTimeoutMs: 1_000 };
 
 function previewPipeline(name: string, impulse: Record<string, JsonValue> = { rate_per_sec: 20 }, batch = 5): PipelineInput {
   return {
@@ -172,14 +164,13 @@ describe('SSE routes', () => {
   beforeAll(async () => {
     server = await startNatsServer({ jetstream: true });
     controllerNc = await connectTo(server.url, 'controller');
-    controller = await startController(controllerNc, { log, heartbeatIntervalMs: 200, heartbeatTimeoutMs: 3_000, requestTimeoutMs: 2_000, policy: POLICY, inspector: null });
-    worker = startWorker(await connectTo(server.url, 'worker'), { workerId: 'w1', slots: 16, log, heartbeatIntervalMs: 200 });
+    controller = await startTestController(controllerNc, { policy: POLICY });
+    worker = await startTestWorker(await connectTo(server.url, 'worker'), { slots: 16 });
     nc = await connectTo(server.url, 'test');
     apiNc = await connectTo(server.url, 'api');
     client = controllerClient(nc);
     store = await openStore(nc);
     api = await startApi({ nc: apiNc, logger: log, port: 0, checkResponses: true, streams: { heartbeatMs: 1_000 } });
-    await eventually(() => expect(worker.registered()).toBe(true));
   });
 
   afterAll(async () => {
@@ -212,14 +203,7 @@ describe('SSE routes', () => {
   }
 
   async function reach(jobId: string, state: JobState, timeoutMs = 20_000): Promise<JobView> {
-    return eventually(
-      async () => {
-        const view = await client.get(jobId);
-        expect(view.state).toBe(state);
-        return view;
-      },
-      { timeoutMs, intervalMs: 50 },
-    );
+    return untilState(() => client.get(jobId), state, { timeoutMs });
   }
 
   async function transitionsAfter(jobId: string, after: number): Promise<Array<LogRow & { kind: 'transition' }>> {

@@ -6,23 +6,15 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPolicy, JobState } from '../../machines/job/types.js';
+import type { JobState } from '../../machines/job/types.js';
 import { jobsCommand, type ErrorsPage } from '../../src/cli/jobs.js';
-import { startController, type Controller } from '../../src/controller/controller.js';
+import type { Controller } from '../../src/controller/controller.js';
 import { encode, jobViewSchema, previewOutputSchema, subjects, type JobView, type JsonValue, type PipelineInput } from '../../src/protocol/index.js';
-import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
+import type { WorkerHandle } from '../../src/worker/process.js';
+import { startTestController, startTestWorker, untilState } from '../support/cluster.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 import { connectTo, eventually } from '../support/nats.js';
-
-const log = pino({ level: process.env['WEIR_TEST_LOG'] ?? 'silent' });
-const POLICY: Partial<JobPolicy> = {
-  restartBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
-  stateBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
-  notEnoughSlotsRetryMs: 100,
-  progressPollMs: 50,
-};
 
 let server: NatsServerHandle;
 let controllerNc: NatsConnection;
@@ -76,15 +68,9 @@ async function view(jobId: string): Promise<JobView> {
 }
 
 async function reach(jobId: string, state: JobState, generation?: number): Promise<JobView> {
-  return eventually(
-    async () => {
-      const v = await view(jobId);
-      expect(v.state).toBe(state);
-      if (generation !== undefined) expect(v.generation).toBe(generation);
-      return v;
-    },
-    { timeoutMs: 20_000, intervalMs: 50 },
-  );
+  return untilState(() => view(jobId), state, {}, (v) => {
+    if (generation !== undefined) expect(v.generation).toBe(generation);
+  });
 }
 
 async function create(file: string): Promise<string> {
@@ -99,10 +85,9 @@ beforeAll(async () => {
   server = await startNatsServer({ jetstream: true });
   controllerNc = await connectTo(server.url, 'controller');
   client = await connectTo(server.url, 'client');
-  controller = await startController(controllerNc, { log, heartbeatIntervalMs: 200, heartbeatTimeoutMs: 3_000, policy: POLICY, inspector: null });
+  controller = await startTestController(controllerNc);
   workerNc = await connectTo(server.url, 'worker');
-  worker = startWorker(workerNc, { workerId: 'w1', slots: 8, log, heartbeatIntervalMs: 200 });
-  await eventually(() => expect(worker.registered()).toBe(true));
+  worker = await startTestWorker(workerNc);
 });
 
 afterAll(async () => {

@@ -6,7 +6,6 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   controllerMetricsReplySchema,
-  encode,
   jobCheckpointsReplySchema,
   jobMetricsReplySchema,
   jobViewSchema,
@@ -14,11 +13,10 @@ import {
   triggerCheckpointReplySchema,
   type PipelineInput,
 } from '../../src/protocol/index.js';
+import { requestJson, type Reply } from '../support/cluster.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 import { killAll, WeirProcess } from '../support/processes.js';
-
-type Reply = { error?: { code: string; message: string } } & Record<string, unknown>;
 
 const PIPELINE: PipelineInput = {
   name: 'process-api',
@@ -41,10 +39,7 @@ describe('controller API subjects with controller and worker processes', () => {
   let client: NatsConnection;
   const processes = new Set<WeirProcess>();
 
-  async function request(subject: string, body: unknown): Promise<Reply> {
-    const reply = await client.request(subject, encode(body), { timeout: 8_000 });
-    return JSON.parse(new TextDecoder().decode(reply.data)) as Reply;
-  }
+  const request = (subject: string, body: unknown): Promise<Reply> => requestJson(client, subject, body, 8_000);
 
   beforeAll(async () => {
     server = await startNatsServer({ jetstream: true });

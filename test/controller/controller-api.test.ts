@@ -3,13 +3,11 @@
  * with a real worker.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPolicy, JobState } from '../../machines/job/types.js';
-import { startController, type Controller } from '../../src/controller/controller.js';
+import type { Controller } from '../../src/controller/controller.js';
 import {
   controllerMetricsReplySchema,
-  encode,
   jobCheckpointsReplySchema,
   jobMetricsReplySchema,
   jobViewSchema,
@@ -18,18 +16,12 @@ import {
   type Checkpoint,
   type PipelineInput,
 } from '../../src/protocol/index.js';
-import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
+import type { WorkerHandle } from '../../src/worker/process.js';
+import { requestJson, startTestController, startTestWorker, TEST_POLICY, untilState, type Reply } from '../support/cluster.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
-const log = pino({ level: process.env['WEIR_TEST_LOG'] ?? 'silent' });
-const POLICY: Partial<JobPolicy> = {
-  restartBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
-  stateBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
-  notEnoughSlotsRetryMs: 100,
-  progressPollMs: 50,
-  stopTimeoutMs: 30_000,
-};
+const POLICY: Partial<JobPolicy> = { ...TEST_POLICY, stopTimeoutMs: 30_000 };
 
 /** impulse ×2 → map-key ×2 → count ×1 → preview ×1; periodic checkpoints hourly, so only triggers take them. */
 function pipeline(name: string): PipelineInput {
@@ -52,8 +44,6 @@ function pipeline(name: string): PipelineInput {
   };
 }
 
-type Reply = { error?: { code: string; message: string } } & Record<string, unknown>;
-
 describe('controller: trigger_checkpoint, job metrics, Prometheus metrics', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
@@ -62,20 +52,10 @@ describe('controller: trigger_checkpoint, job metrics, Prometheus metrics', () =
   let worker: WorkerHandle;
   let running: string;
 
-  async function request(subject: string, body: unknown): Promise<Reply> {
-    const data = typeof body === 'string' ? new TextEncoder().encode(body) : encode(body);
-    const reply = await client.request(subject, data, { timeout: 8_000 });
-    return JSON.parse(new TextDecoder().decode(reply.data)) as Reply;
-  }
+  const request = (subject: string, body: unknown): Promise<Reply> => requestJson(client, subject, body, 8_000);
 
   async function reach(jobId: string, state: JobState): Promise<void> {
-    await eventually(
-      async () => {
-        const view = jobViewSchema.parse(await request(subjects.apiJobGet(jobId), { v: 1 }));
-        expect(view.state).toBe(state);
-      },
-      { timeoutMs: 20_000, intervalMs: 50 },
-    );
+    await untilState(async () => jobViewSchema.parse(await request(subjects.apiJobGet(jobId), { v: 1 })), state);
   }
 
   async function create(name: string): Promise<string> {
@@ -104,9 +84,8 @@ describe('controller: trigger_checkpoint, job metrics, Prometheus metrics', () =
     server = await startNatsServer({ jetstream: true });
     nc = await connectTo(server.url, 'controller');
     client = await connectTo(server.url, 'client');
-    controller = await startController(nc, { log, heartbeatIntervalMs: 200, heartbeatTimeoutMs: 5_000, requestTimeoutMs: 2_000, policy: POLICY, inspector: null });
-    worker = startWorker(await connectTo(server.url, 'worker'), { workerId: 'w1', slots: 8, log, heartbeatIntervalMs: 200 });
-    await eventually(() => expect(worker.registered()).toBe(true));
+    controller = await startTestController(nc, { heartbeatTimeoutMs: 5_000, policy: POLICY });
+    worker = await startTestWorker(await connectTo(server.url, 'worker'));
     running = await create('running');
     await reach(running, 'Running');
   }, 60_000);

@@ -1,7 +1,6 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { pino } from 'pino';
 import type { InspectionEvent } from 'xstate';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobPolicy, JobState } from '../../machines/job/types.js';
@@ -12,7 +11,6 @@ import {
   checkpointDetailsReplySchema,
   checkpointKey,
   decode,
-  encode,
   jobCheckpointsReplySchema,
   jobStateEventSchema,
   jobViewSchema,
@@ -30,15 +28,12 @@ import { startWorker, type WorkerHandle } from '../../src/worker/process.js';
 import { jobsCommand } from '../../src/cli/jobs.js';
 import { corruptCheckpoint, storedEpochs, storedRecord, storedRecords, subtaskSnapshot } from '../support/checkpoints.js';
 import { openCheckpointStore } from '../../src/checkpoint/index.js';
+import { log, requestJson, startTestController, startTestWorker, TEST_POLICY, untilState, type Reply } from '../support/cluster.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
-const log = pino({ level: process.env['WEIR_TEST_LOG'] ?? 'silent' });
 const POLICY: Partial<JobPolicy> = {
-  restartBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
-  stateBackoff: { initialMs: 50, maxMs: 200, multiplier: 2, jitter: 0 },
-  notEnoughSlotsRetryMs: 100,
-  progressPollMs: 50,
+  ...TEST_POLICY,
   // Long enough that a stop which only ended by this timeout (and the kill after it) fails the tests.
   stopTimeoutMs: 30_000,
   // Would expire within the tests if the runtime kept a per-job heartbeat deadline that nothing refreshes.
@@ -65,8 +60,6 @@ function pipeline(name = 'counts'): PipelineInput {
   };
 }
 
-type Reply = { error?: { code: string; message: string } } & Record<string, unknown>;
-
 describe('controller', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
@@ -78,15 +71,11 @@ describe('controller', () => {
   let stateSub: Subscription;
 
   async function start(): Promise<Controller> {
-    controller = await startController(nc, { log, heartbeatIntervalMs: 200, heartbeatTimeoutMs: 3_000, requestTimeoutMs: 2_000, policy: POLICY, maxMessageBytes: 64 * 1024, inspector: null });
+    controller = await startTestController(nc, { policy: POLICY, maxMessageBytes: 64 * 1024 });
     return controller;
   }
 
-  async function request(subject: string, body: unknown): Promise<Reply> {
-    const data = body instanceof Uint8Array ? body : typeof body === 'string' ? new TextEncoder().encode(body) : encode(body);
-    const reply = await client.request(subject, data, { timeout: 5_000 });
-    return JSON.parse(new TextDecoder().decode(reply.data)) as Reply;
-  }
+  const request = (subject: string, body: unknown): Promise<Reply> => requestJson(client, subject, body, 5_000);
 
   async function view(jobId: string): Promise<JobView> {
     const reply = await request(subjects.apiJobGet(jobId), { v: 1 });
@@ -96,14 +85,7 @@ describe('controller', () => {
   }
 
   async function reach(jobId: string, state: JobState, timeoutMs = 15_000): Promise<JobView> {
-    return eventually(
-      async () => {
-        const v = await view(jobId);
-        expect(v.state).toBe(state);
-        return v;
-      },
-      { timeoutMs, intervalMs: 50 },
-    );
+    return untilState(() => view(jobId), state, { timeoutMs });
   }
 
   async function create(): Promise<string> {
@@ -132,8 +114,7 @@ describe('controller', () => {
     });
     await start();
     const workerNc = await connectTo(server.url, 'worker');
-    worker = startWorker(workerNc, { workerId: 'w1', slots: 8, log, heartbeatIntervalMs: 200 });
-    await eventually(() => expect(worker!.registered()).toBe(true));
+    worker = await startTestWorker(workerNc);
   });
 
   afterEach(async () => {
@@ -343,7 +324,7 @@ describe('controller', () => {
 
   it('retention: every 4 epochs the state no kept checkpoint needs is deleted, older records are compacted, and the minimum epoch advances', async () => {
     await controller?.stop();
-    controller = await startController(nc, { log, heartbeatIntervalMs: 200, heartbeatTimeoutMs: 3_000, requestTimeoutMs: 2_000, policy: POLICY, inspector: null, retainedCheckpoints: 2 });
+    controller = await startTestController(nc, { policy: POLICY, retainedCheckpoints: 2 });
     await worker?.stop();
     // One delta per chain: every other epoch rewrites full snapshots, so superseded blobs pile up fast.
     worker = startWorker(await connectTo(server.url, 'worker-2'), { workerId: 'w2', slots: 8, log, heartbeatIntervalMs: 200, incrementalState: { maxDeltas: 1 } });

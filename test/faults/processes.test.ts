@@ -21,6 +21,7 @@ import {
   type JobStateEvent,
   type JobView,
 } from '../../src/protocol/index.js';
+import { requestJson, untilState, type Reply } from '../support/cluster.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { storedEpochs, storedRecord, storedRecords, subtaskSnapshot } from '../support/checkpoints.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
@@ -29,8 +30,6 @@ import { killAll, WeirProcess } from '../support/processes.js';
 const HEARTBEAT_TIMEOUT_MS = 1_500;
 /** The API limit is 1 MiB; the server takes 2 MiB so that an oversized request reaches weir. */
 const SERVER_CONF = 'max_payload: 2MB\n';
-
-type Reply = { error?: { code: string; message: string } } & Record<string, unknown>;
 
 function counterPipeline(extra: Record<string, unknown> = {}, mapKey: Record<string, unknown> = { modulo: 5 }) {
   return {
@@ -98,11 +97,7 @@ describe('weir on real processes', () => {
     return p;
   }
 
-  async function request(subject: string, body: unknown, timeout = 5_000): Promise<Reply> {
-    const data = body instanceof Uint8Array ? body : encode(body);
-    const reply = await client.request(subject, data, { timeout });
-    return JSON.parse(new TextDecoder().decode(reply.data)) as Reply;
-  }
+  const request = (subject: string, body: unknown, timeout = 5_000): Promise<Reply> => requestJson(client, subject, body, timeout);
 
   async function create(pipeline: unknown): Promise<string> {
     const reply = await request(subjects.apiJobsCreate(), pipeline);
@@ -122,15 +117,7 @@ describe('weir on real processes', () => {
 
   /** Polls the API (which a restarting controller may not answer for a moment) until the job is in `state`. */
   function reach(jobId: string, state: JobState, timeoutMs = 20_000, extra: (v: JobView) => boolean = () => true): Promise<JobView> {
-    return eventually(
-      async () => {
-        const v = await view(jobId);
-        expect(v.state).toBe(state);
-        expect(extra(v)).toBe(true);
-        return v;
-      },
-      { timeoutMs, intervalMs: 100 },
-    );
+    return untilState(() => view(jobId), state, { timeoutMs, intervalMs: 100 }, (v) => expect(extra(v)).toBe(true));
   }
 
   function statesOf(jobId: string): JobState[] {
