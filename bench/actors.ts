@@ -33,6 +33,7 @@ import type { StopResult } from '../machines/job/setup.js';
 import type { CheckpointSchedule, FinalCheckpointResult, GenerationInput, ScheduleInput, ScheduleResult, StopInput } from '../machines/job/types.js';
 import { CheckpointCoordinator, type CheckpointTrigger } from '../src/controller/checkpoint-coordinator.js';
 import { TimerQueue } from '../src/controller/timer-queue.js';
+import { argValue, round } from './support.js';
 
 const NAIVE_POLL_MS = 200;
 let CHECKPOINT_INTERVAL_MS = 10_000;
@@ -103,12 +104,7 @@ interface PhaseResult {
 // Small utilities
 
 function parseOptions(argv: string[]): Options {
-  const value = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    if (i >= 0) return argv[i + 1];
-    const eq = argv.find((a) => a.startsWith(`${name}=`));
-    return eq?.slice(name.length + 1);
-  };
+  const value = (name: string): string | undefined => argValue(argv, name);
   const num = (raw: string | undefined, fallback: number, what: string): number => {
     if (raw === undefined || raw === '') return fallback;
     const n = Number(raw);
@@ -135,7 +131,6 @@ const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 /** CLOCK_MONOTONIC in µs: the clock of --cpu-prof's timestamps, to cut a profile down to the window. */
 const monoUs = () => Number(process.hrtime.bigint() / 1000n);
 const mib = (bytes: number) => bytes / 1_048_576;
-const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 function gc(): boolean {
   const collect = (globalThis as { gc?: () => void }).gc;

@@ -29,9 +29,9 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { startNatsServer } from '../test/support/nats-server.js';
+import { positiveIntArg, quantiles, round, rssMiB } from './support.js';
 
 const GOAL_THROUGHPUT_RATIO = 0.5;
-const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 interface Options {
   seconds: number;
@@ -41,21 +41,8 @@ interface Options {
 }
 
 function options(argv: string[]): Options {
-  const value = (name: string, fallback: number): number => {
-    const i = argv.indexOf(name);
-    const raw = i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
-    if (raw === undefined) return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${raw}`);
-    return n;
-  };
+  const value = (name: string, fallback: number) => positiveIntArg(argv, name, fallback);
   return { seconds: value('--seconds', 10), connections: value('--connections', 32), sseClients: value('--sse-clients', 1000), cycles: value('--cycles', 3) };
-}
-
-function quantiles(samples: number[]): { n: number; p50: number; p99: number; max: number } {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
-  return { n: s.length, p50: at(0.5), p99: at(0.99), max: s.at(-1) ?? NaN };
 }
 
 function freePort(): Promise<number> {
@@ -74,12 +61,6 @@ function weir(args: string[], env: Record<string, string> = {}): ChildProcess {
     env: { ...process.env, WEIR_LOG_LEVEL: 'warn', WEIR_INSPECT: '', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-}
-
-function rssMiB(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
-  return Number(line?.split(/\s+/)[1] ?? NaN) / 1024;
 }
 
 async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {

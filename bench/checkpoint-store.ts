@@ -42,6 +42,7 @@ import pg from 'pg';
 import { openCheckpointStore, type CheckpointStore } from '../src/checkpoint/index.js';
 import { JOB_CHECKPOINT_GOAL, measureJobCheckpoint, printJobCheckpoint } from './job-checkpoint.js';
 import { startNatsServer } from '../test/support/nats-server.js';
+import { argValue, quantiles, round } from './support.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -58,7 +59,6 @@ const RAW_BUCKET = 'bench_raw';
 /** The object store's chunk size. */
 const CHUNK = 128 * KIB;
 const FLOOR_GOAL = 2;
-const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 interface Options {
   pairs: number | undefined;
@@ -67,10 +67,7 @@ interface Options {
 }
 
 function options(argv: string[]): Options {
-  const raw = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
-  };
+  const raw = (name: string): string | undefined => argValue(argv, name);
   const int = (name: string, min: number): number | undefined => {
     const text = raw(name);
     if (text === undefined) return undefined;
@@ -83,12 +80,6 @@ function options(argv: string[]): Options {
     reps: int('--reps', 10) ?? 15,
     pgUrl: raw('--pg') ?? process.env['BENCH_PG_URL'] ?? 'postgresql://postgres@127.0.0.1:5432/test',
   };
-}
-
-function quantiles(samples: number[]): { p50: number; p99: number } {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
-  return { p50: at(0.5), p99: at(0.99) };
 }
 
 const median = (samples: number[]) => quantiles(samples).p50;
@@ -217,7 +208,7 @@ async function measure(sides: Side[], pairs: number): Promise<Figures[]> {
   }
   return samples.map((s) => {
     const q = quantiles(s);
-    return { opsPerSec: (s.length * 1000) / s.reduce((a, b) => a + b, 0), ...q };
+    return { opsPerSec: (s.length * 1000) / s.reduce((a, b) => a + b, 0), p50: q.p50, p99: q.p99 };
   });
 }
 

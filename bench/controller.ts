@@ -33,6 +33,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { CHECKPOINTS_KV_BUCKET, JOBS_KV_BUCKET, subjects } from '../src/protocol/index.js';
 import { startNatsServer } from '../test/support/nats-server.js';
+import { positiveIntArg, quantiles, round, rssMiB } from './support.js';
 
 const GOALS = { cpuPctAt10k: 25, transitionRatio: 2, checkpointRatio: 3 } as const;
 /** Long enough for ≥ 50 checkpoints of the 16-subtask jobs (10 per second by default). */
@@ -41,7 +42,6 @@ const OPERATORS = ['impulse', 'map-key', 'count', 'log', 'preview'];
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = (d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as Record<string, unknown>;
 const nowUs = () => Date.now() * 1000;
-const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 interface Options {
   jobs: number;
@@ -52,14 +52,7 @@ interface Options {
 }
 
 function options(argv: string[]): Options {
-  const value = (name: string, fallback: number): number => {
-    const i = argv.indexOf(name);
-    const raw = i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
-    if (raw === undefined) return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${raw}`);
-    return n;
-  };
+  const value = (name: string, fallback: number) => positiveIntArg(argv, name, fallback);
   return {
     jobs: value('--jobs', Number(process.env['BENCH_JOBS'] ?? 2000)),
     seconds: value('--seconds', 60),
@@ -67,12 +60,6 @@ function options(argv: string[]): Options {
     samples: value('--samples', 200),
     checkpointJobs: value('--checkpoint-jobs', 10),
   };
-}
-
-function quantiles(samples: number[]): { n: number; p50: number; p99: number; max: number } {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
-  return { n: s.length, p50: at(0.5), p99: at(0.99), max: s.at(-1) ?? NaN };
 }
 
 const fmt = (q: { p50: number; p99: number }) => `p50 ${round(q.p50, 2)} ms, p99 ${round(q.p99, 2)} ms`;
@@ -185,11 +172,6 @@ function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[11]) + Number(fields[12]); // utime + stime
-}
-
-function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
-  return Number(line?.split(/\s+/)[1] ?? NaN) / 1024;
 }
 
 function startController(url: string): ChildProcess {
