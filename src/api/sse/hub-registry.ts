@@ -64,3 +64,51 @@ export class HubRegistry<S, H extends Hub<S>> {
     this.hubs.clear();
   }
 }
+
+/**
+ * The membership every hub keeps: a member keeps the hub alive (it may still be catching up), a live
+ * member also gets what the hub reads, and the last member out stops the hub.
+ */
+export abstract class SubscriberHub<S> implements Hub<S> {
+  protected readonly members = new Set<S>();
+  protected readonly live = new Set<S>();
+  protected stopped = false;
+  abstract readonly ready: Promise<void>;
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  get running(): boolean {
+    return !this.stopped;
+  }
+
+  /** Keeps the hub alive for `sub`. */
+  add(sub: S): void {
+    this.members.add(sub);
+  }
+
+  /** `sub` gets everything the hub reads from now on. */
+  addLive(sub: S): void {
+    this.members.add(sub);
+    this.live.add(sub);
+  }
+
+  /** Removes `sub`; the last one out stops the hub. */
+  remove(sub: S): void {
+    this.members.delete(sub);
+    this.live.delete(sub);
+    if (this.members.size === 0) this.stop();
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.members.clear();
+    this.live.clear();
+    this.halt();
+  }
+
+  /** Stops following and tells the hub's owner; called once, by `stop`, after the members are gone. */
+  protected abstract halt(): void;
+}

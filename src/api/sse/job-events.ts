@@ -14,7 +14,7 @@
  */
 import type { Logger } from 'pino';
 import type { EventLog, LogRow, LogTail } from '../../store/index.js';
-import { HubRegistry } from './hub-registry.js';
+import { HubRegistry, SubscriberHub } from './hub-registry.js';
 
 export type TransitionRow = Extract<LogRow, { kind: 'transition' }>;
 
@@ -27,12 +27,9 @@ export interface EventsSubscriber {
 
 export const DEFAULT_RING_SIZE = 256;
 
-export class JobEventsHub {
+export class JobEventsHub extends SubscriberHub<EventsSubscriber> {
   private readonly ring: TransitionRow[] = [];
-  private readonly members = new Set<EventsSubscriber>();
-  private readonly live = new Set<EventsSubscriber>();
   private tail: LogTail | undefined;
-  private stopped = false;
   /** Why the hub stopped following, if it failed. */
   failure: string | undefined;
   /** The hub sees every row of the job at or after this sequence. */
@@ -48,16 +45,9 @@ export class JobEventsHub {
     private readonly ringSize: number,
     private readonly onStopped: (hub: JobEventsHub) => void,
   ) {
+    super();
     this.ready = this.start();
     this.ready.catch(() => undefined);
-  }
-
-  get size(): number {
-    return this.members.size;
-  }
-
-  get running(): boolean {
-    return !this.stopped;
   }
 
   private async start(): Promise<void> {
@@ -102,17 +92,6 @@ export class JobEventsHub {
     for (const sub of members) sub.failed(reason);
   }
 
-  /** Keeps the hub alive for `sub` (who may still be catching up). */
-  add(sub: EventsSubscriber): void {
-    this.members.add(sub);
-  }
-
-  /** `sub` gets every transition the hub reads from now on. */
-  addLive(sub: EventsSubscriber): void {
-    this.members.add(sub);
-    this.live.add(sub);
-  }
-
   /**
    * For a client that has read the log through `readUpTo` (every row of the job up to that sequence that
    * existed when its read began, which was after the hub started): the ring's transitions after that,
@@ -127,18 +106,7 @@ export class JobEventsHub {
     return this.ring.filter((row) => row.seq > upTo);
   }
 
-  /** Removes `sub`; the last one out stops the hub. */
-  remove(sub: EventsSubscriber): void {
-    this.members.delete(sub);
-    this.live.delete(sub);
-    if (this.members.size === 0) this.stop();
-  }
-
-  stop(): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.members.clear();
-    this.live.clear();
+  protected halt(): void {
     this.ring.length = 0;
     this.tail?.stop();
     this.onStopped(this);

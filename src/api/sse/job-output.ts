@@ -11,7 +11,7 @@ import type { JobState } from '../../../machines/job/types.js';
 import { decode, jobStateEventSchema, previewOutputSchema, subjects, type PreviewOutput } from '../../protocol/index.js';
 import type { ControllerClient } from '../controller-client.js';
 import { ApiError } from '../errors.js';
-import { HubRegistry } from './hub-registry.js';
+import { HubRegistry, SubscriberHub } from './hub-registry.js';
 
 export interface OutputSubscriber {
   output(message: PreviewOutput): void;
@@ -26,14 +26,11 @@ export interface OutputSubscriber {
 /** Generations whose done subtasks are remembered. */
 const DONE_GENERATIONS = 4;
 
-export class JobOutputHub {
-  private readonly members = new Set<OutputSubscriber>();
-  private readonly live = new Set<OutputSubscriber>();
+export class JobOutputHub extends SubscriberHub<OutputSubscriber> {
   private readonly subs: Subscription[] = [];
   /** Per generation: the `node/subtask` of every preview subtask that sent `done`. */
   private readonly done = new Map<number, Set<string>>();
   private poll: NodeJS.Timeout | undefined;
-  private stopped = false;
   /** Counts state observations, so a client can tell whether one arrived while it looked the job up. */
   stateMark = 0;
   lastState: { state: JobState; generation: number } | undefined;
@@ -48,6 +45,7 @@ export class JobOutputHub {
     private readonly pollMs: number,
     private readonly onStopped: (hub: JobOutputHub) => void,
   ) {
+    super();
     this.subs.push(
       nc.subscribe(subjects.jobOutput(jobId), { callback: (err, msg) => (err === null ? this.onOutput(msg.data) : undefined) }),
       nc.subscribe(subjects.jobState(jobId), { callback: (err, msg) => (err === null ? this.onStateEvent(msg.data) : undefined) }),
@@ -59,41 +57,14 @@ export class JobOutputHub {
     this.poll.unref();
   }
 
-  get size(): number {
-    return this.members.size;
-  }
-
-  get running(): boolean {
-    return !this.stopped;
-  }
-
   /** The `node/subtask` keys of `generation`'s preview subtasks that have sent `done`. */
   doneOf(generation: number): ReadonlySet<string> {
     return this.done.get(generation) ?? new Set();
   }
 
-  add(sub: OutputSubscriber): void {
-    this.members.add(sub);
-  }
-
-  addLive(sub: OutputSubscriber): void {
-    this.members.add(sub);
-    this.live.add(sub);
-  }
-
-  remove(sub: OutputSubscriber): void {
-    this.members.delete(sub);
-    this.live.delete(sub);
-    if (this.members.size === 0) this.stop();
-  }
-
-  stop(): void {
-    if (this.stopped) return;
-    this.stopped = true;
+  protected halt(): void {
     clearInterval(this.poll);
     for (const sub of this.subs) sub.unsubscribe();
-    this.members.clear();
-    this.live.clear();
     this.done.clear();
     this.onStopped(this);
   }
