@@ -3,7 +3,8 @@
  * EventSource clients follow a job's state transitions over SSE. The job is driven through transitions
  * (over the controller's NATS API) while the API is dead; when it is back, every client has reconnected
  * by itself with Last-Event-ID and has every transition of the job's event log since it started
- * following, each once and in order, and a resumed stream sends no `state` snapshot.
+ * following, each once and in order, and a resumed stream sends no `state` snapshot. A client that saw
+ * only the snapshot resumes from the position it carries, even while the controller is down too.
  */
 import { createServer } from 'node:net';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -126,7 +127,7 @@ describe('weir api killed and restarted under SSE clients', () => {
       eventually(
         async () => {
           if (!p.running) throw new Error(`${name} exited:\n${p.output().slice(-2_000)}`);
-          const res = await fetch(`http://127.0.0.1:${port}/api/v1/pipelines`, { signal: AbortSignal.timeout(2_000) });
+          const res = await fetch(`http://127.0.0.1:${port}/api/v1/ping`, { signal: AbortSignal.timeout(2_000) });
           expect(res.status).toBe(200);
         },
         { timeoutMs: 20_000, intervalMs: 100 },
@@ -246,6 +247,58 @@ describe('weir api killed and restarted under SSE clients', () => {
       expect(expected.map((r) => r.to)).toEqual(expect.arrayContaining(['CheckpointStopping', 'Stopped', 'Running']));
       expect(apiProcess.running).toBe(true);
       expect(Date.now() - started).toBeLessThan(60_000);
+    } finally {
+      for (const f of followers) f.close();
+    }
+  }, 90_000);
+
+  it('resumes a client that saw only the snapshot, with the controller down as well when the API comes back', async () => {
+    const running = (name: string) => [...processes].find((p) => p.name === name && p.running);
+    const controllerArgs = ['controller', '--nats', server.url, '--heartbeat-timeout', '1500', '--heartbeat-interval', '300'];
+    if (running('controller') === undefined) await spawn('controller', controllerArgs, (p) => p.waitForLog('controller started'));
+    if (running('w1') === undefined) await spawn('w1', ['worker', '--slots', '8', '--id', 'w1', '--nats', server.url], (p) => p.waitForLog('registered with the controller'));
+    const port = await freePort();
+    const apiProcess = await api('api-3', port);
+    store ??= await openStore(nc);
+    const base = `http://127.0.0.1:${port}/api/v1`;
+    const created = await fetch(`${base}/pipelines`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(counterPipeline('snapshot-only')) });
+    expect(created.status).toBe(201);
+    const jobId = ((await created.json()) as { id: string }).id;
+    await reach(jobId, 'Running');
+
+    const followers: Follower[] = [];
+    try {
+      for (let i = 0; i < CLIENTS; i++) followers.push(new Follower(`${base}/pipelines/${jobId}/jobs/${jobId}/events`));
+      await eventually(() => {
+        for (const f of followers) expect(f.states).toHaveLength(1);
+      });
+      // The snapshot's id is the log position it covers: resuming from it misses nothing.
+      const covered = (await transitionsAfter(jobId, 0)).at(-1)!.seq;
+      for (const f of followers) expect(f.transitions).toEqual([]);
+
+      await apiProcess.kill('SIGKILL');
+      await running('controller')!.kill('SIGKILL');
+      // The API comes back first: with no controller to answer, resuming clients are let in all the same.
+      const restarted = await api('api-4', port);
+      await eventually(() => {
+        for (const f of followers) expect(f.opens).toBeGreaterThanOrEqual(2);
+      }, { timeoutMs: 15_000 });
+      for (const f of followers) expect(f.es.readyState).toBe(EventSource.OPEN);
+
+      // The controller's restart resumes the job (a new run), then it goes through a cycle.
+      await spawn('controller', controllerArgs, (p) => p.waitForLog('controller started'));
+      await reach(jobId, 'Running');
+      await cycle(jobId);
+      const expected = (await transitionsAfter(jobId, covered)).map((r) => r.seq);
+      expect(expected.length).toBeGreaterThanOrEqual(4);
+      await eventually(() => {
+        for (const f of followers) expect(f.seqs).toEqual(expected);
+      }, { timeoutMs: 15_000 });
+      for (const f of followers) {
+        expect(f.states).toHaveLength(1);
+        expect(f.ends).toEqual([]);
+      }
+      expect(restarted.running).toBe(true);
     } finally {
       for (const f of followers) f.close();
     }

@@ -227,11 +227,17 @@ export function createStreams(deps: StreamDeps): Streams {
       conn.send(transitionEvent(jobId, row));
     }
 
-    let view: JobView;
+    /** A new client's first event; `seq`: the log position it covers (every transition after it reaches this client). */
+    let snapshot: { view: JobView; seq: number } | null = null;
     try {
       hub = await eventHubs.join(jobId, sub);
-      if (after === undefined) hub.addLive(sub);
-      view = await deps.controller.get(jobId);
+      if (after === undefined) {
+        hub.addLive(sub);
+        const seq = hub.newestSeq;
+        snapshot = { view: await deps.controller.get(jobId), seq };
+      } else {
+        await checkResumable(jobId);
+      }
     } catch (err) {
       hub?.remove(sub);
       throw asApiError(err, 'the job event log cannot be followed now');
@@ -241,7 +247,11 @@ export function createStreams(deps: StreamDeps): Streams {
       return reply;
     }
     if (after === undefined) {
-      conn.send({ event: 'state', data: JSON.stringify({ job_id: jobId, state: view.state, generation: view.generation }) });
+      // Its id lets a client that leaves before the first transition resume without missing one.
+      if (snapshot !== null) {
+        const { view, seq } = snapshot;
+        conn.send({ id: String(seq), event: 'state', data: JSON.stringify({ job_id: jobId, state: view.state, generation: view.generation }) });
+      }
       const early = pending;
       pending = null;
       for (const row of early) deliver(row);
@@ -255,6 +265,20 @@ export function createStreams(deps: StreamDeps): Streams {
       conn.end(endEvent(`catching up from the event log failed: ${err instanceof Error ? err.message : String(err)}`));
     });
     return reply;
+  }
+
+  /**
+   * A resuming client needs only the log. An unknown job is still a 404, but when the controller cannot
+   * answer (restarting beside this API, say) the client resumes anyway rather than being turned away:
+   * an EventSource gives up for good on any answer but 200.
+   */
+  async function checkResumable(jobId: string): Promise<void> {
+    try {
+      await deps.controller.get(jobId);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.statusCode !== 503) throw err;
+      logger.warn({ job_id: jobId, reason: err.message }, 'resuming an event stream without the controller');
+    }
   }
 
   /** Transitions after `after` from the log, then from the hub: see sse/job-events.ts. */

@@ -33,6 +33,11 @@ export class JobEventsHub extends SubscriberHub<EventsSubscriber> {
   /** Why the hub stopped following, if it failed. */
   failure: string | undefined;
   /** The hub sees every row of the job at or after this sequence. */
+  /**
+   * The newest row of the job's log the hub has read (any kind). A client made live now receives every
+   * transition after it, so a snapshot taken afterwards can carry it as its event id.
+   */
+  newestSeq = 0;
   coveredFrom = 0;
   /** Every transition the hub has seen at or after this sequence is in the ring. */
   ringFrom = 0;
@@ -55,6 +60,7 @@ export class JobEventsHub extends SubscriberHub<EventsSubscriber> {
     const last = newest.data[0]?.seq ?? 0;
     this.coveredFrom = last + 1;
     this.ringFrom = last + 1;
+    this.newestSeq = last;
     const tail = await this.log.tail(this.jobId, last + 1);
     if (this.stopped) {
       tail.stop();
@@ -69,6 +75,7 @@ export class JobEventsHub extends SubscriberHub<EventsSubscriber> {
     try {
       for await (const row of tail) {
         if (this.stopped) return;
+        this.newestSeq = row.seq;
         if (row.kind !== 'transition') continue;
         this.ring.push(row);
         if (this.ring.length > this.ringSize) {
