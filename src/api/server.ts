@@ -10,7 +10,7 @@ import { jsonSchemaTransform, serializerCompiler } from 'fastify-type-provider-z
 import type { Logger } from 'pino';
 import { openStore } from '../store/index.js';
 import { installAuth, authEnabled } from './auth.js';
-import { controllerClient } from './controller-client.js';
+import { controllerClient, DEFAULT_CONTROLLER_TIMEOUT_MS } from './controller-client.js';
 import { cachedReads } from './read-cache.js';
 import { serializeResponse } from './serialize.js';
 import { errorHandler, installNotFound, validatorCompiler } from './error-handling.js';
@@ -63,7 +63,9 @@ export interface ApiServer {
 /** The app with every route, not listening (`app.inject` works on it). Closing it closes its SSE streams. */
 export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Promise<FastifyInstance> {
   const { nc, logger } = options;
-  const store = await openStore(nc);
+  // A client waits for the event log no longer than for the controller: then it gets its 503.
+  const deadlineMs = options.controllerTimeoutMs ?? DEFAULT_CONTROLLER_TIMEOUT_MS;
+  const store = await openStore(nc, { operationTimeoutMs: deadlineMs, requestTimeoutMs: Math.min(2_000, deadlineMs) });
   const direct = controllerClient(nc, { timeoutMs: options.controllerTimeoutMs });
   const controller = cachedReads(direct, { ...(options.readCacheMs === undefined ? {} : { ttlMs: options.readCacheMs }) });
 

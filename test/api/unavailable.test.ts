@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { eventually } from '../support/nats.js';
 import { counterPipeline, expectError, http, startEnv, type PipelineResponse } from './harness.js';
 
 describe('the controller is away (NATS is up)', () => {
@@ -38,6 +39,36 @@ describe('the controller is away (NATS is up)', () => {
       expect(metrics.status).toBe(200);
       expect(metrics.text).toContain('weir_controller_up 0');
       expect(metrics.text).toMatch(/weir_api_http_request_duration_seconds_count\{[^}]*status="503"/);
+    } finally {
+      await env.close();
+    }
+  });
+});
+
+describe('NATS itself is away', () => {
+  it('answers 503 within the deadline on every route that needs it, and recovers when NATS is back', { timeout: 60_000 }, async () => {
+    const env = await startEnv({ api: { controllerTimeoutMs: 500, readCacheMs: 0 } });
+    try {
+      const id = (await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: counterPipeline('nats-away') })).body.id;
+      const job = `${env.base}/pipelines/${id}/jobs/${id}`;
+      await env.server.stop();
+
+      for (const [method, url] of [
+        ['GET', `${env.base}/pipelines/${id}`],
+        ['PATCH', `${env.base}/pipelines/${id}`],
+        ['GET', `${job}/errors`],
+        ['GET', `${job}/events`],
+      ] as const) {
+        const started = Date.now();
+        const res = await http(url, method, method === 'PATCH' ? { body: { stop: 'immediate' } } : {});
+        expectError(res, 503);
+        // The event log's reads have the controller client's deadline too: an answer, not a hang.
+        expect(Date.now() - started, `${method} ${url}`).toBeLessThan(3_000);
+      }
+      expect((await http(`${env.base}/ping`)).body).toEqual({ pong: true });
+
+      await env.server.restart();
+      await eventually(async () => expect((await http<PipelineResponse>(`${env.base}/pipelines/${id}`)).status).toBe(200), { timeoutMs: 30_000, intervalMs: 250 });
     } finally {
       await env.close();
     }
