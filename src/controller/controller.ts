@@ -82,6 +82,7 @@ import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import { createJobRuntime, JobRuntimes, type JobRuntime, type ResumeState, type RuntimeSpec } from './job-runtime.js';
 import { WorkerRegistry } from './registry.js';
 import { openCheckpointStore } from '../checkpoint/index.js';
+import { backoffMs } from '../shared/backoff.js';
 import { openOnce } from '../shared/memo.js';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
@@ -566,7 +567,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
           log.warn({ err, jobId }, 'could not reload the stored config after a failed config write');
           return;
         }
-        await sleep(Math.min(CONFIG_RELOAD_MAX_MS, CONFIG_RELOAD_INITIAL_MS * 2 ** attempt));
+        await sleep(backoffMs(attempt, CONFIG_RELOAD_INITIAL_MS, CONFIG_RELOAD_MAX_MS));
       }
     }
   }

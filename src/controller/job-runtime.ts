@@ -61,6 +61,7 @@ import { CLEANUP_EVERY_EPOCHS, cleanupCheckpoints, DEFAULT_RETAINED_CHECKPOINTS,
 import { openCheckpointStore, type CheckpointStore } from '../checkpoint/index.js';
 import { TimerQueue } from './timer-queue.js';
 import type { LostReason } from './worker-service.js';
+import { backoffMs } from '../shared/backoff.js';
 import { openOnce } from '../shared/memo.js';
 
 /** The part of a pipeline the runtime needs. */
@@ -792,7 +793,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
         } catch (err) {
           stats.persistFailures++;
           const retry = isTransientStoreError(err) && !stopped;
-          const delay = Math.min(PERSIST_RETRY_MAX_MS, PERSIST_RETRY_INITIAL_MS * 2 ** attempt);
+          const delay = backoffMs(attempt, PERSIST_RETRY_INITIAL_MS, PERSIST_RETRY_MAX_MS);
           log.error({ err, attempt, ...(retry ? { retryInMs: delay } : {}) }, retry ? 'persisting the job failed; retrying' : 'persisting the job failed');
           if (!retry) return;
           try {

@@ -2,6 +2,7 @@ import { JetStreamApiError, JetStreamError } from '@nats-io/jetstream';
 import { errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StoreUnavailableError } from './errors.js';
+import { backoffMs } from '../shared/backoff.js';
 
 export interface Timeouts {
   /** Deadline of one NATS request (publish ack, direct get, API call). */
@@ -98,7 +99,7 @@ export async function retrying<T>(
       if (!isTransient(err)) throw err;
       lastError = err;
     }
-    const pause = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** attempt) * (0.5 + Math.random() / 2);
+    const pause = backoffMs(attempt, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS) * (0.5 + Math.random() / 2);
     if (deadline.remaining() <= pause) throw new StoreUnavailableError(operation, { cause: lastError });
     await sleep(pause);
   }
