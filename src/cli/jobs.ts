@@ -9,11 +9,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import {
   decodeReply,
-  decodeValue,
+  decode,
   previewOutputSchema,
   checkpointDetailsReplySchema,
   deleteJobReplySchema,
@@ -339,27 +339,34 @@ function configure(ctx: Context, id: string, update: ConfigUpdate, what: string)
   return request(ctx, subjects.apiJobConfig(id), update, jobRevisionReplySchema, (reply) => `${reply.job_id}: ${what} (revision ${reply.revision})`);
 }
 
+/** A subscription that Ctrl-C, SIGTERM or the caller's abort signal ends; `release` ends it and removes those hooks. */
+function interruptible(ctx: Context, nc: NatsConnection, subject: string): { sub: Subscription; release: () => void } {
+  const sub = nc.subscribe(subject);
+  const stop = () => sub.unsubscribe();
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  signals.forEach((signal) => process.once(signal, stop));
+  ctx.io.signal?.addEventListener('abort', stop, { once: true });
+  if (ctx.io.signal?.aborted === true) stop();
+  return {
+    sub,
+    release: () => {
+      stop();
+      signals.forEach((signal) => process.off(signal, stop));
+      ctx.io.signal?.removeEventListener('abort', stop);
+    },
+  };
+}
+
 function watch(ctx: Context, id: string, count: number): Promise<number> {
   return withConnection(ctx, true, async (nc) => {
-    const sub = nc.subscribe(subjects.jobState(id));
-    const stop = () => sub.unsubscribe();
-    const signals = ['SIGINT', 'SIGTERM'] as const;
-    signals.forEach((signal) => process.once(signal, stop));
-    ctx.io.signal?.addEventListener('abort', stop, { once: true });
-    if (ctx.io.signal?.aborted === true) stop();
+    const { sub, release } = interruptible(ctx, nc, subjects.jobState(id));
     await nc.flush();
     ctx.io.err(`watching ${subjects.jobState(id)} on ${ctx.url} (Ctrl-C to stop)`);
     let seen = 0;
     let lastSeq: number | undefined;
     try {
       for await (const msg of sub) {
-        let parsed: unknown;
-        try {
-          parsed = msg.json();
-        } catch {
-          parsed = undefined;
-        }
-        const event = decodeValue(jobStateEventSchema, parsed);
+        const event = decode(jobStateEventSchema, msg.data);
         // State events are core NATS publishes: one lost on the way (a reconnect) shows as a jump in `seq`.
         // A jump back is a new controller (its count starts again): not a gap.
         if (event.ok) {
@@ -375,8 +382,7 @@ function watch(ctx: Context, id: string, count: number): Promise<number> {
         if (++seen >= count) break;
       }
     } finally {
-      signals.forEach((signal) => process.off(signal, stop));
-      ctx.io.signal?.removeEventListener('abort', stop);
+      release();
     }
     return EXIT_OK;
   });
@@ -464,12 +470,7 @@ async function fetchView(ctx: Context, nc: NatsConnection, id: string): Promise<
 function tail(ctx: Context, id: string, count: number): Promise<number> {
   return withConnection(ctx, true, async (nc) => {
     // Subscribed before asking for the job, so no row sent after the answer is missed.
-    const sub = nc.subscribe(subjects.jobOutput(id));
-    const stop = () => sub.unsubscribe();
-    const signals = ['SIGINT', 'SIGTERM'] as const;
-    signals.forEach((signal) => process.once(signal, stop));
-    ctx.io.signal?.addEventListener('abort', stop, { once: true });
-    if (ctx.io.signal?.aborted === true) stop();
+    const { sub, release } = interruptible(ctx, nc, subjects.jobOutput(id));
     try {
       await nc.flush();
       let view = await fetchView(ctx, nc, id);
@@ -488,13 +489,7 @@ function tail(ctx: Context, id: string, count: number): Promise<number> {
       const done = new Set<string>();
       let rows = 0;
       for await (const msg of sub) {
-        let parsed: unknown;
-        try {
-          parsed = msg.json();
-        } catch {
-          parsed = undefined;
-        }
-        const decoded = decodeValue(previewOutputSchema, parsed);
+        const decoded = decode(previewOutputSchema, msg.data);
         if (!decoded.ok) {
           ctx.io.err(`weir: unreadable output message (${decoded.error.code}: ${decoded.error.message})`);
           continue;
@@ -527,9 +522,7 @@ function tail(ctx: Context, id: string, count: number): Promise<number> {
       }
       return EXIT_OK;
     } finally {
-      stop();
-      signals.forEach((signal) => process.off(signal, stop));
-      ctx.io.signal?.removeEventListener('abort', stop);
+      release();
     }
   });
 }

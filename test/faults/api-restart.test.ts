@@ -13,32 +13,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobState } from '../../machines/job/types.js';
 import { controllerClient, type ControllerClient } from '../../src/api/controller-client.js';
 import { openStore, type LogRow, type Store } from '../../src/store/index.js';
+import { counterPipeline } from '../api/harness.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 import { killAll, WeirProcess } from '../support/processes.js';
 
 const CLIENTS = 3;
-
-/** impulse → map-key → count → preview, checkpointing every second. */
-function counterPipeline(name: string): Record<string, unknown> {
-  return {
-    name,
-    graph: {
-      nodes: [
-        { id: 'impulse', operator: 'impulse', config: { rate_per_sec: 20 } },
-        { id: 'key', operator: 'map-key', config: { modulo: 5 } },
-        { id: 'count', operator: 'count' },
-        { id: 'preview', operator: 'preview' },
-      ],
-      edges: [
-        { from: 'impulse', to: 'key', kind: 'forward' },
-        { from: 'key', to: 'count', kind: 'shuffle' },
-        { from: 'count', to: 'preview', kind: 'shuffle' },
-      ],
-    },
-    checkpoint_interval_micros: 1_000_000,
-  };
-}
 
 interface Transition {
   seq: number;
