@@ -79,7 +79,7 @@ import {
   type Versioned,
 } from '../store/index.js';
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
-import { createJobRuntime, JobRuntimes, type JobRuntime, type ResumeState, type RuntimeSpec } from './job-runtime.js';
+import { createJobRuntime, DEFAULT_CHECKPOINT_BUCKET, JobEventRouter, JobRuntimes, openCheckpointKv, type JobRuntime, type ResumeState, type RuntimeSpec } from './job-runtime.js';
 import { WorkerRegistry } from './registry.js';
 import { openCheckpointStore } from '../checkpoint/index.js';
 import { backoffMs } from '../shared/backoff.js';
@@ -385,6 +385,10 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
 
   /** The checkpoint store of the jobs' state blobs, shared by the runtimes; opened on first use. */
   const stateStore = openOnce(() => openCheckpointStore(nc));
+  /** The checkpoint records' bucket, shared by the runtimes; opened on first use. */
+  const checkpointKv = openCheckpointKv(nc, DEFAULT_CHECKPOINT_BUCKET, requestTimeoutMs);
+  /** Every job's task and checkpoint events, on two subscriptions. */
+  const events = new JobEventRouter(nc, log);
 
   async function purgeCheckpointRecords(jobId: string): Promise<void> {
     const kv = await new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).open(CHECKPOINTS_KV_BUCKET);
@@ -423,6 +427,8 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       timers,
       machines,
       checkpointStore: stateStore,
+      checkpointKv,
+      events,
       ...(options.retainedCheckpoints === undefined ? {} : { retainedCheckpoints: options.retainedCheckpoints }),
       onTransition: (_from, to) => metrics.transition(to),
       onCheckpointOutcome: (outcome) => metrics.checkpoint(outcome),
@@ -846,6 +852,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         watcher.stop();
         await Promise.allSettled([...chains.values()]);
         await Promise.allSettled([...jobIds].flatMap((id) => runtimes.get(id)?.stop() ?? []));
+        await events.close();
         timers.close();
         await workers.stop();
         (status as { stop?: () => void }).stop?.();

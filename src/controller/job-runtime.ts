@@ -34,6 +34,7 @@ import {
   encode,
   readCheckpointRecord,
   RESTORABLE_STATUSES,
+  SUBJECTS,
   subjects,
   taskEventSchema,
   truncateErrorText,
@@ -100,6 +101,12 @@ export interface JobRuntimeOptions {
   operatorSpecs?: ReadonlyMap<string, OperatorSpec>;
   /** KV bucket of the minimal checkpoint records. Default `weir_checkpoints`. */
   checkpointBucket?: string;
+  /**
+   * The checkpoint bucket, opened once and shared by the controller's jobs (a KV handle is a JetStream
+   * client, its APIs and a bucket object: a few KiB per job, and a round trip to open). Default: the
+   * runtime opens `checkpointBucket` itself on first use.
+   */
+  checkpointKv?: () => Promise<KV>;
   /** Where the subtasks' state blobs are (for retention). Default: the checkpoint store at its default prefix. */
   checkpointStore?: () => Promise<CheckpointStore>;
   /** Restorable checkpoints kept per job, at most `CHECKPOINT_SLOTS`. Default 10. */
@@ -109,6 +116,11 @@ export interface JobRuntimeOptions {
    * (its entry actions do not run again) instead of starting at Created.
    */
   resumeState?: ResumeState;
+  /**
+   * The controller's subscriptions to every job's task and checkpoint events (`JobEventRouter`): two
+   * subscriptions in all instead of two per job. Default: the runtime subscribes to its job's subjects.
+   */
+  events?: JobEventRouter;
   /** Extra inspection observer (the XState inspector, see src/inspect). */
   inspect?: { next(event: InspectionEvent): void };
   /** Every state transition, as it is observed (before it is persisted). Must be cheap. */
@@ -250,6 +262,68 @@ export class JobRuntimes {
   readonly onWorkerLost = (jobId: string, generation: number, workerId: string, reason?: LostReason): void => {
     this.runtimes.get(jobId)?.onWorkerLost(generation, workerId, reason);
   };
+}
+
+/** The checkpoint bucket (created when missing), opened on first use; a failed open is tried again at the next use. */
+export function openCheckpointKv(nc: NatsConnection, bucket: string, requestTimeoutMs: number): () => Promise<KV> {
+  return openOnce(() => new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).create(bucket, { history: 1 }));
+}
+
+/** One job's handlers of its worker events. */
+export interface JobEventHandlers {
+  task(msg: Msg): void;
+  checkpoint(msg: Msg): void;
+}
+
+/** The `<job>` token of `weir.ctl.jobs.<job>.<kind>`; undefined for any other shape. */
+function jobToken(subject: string): string | undefined {
+  let dot = -1;
+  for (let token = 0; token < 3; token++) {
+    dot = subject.indexOf('.', dot + 1);
+    if (dot < 0) return undefined;
+  }
+  const end = subject.indexOf('.', dot + 1);
+  return end < 0 ? undefined : subject.slice(dot + 1, end);
+}
+
+/**
+ * Every job's task and checkpoint events on two wildcard subscriptions, handed to the job's runtime by
+ * the subject's job token. A subscription per job and subject was about 1.8 KiB of client state each
+ * (heap snapshot at 3,000 jobs), and as many interests on the server. Events of a job without a runtime
+ * here are dropped, as the server dropped them when nothing subscribed.
+ */
+export class JobEventRouter {
+  private readonly handlers = new Map<string, JobEventHandlers>();
+  private readonly subscriptions: Subscription[];
+
+  constructor(nc: NatsConnection, log: Logger) {
+    const subscribe = (subject: string, kind: keyof JobEventHandlers): Subscription =>
+      nc.subscribe(subject, {
+        callback: (err, msg) => {
+          if (err !== null) {
+            log.error({ err, subject }, 'job subscription failed');
+            return;
+          }
+          const jobId = jobToken(msg.subject);
+          if (jobId !== undefined) this.handlers.get(jobId)?.[kind](msg);
+        },
+      });
+    this.subscriptions = [subscribe(SUBJECTS.jobTasks.wildcard, 'task'), subscribe(SUBJECTS.jobCheckpoints.wildcard, 'checkpoint')];
+  }
+
+  /** Routes the job's events to `handlers` until the returned function is called. */
+  route(jobId: string, handlers: JobEventHandlers): () => void {
+    if (this.handlers.has(jobId)) throw new Error(`job ${jobId} already has a runtime`);
+    this.handlers.set(jobId, handlers);
+    return () => {
+      if (this.handlers.get(jobId) === handlers) this.handlers.delete(jobId);
+    };
+  }
+
+  /** Drains both subscriptions. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.subscriptions.map((s) => s.drain()));
+  }
 }
 
 /** What every worker event carries to be routed to one subtask of one generation. */
@@ -917,7 +991,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     return summary === undefined ? null : { checkpoint: checkpointFromSummary(summary), operators: operatorGroupsFromSummary(summary) };
   }
 
-  const checkpointKv = openOnce(() => new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).create(bucket, { history: 1 }));
+  const checkpointKv = options.checkpointKv ?? openCheckpointKv(nc, bucket, requestTimeoutMs);
 
   /** Writes a record again only while its slot still holds that epoch: never over a newer epoch's record. */
   async function rewriteRecord(kv: KV, record: CheckpointRecord): Promise<void> {
@@ -1047,22 +1121,31 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     else coordinator.onProgress(event);
   }
 
-  const subscribe = (subject: string, handler: (msg: Msg) => void): Subscription =>
-    nc.subscribe(subject, {
+  const handled =
+    (handler: (msg: Msg) => void) =>
+    (msg: Msg): void => {
+      try {
+        handler(msg);
+      } catch (e) {
+        log.error({ err: e, subject: msg.subject }, 'job event handler failed');
+      }
+    };
+  const subscribe = (subject: string, handler: (msg: Msg) => void): Subscription => {
+    const handle = handled(handler);
+    return nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err !== null) {
           log.error({ err, subject }, 'job subscription failed');
           return;
         }
-        try {
-          handler(msg);
-        } catch (e) {
-          log.error({ err: e, subject }, 'job event handler failed');
-        }
+        handle(msg);
       },
     });
+  };
 
-  const subscriptions = [subscribe(subjects.jobTasks(jobId), onTask), subscribe(subjects.jobCheckpoints(jobId), onCheckpoint)];
+  const events = options.events;
+  const unroute = events?.route(jobId, { task: handled(onTask), checkpoint: handled(onCheckpoint) });
+  const subscriptions = events !== undefined ? [] : [subscribe(subjects.jobTasks(jobId), onTask), subscribe(subjects.jobCheckpoints(jobId), onCheckpoint)];
   actor.start();
 
   let stopping: Promise<void> | undefined;
@@ -1109,6 +1192,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
         unregister();
         coordinator.close();
         ownTimers?.close();
+        unroute?.();
         await Promise.allSettled(subscriptions.map((s) => s.drain()));
         persistAbort.abort();
         await queue;
