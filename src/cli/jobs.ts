@@ -23,7 +23,7 @@ import {
   jobRevisionReplySchema,
   jobStateEventSchema,
   jobViewSchema,
-  nodeParallelism,
+  previewParallelism,
   listJobsReplySchema,
   stopModeSchema,
   subjects,
@@ -438,10 +438,8 @@ function errors(ctx: Context, id: string, limit: number, after: number | undefin
 /** The preview subtasks of the job's current run, as `<node>/<subtask>`; a rescale's overrides count. */
 function previewSubtasks(view: JobView): Set<string> {
   const keys = new Set<string>();
-  for (const node of view.graph.nodes) {
-    if (node.operator !== 'preview') continue;
-    const parallelism = nodeParallelism(view, node);
-    for (let i = 0; i < parallelism; i++) keys.add(`${node.id}/${i}`);
+  for (const [nodeId, parallelism] of previewParallelism(view)) {
+    for (let i = 0; i < parallelism; i++) keys.add(`${nodeId}/${i}`);
   }
   return keys;
 }

@@ -59,6 +59,14 @@ export function nodeParallelism(job: JobParallelism, node: { id: string; paralle
   return job.config.parallelism_overrides[node.id] ?? job.parallelism ?? node.parallelism;
 }
 
+/** The operator whose rows a job publishes on its output subject. */
+export const PREVIEW_OPERATOR = 'preview';
+
+/** A job's preview sinks and the parallelism each runs with now; empty when the graph has none. */
+export function previewParallelism(job: JobParallelism & { graph: { nodes: ReadonlyArray<{ id: string; operator: string; parallelism: number }> } }): Map<string, number> {
+  return new Map(job.graph.nodes.filter((node) => node.operator === PREVIEW_OPERATOR).map((node) => [node.id, nodeParallelism(job, node)]));
+}
+
 export function validateGraph(pipeline: GraphInput, availableOperators: ReadonlyMap<string, OperatorSpec>): GraphProblem[] {
   const problems: GraphProblem[] = [];
   const add = (code: GraphProblemCode, path: readonly PropertyKey[], nodes: string[], message: string) =>

@@ -48,6 +48,8 @@ export {
   validateGraph,
   effectiveParallelism,
   nodeParallelism,
+  previewParallelism,
+  PREVIEW_OPERATOR,
   type JobParallelism,
   type OperatorSpec,
   type OperatorKind,

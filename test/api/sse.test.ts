@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPolicy, JobState } from '../../machines/job/types.js';
 import { controllerClient, type ControllerClient } from '../../src/api/controller-client.js';
 import { ApiError } from '../../src/api/errors.js';
-import { createStreams, streamInternals, type Streams } from '../../src/api/routes/streams.js';
+import { createStreams, streamInternals, type Streams, type TransitionEventData } from '../../src/api/routes/streams.js';
 import { startApi, type ApiServer } from '../../src/api/index.js';
 import type { Controller } from '../../src/controller/controller.js';
 import { PROTOCOL_VERSION, encode, subjects, type JobView, type PipelineInput } from '../../src/protocol/index.js';
@@ -141,14 +141,7 @@ function on(es: EventSource, type: string, fn: (data: string, id: string) => voi
   });
 }
 
-interface Transition {
-  seq: number;
-  job_id: string;
-  from: JobState;
-  to: JobState;
-  generation: number;
-  at: number;
-}
+type Transition = TransitionEventData;
 
 describe('SSE routes', () => {
   let server: NatsServerHandle;

@@ -12,6 +12,7 @@ import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobState } from '../../machines/job/types.js';
 import { controllerClient, type ControllerClient } from '../../src/api/controller-client.js';
+import type { TransitionEventData } from '../../src/api/routes/streams.js';
 import { openStore, type LogRow, type Store } from '../../src/store/index.js';
 import { counterPipeline } from '../api/harness.js';
 import { connectTo, eventually } from '../support/nats.js';
@@ -20,14 +21,7 @@ import { killAll, WeirProcess } from '../support/processes.js';
 
 const CLIENTS = 3;
 
-interface Transition {
-  seq: number;
-  job_id: string;
-  from: JobState;
-  to: JobState;
-  generation: number;
-  at: number;
-}
+type Transition = TransitionEventData;
 
 /** One EventSource on the job's events, and everything it saw. */
 class Follower {

@@ -27,7 +27,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { JobState } from '../../../machines/job/types.js';
-import { nodeParallelism, type JobView, type PreviewOutput } from '../../protocol/index.js';
+import { previewParallelism, type JobView, type PreviewOutput } from '../../protocol/index.js';
 import { MAX_PAGE_LIMIT, StoreError, type EventLog } from '../../store/index.js';
 import type { ControllerClient } from '../controller-client.js';
 import { ApiError } from '../errors.js';
@@ -116,12 +116,19 @@ function parseLastEventId(header: string | undefined, query: string | undefined)
   return value;
 }
 
+/** The data of an `event: transition` (times in µs, like every time the API shows). */
+export interface TransitionEventData {
+  seq: number;
+  job_id: string;
+  from: JobState;
+  to: JobState;
+  generation: number;
+  at: number;
+}
+
 function transitionEvent(jobId: string, row: TransitionRow): SseEvent {
-  return {
-    id: row.seq,
-    event: 'transition',
-    data: JSON.stringify({ seq: row.seq, job_id: jobId, from: row.from, to: row.to, generation: row.generation, at: Math.round(row.at * 1000) }),
-  };
+  const data: TransitionEventData = { seq: row.seq, job_id: jobId, from: row.from, to: row.to, generation: row.generation, at: Math.round(row.at * 1000) };
+  return { id: row.seq, event: 'transition', data: JSON.stringify(data) };
 }
 
 function endEvent(reason: string): SseEvent {
@@ -389,15 +396,15 @@ export function createStreams(deps: StreamDeps): Streams {
       hub = await hubs.join(jobId, sub);
       const mark = hub.stateMark;
       view = await deps.controller.get(jobId);
-      const previews = view.graph.nodes.filter((node) => node.operator === 'preview');
-      if (previews.length === 0) {
+      const previews = previewParallelism(view);
+      if (previews.size === 0) {
         throw new ApiError(400, `pipeline ${jobId} has no preview sink (a node with operator "preview"), so it has no output to stream`);
       }
       const seen = hub.stateMark !== mark ? hub.lastState : undefined;
       const state = seen !== undefined && seen.generation >= view.generation ? seen.state : view.state;
       if (state !== 'Running') throw new ApiError(400, `job ${jobId} is ${state}; its output can be streamed only while it is Running`);
       generation = view.generation;
-      for (const node of previews) expected.set(node.id, nodeParallelism(view, node));
+      for (const [nodeId, parallelism] of previews) expected.set(nodeId, parallelism);
       hub.addLive(sub);
     } catch (err) {
       hub?.remove(sub);

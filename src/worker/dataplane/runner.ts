@@ -1,7 +1,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { encode, PROTOCOL_VERSION, subjects, type CommitData, type DataRecord, type EdgeKind, type JsonValue, type PreviewOutput } from '../../protocol/index.js';
+import { encode, PREVIEW_OPERATOR, PROTOCOL_VERSION, subjects, type CommitData, type DataRecord, type EdgeKind, type JsonValue, type PreviewOutput } from '../../protocol/index.js';
 import { classifyError, DataplaneError, type FailureReport } from '../errors.js';
 import { instantiate, OPERATORS, type OperatorFactory, type OperatorInstance } from '../operators/index.js';
 import { InputGate, type GateInput } from './input-gate.js';
@@ -345,7 +345,7 @@ export class SubtaskRunner {
     if (this.state !== 'running') return;
     this.gate?.stop();
     await this.instance?.close();
-    if (this.spec.operator === 'preview') {
+    if (this.spec.operator === PREVIEW_OPERATOR) {
       this.transport.publish(
         subjects.jobOutput(this.spec.jobId),
         encode({ v: PROTOCOL_VERSION, job_id: this.spec.jobId, generation: this.spec.generation, node_id: this.spec.nodeId, subtask_index: this.spec.subtaskIndex, rows: [], done: true }),

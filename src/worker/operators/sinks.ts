@@ -1,6 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
-import type { DataRecord, JsonValue } from '../../protocol/index.js';
+import { PREVIEW_OPERATOR, type DataRecord, type JsonValue } from '../../protocol/index.js';
 import { defineOperator, type OperatorContext, type OperatorInstance } from './types.js';
 
 let defaultLogger: Logger | undefined;
@@ -78,7 +78,7 @@ class PreviewSink implements OperatorInstance {
 }
 
 export const preview = defineOperator({
-  name: 'preview',
+  name: PREVIEW_OPERATOR,
   kind: 'sink',
   config: previewConfigSchema,
   create: (config) => new PreviewSink(config),
