@@ -23,11 +23,11 @@
  *   --cycles K        stop/start cycles driven during the SSE phase (default 3)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
+import { freePort } from '../src/shared/free-port.js';
 import { startNatsServer } from '../test/support/nats-server.js';
 import { positiveIntArg, quantiles, round, rssMiB } from './support.js';
 
@@ -45,16 +45,6 @@ function options(argv: string[]): Options {
   return { seconds: value('--seconds', 10), connections: value('--connections', 32), sseClients: value('--sse-clients', 1000), cycles: value('--cycles', 3) };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function weir(args: string[], env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {

@@ -5,6 +5,7 @@ import WebSocket from 'ws';
 import { createActor } from 'xstate';
 import type { Actor, InspectionEvent } from 'xstate';
 import { createJobInspector, inspectorFromEnv, keepInspectionEvent, type JobInspector } from '../src/inspect/index.js';
+import { freePort } from '../src/shared/free-port.js';
 import { providedMachine, topState } from './support/job-driver.js';
 
 interface WireEvent {
@@ -16,16 +17,6 @@ interface WireEvent {
   event?: { type?: string };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitFor(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

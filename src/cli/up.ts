@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { encode, subjects } from '../protocol/index.js';
+import { freePort } from '../shared/free-port.js';
 import { API_OPTIONS, apiSettings, DEFAULT_API_PORT, refuseTokenArgument } from './api.js';
 import { natsOptions } from './main.js';
 
@@ -80,18 +81,6 @@ function portIsFree(port: number, host = '127.0.0.1'): Promise<boolean> {
     const server = createServer();
     server.once('error', () => done(false));
     server.listen(port, host, () => server.close(() => done(true)));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => done(port));
-    });
   });
 }
 

@@ -6,13 +6,13 @@
  * following, each once and in order, and a resumed stream sends no `state` snapshot. A client that saw
  * only the snapshot resumes from the position it carries, even while the controller is down too.
  */
-import { createServer } from 'node:net';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobState } from '../../machines/job/types.js';
 import { controllerClient, type ControllerClient } from '../../src/api/controller-client.js';
 import type { TransitionEventData } from '../../src/api/routes/streams.js';
+import { freePort } from '../../src/shared/free-port.js';
 import { openStore, type LogRow, type Store } from '../../src/store/index.js';
 import { counterPipeline } from '../api/harness.js';
 import { connectTo, eventually } from '../support/nats.js';
@@ -57,18 +57,6 @@ class Follower {
   }
 }
 
-/** A port nobody listens on now (the OS picks it; the API binds it a moment later, then again after its restart). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 describe('weir api killed and restarted under SSE clients', () => {
   let server: NatsServerHandle;
