@@ -1,5 +1,5 @@
 /**
- * `weir controller [--nats URL] [--heartbeat-timeout MS] [--heartbeat-interval MS] [--allowed-restarts N] [--retained-checkpoints K]`: runs the controller until SIGTERM/SIGINT,
+ * `weir controller [--nats URL] [--heartbeat-timeout MS] [--heartbeat-interval MS] [--allowed-restarts N] [--retained-checkpoints K] [--checkpoint-grid-ms MS]`: runs the controller until SIGTERM/SIGINT,
  * then stops it (jobs keep their persisted state; the next controller resumes them) and exits 0.
  */
 import { parseArgs } from 'node:util';
@@ -9,12 +9,18 @@ import { startController, type Controller } from '../controller/controller.js';
 import { natsOptions } from './main.js';
 import { CHECKPOINT_SLOTS } from '../protocol/index.js';
 
-export const CONTROLLER_USAGE = `Usage: weir controller [--nats URL] [--heartbeat-timeout MS] [--heartbeat-interval MS] [--allowed-restarts N] [--retained-checkpoints K]
+/** The shortest checkpoint interval: a coarser grid would move checkpoints by more than one. */
+const MAX_CHECKPOINT_GRID_MS = 1_000;
+
+export const CONTROLLER_USAGE = `Usage: weir controller [--nats URL] [--heartbeat-timeout MS] [--heartbeat-interval MS] [--allowed-restarts N] [--retained-checkpoints K] [--checkpoint-grid-ms MS]
   --nats URL               NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
   --heartbeat-timeout MS   a worker silent this long is lost (default 30000)
   --heartbeat-interval MS  how often workers are told to heartbeat (default 5000)
   --allowed-restarts N     unhealthy restarts before a job fails (default 20; --allowed-restarts=-1: unlimited)
   --retained-checkpoints K restorable checkpoints kept per job, 1–10 (default 10)
+  --checkpoint-grid-ms MS  periodic checkpoints start on this grid, so those due together start in one
+                           batch: less CPU per checkpoint, a little more latency (default 10, env
+                           WEIR_CHECKPOINT_GRID_MS; 1: exact due times)
 credentials from NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS (a .creds file);
 WEIR_INSPECT=<port> serves the job actors to the Stately inspector`;
 
@@ -24,6 +30,7 @@ export interface ControllerArgs {
   heartbeatIntervalMs?: number;
   allowedRestarts?: number;
   retainedCheckpoints?: number;
+  checkpointGridMs?: number;
 }
 
 export function positiveInteger(raw: string, flag: string, min = 1): number {
@@ -37,7 +44,7 @@ export function positiveInteger(raw: string, flag: string, min = 1): number {
 export function parseControllerArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ControllerArgs {
   const { values } = parseArgs({
     args: [...args],
-    options: { nats: { type: 'string' }, 'heartbeat-timeout': { type: 'string' }, 'heartbeat-interval': { type: 'string' }, 'allowed-restarts': { type: 'string' }, 'retained-checkpoints': { type: 'string' } },
+    options: { nats: { type: 'string' }, 'heartbeat-timeout': { type: 'string' }, 'heartbeat-interval': { type: 'string' }, 'allowed-restarts': { type: 'string' }, 'retained-checkpoints': { type: 'string' }, 'checkpoint-grid-ms': { type: 'string' } },
     strict: true,
     allowPositionals: false,
   });
@@ -47,12 +54,16 @@ export function parseControllerArgs(args: readonly string[], env: NodeJS.Process
   const retained = values['retained-checkpoints'];
   const retainedCheckpoints = retained === undefined ? undefined : positiveInteger(retained, '--retained-checkpoints K');
   if (retainedCheckpoints !== undefined && retainedCheckpoints > CHECKPOINT_SLOTS) throw new Error(`--retained-checkpoints K must be at most ${CHECKPOINT_SLOTS}, got ${retainedCheckpoints}`);
+  const grid = values['checkpoint-grid-ms'] ?? env['WEIR_CHECKPOINT_GRID_MS'];
+  const checkpointGridMs = grid === undefined ? undefined : positiveInteger(grid, '--checkpoint-grid-ms MS');
+  if (checkpointGridMs !== undefined && checkpointGridMs > MAX_CHECKPOINT_GRID_MS) throw new Error(`--checkpoint-grid-ms MS must be at most ${MAX_CHECKPOINT_GRID_MS}, got ${checkpointGridMs}`);
   return {
     url: values.nats ?? env['NATS_URL'] ?? 'nats://127.0.0.1:4222',
     heartbeatTimeoutMs: timeout === undefined ? undefined : positiveInteger(timeout, '--heartbeat-timeout MS'),
     ...(interval === undefined ? {} : { heartbeatIntervalMs: positiveInteger(interval, '--heartbeat-interval MS') }),
     ...(restarts === undefined ? {} : { allowedRestarts: positiveInteger(restarts, '--allowed-restarts N', -1) }),
     ...(retainedCheckpoints === undefined ? {} : { retainedCheckpoints }),
+    ...(checkpointGridMs === undefined ? {} : { checkpointGridMs }),
   };
 }
 
@@ -81,6 +92,7 @@ export async function controllerCommand(args: readonly string[], out: (line: str
       ...(parsed.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: parsed.heartbeatIntervalMs }),
       ...(parsed.allowedRestarts === undefined ? {} : { policy: { allowedRestarts: parsed.allowedRestarts } }),
       ...(parsed.retainedCheckpoints === undefined ? {} : { retainedCheckpoints: parsed.retainedCheckpoints }),
+      ...(parsed.checkpointGridMs === undefined ? {} : { checkpointGridMs: parsed.checkpointGridMs }),
     });
   } catch (err) {
     log.error({ err }, 'cannot start the controller');

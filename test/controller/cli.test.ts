@@ -28,6 +28,11 @@ describe('weir controller (CLI)', () => {
     expect(parseControllerArgs(['--retained-checkpoints', '3'], {})).toMatchObject({ retainedCheckpoints: 3 });
     expect(() => parseControllerArgs(['--retained-checkpoints', '0'], {})).toThrow(/positive integer/);
     expect(() => parseControllerArgs(['--retained-checkpoints', '11'], {})).toThrow('--retained-checkpoints K must be at most 10, got 11');
+    expect(parseControllerArgs(['--checkpoint-grid-ms', '5'], {})).toMatchObject({ checkpointGridMs: 5 });
+    expect(parseControllerArgs([], { WEIR_CHECKPOINT_GRID_MS: '50' })).toMatchObject({ checkpointGridMs: 50 });
+    expect(parseControllerArgs(['--checkpoint-grid-ms', '10'], { WEIR_CHECKPOINT_GRID_MS: '50' })).toMatchObject({ checkpointGridMs: 10 });
+    expect(() => parseControllerArgs(['--checkpoint-grid-ms', '0'], {})).toThrow(/positive integer/);
+    expect(() => parseControllerArgs(['--checkpoint-grid-ms', '1001'], {})).toThrow('--checkpoint-grid-ms MS must be at most 1000, got 1001');
   });
 
   it('rejects bad arguments with exit code 2', async () => {
