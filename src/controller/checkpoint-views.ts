@@ -82,14 +82,18 @@ export function operatorGroupsFromRecord(record: CheckpointRecord): OperatorChec
   }));
 }
 
-/** An in-flight or failed checkpoint's operators: what each subtask got to. */
+/**
+ * A remembered checkpoint's operators: what each subtask got to. Once the metadata write started, an
+ * operator finishes with it, as in the record (`completed_at`).
+ */
 export function operatorGroupsFromSummary(summary: CheckpointSummary): OperatorCheckpointGroup[] {
   const subtasks = byNode(summary.subtasks);
+  const metadataWrite = summary.spans.find((s) => s.span === 'WritingMetadata')?.start ?? null;
   return summary.operators.map((o) => ({
     operator_id: o.node_id,
     bytes: o.bytes,
     started_metadata_write: o.completed_subtasks === o.subtasks ? o.finish_time : null,
-    finish_time: o.completed_subtasks === o.subtasks ? o.finish_time : null,
+    finish_time: o.completed_subtasks === o.subtasks ? (metadataWrite ?? o.finish_time) : null,
     subtasks: (subtasks.get(o.node_id) ?? []).map((s) => {
       const start = s.completed?.start_time ?? s.events[0]?.at ?? summary.start_time;
       return subtaskGroup(s.subtask_index, s.completed?.worker_id ?? null, s.completed?.bytes ?? 0, progressTimes(s.events, start, s.completed?.finish_time ?? null));

@@ -112,6 +112,8 @@ export interface ControllerOptions {
   queue?: string;
   /** Restorable checkpoints kept per job (1–10). Default 10. */
   retainedCheckpoints?: number;
+  /** Periodic checkpoints start on this grid (ms), so that those due together start in one batch. Default 10. */
+  checkpointGridMs?: number;
 }
 
 export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list' | 'checkpoints' | 'checkpoint' | 'trigger_checkpoint' | 'job_metrics' | 'metrics';
@@ -430,6 +432,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       checkpointKv,
       events,
       ...(options.retainedCheckpoints === undefined ? {} : { retainedCheckpoints: options.retainedCheckpoints }),
+      ...(options.checkpointGridMs === undefined ? {} : { checkpointGridMs: options.checkpointGridMs }),
       onTransition: (_from, to) => metrics.transition(to),
       onCheckpointOutcome: (outcome) => metrics.checkpoint(outcome),
     });
@@ -669,11 +672,15 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     }
     const data: JobSummary[] = [];
     let i = 0;
-    for (; i < ids.length && data.length < limit; i++) {
-      const id = ids[i]!;
-      const record = await store.jobs.get(id).catch(() => null);
-      if (record === null) continue;
-      data.push(jobSummary(jobView(id, record)));
+    // A page's records are read together; a job deleted meanwhile leaves a gap the next batch fills.
+    while (i < ids.length && data.length < limit) {
+      const batch = ids.slice(i, i + limit - data.length);
+      i += batch.length;
+      const records = await Promise.all(batch.map((id) => store.jobs.get(id).catch(() => null)));
+      batch.forEach((id, k) => {
+        const record = records[k];
+        if (record !== null && record !== undefined) data.push(jobSummary(jobView(id, record)));
+      });
     }
     return { v: PROTOCOL_VERSION, data, has_more: i < ids.length };
   }
@@ -694,35 +701,51 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       ...(triggerId === undefined ? {} : { trigger_id: triggerId }),
       started,
     });
-    return serialized(jobId, async () => {
-      const runtime = runtimeOf(jobId);
-      const seen = triggerId === undefined ? undefined : triggers.get(jobId)?.get(triggerId);
+    const remembered = () => (triggerId === undefined ? undefined : triggers.get(jobId)?.get(triggerId));
+    const deadline = Date.now() + MANUAL_CHECKPOINT_WAIT_MS;
+    // A checkpoint in flight is waited for outside the job's request queue: a config update sent meanwhile
+    // (a stop, say) is answered at once rather than behind the trigger.
+    for (;;) {
+      const seen = remembered();
       if (seen !== undefined) return reply(seen, false);
-      const notRunning = () => {
-        const state = runtime.state();
-        return new RequestRejected('not_running', `job ${jobId} is ${state}${state === 'Running' ? ' but taking its final checkpoint' : ''}: checkpoints can be triggered only while it is Running`);
-      };
-      if (runtime.state() !== 'Running' || runtime.coordinator.armedGeneration === null) throw notRunning();
-      let started: { epoch: number };
-      try {
-        started = await runtime.coordinator.manual(MANUAL_CHECKPOINT_WAIT_MS);
-      } catch (err) {
-        if (!(err instanceof ManualCheckpointRefused)) throw err;
-        if (err.reason === 'not_armed') throw notRunning();
-        throw new RequestRejected('conflict', `job ${jobId}: ${err.message}`);
-      }
-      if (triggerId !== undefined && jobIds.has(jobId)) {
-        let ids = triggers.get(jobId);
-        if (ids === undefined) {
-          ids = new Map();
-          triggers.set(jobId, ids);
+      await runtimeOf(jobId).coordinator.settleInFlight(Math.max(0, deadline - Date.now()));
+      const answer = await serialized(jobId, async (): Promise<TriggerCheckpointReply | null> => {
+        const runtime = runtimeOf(jobId);
+        const seenNow = remembered();
+        if (seenNow !== undefined) return reply(seenNow, false);
+        const notRunning = () => {
+          const state = runtime.state();
+          return new RequestRejected('not_running', `job ${jobId} is ${state}${state === 'Running' ? ' but taking its final checkpoint' : ''}: checkpoints can be triggered only while it is Running`);
+        };
+        if (runtime.state() !== 'Running' || runtime.coordinator.armedGeneration === null) throw notRunning();
+        const inFlight = runtime.coordinator.inFlightEpoch();
+        if (inFlight !== null) {
+          // Another one started while this request waited: wait for it too, within the same deadline.
+          if (Date.now() < deadline) return null;
+          throw new RequestRejected('conflict', `job ${jobId}: checkpoint ${inFlight} is still in flight after ${MANUAL_CHECKPOINT_WAIT_MS} ms; try again later`);
         }
-        ids.set(triggerId, started.epoch);
-        if (ids.size > TRIGGER_IDS_PER_JOB) ids.delete(ids.keys().next().value!);
-      }
-      log.info({ jobId, epoch: started.epoch, triggerId }, 'checkpoint triggered');
-      return reply(started.epoch, true);
-    });
+        let started: { epoch: number };
+        try {
+          started = await runtime.coordinator.manual(0);
+        } catch (err) {
+          if (!(err instanceof ManualCheckpointRefused)) throw err;
+          if (err.reason === 'not_armed') throw notRunning();
+          throw new RequestRejected('conflict', `job ${jobId}: ${err.message}`);
+        }
+        if (triggerId !== undefined && jobIds.has(jobId)) {
+          let ids = triggers.get(jobId);
+          if (ids === undefined) {
+            ids = new Map();
+            triggers.set(jobId, ids);
+          }
+          ids.set(triggerId, started.epoch);
+          if (ids.size > TRIGGER_IDS_PER_JOB) ids.delete(ids.keys().next().value!);
+        }
+        log.info({ jobId, epoch: started.epoch, triggerId }, 'checkpoint triggered');
+        return reply(started.epoch, true);
+      });
+      if (answer !== null) return answer;
+    }
   }
 
   function jobMetricsOf(msg: Msg): Promise<JobMetricsReply> {

@@ -54,7 +54,7 @@ import { isTransientStoreError, type JobStatusRecord, type Store, type Versioned
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import type { WorkerRegistry } from './registry.js';
-import { CheckpointCoordinator, withoutState, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CommitTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
+import { CheckpointCoordinator, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CommitTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
 import { checkpointFromRecord, checkpointFromSummary, operatorGroupsFromRecord, operatorGroupsFromSummary } from './checkpoint-views.js';
 import { JobMachines } from './job-machines.js';
@@ -111,6 +111,8 @@ export interface JobRuntimeOptions {
   checkpointStore?: () => Promise<CheckpointStore>;
   /** Restorable checkpoints kept per job, at most `CHECKPOINT_SLOTS`. Default 10. */
   retainedCheckpoints?: number;
+  /** The grid periodic checkpoints start on (`CoordinatorOptions.scheduleGridMs`). Default 10 ms. */
+  checkpointGridMs?: number;
   /**
    * A controller restart of a job that rests in a terminal state: the actor is restored in that state
    * (its entry actions do not run again) instead of starting at Created.
@@ -168,8 +170,6 @@ export interface JobRuntime {
   setRestoreFloor(epoch: number | null): void;
   /** Liveness path: the registry lost a worker that held this generation. */
   onWorkerLost(generation: number, workerId: string, reason?: LostReason): void;
-  /** In-memory metadata of the most recent completed epochs (`RECENT_RECORDS`) of this incarnation, without the subtasks' state. */
-  checkpoints(): ReadonlyMap<number, CheckpointRecord>;
   /** The newest `limit` checkpoints: recorded epochs, plus what this incarnation saw fail or run. */
   checkpointHistory(limit: number): Promise<Checkpoint[]>;
   /** One checkpoint with its operators and subtasks; null when the job has no such epoch. */
@@ -183,7 +183,6 @@ export interface JobRuntime {
 }
 
 export const DEFAULT_CHECKPOINT_BUCKET = CHECKPOINTS_KV_BUCKET;
-const RECENT_RECORDS = 10;
 const PERSIST_RETRY_INITIAL_MS = 200;
 const PERSIST_RETRY_MAX_MS = 10_000;
 /** A commit request waits for the sinks' writes (one publish per output row), not just for an ack. */
@@ -341,7 +340,6 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   const bucket = options.checkpointBucket ?? DEFAULT_CHECKPOINT_BUCKET;
   const stats: JobRuntimeStats = { rejected: 0, stale: 0, unknownSubtask: 0, eventsSent: 0, persistFailures: 0, stateEventsPublished: 0 };
   const generations = new Map<number, GenerationState>();
-  const completed = new Map<number, CheckpointRecord>();
   const inputs = new Set(spec.graph.edges.map((e) => e.to));
   const outputs = new Set(spec.graph.edges.map((e) => e.from));
   const sourceNodes = new Set(spec.graph.nodes.filter((n) => !inputs.has(n.id)).map((n) => n.id));
@@ -361,6 +359,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     persist: persistCheckpoint,
     commit: sendCommits,
     onOutcome: onCheckpointOutcome,
+    ...(options.checkpointGridMs === undefined ? {} : { scheduleGridMs: options.checkpointGridMs }),
   });
   /** Output becomes visible only at a checkpoint's commit: the job's last output needs a final checkpoint. */
   const twoPhase = spec.graph.nodes.some((n) => catalog.get(n.operator)?.twoPhase === true);
@@ -610,7 +609,6 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     log.error({ epoch: record.epoch }, message);
     const at = Date.now();
     enqueue(() => store.log.append(jobId, { kind: 'warning', message: truncateErrorText(message), at }, { id: `${jobId}.${at}.corrupt-${record.epoch}` }).then(() => {}));
-    completed.delete(record.epoch);
     await persistCheckpoint({ ...record, status: 'failed' });
   }
 
@@ -686,10 +684,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     }
     if (outcome.kind === 'completed') {
       const record = outcome.record;
-      // Without the subtasks' state: the history and details need sizes and times, restores read the store.
-      completed.set(record.epoch, { ...record, subtasks: record.subtasks.map(withoutState) });
-      // The recent ones only: older records are in the store, and a long-running job would otherwise grow without bound.
-      if (completed.size > RECENT_RECORDS) completed.delete(completed.keys().next().value!);
+      // Not kept here: the coordinator's history holds what the details of a recent epoch need, older
+      // ones are read from the store, and a second copy of ten epochs per job weighs on 10,000 jobs.
       knowsNewestRecord = true;
       maybeCleanup(record);
       // The record is the durable fact; the status takes the epoch with its next transition (a write per
@@ -963,11 +959,6 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     return records.sort((a, b) => b.epoch - a.epoch);
   }
 
-  /** An epoch's record: from memory when recent, else read from its slot. */
-  async function readRecord(kv: KV, epoch: number): Promise<CheckpointRecord | null> {
-    return completed.get(epoch) ?? storedRecord(kv, epoch);
-  }
-
   /** An epoch's record as its slot holds it; null when absent, replaced by a newer epoch, or unreadable. */
   async function storedRecord(kv: KV, epoch: number): Promise<CheckpointRecord | null> {
     const key = checkpointKey(jobId, epoch);
@@ -985,10 +976,9 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
 
   async function checkpointDetails(epoch: number): Promise<CheckpointDetails | null> {
     const summary = coordinator.history().find((s) => s.epoch === epoch);
-    if (summary !== undefined && summary.status !== 'ready') return { checkpoint: checkpointFromSummary(summary), operators: operatorGroupsFromSummary(summary) };
-    const record = await readRecord(await checkpointKv(), epoch);
-    if (record !== null) return { checkpoint: summary === undefined ? checkpointFromRecord(record) : checkpointFromSummary(summary), operators: operatorGroupsFromRecord(record) };
-    return summary === undefined ? null : { checkpoint: checkpointFromSummary(summary), operators: operatorGroupsFromSummary(summary) };
+    if (summary !== undefined) return { checkpoint: checkpointFromSummary(summary), operators: operatorGroupsFromSummary(summary) };
+    const record = await storedRecord(await checkpointKv(), epoch);
+    return record === null ? null : { checkpoint: checkpointFromRecord(record), operators: operatorGroupsFromRecord(record) };
   }
 
   const checkpointKv = options.checkpointKv ?? openCheckpointKv(nc, bucket, requestTimeoutMs);
@@ -1169,7 +1159,6 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       const message = reason === 'vanished' ? `the tasks of generation ${generation} on worker ${workerId} ended unreported` : undefined;
       send({ type: 'worker.lost', generation, workerId, ...(message === undefined ? {} : { message }) });
     },
-    checkpoints: () => completed,
     coordinator,
     checkpointHistory,
     checkpointDetails,

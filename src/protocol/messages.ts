@@ -99,6 +99,18 @@ export const jobConfigViewSchema = z.strictObject({
   ttl_micros: ttlSchema.nullable(),
 });
 
+/** Where a job is in its lifecycle: shared by the job view and the list summary. */
+const jobProgressShape = {
+  state: jobStateSchema,
+  generation: countSchema,
+  restarts: countSchema,
+  failure: failureSchema.nullable(),
+  created_at: microsSchema,
+  start_time: microsSchema.nullable(),
+  finish_time: microsSchema.nullable(),
+  available_action: availableActionSchema,
+};
+
 export const jobViewSchema = z.strictObject({
   v,
   job_id: idSchema,
@@ -108,14 +120,7 @@ export const jobViewSchema = z.strictObject({
   /** The pipeline's `parallelism` for every node as created; null: each node's own. */
   parallelism: parallelismSchema.nullable(),
   config: jobConfigViewSchema,
-  state: jobStateSchema,
-  generation: countSchema,
-  restarts: countSchema,
-  failure: failureSchema.nullable(),
-  created_at: microsSchema,
-  start_time: microsSchema.nullable(),
-  finish_time: microsSchema.nullable(),
-  available_action: availableActionSchema,
+  ...jobProgressShape,
 });
 
 export const listJobsRequestSchema = z.strictObject({
@@ -129,16 +134,9 @@ export const listJobsRequestSchema = z.strictObject({
 export const jobSummarySchema = z.strictObject({
   job_id: idSchema,
   name: z.string(),
-  state: jobStateSchema,
   /** The desired stop mode; `none` means the job should run. */
   stop: stopModeSchema,
-  generation: countSchema,
-  restarts: countSchema,
-  failure: failureSchema.nullable(),
-  created_at: microsSchema,
-  start_time: microsSchema.nullable(),
-  finish_time: microsSchema.nullable(),
-  available_action: availableActionSchema,
+  ...jobProgressShape,
 });
 
 export const listJobsReplySchema = z.strictObject({ v, data: z.array(jobSummarySchema), has_more: z.boolean() });

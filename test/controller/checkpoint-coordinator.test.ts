@@ -221,8 +221,8 @@ describe('periodic checkpoints', () => {
     vi.setSystemTime(T0 + 7);
     const a = running(10_000);
     const b = running(10_000, { random: () => 0.5003 });
-    expect(a.coordinator.nextDue).toBe(T0 + 15_020);
-    expect(b.coordinator.nextDue).toBe(T0 + 15_020);
+    expect(a.coordinator.nextDue).toBe(T0 + 15_010);
+    expect(b.coordinator.nextDue).toBe(T0 + 15_010);
     const exact = running(10_000, { scheduleGridMs: 1 });
     expect(exact.coordinator.nextDue).toBe(T0 + 15_007);
     await vi.advanceTimersByTimeAsync(15_013);
@@ -240,6 +240,17 @@ describe('periodic checkpoints', () => {
 });
 
 describe('final checkpoints', () => {
+  test('settleInFlight does not wait for a final checkpoint (nothing is armed): a trigger meeting a stop is answered at once', async () => {
+    const h = running(10_000);
+    void h.coordinator.final(1);
+    await h.flush();
+    expect(h.coordinator.inFlightEpoch()).toBe(1);
+    let settled: boolean | undefined;
+    void h.coordinator.settleInFlight(3_000).then((idle) => (settled = idle));
+    await h.flush();
+    expect(settled).toBe(false);
+  });
+
   test('stops the periodic schedule, takes epoch n+1 with then_stop and resolves once it is durable', async () => {
     const h = running(10_000);
     const final = h.coordinator.final(1);

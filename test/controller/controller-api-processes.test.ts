@@ -38,6 +38,8 @@ describe('controller API subjects with controller and worker processes', () => {
   let server: NatsServerHandle;
   let client: NatsConnection;
   const processes = new Set<WeirProcess>();
+  let worker: WeirProcess;
+  let jobId: string;
 
   const request = (subject: string, body: unknown): Promise<Reply> => requestJson(client, subject, body, 8_000);
 
@@ -47,7 +49,7 @@ describe('controller API subjects with controller and worker processes', () => {
     const controller = new WeirProcess('controller', ['controller', '--nats', server.url, '--heartbeat-interval', '300']);
     processes.add(controller);
     await controller.waitForLog('controller started', {}, 60_000);
-    const worker = new WeirProcess('w1', ['worker', '--slots', '4', '--id', 'w1', '--nats', server.url]);
+    worker = new WeirProcess('w1', ['worker', '--slots', '4', '--id', 'w1', '--nats', server.url]);
     processes.add(worker);
     await worker.waitForLog('registered with the controller', {}, 60_000);
   }, 120_000);
@@ -61,7 +63,7 @@ describe('controller API subjects with controller and worker processes', () => {
   it('a Running job: a trigger takes a manual checkpoint, metrics show its records, the Prometheus text its state', async () => {
     const created = await request(subjects.apiJobsCreate(), PIPELINE);
     expect(created.error).toBeUndefined();
-    const jobId = created['job_id'] as string;
+    jobId = created['job_id'] as string;
     await eventually(async () => expect(jobViewSchema.parse(await request(subjects.apiJobGet(jobId), { v: 1 })).state).toBe('Running'), { timeoutMs: 30_000, intervalMs: 100 });
 
     const reply = triggerCheckpointReplySchema.parse(await request(subjects.apiJobTriggerCheckpoint(jobId), { v: 1, trigger_id: 'proc-1' }));
@@ -97,4 +99,29 @@ describe('controller API subjects with controller and worker processes', () => {
     expect(text).toMatch(/^weir_checkpoints_total\{outcome="completed",type="manual"\} 1$/m);
     expect(text).toMatch(/^weir_controller_requests_total\{kind="trigger_checkpoint"\} 2$/m);
   }, 90_000);
+
+  it('a trigger waiting for a checkpoint in flight holds up no config update of the same job', async () => {
+    const trigger = (body: object) => request(subjects.apiJobTriggerCheckpoint(jobId), { v: 1, ...body });
+    // A stopped worker answers no barrier request: the first trigger's checkpoint stays in flight.
+    process.kill(worker.pid!, 'SIGSTOP');
+    try {
+      expect(triggerCheckpointReplySchema.parse(await trigger({})).started).toBe(true);
+      const answered: string[] = [];
+      const behind = trigger({ trigger_id: 'behind' }).then((reply) => {
+        answered.push('trigger');
+        return reply;
+      });
+      // Sent after the trigger on the same connection, so the controller has the trigger first.
+      const update = await request(subjects.apiJobConfig(jobId), { v: 1, checkpoint_interval_micros: 3_500_000_000 });
+      answered.push('config');
+      expect(update.error).toBeUndefined();
+      const reply = await behind;
+      expect(answered).toEqual(['config', 'trigger']);
+      // Either way it answered: started once the first failed, or conflict after waiting 3 s.
+      if (reply.error === undefined) expect(triggerCheckpointReplySchema.parse(reply).started).toBe(true);
+      else expect(reply.error.code).toBe('conflict');
+    } finally {
+      process.kill(worker.pid!, 'SIGCONT');
+    }
+  }, 60_000);
 });

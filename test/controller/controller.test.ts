@@ -517,6 +517,19 @@ describe('controller', () => {
     for (const id of ids) await reach(id, 'Running');
   });
 
+  it('fills a page past a job whose record vanished between the listing and its read', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push(await create());
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    for (const id of ids) await reach(id, 'Running');
+    // Behind the controller's back, as a delete by another process would look before its watcher fires.
+    await store.jobs.delete(ids[1]!);
+    const page = listJobsReplySchema.parse(await request(subjects.apiJobsList(), { v: 1, limit: 2 }));
+    expect(page.data.map((j) => j.job_id)).toEqual([ids[2], ids[0]]);
+  });
+
   it('forwards config changes made by another process through the store', async () => {
     const jobId = await create();
     await reach(jobId, 'Running');

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG } from '../../machines/job/policy.js';
 import type { DesiredConfig, JobPolicy } from '../../machines/job/types.js';
-import { createJobRuntime, JobRuntimes, type CheckpointRecord, type JobRuntime, type RuntimeSpec } from '../../src/controller/job-runtime.js';
+import { createJobRuntime, JobRuntimes, type CheckpointRecord, type JobRuntime, type JobRuntimeOptions, type RuntimeSpec } from '../../src/controller/job-runtime.js';
 import { WorkerRegistry } from '../../src/controller/registry.js';
 import { startWorkerService, type WorkerService } from '../../src/controller/worker-service.js';
 import {
@@ -196,7 +196,7 @@ describe('job runtime on a real server', () => {
     return sims;
   }
 
-  async function launch(spec: RuntimeSpec, config: Partial<DesiredConfig> = {}, storeFor: (real: Store) => Store = (real) => real) {
+  async function launch(spec: RuntimeSpec, config: Partial<DesiredConfig> = {}, storeFor: (real: Store) => Store = (real) => real, extra: Partial<JobRuntimeOptions> = {}) {
     const jobId = `job-${process.pid}-${++counter}`;
     const fullConfig = { ...DEFAULT_CONFIG, checkpointIntervalMs: 0, ...config };
     await store.jobs.create(jobId, { name: 'p', ...spec }, { ...fullConfig, ignoreStateBeforeEpoch: null });
@@ -208,7 +208,7 @@ describe('job runtime on a real server', () => {
       },
     });
     await observer.flush();
-    const runtime = createJobRuntime({ nc, store: storeFor(store), registry, jobId, spec, config: fullConfig, policy: FAST_POLICY, log, requestTimeoutMs: 500 });
+    const runtime = createJobRuntime({ nc, store: storeFor(store), registry, jobId, spec, config: fullConfig, policy: FAST_POLICY, log, requestTimeoutMs: 500, ...extra });
     runtimes.add(jobId, runtime);
     started.push(runtime);
     const state = () => runtime.actor.getSnapshot();
@@ -264,13 +264,10 @@ describe('job runtime on a real server', () => {
     // The periodic checkpoint: requests reach both (source-hosting) workers, completions record the epoch.
     await eventually(() => expect(job.runtime.coordinator.lastCompletedEpoch).toBeGreaterThanOrEqual(1), { timeoutMs: 5_000 });
     for (const sim of sims) expect(sim.checkpointRequests[0]).toMatchObject({ job_id: job.jobId, generation: 1, epoch: 1, then_stop: false });
-    const epoch1 = job.runtime.checkpoints().get(1);
-    expect(epoch1?.subtasks.map((s) => `${s.node_id}[${s.subtask_index}]`).sort()).toEqual(['out[0]', 'out[1]', 'src[0]', 'src[1]']);
-    expect(epoch1?.subtasks.every((s) => Object.keys(s.table_metadata).length === 0)).toBe(true);
     const kv = await new Kvm(jetstream(nc)).open('weir_checkpoints');
     const durable = (await kv.get(`${job.jobId}.1`))?.json<CheckpointRecord>();
     expect(durable).toMatchObject({ job_id: job.jobId, generation: 1, epoch: 1, kind: 'periodic' });
-    expect(durable?.subtasks).toHaveLength(4);
+    expect(durable?.subtasks.map((s) => `${s.node_id}[${s.subtask_index}]`).sort()).toEqual(['out[0]', 'out[1]', 'src[0]', 'src[1]']);
     expect(durable?.operators.map((o) => [o.node_id, o.completed_subtasks])).toEqual([
       ['src', 2],
       ['out', 2],
@@ -278,9 +275,25 @@ describe('job runtime on a real server', () => {
     expect(durable?.spans.map((s) => s.span)).toEqual(['Checkpointing', 'CheckpointingOperators', 'WritingMetadata']);
     // The record is written inside WritingMetadata: the spans that close after the write are open in it.
     expect(durable?.spans.map((s) => s.finish !== null)).toEqual([false, true, false]);
-    for (const span of job.runtime.checkpoints().get(1)?.spans ?? []) expect(span.finish).toBeGreaterThanOrEqual(span.start);
+    const remembered = job.runtime.coordinator.history().find((c) => c.epoch === 1);
+    expect(remembered?.spans.map((s) => s.span)).toEqual(['Checkpointing', 'CheckpointingOperators', 'WritingMetadata']);
+    for (const span of remembered?.spans ?? []) expect(span.finish).toBeGreaterThanOrEqual(span.start);
+    // The history keeps sizes and times; the subtasks' state is in the record only.
+    expect(remembered?.subtasks.every((s) => s.completed !== null && Object.keys(s.completed.table_metadata).length === 0)).toBe(true);
 
     expect(job.top()).toBe('Running');
+  });
+
+  it('periodic checkpoints start on the configured grid (10 ms unless told)', async () => {
+    await cluster(['a', 4]);
+    // 730 is no multiple of 10: only the configured grid puts the due time there.
+    const coarse = await launch(pipeline(1), { checkpointIntervalMs: 1_000 }, undefined, { checkpointGridMs: 730 });
+    const usual = await launch(pipeline(1), { checkpointIntervalMs: 1_000 });
+    await eventually(() => expect([coarse.top(), usual.top()]).toEqual(['Running', 'Running']));
+    await eventually(() => expect(coarse.runtime.coordinator.nextDue).not.toBeNull());
+    await eventually(() => expect(usual.runtime.coordinator.nextDue).not.toBeNull());
+    expect(coarse.runtime.coordinator.nextDue! % 730).toBe(0);
+    expect(usual.runtime.coordinator.nextDue! % 10).toBe(0);
   });
 
   it('stop=checkpoint → CheckpointStopping → Stopped on the then_stop barrier; status persisted', async () => {
@@ -294,7 +307,7 @@ describe('job runtime on a real server', () => {
     for (const sim of sims) expect(sim.checkpointRequests.at(-1)).toMatchObject({ generation: 1, then_stop: true });
     const finalEpoch = job.state().context.checkpoint.finalEpoch;
     expect(finalEpoch).not.toBeNull();
-    expect(job.runtime.checkpoints().get(finalEpoch!)?.kind).toBe('final');
+    expect(job.runtime.coordinator.history().find((c) => c.epoch === finalEpoch)?.kind).toBe('final');
     expect((await store.jobs.get(job.jobId))?.status).toMatchObject({ state: 'Stopped', generation: 1 });
     expect((await job.rows()).filter((r) => r.kind === 'transition').map((r) => (r.kind === 'transition' ? r.to : ''))).toEqual([
       'Compiling',
