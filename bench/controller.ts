@@ -23,6 +23,8 @@
  *   --workers W         simulated workers (default 4)
  *   --samples S         config-update and floor samples (default 200)
  *   --checkpoint-jobs K 16-subtask jobs checkpointing every second for the checkpoint samples (default 10)
+ *
+ * The controller inherits the environment: WEIR_CHECKPOINT_GRID_MS=10 measures it on a 10 ms grid.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -168,16 +170,31 @@ class SimCluster {
 
 const CLK_TCK = 100;
 
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+interface CpuTicks {
+  user: number;
+  system: number;
+  /** user + system of the main (JavaScript) thread; the rest is GC helpers, libuv and the like. */
+  mainThread: number;
+}
+
+function statTicks(path: string): { user: number; system: number } {
+  const stat = readFileSync(path, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
+  return { user: Number(fields[11]), system: Number(fields[12]) };
+}
+
+function cpuTicks(pid: number): CpuTicks {
+  const all = statTicks(`/proc/${pid}/stat`);
+  const main = statTicks(`/proc/${pid}/task/${pid}/stat`);
+  return { ...all, mainThread: main.user + main.system };
 }
 
 function startController(url: string): ChildProcess {
   // BENCH_CONTROLLER_NODE_OPTIONS: extra Node flags for the controller (e.g. --perf-basic-prof for perf).
   const extra = (process.env['BENCH_CONTROLLER_NODE_OPTIONS'] ?? '').split(' ').filter((a) => a !== '');
-  const child = spawn(process.execPath, [...extra, '--import', 'tsx', 'src/cli/main.ts', 'controller', '--nats', url], {
+  // The built controller, as `npm start` runs it: under tsx, esbuild's keepNames wrappers alone add about
+  // 15 KiB of heap per job.
+  const child = spawn(process.execPath, [...extra, 'bin/weir.js', 'controller', '--nats', url], {
     env: { ...process.env, WEIR_LOG_LEVEL: 'warn', WEIR_INSPECT: '' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -332,9 +349,17 @@ async function main(): Promise<void> {
     const ticks0 = cpuTicks(pid);
     const records0 = recordsWritten;
     const w0 = performance.now();
+    const monotonicUs = () => process.hrtime.bigint() / 1000n;
+    const windowStartUs = monotonicUs();
     await sleep(opts.seconds * 1000);
     const windowS = (performance.now() - w0) / 1000;
-    const cpuPct = ((cpuTicks(pid) - ticks0) / CLK_TCK / windowS) * 100;
+    // CLOCK_MONOTONIC in µs, the clock of V8's CPU profiles: select the window in a --cpu-prof of the controller.
+    if (process.env['BENCH_CONTROLLER_NODE_OPTIONS'] !== undefined) console.log(`   CPU window, monotonic µs: ${windowStartUs} ${monotonicUs()}`);
+    const ticks1 = cpuTicks(pid);
+    const pctOf = (ticks: number) => (ticks / CLK_TCK / windowS) * 100;
+    const cpuPct = pctOf(ticks1.user + ticks1.system - ticks0.user - ticks0.system);
+    const systemPct = pctOf(ticks1.system - ticks0.system);
+    const mainThreadPct = pctOf(ticks1.mainThread - ticks0.mainThread);
     const rss = rssMiB(pid);
     const checkpointsPerSec = (recordsWritten - records0) / windowS;
 
@@ -370,6 +395,7 @@ async function main(): Promise<void> {
     const lines = [
       `── controller with ${total} jobs Running (${opts.jobs} × 2 subtasks every 10 s, ${opts.checkpointJobs} × 16 subtasks every 1 s)`,
       `   CPU            ${round(cpuPct)} % of one core over ${round(windowS, 1)} s (${round(checkpointsPerSec)} checkpoints/s completed)`,
+      `                  of which kernel ${round(systemPct)} %; main thread ${round(mainThreadPct)} %, other threads (GC, libuv) ${round(cpuPct - mainThreadPct)} %`,
       `   RSS            ${round(rss)} MiB`,
       `── config update → persisted transition (${q.transition.n} samples)`,
       `   weir           ${fmt(q.transition)}`,
