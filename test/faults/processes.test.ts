@@ -124,6 +124,15 @@ describe('weir on real processes', () => {
     return states.filter((s) => s.job_id === jobId).map((s) => s.state);
   }
 
+  /**
+   * The failing subtask fails on its first record, which may come before or after the
+   * last task reports started: Scheduling -> Failing and Running -> Failing are both right.
+   */
+  function withoutRunning(seq: JobState[]): JobState[] {
+    const i = seq.indexOf('Running');
+    return i === 2 && seq[3] === 'Failing' ? [...seq.slice(0, 2), ...seq.slice(3)] : seq;
+  }
+
   /** The worker process that started this generation of the job. */
   function hostOf(jobId: string, generation: number, workers: WeirProcess[]): WeirProcess | undefined {
     return workers.find((w) => w.logs().some((l) => l['msg'] === 'generation started' && l['jobId'] === jobId && l['generation'] === generation));
@@ -255,12 +264,13 @@ describe('weir on real processes', () => {
     expect(failed.restarts).toBe(0);
     expect(failed.failure).toMatchObject({ domain: 'user', hint: 'no_retry' });
     expect(failed.failure?.message).toMatch(/no field "user"/);
-    expect(statesOf(jobId)).toEqual(['Compiling', 'Scheduling', 'Running', 'Failing', 'Failed']);
+    expect(withoutRunning(statesOf(jobId))).toEqual(['Compiling', 'Scheduling', 'Failing', 'Failed']);
 
     await configure(jobId, { restart: true });
     const again = await reach(jobId, 'Failed', 20_000, (v) => v.generation === failed.generation + 1);
     expect(again.restarts).toBe(0);
-    expect(statesOf(jobId).slice(5)).toEqual(['Compiling', 'Scheduling', 'Running', 'Failing', 'Failed']);
+    const rerun = statesOf(jobId).slice(statesOf(jobId).indexOf('Failed') + 1);
+    expect(withoutRunning(rerun)).toEqual(['Compiling', 'Scheduling', 'Failing', 'Failed']);
   }, 60_000);
 
   it('malformed input on every request subject gets an error reply and changes nothing', async () => {
