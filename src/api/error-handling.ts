@@ -5,7 +5,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaCompiler } from 'fastify';
 import type { z } from 'zod';
-import { formatIssues } from '../protocol/codec.js';
+import { formatIssues, parseReportingInput } from '../protocol/codec.js';
 import { StoreUnavailableError, StoreValidationError } from '../store/index.js';
 import { ApiError, type ErrorBody } from './errors.js';
 
@@ -16,7 +16,7 @@ import { ApiError, type ErrorBody } from './errors.js';
 export const validatorCompiler: FastifySchemaCompiler<z.ZodType> =
   ({ schema, httpPart }) =>
   (data) => {
-    const result = schema.safeParse(data, { reportInput: true });
+    const result = parseReportingInput(schema, data);
     if (result.success) return { value: result.data };
     const part = httpPart === 'querystring' ? 'query' : (httpPart ?? 'request');
     return { error: new ApiError(400, formatIssues(result.error.issues).replaceAll('(root)', part)) };

@@ -40,12 +40,22 @@ export function decodeValue<S extends z.ZodType>(schema: S, value: unknown): Dec
     if (typeof version === 'number' && version !== PROTOCOL_VERSION) {
       return fail('unsupported_version', `unsupported protocol version ${version}; this peer speaks version ${PROTOCOL_VERSION}`);
     }
-    const result = schema.safeParse(value, { reportInput: true });
+    const result = parseReportingInput(schema, value);
     if (result.success) return { ok: true, value: result.data };
     return fail('bad_schema', formatIssues(result.error.issues));
   } catch (err) {
     return fail('internal', `schema check failed: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/**
+ * `schema.safeParse` whose issues carry the offending input (for messages that name what was got).
+ * zod's compiled fast path does not report input, so the input is checked a second time with it only
+ * when the first check fails: about 4× cheaper per accepted message than asking for it up front.
+ */
+export function parseReportingInput<S extends z.ZodType>(schema: S, value: unknown): z.ZodSafeParseResult<z.output<S>> {
+  const result = schema.safeParse(value);
+  return result.success ? result : schema.safeParse(value, { reportInput: true });
 }
 
 /** Decodes the reply to a request: an error reply comes back as `{ ok: false, remote: true }`. */

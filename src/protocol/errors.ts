@@ -49,6 +49,8 @@ export function errorReply(code: ErrorCode, message: string): ErrorReply {
 }
 
 export function isErrorReply(value: unknown): value is ErrorReply {
+  // Most replies are not errors, and a failed zod parse builds a ZodError: rule them out without one.
+  if (typeof value !== 'object' || value === null || !Object.hasOwn(value, 'error')) return false;
   return errorReplySchema.safeParse(value).success;
 }
 

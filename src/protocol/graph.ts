@@ -3,7 +3,7 @@
  * returns user-facing problems, empty when the graph can run.
  */
 import type { z } from 'zod';
-import { formatPath, issueLines } from './codec.js';
+import { formatPath, issueLines, parseReportingInput } from './codec.js';
 import type { GraphEdge, Pipeline } from './pipeline.js';
 
 export type OperatorKind = 'source' | 'operator' | 'sink';
@@ -178,7 +178,7 @@ function pushTo(map: Map<string, string[]>, key: string, value: string): void {
 
 function configProblems(schema: z.ZodType, config: unknown, path: readonly PropertyKey[]): string[] {
   try {
-    const result = schema.safeParse(config, { reportInput: true });
+    const result = parseReportingInput(schema, config);
     return result.success ? [] : issueLines(result.error.issues, path);
   } catch (err) {
     return [`${formatPath(path)}: config check failed: ${err instanceof Error ? err.message : String(err)}`];
