@@ -137,7 +137,7 @@ export interface CheckpointCoordinatorOptions {
   /** The newest epoch started or completed before (a controller restart); the next one is this + 1. */
   epoch?: number;
   lastCompletedEpoch?: number;
-  /** How many finished checkpoints `history()` keeps. */
+  /** How many settled checkpoints `history()` keeps (failed ones and the newest completed one). */
   historySize?: number;
   /** Periodic due times are rounded up to a multiple of this (ms); 1 keeps them exact. Default 20. */
   scheduleGridMs?: number;
@@ -294,7 +294,7 @@ export class CheckpointCoordinator {
     return { ...this.counters };
   }
 
-  /** Finished and in-flight checkpoints, oldest first. */
+  /** The checkpoints that failed, the newest completed one and the one in flight, oldest first. */
   history(): CheckpointSummary[] {
     const current = this.inFlight === null ? [] : [this.summaryOf(this.inFlight)];
     return [...this.recent.map(copySummary), ...current.map(copySummary)];
@@ -681,11 +681,16 @@ export class CheckpointCoordinator {
 
   /**
    * A settled checkpoint's summary is never written again, so the history can hold it as it is, less the
-   * subtasks' state and commit data: the record has those, and ten of them per job would pin a lot.
+   * subtasks' state and commit data: the record has those. Of the completed ones only the newest is kept:
+   * the others are durable records the store serves, and ten per job were a third of a job's heap.
    */
   private remember(flight: InFlight): void {
     const summary = this.summaryOf(flight);
     summary.subtasks = summary.subtasks.map((s) => (s.completed === null ? s : { ...s, completed: withoutState(s.completed) }));
+    if (summary.status === 'ready') {
+      const previous = this.recent.findIndex((s) => s.status === 'ready');
+      if (previous >= 0) this.recent.splice(previous, 1);
+    }
     this.recent.push(summary);
     const keep = this.options.historySize ?? DEFAULT_HISTORY;
     if (this.recent.length > keep) this.recent.splice(0, this.recent.length - keep);

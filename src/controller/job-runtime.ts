@@ -684,8 +684,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     }
     if (outcome.kind === 'completed') {
       const record = outcome.record;
-      // Not kept here: the coordinator's history holds what the details of a recent epoch need, older
-      // ones are read from the store, and a second copy of ten epochs per job weighs on 10,000 jobs.
+      // Not kept here: the coordinator's history holds the newest completed epoch, the others are read
+      // from the store, and a copy of ten epochs per job weighs on 10,000 jobs.
       knowsNewestRecord = true;
       maybeCleanup(record);
       // The record is the durable fact; the status takes the epoch with its next transition (a write per

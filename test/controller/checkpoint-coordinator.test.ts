@@ -342,20 +342,23 @@ describe('generations', () => {
     expect(g.triggers).toHaveLength(1);
   });
 
-  test('the history keeps the most recent checkpoints only', async () => {
-    const h = running(1_000, { historySize: 3 });
-    for (let epoch = 1; epoch <= 5; epoch++) {
-      await vi.advanceTimersByTimeAsync(2_000);
-      h.completeAll(epoch);
-      await h.flush();
+  test('the history keeps the checkpoints that failed and the newest completed one, at most historySize', async () => {
+    const h = running(1_000, { historySize: 3, timeoutMs: 500 });
+    const timesOut = new Set([2, 4, 5]);
+    for (let epoch = 1; epoch <= 6; epoch++) {
+      while (h.triggers.length < epoch) await vi.advanceTimersByTimeAsync(50);
+      if (!timesOut.has(epoch)) h.completeAll(epoch);
+      while (h.outcomes.length < epoch) await vi.advanceTimersByTimeAsync(50);
     }
-    // The finished ones, then the one in flight.
+    while (h.triggers.length < 7) await vi.advanceTimersByTimeAsync(50);
+    // Completed epochs 1 and 3 are durable records: the store has them.
     expect(h.coordinator.history().map((s) => [s.epoch, s.status])).toEqual([
-      [3, 'ready'],
-      [4, 'ready'],
-      [5, 'ready'],
-      [6, 'inprogress'],
+      [4, 'failed'],
+      [5, 'failed'],
+      [6, 'ready'],
+      [7, 'inprogress'],
     ]);
+    expect(h.persisted.map((r) => r.epoch)).toEqual([1, 3, 6]);
   });
 });
 
