@@ -115,11 +115,14 @@ export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Prom
 
 const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || /^127(\.[0-9]{1,3}){3}$/.test(host);
 
+/** Without a token anyone who can reach the port can stop and delete jobs: only this machine may. */
+export function assertSafeListen(host: string, token: string | null | undefined): void {
+  if (!authEnabled(token) && !isLoopback(host)) throw new Error(`refusing to listen on ${host} without WEIR_API_TOKEN`);
+}
+
 export async function startApi(options: ApiOptions): Promise<ApiServer> {
   const host = options.host ?? DEFAULT_HOST;
-  const auth = authEnabled(options.token);
-  // Without a token anyone who can reach the port can stop and delete jobs: only this machine may.
-  if (!auth && !isLoopback(host)) throw new Error(`refusing to listen on ${host} without WEIR_API_TOKEN`);
+  assertSafeListen(host, options.token);
   const app = await buildApi(options);
   try {
     await app.listen({ host, port: options.port ?? DEFAULT_PORT });
@@ -130,7 +133,7 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : (options.port ?? DEFAULT_PORT);
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  if (auth) options.logger.info({ url }, `API listening on ${url}, bearer token required`);
+  if (authEnabled(options.token)) options.logger.info({ url }, `API listening on ${url}, bearer token required`);
   else options.logger.info({ url }, `API listening on ${url}; no token: listening on ${host} only`);
   return { url, app, close: () => app.close() };
 }
