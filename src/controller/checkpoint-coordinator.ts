@@ -155,7 +155,7 @@ export interface CheckpointCoordinatorOptions {
 
 /**
  * Why a manual checkpoint was not started. `not_armed`: the generation is not running (no periodic
- * schedule is armed). `in_flight`: a checkpoint was still in flight when the wait ran out.
+ * schedule is armed). `in_flight`: another checkpoint is in flight.
  * `uncommitted`: a durable epoch of this generation failed its commit, so no later one may start.
  */
 export class ManualCheckpointRefused extends Error {
@@ -369,19 +369,18 @@ export class CheckpointCoordinator {
 
   /**
    * A checkpoint now, for the running generation (the one periodic checkpoints are armed for, whether
-   * or not an interval is set). A checkpoint in flight is waited for, at most `waitMs`; then the manual
-   * one starts and this resolves with its epoch at once (its outcome comes through `onOutcome` like a
-   * periodic one's). The periodic schedule goes on from its completion, as from any other's. Rejects
-   * with `ManualCheckpointRefused`.
+   * or not an interval is set); returns its epoch at once (its outcome comes through `onOutcome` like a
+   * periodic one's). The periodic schedule goes on from its completion, as from any other's. Throws
+   * `ManualCheckpointRefused`: a caller that will wait for a checkpoint in flight does so with
+   * `settleInFlight` first.
    */
-  async manual(waitMs: number): Promise<{ generation: number; epoch: number }> {
+  manual(): { generation: number; epoch: number } {
     const generation = this.armedFor;
     if (this.closed || generation === null) throw new ManualCheckpointRefused('not_armed', 'no running generation takes checkpoints');
-    if (!(await this.settleInFlight(waitMs)) && !this.closed && this.armedFor === generation) {
-      const epoch = this.inFlight!.summary.epoch;
-      throw new ManualCheckpointRefused('in_flight', `checkpoint ${epoch} is still in flight after ${waitMs} ms; try again later`, epoch);
+    if (this.inFlight !== null) {
+      const epoch = this.inFlight.summary.epoch;
+      throw new ManualCheckpointRefused('in_flight', `checkpoint ${epoch} is in flight`, epoch);
     }
-    if (this.closed || this.armedFor !== generation) throw new ManualCheckpointRefused('not_armed', `generation ${generation} stopped taking checkpoints`);
     if (this.uncommitted !== null) {
       throw new ManualCheckpointRefused('uncommitted', `epoch ${this.uncommitted} is not committed: no checkpoint can follow it in generation ${generation}`, this.uncommitted);
     }

@@ -717,19 +717,18 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
           const state = runtime.state();
           return new RequestRejected('not_running', `job ${jobId} is ${state}${state === 'Running' ? ' but taking its final checkpoint' : ''}: checkpoints can be triggered only while it is Running`);
         };
-        if (runtime.state() !== 'Running' || runtime.coordinator.armedGeneration === null) throw notRunning();
-        const inFlight = runtime.coordinator.inFlightEpoch();
-        if (inFlight !== null) {
-          // Another one started while this request waited: wait for it too, within the same deadline.
-          if (Date.now() < deadline) return null;
-          throw new RequestRejected('conflict', `job ${jobId}: checkpoint ${inFlight} is still in flight after ${MANUAL_CHECKPOINT_WAIT_MS} ms; try again later`);
-        }
+        if (runtime.state() !== 'Running') throw notRunning();
         let started: { epoch: number };
         try {
-          started = await runtime.coordinator.manual(0);
+          started = runtime.coordinator.manual();
         } catch (err) {
           if (!(err instanceof ManualCheckpointRefused)) throw err;
           if (err.reason === 'not_armed') throw notRunning();
+          if (err.reason === 'in_flight') {
+            // Another one started while this request waited: wait for it too, within the same deadline.
+            if (Date.now() < deadline) return null;
+            throw new RequestRejected('conflict', `job ${jobId}: checkpoint ${err.epoch} is still in flight after ${MANUAL_CHECKPOINT_WAIT_MS} ms; try again later`);
+          }
           throw new RequestRejected('conflict', `job ${jobId}: ${err.message}`);
         }
         if (triggerId !== undefined && jobIds.has(jobId)) {

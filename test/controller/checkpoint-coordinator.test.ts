@@ -559,11 +559,21 @@ describe('after a failed commit', () => {
 });
 
 describe('manual checkpoints', () => {
+  /** Why `manual()` refused, or undefined when it started one. */
+  function refusal(h: Harness): unknown {
+    try {
+      h.coordinator.manual();
+      return undefined;
+    } catch (err) {
+      return err;
+    }
+  }
+
   test('start at once while armed, resolve with the started epoch, show as manual, and the periodic schedule follows from their completion', async () => {
     const h = running(10_000);
     expect(h.coordinator.nextDue).toBe(T0 + 15_000);
     await vi.advanceTimersByTimeAsync(1_000);
-    await expect(h.coordinator.manual(3_000)).resolves.toEqual({ generation: 1, epoch: 1 });
+    expect(h.coordinator.manual()).toEqual({ generation: 1, epoch: 1 });
     expect(h.triggers).toEqual([{ generation: 1, epoch: 1, minEpoch: 0, thenStop: false }]);
     expect(h.coordinator.inFlightEpoch()).toBe(1);
     // The pending periodic one is superseded.
@@ -584,33 +594,40 @@ describe('manual checkpoints', () => {
 
   test('work with periodic checkpoints off (interval 0) while the generation runs', async () => {
     const h = running(0);
-    await expect(h.coordinator.manual(3_000)).resolves.toEqual({ generation: 1, epoch: 1 });
+    expect(h.coordinator.manual()).toEqual({ generation: 1, epoch: 1 });
     h.completeAll(1);
     await h.flush();
     expect(h.coordinator.nextDue).toBeNull();
-    await expect(h.coordinator.manual(3_000)).resolves.toEqual({ generation: 1, epoch: 2 });
+    expect(h.coordinator.manual()).toEqual({ generation: 1, epoch: 2 });
   });
 
   test('are refused when no generation is armed: before Running, after a disarm, after close', async () => {
     const h = harness();
-    await expect(h.coordinator.manual(3_000)).rejects.toMatchObject({ name: 'ManualCheckpointRefused', reason: 'not_armed' });
+    expect(refusal(h)).toMatchObject({ name: 'ManualCheckpointRefused', reason: 'not_armed' });
     h.coordinator.beginGeneration({ generation: 1, subtasks: PLAN });
-    await expect(h.coordinator.manual(3_000)).rejects.toMatchObject({ reason: 'not_armed' });
+    expect(refusal(h)).toMatchObject({ reason: 'not_armed' });
     h.coordinator.arm(1, 10_000, 0);
     h.coordinator.disarm(1);
-    await expect(h.coordinator.manual(3_000)).rejects.toMatchObject({ reason: 'not_armed' });
+    expect(refusal(h)).toMatchObject({ reason: 'not_armed' });
     h.coordinator.arm(1, 10_000, 0);
     h.coordinator.close();
-    await expect(h.coordinator.manual(3_000)).rejects.toMatchObject({ reason: 'not_armed' });
+    expect(refusal(h)).toMatchObject({ reason: 'not_armed' });
     expect(h.triggers).toEqual([]);
   });
 
-  test('wait for a checkpoint in flight, then take the next epoch', async () => {
+  test('are refused while another is in flight, naming its epoch; nothing starts', async () => {
+    const h = running(1_000);
+    await vi.advanceTimersByTimeAsync(1_500);
+    expect(refusal(h)).toMatchObject({ reason: 'in_flight', epoch: 1, message: 'checkpoint 1 is in flight' });
+    expect(h.triggers).toHaveLength(1);
+  });
+
+  test('after settleInFlight: the one in flight completes, then the manual one takes the next epoch', async () => {
     const h = running(1_000);
     await vi.advanceTimersByTimeAsync(1_500);
     expect(h.coordinator.inFlightEpoch()).toBe(1);
     let result: { epoch: number } | undefined;
-    void h.coordinator.manual(3_000).then((r) => (result = r));
+    void h.coordinator.settleInFlight(3_000).then((settled) => (result = settled ? h.coordinator.manual() : undefined));
     await vi.advanceTimersByTimeAsync(1_000);
     expect(result).toBeUndefined();
     expect(h.triggers).toHaveLength(1);
@@ -621,13 +638,16 @@ describe('manual checkpoints', () => {
     expect(h.coordinator.history().map((s) => s.kind)).toEqual(['periodic', 'manual']);
   });
 
-  test('a checkpoint in flight that does not settle within the wait: refused, naming its epoch; nothing starts', async () => {
+  test('a checkpoint in flight that does not settle within the wait: settleInFlight gives up at its deadline', async () => {
     const h = running(1_000);
     await vi.advanceTimersByTimeAsync(1_500);
-    const manual = h.coordinator.manual(3_000);
-    const refused = expect(manual).rejects.toMatchObject({ reason: 'in_flight', epoch: 1, message: 'checkpoint 1 is still in flight after 3000 ms; try again later' });
-    await vi.advanceTimersByTimeAsync(3_000);
-    await refused;
+    let settled: boolean | undefined;
+    void h.coordinator.settleInFlight(3_000).then((s) => (settled = s));
+    await vi.advanceTimersByTimeAsync(2_999);
+    expect(settled).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(settled).toBe(false);
+    expect(refusal(h)).toMatchObject({ reason: 'in_flight', epoch: 1 });
     expect(h.triggers).toHaveLength(1);
     expect(h.coordinator.inFlightEpoch()).toBe(1);
   });
@@ -635,21 +655,23 @@ describe('manual checkpoints', () => {
   test('a checkpoint in flight that fails within the wait: the manual one starts after it', async () => {
     const h = running(1_000, { timeoutMs: 2_000 });
     await vi.advanceTimersByTimeAsync(1_500);
-    const manual = h.coordinator.manual(3_000);
+    const settled = h.coordinator.settleInFlight(3_000);
     await vi.advanceTimersByTimeAsync(2_000);
-    await expect(manual).resolves.toEqual({ generation: 1, epoch: 2 });
+    await expect(settled).resolves.toBe(true);
+    expect(h.coordinator.manual()).toEqual({ generation: 1, epoch: 2 });
     expect(h.outcomes).toMatchObject([{ kind: 'failed', epoch: 1, checkpoint: 'periodic' }]);
   });
 
   test('a stop (final checkpoint) asked for while a manual one waits wins: the manual one is refused', async () => {
     const h = running(1_000);
     await vi.advanceTimersByTimeAsync(1_500);
-    const manual = h.coordinator.manual(3_000);
+    const waited = h.coordinator.settleInFlight(3_000);
     const final = h.coordinator.final(1);
-    const refused = expect(manual).rejects.toMatchObject({ reason: 'not_armed' });
     h.completeAll(1);
     await h.flush();
-    await refused;
+    await waited;
+    // The stop took over: the manual one is refused.
+    expect(refusal(h)).toMatchObject({ reason: 'not_armed' });
     expect(h.triggers).toMatchObject([{ epoch: 1, thenStop: false }, { epoch: 2, thenStop: true }]);
     h.completeAll(2);
     await expect(final).resolves.toEqual({ epoch: 2 });
@@ -657,7 +679,7 @@ describe('manual checkpoints', () => {
 
   test('a manual checkpoint in flight is waited for by a final one', async () => {
     const h = running(10_000);
-    await h.coordinator.manual(3_000);
+    h.coordinator.manual();
     const final = h.coordinator.final(1);
     await h.flush();
     expect(h.triggers).toHaveLength(1);
@@ -675,7 +697,7 @@ describe('manual checkpoints', () => {
     h.coordinator.onCompleted(completed('src', 1, 1));
     h.coordinator.onCompleted({ ...completed('out', 0, 1), commit_data: { rows: [1] } });
     await h.flush();
-    await expect(h.coordinator.manual(3_000)).rejects.toMatchObject({ reason: 'uncommitted', epoch: 1 });
+    expect(refusal(h)).toMatchObject({ reason: 'uncommitted', epoch: 1 });
     expect(h.triggers).toHaveLength(1);
   });
 });
