@@ -355,7 +355,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     for await (const s of status) if (s.type === 'reconnect') metrics.reconnect();
   })().catch((err: unknown) => log.warn({ err }, 'the NATS status stream failed'));
 
-  function serialized<T>(jobId: string, step: () => Promise<T>): Promise<T> {
+  function serialized<T>(jobId: string, step: () => T | Promise<T>): Promise<T> {
     const prev = chains.get(jobId) ?? Promise.resolve();
     const next = prev.then(step, step);
     const tail = next.catch(() => undefined);
@@ -709,7 +709,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       const seen = remembered();
       if (seen !== undefined) return reply(seen, false);
       await runtimeOf(jobId).coordinator.settleInFlight(Math.max(0, deadline - Date.now()));
-      const answer = await serialized(jobId, async (): Promise<TriggerCheckpointReply | null> => {
+      const answer = await serialized(jobId, (): TriggerCheckpointReply | null => {
         const runtime = runtimeOf(jobId);
         const seenNow = remembered();
         if (seenNow !== undefined) return reply(seenNow, false);

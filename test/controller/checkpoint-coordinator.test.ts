@@ -601,7 +601,7 @@ describe('manual checkpoints', () => {
     expect(h.coordinator.manual()).toEqual({ generation: 1, epoch: 2 });
   });
 
-  test('are refused when no generation is armed: before Running, after a disarm, after close', async () => {
+  test('are refused when no generation is armed: before Running, after a disarm, after close', () => {
     const h = harness();
     expect(refusal(h)).toMatchObject({ name: 'ManualCheckpointRefused', reason: 'not_armed' });
     h.coordinator.beginGeneration({ generation: 1, subtasks: PLAN });
