@@ -17,6 +17,7 @@ import {
   jobRevisionReplySchema,
   jobViewSchema,
   listJobsReplySchema,
+  listJobViewsReplySchema,
   subjects,
   triggerCheckpointReplySchema,
   type CheckpointDetailsReply,
@@ -28,6 +29,7 @@ import {
   type JobRevisionReply,
   type JobView,
   type ListJobsReply,
+  type ListJobViewsReply,
   type PipelineInput,
   type TriggerCheckpointReply,
 } from '../protocol/index.js';
@@ -41,6 +43,8 @@ type Body<T> = Omit<T, 'v'>;
 export interface ControllerClient {
   create(pipeline: Body<PipelineInput>): Promise<JobRevisionReply>;
   list(request: { starting_after?: string; limit?: number }): Promise<ListJobsReply>;
+  /** A page of whole job views: may hold fewer than `limit`, with `has_more`. */
+  views(request: { starting_after?: string; limit?: number }): Promise<ListJobViewsReply>;
   get(jobId: string): Promise<JobView>;
   config(jobId: string, update: Body<ConfigUpdate>): Promise<JobRevisionReply>;
   delete(jobId: string): Promise<DeleteJobReply>;
@@ -76,6 +80,7 @@ export function controllerClient(nc: NatsConnection, options: ControllerClientOp
   return {
     create: (pipeline) => request(subjects.apiJobsCreate(), pipeline, jobRevisionReplySchema),
     list: (req) => request(subjects.apiJobsList(), req, listJobsReplySchema),
+    views: (req) => request(subjects.apiJobsViews(), req, listJobViewsReplySchema),
     get: (jobId) => request(subjects.apiJobGet(jobId), {}, jobViewSchema),
     config: (jobId, update) => request(subjects.apiJobConfig(jobId), update, jobRevisionReplySchema),
     delete: (jobId) => request(subjects.apiJobDelete(jobId), {}, deleteJobReplySchema),

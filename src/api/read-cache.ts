@@ -88,6 +88,7 @@ export function cachedReads(client: ControllerClient, options: ReadCacheOptions 
     cacheStats,
     create: (pipeline) => client.create(pipeline),
     list: (request) => client.list(request),
+    views: (request) => client.views(request),
     get: (jobId) => read(jobId, 'get', () => client.get(jobId)),
     config: (jobId, update) => wrote(jobId, client.config(jobId, update)),
     delete: (jobId) => wrote(jobId, client.delete(jobId)),

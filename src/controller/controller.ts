@@ -56,9 +56,10 @@ import {
   type JobMetricsReply,
   type JobRevisionReply,
   jobSummary,
-  type JobSummary,
   type JobView,
   type ListJobsReply,
+  type ListJobsRequest,
+  type ListJobViewsReply,
   type OperatorSpec,
   type Pipeline,
   type TriggerCheckpointReply,
@@ -114,9 +115,11 @@ export interface ControllerOptions {
   retainedCheckpoints?: number;
   /** Periodic checkpoints start on this grid (ms), so that those due together start in one batch. Default 10. */
   checkpointGridMs?: number;
+  /** Largest page of job views (JSON bytes). Default: 90 % of the server's `max_payload`. */
+  maxViewPageBytes?: number;
 }
 
-export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list' | 'checkpoints' | 'checkpoint' | 'trigger_checkpoint' | 'job_metrics' | 'metrics';
+export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list' | 'views' | 'checkpoints' | 'checkpoint' | 'trigger_checkpoint' | 'job_metrics' | 'metrics';
 
 /** How long a trigger request waits for a checkpoint in flight before it answers `conflict`. */
 export const MANUAL_CHECKPOINT_WAIT_MS = 3_000;
@@ -295,7 +298,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const stats: ControllerStats = {
     jobs: 0,
-    received: { create: 0, config: 0, delete: 0, get: 0, list: 0, checkpoints: 0, checkpoint: 0, trigger_checkpoint: 0, job_metrics: 0, metrics: 0 },
+    received: { create: 0, config: 0, delete: 0, get: 0, list: 0, views: 0, checkpoints: 0, checkpoint: 0, trigger_checkpoint: 0, job_metrics: 0, metrics: 0 },
     rejected: {},
     externalConfigChanges: 0,
   };
@@ -661,8 +664,11 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     return { v: PROTOCOL_VERSION, job_id: jobId, checkpoint: details.checkpoint, data: details.operators };
   }
 
-  async function list(msg: Msg): Promise<ListJobsReply> {
-    const request = body(listJobsRequestSchema, msg);
+  /**
+   * One page of jobs, newest first, each as `item` makes it. `fits` may end the page early (the item
+   * that does not fit starts the next one); a page always holds at least one job when there is one.
+   */
+  async function page<T>(request: ListJobsRequest, item: (view: JobView) => T, fits: (item: T) => boolean = () => true): Promise<{ data: T[]; has_more: boolean }> {
     const limit = request.limit ?? DEFAULT_LIST_LIMIT;
     // Ids are time-ordered, so newest first is reverse id order.
     let ids = (await store.jobs.list()).filter((id) => jobIds.has(id)).reverse();
@@ -670,19 +676,38 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       const after = request.starting_after;
       ids = ids.filter((id) => id < after);
     }
-    const data: JobSummary[] = [];
-    let i = 0;
+    const data: T[] = [];
+    let next = 0;
     // A page's records are read together; a job deleted meanwhile leaves a gap the next batch fills.
-    while (i < ids.length && data.length < limit) {
-      const batch = ids.slice(i, i + limit - data.length);
-      i += batch.length;
+    while (next < ids.length && data.length < limit) {
+      const batch = ids.slice(next, next + limit - data.length);
       const records = await Promise.all(batch.map((id) => store.jobs.get(id).catch(() => null)));
-      batch.forEach((id, k) => {
+      for (const [k, id] of batch.entries()) {
         const record = records[k];
-        if (record !== null && record !== undefined) data.push(jobSummary(jobView(id, record)));
-      });
+        if (record !== null && record !== undefined) {
+          const made = item(jobView(id, record));
+          if (!fits(made) && data.length > 0) return { data, has_more: true };
+          data.push(made);
+        }
+        next++;
+      }
     }
-    return { v: PROTOCOL_VERSION, data, has_more: i < ids.length };
+    return { data, has_more: next < ids.length };
+  }
+
+  async function list(msg: Msg): Promise<ListJobsReply> {
+    return { v: PROTOCOL_VERSION, ...(await page(body(listJobsRequestSchema, msg), jobSummary)) };
+  }
+
+  /** Whole views, so a client showing graphs asks once per page; the page stops short of NATS's size limit. */
+  async function views(msg: Msg): Promise<ListJobViewsReply> {
+    const budget = options.maxViewPageBytes ?? Math.floor(0.9 * (nc.info?.max_payload ?? MAX_MESSAGE_BYTES));
+    let bytes = 0;
+    const fits = (view: JobView): boolean => {
+      bytes += Buffer.byteLength(JSON.stringify(view)) + 1;
+      return bytes <= budget;
+    };
+    return { v: PROTOCOL_VERSION, ...(await page(body(listJobsRequestSchema, msg), (view) => view, fits)) };
   }
 
   /**
@@ -767,6 +792,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     delete: remove,
     get,
     list,
+    views,
     checkpoints,
     checkpoint,
     trigger_checkpoint: triggerCheckpoint,
@@ -847,6 +873,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   const subscriptions = [
     serve('create', SUBJECTS.apiJobsCreate.wildcard),
     serve('list', SUBJECTS.apiJobsList.wildcard),
+    serve('views', SUBJECTS.apiJobsViews.wildcard),
     serve('config', SUBJECTS.apiJobConfig.wildcard),
     serve('delete', SUBJECTS.apiJobDelete.wildcard),
     serve('get', SUBJECTS.apiJobGet.wildcard),

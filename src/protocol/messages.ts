@@ -141,6 +141,13 @@ export const jobSummarySchema = z.strictObject({
 
 export const listJobsReplySchema = z.strictObject({ v, data: z.array(jobSummarySchema), has_more: z.boolean() });
 
+/**
+ * A page of whole job views, each as a get answers it, for clients that show graphs and configs: one
+ * request per page instead of one per job. A page may hold fewer than `limit` jobs, with `has_more`,
+ * rather than pass the reply size NATS allows.
+ */
+export const listJobViewsReplySchema = z.strictObject({ v, data: z.array(jobViewSchema), has_more: z.boolean() });
+
 /** Printable ASCII without spaces: a client's idempotency key. */
 const triggerIdSchema = z.string().regex(/^[\x21-\x7e]{1,128}$/, { error: 'expected 1–128 printable ASCII characters without spaces' });
 
@@ -427,6 +434,7 @@ export type JobView = z.infer<typeof jobViewSchema>;
 export type ListJobsRequest = z.infer<typeof listJobsRequestSchema>;
 export type JobSummary = z.infer<typeof jobSummarySchema>;
 export type ListJobsReply = z.infer<typeof listJobsReplySchema>;
+export type ListJobViewsReply = z.infer<typeof listJobViewsReplySchema>;
 
 /** A job view as lists show it (jobSummarySchema). */
 export function jobSummary(view: JobView): JobSummary {
@@ -475,6 +483,7 @@ export const SCHEMAS = {
   jobViewSchema,
   listJobsRequestSchema,
   listJobsReplySchema,
+  listJobViewsReplySchema,
   triggerCheckpointRequestSchema,
   triggerCheckpointReplySchema,
   jobMetricsRequestSchema,

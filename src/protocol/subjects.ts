@@ -77,6 +77,11 @@ export const SUBJECTS = {
     errors: [...DECODE, 'unavailable', 'internal'],
     summary: 'One page of jobs, newest first.',
   }),
+  apiJobsViews: spec('weir.api.jobs.views', {
+    kind: 'request', from: 'client', to: 'controller', payload: 'listJobsRequestSchema', reply: 'listJobViewsReplySchema',
+    errors: [...DECODE, 'unavailable', 'internal'],
+    summary: 'One page of whole job views (graph, config, state), newest first; short of `limit`, with `has_more`, rather than pass the reply size limit.',
+  }),
   apiJobConfig: spec('weir.api.jobs.<job>.config', {
     kind: 'request', from: 'client', to: 'controller', payload: 'configUpdateSchema', reply: 'jobRevisionReplySchema',
     errors: [...DECODE, 'unknown_job', 'invalid_pipeline', 'conflict', 'unavailable', 'internal'],
@@ -203,6 +208,7 @@ function index(value: number, what: string): string {
 export const subjects = {
   apiJobsCreate: () => 'weir.api.jobs.create',
   apiJobsList: () => 'weir.api.jobs.list',
+  apiJobsViews: () => 'weir.api.jobs.views',
   apiJobConfig: (job: string) => `weir.api.jobs.${id(job, 'job')}.config`,
   apiJobDelete: (job: string) => `weir.api.jobs.${id(job, 'job')}.delete`,
   apiJobGet: (job: string) => `weir.api.jobs.${id(job, 'job')}.get`,

@@ -50,9 +50,14 @@ describe('a pipeline through its whole life, over HTTP only', () => {
     const got = await http<PipelineResponse>(`${env.base}/pipelines/${id}`);
     expect(got.status).toBe(200);
     expect(got.body).toMatchObject({ id, action: 'checkpoint', action_text: 'Stop', job: { state: 'Running' } });
+    const asked = env.controller!.stats().received;
     const listed = await http<Page<PipelineResponse>>(`${env.base}/pipelines`);
     expect(listed.body.has_more).toBe(false);
     expect(listed.body.data.map((p) => p.id)).toEqual([id]);
+    expect(listed.body.data[0]).toEqual(got.body);
+    // One request for the page, none per pipeline.
+    const after = env.controller!.stats().received;
+    expect([after.views - asked.views, after.get - asked.get]).toEqual([1, 0]);
     const jobs = await http<{ data: Job[] }>(`${env.base}/jobs`);
     expect(jobs.body.data.map((j) => j.id)).toEqual([id]);
 

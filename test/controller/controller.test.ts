@@ -15,6 +15,7 @@ import {
   jobStateEventSchema,
   jobViewSchema,
   listJobsReplySchema,
+  listJobViewsReplySchema,
   previewOutputSchema,
   subjects,
   type JobStateEvent,
@@ -94,6 +95,16 @@ describe('controller', () => {
     expect(reply['v']).toBe(1);
     expect(typeof reply['revision']).toBe('number');
     return reply['job_id'] as string;
+  }
+
+  /** Three jobs, oldest first, a few ms apart so that their time-ordered ids sort as created. */
+  async function createThree(): Promise<string[]> {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push(await create());
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return ids;
   }
 
   async function configure(jobId: string, update: Record<string, unknown>): Promise<Reply> {
@@ -503,11 +514,7 @@ describe('controller', () => {
   });
 
   it('lists newest first with pagination', async () => {
-    const ids: string[] = [];
-    for (let i = 0; i < 3; i++) {
-      ids.push(await create());
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    const ids = await createThree();
     const page1 = listJobsReplySchema.parse(await request(subjects.apiJobsList(), { v: 1, limit: 2 }));
     expect(page1.data.map((j) => j.job_id)).toEqual([ids[2], ids[1]]);
     expect(page1.has_more).toBe(true);
@@ -517,12 +524,34 @@ describe('controller', () => {
     for (const id of ids) await reach(id, 'Running');
   });
 
-  it('fills a page past a job whose record vanished between the listing and its read', async () => {
-    const ids: string[] = [];
-    for (let i = 0; i < 3; i++) {
-      ids.push(await create());
-      await new Promise((r) => setTimeout(r, 5));
+  it('pages through whole job views, each as a get answers it, and ends a page early rather than pass its byte budget', async () => {
+    const ids = await createThree();
+    for (const id of ids) await reach(id, 'Running');
+    const views = listJobViewsReplySchema.parse(await request(subjects.apiJobsViews(), { v: 1, limit: 2 }));
+    expect(views.data.map((j) => j.job_id)).toEqual([ids[2], ids[1]]);
+    expect(views.has_more).toBe(true);
+    for (const view of views.data) expect(view).toEqual(jobViewSchema.parse(await request(subjects.apiJobGet(view.job_id), { v: 1 })));
+    const rest = listJobViewsReplySchema.parse(await request(subjects.apiJobsViews(), { v: 1, limit: 2, starting_after: ids[1] }));
+    expect(rest).toMatchObject({ data: [{ job_id: ids[0] }], has_more: false });
+
+    // A budget of about one view: each page holds one job, and has_more says where the rest are.
+    await controller!.stop();
+    const oneView = Buffer.byteLength(JSON.stringify(views.data[0]));
+    controller = await startController(nc, { log, heartbeatIntervalMs: 200, policy: POLICY, inspector: null, maxViewPageBytes: oneView + 100 });
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (let pages = 0; pages < 5; pages++) {
+      const page = listJobViewsReplySchema.parse(await request(subjects.apiJobsViews(), { v: 1, limit: 10, ...(cursor === undefined ? {} : { starting_after: cursor }) }));
+      expect(page.data).toHaveLength(1);
+      seen.push(page.data[0]!.job_id);
+      cursor = page.data[0]!.job_id;
+      if (!page.has_more) break;
     }
+    expect(seen).toEqual([...ids].reverse());
+  });
+
+  it('fills a page past a job whose record vanished between the listing and its read', async () => {
+    const ids = await createThree();
     for (const id of ids) await reach(id, 'Running');
     // Behind the controller's back, as a delete by another process would look before its watcher fires.
     await store.jobs.delete(ids[1]!);

@@ -21,6 +21,7 @@ const entries = Object.entries(SUBJECTS) as Array<[SubjectName, SubjectSpec]>;
 const SAMPLE: { [K in SubjectName]: Parameters<(typeof subjects)[K]> } = {
   apiJobsCreate: [],
   apiJobsList: [],
+  apiJobsViews: [],
   apiJobConfig: ['job-1'],
   apiJobDelete: ['job-1'],
   apiJobGet: ['job-1'],
