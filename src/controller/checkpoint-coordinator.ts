@@ -139,7 +139,7 @@ export interface CheckpointCoordinatorOptions {
   lastCompletedEpoch?: number;
   /** How many settled checkpoints `history()` keeps (failed ones and the newest completed one). */
   historySize?: number;
-  /** Periodic due times are rounded up to a multiple of this (ms); 1 keeps them exact. Default 20. */
+  /** Periodic due times are rounded up to a multiple of this (ms); 1 keeps them exact. Default 10. */
   scheduleGridMs?: number;
   now?: () => number;
   /** [0, 1): the first checkpoint of a generation is jittered over one interval. */
