@@ -10,10 +10,13 @@
  * Printed, each beside its floor measured in the same run, under the same load (floor samples are
  * interleaved with weir's, after the CPU window):
  * - controller CPU (% of one core, from /proc/<pid>/stat over the window) and RSS with N jobs Running, each
- *   checkpointing every 10 s;
+ *   checkpointing every 10 s; its read and write system calls; and beside them the CPU floor of that load:
+ *   the same NATS traffic (barrier requests, completion events, record puts) from plain nats.js in a process
+ *   of its own (bench/checkpoint-traffic-floor.ts), run after the window while the load goes on;
  * - config update → persisted transition: from sending `stop: immediate` for a Running job to the KV
  *   watcher seeing its status record leave Running, beside one raw KV compare-and-set (update with the
- *   expected revision, acknowledged);
+ *   expected revision, acknowledged), and beside the path's own floor: a request to another process
+ *   (bench/transition-floor.ts) that makes one compare-and-set and replies, seen by the same kind of watcher;
  * - a checkpoint of a 16-subtask job: from the barrier request reaching a worker to the KV watcher seeing
  *   the epoch's record, beside two raw request/reply round trips plus one KV put, back to back.
  *
@@ -35,11 +38,14 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { CHECKPOINTS_KV_BUCKET, JOBS_KV_BUCKET, subjects } from '../src/protocol/index.js';
 import { startNatsServer } from '../test/support/nats-server.js';
+import { TRAFFIC_FLOOR } from './checkpoint-traffic-floor.js';
 import { positiveIntArg, quantiles, round, rssMiB } from './support.js';
 
 const GOALS = { cpuPctAt10k: 25, transitionRatio: 2, checkpointRatio: 3 } as const;
 /** Long enough for ≥ 50 checkpoints of the 16-subtask jobs (10 per second by default). */
 const LATENCY_PHASE_MIN_MS = 6_000;
+const PATH_FLOOR_SUBJECT = 'bench.path.cas';
+const PATH_FLOOR_BUCKET = 'bench_path_floor';
 const OPERATORS = ['impulse', 'map-key', 'count', 'log', 'preview'];
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = (d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as Record<string, unknown>;
@@ -183,6 +189,13 @@ function statTicks(path: string): { user: number; system: number } {
   return { user: Number(fields[11]), system: Number(fields[12]) };
 }
 
+/** Read and write system calls so far (sockets and files alike), from /proc/<pid>/io. */
+function syscalls(pid: number): { reads: number; writes: number } {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  const count = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? NaN);
+  return { reads: count('syscr'), writes: count('syscw') };
+}
+
 function cpuTicks(pid: number): CpuTicks {
   const all = statTicks(`/proc/${pid}/stat`);
   const main = statTicks(`/proc/${pid}/task/${pid}/stat`);
@@ -199,6 +212,30 @@ function startController(url: string): ChildProcess {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   return child;
+}
+
+/** The path floor's process (bench/transition-floor.ts), once it answers. */
+async function startPathFloor(url: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/transition-floor.ts', url, PATH_FLOOR_SUBJECT, PATH_FLOOR_BUCKET], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    child.once('exit', (code) => reject(new Error(`bench/transition-floor.ts exited with ${code}`)));
+  });
+  return child;
+}
+
+/** The CPU floor's process (bench/checkpoint-traffic-floor.ts), run to its end. */
+async function runTrafficFloor(url: string, rate: number, recordBytes: number, seconds: number): Promise<{ cpuPct: number; checkpointsPerSec: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/checkpoint-traffic-floor.ts', url, String(rate), '2', String(recordBytes), String(seconds)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`bench/checkpoint-traffic-floor.ts exited with ${code}`);
+  return JSON.parse(out) as { cpuPct: number; checkpointsPerSec: number };
 }
 
 function pipeline(name: string, parallelism: number, intervalMicros: number) {
@@ -222,6 +259,7 @@ async function main(): Promise<void> {
   const opts = options(process.argv.slice(2));
   console.log(`bench:controller  node ${process.version}, ${opts.jobs} jobs, ${opts.workers} simulated workers, ${opts.seconds} s window`);
   const server = await startNatsServer({ jetstream: true });
+  const pathFloorProcess = await startPathFloor(server.url);
   const controller = startController(server.url);
   const nc = await connect({ servers: server.url, name: 'bench-client' });
   const cluster = new SimCluster();
@@ -259,12 +297,19 @@ async function main(): Promise<void> {
     const checkpointDone: number[] = [];
     const checkpointJobIds = new Set<string>();
     let recordsWritten = 0;
+    /** Sizes of the 2-subtask jobs' records, for the CPU floor's puts. */
+    let recordBytes = 0;
+    let recordsMeasured = 0;
     void (async () => {
       for await (const e of await checkpointsKv.watch({ include: 'updates' })) {
         if (e.operation !== 'PUT') continue;
         recordsWritten++;
         // Keys are slots (epoch mod CHECKPOINT_SLOTS): the record names its job and epoch.
         const { job_id: jobId, epoch } = e.json<{ job_id: string; epoch: number }>();
+        if (!checkpointJobIds.has(jobId)) {
+          recordBytes += e.value.length;
+          recordsMeasured++;
+        }
         const key = `${jobId}.${epoch}`;
         const at = cluster.barrierAt.get(key);
         if (at !== undefined && checkpointJobIds.has(jobId)) checkpointDone.push(performance.now() - at);
@@ -279,6 +324,18 @@ async function main(): Promise<void> {
         m.respond(m.data);
       },
     });
+    // The barriers of the CPU floor's checkpoints, answered as the simulated workers answer weir's.
+    echo.subscribe(TRAFFIC_FLOOR.barrier, {
+      callback: (_e, m) => {
+        m.respond(enc({ v: 1, ok: true }));
+        const { job, epoch, generation } = dec(m.data);
+        for (let subtask = 0; subtask < 2; subtask++) {
+          const t = nowUs();
+          const completion = { v: 1, job, job_id: `floor-${String(job)}`, generation, worker_id: 'sim-1', node_id: subtask === 0 ? 'src' : 'sink', subtask_index: 0 };
+          echo.publish(TRAFFIC_FLOOR.events, enc({ ...completion, at: t, event: 'completed', epoch, bytes: 0, start_time: t, finish_time: t, table_metadata: {} }));
+        }
+      },
+    });
     await echo.flush();
     const floorKv: KV = await kvm.create('bench_floor', { history: 1 });
     let revision = await floorKv.put('k', enc({ n: 0 }));
@@ -288,6 +345,12 @@ async function main(): Promise<void> {
     void (async () => {
       for await (const e of await floorKv.watch({ key: 'k', include: 'updates' })) seen.get(e.revision)?.();
     })();
+    const pathKv = await kvm.open(PATH_FLOOR_BUCKET);
+    const pathSeen = new Map<number, () => void>();
+    void (async () => {
+      for await (const e of await pathKv.watch({ key: 'k', include: 'updates' })) pathSeen.get(e.json<{ n: number }>().n)?.();
+    })();
+    const pathFloor: number[] = [];
     const casWatchedFloor: number[] = [];
     const casFloor: number[] = [];
     const rttFloor: number[] = [];
@@ -312,10 +375,17 @@ async function main(): Promise<void> {
       await nc.request('bench.echo', enc({ i }), { timeout: 5_000 });
       await floorKv.put(`c.${i % 64}`, enc({ i }));
       checkpointFloor.push(performance.now() - t);
+      t = performance.now();
+      const pathWatched = new Promise<void>((resolve) => pathSeen.set(i, resolve));
+      const pathReply = dec((await nc.request(PATH_FLOOR_SUBJECT, enc({ n: i }), { timeout: 5_000 })).data);
+      if (pathReply['error'] !== undefined) throw new Error(`path floor failed: ${JSON.stringify(pathReply)}`);
+      await pathWatched;
+      pathFloor.push(performance.now() - t);
+      pathSeen.delete(i);
     };
     // Warm both paths' code before anything is timed.
     for (let i = 0; i < 20; i++) await sampleFloors();
-    casFloor.length = casWatchedFloor.length = rttFloor.length = checkpointFloor.length = 0;
+    casFloor.length = casWatchedFloor.length = rttFloor.length = checkpointFloor.length = pathFloor.length = 0;
 
     // The load: N jobs created with bounded concurrency, every one checkpointing every 10 s.
     const t0 = performance.now();
@@ -347,6 +417,7 @@ async function main(): Promise<void> {
 
     const pid = controller.pid!;
     const ticks0 = cpuTicks(pid);
+    const io0 = syscalls(pid);
     const records0 = recordsWritten;
     const w0 = performance.now();
     const monotonicUs = () => process.hrtime.bigint() / 1000n;
@@ -356,12 +427,15 @@ async function main(): Promise<void> {
     // CLOCK_MONOTONIC in µs, the clock of V8's CPU profiles: select the window in a --cpu-prof of the controller.
     if (process.env['BENCH_CONTROLLER_NODE_OPTIONS'] !== undefined) console.log(`   CPU window, monotonic µs: ${windowStartUs} ${monotonicUs()}`);
     const ticks1 = cpuTicks(pid);
+    const io1 = syscalls(pid);
     const pctOf = (ticks: number) => (ticks / CLK_TCK / windowS) * 100;
     const cpuPct = pctOf(ticks1.user + ticks1.system - ticks0.user - ticks0.system);
     const systemPct = pctOf(ticks1.system - ticks0.system);
     const mainThreadPct = pctOf(ticks1.mainThread - ticks0.mainThread);
     const rss = rssMiB(pid);
     const checkpointsPerSec = (recordsWritten - records0) / windowS;
+    const floorRate = Math.round(opts.jobs / 10);
+    const trafficFloor = await runTrafficFloor(server.url, floorRate, Math.round(recordBytes / Math.max(1, recordsMeasured)), Math.min(opts.seconds, 20));
 
     // Latency phase: config update → persisted transition on jobs of the steady load, one at a time,
     // interleaved with the floors; the checkpoint samples are the 16-subtask jobs' checkpoints meanwhile.
@@ -386,6 +460,7 @@ async function main(): Promise<void> {
     const q = {
       cas: quantiles(casFloor),
       casWatched: quantiles(casWatchedFloor),
+      path: quantiles(pathFloor),
       rtt: quantiles(rttFloor),
       ckptFloor: quantiles(checkpointFloor),
       transition: quantiles(transition),
@@ -396,11 +471,17 @@ async function main(): Promise<void> {
       `── controller with ${total} jobs Running (${opts.jobs} × 2 subtasks every 10 s, ${opts.checkpointJobs} × 16 subtasks every 1 s)`,
       `   CPU            ${round(cpuPct)} % of one core over ${round(windowS, 1)} s (${round(checkpointsPerSec)} checkpoints/s completed)`,
       `                  of which kernel ${round(systemPct)} %; main thread ${round(mainThreadPct)} %, other threads (GC, libuv) ${round(cpuPct - mainThreadPct)} %`,
+      `                  system calls per second: ${round((io1.reads - io0.reads) / windowS)} reads, ${round((io1.writes - io0.writes) / windowS)} writes`,
       `   RSS            ${round(rss)} MiB`,
+      `   floor: the same NATS traffic without weir, from plain nats.js in a process of its own (${floorRate} checkpoints/s, each a barrier`,
+      `          request, 2 completion events decoded, one KV put of a record of weir's size): ${round(trafficFloor.cpuPct)} % of one core`,
+      `          (${round(trafficFloor.checkpointsPerSec)} checkpoints/s completed); weir ${round(cpuPct / trafficFloor.cpuPct, 2)}× that`,
       `── config update → persisted transition (${q.transition.n} samples)`,
       `   weir           ${fmt(q.transition)}`,
       `   floor: one raw KV compare-and-set seen by a watcher  ${fmt(q.casWatched)}   (acknowledged: ${fmt(q.cas)})`,
       `   ratio p50      ${round(q.transition.p50 / q.casWatched.p50, 2)}×   p99 ${round(q.transition.p99 / q.casWatched.p99, 2)}×`,
+      `   the path's floor: a request to another process that makes one KV CAS, seen by a watcher  ${fmt(q.path)}`,
+      `                  ${round(q.path.p50 / q.casWatched.p50, 2)}× one CAS; weir ${round(q.transition.p50 / q.path.p50, 2)}× the path's floor (p99 ${round(q.transition.p99 / q.path.p99, 2)}×)`,
       `── checkpoint of a 16-subtask job, barrier request → durable record (${q.checkpoint.n} samples)`,
       `   weir           ${fmt(q.checkpoint)}`,
       `   floor: two raw round trips + one KV put  ${fmt(q.ckptFloor)}   (one round trip ${fmt(q.rtt)})`,
@@ -414,6 +495,7 @@ async function main(): Promise<void> {
     await echo.close();
   } finally {
     controller.kill('SIGTERM');
+    pathFloorProcess.kill('SIGTERM');
     await cluster.close().catch(() => {});
     await nc.close().catch(() => {});
     await new Promise((resolve) => (controller.exitCode === null ? controller.once('exit', resolve) : resolve(undefined)));
