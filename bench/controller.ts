@@ -435,7 +435,8 @@ async function main(): Promise<void> {
     const rss = rssMiB(pid);
     const checkpointsPerSec = (recordsWritten - records0) / windowS;
     const floorRate = Math.round(opts.jobs / 10);
-    const trafficFloor = await runTrafficFloor(server.url, floorRate, Math.round(recordBytes / Math.max(1, recordsMeasured)), Math.min(opts.seconds, 20));
+    const meanRecordBytes = Math.round(recordBytes / Math.max(1, recordsMeasured));
+    const trafficFloor = await runTrafficFloor(server.url, floorRate, meanRecordBytes, Math.min(opts.seconds, 20));
 
     // Latency phase: config update → persisted transition on jobs of the steady load, one at a time,
     // interleaved with the floors; the checkpoint samples are the 16-subtask jobs' checkpoints meanwhile.
@@ -474,7 +475,7 @@ async function main(): Promise<void> {
       `                  system calls per second: ${round((io1.reads - io0.reads) / windowS)} reads, ${round((io1.writes - io0.writes) / windowS)} writes`,
       `   RSS            ${round(rss)} MiB`,
       `   floor: the same NATS traffic without weir, from plain nats.js in a process of its own (${floorRate} checkpoints/s, each a barrier`,
-      `          request, 2 completion events decoded, one KV put of a record of weir's size): ${round(trafficFloor.cpuPct)} % of one core`,
+      `          request, 2 completion events decoded, one KV put of a record of weir's size, ${meanRecordBytes} bytes): ${round(trafficFloor.cpuPct)} % of one core`,
       `          (${round(trafficFloor.checkpointsPerSec)} checkpoints/s completed); weir ${round(cpuPct / trafficFloor.cpuPct, 2)}× that`,
       `── config update → persisted transition (${q.transition.n} samples)`,
       `   weir           ${fmt(q.transition)}`,
