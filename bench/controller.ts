@@ -39,13 +39,15 @@ import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node'
 import { CHECKPOINTS_KV_BUCKET, JOBS_KV_BUCKET, subjects } from '../src/protocol/index.js';
 import { startNatsServer } from '../test/support/nats-server.js';
 import { TRAFFIC_FLOOR } from './checkpoint-traffic-floor.js';
+import { PATH_FLOOR } from './transition-floor.js';
 import { positiveIntArg, quantiles, round, rssMiB } from './support.js';
 
 const GOALS = { cpuPctAt10k: 25, transitionRatio: 2, checkpointRatio: 3 } as const;
 /** Long enough for ≥ 50 checkpoints of the 16-subtask jobs (10 per second by default). */
 const LATENCY_PHASE_MIN_MS = 6_000;
-const PATH_FLOOR_SUBJECT = 'bench.path.cas';
-const PATH_FLOOR_BUCKET = 'bench_path_floor';
+/** The steady load: jobs of one source and one sink subtask, each checkpointing every 10 s. */
+const LOAD_SUBTASKS = 2;
+const LOAD_INTERVAL_MICROS = 10_000_000;
 const OPERATORS = ['impulse', 'map-key', 'count', 'log', 'preview'];
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = (d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as Record<string, unknown>;
@@ -68,6 +70,12 @@ function options(argv: string[]): Options {
     samples: value('--samples', 200),
     checkpointJobs: value('--checkpoint-jobs', 10),
   };
+}
+
+/** A subtask's checkpoint completion with empty state, as the simulated workers report it. */
+function completedEvent(epoch: number): Record<string, unknown> {
+  const t = nowUs();
+  return { event: 'completed', epoch, bytes: 0, start_time: t, finish_time: t, table_metadata: {} };
 }
 
 const fmt = (q: { p50: number; p99: number }) => `p50 ${round(q.p50, 2)} ms, p99 ${round(q.p99, 2)} ms`;
@@ -153,16 +161,7 @@ class SimCluster {
         const placement = this.placements.get(jobId);
         if (placement?.generation !== generation) break;
         // The barrier flows through the job; every subtask completes with empty state.
-        for (const owner of placement.subtasks.keys()) {
-          const t = nowUs();
-          this.publishFor(
-            jobId,
-            generation,
-            owner,
-            { event: 'completed', epoch, bytes: 0, start_time: t, finish_time: t, table_metadata: {} },
-            subjects.jobCheckpoints(jobId),
-          );
-        }
+        for (const owner of placement.subtasks.keys()) this.publishFor(jobId, generation, owner, completedEvent(epoch), subjects.jobCheckpoints(jobId));
         break;
       }
       default:
@@ -214,11 +213,14 @@ function startController(url: string): ChildProcess {
   return child;
 }
 
+/** A floor's program (TypeScript, under tsx) in a process of its own, its output piped to this one. */
+function spawnFloor(file: string, args: string[]): ChildProcess & { stdout: NodeJS.ReadableStream } {
+  return spawn(process.execPath, ['--import', 'tsx', file, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
 /** The path floor's process (bench/transition-floor.ts), once it answers. */
 async function startPathFloor(url: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/transition-floor.ts', url, PATH_FLOOR_SUBJECT, PATH_FLOOR_BUCKET], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawnFloor('bench/transition-floor.ts', [url]);
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
     child.once('exit', (code) => reject(new Error(`bench/transition-floor.ts exited with ${code}`)));
@@ -228,9 +230,7 @@ async function startPathFloor(url: string): Promise<ChildProcess> {
 
 /** The CPU floor's process (bench/checkpoint-traffic-floor.ts), run to its end. */
 async function runTrafficFloor(url: string, rate: number, recordBytes: number, seconds: number): Promise<{ cpuPct: number; checkpointsPerSec: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/checkpoint-traffic-floor.ts', url, String(rate), '2', String(recordBytes), String(seconds)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawnFloor('bench/checkpoint-traffic-floor.ts', [url, String(rate), String(LOAD_SUBTASKS), String(recordBytes), String(seconds)]);
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
@@ -329,10 +329,9 @@ async function main(): Promise<void> {
       callback: (_e, m) => {
         m.respond(enc({ v: 1, ok: true }));
         const { job, epoch, generation } = dec(m.data);
-        for (let subtask = 0; subtask < 2; subtask++) {
-          const t = nowUs();
-          const completion = { v: 1, job, job_id: `floor-${String(job)}`, generation, worker_id: 'sim-1', node_id: subtask === 0 ? 'src' : 'sink', subtask_index: 0 };
-          echo.publish(TRAFFIC_FLOOR.events, enc({ ...completion, at: t, event: 'completed', epoch, bytes: 0, start_time: t, finish_time: t, table_metadata: {} }));
+        for (let subtask = 0; subtask < LOAD_SUBTASKS; subtask++) {
+          const completion = { v: 1, job, job_id: `floor-${String(job)}`, generation, worker_id: 'sim-1', node_id: subtask === 0 ? 'src' : 'sink', subtask_index: 0, at: nowUs() };
+          echo.publish(TRAFFIC_FLOOR.events, enc({ ...completion, ...completedEvent(Number(epoch)) }));
         }
       },
     });
@@ -345,7 +344,7 @@ async function main(): Promise<void> {
     void (async () => {
       for await (const e of await floorKv.watch({ key: 'k', include: 'updates' })) seen.get(e.revision)?.();
     })();
-    const pathKv = await kvm.open(PATH_FLOOR_BUCKET);
+    const pathKv = await kvm.open(PATH_FLOOR.bucket);
     const pathSeen = new Map<number, () => void>();
     void (async () => {
       for await (const e of await pathKv.watch({ key: 'k', include: 'updates' })) pathSeen.get(e.json<{ n: number }>().n)?.();
@@ -377,7 +376,7 @@ async function main(): Promise<void> {
       checkpointFloor.push(performance.now() - t);
       t = performance.now();
       const pathWatched = new Promise<void>((resolve) => pathSeen.set(i, resolve));
-      const pathReply = dec((await nc.request(PATH_FLOOR_SUBJECT, enc({ n: i }), { timeout: 5_000 })).data);
+      const pathReply = dec((await nc.request(PATH_FLOOR.subject, enc({ n: i }), { timeout: 5_000 })).data);
       if (pathReply['error'] !== undefined) throw new Error(`path floor failed: ${JSON.stringify(pathReply)}`);
       await pathWatched;
       pathFloor.push(performance.now() - t);
@@ -395,7 +394,7 @@ async function main(): Promise<void> {
       Array.from({ length: 32 }, async () => {
         while (next < opts.jobs) {
           const i = next++;
-          const reply = dec((await nc.request(subjects.apiJobsCreate(), enc(pipeline(`job-${i}`, 1, 10_000_000)), { timeout: 30_000 })).data);
+          const reply = dec((await nc.request(subjects.apiJobsCreate(), enc(pipeline(`job-${i}`, 1, LOAD_INTERVAL_MICROS)), { timeout: 30_000 })).data);
           if (typeof reply['job_id'] !== 'string') throw new Error(`create failed: ${JSON.stringify(reply)}`);
           ids.push(reply['job_id']);
         }
@@ -434,7 +433,7 @@ async function main(): Promise<void> {
     const mainThreadPct = pctOf(ticks1.mainThread - ticks0.mainThread);
     const rss = rssMiB(pid);
     const checkpointsPerSec = (recordsWritten - records0) / windowS;
-    const floorRate = Math.round(opts.jobs / 10);
+    const floorRate = Math.round((opts.jobs * 1_000_000) / LOAD_INTERVAL_MICROS);
     const meanRecordBytes = Math.round(recordBytes / Math.max(1, recordsMeasured));
     const trafficFloor = await runTrafficFloor(server.url, floorRate, meanRecordBytes, Math.min(opts.seconds, 20));
 
@@ -469,13 +468,13 @@ async function main(): Promise<void> {
     };
     const projected10k = (cpuPct * 10_000) / total;
     const lines = [
-      `── controller with ${total} jobs Running (${opts.jobs} × 2 subtasks every 10 s, ${opts.checkpointJobs} × 16 subtasks every 1 s)`,
+      `── controller with ${total} jobs Running (${opts.jobs} × ${LOAD_SUBTASKS} subtasks every ${LOAD_INTERVAL_MICROS / 1_000_000} s, ${opts.checkpointJobs} × 16 subtasks every 1 s)`,
       `   CPU            ${round(cpuPct)} % of one core over ${round(windowS, 1)} s (${round(checkpointsPerSec)} checkpoints/s completed)`,
       `                  of which kernel ${round(systemPct)} %; main thread ${round(mainThreadPct)} %, other threads (GC, libuv) ${round(cpuPct - mainThreadPct)} %`,
       `                  system calls per second: ${round((io1.reads - io0.reads) / windowS)} reads, ${round((io1.writes - io0.writes) / windowS)} writes`,
       `   RSS            ${round(rss)} MiB`,
       `   floor: the same NATS traffic without weir, from plain nats.js in a process of its own (${floorRate} checkpoints/s, each a barrier`,
-      `          request, 2 completion events decoded, one KV put of a record of weir's size, ${meanRecordBytes} bytes): ${round(trafficFloor.cpuPct)} % of one core`,
+      `          request, ${LOAD_SUBTASKS} completion events decoded, one KV put of a record of weir's size, ${meanRecordBytes} bytes): ${round(trafficFloor.cpuPct)} % of one core`,
       `          (${round(trafficFloor.checkpointsPerSec)} checkpoints/s completed); weir ${round(cpuPct / trafficFloor.cpuPct, 2)}× that`,
       `── config update → persisted transition (${q.transition.n} samples)`,
       `   weir           ${fmt(q.transition)}`,
