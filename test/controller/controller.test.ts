@@ -4,7 +4,7 @@ import { Kvm } from '@nats-io/kv';
 import type { InspectionEvent } from 'xstate';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobPolicy, JobState } from '../../machines/job/types.js';
-import { newJobId, resumePlan, startController, type Controller } from '../../src/controller/controller.js';
+import { newJobId, resumePlan, startController, type Controller, type ControllerOptions } from '../../src/controller/controller.js';
 import {
   CHECKPOINTS_KV_BUCKET,
   CHECKPOINT_SLOTS,
@@ -71,8 +71,8 @@ describe('controller', () => {
   let states: JobStateEvent[];
   let stateSub: Subscription;
 
-  async function start(): Promise<Controller> {
-    controller = await startTestController(nc, { policy: POLICY, maxMessageBytes: 64 * 1024 });
+  async function start(options: Partial<ControllerOptions> = {}): Promise<Controller> {
+    controller = await startTestController(nc, { policy: POLICY, maxMessageBytes: 64 * 1024, ...options });
     return controller;
   }
 
@@ -547,7 +547,7 @@ describe('controller', () => {
     // A budget of about one view: each page holds one job, and has_more says where the rest are.
     await controller!.stop();
     const oneView = Buffer.byteLength(JSON.stringify(views.data[0]));
-    controller = await startController(nc, { log, heartbeatIntervalMs: 200, policy: POLICY, inspector: null, maxViewPageBytes: oneView + 100 });
+    await start({ maxViewPageBytes: oneView + 100 });
     const seen: string[] = [];
     let cursor: string | undefined;
     for (let pages = 0; pages < 5; pages++) {

@@ -57,7 +57,6 @@ class Follower {
   }
 }
 
-
 describe('weir api killed and restarted under SSE clients', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
