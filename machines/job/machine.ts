@@ -49,7 +49,7 @@ function onTimeout(backoffState: string, budget: number, message: string) {
       reenter: true,
       actions: { type: 'failWith', params: { message } },
     },
-    { target: backoffState, actions: ['countAttempt', { type: 'warn', params: { message } }] },
+    { target: backoffState, actions: [{ type: 'countAttempt', params: { message } }, { type: 'warn', params: { message } }] },
   ] as const;
 }
 
@@ -77,6 +77,7 @@ const taskFailure = [
 function finalCheckpointStates(targets: { done: string; checkpointFailed: string; tasksStuck: string; label: string }) {
   return {
     checkpointing: {
+      meta: { wait: 'final_checkpoint' },
       entry: { type: 'setWait', params: ({ context }: { context: JobContext }) => ({ ms: 2 * context.policy.checkpointTimeoutMs }) },
       invoke: {
         src: 'finalCheckpoint',
@@ -92,6 +93,7 @@ function finalCheckpointStates(targets: { done: string; checkpointFailed: string
       },
     },
     awaitingTasks: {
+      meta: { wait: 'tasks_stop_after_checkpoint' },
       entry: { type: 'setWait', params: ({ context }: { context: JobContext }) => ({ ms: context.policy.stopTimeoutMs }) },
       always: { guard: 'tasksFinished', target: targets.done },
       after: {
@@ -122,6 +124,7 @@ export const jobMachine = jobSetup.createMachine({
       initial: 'compiling',
       states: {
         compiling: {
+          meta: { wait: 'compile' },
           entry: { type: 'setWait', params: ({ context }) => ({ ms: context.policy.compileTimeoutMs }) },
           invoke: {
             src: 'compileJob',
@@ -131,7 +134,7 @@ export const jobMachine = jobSetup.createMachine({
           },
           after: { WAIT: onTimeout('#job.Compiling.backoff', RETRY_BUDGET.default, 'compiling timed out') },
         },
-        backoff: { after: { BACKOFF: 'compiling' } },
+        backoff: { meta: { wait: 'retry' }, after: { BACKOFF: 'compiling' } },
       },
     },
 
@@ -150,6 +153,7 @@ export const jobMachine = jobSetup.createMachine({
           initial: 'allocating',
           states: {
             allocating: {
+              meta: { wait: 'start_generation' },
               invoke: {
                 src: 'scheduleJob',
                 input: ({ context }) => ({
@@ -159,13 +163,14 @@ export const jobMachine = jobSetup.createMachine({
                 }),
                 onDone: { target: 'starting', actions: 'assignParallelism' },
                 onError: [
-                  { guard: 'errorIsNotEnoughSlots', target: 'waitingForSlots' },
+                  { guard: 'errorIsNotEnoughSlots', target: 'waitingForSlots', actions: 'noteProblem' },
                   ...onActorError('#job.Scheduling.backoff', RETRY_BUDGET.scheduler),
                 ],
               },
               after: { WORKER_STARTUP: { target: '#job.Failing', actions: { type: 'failWith', params: { message: 'not enough slots' } } } },
             },
             waitingForSlots: {
+              meta: { wait: 'slots' },
               entry: 'setSlotRetry',
               after: {
                 WORKER_STARTUP: {
@@ -176,13 +181,14 @@ export const jobMachine = jobSetup.createMachine({
               },
             },
             starting: {
+              meta: { wait: 'tasks_start' },
               entry: { type: 'setWait', params: ({ context }) => ({ ms: context.policy.taskStartupTimeoutMs }) },
               on: { 'tasks.started': { guard: 'isCurrent', target: '#job.Running' } },
               after: { WAIT: onTimeout('#job.Scheduling.backoff', RETRY_BUDGET.startupTimeout, 'tasks did not start in time') },
             },
           },
         },
-        backoff: { after: { BACKOFF: 'attempt' } },
+        backoff: { meta: { wait: 'retry' }, after: { BACKOFF: 'attempt' } },
       },
     },
 
@@ -306,6 +312,7 @@ export const jobMachine = jobSetup.createMachine({
           initial: 'cleaning',
           states: {
             cleaning: {
+              meta: { wait: 'cleanup' },
               entry: { type: 'setWait', params: ({ context }) => ({ ms: context.policy.cleanupTimeoutMs }) },
               invoke: {
                 src: 'cleanupJob',
@@ -315,7 +322,7 @@ export const jobMachine = jobSetup.createMachine({
               },
               after: { WAIT: onTimeout('#job.Restarting.force.backoff', RETRY_BUDGET.teardown, 'cleanup timed out') },
             },
-            backoff: { after: { BACKOFF: 'cleaning' } },
+            backoff: { meta: { wait: 'retry' }, after: { BACKOFF: 'cleaning' } },
           },
         },
       },
@@ -359,10 +366,12 @@ export const jobMachine = jobSetup.createMachine({
       initial: 'backingOff',
       states: {
         backingOff: {
+          meta: { wait: 'restart_backoff' },
           entry: 'setRestartBackoff',
           after: { BACKOFF: 'cleaning' },
         },
         cleaning: {
+          meta: { wait: 'cleanup' },
           entry: { type: 'setWait', params: ({ context }) => ({ ms: context.policy.cleanupTimeoutMs }) },
           invoke: {
             src: 'cleanupJob',
@@ -372,7 +381,7 @@ export const jobMachine = jobSetup.createMachine({
           },
           after: { WAIT: onTimeout('#job.Recovering.backoff', RETRY_BUDGET.teardown, 'cleanup timed out') },
         },
-        backoff: { after: { BACKOFF: 'cleaning' } },
+        backoff: { meta: { wait: 'retry' }, after: { BACKOFF: 'cleaning' } },
       },
     },
 
@@ -384,6 +393,7 @@ export const jobMachine = jobSetup.createMachine({
       initial: 'immediate',
       states: {
         graceful: {
+          meta: { wait: 'stop' },
           entry: [
             { type: 'setStopKind', params: { kind: 'graceful' } },
             { type: 'setWait', params: ({ context }) => ({ ms: context.policy.stopTimeoutMs }) },
@@ -401,6 +411,7 @@ export const jobMachine = jobSetup.createMachine({
           after: { WAIT: { target: 'kill', actions: { type: 'warn', params: { message: 'graceful stop timed out: killing' } } } },
         },
         immediate: {
+          meta: { wait: 'stop' },
           entry: [
             { type: 'setStopKind', params: { kind: 'immediate' } },
             { type: 'setWait', params: ({ context }) => ({ ms: context.policy.stopTimeoutMs }) },
@@ -415,6 +426,7 @@ export const jobMachine = jobSetup.createMachine({
           after: { WAIT: { target: 'kill', actions: { type: 'warn', params: { message: 'immediate stop timed out: killing' } } } },
         },
         kill: {
+          meta: { wait: 'kill' },
           entry: [
             { type: 'setStopKind', params: { kind: 'kill' } },
             { type: 'setWait', params: ({ context }) => ({ ms: context.policy.killTimeoutMs }) },
@@ -431,15 +443,22 @@ export const jobMachine = jobSetup.createMachine({
           after: {
             WAIT: [
               { guard: { type: 'retriesExhausted', params: { budget: RETRY_BUDGET.teardown } }, target: '#job.Stopped', actions: 'abandonGeneration' },
-              { target: 'killBackoff', actions: ['countAttempt', { type: 'warn', params: { message: 'killing the tasks timed out' } }] },
+              {
+                target: 'killBackoff',
+                actions: [
+                  { type: 'countAttempt', params: { message: 'killing the tasks timed out' } },
+                  { type: 'warn', params: { message: 'killing the tasks timed out' } },
+                ],
+              },
             ],
           },
         },
-        killBackoff: { after: { BACKOFF: 'kill' } },
+        killBackoff: { meta: { wait: 'retry' }, after: { BACKOFF: 'kill' } },
       },
     },
 
     Finishing: {
+      meta: { wait: 'finish' },
       entry: ['resetRetry', { type: 'setWait', params: ({ context }) => ({ ms: context.policy.finishTimeoutMs }) }],
       always: [
         { guard: 'tasksFinished', target: 'Finished' },
@@ -464,6 +483,7 @@ export const jobMachine = jobSetup.createMachine({
     },
 
     Failing: {
+      meta: { wait: 'cleanup' },
       entry: { type: 'setWait', params: ({ context }) => ({ ms: context.policy.cleanupTimeoutMs }) },
       invoke: {
         src: 'cleanupJob',

@@ -76,7 +76,7 @@ export function initialContext(input: JobInput): JobContext {
     warning: null,
     times: { start: status.startTime ?? null, finish: status.finishTime ?? null, runningSince: null },
     tasksFinished: false,
-    retry: { state: null, attempts: 0 },
+    retry: { attempts: 0, problem: null },
     checkpoint: { minEpoch: status.minEpoch ?? 0, finalEpoch: null },
     deadlines: { wait: null, workerStartup: null, backoff: null, heartbeat: null, nextLog: null },
     rng: (input.seed ?? hashSeed(input.jobId)) | 0,

@@ -12,6 +12,7 @@ import type {
   JobEvent,
   JobFailure,
   JobInput,
+  JobStateMeta,
   RetryHint,
   ScheduleInput,
   ScheduleResult,
@@ -96,6 +97,7 @@ export const jobSetup = setup({
     context: JobContext;
     events: JobEvent;
     input: JobInput;
+    meta: JobStateMeta;
   },
   actors: {
     /** Validates the job's graph against the operators workers offer. */
@@ -170,17 +172,23 @@ export const jobSetup = setup({
     releaseGeneration: (_, _params: GenerationInput) => {},
 
     applyConfig: assign(({ event, context }) => (event.type === 'config.update' ? { config: event.config } : { config: context.config })),
-    resetRetry: assign({ retry: { state: null, attempts: 0 } }),
+    resetRetry: assign({ retry: { attempts: 0, problem: null } }),
+    /** Why the state is about to wait (too few slots), without counting an attempt. */
+    noteProblem: assign(({ context, event }) => ({ retry: { attempts: context.retry.attempts, problem: errorFrom(event).message } })),
     setWait: assign(({ context }, params: { ms: number }) => ({ deadlines: { ...context.deadlines, wait: Date.now() + params.ms } })),
     clearWaits: assign(({ context }) => ({ deadlines: { ...context.deadlines, wait: null, backoff: null, workerStartup: null } })),
     setWorkerStartupDeadline: assign(({ context }) => ({
       deadlines: { ...context.deadlines, workerStartup: Date.now() + context.policy.workerStartupTimeoutMs },
     })),
     setSlotRetry: assign(({ context }) => ({ deadlines: { ...context.deadlines, backoff: Date.now() + context.policy.notEnoughSlotsRetryMs } })),
-    /** One more failed attempt in this state; the wait before the next grows exponentially. */
-    countAttempt: assign(({ context }) => {
+    /**
+     * One more failed attempt in this state, for the actor's error or, when the wait ran out, `message`;
+     * the wait before the next grows exponentially.
+     */
+    countAttempt: assign(({ context, event }, params: { message?: string } | undefined) => {
       const attempts = context.retry.attempts + 1;
-      return { retry: { state: context.retry.state, attempts }, ...withBackoff(context, context.policy.stateBackoff, attempts) };
+      const problem = params?.message ?? errorFrom(event).message;
+      return { retry: { attempts, problem }, ...withBackoff(context, context.policy.stateBackoff, attempts) };
     }),
     setRestartBackoff: assign(({ context }) => withBackoff(context, context.policy.restartBackoff, context.restarts)),
     failFromError: assign(({ event }) => {

@@ -124,8 +124,44 @@ export interface Deadlines {
 }
 
 export interface RetryState {
-  state: JobState | null;
   attempts: number;
+  /** The current state's latest problem (a failed attempt, too few slots): what its retry or wait is about. */
+  problem: string | null;
+}
+
+/**
+ * What a waiting state waits for. Every state a job can rest in, other than Running and the terminal
+ * states, declares one in its meta (`JobStateMeta`); `waitOf` turns it into the reason and the deadline
+ * a job's view shows.
+ */
+export const WAIT_KINDS = [
+  'compile',
+  'start_generation',
+  'slots',
+  'tasks_start',
+  'retry',
+  'final_checkpoint',
+  'tasks_stop_after_checkpoint',
+  'cleanup',
+  'restart_backoff',
+  'stop',
+  'kill',
+  'finish',
+] as const;
+export type WaitKind = (typeof WAIT_KINDS)[number];
+
+export interface JobStateMeta {
+  wait?: WaitKind;
+}
+
+/**
+ * Why a job waits, and until when (epoch ms): when the wait runs out, its state's fallback happens. A
+ * null `until` would be a wait without a deadline: a bug the tests look for.
+ */
+export interface JobWait {
+  kind: WaitKind;
+  reason: string;
+  until: number | null;
 }
 
 /**

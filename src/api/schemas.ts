@@ -10,6 +10,7 @@ import {
   MAX_LIST_LIMIT,
   checkpointSchema,
   failureSchema,
+  jobWaitSchema,
   graphSchema,
   idSchema,
   jobStateSchema,
@@ -134,6 +135,7 @@ export const jobSchema = z.strictObject({
   failure: failureSchema.pick({ message: true, domain: true }).nullable(),
   created_at: micros,
   ...actionFields,
+  waiting: jobWaitSchema.nullable().meta({ description: 'What the job waits for now and until when (µs), after which its state falls back (a retry, a kill, a failure); null while Running and in the states a job rests in' }),
 });
 
 export const pipelineResponseSchema = z.strictObject({

@@ -23,6 +23,7 @@ export function toJob(job: JobSummary): Job {
     failure: job.failure === null ? null : { message: job.failure.message, domain: job.failure.domain },
     created_at: job.created_at,
     ...actionOf(job.available_action),
+    waiting: job.waiting,
   };
 }
 

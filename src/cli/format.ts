@@ -43,12 +43,28 @@ function actionText(job: string, action: JobView['available_action']): string {
   return `${action.text}${busy}: weir jobs stop ${job} --mode ${action.stop}`;
 }
 
-export function jobViewText(view: JobView): string {
+/** How long until `micros` (µs since the epoch), to the second: `in 9m58s`, or `overdue by 2s`. */
+export function timeUntil(micros: number, nowMs: number): string {
+  const seconds = Math.round(micros / 1_000_000 - nowMs / 1000);
+  const abs = Math.abs(seconds);
+  const text = abs >= 3600 ? `${Math.floor(abs / 3600)}h${Math.floor((abs % 3600) / 60)}m` : abs >= 60 ? `${Math.floor(abs / 60)}m${abs % 60}s` : `${abs}s`;
+  return seconds >= 0 ? `in ${text}` : `overdue by ${text}`;
+}
+
+/** A job's wait: why, and the deadline after which its state falls back. */
+export function waitText(waiting: JobView['waiting'], nowMs = Date.now()): string {
+  if (waiting === null) return '-';
+  if (waiting.until === null) return `${waiting.reason} (no deadline)`;
+  return `${waiting.reason} (until ${formatMicros(waiting.until)}, ${timeUntil(waiting.until, nowMs)})`;
+}
+
+export function jobViewText(view: JobView, nowMs = Date.now()): string {
   const nodes = view.graph.nodes.map((node) => `${node.id}(${node.operator}×${view.config.parallelism_overrides[node.id] ?? node.parallelism})`);
   const rows: Array<[string, string]> = [
     ['job', view.job_id],
     ['name', view.name],
     ['state', view.state],
+    ['waiting', waitText(view.waiting, nowMs)],
     ['generation', String(view.generation)],
     ['restarts', String(view.restarts)],
     ['failure', view.failure === null ? '-' : `${view.failure.message} (${view.failure.domain}, ${view.failure.hint}, at ${formatMicros(view.failure.at)})`],

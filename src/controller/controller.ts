@@ -42,6 +42,7 @@ import {
   jobMetricsRequestSchema,
   jobRequestSchema,
   listJobsRequestSchema,
+  listWorkersRequestSchema,
   parseSubject,
   pipelineSchema,
   triggerCheckpointRequestSchema,
@@ -60,6 +61,7 @@ import {
   type ListJobsReply,
   type ListJobsRequest,
   type ListJobViewsReply,
+  type ListWorkersReply,
   type OperatorSpec,
   type Pipeline,
   type TriggerCheckpointReply,
@@ -75,12 +77,13 @@ import {
   type ConfigWatcher,
   type JobConfigRecord,
   type JobRecord,
+  type JobStatusRecord,
   type Store,
   type StoreOptions,
   type Versioned,
 } from '../store/index.js';
 import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
-import { createJobRuntime, DEFAULT_CHECKPOINT_BUCKET, JobEventRouter, JobRuntimes, openCheckpointKv, type JobRuntime, type ResumeState, type RuntimeSpec } from './job-runtime.js';
+import { createJobRuntime, DEFAULT_CHECKPOINT_BUCKET, JobEventRouter, JobRuntimes, openCheckpointKv, type JobProgress, type JobRuntime, type ResumeState, type RuntimeSpec } from './job-runtime.js';
 import { WorkerRegistry } from './registry.js';
 import { openCheckpointStore } from '../checkpoint/index.js';
 import { backoffMs } from '../shared/backoff.js';
@@ -88,6 +91,7 @@ import { openOnce } from '../shared/memo.js';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { CONTROLLER_QUEUE, startWorkerService, type WorkerService } from './worker-service.js';
+import { orphanReaper } from './worker-requests.js';
 import { ManualCheckpointRefused } from './checkpoint-coordinator.js';
 import { createControllerMetrics, type ControllerMetrics } from './controller-metrics.js';
 import { JobMetrics } from './job-metrics.js';
@@ -119,7 +123,7 @@ export interface ControllerOptions {
   maxViewPageBytes?: number;
 }
 
-export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list' | 'views' | 'checkpoints' | 'checkpoint' | 'trigger_checkpoint' | 'job_metrics' | 'metrics';
+export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list' | 'views' | 'checkpoints' | 'checkpoint' | 'trigger_checkpoint' | 'job_metrics' | 'metrics' | 'workers';
 
 /** How long a trigger request waits for a checkpoint in flight before it answers `conflict`. */
 export const MANUAL_CHECKPOINT_WAIT_MS = 3_000;
@@ -247,11 +251,25 @@ function specOf(record: JobRecord): { pipeline: Pipeline; runtime: RuntimeSpec }
   return { pipeline: decoded.data, runtime: { graph: decoded.data.graph, parallelism: decoded.data.parallelism } };
 }
 
-/** The job view of `get` (jobViewSchema). */
-export function jobView(jobId: string, record: JobRecord, state: JobState = record.status.state): JobView {
+const storedProgress = ({ state, generation, restarts, failure, startTime, finishTime }: JobStatusRecord): JobProgress => ({
+  state,
+  generation,
+  restarts,
+  failure,
+  startTime,
+  finishTime,
+  waiting: null,
+});
+
+/**
+ * The job view of `get` (jobViewSchema): the stored spec and config, and the job's progress, by default as
+ * stored; a controller that runs the job passes its runtime's, which is ahead by at most the writes queued.
+ */
+export function jobView(jobId: string, record: JobRecord, progress: JobProgress = storedProgress(record.status)): JobView {
+  const { state, failure } = progress;
   const action = availableActions(state, record.config.stop === 'none');
   const { pipeline } = specOf(record);
-  const { config, status } = record;
+  const { config } = record;
   return {
     v: PROTOCOL_VERSION,
     job_id: jobId,
@@ -268,16 +286,14 @@ export function jobView(jobId: string, record: JobRecord, state: JobState = reco
       ttl_micros: config.ttlMs === null ? null : toMicros(config.ttlMs),
     },
     state,
-    generation: status.generation,
-    restarts: status.restarts,
-    failure:
-      status.failure === null
-        ? null
-        : { message: truncateErrorText(status.failure.message), domain: status.failure.domain, hint: status.failure.hint, at: toMicros(status.failure.at) },
+    generation: progress.generation,
+    restarts: progress.restarts,
+    failure: failure === null ? null : { message: truncateErrorText(failure.message), domain: failure.domain, hint: failure.hint, at: toMicros(failure.at) },
     created_at: record.spec.created_at,
-    start_time: status.startTime === null ? null : toMicros(status.startTime),
-    finish_time: status.finishTime === null ? null : toMicros(status.finishTime),
+    start_time: progress.startTime === null ? null : toMicros(progress.startTime),
+    finish_time: progress.finishTime === null ? null : toMicros(progress.finishTime),
     available_action: { text: action.text, stop: action.stop, in_progress: action.inProgress },
+    waiting: progress.waiting === null ? null : { kind: progress.waiting.kind, reason: truncateErrorText(progress.waiting.reason), until: progress.waiting.until === null ? null : toMicros(progress.waiting.until) },
   };
 }
 
@@ -298,7 +314,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const stats: ControllerStats = {
     jobs: 0,
-    received: { create: 0, config: 0, delete: 0, get: 0, list: 0, views: 0, checkpoints: 0, checkpoint: 0, trigger_checkpoint: 0, job_metrics: 0, metrics: 0 },
+    received: { create: 0, config: 0, delete: 0, get: 0, list: 0, views: 0, checkpoints: 0, checkpoint: 0, trigger_checkpoint: 0, job_metrics: 0, metrics: 0, workers: 0 },
     rejected: {},
     externalConfigChanges: 0,
   };
@@ -348,6 +364,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   const workers: WorkerService = startWorkerService(nc, registry, {
     log,
     onLost: (jobId, generation, workerId, reason) => runtimes.onWorkerLost(jobId, generation, workerId, reason),
+    onOrphan: orphanReaper(nc, registry, log, requestTimeoutMs),
     ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
     queue,
     onCounts: (report) => jobMetrics.record(report),
@@ -628,7 +645,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     const jobId = jobOf(msg);
     body(jobRequestSchema, msg);
     const record = await existing(jobId);
-    return jobView(jobId, record, record.status.state);
+    return jobView(jobId, record, runtimes.get(jobId)?.progress());
   }
 
   function runtimeOf(jobId: string): JobRuntime {
@@ -685,7 +702,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       for (const [k, id] of batch.entries()) {
         const record = records[k];
         if (record !== null && record !== undefined) {
-          const made = item(jobView(id, record));
+          const made = item(jobView(id, record, runtimes.get(id)?.progress()));
           if (!fits(made) && data.length > 0) return { data, has_more: true };
           data.push(made);
         }
@@ -786,6 +803,25 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     return { v: PROTOCOL_VERSION, text: await metrics.text() };
   }
 
+  function workerList(msg: Msg): Promise<ListWorkersReply> {
+    body(listWorkersRequestSchema, msg);
+    const held = (g: { jobId: string; generation: number; slots: number }) => ({ job_id: g.jobId, generation: g.generation, slots: g.slots });
+    const data = registry.list().map((w) => ({
+      worker_id: w.workerId,
+      slots: w.slots,
+      free_slots: w.freeSlots,
+      operators: w.operators,
+      hostname: w.hostname ?? null,
+      pid: w.pid ?? null,
+      registered_at: toMicros(w.registeredAt),
+      last_seen_at: toMicros(w.lastSeenAt),
+      live: w.live,
+      allocations: w.allocations.map(held),
+      reported: w.reported.map(held),
+    }));
+    return Promise.resolve({ v: PROTOCOL_VERSION, data });
+  }
+
   const handlers: Record<ApiRequest, (msg: Msg) => Promise<unknown>> = {
     create,
     config,
@@ -798,6 +834,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     trigger_checkpoint: triggerCheckpoint,
     job_metrics: jobMetricsOf,
     metrics: controllerMetrics,
+    workers: workerList,
   };
 
   function serve(kind: ApiRequest, subject: string): Subscription {
@@ -882,6 +919,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     serve('trigger_checkpoint', SUBJECTS.apiJobTriggerCheckpoint.wildcard),
     serve('job_metrics', SUBJECTS.apiJobMetrics.wildcard),
     serve('metrics', SUBJECTS.apiMetrics.wildcard),
+    serve('workers', SUBJECTS.apiWorkersList.wildcard),
   ];
   await nc.flush();
   await workers.ready();

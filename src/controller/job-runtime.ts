@@ -19,17 +19,16 @@ import type { z } from 'zod';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { jobMachine } from '../../machines/job/machine.js';
 import { DEFAULT_POLICY, initialContext } from '../../machines/job/policy.js';
-import { JobError, type CheckpointSchedule, type DesiredConfig, type GenerationInput, type JobContext, type JobEvent, type JobFailure, type JobInput, type JobPolicy, type JobState, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
+import { JobError, type CheckpointSchedule, type DesiredConfig, type GenerationInput, type JobContext, type JobEvent, type JobFailure, type JobInput, type JobPolicy, type JobState, type JobWait, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
 import type { StopResult } from '../../machines/job/setup.js';
+import { waitOf } from '../../machines/job/waits.js';
 import {
   CHECKPOINTS_KV_BUCKET,
   CHECKPOINT_SLOTS,
   PROTOCOL_VERSION,
-  ackSchema,
   checkpointKey,
   checkpointEventSchema,
   decode,
-  decodeReply,
   effectiveParallelism,
   encode,
   readCheckpointRecord,
@@ -42,7 +41,6 @@ import {
   type Checkpoint,
   type CheckpointRequest,
   type CommitRequest,
-  type ErrorCode,
   type Graph,
   type JobStateEvent,
   type OperatorCheckpointGroup,
@@ -61,6 +59,7 @@ import { JobMachines } from './job-machines.js';
 import { CLEANUP_EVERY_EPOCHS, cleanupCheckpoints, DEFAULT_RETAINED_CHECKPOINTS, hasStoredState } from './retention.js';
 import { openCheckpointStore, type CheckpointStore } from '../checkpoint/index.js';
 import { TimerQueue } from './timer-queue.js';
+import { askWorker, WorkerRejected, type WorkerAnswer } from './worker-requests.js';
 import type { LostReason } from './worker-service.js';
 import { backoffMs } from '../shared/backoff.js';
 import { openOnce } from '../shared/memo.js';
@@ -155,11 +154,18 @@ export interface CheckpointDetails {
   operators: OperatorCheckpointGroup[];
 }
 
+/** Where a job is in its lifecycle: as its runtime knows it now, or as the store last recorded it. */
+export interface JobProgress extends Pick<JobStatusRecord, 'state' | 'generation' | 'restarts' | 'failure' | 'startTime' | 'finishTime'> {
+  waiting: JobWait | null;
+}
+
 export interface JobRuntime {
   readonly actor: Actor<typeof jobMachine>;
   readonly spec: RuntimeSpec;
   /** The actor's top-level state. */
   state(): JobState;
+  /** The job's progress now: ahead of the stored status by the writes still queued. */
+  progress(): JobProgress;
   /**
    * Node id → parallelism of the current generation: as scheduled when it has been, else as the graph
    * and the desired config's overrides give it.
@@ -190,17 +196,6 @@ const COMMIT_REQUEST_TIMEOUT_MS = 30_000;
 /** Attempts at the final checkpoint that exhausted sources wait for, before the job recovers instead. */
 const FINAL_ON_EXHAUSTED_ATTEMPTS = 3;
 
-const STOPPED_CODES: readonly ErrorCode[] = ['unknown_job', 'stale_generation'];
-
-/** A worker's error reply to a request. */
-class WorkerRejected extends Error {
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-  ) {
-    super(`${code}: ${message}`);
-  }
-}
 
 function subtaskKey(nodeId: string, index: number): string {
   return `${nodeId}\u0000${index}`;
@@ -221,7 +216,8 @@ interface GenerationState {
   owners: Map<string, string>;
   sourceKeys: Set<string>;
   sourceWorkers: Set<string>;
-  lostWorkers: Set<string>;
+  /** Workers where none of its tasks runs any more: lost, or each of its tasks there ended. */
+  goneWorkers: Set<string>;
   started: Set<string>;
   finished: Set<string>;
   /** Sources that ran out of input and wait for the final checkpoint (jobs with two-phase sinks). */
@@ -372,27 +368,33 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
 
   // ─── Requests to workers ───────────────────────────────────────────────────────────────────────
 
-  /** One request; resolves `ok`, `gone` (the worker says nothing of the job runs there) or rejects with why. */
-  async function ask(subject: string, body: unknown, timeout = requestTimeoutMs): Promise<'ok' | 'gone'> {
-    const reply = await nc.request(subject, encode(body), { timeout });
-    const result = decodeReply(ackSchema, reply.data);
-    if (result.ok) return 'ok';
-    if (result.remote && STOPPED_CODES.includes(result.error.code)) return 'gone';
-    throw new WorkerRejected(result.error.code, result.error.message);
-  }
+  const ask = (subject: string, body: unknown, timeout = requestTimeoutMs): Promise<WorkerAnswer> => askWorker(nc, subject, body, timeout);
 
   function workersOf(generation: number): string[] {
     const gen = generations.get(generation);
-    const fromPlan = gen === undefined ? [] : [...gen.assignments.keys()].filter((w) => !gen.lostWorkers.has(w));
+    const fromPlan = gen === undefined ? [] : [...gen.assignments.keys()].filter((w) => !gen.goneWorkers.has(w));
     // A generation scheduled by an earlier incarnation is only known to the registry.
     const fromRegistry = registry.holders(jobId, generation);
     return [...new Set([...fromPlan, ...fromRegistry])].sort();
   }
 
+  /**
+   * A worker acknowledges an immediate stop or a kill only once the generation's runners there have
+   * stopped, and answers `gone` when nothing of it runs there: either way its slots there are free.
+   */
   async function stopWorkers(generation: number, mode: StopExecution['mode'], workers = workersOf(generation)) {
     const body: StopExecution = { v: PROTOCOL_VERSION, job_id: jobId, generation, mode };
     const results = await Promise.allSettled(workers.map((w) => ask(subjects.workerStop(w), body)));
+    workers.forEach((workerId, i) => {
+      if (results[i]?.status === 'fulfilled' && (mode !== 'graceful' || results[i].value === 'gone')) endedOn(generation, workerId);
+    });
     return workers.map((workerId, i) => ({ workerId, result: results[i]! }));
+  }
+
+  /** Nothing of the generation runs on the worker any more: its slots there are free now. */
+  function endedOn(generation: number, workerId: string): void {
+    generations.get(generation)?.goneWorkers.add(workerId);
+    registry.ended(workerId, jobId, generation);
   }
 
   /** Kill, then release the slots. `strict`: reject when a live worker did not confirm. */
@@ -465,7 +467,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       owners: new Map(),
       sourceKeys: new Set(),
       sourceWorkers: new Set(),
-      lostWorkers: new Set(),
+      goneWorkers: new Set(),
       started: new Set(),
       finished: new Set(),
       exhausted: new Set(),
@@ -563,7 +565,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   /** Barriers go to the workers that run sources; each must accept the request. */
   async function triggerCheckpoint(request: CheckpointTrigger): Promise<void> {
     const gen = generations.get(request.generation);
-    const workers = gen === undefined ? [] : [...gen.sourceWorkers].filter((w) => !gen.lostWorkers.has(w));
+    const workers = gen === undefined ? [] : [...gen.sourceWorkers].filter((w) => !gen.goneWorkers.has(w));
     if (workers.length === 0) throw new Error('no source workers known for this generation');
     const body: CheckpointRequest = {
       v: PROTOCOL_VERSION,
@@ -761,9 +763,20 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       extraInspect?.next(event);
     },
   });
+  /** The reason of the slot wait last logged: a job that waits for slots says so once, and again when the reason changes. */
+  let loggedSlotWait: string | null = null;
+  function logSlotWait(snapshot: Parameters<typeof waitOf>[0]): void {
+    if (snapshot.context.deadlines.workerStartup === null && loggedSlotWait === null) return; // only Scheduling waits for slots
+    const wait = waitOf(snapshot);
+    const reason = wait?.kind === 'slots' ? wait.reason : null;
+    if (reason !== null && reason !== loggedSlotWait) log.info({ generation: snapshot.context.generation, reason, until: wait!.until }, 'job waits');
+    loggedSlotWait = reason;
+  }
+
   actor.subscribe({
     next: (snapshot) => {
       observe(snapshot);
+      logSlotWait(snapshot);
       maybeSendStarted();
       maybeFinishWithCheckpoint();
     },
@@ -1076,8 +1089,10 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
         gen.exhausted.add(key);
         maybeFinishWithCheckpoint();
         break;
-      case 'finished':
+      case 'finished': {
         gen.finished.add(key);
+        const worker = gen.owners.get(key)!;
+        if (gen.assignments.get(worker)?.every((ref) => gen.finished.has(subtaskKey(ref.nodeId, ref.subtaskIndex))) === true) endedOn(gen.generation, worker);
         if (gen.finished.size >= gen.owners.size && !gen.finishedSent) {
           gen.finishedSent = true;
           send({ type: 'tasks.finished', generation: gen.generation });
@@ -1086,6 +1101,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
           send({ type: 'source.finished', generation: gen.generation });
         }
         break;
+      }
       case 'failed':
         if (gen.failedSent) {
           log.warn({ generation: gen.generation, node: event.node_id, subtask: event.subtask_index, reason: event.reason }, 'another subtask failed');
@@ -1144,6 +1160,11 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     send,
     spec,
     state: () => topState(actor.getSnapshot().value),
+    progress() {
+      const snapshot = actor.getSnapshot();
+      const { generation, restarts, failure, times } = snapshot.context;
+      return { state: topState(snapshot.value), generation, restarts, failure, startTime: times.start, finishTime: times.finish, waiting: waitOf(snapshot) };
+    },
     parallelism() {
       const snapshot = actor.getSnapshot();
       const plan = coordinator.generationPlan;
@@ -1154,7 +1175,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     },
     onWorkerLost(generation, workerId, reason) {
       const gen = generations.get(generation);
-      gen?.lostWorkers.add(workerId);
+      gen?.goneWorkers.add(workerId);
       if (generation !== actor.getSnapshot().context.generation) return;
       const message = reason === 'vanished' ? `the tasks of generation ${generation} on worker ${workerId} ended unreported` : undefined;
       send({ type: 'worker.lost', generation, workerId, ...(message === undefined ? {} : { message }) });

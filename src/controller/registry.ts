@@ -71,6 +71,11 @@ export interface SubtaskReport extends SubtaskMetrics {
   reportedAt: number;
 }
 
+/** A generation a worker reports running, with the slots it takes there. */
+export interface ReportedGeneration extends JobGeneration {
+  slots: number;
+}
+
 export interface WorkerView {
   workerId: string;
   slots: number;
@@ -84,7 +89,7 @@ export interface WorkerView {
   /** Allocations held here: job, generation and slot count. */
   allocations: Array<JobGeneration & { slots: number }>;
   /** What the worker's last heartbeat said runs there (may include generations the controller no longer wants). */
-  reported: JobGeneration[];
+  reported: ReportedGeneration[];
 }
 
 export interface WorkerRegistryOptions {
@@ -100,15 +105,31 @@ interface Allocation extends JobGeneration {
   allocatedAt: number;
   /** Consecutive heartbeats, after the start grace, that did not report this generation. */
   unreported: number;
-  /** Already returned by `vanished`: a generation is reported gone once. */
-  gone: boolean;
+}
+
+/** A generation as the worker's last heartbeat (or registration) reported it. */
+interface Report {
+  job: JobGeneration;
+  slots: number;
+  subtasks: SubtaskMetrics[];
+  at: number;
+  /** Consecutive reports of it while this worker holds no allocation for it. */
+  unallocated: number;
 }
 
 /**
- * How many consecutive heartbeats must leave out a generation before it counts as gone: one could have
- * been sent just before the worker started it.
+ * How many consecutive heartbeats must leave out a generation before it counts as gone (one could have
+ * been sent just before the worker started it), and how many must report a generation the registry
+ * holds no slots for before it counts as an orphan (one could have been sent just before its tasks ended).
  */
-const UNREPORTED_HEARTBEATS = 2;
+const CONSECUTIVE_HEARTBEATS = 2;
+
+type RunningJobs = Pick<Heartbeat, 'jobs'>['jobs'];
+
+/** Slots a reported generation takes: as the worker says, or (older workers) its subtasks' distinct indexes. */
+function reportedSlots(job: RunningJobs[number]): number {
+  return job.slots ?? new Set(job.subtasks.map((s) => s.subtask_index)).size;
+}
 
 interface WorkerRecord {
   info: WorkerInfo;
@@ -118,7 +139,7 @@ interface WorkerRecord {
   /** Keyed by `allocationKey`. */
   allocations: Map<string, Allocation>;
   /** The last heartbeat's jobs, keyed by `allocationKey`. */
-  reported: Map<string, { job: JobGeneration; subtasks: SubtaskMetrics[]; at: number }>;
+  reported: Map<string, Report>;
   /** The latest metrics message's jobs, keyed by `allocationKey`. */
   metrics: Map<string, { job: JobGeneration; subtasks: SubtaskMetrics[]; at: number }>;
 }
@@ -149,12 +170,14 @@ export class WorkerRegistry {
   }
 
   /**
-   * Adds a worker, or replaces the record of a known id. A worker that registers again has restarted
-   * (or lost the controller): whatever it ran is gone, so its allocations are dropped and returned.
-   * The new record starts with every slot free, which is what keeps a restarted worker from being
-   * counted as still running a stale generation (the reference's PR #914).
+   * Adds a worker, or replaces the record of a known id. `running` is what the worker says runs there
+   * already: its slots count as taken at once, so a controller that restarted does not book them twice.
+   * An allocation of the replaced record that the worker no longer reports is gone (the worker restarted):
+   * it is dropped and returned. A generation the worker reports, this registry keeps; one it holds no
+   * slots for is an orphan (`orphans`). A restarted worker reports nothing, so it is never counted as
+   * still running a stale generation (the reference's PR #914).
    */
-  register(info: WorkerInfo): RegisterResult {
+  register(info: WorkerInfo, running: RunningJobs = []): RegisterResult {
     if (!Number.isSafeInteger(info.slots) || info.slots < 1) throw new RangeError(`slots must be a positive integer, got ${info.slots}`);
     const previous = this.workers.get(info.worker_id);
     const now = this.now();
@@ -163,16 +186,45 @@ export class WorkerRegistry {
       const claimant = processOf(info);
       if (holder !== null && claimant !== null && holder !== claimant) throw new WorkerIdTakenError(info.worker_id, holder);
     }
+    const reported = this.reports(running, now, new Map());
+    const allocations = new Map<string, Allocation>();
+    const lost: JobGeneration[] = [];
+    for (const [key, allocation] of previous?.allocations ?? []) {
+      if (reported.has(key)) allocations.set(key, allocation);
+      else lost.push({ jobId: allocation.jobId, generation: allocation.generation });
+    }
     this.workers.set(info.worker_id, {
       info: { ...info, operators: [...info.operators] },
       operators: new Set(info.operators),
       registeredAt: now,
       lastSeenAt: now,
-      allocations: new Map(),
-      reported: new Map(),
+      allocations,
+      reported: this.countUnallocated(reported, allocations, new Map()),
       metrics: new Map(),
     });
-    return { replaced: previous !== undefined, lost: previous === undefined ? [] : jobsOf(previous) };
+    return { replaced: previous !== undefined, lost: lost.sort(byJobThenGeneration) };
+  }
+
+  private reports(jobs: RunningJobs, now: number, previous: ReadonlyMap<string, Report>): Map<string, Report> {
+    return new Map(
+      jobs.map((job) => {
+        const key = allocationKey(job.job_id, job.generation);
+        const report: Report = {
+          job: { jobId: job.job_id, generation: job.generation },
+          slots: reportedSlots(job),
+          subtasks: job.subtasks.map((s) => ({ ...s })),
+          at: now,
+          unallocated: previous.get(key)?.unallocated ?? 0,
+        };
+        return [key, report];
+      }),
+    );
+  }
+
+  /** Counts, per report, the consecutive reports without an allocation here. */
+  private countUnallocated(reported: Map<string, Report>, allocations: ReadonlyMap<string, Allocation>, previous: ReadonlyMap<string, Report>): Map<string, Report> {
+    for (const [key, report] of reported) report.unallocated = allocations.has(key) ? 0 : (previous.get(key)?.unallocated ?? 0) + 1;
+    return reported;
   }
 
   /** Records a heartbeat (and the subtask metrics it carries). `unknown_worker`: it must register again. */
@@ -182,12 +234,8 @@ export class WorkerRegistry {
     const now = this.now();
     record.lastSeenAt = now;
     if (report !== undefined) {
-      record.reported = new Map(
-        report.jobs.map((job) => [
-          allocationKey(job.job_id, job.generation),
-          { job: { jobId: job.job_id, generation: job.generation }, subtasks: job.subtasks.map((s) => ({ ...s })), at: now },
-        ]),
-      );
+      const previous = record.reported;
+      record.reported = this.countUnallocated(this.reports(report.jobs, now, previous), record.allocations, previous);
       for (const [key, allocation] of record.allocations) {
         if (record.reported.has(key)) allocation.unreported = 0;
         else if (now - allocation.allocatedAt >= this.startGraceMs) allocation.unreported++;
@@ -216,18 +264,50 @@ export class WorkerRegistry {
   /**
    * Generations this worker holds slots for but has stopped reporting in its heartbeats (after the start
    * grace, in consecutive heartbeats): their tasks ended without the controller hearing of it, e.g.
-   * because the task events were published while the worker was disconnected. Each is returned once.
+   * because the task events were published while the worker was disconnected. Their slots there are
+   * free again: the allocations are released and returned (so each is returned once).
    */
   vanished(workerId: string): JobGeneration[] {
     const record = this.workers.get(workerId);
     if (record === undefined) return [];
     const gone: JobGeneration[] = [];
-    for (const allocation of record.allocations.values()) {
-      if (allocation.gone || allocation.unreported < UNREPORTED_HEARTBEATS) continue;
-      allocation.gone = true;
+    for (const [key, allocation] of record.allocations) {
+      if (allocation.unreported < CONSECUTIVE_HEARTBEATS) continue;
+      record.allocations.delete(key);
       gone.push({ jobId: allocation.jobId, generation: allocation.generation });
     }
     return gone.sort(byJobThenGeneration);
+  }
+
+  /**
+   * Generations this worker reports running, in consecutive heartbeats, while the registry holds no slots
+   * for them there: tasks the controller no longer wants (a generation it gave up, a controller that
+   * restarted). Their slots stay taken until the worker stops reporting them; the caller stops them.
+   * Returned at every heartbeat while they last, so a stop that got lost is sent again.
+   */
+  orphans(workerId: string): ReportedGeneration[] {
+    const record = this.workers.get(workerId);
+    if (record === undefined) return [];
+    const out: ReportedGeneration[] = [];
+    for (const report of record.reported.values()) {
+      if (report.unallocated >= CONSECUTIVE_HEARTBEATS) out.push({ ...report.job, slots: report.slots });
+    }
+    return out.sort(byJobThenGeneration);
+  }
+
+  /**
+   * The worker confirmed that the generation's tasks there are gone (it acknowledged their kill, or every
+   * one of them reported finished): its allocation and its report there are dropped, so the slots are
+   * free without waiting for the next heartbeat. Returns the slots freed.
+   */
+  ended(workerId: string, jobId: string, generation: number): number {
+    const record = this.workers.get(workerId);
+    if (record === undefined) return 0;
+    const key = allocationKey(jobId, generation);
+    const freed = Math.max(record.allocations.get(key)?.slots ?? 0, record.reported.get(key)?.slots ?? 0);
+    record.allocations.delete(key);
+    record.reported.delete(key);
+    return freed;
   }
 
   /** Removes a worker that shut down cleanly; returns its allocations (empty for an unknown id). */
@@ -251,8 +331,9 @@ export class WorkerRegistry {
   }
 
   /**
-   * Workers that can take part of a job needing `operators`: live, with a free slot, offering every
-   * one of the operators. Sorted by worker id, so scheduling is deterministic.
+   * Workers that could take part of a job needing `operators`: live and offering every one of the
+   * operators, each with its free slots (none, when it is full: the scheduler says how many workers it
+   * looked at). Sorted by worker id, so scheduling is deterministic.
    */
   candidates(operators: Iterable<string> = []): Candidate[] {
     const needed = [...new Set(operators)];
@@ -260,9 +341,8 @@ export class WorkerRegistry {
     const out: Candidate[] = [];
     for (const [workerId, record] of this.workers) {
       if (!this.alive(record, now)) continue;
-      const free = this.free(record);
-      if (free <= 0 || !needed.every((op) => record.operators.has(op))) continue;
-      out.push({ worker_id: workerId, free_slots: free, operators: [...record.info.operators] });
+      if (!needed.every((op) => record.operators.has(op))) continue;
+      out.push({ worker_id: workerId, free_slots: Math.max(0, this.free(record)), operators: [...record.info.operators] });
     }
     return out.sort((a, b) => (a.worker_id < b.worker_id ? -1 : a.worker_id > b.worker_id ? 1 : 0));
   }
@@ -291,7 +371,7 @@ export class WorkerRegistry {
     }
     for (const [workerId, slots] of demand) {
       if (slots === 0) continue;
-      this.workers.get(workerId)?.allocations.set(key, { jobId, generation, slots, allocatedAt: now, unreported: 0, gone: false });
+      this.workers.get(workerId)?.allocations.set(key, { jobId, generation, slots, allocatedAt: now, unreported: 0 });
     }
   }
 
@@ -377,9 +457,14 @@ export class WorkerRegistry {
     return now - record.lastSeenAt < this.heartbeatTimeoutMs;
   }
 
+  /**
+   * Slots neither allocated nor reported taken: a generation the worker still runs counts whether or not
+   * the registry holds slots for it, since the worker refuses a start beyond its slots.
+   */
   private free(record: WorkerRecord): number {
     let used = 0;
-    for (const allocation of record.allocations.values()) used += allocation.slots;
+    for (const [key, allocation] of record.allocations) used += Math.max(allocation.slots, record.reported.get(key)?.slots ?? 0);
+    for (const [key, report] of record.reported) if (!record.allocations.has(key)) used += report.slots;
     return record.info.slots - used;
   }
 
@@ -395,7 +480,7 @@ export class WorkerRegistry {
       lastSeenAt: record.lastSeenAt,
       live: this.alive(record, now),
       allocations: [...record.allocations.values()].map(({ jobId, generation, slots }) => ({ jobId, generation, slots })).sort(byJobThenGeneration),
-      reported: [...record.reported.values()].map((r) => ({ ...r.job })).sort(byJobThenGeneration),
+      reported: [...record.reported.values()].map((r) => ({ ...r.job, slots: r.slots })).sort(byJobThenGeneration),
     };
   }
 }

@@ -42,7 +42,7 @@ export interface SubtaskPlan {
  * Resolves the parallelism (graph, then pipeline-wide `parallelism`, then per-node overrides) and
  * places every subtask. Throws `JobError`: `fatal` (domain user) for an override naming an unknown
  * node or a forward edge whose ends end up with different parallelism; `not_enough_slots` with
- * `need N slots, M free on K workers` when the eligible workers cannot host the job.
+ * `need N slots, M free on K workers` (K: the workers offering every operator) when they cannot host the job.
  */
 export function assignSubtasks(
   pipeline: ScheduleInputGraph,
@@ -75,20 +75,24 @@ export function assignSubtasks(
 
   const needed = new Set(pipeline.graph.nodes.map((node) => node.operator));
   const seen = new Set<string>();
+  /** Workers offering every operator the graph uses; those with a free slot are eligible. */
+  let offering = 0;
   const eligible: Array<{ workerId: string; free: number }> = [];
   for (const candidate of candidates) {
     if (seen.has(candidate.worker_id)) throw new Error(`worker ${candidate.worker_id} appears twice among the candidates`);
     seen.add(candidate.worker_id);
     const free = Number.isSafeInteger(candidate.free_slots) ? candidate.free_slots : 0;
     const offers = new Set(candidate.operators);
-    if (free > 0 && [...needed].every((op) => offers.has(op))) eligible.push({ workerId: candidate.worker_id, free });
+    if (![...needed].every((op) => offers.has(op))) continue;
+    offering++;
+    if (free > 0) eligible.push({ workerId: candidate.worker_id, free });
   }
   eligible.sort((a, b) => (a.workerId < b.workerId ? -1 : a.workerId > b.workerId ? 1 : 0));
   const totalFree = eligible.reduce((sum, w) => sum + w.free, 0);
   if (totalFree < slotsNeeded) {
     throw new JobError({
       kind: 'not_enough_slots',
-      message: `need ${slotsNeeded} slots, ${totalFree} free on ${eligible.length} workers`,
+      message: `need ${slotsNeeded} slot${slotsNeeded === 1 ? '' : 's'}, ${totalFree} free on ${offering} worker${offering === 1 ? '' : 's'}`,
     });
   }
 

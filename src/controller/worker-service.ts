@@ -28,7 +28,7 @@ import {
   replyTo,
   rejectionOf,
 } from '../protocol/index.js';
-import { WorkerIdTakenError, type JobGeneration, type WorkerRegistry } from './registry.js';
+import { WorkerIdTakenError, type JobGeneration, type ReportedGeneration, type WorkerRegistry } from './registry.js';
 import type { CountsReport } from './job-metrics.js';
 
 export const CONTROLLER_QUEUE = 'weir-controller';
@@ -47,6 +47,11 @@ export interface WorkerServiceOptions {
   sweepIntervalMs?: number;
   /** Called once per (job, generation) a lost worker held. May be async; failures are logged. */
   onLost?: (jobId: string, generation: number, workerId: string, reason: LostReason) => void | Promise<void>;
+  /**
+   * Called at each heartbeat for every generation the worker runs without slots held for it in the
+   * registry (`WorkerRegistry.orphans`): the controller stops it. May be async; failures are logged.
+   */
+  onOrphan?: (workerId: string, orphan: ReportedGeneration) => void | Promise<void>;
   /** Told to workers in the register reply. Default 5 s. */
   heartbeatIntervalMs?: number;
   /** How often workers send their record counts, told in the register reply. Default 2 s, as the reference collects them. */
@@ -73,6 +78,8 @@ export interface WorkerServiceStats {
   /** `onLost` calls, and how many of them failed. */
   lostNotified: number;
   onLostFailures: number;
+  /** `onOrphan` calls. */
+  orphansNotified: number;
 }
 
 export interface WorkerService {
@@ -103,6 +110,7 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
     expired: 0,
     lostNotified: 0,
     onLostFailures: 0,
+    orphansNotified: 0,
   };
   const pending = new Set<Promise<void>>();
   let stopping: Promise<void> | undefined;
@@ -121,18 +129,32 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
     }
   }
 
+  /** Runs a callback off the message handler; `stop()` waits for it, and a failure is logged. */
+  function track(what: string, fields: Record<string, unknown>, callback: () => void | Promise<void>, onFailure?: () => void): void {
+    const call = Promise.resolve()
+      .then(callback)
+      .catch((err: unknown) => {
+        onFailure?.();
+        log.error({ err, ...fields }, `${what} failed`);
+      })
+      .finally(() => pending.delete(call));
+    pending.add(call);
+  }
+
   function notifyLost(workerId: string, jobs: readonly JobGeneration[], reason: LostReason): void {
     if (onLost === undefined) return;
     for (const { jobId, generation } of jobs) {
       stats.lostNotified++;
-      const call = Promise.resolve()
-        .then(() => onLost(jobId, generation, workerId, reason))
-        .catch((err: unknown) => {
-          stats.onLostFailures++;
-          log.error({ err, jobId, generation, workerId, reason }, 'onLost failed');
-        })
-        .finally(() => pending.delete(call));
-      pending.add(call);
+      track('onLost', { jobId, generation, workerId, reason }, () => onLost(jobId, generation, workerId, reason), () => stats.onLostFailures++);
+    }
+  }
+
+  function notifyOrphans(workerId: string): void {
+    const onOrphan = options.onOrphan;
+    if (onOrphan === undefined) return;
+    for (const orphan of registry.orphans(workerId)) {
+      stats.orphansNotified++;
+      track('onOrphan', { workerId, jobId: orphan.jobId, generation: orphan.generation }, () => onOrphan(workerId, orphan));
     }
   }
 
@@ -162,17 +184,17 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
 
   const onRegister = (msg: Msg): unknown => {
     const info = body(registerWorkerSchema, msg);
-    const { v: _v, ...worker } = info;
+    const { v: _v, jobs, ...worker } = info;
     let registration: ReturnType<WorkerRegistry['register']>;
     try {
-      registration = registry.register(worker);
+      registration = registry.register(worker, jobs);
     } catch (err) {
       if (err instanceof WorkerIdTakenError) throw new RequestRejected('conflict', err.message);
       throw err;
     }
     const { replaced, lost } = registration;
     stats.registered++;
-    log.info({ workerId: worker.worker_id, slots: worker.slots, replaced, lostJobs: lost.length }, 'worker registered');
+    log.info({ workerId: worker.worker_id, slots: worker.slots, replaced, lostJobs: lost.length, runningJobs: jobs?.length ?? 0 }, 'worker registered');
     notifyLost(worker.worker_id, lost, 're-registered');
     return { v: PROTOCOL_VERSION, heartbeat_interval_ms: heartbeatIntervalMs, metrics_interval_ms: metricsIntervalMs } satisfies RegisterWorkerReply;
   };
@@ -187,9 +209,10 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
     counts(beat);
     const vanished = registry.vanished(beat.worker_id);
     if (vanished.length > 0) {
-      log.warn({ workerId: beat.worker_id, jobs: vanished }, 'the worker no longer reports tasks it was given');
+      log.warn({ workerId: beat.worker_id, jobs: vanished }, 'the worker no longer reports tasks it was given: their slots are free');
       notifyLost(beat.worker_id, vanished, 'vanished');
     }
+    notifyOrphans(beat.worker_id);
     return { v: PROTOCOL_VERSION, ok: true } satisfies Ack;
   };
 

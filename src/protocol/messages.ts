@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { checkpointDetailsReplySchema, checkpointDetailsRequestSchema, jobCheckpointsReplySchema, jobCheckpointsRequestSchema } from './checkpoints.js';
-import { JOB_STATES, STOP_MODES } from '../../machines/job/types.js';
+import { JOB_STATES, STOP_MODES, WAIT_KINDS } from '../../machines/job/types.js';
 import { errorReplySchema } from './errors.js';
 import { graphSchema, pipelineSchema } from './pipeline.js';
 import {
@@ -99,6 +99,17 @@ export const jobConfigViewSchema = z.strictObject({
   ttl_micros: ttlSchema.nullable(),
 });
 
+/**
+ * Why a job waits and until when: the state it is in waits for this, and when `until` passes, the state's
+ * fallback happens (a retry, a kill, a failure). Null for Running and the states a job rests in.
+ */
+export const jobWaitSchema = z.strictObject({
+  kind: z.enum(WAIT_KINDS),
+  reason: z.string(),
+  /** Null only for a wait without a deadline, which would be a bug. */
+  until: microsSchema.nullable(),
+});
+
 /** Where a job is in its lifecycle: shared by the job view and the list summary. */
 const jobProgressShape = {
   state: jobStateSchema,
@@ -109,6 +120,7 @@ const jobProgressShape = {
   start_time: microsSchema.nullable(),
   finish_time: microsSchema.nullable(),
   available_action: availableActionSchema,
+  waiting: jobWaitSchema.nullable(),
 };
 
 export const jobViewSchema = z.strictObject({
@@ -211,24 +223,32 @@ export const controllerMetricsRequestSchema = z.strictObject({ v });
 /** The controller's metrics in the Prometheus text exposition format (version 0.0.4). */
 export const controllerMetricsReplySchema = z.strictObject({ v, text: z.string() });
 
-// ─── Worker → controller ─────────────────────────────────────────────────────────────────────────
+export const listWorkersRequestSchema = z.strictObject({ v });
 
-export const registerWorkerSchema = z.strictObject({
-  v,
+const slotsHeldSchema = z.strictObject({ job_id: idSchema, generation: countSchema, slots: countSchema });
+
+/** A worker as the controller's registry knows it: its slots, whose they are, and what it says runs there. */
+export const workerViewSchema = z.strictObject({
   worker_id: idSchema,
   slots: z.int().min(1),
-  /** Operator names this worker can run. */
+  /** Neither allocated nor reported taken. */
+  free_slots: z.int(),
   operators: z.array(operatorNameSchema),
-  hostname: z.string().max(255).optional(),
-  pid: z.int().positive().optional(),
+  hostname: z.string().nullable(),
+  pid: z.int().positive().nullable(),
+  registered_at: microsSchema,
+  last_seen_at: microsSchema,
+  /** Heard from within the heartbeat timeout. */
+  live: z.boolean(),
+  /** Slots the controller booked here, per generation. */
+  allocations: z.array(slotsHeldSchema),
+  /** What the worker's latest heartbeat said runs here. */
+  reported: z.array(slotsHeldSchema),
 });
 
-export const registerWorkerReplySchema = z.strictObject({
-  v,
-  heartbeat_interval_ms: z.int().positive(),
-  /** How often to send `workerMetricsSchema`; absent: the worker's default (2 s). */
-  metrics_interval_ms: z.int().positive().optional(),
-});
+export const listWorkersReplySchema = z.strictObject({ v, data: z.array(workerViewSchema) });
+
+// ─── Worker → controller ─────────────────────────────────────────────────────────────────────────
 
 export const subtaskMetricsSchema = z.strictObject({
   node_id: idSchema,
@@ -238,7 +258,37 @@ export const subtaskMetricsSchema = z.strictObject({
   records_out: countSchema,
 });
 
-const runningJobsSchema = z.array(z.strictObject({ job_id: idSchema, generation: countSchema, subtasks: z.array(subtaskMetricsSchema) }));
+const runningJobsSchema = z.array(
+  z.strictObject({
+    job_id: idSchema,
+    generation: countSchema,
+    /** Slots the generation takes here until its tasks are gone (absent from older workers: its subtasks' distinct indexes). */
+    slots: countSchema.optional(),
+    subtasks: z.array(subtaskMetricsSchema),
+  }),
+);
+
+export const registerWorkerSchema = z.strictObject({
+  v,
+  worker_id: idSchema,
+  slots: z.int().min(1),
+  /** Operator names this worker can run. */
+  operators: z.array(operatorNameSchema),
+  hostname: z.string().max(255).optional(),
+  pid: z.int().positive().optional(),
+  /**
+   * What already runs here (a worker that registers again after the controller restarted or forgot it):
+   * the controller counts those slots as taken at once, and stops what it no longer wants.
+   */
+  jobs: runningJobsSchema.optional(),
+});
+
+export const registerWorkerReplySchema = z.strictObject({
+  v,
+  heartbeat_interval_ms: z.int().positive(),
+  /** How often to send `workerMetricsSchema`; absent: the worker's default (2 s). */
+  metrics_interval_ms: z.int().positive().optional(),
+});
 
 export const heartbeatSchema = z.strictObject({
   v,
@@ -438,8 +488,8 @@ export type ListJobViewsReply = z.infer<typeof listJobViewsReplySchema>;
 
 /** A job view as lists show it (jobSummarySchema). */
 export function jobSummary(view: JobView): JobSummary {
-  const { job_id, name, state, config, generation, restarts, failure, created_at, start_time, finish_time, available_action } = view;
-  return { job_id, name, state, stop: config.stop, generation, restarts, failure, created_at, start_time, finish_time, available_action };
+  const { job_id, name, state, config, generation, restarts, failure, created_at, start_time, finish_time, available_action, waiting } = view;
+  return { job_id, name, state, stop: config.stop, generation, restarts, failure, created_at, start_time, finish_time, available_action, waiting };
 }
 export type AvailableAction = z.infer<typeof availableActionSchema>;
 export type TriggerCheckpointRequest = z.infer<typeof triggerCheckpointRequestSchema>;
@@ -449,6 +499,9 @@ export type OperatorMetricGroup = z.infer<typeof operatorMetricGroupSchema>;
 export type SubtaskMetricGroup = z.infer<typeof subtaskMetricGroupSchema>;
 export type MetricSample = z.infer<typeof metricSampleSchema>;
 export type ControllerMetricsReply = z.infer<typeof controllerMetricsReplySchema>;
+export type WorkerViewMessage = z.infer<typeof workerViewSchema>;
+export type ListWorkersReply = z.infer<typeof listWorkersReplySchema>;
+export type JobWaitMessage = z.infer<typeof jobWaitSchema>;
 export type RegisterWorker = z.infer<typeof registerWorkerSchema>;
 export type RegisterWorkerReply = z.infer<typeof registerWorkerReplySchema>;
 export type SubtaskMetrics = z.infer<typeof subtaskMetricsSchema>;
@@ -490,6 +543,8 @@ export const SCHEMAS = {
   jobMetricsReplySchema,
   controllerMetricsRequestSchema,
   controllerMetricsReplySchema,
+  listWorkersRequestSchema,
+  listWorkersReplySchema,
   registerWorkerSchema,
   registerWorkerReplySchema,
   heartbeatSchema,

@@ -122,6 +122,11 @@ export const SUBJECTS = {
     errors: [...DECODE, 'internal'],
     summary: "The controller's Prometheus metrics (jobs by state, transitions, checkpoints, workers) as exposition text.",
   }),
+  apiWorkersList: spec('weir.api.workers.list', {
+    kind: 'request', from: 'client', to: 'controller', payload: 'listWorkersRequestSchema', reply: 'listWorkersReplySchema',
+    errors: [...DECODE, 'internal'],
+    summary: "The workers the controller knows: slots, free slots, the slots it booked per generation, and what each worker's heartbeat says runs there.",
+  }),
   workerRegister: spec('weir.ctl.workers.register', {
     kind: 'request', from: 'worker', to: 'controller', payload: 'registerWorkerSchema', reply: 'registerWorkerReplySchema',
     errors: [...DECODE, 'conflict', 'unavailable', 'internal'],
@@ -217,6 +222,7 @@ export const subjects = {
   apiJobTriggerCheckpoint: (job: string) => `weir.api.jobs.${id(job, 'job')}.trigger_checkpoint`,
   apiJobMetrics: (job: string) => `weir.api.jobs.${id(job, 'job')}.metrics`,
   apiMetrics: () => 'weir.api.metrics',
+  apiWorkersList: () => 'weir.api.workers.list',
   workerRegister: () => 'weir.ctl.workers.register',
   workerHeartbeat: (worker: string) => `weir.ctl.workers.${id(worker, 'worker')}.heartbeat`,
   workerDeregister: (worker: string) => `weir.ctl.workers.${id(worker, 'worker')}.deregister`,

@@ -593,7 +593,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     try {
       const result = await request(
         subjects.workerRegister(),
-        { v: PROTOCOL_VERSION, worker_id: workerId, slots: options.slots, operators: [...operators.keys()], hostname: osHostname().slice(0, 255), pid: process.pid },
+        { v: PROTOCOL_VERSION, worker_id: workerId, slots: options.slots, operators: [...operators.keys()], hostname: osHostname().slice(0, 255), pid: process.pid, jobs: runningJobs() },
         registerWorkerSchema,
         registerWorkerReplySchema,
       );
@@ -620,6 +620,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     return [...runs.values()].map((run) => ({
         job_id: run.jobId,
         generation: run.generation,
+        slots: run.slots,
         subtasks: run.runners
           .filter((r) => r.outcome === 'running' || r.outcome === 'created')
           .map((r) => ({ node_id: r.spec.nodeId, subtask_index: r.spec.subtaskIndex, ...r.metrics() })),

@@ -43,6 +43,7 @@ const VIEW: JobView = jobViewSchema.parse({
   start_time: NOW,
   finish_time: null,
   available_action: { text: 'Stop', stop: 'checkpoint', in_progress: false },
+  waiting: null,
 });
 
 /** What a job list row carries besides id, name, state, generation and creation time. */
@@ -53,6 +54,7 @@ const SUMMARY = {
   start_time: NOW,
   finish_time: null,
   available_action: { text: 'Stop', stop: 'checkpoint', in_progress: false },
+  waiting: null,
 };
 
 interface Received {

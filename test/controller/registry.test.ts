@@ -116,7 +116,7 @@ describe('WorkerRegistry', () => {
     registry.allocate('job-1', 1, new Map([['w1', 3], ['w2', 2]]));
     expect(registry.freeSlots('w1')).toBe(1);
     expect(registry.freeSlots('w2')).toBe(0);
-    expect(registry.candidates().map((c) => [c.worker_id, c.free_slots])).toEqual([['w1', 1]]);
+    expect(registry.candidates().map((c) => [c.worker_id, c.free_slots])).toEqual([['w1', 1], ['w2', 0]]);
     expect(registry.get('w1')!.allocations).toEqual([{ jobId: 'job-1', generation: 1, slots: 3 }]);
 
     // All or nothing: w1 could take 1, w2 nothing, so neither changes.
@@ -163,7 +163,7 @@ describe('WorkerRegistry', () => {
     expect(registry.holders('job-1', 1)).toEqual([]);
   });
 
-  it('offers as candidates only live workers with free slots that have every needed operator', () => {
+  it('offers as candidates only live workers that have every needed operator, full ones with no free slot', () => {
     const { clock, registry } = setup(10_000);
     registry.register(worker('w-old', 4, ['source', 'sink']));
     clock.t += 6_000;
@@ -173,16 +173,16 @@ describe('WorkerRegistry', () => {
     registry.register(worker('w-full', 1, ['source', 'sink']));
     registry.allocate('job-x', 1, new Map([['w-full', 1]]));
 
-    expect(registry.candidates(['source', 'sink']).map((c) => c.worker_id)).toEqual(['w-a', 'w-c', 'w-old']);
+    expect(registry.candidates(['source', 'sink']).map((c) => [c.worker_id, c.free_slots])).toEqual([['w-a', 1], ['w-c', 2], ['w-full', 0], ['w-old', 4]]);
     expect(registry.candidates(['source', 'count', 'sink', 'source'])).toEqual([
       { worker_id: 'w-a', free_slots: 1, operators: ['sink', 'source', 'count'] },
       { worker_id: 'w-c', free_slots: 2, operators: ['source', 'sink', 'count'] },
     ]);
-    expect(registry.candidates().map((c) => c.worker_id)).toEqual(['w-a', 'w-b', 'w-c', 'w-old']);
+    expect(registry.candidates().map((c) => c.worker_id)).toEqual(['w-a', 'w-b', 'w-c', 'w-full', 'w-old']);
     expect([...registry.operators()].sort()).toEqual(['count', 'sink', 'source']);
 
     clock.t += 4_000; // w-old's heartbeat is now exactly 10 s old
-    expect(registry.candidates(['source']).map((c) => c.worker_id)).toEqual(['w-a', 'w-b', 'w-c']);
+    expect(registry.candidates(['source']).map((c) => c.worker_id)).toEqual(['w-a', 'w-b', 'w-c', 'w-full']);
     expect(() => registry.allocate('job-y', 1, new Map([['w-old', 1]]))).toThrow(/gone/);
     registry.heartbeat('w-b');
     clock.t += 6_000;
@@ -211,7 +211,8 @@ describe('WorkerRegistry', () => {
       { workerId: 'w1', node_id: 'src', subtask_index: 0, records_in: 0, records_out: 20, reportedAt: clock.t },
       { workerId: 'w2', node_id: 'src', subtask_index: 1, records_in: 0, records_out: 5, reportedAt: clock.t },
     ]);
-    expect(registry.get('w1')!.reported).toEqual([{ jobId: 'job-1', generation: 4 }]);
+    // Without a slot count (an older worker), a generation takes its subtasks' distinct indexes.
+    expect(registry.get('w1')!.reported).toEqual([{ jobId: 'job-1', generation: 4, slots: 1 }]);
     expect(registry.subtaskMetrics('job-1', 3)).toEqual([]);
     // A heartbeat without a report keeps the last one.
     registry.heartbeat('w1');
@@ -241,7 +242,11 @@ describe('WorkerRegistry', () => {
     beat(['job-2', 1]);
     expect(registry.vanished('w1')).toEqual([]);
     beat(['job-2', 1]);
+    expect(registry.freeSlots('w1')).toBe(1);
     expect(registry.vanished('w1')).toEqual([{ jobId: 'job-1', generation: 1 }]);
+    // Its slots are free again: the worker does not run it.
+    expect(registry.freeSlots('w1')).toBe(3);
+    expect(registry.holders('job-1', 1)).toEqual([]);
     beat(['job-2', 1]);
     expect(registry.vanished('w1')).toEqual([]);
     expect(registry.vanished('nobody')).toEqual([]);
@@ -249,6 +254,52 @@ describe('WorkerRegistry', () => {
     registry.heartbeat('w1');
     registry.heartbeat('w1');
     expect(registry.vanished('w1')).toEqual([]);
+  });
+
+  it('a generation a worker reports without an allocation takes its slots, and twice in a row is an orphan until it ends', () => {
+    const { registry } = setup();
+    registry.register(worker('w1', 4));
+    const beat = (...jobs: [string, number, number][]) =>
+      registry.heartbeat('w1', { jobs: jobs.map(([job_id, generation, slots]) => ({ job_id, generation, slots, subtasks: [] })) });
+    registry.allocate('job-1', 2, new Map([['w1', 2]]));
+    beat(['job-1', 2, 2], ['job-old', 7, 1]);
+    // The worker refuses starts beyond its slots, so what it runs counts, allocated or not.
+    expect(registry.freeSlots('w1')).toBe(1);
+    expect(registry.candidates().map((c) => c.free_slots)).toEqual([1]);
+    expect(() => registry.allocate('job-2', 1, new Map([['w1', 2]]))).toThrow(JobError);
+    // Once is not enough: it may have ended just after the heartbeat was sent.
+    expect(registry.orphans('w1')).toEqual([]);
+    beat(['job-1', 2, 2], ['job-old', 7, 1]);
+    expect(registry.orphans('w1')).toEqual([{ jobId: 'job-old', generation: 7, slots: 1 }]);
+    // Returned again at the next heartbeat while it runs: a kill that got lost is sent again.
+    beat(['job-1', 2, 2], ['job-old', 7, 1]);
+    expect(registry.orphans('w1')).toEqual([{ jobId: 'job-old', generation: 7, slots: 1 }]);
+    // The worker confirmed the kill: free at once, without waiting for the next heartbeat.
+    expect(registry.ended('w1', 'job-old', 7)).toBe(1);
+    expect(registry.orphans('w1')).toEqual([]);
+    expect(registry.freeSlots('w1')).toBe(2);
+    // A report that is larger than the allocation counts with its own size.
+    beat(['job-1', 2, 3]);
+    expect(registry.freeSlots('w1')).toBe(1);
+    expect(registry.ended('w1', 'job-1', 2)).toBe(3);
+    expect(registry.get('w1')!.allocations).toEqual([]);
+    expect(registry.ended('w1', 'job-1', 2)).toBe(0);
+    expect(registry.ended('ghost', 'job-1', 2)).toBe(0);
+  });
+
+  it('a worker that registers again with what it runs keeps those allocations; the others are lost', () => {
+    const { registry } = setup();
+    registry.register(worker('w1', 4));
+    registry.allocate('job-1', 1, new Map([['w1', 2]]));
+    registry.allocate('job-2', 1, new Map([['w1', 1]]));
+    const running = [{ job_id: 'job-1', generation: 1, slots: 2, subtasks: [] }, { job_id: 'job-9', generation: 3, slots: 1, subtasks: [] }];
+    expect(registry.register(worker('w1', 4), running)).toEqual({ replaced: true, lost: [{ jobId: 'job-2', generation: 1 }] });
+    expect(registry.get('w1')!.allocations).toEqual([{ jobId: 'job-1', generation: 1, slots: 2 }]);
+    // What it runs counts at once: the registry does not wait for a heartbeat to learn it.
+    expect(registry.freeSlots('w1')).toBe(1);
+    expect(registry.orphans('w1')).toEqual([]);
+    registry.heartbeat('w1', { jobs: running });
+    expect(registry.orphans('w1')).toEqual([{ jobId: 'job-9', generation: 3, slots: 1 }]);
   });
 
   it('rejects a registration without slots', () => {

@@ -73,11 +73,13 @@ describe('assignSubtasks', () => {
     ]);
   });
 
-  it('throws not_enough_slots naming what it needs and what is free on eligible workers', () => {
-    const err = thrown(() => assignSubtasks(pipeline, { clicks: 4, by_user: 4 }, [cand('w1', 2), cand('w2', 1), cand('w3', 9, ['source'])]));
+  it('throws not_enough_slots naming what it needs and what is free on the workers offering every operator', () => {
+    const err = thrown(() => assignSubtasks(pipeline, { clicks: 4, by_user: 4 }, [cand('w1', 2), cand('w2', 1), cand('w3', 9, ['source']), cand('w4', 0)]));
     expect(err.kind).toBe('not_enough_slots');
-    expect(err.message).toBe('need 4 slots, 3 free on 2 workers');
+    expect(err.message).toBe('need 4 slots, 3 free on 3 workers');
     expect(thrown(() => assignSubtasks(pipeline, {}, [])).message).toBe('need 2 slots, 0 free on 0 workers');
+    expect(thrown(() => assignSubtasks(pipeline, {}, [cand('w1', 0)])).message).toBe('need 2 slots, 0 free on 1 worker');
+    expect(thrown(() => assignSubtasks({ graph: { nodes: [{ id: 'a', operator: 'source', parallelism: 1, config: {} }] } }, {}, [])).message).toBe('need 1 slot, 0 free on 0 workers');
   });
 
   it('skips workers lacking an operator or without free slots', () => {
@@ -136,8 +138,8 @@ describe('assignSubtasks properties', () => {
       fc.property(graphArb, workersArb, (graph, workers) => {
         const needed = Math.max(...graph.nodes.map((n) => n.parallelism));
         const used = new Set(graph.nodes.map((n) => n.operator));
-        const eligible = workers.filter((w) => w.free_slots > 0 && [...used].every((op) => w.operators.includes(op)));
-        const totalFree = eligible.reduce((s, w) => s + w.free_slots, 0);
+        const offering = workers.filter((w) => [...used].every((op) => w.operators.includes(op)));
+        const totalFree = offering.reduce((s, w) => s + w.free_slots, 0);
 
         let plan;
         try {
@@ -146,7 +148,7 @@ describe('assignSubtasks properties', () => {
           expect(err).toBeInstanceOf(JobError);
           expect((err as JobError).kind).toBe('not_enough_slots');
           expect(totalFree).toBeLessThan(needed);
-          expect((err as JobError).message).toBe(`need ${needed} slots, ${totalFree} free on ${eligible.length} workers`);
+          expect((err as JobError).message).toBe(`need ${needed} slot${needed === 1 ? '' : 's'}, ${totalFree} free on ${offering.length} worker${offering.length === 1 ? '' : 's'}`);
           return;
         }
         expect(totalFree).toBeGreaterThanOrEqual(needed);
@@ -167,7 +169,7 @@ describe('assignSubtasks properties', () => {
         // Within each worker's free slots: slots = distinct subtask indexes, at most one per node per slot.
         let totalSlots = 0;
         for (const [workerId, refs] of plan.assignments) {
-          const worker = eligible.find((w) => w.worker_id === workerId);
+          const worker = offering.find((w) => w.worker_id === workerId && w.free_slots > 0);
           expect(worker).toBeDefined();
           const indexes = new Set(refs.map((r) => r.subtaskIndex));
           expect(plan.slots.get(workerId)).toBe(indexes.size);

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, expect, test, vi } from 'vitest';
 import { createActor, fromPromise } from 'xstate';
 import type { TransitionDefinition } from 'xstate';
-import { JOB_STATES, JobError, TERMINAL_STATES, jobMachine } from '../../machines/index.js';
+import { JOB_STATES, JobError, TERMINAL_STATES, jobMachine, waitOf } from '../../machines/index.js';
 import type { DesiredConfig, GenerationInput, JobState, ScheduleInput, ScheduleResult, StopInput, StopResult } from '../../machines/index.js';
 import { topState } from '../support/job-driver.js';
 
@@ -12,7 +12,8 @@ import { topState } from '../support/job-driver.js';
  * - the actor has not errored and its top-level state is one of the 14;
  * - any transition out of a terminal state is a documented one: none from Finished, Stopped → Compiling
  *   on a start (stop = none, no TTL), Failed → Compiling on a restart (a new nonce);
- * - no job hangs silently: a state that is not terminal has a timer armed.
+ * - no job hangs silently: a state that is not terminal has a timer armed, and every state but Running
+ *   and the terminal ones says what it waits for and until when (`waitOf`).
  */
 
 type Outcome = 'ok' | 'retryable' | 'fatal' | 'hang' | 'no_slots';
@@ -153,6 +154,16 @@ test('random event sequences keep the job in its 14 states, leave terminal state
           expect(after.status === 'done').toBe(state === 'Finished');
           if (!TERMINAL_STATES.includes(state)) {
             expect(vi.getTimerCount(), `${JSON.stringify(after.value)} has no deadline`).toBeGreaterThan(0);
+          }
+          // A job that waits says why, with the deadline it waits until; Running and the resting states do not wait.
+          const wait = waitOf(after);
+          if (state === 'Running' || TERMINAL_STATES.includes(state)) {
+            expect(wait, `${JSON.stringify(after.value)} waits`).toBeNull();
+          } else {
+            expect(wait, `${JSON.stringify(after.value)} waits without saying why`).not.toBeNull();
+            expect(wait!.until, `${JSON.stringify(after.value)} waits without a deadline`).not.toBeNull();
+            expect(wait!.until!).toBeGreaterThanOrEqual(Date.now() - 1);
+            expect(wait!.reason).not.toMatch(/undefined|null/);
           }
         }
         for (const exit of exits) {

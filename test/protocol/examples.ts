@@ -43,6 +43,7 @@ const jobView = {
   start_time: 1_753_000_000_000_000,
   finish_time: null,
   available_action: { text: 'Stop', stop: 'checkpoint', in_progress: false },
+  waiting: null,
 };
 
 export const EXAMPLES: Record<SchemaName, unknown> = {
@@ -113,11 +114,34 @@ export const EXAMPLES: Record<SchemaName, unknown> = {
         start_time: 2,
         finish_time: null,
         available_action: { text: 'Stop', stop: 'checkpoint', in_progress: false },
+        waiting: { kind: 'slots', reason: 'waiting for slots: need 2 slots, 0 free on 1 worker', until: 1_753_000_600_000_000 },
       },
     ],
     has_more: false,
   },
   listJobViewsReplySchema: { v: 1, data: [jobView], has_more: true },
+  listWorkersRequestSchema: { v: 1 },
+  listWorkersReplySchema: {
+    v: 1,
+    data: [
+      {
+        worker_id: 'w-1',
+        slots: 4,
+        free_slots: 1,
+        operators: ['impulse', 'count'],
+        hostname: 'host-a',
+        pid: 4242,
+        registered_at: 1_753_000_000_000_000,
+        last_seen_at: 1_753_000_005_000_000,
+        live: true,
+        allocations: [{ job_id: 'job-1', generation: 3, slots: 2 }],
+        reported: [
+          { job_id: 'job-1', generation: 3, slots: 2 },
+          { job_id: 'job-0', generation: 1, slots: 1 },
+        ],
+      },
+    ],
+  },
   triggerCheckpointRequestSchema: { v: 1, trigger_id: 'nightly-2026-11-23' },
   triggerCheckpointReplySchema: { v: 1, job_id: 'job-1', epoch: 12, trigger_id: 'nightly-2026-11-23', started: true },
   jobMetricsRequestSchema: { v: 1 },
@@ -153,7 +177,15 @@ export const EXAMPLES: Record<SchemaName, unknown> = {
   },
   controllerMetricsRequestSchema: { v: 1 },
   controllerMetricsReplySchema: { v: 1, text: '# TYPE weir_jobs gauge\nweir_jobs{state="Running"} 1\n' },
-  registerWorkerSchema: { v: 1, worker_id: 'w-1', slots: 4, operators: ['source', 'count', 'sink'], hostname: 'h1', pid: 4242 },
+  registerWorkerSchema: {
+    v: 1,
+    worker_id: 'w-1',
+    slots: 4,
+    operators: ['source', 'count', 'sink'],
+    hostname: 'h1',
+    pid: 4242,
+    jobs: [{ job_id: 'job-1', generation: 3, slots: 1, subtasks: [{ node_id: 'src', subtask_index: 0, records_in: 0, records_out: 120 }] }],
+  },
   registerWorkerReplySchema: { v: 1, heartbeat_interval_ms: 5_000 },
   workerMetricsSchema: {
     v: 1,
@@ -165,7 +197,7 @@ export const EXAMPLES: Record<SchemaName, unknown> = {
     v: 1,
     worker_id: 'w-1',
     at: 1,
-    jobs: [{ job_id: 'job-1', generation: 3, subtasks: [{ node_id: 'by_user', subtask_index: 1, records_in: 10, records_out: 2 }] }],
+    jobs: [{ job_id: 'job-1', generation: 3, slots: 2, subtasks: [{ node_id: 'by_user', subtask_index: 1, records_in: 10, records_out: 2 }] }],
   },
   deregisterWorkerSchema: { v: 1, worker_id: 'w-1', reason: 'SIGTERM' },
   taskEventSchema: { ...subtask, event: 'failed', domain: 'external', hint: 'with_backoff', reason: 'connection reset', details: 'at …' },

@@ -30,6 +30,7 @@ const SAMPLE: { [K in SubjectName]: Parameters<(typeof subjects)[K]> } = {
   apiJobTriggerCheckpoint: ['job-1'],
   apiJobMetrics: ['job-1'],
   apiMetrics: [],
+  apiWorkersList: [],
   workerRegister: [],
   workerHeartbeat: ['w_1'],
   workerDeregister: ['w_1'],

@@ -292,7 +292,7 @@ describe('worker process on a real server', () => {
     expect(worker.running()).toEqual(new Map([['job-g', 3]]));
     await eventually(() => expect(seen.tasks.filter((e) => e.generation === 3 && e.event === 'started')).toHaveLength(3));
     const outputsOf2 = seen.outputs.filter((o) => o.generation === 2).length;
-    await eventually(() => expect(registry.get('w-gen')?.reported).toEqual([{ jobId: 'job-g', generation: 3 }]));
+    await eventually(() => expect(registry.get('w-gen')?.reported).toEqual([{ jobId: 'job-g', generation: 3, slots: 1 }]));
     await sleep(100);
     const settled = dataOf2;
     await sleep(300);
