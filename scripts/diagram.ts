@@ -13,6 +13,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { and, not, or, stateIn } from 'xstate';
 import type { AnyStateNode } from 'xstate';
 import { jobMachine } from '../machines/job/machine.js';
+import type { JobStateMeta } from '../machines/job/types.js';
+import { DEADLINE_OF } from '../machines/job/waits.js';
 
 /** Where the generated document lives, relative to this file. */
 export const LIFECYCLE_DOC = fileURLToPath(new URL('../docs/job-lifecycle.md', import.meta.url));
@@ -426,6 +428,37 @@ function renderTable(model: Model): string[] {
   return ['| # | Source | Event | Guard | Target | Actions |', '|---|---|---|---|---|---|', ...rows.map((row) => `| ${row} |`)];
 }
 
+/** `WAIT` → `wait`, `WORKER_STARTUP` → `workerStartup`: the deadline in context a delay is computed from. */
+function deadlineOfDelay(delay: string): string {
+  return delay.toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/**
+ * Every state that waits (its `meta.wait`), the deadline that bounds it, and the transitions its expiry
+ * takes: the `after` transitions of that deadline's delay on the state or its ancestors.
+ */
+function renderWaits(model: Model): string[] {
+  const rows = model.states.flatMap((node) => {
+    const kind = (node.meta as JobStateMeta | undefined)?.wait;
+    if (kind === undefined) return [];
+    const deadline = DEADLINE_OF[kind];
+    const expiries = model.transitions.filter((t) => t.kind === 'after' && isWithin(node, t.source) && deadlineOfDelay(t.event.replace(/^after /, '')) === deadline);
+    const then = expiries.map((t) => `${t.guard === undefined ? '' : `[${code(t.guard)}] `}${targetCell(t)}`).join('; ');
+    return [`| ${code(displayPath(node))} | ${code(kind)} | ${code(`deadlines.${deadline}`)} | ${then} |`];
+  });
+  return [
+    '## Waits',
+    '',
+    'Every state a job can rest in, other than Running and the terminal states, waits for something until a deadline kept in ' +
+      'its context, and says so in its view (`waiting`: the kind, a reason in words and the deadline). When the deadline passes ' +
+      'the state falls back as listed.',
+    '',
+    '| State | Waits for | Deadline | When it passes |',
+    '|---|---|---|---|',
+    ...rows,
+  ];
+}
+
 function buildModel(): Model {
   const root = jobMachine.root as AnyStateNode;
   const model: Model = {
@@ -496,6 +529,8 @@ export function renderLifecycleDiagram(): string {
     }
     out.push('');
   }
+
+  out.push(...renderWaits(model), '');
 
   out.push(
     '## Transitions',

@@ -1,7 +1,7 @@
 import type { Deadlines, JobContext, JobState, JobStateMeta, JobWait, WaitKind } from './types.js';
 
 /** The deadline that bounds each kind of wait: when it runs out, the state's fallback transition is taken. */
-const DEADLINE_OF: Record<WaitKind, keyof Deadlines> = {
+export const DEADLINE_OF: Record<WaitKind, keyof Deadlines> = {
   compile: 'wait',
   start_generation: 'workerStartup',
   slots: 'workerStartup',

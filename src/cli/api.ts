@@ -6,10 +6,12 @@
  * never from the command line (where `ps` shows it) and never into a log line.
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { natsOptions } from './main.js';
+import { drainWithin } from '../shared/nats-close.js';
+import { commandArgs, parseCommandArgs, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf, UsageError } from './args.js';
+import { runDaemon } from './daemon.js';
+import { natsOptions } from './nats-options.js';
 
 export const DEFAULT_API_HOST = '127.0.0.1';
 export const DEFAULT_API_PORT = 8000;
@@ -22,7 +24,8 @@ export const API_USAGE = `Usage: weir api [--api-port N] [--api-host H] [--api-t
                       without a token the API answers anyone who reaches it, so it only listens on loopback
   --read-cache-ms MS  how long a job, checkpoint or metrics read serves identical requests (default:
                       $WEIR_API_READ_CACHE_MS or 250; 0: every request asks the controller)
-  --nats URL          NATS server (default: $NATS_URL or ${DEFAULT_URL}; credentials as for 'weir worker')`;
+  --nats URL          NATS server (default: $NATS_URL or ${DEFAULT_URL}; credentials as for 'weir worker')
+  ${SHUTDOWN_USAGE}`;
 
 export interface ApiArgs {
   url: string;
@@ -32,12 +35,13 @@ export interface ApiArgs {
   token: { from: 'env' } | { from: 'file'; path: string } | null;
   /** Undefined: the API's default. */
   readCacheMs?: number;
+  shutdownTimeoutMs: number;
 }
 
 /** A TCP port, 0–65535 (0: any free port). */
 export function portNumber(text: string, what: string): number {
   const n = Number(text);
-  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n > 65_535) throw new Error(`${what} must be a port number (0–65535), got ${JSON.stringify(text)}`);
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n > 65_535) throw new UsageError(`${what} must be a port number (0–65535), got ${JSON.stringify(text)}`);
   return n;
 }
 
@@ -51,20 +55,20 @@ export const API_OPTIONS = {
 /** A token on the command line would show in `ps` and shell history: refused with the reason. */
 export function refuseTokenArgument(args: readonly string[]): void {
   if (args.some((arg) => arg === '--api-token' || arg.startsWith('--api-token='))) {
-    throw new Error('--api-token: a token is never taken on the command line; set WEIR_API_TOKEN or use --api-token-file F');
+    throw new UsageError('--api-token: a token is never taken on the command line; set WEIR_API_TOKEN or use --api-token-file F');
   }
 }
 
 /** The API's host, port and token source from the flags and the environment; throws with the reason. */
-export function apiSettings(values: { 'api-port'?: string | undefined; 'api-host'?: string | undefined; 'api-token-file'?: string | undefined }, env: NodeJS.ProcessEnv): Omit<ApiArgs, 'url'> {
+export function apiSettings(values: { 'api-port'?: string | undefined; 'api-host'?: string | undefined; 'api-token-file'?: string | undefined }, env: NodeJS.ProcessEnv): Pick<ApiArgs, 'host' | 'port' | 'token'> {
   const portText = values['api-port'] ?? nonEmpty(env['WEIR_API_PORT']);
   const port = portText === undefined ? DEFAULT_API_PORT : portNumber(portText, values['api-port'] === undefined ? 'WEIR_API_PORT' : '--api-port');
   const host = values['api-host'] ?? nonEmpty(env['WEIR_API_HOST']) ?? DEFAULT_API_HOST;
-  if (host === '') throw new Error('--api-host must not be empty');
+  if (host === '') throw new UsageError('--api-host must not be empty');
   const file = values['api-token-file'] ?? nonEmpty(env['WEIR_API_TOKEN_FILE']);
   const fromEnv = nonEmpty(env['WEIR_API_TOKEN']) !== undefined;
-  if (file !== undefined && fromEnv) throw new Error('set one API token source, not WEIR_API_TOKEN and a token file');
-  if (file === '') throw new Error('--api-token-file must not be empty');
+  if (file !== undefined && fromEnv) throw new UsageError('set one API token source, not WEIR_API_TOKEN and a token file');
+  if (file === '') throw new UsageError('--api-token-file must not be empty');
   return { host, port, token: file !== undefined ? { from: 'file', path: file } : fromEnv ? { from: 'env' } : null };
 }
 
@@ -75,19 +79,15 @@ function nonEmpty(value: string | undefined): string | undefined {
 /** `weir api` arguments; throws with the reason on bad input. Reads no file: see `readApiToken`. */
 export function parseApiArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ApiArgs {
   refuseTokenArgument(args);
-  const { values } = parseArgs({
-    args: [...args],
-    options: { ...API_OPTIONS, nats: { type: 'string' }, 'read-cache-ms': { type: 'string' } },
-    strict: true,
-    allowPositionals: false,
-  });
+  const { values } = parseCommandArgs(args, { ...API_OPTIONS, nats: { type: 'string' }, 'read-cache-ms': { type: 'string' }, ...SHUTDOWN_OPTION });
   const cacheText = values['read-cache-ms'] ?? nonEmpty(env['WEIR_API_READ_CACHE_MS']);
   const cacheWhat = values['read-cache-ms'] === undefined ? 'WEIR_API_READ_CACHE_MS' : '--read-cache-ms';
-  if (cacheText !== undefined && !/^[0-9]{1,9}$/.test(cacheText)) throw new Error(`${cacheWhat} must be a number of milliseconds, got ${JSON.stringify(cacheText)}`);
+  if (cacheText !== undefined && !/^[0-9]{1,9}$/.test(cacheText)) throw new UsageError(`${cacheWhat} must be a number of milliseconds, got ${JSON.stringify(cacheText)}`);
   return {
     url: values.nats ?? env['NATS_URL'] ?? DEFAULT_URL,
     ...apiSettings(values, env),
     ...(cacheText === undefined ? {} : { readCacheMs: Number(cacheText) }),
+    shutdownTimeoutMs: shutdownTimeoutOf(values, env),
   };
 }
 
@@ -96,17 +96,17 @@ export function readApiToken(token: ApiArgs['token'], env: NodeJS.ProcessEnv = p
   if (token === null) return null;
   if (token.from === 'env') {
     const trimmed = (env['WEIR_API_TOKEN'] ?? '').trim();
-    if (trimmed === '') throw new Error('WEIR_API_TOKEN is blank');
+    if (trimmed === '') throw new UsageError('WEIR_API_TOKEN is blank');
     return trimmed;
   }
   let text: string;
   try {
     text = read(token.path);
   } catch (err) {
-    throw new Error(`cannot read the API token file ${token.path}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new UsageError(`cannot read the API token file ${token.path}: ${err instanceof Error ? err.message : String(err)}`);
   }
   const trimmed = text.trim();
-  if (trimmed === '') throw new Error(`the API token file ${token.path} is empty`);
+  if (trimmed === '') throw new UsageError(`the API token file ${token.path} is empty`);
   return trimmed;
 }
 
@@ -121,19 +121,12 @@ export interface ApiIo {
 /** Runs `weir api`; resolves with the exit code (0 after a signal, 1 when it cannot start or NATS closes, 2 on bad arguments). */
 export async function apiCommand(args: readonly string[], io: ApiIo): Promise<number> {
   const env = io.env ?? process.env;
-  let parsed: ApiArgs;
-  let token: string | null;
-  try {
-    if (args.includes('--help') || args.includes('-h')) {
-      io.out(API_USAGE);
-      return 0;
-    }
-    parsed = parseApiArgs(args, env);
-    token = readApiToken(parsed.token, env);
-  } catch (err) {
-    io.err(`weir api: ${err instanceof Error ? err.message : String(err)}\n\n${API_USAGE}`);
-    return 2;
-  }
+  const settings = commandArgs('weir api', args, io, API_USAGE, () => {
+    const parsed = parseApiArgs(args, env);
+    return { parsed, token: readApiToken(parsed.token, env) };
+  });
+  if (typeof settings === 'number') return settings;
+  const { parsed, token } = settings;
   const log = pino({ name: 'weir-api', level: env['WEIR_LOG_LEVEL'] ?? 'info' });
   // Loaded here, so the other commands do not pay for Fastify at startup.
   const { startApi } = await import('../api/index.js');
@@ -155,23 +148,23 @@ export async function apiCommand(args: readonly string[], io: ApiIo): Promise<nu
   const auth = token === null ? 'no token: answers anyone on this machine (loopback only)' : 'bearer token required';
   io.out(`weir api: listening on ${server.url}/api/v1 (${auth}); NATS ${parsed.url}`);
 
-  let onStop: (reason: string) => void = () => undefined;
-  const stopped = new Promise<string>((resolve) => (onStop = resolve));
-  const signals = ['SIGTERM', 'SIGINT'] as const;
-  signals.forEach((signal) => process.once(signal, onStop));
-  const abort = () => onStop('aborted');
-  io.signal?.addEventListener('abort', abort, { once: true });
-  if (io.signal?.aborted === true) abort();
-  const outcome = await Promise.race([stopped.then((signal) => ({ signal })), nc.closed().then((err) => ({ closed: err }))]);
-  signals.forEach((signal) => process.off(signal, onStop));
-  io.signal?.removeEventListener('abort', abort);
-  if ('signal' in outcome) {
-    log.info({ signal: outcome.signal }, 'stopping: closing the HTTP server, then the NATS connection');
-    await server.close().catch((err: unknown) => log.warn({ err }, 'could not close the HTTP server cleanly'));
-    await nc.drain().catch((err: unknown) => log.warn({ err }, 'could not drain the connection'));
-    return 0;
-  }
-  log.error({ err: outcome.closed }, 'the NATS connection closed');
-  await server.close().catch(() => undefined);
-  return 1;
+  return runDaemon({
+    log,
+    env,
+    shutdownTimeoutMs: parsed.shutdownTimeoutMs,
+    ended: nc.closed(),
+    ...(io.signal === undefined ? {} : { signal: io.signal }),
+    stop: async () => {
+      log.info('closing the HTTP server, then the NATS connection');
+      let clean = await server.close().then(
+        () => true,
+        (err: unknown) => {
+          log.warn({ err }, 'could not close the HTTP server cleanly');
+          return false;
+        },
+      );
+      clean = (await drainWithin(nc, parsed.shutdownTimeoutMs)) && clean;
+      return clean;
+    },
+  });
 }

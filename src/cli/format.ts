@@ -1,5 +1,5 @@
 /** Human-readable output of the job commands: tables, key/value blocks and one-line state events. */
-import type { JobStateEvent, JobSummary, JobView } from '../protocol/index.js';
+import type { JobStateEvent, JobSummary, JobView, WorkerViewMessage } from '../protocol/index.js';
 import type { ErrorRow } from '../api/schemas.js';
 
 /** Left-aligned columns separated by two spaces; the header is the first row. */
@@ -32,6 +32,20 @@ export function jobListTable(jobs: readonly JobSummary[]): string {
   return table(
     ['JOB', 'NAME', 'STATE', 'GENERATION', 'CREATED'],
     jobs.map((job) => [job.job_id, job.name, job.state, String(job.generation), formatMicros(job.created_at)]),
+  );
+}
+
+/** `job/generation×slots, …`, or `-`. */
+function slotsText(held: WorkerViewMessage['allocations']): string {
+  return held.length === 0 ? '-' : held.map((h) => `${h.job_id}/${h.generation}×${h.slots}`).join(', ');
+}
+
+/** The registry's workers: liveness, slots, and where booked and reported slots differ (they agree once jobs settle). */
+export function workerListTable(workers: readonly WorkerViewMessage[]): string {
+  if (workers.length === 0) return 'no workers';
+  return table(
+    ['WORKER', 'LIVE', 'SLOTS', 'FREE', 'BOOKED', 'REPORTED'],
+    workers.map((w) => [w.worker_id, w.live ? 'yes' : 'no', String(w.slots), String(w.free_slots), slotsText(w.allocations), slotsText(w.reported)]),
   );
 }
 
@@ -84,8 +98,16 @@ export function jobViewText(view: JobView, nowMs = Date.now()): string {
 
 /** One line per state event: `<time>  <job>  <previous> -> <state>  generation=G restarts=R [failure: …]`. */
 export function stateEventLine(event: JobStateEvent): string {
+  if (event.deleted === true) return `${formatMicros(event.at)}  ${event.job_id}  deleted (was ${event.state})`;
   const failure = event.failure === undefined ? '' : `  failure: ${event.failure.message.split('\n')[0] ?? ''}`;
   return `${formatMicros(event.at)}  ${event.job_id}  ${event.previous ?? '-'} -> ${event.state}  generation=${event.generation} restarts=${event.restarts}${failure}`;
+}
+
+/** The first line of `weir jobs watch`: where the job is now, and what it waits for. */
+export function currentStateLine(view: JobView, nowMs = Date.now()): string {
+  const failure = view.failure === null ? '' : `  failure: ${view.failure.message.split('\n')[0] ?? ''}`;
+  const waiting = view.waiting === null ? '' : `  ${waitText(view.waiting, nowMs)}`;
+  return `${formatMicros(nowMs * 1000)}  ${view.job_id}  ${view.state} (now)  generation=${view.generation} restarts=${view.restarts}${waiting}${failure}`;
 }
 
 /** A job's errors: id (the cursor), time, operator/subtask, domain, the message's first line. */

@@ -8,7 +8,6 @@
  * 3 NATS or the controller cannot be reached (no responders, timeout, connection refused).
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import {
@@ -25,6 +24,7 @@ import {
   jobViewSchema,
   previewParallelism,
   listJobsReplySchema,
+  listWorkersReplySchema,
   stopModeSchema,
   subjects,
   type ConfigUpdate,
@@ -35,8 +35,9 @@ import { toErrorRow } from '../api/views.js';
 import type { ErrorRow } from '../api/schemas.js';
 import { MAX_PAGE_LIMIT, openStore, StoreUnavailableError, type Page } from '../store/index.js';
 import { checkpointListTable, checkpointTimeline } from './checkpoint-timeline.js';
-import { errorListTable, jobListTable, jobViewText, stateEventLine } from './format.js';
-import { natsOptions } from './main.js';
+import { currentStateLine, errorListTable, jobListTable, jobViewText, stateEventLine, workerListTable } from './format.js';
+import { parseCommandArgs, UsageError, usageLine, type ParsedArgs } from './args.js';
+import { natsOptions } from './nats-options.js';
 
 export const EXIT_OK = 0;
 export const EXIT_ERROR_REPLY = 1;
@@ -55,13 +56,16 @@ credentials as for 'weir worker'; --json prints JSON instead of text; --timeout 
   weir jobs restart ID [--force]         a new run; --force does not wait for a checkpoint
   weir jobs rescale ID N                 run every node with parallelism N
   weir jobs delete ID                    remove a Stopped, Finished or Failed job
-  weir jobs watch ID [--count N]         live state transitions, one line each, until Ctrl-C (or N of them)
+  weir jobs watch ID [--count N]         the state now, then each transition, one line each, until Ctrl-C, N lines,
+                                         the job is Finished or it is deleted (--json: the job view, then the events)
   weir jobs tail ID [--count N]          rows of the job's preview sinks, one JSON line each, until Ctrl-C,
                                          N rows, or every preview subtask has finished (--json: whole messages)
   weir jobs errors ID [--limit N] [--after CURSOR]
                                          the job's errors, newest first (N up to 1000, default 20); CURSOR is
                                          the id of the last error of the previous page
-  weir jobs checkpoints ID [EPOCH]       the checkpoint history; with EPOCH, that checkpoint's spans as a timeline`;
+  weir jobs checkpoints ID [EPOCH]       the checkpoint history; with EPOCH, that checkpoint's spans as a timeline
+  weir workers                           the workers the controller knows: slots, free slots, the slots it booked
+                                         per job generation, and what each worker says runs there`;
 
 export interface CliIo {
   out: (line: string) => void;
@@ -71,7 +75,6 @@ export interface CliIo {
   env?: NodeJS.ProcessEnv;
 }
 
-class UsageError extends Error {}
 
 const DEFAULT_URL = 'nats://127.0.0.1:4222';
 const DEFAULT_ERRORS_LIMIT = 20;
@@ -88,7 +91,7 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
+type Values = ParsedArgs<typeof OPTIONS, true>['values'];
 
 interface Context {
   io: CliIo;
@@ -120,13 +123,13 @@ function expectPositionals(positionals: readonly string[], count: number, what: 
   if (positionals.length !== count) throw new UsageError(`expected ${what}`);
 }
 
-/** `argv[0]` is `submit` or `jobs`. */
+/** `argv[0]` is `submit`, `jobs`, `pipelines` or `workers`. */
 export async function jobsCommand(argv: readonly string[], io: CliIo): Promise<number> {
   const env = io.env ?? process.env;
   let ctx: Context;
   let run: () => Promise<number>;
   try {
-    const { values, positionals } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    const { values, positionals } = parseCommandArgs(argv, OPTIONS, true);
     ctx = {
       io,
       url: values.nats ?? env['NATS_URL'] ?? DEFAULT_URL,
@@ -136,8 +139,8 @@ export async function jobsCommand(argv: readonly string[], io: CliIo): Promise<n
     };
     run = plan(positionals, ctx);
   } catch (err) {
-    if (!(err instanceof UsageError) && !(err instanceof TypeError)) throw err;
-    io.err(`weir: ${err.message}\n\n${JOBS_USAGE}`);
+    if (!(err instanceof UsageError)) throw err;
+    io.err(usageLine(`weir ${argv[0] ?? 'jobs'}`, err));
     return EXIT_USAGE;
   }
   return run();
@@ -160,6 +163,11 @@ function plan(positionals: readonly string[], ctx: Context): () => Promise<numbe
       ctx.io.out(JOBS_USAGE);
       return Promise.resolve(EXIT_OK);
     };
+  }
+  if (command === 'workers') {
+    allow();
+    expectPositionals(positionals, 1, 'weir workers');
+    return () => request(ctx, subjects.apiWorkersList(), { v: 1 }, listWorkersReplySchema, (reply) => workerListTable(reply.data));
   }
   if (command === 'submit') {
     allow();
@@ -335,8 +343,12 @@ function get(ctx: Context, id: string): Promise<number> {
   return request(ctx, subjects.apiJobGet(id), { v: 1 }, jobViewSchema, jobViewText);
 }
 
+/** A config update; one that changes nothing says so (exit 0) rather than naming a revision nothing wrote. */
 function configure(ctx: Context, id: string, update: ConfigUpdate, what: string): Promise<number> {
-  return request(ctx, subjects.apiJobConfig(id), update, jobRevisionReplySchema, (reply) => `${reply.job_id}: ${what} (revision ${reply.revision})`);
+  return request(ctx, subjects.apiJobConfig(id), update, jobRevisionReplySchema, (reply) => {
+    if (reply.changed === false) return reply.state === undefined ? `${reply.job_id}: nothing to change` : `${reply.job_id} is already ${reply.state}: nothing to change`;
+    return `${reply.job_id}: ${what} (revision ${reply.revision})`;
+  });
 }
 
 /** A subscription that Ctrl-C, SIGTERM or the caller's abort signal ends; `release` ends it and removes those hooks. */
@@ -357,14 +369,24 @@ function interruptible(ctx: Context, nc: NatsConnection, subject: string): { sub
   };
 }
 
+/**
+ * The job's state now, then each transition as it happens, one line each (with `--json`, the job view,
+ * then the state events). Ends after `count` lines, when the job reaches Finished (nothing can follow
+ * it), when it is deleted, or on Ctrl-C.
+ */
 function watch(ctx: Context, id: string, count: number): Promise<number> {
   return withConnection(ctx, true, async (nc) => {
+    // Subscribed before the job is read, so no transition after the read is missed.
     const { sub, release } = interruptible(ctx, nc, subjects.jobState(id));
-    await nc.flush();
-    ctx.io.err(`watching ${subjects.jobState(id)} on ${ctx.url} (Ctrl-C to stop)`);
-    let seen = 0;
-    let lastSeq: number | undefined;
     try {
+      await nc.flush();
+      const view = await fetchView(ctx, nc, id);
+      if (typeof view === 'number') return view;
+      ctx.io.err(`watching ${subjects.jobState(id)} on ${ctx.url} (Ctrl-C to stop)`);
+      ctx.io.out(ctx.json ? JSON.stringify(view) : currentStateLine(view));
+      let seen = 1;
+      if (seen >= count || view.state === 'Finished') return EXIT_OK;
+      let lastSeq: number | undefined;
       for await (const msg of sub) {
         const event = decode(jobStateEventSchema, msg.data);
         // State events are core NATS publishes: one lost on the way (a reconnect) shows as a jump in `seq`.
@@ -379,12 +401,12 @@ function watch(ctx: Context, id: string, count: number): Promise<number> {
         } else {
           ctx.io.out(event.ok ? stateEventLine(event.value) : `unreadable state event (${event.error.code}: ${event.error.message}): ${msg.string()}`);
         }
-        if (++seen >= count) break;
+        if (++seen >= count || (event.ok && (event.value.deleted === true || event.value.state === 'Finished'))) break;
       }
+      return EXIT_OK;
     } finally {
       release();
     }
-    return EXIT_OK;
   });
 }
 

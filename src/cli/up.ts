@@ -1,21 +1,24 @@
 /**
  * `weir up`: everything on one machine for trying weir out. Uses the NATS server at $NATS_URL when
- * one answers there, otherwise starts nats-server with JetStream under ./.weir/; then runs
- * `weir controller`, N `weir worker` and `weir api` as child processes, forwards their logs, and on
- * SIGINT/SIGTERM stops the API, then the workers, then the controller, then nats-server.
+ * one answers there, otherwise starts nats-server with JetStream under ./.weir/ (on the port NATS_URL
+ * names, if it names one); then runs `weir controller`, N `weir worker` and `weir api` as child
+ * processes, forwards their logs, and on SIGINT/SIGTERM stops the API, then the controller, then the
+ * workers, then nats-server, within its shutdown deadline. Its children stop by themselves when it is
+ * gone, however it ended.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { hostname } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { encode, subjects } from '../protocol/index.js';
+import { decodeReply, encode, listWorkersReplySchema, subjects } from '../protocol/index.js';
 import { freePort } from '../shared/free-port.js';
 import { API_OPTIONS, apiSettings, DEFAULT_API_PORT, refuseTokenArgument } from './api.js';
-import { natsOptions } from './main.js';
+import { commandArgs, parseCommandArgs, positiveInteger, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf } from './args.js';
+import { natsOptions } from './nats-options.js';
 
 export interface UpIo {
   out: (line: string) => void;
@@ -23,21 +26,24 @@ export interface UpIo {
   env?: NodeJS.ProcessEnv;
 }
 
-export const UP_USAGE = `Usage: weir up [--workers N] [--slots N] [--api-port N] [--api-host H] [--api-token-file F]
+export const UP_USAGE = `Usage: weir up [options]   NATS (if needed), a controller, workers and the API, until Ctrl-C
   --workers N         worker processes (default 2)
   --slots N           task slots per worker (default 4)
+  --data-dir D        where a nats-server it starts keeps its JetStream data (default: $WEIR_DATA_DIR or ./.weir)
   --api-port N        the HTTP API's port (default: $WEIR_API_PORT or ${DEFAULT_API_PORT}, or a free one if that is taken;
                       0 = any free port)
   --api-host H        the HTTP API's interface (default: $WEIR_API_HOST or 127.0.0.1)
   --api-token-file F  the API's bearer token from a file (or WEIR_API_TOKEN; never on the command line)
-Uses the NATS server at $NATS_URL if one answers; otherwise starts nats-server (JetStream data in ./.weir/).`;
+  ${SHUTDOWN_USAGE}
+                      for the whole deployment: the API, the controller, the workers and nats-server each get a quarter
+Uses the NATS server at $NATS_URL if one answers; otherwise starts nats-server, on the port $NATS_URL names
+(default 4222, or any free port when that is taken).`;
 
 export const NATS_INSTALL_HINT =
   'install nats-server (Debian/Ubuntu: apt-get install nats-server; macOS: brew install nats-server; or https://github.com/nats-io/nats-server/releases), put it on PATH or set WEIR_NATS_SERVER, or point NATS_URL at a running server';
 
 const DEFAULT_URL = 'nats://127.0.0.1:4222';
 const READY_TIMEOUT_MS = 30_000;
-const STOP_TIMEOUT_MS = 15_000;
 
 interface Exit {
   code: number | null;
@@ -84,11 +90,6 @@ function portIsFree(port: number, host = '127.0.0.1'): Promise<boolean> {
   });
 }
 
-function positiveInt(text: string, what: string): number {
-  const n = Number(text);
-  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new Error(`${what} must be a positive integer, got ${JSON.stringify(text)}`);
-  return n;
-}
 
 export interface UpArgs {
   workers: number;
@@ -96,24 +97,23 @@ export interface UpArgs {
   api: ReturnType<typeof apiSettings>;
   /** The API port was given (flag or WEIR_API_PORT): a taken one is an error, not replaced by a free one. */
   apiPortGiven: boolean;
-  help: boolean;
+  /** Where a nats-server that `weir up` starts keeps its JetStream data. */
+  dataDir: string;
+  /** The whole deployment stops within this once told to (each of its four stages gets a quarter). */
+  shutdownTimeoutMs: number;
 }
 
-/** `weir up` arguments; throws with the reason on bad input. */
+/** `weir up` arguments; throws a `UsageError` with the reason on bad input. */
 export function parseUpArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): UpArgs {
   refuseTokenArgument(args);
-  const { values } = parseArgs({
-    args: [...args],
-    options: { workers: { type: 'string' }, slots: { type: 'string' }, ...API_OPTIONS, help: { type: 'boolean', short: 'h' } },
-    strict: true,
-    allowPositionals: false,
-  });
+  const { values } = parseCommandArgs(args, { workers: { type: 'string' }, slots: { type: 'string' }, 'data-dir': { type: 'string' }, ...API_OPTIONS, ...SHUTDOWN_OPTION });
   return {
-    workers: positiveInt(values.workers ?? '2', '--workers'),
-    slots: positiveInt(values.slots ?? '4', '--slots'),
+    workers: positiveInteger(values.workers ?? '2', '--workers'),
+    slots: positiveInteger(values.slots ?? '4', '--slots'),
     api: apiSettings(values, env),
     apiPortGiven: values['api-port'] !== undefined || (env['WEIR_API_PORT'] ?? '') !== '',
-    help: values.help === true,
+    dataDir: resolve(values['data-dir'] ?? env['WEIR_DATA_DIR'] ?? '.weir'),
+    shutdownTimeoutMs: shutdownTimeoutOf(values, env),
   };
 }
 
@@ -128,23 +128,28 @@ export function apiBaseUrl(host: string, port: number): string {
   return `http://${reach}:${port}/api/v1`;
 }
 
+/** The stages of a stop, in order; each gets a quarter of the shutdown deadline. */
+const STOP_STAGES = 4;
+/** What a child keeps of its stage for itself: the rest is `weir up`'s margin before SIGKILL. */
+const CHILD_SHARE = 0.8;
+
+/** The port of a `nats://host:port` URL on this machine, or undefined when it names none (or another host). */
+export function localNatsPort(url: string): number | undefined {
+  try {
+    const parsed = new URL(url);
+    if (!['127.0.0.1', 'localhost', '[::1]'].includes(parsed.hostname) || parsed.port === '') return undefined;
+    return Number(parsed.port);
+  } catch {
+    return undefined;
+  }
+}
+
 export async function up(args: readonly string[], io: UpIo): Promise<number> {
   const env = io.env ?? process.env;
-  let workers: number;
-  let slots: number;
-  let api: UpArgs['api'];
-  let apiPortGiven: boolean;
-  try {
-    const parsed = parseUpArgs(args, env);
-    if (parsed.help) {
-      io.out(UP_USAGE);
-      return 0;
-    }
-    ({ workers, slots, api, apiPortGiven } = parsed);
-  } catch (err) {
-    io.err(`weir up: ${err instanceof Error ? err.message : String(err)}\n\n${UP_USAGE}`);
-    return 2;
-  }
+  const parsed = commandArgs('weir up', args, io, UP_USAGE, () => parseUpArgs(args, env));
+  if (typeof parsed === 'number') return parsed;
+  const { workers, slots, api, apiPortGiven, dataDir, shutdownTimeoutMs } = parsed;
+  const stageMs = Math.floor(shutdownTimeoutMs / STOP_STAGES);
 
   const children: Child[] = [];
   let onDeath: (child: Child, exit: Exit) => void = () => undefined;
@@ -157,10 +162,10 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
   });
   const signals = ['SIGINT', 'SIGTERM'] as const;
   signals.forEach((signal) => process.on(signal, onSignal));
-  // Children run in their own process groups (so Ctrl-C reaches only us and we stop them in order);
-  // if this process dies anyway, take them along.
-  const killAll = () => children.forEach((child) => child.proc.exitCode === null && child.proc.signalCode === null && child.proc.kill('SIGKILL'));
-  process.on('exit', killAll);
+  // Children run in their own process groups, so Ctrl-C reaches only us and we stop them in order. Should
+  // this process die without stopping them (SIGKILL), each notices its parent is gone (WEIR_PARENT_PID)
+  // and stops by itself; nats-server runs under `weir guard`, which does the same for it.
+  const parentEnv = { WEIR_PARENT_PID: String(process.pid), WEIR_SHUTDOWN_TIMEOUT_MS: String(Math.max(1, Math.floor(stageMs * CHILD_SHARE))) };
 
   const launch = (name: string, command: string, argv: string[], childEnv: NodeJS.ProcessEnv): Child => {
     const proc = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv, detached: true });
@@ -187,20 +192,28 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     return child;
   };
 
-  const stopChild = async (child: Child) => {
+  /** SIGTERM, then SIGKILL once its stage is over; true when it exited 0 by itself. */
+  const stopChild = async (child: Child): Promise<boolean> => {
     child.stopping = true;
     if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGTERM');
-    const exit = await Promise.race([child.exited, sleep(STOP_TIMEOUT_MS, undefined, { ref: false })]);
+    const exit = await Promise.race([child.exited, sleep(stageMs, undefined, { ref: false })]);
     if (exit === undefined) {
-      io.err(`weir up: ${child.name} did not stop within ${STOP_TIMEOUT_MS / 1000}s; killing it`);
+      io.err(`weir up: ${child.name} did not stop within ${stageMs} ms; killing it`);
       child.proc.kill('SIGKILL');
       await child.exited;
+      return false;
     }
+    if (exit.code !== 0) io.err(`weir up: ${child.name} exited with ${exit.signal ?? `code ${exit.code}`}`);
+    return exit.code === 0;
   };
 
+  // The same node, flags (e.g. --import tsx) and entry script as this process.
+  const entry = process.argv[1] ?? '';
+  const self = (argv: string[]) => [...process.execArgv, entry, ...argv];
+
   const polling = new AbortController();
-  let code = 0;
-  try {
+  /** Starts everything and runs until a signal or a child's death; the exit code so far. */
+  const runUntilStopped = async (): Promise<number> => {
     let url = env['NATS_URL'] ?? DEFAULT_URL;
     let natsLine: string;
     const existing = await tryConnect(url, env);
@@ -213,11 +226,23 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
         io.err(`weir up: no NATS server answers at ${url} and nats-server is not installed: ${NATS_INSTALL_HINT}`);
         return 1;
       }
-      const port = (await portIsFree(4222)) ? 4222 : await freePort();
-      const storeDir = resolve('.weir', 'jetstream');
+      // The port NATS_URL names; without NATS_URL, 4222 or, when that is taken, any free one.
+      const named = env['NATS_URL'] === undefined ? undefined : localNatsPort(url);
+      if (env['NATS_URL'] !== undefined && named === undefined) {
+        io.err(`weir up: no NATS server answers at ${url}, and it names no port on this machine to start one on`);
+        return 1;
+      }
+      const port = named ?? ((await portIsFree(4222)) ? 4222 : await freePort());
+      if (named !== undefined && !(await portIsFree(named))) {
+        io.err(`weir up: no NATS server answers at ${url}, and port ${named} is taken by something else`);
+        return 1;
+      }
+      const storeDir = join(dataDir, 'jetstream');
       mkdirSync(storeDir, { recursive: true });
       url = `nats://127.0.0.1:${port}`;
-      const nats = launch('nats', binary, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], env);
+      // nats-server stops cleanly (exit 0) on SIGINT; once `weir up` is gone it waits for the other three stages.
+      const guardEnv = { ...env, ...parentEnv, WEIR_GUARD_STOP_SIGNAL: 'SIGINT', WEIR_GUARD_GRACE_MS: String(stageMs * (STOP_STAGES - 1)) };
+      const nats = launch('nats', process.execPath, self(['guard', '--', binary, '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir]), guardEnv);
       const deadline = Date.now() + 10_000;
       for (;;) {
         const nc = await tryConnect(url, {});
@@ -231,28 +256,32 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
         }
         await sleep(100);
       }
-      natsLine = `NATS        ${url} (nats-server pid ${nats.proc.pid}, JetStream data in ${storeDir})`;
+      natsLine = `NATS        ${url} (nats-server under weir guard pid ${nats.proc.pid}, JetStream data in ${storeDir})`;
     }
 
-    // The same node, flags (e.g. --import tsx) and entry script as this process.
-    const entry = process.argv[1] ?? '';
-    const self = (argv: string[]) => [...process.execArgv, entry, ...argv];
-    const childEnv: NodeJS.ProcessEnv = { ...env, NATS_URL: url };
+    const childEnv: NodeJS.ProcessEnv = { ...env, ...parentEnv, NATS_URL: url };
     // Only the API needs its token.
     const natsChildEnv: NodeJS.ProcessEnv = { ...childEnv };
     delete natsChildEnv['WEIR_API_TOKEN'];
     const controller = launch('controller', process.execPath, self(['controller']), natsChildEnv);
-    const workerChildren = Array.from({ length: workers }, (_, i) =>
-      launch(`worker-${i + 1}`, process.execPath, self(['worker', '--slots', String(slots)]), natsChildEnv),
-    );
+    const controllerReady = controllerAnswers(url, env, polling.signal);
+    // The workers once the controller answers, so that their first registration is heard; ready once it lists them.
+    const workerChildren: Child[] = [];
+    const workersReady = controllerReady.then((ok) => {
+      if (!ok || polling.signal.aborted) return false;
+      for (let i = 0; i < workers; i++) workerChildren.push(launch(`worker-${i + 1}`, process.execPath, self(['worker', '--slots', String(slots)]), natsChildEnv));
+      return workersRegistered(url, env, polling.signal, workerChildren.flatMap((w) => w.proc.pid ?? []));
+    });
     // Port 0 or a taken default: pick a free port here, so the URL is known before the API says it.
     const apiPort = api.port === 0 || (!apiPortGiven && !(await portIsFree(api.port, api.host))) ? await freePort() : api.port;
     const apiUrl = apiBaseUrl(api.host, apiPort);
     const apiChild = launch('api', process.execPath, self(apiChildArgs(api, apiPort)), childEnv);
 
     const first = await Promise.race([
-      Promise.all([controllerAnswers(url, env, polling.signal), apiAnswers(apiUrl, polling.signal)]).then(([controllerOk, apiOk]) =>
-        controllerOk && apiOk ? { kind: 'ready' as const } : { kind: 'timeout' as const, what: controllerOk ? `the API did not answer on ${apiUrl}` : `the controller did not answer on ${url}` },
+      Promise.all([controllerReady, apiAnswers(apiUrl, polling.signal), workersReady]).then(([controllerOk, apiOk, workersOk]) =>
+        controllerOk && apiOk && workersOk
+          ? { kind: 'ready' as const }
+          : { kind: 'timeout' as const, what: !controllerOk ? `the controller did not answer on ${url}` : !workersOk ? 'the workers did not register' : `the API did not answer on ${apiUrl}` },
       ),
       died.then((death) => ({ kind: 'died' as const, ...death })),
       signalled.then((signal) => ({ kind: 'signal' as const, signal })),
@@ -260,8 +289,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     let outcome: { kind: 'died'; child: Child; exit: Exit } | { kind: 'signal'; signal: NodeJS.Signals };
     if (first.kind === 'timeout') {
       io.err(`weir up: ${first.what} within ${READY_TIMEOUT_MS / 1000}s`);
-      code = 1;
-      return code;
+      return 1;
     } else if (first.kind === 'ready') {
       const nats = url === DEFAULT_URL ? '' : `NATS_URL=${url} `;
       io.out(
@@ -291,25 +319,35 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     if (outcome.kind === 'died') {
       const how = outcome.exit.signal === null ? `exit code ${outcome.exit.code}` : `signal ${outcome.exit.signal}`;
       io.err(`weir up: ${outcome.child.name} (pid ${outcome.child.proc.pid}) exited unexpectedly (${how}); shutting down`);
-      code = 1;
-    } else {
-      io.out(`weir up: ${outcome.signal}: stopping the API, then the workers, then the controller${children[0]?.name === 'nats' ? ', then nats-server' : ''}`);
+      return 1;
     }
-    return code;
+    io.out(`weir up: ${outcome.signal}: stopping the API, then the controller, then the workers${children.some((c) => c.name === 'nats') ? ', then nats-server' : ''}`);
+    return 0;
+  };
+
+  let code: number;
+  let clean = true;
+  try {
+    code = await runUntilStopped();
   } finally {
     polling.abort();
-    // The API first (a client: its streams end), then the workers (they drain their tasks), then the
-    // controller, then nats-server.
-    for (const child of children.filter((c) => c.name === 'api')) await stopChild(child);
-    await Promise.all(children.filter((c) => c.name.startsWith('worker-')).map(stopChild));
-    for (const name of ['controller', 'nats']) for (const child of children.filter((c) => c.name === name)) await stopChild(child);
-    process.off('exit', killAll);
+    // The API first (a client: its streams end), then the controller (jobs keep their persisted state, and
+    // no worker's exit looks like a failure to it), then the workers, then nats-server: each stage within
+    // a quarter of the shutdown deadline.
+    for (const stage of [['api'], ['controller'], children.filter((c) => c.name.startsWith('worker-')).map((c) => c.name), ['nats']]) {
+      const results = await Promise.all(children.filter((c) => stage.includes(c.name)).map(stopChild));
+      clean &&= results.every(Boolean);
+    }
     signals.forEach((signal) => process.off(signal, onSignal));
   }
+  return clean ? code : Math.max(code, 1);
 }
 
-/** Polls `weir.api.jobs.list` until the controller answers (any reply, even an error reply). */
-async function controllerAnswers(url: string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<boolean> {
+/**
+ * Asks the controller `subject` until its reply satisfies `ready` (by default any reply, even an error
+ * reply): false when it does not within the ready timeout.
+ */
+async function controllerAnswers(url: string, env: NodeJS.ProcessEnv, signal: AbortSignal, subject = subjects.apiJobsList(), ready: (reply: Uint8Array) => boolean = () => true): Promise<boolean> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let nc: NatsConnection | undefined;
   try {
@@ -317,8 +355,7 @@ async function controllerAnswers(url: string, env: NodeJS.ProcessEnv, signal: Ab
       nc ??= await tryConnect(url, env);
       if (nc !== undefined) {
         try {
-          await nc.request(subjects.apiJobsList(), encode({ v: 1, limit: 1 }), { timeout: 1000 });
-          return true;
+          if (ready((await nc.request(subject, encode({ v: 1 }), { timeout: 1000 })).data)) return true;
         } catch {
           // No responders yet: the controller is still starting.
         }
@@ -329,6 +366,17 @@ async function controllerAnswers(url: string, env: NodeJS.ProcessEnv, signal: Ab
   } finally {
     await nc?.close().catch(() => undefined);
   }
+}
+
+/** Until the controller lists a live worker of each of these processes (on this host). */
+function workersRegistered(url: string, env: NodeJS.ProcessEnv, signal: AbortSignal, pids: readonly number[]): Promise<boolean> {
+  const host = hostname();
+  return controllerAnswers(url, env, signal, subjects.apiWorkersList(), (data) => {
+    const reply = decodeReply(listWorkersReplySchema, data);
+    if (!reply.ok) return false;
+    const live = new Set(reply.value.data.filter((w) => w.live && (w.hostname === null || w.hostname === host.slice(0, 255))).map((w) => w.pid));
+    return pids.every((pid) => live.has(pid));
+  });
 }
 
 /** Polls the API's `/ping` until it answers at all (any status: a token may be required). */

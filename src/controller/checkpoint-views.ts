@@ -33,6 +33,18 @@ export function checkpointFromSummary(summary: CheckpointSummary): Checkpoint {
   };
 }
 
+/**
+ * A stored record with the spans its write closed: it is written while `WritingMetadata` (and, unless it
+ * still awaits its commits, `Checkpointing`) are open, since they end with the write. The server's time
+ * of the write (the KV entry's) is when they ended; a record read back says so rather than leave them
+ * open forever.
+ */
+export function withWriteClosed(record: CheckpointRecord, writtenAtMicros: number): CheckpointRecord {
+  const closes = (span: JobSpan) => span.finish === null && (span.span === 'WritingMetadata' || record.status === 'ready');
+  if (!record.spans.some(closes)) return record;
+  return { ...record, spans: record.spans.map((span) => (closes(span) ? { ...span, finish: Math.max(span.start, writtenAtMicros) } : span)) };
+}
+
 export function checkpointFromRecord(record: CheckpointRecord): Checkpoint {
   const spans = record.spans.length > 0 ? record.spans : [{ span: 'Checkpointing' as const, start: record.start_time, finish: record.completed_at }];
   return {

@@ -244,6 +244,16 @@ export function applyUpdate(current: JobConfigRecord, update: ConfigUpdate, node
   return next;
 }
 
+/**
+ * Whether a config update would change nothing the job acts on: the same config, or (for a job resting in
+ * Stopped, Finished or Failed) only another way to stop, which a job that is not running has no use for.
+ */
+export function changesNothing(current: JobConfigRecord, next: JobConfigRecord, state: JobState | undefined): boolean {
+  if (isDeepStrictEqual(current, next)) return true;
+  if (state === undefined || !TERMINAL_STATES.includes(state) || current.stop === 'none' || next.stop === 'none') return false;
+  return isDeepStrictEqual({ ...current, stop: next.stop }, next);
+}
+
 function specOf(record: JobRecord): { pipeline: Pipeline; runtime: RuntimeSpec } {
   const { created_at: _createdAt, ...body } = record.spec;
   const decoded = pipelineSchema.safeParse(body);
@@ -432,6 +442,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       restoreFloor: record.config.ignoreStateBeforeEpoch,
       created,
       status: {
+        state: status.state,
         generation: status.generation,
         restarts: status.restarts,
         appliedRestartNonce: status.appliedRestartNonce,
@@ -470,16 +481,31 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     return (typeof value === 'string' ? value : Object.keys(value as object)[0]) as JobState;
   }
 
+  /**
+   * The transition row of the stored state, appended if the log lacks it: the previous controller stopped
+   * between writing the status and appending the row. Any row at or after the change's time shows it landed
+   * (a runtime appends in order, so nothing after the row lands without it).
+   */
+  async function completeLog(jobId: string, status: JobStatusRecord): Promise<void> {
+    const change = status.transition;
+    if (change === undefined) return;
+    const newest = await store.log.newest(jobId);
+    if (newest !== null && newest.at >= change.at) return;
+    await store.log.append(jobId, { kind: 'transition', from: change.from, to: status.state, generation: status.generation, at: change.at }, { id: `${jobId}.${change.at}.resumed.t` });
+    log.warn({ jobId, from: change.from, to: status.state }, 'the event log lacked the transition of the stored state: appended it');
+  }
+
   async function resume(jobId: string): Promise<void> {
     let record = await store.jobs.get(jobId);
     if (record === null) return;
+    await completeLog(jobId, record.status);
     const plan = resumePlan(record.status.state);
     if (plan.rewrite !== undefined) {
       const from = record.status.state;
       const to = plan.rewrite;
       const at = Date.now();
-      await store.jobs.updateStatus(jobId, (s) => ({ ...s, state: to, finishTime: s.finishTime ?? at, updatedAt: at }));
-      await store.log.append(jobId, { kind: 'transition', from, to, generation: record.status.generation, at });
+      await store.jobs.updateStatus(jobId, (s) => ({ ...s, state: to, finishTime: s.finishTime ?? at, updatedAt: at, transition: { from, at } }));
+      await store.log.append(jobId, { kind: 'transition', from, to, generation: record.status.generation, at }, { id: `${jobId}.${at}.rewrite.t` });
       record = (await store.jobs.get(jobId)) ?? record;
       log.info({ jobId, from, to }, 'resumed as a terminal state after a controller restart');
     }
@@ -543,12 +569,24 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         known = knownConfigs.get(jobId)!;
         latestEpoch = Math.max(latestEpoch, record.status.epoch);
       }
-      const { nodeIds, config: current } = known;
+      let { nodeIds, config: current } = known;
       if (update.expected_revision !== undefined && update.expected_revision !== current.revision) {
         throw new RequestRejected('conflict', `job ${jobId} is at revision ${current.revision}, not ${update.expected_revision}`);
       }
       // Validated before the write so that a bad update changes nothing.
-      const next = applyUpdate(current.value, update, nodeIds, latestEpoch);
+      let next = applyUpdate(current.value, update, nodeIds, latestEpoch);
+      const state = runtime?.state();
+      if (changesNothing(current.value, next, state)) {
+        // Judged on the stored config, not on what this process last saw of it: another writer may have changed it.
+        const record = await existing(jobId);
+        remember(jobId, record);
+        ({ nodeIds, config: current } = knownConfigs.get(jobId)!);
+        next = applyUpdate(current.value, update, nodeIds, latestEpoch);
+        if (changesNothing(current.value, next, state)) {
+          log.info({ jobId, update, state }, 'config update changes nothing');
+          return { v: PROTOCOL_VERSION, job_id: jobId, revision: current.revision, changed: false, ...(state === undefined ? {} : { state }) };
+        }
+      }
       const write = store.jobs.updateConfig(jobId, (value) => applyUpdate(value, update, nodeIds, latestEpoch), current);
       // The runtime gets the update while its write is in flight, so the transition it causes is persisted
       // beside the config rather than one round trip later. Should the process die in between, a resumed
@@ -570,7 +608,8 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         forward(jobId, result.value);
       }
       log.info({ jobId, revision: result.revision, update }, 'config updated');
-      return { v: PROTOCOL_VERSION, job_id: jobId, revision: result.revision };
+      const after = runtimes.get(jobId)?.state();
+      return { v: PROTOCOL_VERSION, job_id: jobId, revision: result.revision, changed: true, ...(after === undefined ? {} : { state: after }) };
     });
   }
 
@@ -636,6 +675,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       await stateStore()
         .then((checkpoints) => checkpoints.deleteRun(jobId))
         .catch((err: unknown) => log.warn({ err, jobId }, 'could not delete the job state from the checkpoint store'));
+      runtime?.announceDeleted();
       log.info({ jobId }, 'job deleted');
       return { v: PROTOCOL_VERSION, job_id: jobId };
     });

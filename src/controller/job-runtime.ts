@@ -54,7 +54,7 @@ import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import type { WorkerRegistry } from './registry.js';
 import { CheckpointCoordinator, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CommitTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
-import { checkpointFromRecord, checkpointFromSummary, operatorGroupsFromRecord, operatorGroupsFromSummary } from './checkpoint-views.js';
+import { checkpointFromRecord, checkpointFromSummary, operatorGroupsFromRecord, operatorGroupsFromSummary, withWriteClosed } from './checkpoint-views.js';
 import { JobMachines } from './job-machines.js';
 import { CLEANUP_EVERY_EPOCHS, cleanupCheckpoints, DEFAULT_RETAINED_CHECKPOINTS, hasStoredState } from './retention.js';
 import { openCheckpointStore, type CheckpointStore } from '../checkpoint/index.js';
@@ -78,8 +78,11 @@ export interface JobRuntimeOptions {
   jobId: string;
   spec: RuntimeSpec;
   config: DesiredConfig;
-  /** Status of a previous incarnation (a controller restart); `epoch` is the newest completed epoch. */
-  status?: JobInput['status'] & { epoch?: number };
+  /**
+   * Status of a previous incarnation (a controller restart); `epoch` is the newest completed epoch, and
+   * `state` the stored one, which the first transition this runtime records starts from.
+   */
+  status?: JobInput['status'] & Partial<Pick<JobStatusRecord, 'epoch' | 'state' | 'transition'>>;
   /** A job this controller has just created: it has no checkpoint records to look for. */
   created?: boolean;
   /** A restart that ignored state: restore no checkpoint older than this epoch (null: any). */
@@ -174,6 +177,8 @@ export interface JobRuntime {
   send(event: JobEvent): void;
   /** The config's `ignoreStateBeforeEpoch` changed (a restart that ignores state). */
   setRestoreFloor(epoch: number | null): void;
+  /** The job was deleted: its followers hear it as a last state event, `deleted: true`. */
+  announceDeleted(): void;
   /** Liveness path: the registry lost a worker that held this generation. */
   onWorkerLost(generation: number, workerId: string, reason?: LostReason): void;
   /** The newest `limit` checkpoints: recorded epochs, plus what this incarnation saw fail or run. */
@@ -732,7 +737,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   });
 
   let last: Observed = {
-    state: options.resumeState ?? 'Created',
+    state: options.resumeState ?? options.status?.state ?? 'Created',
     generation: options.status?.generation ?? 0,
     restarts: options.status?.restarts ?? 0,
     failure: options.status?.failure ?? null,
@@ -740,6 +745,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   };
   let seq = 0;
   let observed = 0;
+  /** The state change the stored status records (`JobStatusRecord.transition`). */
+  let lastTransition = options.status?.transition;
   /** Aborted by stop(): pending persistence retries give up. */
   const persistAbort = new AbortController();
   let queue: Promise<void> = Promise.resolve();
@@ -791,6 +798,16 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
 
   // ─── Persistence ──────────────────────────────────────────────────────────────────────────────
 
+  /** Core publish: may be lost while disconnected; followers detect the gap by `seq`. */
+  function publishState(event: JobStateEvent): void {
+    try {
+      nc.publish(subjects.jobState(jobId), encode(event));
+      stats.stateEventsPublished++;
+    } catch (err) {
+      log.warn({ err }, 'could not publish the state event');
+    }
+  }
+
   function observe(snapshot: { value: unknown; context: JobContext }): void {
     const ctx = snapshot.context;
     const now: Observed = { state: topState(snapshot.value), generation: ctx.generation, restarts: ctx.restarts, failure: ctx.failure, warning: ctx.warning };
@@ -799,6 +816,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     if (!stateChanged && now.generation === prev.generation && now.restarts === prev.restarts && now.failure === prev.failure && now.warning === prev.warning) return;
     last = now;
     const at = Date.now();
+    if (stateChanged) lastTransition = { from: prev.state, at };
     const status = {
       state: now.state,
       generation: ctx.generation,
@@ -810,6 +828,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       epoch: coordinator.lastCompletedEpoch,
       minEpoch: ctx.checkpoint.minEpoch,
       updatedAt: at,
+      ...(lastTransition === undefined ? {} : { transition: lastTransition }),
     };
     const stateEvent: JobStateEvent | null = stateChanged
       ? {
@@ -832,13 +851,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       } catch (err) {
         log.warn({ err }, 'onTransition failed');
       }
-      try {
-        // Core publish: may be lost while disconnected; followers detect the gap by `seq`.
-        nc.publish(subjects.jobState(jobId), encode(stateEvent));
-        stats.stateEventsPublished++;
-      } catch (err) {
-        log.warn({ err }, 'could not publish the state event');
-      }
+      publishState(stateEvent);
       log.info({ from: prev.state, to: now.state, generation: now.generation }, 'job transition');
     }
     // Stable ids: a step retried after an append that landed but was not acknowledged appends nothing twice.
@@ -947,7 +960,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     }
     if (read.record.job_id !== jobId) return null;
     // The coordinator writes every field of CheckpointRecord; v1 records are migrated to the current format.
-    return read.record as unknown as CheckpointRecord;
+    return withWriteClosed(read.record as unknown as CheckpointRecord, entry.created.getTime() * 1000);
   }
 
   const slotKeys = Array.from({ length: CHECKPOINT_SLOTS }, (_, slot) => `${jobId}.${slot}`);
@@ -1185,6 +1198,10 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     checkpointDetails,
     setRestoreFloor(epoch) {
       restoreFloor = epoch;
+    },
+    announceDeleted() {
+      const { state, generation, restarts } = last;
+      publishState({ v: PROTOCOL_VERSION, job_id: jobId, state, previous: state, generation, restarts, at: micros(Date.now()), seq: ++seq, deleted: true });
     },
     stats: () => ({ ...stats, checkpoints: coordinator.stats() }),
     flush: async () => {

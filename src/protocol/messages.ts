@@ -43,7 +43,12 @@ export const failureSchema = z.strictObject({
 // ─── Client/API → controller (requests) ──────────────────────────────────────────────────────────
 
 /** Reply to create and config: the job and the revision of its record after the change. */
-export const jobRevisionReplySchema = z.strictObject({ v, job_id: idSchema, revision });
+/**
+ * The job's config revision after a create or a config update. A config update also says whether it
+ * changed anything (`changed: false`: the job already had that config, or rests in a state where a
+ * stop means nothing more, and nothing was written) and the job's state.
+ */
+export const jobRevisionReplySchema = z.strictObject({ v, job_id: idSchema, revision, changed: z.boolean().optional(), state: jobStateSchema.optional() });
 
 /** Body of get and delete: the job is named by the subject. */
 export const jobRequestSchema = z.strictObject({ v });
@@ -426,6 +431,8 @@ export const jobStateEventSchema = z.strictObject({
   at: microsSchema,
   /** Per job, +1 on every transition: a follower sees a gap as a jump. */
   seq: z.int().min(1),
+  /** The job was deleted: the last event of the job, in the state it was deleted in (`previous` the same). */
+  deleted: z.literal(true).optional(),
 });
 
 export const previewOutputSchema = z.strictObject({

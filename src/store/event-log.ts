@@ -73,6 +73,8 @@ export interface EventLog {
   append(jobId: string, event: LogEvent, opts?: AppendOptions): Promise<number>;
   /** Newest first. */
   page(jobId: string, opts: PageOptions): Promise<Page>;
+  /** The job's newest row (one direct get), or null when it has none. */
+  newest(jobId: string): Promise<LogRow | null>;
   /** Oldest first, rows after `afterSeq` (catch-up from an SSE Last-Event-ID). */
   since(jobId: string, afterSeq: number, limit: number): Promise<Page>;
   /** Rows from `fromSeq` (inclusive) on, or, without it, those appended after the call. */
@@ -175,6 +177,14 @@ export class StreamEventLog implements EventLog {
     if (opts.startingAfter !== undefined) assertCount(opts.startingAfter, 'cursor', 0);
     if (opts.kind !== undefined && !LOG_EVENT_KINDS.includes(opts.kind)) throw new StoreValidationError(`invalid kind ${String(opts.kind)}`);
     return retrying(this.nc, 'page', this.deadline(), this.settings, () => this.pageOnce(subject, opts), this.attemptMs());
+  }
+
+  async newest(jobId: string): Promise<LogRow | null> {
+    const subject = this.subject(jobId);
+    return retrying(this.nc, 'newest', this.deadline(), this.settings, async () => {
+      const message = await this.jsm.direct.getMessage(this.settings.stream, { last_by_subj: subject });
+      return message === null ? null : decodeRow(message.seq, message.data);
+    });
   }
 
   async since(jobId: string, afterSeq: number, limit: number): Promise<Page> {

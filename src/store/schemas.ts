@@ -58,6 +58,12 @@ export interface JobStatusRecord {
   epoch: number;
   minEpoch: number;
   updatedAt: number;
+  /**
+   * The change that brought the job into `state`: the state it left and when (the `at` of its transition
+   * row in the event log). A controller that resumes the job appends that row should it be missing (the
+   * previous one stopped between the status write and the row). Absent in records of older versions.
+   */
+  transition?: { from: JobState; at: number };
 }
 
 export const failureSchema = z.strictObject({ message: z.string(), domain: errorDomain, hint: retryHint, at: epochMs });
@@ -73,6 +79,7 @@ export const statusSchema = z.strictObject({
   epoch: count,
   minEpoch: count,
   updatedAt: epochMs,
+  transition: z.strictObject({ from: jobState, at: epochMs }).optional(),
 }) satisfies z.ZodType<JobStatusRecord>;
 
 export const transitionEventSchema = z.strictObject({

@@ -68,6 +68,7 @@ import { OPERATORS, type OperatorFactory } from './operators/index.js';
 import { CorruptCheckpointError, openCheckpointStore, type CheckpointStore, type IncrementalStateOptions } from '../checkpoint/index.js';
 import { ensureRun, isStoredState, restoreSnapshot, SubtaskStateWriter, type RestoredState } from './subtask-state.js';
 import { openOnce } from '../shared/memo.js';
+import { drainWithin } from '../shared/nats-close.js';
 
 export const DEFAULT_WORKER_HEARTBEAT_INTERVAL_MS = 5_000;
 export const DEFAULT_WORKER_METRICS_INTERVAL_MS = 2_000;
@@ -127,8 +128,11 @@ export interface WorkerStats {
 
 export interface WorkerHandle {
   readonly workerId: string;
-  /** Deregisters, stops every runner (immediately unless `graceful`), drains the connection. Idempotent. */
-  stop(mode?: WorkerStopMode): Promise<void>;
+  /**
+   * Deregisters, stops every runner (immediately unless `graceful`), drains the connection (closes it when
+   * NATS does not answer within the stop timeout). Resolves true when all of that went cleanly. Idempotent.
+   */
+  stop(mode?: WorkerStopMode): Promise<boolean>;
   /** Resolves once the worker has stopped: after `stop()`, or when the connection closed on its own. */
   readonly closed: Promise<void>;
   stats(): WorkerStats;
@@ -277,7 +281,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
   const queues = new Map<string, Promise<void>>();
   const abort = new AbortController();
   let isRegistered = false;
-  let stopping: Promise<void> | undefined;
+  let stopping: Promise<boolean> | undefined;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
 
@@ -696,15 +700,21 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
 
   // ─── Stop ────────────────────────────────────────────────────────────────────────────────────
 
-  async function shutdown(mode: WorkerStopMode, reason: string): Promise<void> {
+  async function shutdown(mode: WorkerStopMode, reason: string): Promise<boolean> {
     log.info({ mode, reason }, 'worker stopping');
     abort.abort();
     await Promise.all([livenessLoop, metricsLoopDone]);
+    let clean = true;
     if (!nc.isClosed()) {
       try {
         nc.publish(subjects.workerDeregister(workerId), encode(deregisterWorkerSchema.parse({ v: PROTOCOL_VERSION, worker_id: workerId, reason })));
-        await Promise.race([nc.flush(), sleep(requestTimeoutMs, undefined, { ref: false })]);
+        const flushed = await Promise.race([nc.flush().then(() => true), sleep(requestTimeoutMs, false, { ref: false })]);
+        if (!flushed) {
+          clean = false;
+          log.warn({ requestTimeoutMs }, 'NATS did not confirm the deregistration');
+        }
       } catch (err) {
+        clean = false;
         log.warn({ err }, 'could not deregister');
       }
     }
@@ -722,19 +732,22 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
       }
     }
     for (const sub of subscriptions) sub.unsubscribe();
-    if (!nc.isClosed()) {
-      try {
-        await nc.drain();
-      } catch (err) {
-        log.warn({ err }, 'drain failed');
-      }
+    // NATS did not answer the deregistration: a drain would wait for it too, so the connection just closes.
+    if (!clean) await nc.close().catch(() => undefined);
+    else if (!(await drainWithin(nc, stopTimeoutMs))) {
+      clean = false;
+      log.warn({ stopTimeoutMs }, 'the NATS connection did not drain: closed it');
     }
-    log.info('worker stopped');
+    log.info({ clean }, 'worker stopped');
+    return clean;
   }
 
-  function stop(mode: WorkerStopMode = 'immediate', reason = 'shutdown'): Promise<void> {
+  function stop(mode: WorkerStopMode = 'immediate', reason = 'shutdown'): Promise<boolean> {
     stopping ??= shutdown(mode, reason)
-      .catch((err: unknown) => log.error({ err }, 'worker stop failed'))
+      .catch((err: unknown) => {
+        log.error({ err }, 'worker stop failed');
+        return false;
+      })
       .finally(resolveClosed);
     return stopping;
   }

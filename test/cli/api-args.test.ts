@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseApiArgs, readApiToken } from '../../src/cli/api.js';
 import { COMMANDS, main } from '../../src/cli/main.js';
@@ -5,23 +6,24 @@ import { apiBaseUrl, apiChildArgs, parseUpArgs } from '../../src/cli/up.js';
 
 describe('weir api arguments', () => {
   it('defaults: loopback, port 8000, no token, NATS from $NATS_URL', () => {
-    expect(parseApiArgs([], {})).toEqual({ url: 'nats://127.0.0.1:4222', host: '127.0.0.1', port: 8000, token: null });
+    expect(parseApiArgs([], {})).toEqual({ url: 'nats://127.0.0.1:4222', host: '127.0.0.1', port: 8000, token: null, shutdownTimeoutMs: 10_000 });
     expect(parseApiArgs([], { NATS_URL: 'nats://n:1' })).toMatchObject({ url: 'nats://n:1' });
   });
 
   it('flags win over the environment', () => {
     const env = { WEIR_API_PORT: '9000', WEIR_API_HOST: '0.0.0.0', WEIR_API_TOKEN_FILE: '/env/token', NATS_URL: 'nats://env:1' };
-    expect(parseApiArgs([], env)).toEqual({ url: 'nats://env:1', host: '0.0.0.0', port: 9000, token: { from: 'file', path: '/env/token' } });
+    expect(parseApiArgs([], env)).toEqual({ url: 'nats://env:1', host: '0.0.0.0', port: 9000, token: { from: 'file', path: '/env/token' }, shutdownTimeoutMs: 10_000 });
     expect(parseApiArgs(['--api-port', '0', '--api-host', '::1', '--api-token-file', '/flag/token', '--nats', 'nats://flag:2'], env)).toEqual({
       url: 'nats://flag:2',
       host: '::1',
       port: 0,
       token: { from: 'file', path: '/flag/token' },
+      shutdownTimeoutMs: 10_000,
     });
   });
 
   it('takes the token from WEIR_API_TOKEN, without reading it into the arguments', () => {
-    expect(parseApiArgs([], { WEIR_API_TOKEN: 's3cret' })).toEqual({ url: 'nats://127.0.0.1:4222', host: '127.0.0.1', port: 8000, token: { from: 'env' } });
+    expect(parseApiArgs([], { WEIR_API_TOKEN: 's3cret' })).toEqual({ url: 'nats://127.0.0.1:4222', host: '127.0.0.1', port: 8000, token: { from: 'env' }, shutdownTimeoutMs: 10_000 });
     expect(JSON.stringify(parseApiArgs([], { WEIR_API_TOKEN: 's3cret' }))).not.toContain('s3cret');
   });
 
@@ -57,7 +59,7 @@ describe('the API token', () => {
     expect(readApiToken(null, {})).toBeNull();
   });
 
-  it('weir api with a bad flag exits 2 with the usage and never echoes a token', async () => {
+  it('weir api with a bad flag exits 2 with one line pointing to --help, and never echoes a token', async () => {
     const lines: string[] = [];
     const err = console.error;
     console.error = (...args: unknown[]) => lines.push(args.map(String).join(' '));
@@ -66,7 +68,7 @@ describe('the API token', () => {
     } finally {
       console.error = err;
     }
-    expect(lines.join('\n')).toContain('Usage: weir api');
+    expect(lines).toEqual(['weir api: --api-token: a token is never taken on the command line; set WEIR_API_TOKEN or use --api-token-file F (see weir api --help)']);
     expect(lines.join('\n')).not.toContain('hunter2');
   });
 
@@ -78,7 +80,16 @@ describe('the API token', () => {
 
 describe('weir up: the API flags', () => {
   it('defaults and flags, as for weir api', () => {
-    expect(parseUpArgs([], {})).toEqual({ workers: 2, slots: 4, api: { host: '127.0.0.1', port: 8000, token: null }, apiPortGiven: false, help: false });
+    expect(parseUpArgs([], {})).toEqual({
+      workers: 2,
+      slots: 4,
+      api: { host: '127.0.0.1', port: 8000, token: null },
+      apiPortGiven: false,
+      dataDir: resolve('.weir'),
+      shutdownTimeoutMs: 10_000,
+    });
+    expect(parseUpArgs(['--data-dir', '/tmp/w', '--shutdown-timeout', '4000'], {})).toMatchObject({ dataDir: '/tmp/w', shutdownTimeoutMs: 4_000 });
+    expect(parseUpArgs([], { WEIR_DATA_DIR: '/var/lib/weir' })).toMatchObject({ dataDir: '/var/lib/weir' });
     expect(parseUpArgs(['--workers', '1', '--api-port', '0', '--api-token-file', '/t'], {})).toMatchObject({
       workers: 1,
       api: { port: 0, token: { from: 'file', path: '/t' } },

@@ -140,7 +140,7 @@ afterEach(() => {
   errSpy.mockRestore();
 });
 
-describe('argument errors exit 2 with usage', () => {
+describe('argument errors exit 2 with one line that points to the help', () => {
   it.each([
     [['jobs']],
     [['jobs', 'bogus']],
@@ -163,8 +163,14 @@ describe('argument errors exit 2 with usage', () => {
     [['jobs', 'errors', 'j', '--mode', 'force']],
   ])('weir %j', async (argv) => {
     expect(await main(argv, (line) => out.push(line))).toBe(2);
-    expect(errLines().join('\n')).toContain('weir submit FILE');
+    expect(errLines()).toHaveLength(1);
+    expect(errLines()[0]).toMatch(new RegExp(`^weir ${argv[0]}: .+ \\(see weir ${argv[0]} --help\\)$`));
     expect(received).toEqual([]);
+  });
+
+  it('an unknown flag is named in our words, not parseArgs\' own', async () => {
+    expect(await main(['jobs', 'list', '--bogus'], (line) => out.push(line))).toBe(2);
+    expect(errLines()).toEqual(['weir jobs: unknown option --bogus (see weir jobs --help)']);
   });
 
   it('an unreadable pipeline file', async () => {
@@ -187,7 +193,12 @@ describe('argument errors exit 2 with usage', () => {
     const err: string[] = [];
     expect(await up(['--workers', '0'], { out: (l) => out.push(l), err: (l) => err.push(l) })).toBe(2);
     expect(await up(['--slots', 'many'], { out: (l) => out.push(l), err: (l) => err.push(l) })).toBe(2);
-    expect(err.join('\n')).toContain('Usage: weir up');
+    expect(await up(['--shutdown-timeout', '0'], { out: (l) => out.push(l), err: (l) => err.push(l) })).toBe(2);
+    expect(err).toEqual([
+      'weir up: --workers must be a positive integer, got "0" (see weir up --help)',
+      'weir up: --slots must be a positive integer, got "many" (see weir up --help)',
+      'weir up: --shutdown-timeout MS must be a positive integer, got "0" (see weir up --help)',
+    ]);
   });
 
   it('up: no NATS and no nats-server installed is one line and exit 1', async () => {
@@ -293,43 +304,65 @@ describe('against a controller', () => {
     return { done, lines, err };
   }
 
-  it('jobs watch prints one line per state event (--count ends it)', async () => {
-    const { done, lines } = await watchUntilSubscribed(['--count', '2']);
+  it('jobs watch prints the state now, then one line per state event (--count counts both)', async () => {
+    const { done, lines } = await watchUntilSubscribed(['--count', '3']);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/job-1 {2}Running \(now\) {2}generation=3 restarts=2 {2}failure: worker lost$/);
     nc.publish(subjects.jobState('job-1'), encode(stateEvent(1, 'Scheduling', 'Created')));
     nc.publish(subjects.jobState('job-1'), encode(stateEvent(2, 'Running', 'Scheduling')));
     expect(await done).toBe(0);
-    expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatch(/job-1 {2}Created -> Scheduling {2}generation=1 restarts=0$/);
-    expect(lines[1]).toMatch(/Scheduling -> Running/);
+    expect(lines).toHaveLength(3);
+    expect(lines[1]).toMatch(/job-1 {2}Created -> Scheduling {2}generation=1 restarts=0$/);
+    expect(lines[2]).toMatch(/Scheduling -> Running/);
   });
 
-  it('jobs watch --json prints the raw events; an AbortSignal ends it', async () => {
+  it('jobs watch --json prints the job view, then the raw events; an AbortSignal ends it', async () => {
     const abort = new AbortController();
     const { done, lines } = await watchUntilSubscribed(['--json'], abort.signal);
     const events = [stateEvent(1, 'Scheduling', 'Created'), stateEvent(2, 'Running', 'Scheduling')];
     events.forEach((event) => nc.publish(subjects.jobState('job-1'), encode(event)));
-    await eventually(() => expect(lines).toHaveLength(2));
+    await eventually(() => expect(lines).toHaveLength(3));
     abort.abort();
     expect(await done).toBe(0);
-    expect(lines.map((line) => JSON.parse(line) as unknown)).toEqual(events);
+    expect(jobViewSchema.parse(JSON.parse(lines[0]!))).toEqual(VIEW);
+    expect(lines.slice(1).map((line) => JSON.parse(line) as unknown)).toEqual(events);
   });
 
   it('jobs watch says when state events were missed (a jump in seq)', async () => {
-    const { done, lines, err } = await watchUntilSubscribed(['--count', '2']);
+    const { done, lines, err } = await watchUntilSubscribed(['--count', '3']);
     nc.publish(subjects.jobState('job-1'), encode(stateEvent(1, 'Scheduling', 'Created')));
     nc.publish(subjects.jobState('job-1'), encode(stateEvent(4, 'Stopping', 'Running')));
     expect(await done).toBe(0);
-    expect(lines).toHaveLength(2);
+    expect(lines).toHaveLength(3);
     expect(err).toContain('weir: 2 state events of job-1 missed (weir jobs get job-1 has the current state)');
   });
 
+  it('jobs watch ends by itself when the job is Finished or deleted', async () => {
+    const finished = await watchUntilSubscribed([]);
+    nc.publish(subjects.jobState('job-1'), encode(stateEvent(1, 'Finishing', 'Running')));
+    nc.publish(subjects.jobState('job-1'), encode(stateEvent(2, 'Finished', 'Finishing')));
+    expect(await finished.done).toBe(0);
+    expect(finished.lines.at(-1)).toMatch(/Finishing -> Finished/);
+
+    const deleted = await watchUntilSubscribed([]);
+    nc.publish(subjects.jobState('job-1'), encode({ ...stateEvent(3, 'Stopped', 'Stopped'), deleted: true }));
+    expect(await deleted.done).toBe(0);
+    expect(deleted.lines.at(-1)).toMatch(/job-1 {2}deleted \(was Stopped\)$/);
+  });
+
+  it('jobs watch of an unknown job says so and exits 1', async () => {
+    expect(await weir('jobs', 'watch', 'nope')).toBe(1);
+    expect(errLines()).toEqual(['weir: unknown_job: no job "nope"']);
+    expect(out).toEqual([]);
+  });
+
   it('jobs watch through main with --count', async () => {
-    const done = weir('jobs', 'watch', 'job-1', '--count', '2');
+    const done = weir('jobs', 'watch', 'job-1', '--count', '3');
     await eventually(() => expect(errLines().join('')).toContain('watching'));
     nc.publish(subjects.jobState('job-1'), encode(stateEvent(1, 'Stopping', 'Running')));
     nc.publish(subjects.jobState('job-1'), encode(stateEvent(2, 'Stopped', 'Stopping')));
     expect(await done).toBe(0);
-    expect(out).toHaveLength(2);
+    expect(out).toHaveLength(3);
   });
 });
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { createUser } from '@nats-io/nkeys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { natsOptions } from '../../src/cli/main.js';
+import { natsOptions } from '../../src/cli/nats-options.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
 describe('natsOptions', () => {

@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encode } from '../../src/protocol/index.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 import { connectTo, eventually } from '../support/nats.js';
+import { alive } from '../support/processes.js';
 
 const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -39,14 +40,6 @@ function startUp(url: string, ...args: string[]): Up {
   return up;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 let server: NatsServerHandle;
 
@@ -86,8 +79,8 @@ describe('weir up', () => {
     const pids = up.pids();
     expect(pids).toHaveLength(3);
     up.proc.kill('SIGTERM');
-    expect(await up.exit).toBe(0);
-    expect(up.output.join('')).toContain('stopping the API, then the workers, then the controller');
+    expect(await up.exit, up.output.join('')).toBe(0);
+    expect(up.output.join('')).toContain('stopping the API, then the controller, then the workers');
     for (const pid of pids) expect(alive(pid)).toBe(false);
     await expect(fetch(`${api}/ping`)).rejects.toThrow();
   }, 60_000);
@@ -102,11 +95,11 @@ describe('weir up', () => {
     try {
       const up = startUp(server.url, '--workers', '1', '--slots', '1', '--api-port', '0');
       await eventually(() => expect(up.pids()).toHaveLength(3), { timeoutMs: 10_000 });
-      const [, worker] = up.pids();
+      const worker = Number(/weir up: started worker-1 \(pid (\d+)\)/.exec(up.output.join(''))?.[1]);
       // Without a `controller` command the controller dies by itself; otherwise kill the worker.
       if (hasControllerCommand()) {
         await eventually(() => expect(up.output.join('')).toContain('everything runs'), { timeoutMs: 30_000, intervalMs: 100 });
-        process.kill(worker!, 'SIGKILL');
+        process.kill(worker, 'SIGKILL');
       }
       expect(await up.exit).toBe(1);
       expect(up.output.join('')).toMatch(/weir up: (worker-1|controller) \(pid \d+\) exited unexpectedly/);

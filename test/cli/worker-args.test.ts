@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseWorkerArgs } from '../../src/cli/main.js';
+import { parseWorkerArgs } from '../../src/cli/worker.js';
 
 describe('weir worker arguments', () => {
   it('takes the compaction policy of the state tables', () => {
@@ -8,6 +8,7 @@ describe('weir worker arguments', () => {
       id: undefined,
       url: 'nats://127.0.0.1:4222',
       incrementalState: { maxDeltas: 4, maxDeltaBytes: 1_048_576 },
+      shutdownTimeoutMs: 10_000,
     });
     expect(parseWorkerArgs(['--slots', '1', '--max-deltas', '0'], { NATS_URL: 'nats://n:1' })).toMatchObject({ url: 'nats://n:1', incrementalState: { maxDeltas: 0 } });
   });

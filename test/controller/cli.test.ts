@@ -17,9 +17,12 @@ describe('weir controller (CLI)', () => {
   });
 
   it('parses its arguments', () => {
-    expect(parseControllerArgs([], {})).toEqual({ url: 'nats://127.0.0.1:4222', heartbeatTimeoutMs: undefined });
+    expect(parseControllerArgs([], {})).toEqual({ url: 'nats://127.0.0.1:4222', heartbeatTimeoutMs: undefined, shutdownTimeoutMs: 10_000 });
+    expect(parseControllerArgs(['--shutdown-timeout', '2500'], {}).shutdownTimeoutMs).toBe(2_500);
+    expect(parseControllerArgs([], { WEIR_SHUTDOWN_TIMEOUT_MS: '3000' }).shutdownTimeoutMs).toBe(3_000);
+    expect(() => parseControllerArgs([], { WEIR_SHUTDOWN_TIMEOUT_MS: 'soon' })).toThrow('WEIR_SHUTDOWN_TIMEOUT_MS must be a positive integer, got "soon"');
     expect(parseControllerArgs([], { NATS_URL: 'nats://x:1' }).url).toBe('nats://x:1');
-    expect(parseControllerArgs(['--nats', 'nats://y:2', '--heartbeat-timeout', '5000'], {})).toEqual({ url: 'nats://y:2', heartbeatTimeoutMs: 5000 });
+    expect(parseControllerArgs(['--nats', 'nats://y:2', '--heartbeat-timeout', '5000'], {})).toEqual({ url: 'nats://y:2', heartbeatTimeoutMs: 5000, shutdownTimeoutMs: 10_000 });
     expect(() => parseControllerArgs(['--heartbeat-timeout', '0'], {})).toThrow(/positive integer/);
     expect(() => parseControllerArgs(['--heartbeat-timeout', '1.5'], {})).toThrow(/positive integer/);
     expect(() => parseControllerArgs(['--bogus'], {})).toThrow();
@@ -35,10 +38,34 @@ describe('weir controller (CLI)', () => {
     expect(() => parseControllerArgs(['--checkpoint-grid-ms', '1001'], {})).toThrow('--checkpoint-grid-ms MS must be at most 1000, got 1001');
   });
 
-  it('rejects bad arguments with exit code 2', async () => {
+  it('rejects bad arguments with exit code 2 and one line that points to --help', async () => {
     const lines: string[] = [];
     expect(await main(['controller', '--heartbeat-timeout', 'soon'], (l) => lines.push(l))).toBe(2);
-    expect(lines.join('\n')).toMatch(/Usage: weir controller/);
+    expect(await main(['controller', '--bogus'], (l) => lines.push(l))).toBe(2);
+    expect(await main(['controller', '--nats'], (l) => lines.push(l))).toBe(2);
+    expect(await main(['controller', 'extra'], (l) => lines.push(l))).toBe(2);
+    expect(await main(['worker', '--slots', '2', '--wat'], (l) => lines.push(l))).toBe(2);
+    expect(await main(['worker'], (l) => lines.push(l))).toBe(2);
+    expect(lines).toEqual([
+      'weir controller: --heartbeat-timeout MS must be a positive integer, got "soon" (see weir controller --help)',
+      'weir controller: unknown option --bogus (see weir controller --help)',
+      'weir controller: --nats needs a value (see weir controller --help)',
+      'weir controller: unexpected argument "extra" (see weir controller --help)',
+      'weir worker: unknown option --wat (see weir worker --help)',
+      'weir worker: --slots N (a positive integer) is required (see weir worker --help)',
+    ]);
+  });
+
+  it('weir controller --help and weir worker --help print their own help and exit 0', async () => {
+    for (const command of ['controller', 'worker']) {
+      for (const flag of ['--help', '-h']) {
+        const lines: string[] = [];
+        // Help wins over anything else on the line, even a flag it would refuse.
+        expect(await main([command, '--bogus', flag], (l) => lines.push(l))).toBe(0);
+        expect(lines.join('\n')).toContain(`Usage: weir ${command} `);
+        expect(lines.join('\n')).toContain('--shutdown-timeout MS');
+      }
+    }
   });
 
   it('serves the API until SIGTERM, then exits 0', async () => {

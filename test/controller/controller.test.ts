@@ -697,6 +697,35 @@ describe('controller', () => {
     await configure(stoppedId, { stop: 'none' });
     const restarted = await reach(stoppedId, 'Running');
     expect(restarted.generation).toBe(stoppedBefore.generation + 1);
+
+    // The event log has a row for every state change, a controller restart included: each row starts where the last ended.
+    for (const jobId of [runningId, stoppedId]) {
+      const rows = (await store.log.page(jobId, { kind: 'transition', limit: 100 })).data.reverse().flatMap((r) => (r.kind === 'transition' ? [r] : []));
+      expect(rows[0]?.from).toBe('Created');
+      for (let i = 1; i < rows.length; i++) expect(rows[i]!.from, `${jobId} row ${i}`).toBe(rows[i - 1]!.to);
+      expect(rows.at(-1)?.to).toBe((await view(jobId)).state);
+    }
+  });
+
+  it('a restarted controller appends the transition row the previous one stored the state of but did not log', async () => {
+    const jobId = await create();
+    await reach(jobId, 'Running');
+    await controller!.stop();
+    // As if the controller had died between the status write of Running → Stopping and its log row.
+    const at = Date.now();
+    await store.jobs.updateStatus(jobId, (s) => ({ ...s, state: 'Stopping', updatedAt: at, transition: { from: 'Running', at } }));
+    await start();
+    const rows = (await store.log.page(jobId, { kind: 'transition', limit: 100 })).data.flatMap((r) => (r.kind === 'transition' ? [r] : []));
+    // Newest first: the rewrite of the restart table (Stopping → Stopped) after the row that was missing.
+    expect(rows.slice(0, 2).map((r) => [r.from, r.to])).toEqual([
+      ['Stopping', 'Stopped'],
+      ['Running', 'Stopping'],
+    ]);
+    expect(rows[1]!.at).toBe(at);
+    // A log that has the row gets none twice.
+    await controller!.stop();
+    await start();
+    expect((await store.log.page(jobId, { kind: 'transition', limit: 100 })).data).toHaveLength(rows.length);
   });
   it('hands every job actor to the inspector', async () => {
     await controller!.stop();

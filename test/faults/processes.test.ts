@@ -288,7 +288,7 @@ describe('weir on real processes', () => {
     ];
     const requestSubjects = Object.entries(SUBJECTS).filter(([, spec]) => spec.kind === 'request');
     expect(requestSubjects.map(([name]) => name).sort()).toEqual(
-      ['apiJobCheckpoint', 'apiJobCheckpoints', 'apiJobConfig', 'apiJobDelete', 'apiJobGet', 'apiJobMetrics', 'apiJobTriggerCheckpoint', 'apiJobsCreate', 'apiJobsList', 'apiJobsViews', 'apiMetrics', 'workerCheckpoint', 'workerCommit', 'workerHeartbeat', 'workerRegister', 'workerStart', 'workerStop'].sort(),
+      ['apiJobCheckpoint', 'apiJobCheckpoints', 'apiJobConfig', 'apiJobDelete', 'apiJobGet', 'apiJobMetrics', 'apiJobTriggerCheckpoint', 'apiJobsCreate', 'apiJobsList', 'apiJobsViews', 'apiMetrics', 'apiWorkersList', 'workerCheckpoint', 'workerCommit', 'workerHeartbeat', 'workerRegister', 'workerStart', 'workerStop'].sort(),
     );
     for (const [name, spec] of requestSubjects) {
       const subject = spec.pattern.replace('<job>', jobId).replace('<worker>', 'w1');

@@ -70,6 +70,16 @@ export class WeirProcess {
   }
 }
 
+/** Whether a process with this pid exists (signal 0 probes without signalling). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Kills whatever still runs (SIGKILL) and waits for it. */
 export async function killAll(processes: Iterable<WeirProcess>): Promise<void> {
   await Promise.all([...processes].map((p) => p.kill('SIGKILL')));
