@@ -6,15 +6,20 @@
 import { isValidId } from '../protocol/index.js';
 import { ApiError } from './errors.js';
 
-/** The job a `/pipelines/:id/jobs/:job_id/…` path names; 404 when it cannot exist. */
-export function jobIdOf(params: { id: string; job_id: string }): string {
-  if (!isValidId(params.id)) throw new ApiError(404, `no pipeline ${JSON.stringify(params.id)}`);
-  if (params.job_id !== params.id) throw new ApiError(404, `pipeline ${params.id} has no job ${JSON.stringify(params.job_id)}`);
-  return params.id;
+/** A malformed id is the client's mistake (400); a well-formed one that names nothing is not found (404). */
+function wellFormed(id: string, what: string): string {
+  if (!isValidId(id)) throw new ApiError(400, `${what}: invalid id ${JSON.stringify(id)}: expected 1–64 of A-Z a-z 0-9 _ -`);
+  return id;
 }
 
-/** The pipeline a `/pipelines/:id` path names; 404 when the id cannot exist. */
+/** The job a `/pipelines/:id/jobs/:job_id/…` path names: 400 for a malformed id, 404 for a job the pipeline does not have. */
+export function jobIdOf(params: { id: string; job_id: string }): string {
+  const id = wellFormed(params.id, 'id');
+  if (wellFormed(params.job_id, 'job_id') !== id) throw new ApiError(404, `pipeline ${id} has no job ${JSON.stringify(params.job_id)}`);
+  return id;
+}
+
+/** The pipeline a `/pipelines/:id` path names; 400 for a malformed id. */
 export function pipelineIdOf(params: { id: string }): string {
-  if (!isValidId(params.id)) throw new ApiError(404, `no pipeline ${JSON.stringify(params.id)}`);
-  return params.id;
+  return wellFormed(params.id, 'id');
 }

@@ -55,7 +55,10 @@ describe('bad input gets a 4xx {"error"} and changes nothing', () => {
       ['GET', `${env.base}/jobs?page=2`, {}, 400, /page/],
       // One pipeline
       ['GET', `${env.base}/pipelines/job-unknown`, {}, 404],
-      ['GET', `${env.base}/pipelines/bad.id`, {}, 404],
+      ['GET', `${env.base}/pipelines/bad.id`, {}, 400, /^id: invalid id "bad\.id"/],
+      ['PATCH', `${env.base}/pipelines/bad.id`, { body: { stop: 'none' } }, 400, /^id: invalid id/],
+      ['DELETE', `${env.base}/pipelines/${'x'.repeat(65)}`, {}, 400, /^id: invalid id/],
+      ['GET', `${env.base}/pipelines/${id}/jobs/bad.id/errors`, {}, 400, /^job_id: invalid id/],
       ['GET', `${pipeline}?verbose=1`, {}, 400, /verbose/],
       ['PATCH', pipeline, { body: '{"stop": ' }, 400],
       ['PATCH', pipeline, { body: {} }, 400, /nothing to change/],

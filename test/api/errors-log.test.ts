@@ -97,6 +97,6 @@ describe('GET …/jobs/:job_id/errors', () => {
     expectError(await http(`${url}?cursor=5`), 400, /cursor/);
     expectError(await http(`${env.base}/pipelines/job-unknown/jobs/job-unknown/errors`), 404);
     expectError(await http(`${env.base}/pipelines/${id}/jobs/other/errors`), 404);
-    expectError(await http(`${env.base}/pipelines/bad.id/jobs/bad.id/errors`), 404);
+    expectError(await http(`${env.base}/pipelines/bad.id/jobs/bad.id/errors`), 400, /invalid id/);
   });
 });
