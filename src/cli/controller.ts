@@ -3,9 +3,12 @@
  * gone), then stops it within the shutdown deadline (jobs keep their persisted state; the next controller
  * resumes them) and exits 0, or 1 when it could not stop cleanly.
  */
+import { readFileSync } from 'node:fs';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
+import type { JobPolicy } from '../../machines/job/types.js';
 import { startController, type Controller } from '../controller/controller.js';
+import { jobPolicyOverrides } from '../controller/job-policy.js';
 import { CHECKPOINT_SLOTS } from '../protocol/index.js';
 import { drainWithin } from '../shared/nats-close.js';
 import { commandArgs, parseCommandArgs, positiveInteger, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf, UsageError } from './args.js';
@@ -21,6 +24,8 @@ export const CONTROLLER_USAGE = `Usage: weir controller [options]   runs the con
   --heartbeat-interval MS  how often workers are told to heartbeat (default 5000)
   --allowed-restarts N     unhealthy restarts before a job fails (default 20; --allowed-restarts=-1: unlimited)
   --retained-checkpoints K restorable checkpoints kept per job, 1–10 (default 10)
+  --policy-file F          job policy overrides, JSON (env WEIR_POLICY_FILE): timeouts, retry budgets, backoffs,
+                           e.g. {"stopTimeoutMs": 30000, "restartBackoff": {"maxMs": 10000}}; docs/operations.md
   --checkpoint-grid-ms MS  periodic checkpoints start on this grid, so those due together start in one
                            batch: less CPU per checkpoint, a little more latency (default 10, env
                            WEIR_CHECKPOINT_GRID_MS; 1: exact due times)
@@ -36,6 +41,8 @@ export interface ControllerArgs {
   retainedCheckpoints?: number;
   checkpointGridMs?: number;
   shutdownTimeoutMs: number;
+  /** A JSON file of job policy overrides (`jobPolicyOverridesSchema`). */
+  policyFile?: string;
 }
 
 export function parseControllerArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ControllerArgs {
@@ -46,6 +53,7 @@ export function parseControllerArgs(args: readonly string[], env: NodeJS.Process
     'allowed-restarts': { type: 'string' },
     'retained-checkpoints': { type: 'string' },
     'checkpoint-grid-ms': { type: 'string' },
+    'policy-file': { type: 'string' },
     ...SHUTDOWN_OPTION,
   });
   const timeout = values['heartbeat-timeout'];
@@ -65,13 +73,43 @@ export function parseControllerArgs(args: readonly string[], env: NodeJS.Process
     ...(retainedCheckpoints === undefined ? {} : { retainedCheckpoints }),
     ...(checkpointGridMs === undefined ? {} : { checkpointGridMs }),
     shutdownTimeoutMs: shutdownTimeoutOf(values, env),
+    ...policyFileOf(values['policy-file'] ?? env['WEIR_POLICY_FILE']),
   };
+}
+
+function policyFileOf(path: string | undefined): { policyFile?: string } {
+  if (path === undefined) return {};
+  if (path === '') throw new UsageError('--policy-file must not be empty');
+  return { policyFile: path };
+}
+
+/** The job policy from `--policy-file`, with `--allowed-restarts` over it; throws a `UsageError` naming what is wrong. */
+export function jobPolicyOf(parsed: Pick<ControllerArgs, 'policyFile' | 'allowedRestarts'>, read: (path: string) => string = (path) => readFileSync(path, 'utf8')): Partial<JobPolicy> {
+  let policy: Partial<JobPolicy> = {};
+  if (parsed.policyFile !== undefined) {
+    let json: unknown;
+    try {
+      json = JSON.parse(read(parsed.policyFile));
+    } catch (err) {
+      throw new UsageError(`cannot read the policy file ${parsed.policyFile}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    try {
+      policy = jobPolicyOverrides(json);
+    } catch (err) {
+      throw new UsageError(`the policy file ${parsed.policyFile}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  return parsed.allowedRestarts === undefined ? policy : { ...policy, allowedRestarts: parsed.allowedRestarts };
 }
 
 /** Runs the controller command; resolves with the exit code. */
 export async function controllerCommand(args: readonly string[], out: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const parsed = commandArgs('weir controller', args, { out, err: out }, CONTROLLER_USAGE, () => parseControllerArgs(args, env));
-  if (typeof parsed === 'number') return parsed;
+  const given = commandArgs('weir controller', args, { out, err: out }, CONTROLLER_USAGE, () => {
+    const parsed = parseControllerArgs(args, env);
+    return { parsed, policy: jobPolicyOf(parsed) };
+  });
+  if (typeof given === 'number') return given;
+  const { parsed, policy } = given;
   const log = pino({ name: 'weir-controller', level: env['WEIR_LOG_LEVEL'] ?? 'info' });
   let nc: NatsConnection;
   try {
@@ -86,7 +124,7 @@ export async function controllerCommand(args: readonly string[], out: (line: str
       log,
       ...(parsed.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: parsed.heartbeatTimeoutMs }),
       ...(parsed.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: parsed.heartbeatIntervalMs }),
-      ...(parsed.allowedRestarts === undefined ? {} : { policy: { allowedRestarts: parsed.allowedRestarts } }),
+      policy,
       ...(parsed.retainedCheckpoints === undefined ? {} : { retainedCheckpoints: parsed.retainedCheckpoints }),
       ...(parsed.checkpointGridMs === undefined ? {} : { checkpointGridMs: parsed.checkpointGridMs }),
     });

@@ -855,8 +855,9 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       log.info({ from: prev.state, to: now.state, generation: now.generation }, 'job transition');
     }
     // Stable ids: a step retried after an append that landed but was not acknowledged appends nothing twice.
-    const appendId = (kind: string) => `${jobId}.${at}.${observed}.${kind}`;
-    observed++;
+    // The observation's number is taken now: the step runs later, after more observations (of the same ms) bumped the counter.
+    const observation = observed++;
+    const appendId = (kind: string) => `${jobId}.${at}.${observation}.${kind}`;
     enqueue(async () => {
       // This runtime is the status's only writer: its last write is the base of the next compare-and-set.
       const known = lastStatus;

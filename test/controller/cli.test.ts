@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseControllerArgs } from '../../src/cli/controller.js';
+import { jobPolicyOf, parseControllerArgs } from '../../src/cli/controller.js';
 import { main } from '../../src/cli/main.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
@@ -36,6 +36,30 @@ describe('weir controller (CLI)', () => {
     expect(parseControllerArgs(['--checkpoint-grid-ms', '10'], { WEIR_CHECKPOINT_GRID_MS: '50' })).toMatchObject({ checkpointGridMs: 10 });
     expect(() => parseControllerArgs(['--checkpoint-grid-ms', '0'], {})).toThrow(/positive integer/);
     expect(() => parseControllerArgs(['--checkpoint-grid-ms', '1001'], {})).toThrow('--checkpoint-grid-ms MS must be at most 1000, got 1001');
+  });
+
+  it('reads job policy overrides from --policy-file (or WEIR_POLICY_FILE), with --allowed-restarts over them', () => {
+    const files: Record<string, string> = {
+      '/ok.json': JSON.stringify({ stopTimeoutMs: 5_000, restartBackoff: { maxMs: 1_000 }, allowedRestarts: 3 }),
+      '/typo.json': JSON.stringify({ stopTimeoutMS: 5_000 }),
+      '/bad.json': JSON.stringify({ restartBackoff: { initialMs: -1 } }),
+      '/broken.json': '{',
+    };
+    const read = (path: string) => {
+      const text = files[path];
+      if (text === undefined) throw new Error(`ENOENT: no such file ${path}`);
+      return text;
+    };
+    expect(parseControllerArgs(['--policy-file', '/ok.json'], {}).policyFile).toBe('/ok.json');
+    expect(parseControllerArgs([], { WEIR_POLICY_FILE: '/ok.json' }).policyFile).toBe('/ok.json');
+    const policy = jobPolicyOf({ policyFile: '/ok.json' }, read);
+    expect(policy).toEqual({ stopTimeoutMs: 5_000, allowedRestarts: 3, restartBackoff: { initialMs: 500, maxMs: 1_000, multiplier: 2, jitter: 0.5 } });
+    expect(jobPolicyOf({ policyFile: '/ok.json', allowedRestarts: -1 }, read).allowedRestarts).toBe(-1);
+    expect(jobPolicyOf({}, read)).toEqual({});
+    expect(() => jobPolicyOf({ policyFile: '/typo.json' }, read)).toThrow(/the policy file \/typo.json: .*stopTimeoutMS/);
+    expect(() => jobPolicyOf({ policyFile: '/bad.json' }, read)).toThrow(/restartBackoff\.initialMs/);
+    expect(() => jobPolicyOf({ policyFile: '/broken.json' }, read)).toThrow(/cannot read the policy file \/broken.json/);
+    expect(() => jobPolicyOf({ policyFile: '/missing.json' }, read)).toThrow(/cannot read the policy file \/missing.json: ENOENT/);
   });
 
   it('rejects bad arguments with exit code 2 and one line that points to --help', async () => {
