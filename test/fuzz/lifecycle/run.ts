@@ -80,7 +80,7 @@ export async function fuzzSeed(options: SeedOptions): Promise<SeedResult> {
     ...(options.path === undefined ? {} : { path: options.path, endOnFailure: true }),
   });
   // fast-check needs the commands' own replay path too, which it prints inside the counterexample.
-  const replayPath = /replayPath="([^"]*)"/.exec(String(details.counterexample?.[0] ?? ''))?.[1];
+  const replayPath = /replayPath="([^"]*)"/.exec(details.counterexample === null ? '' : fc.stringify(details.counterexample))?.[1];
   const replay = details.failed
     ? `npm run fuzz:lifecycle -- --seed ${details.seed} --path ${details.counterexamplePath ?? ''}${replayPath === undefined ? '' : ` --replay-path '${replayPath}'`} --commands ${options.maxCommands}`
     : null;
