@@ -201,7 +201,6 @@ const COMMIT_REQUEST_TIMEOUT_MS = 30_000;
 /** Attempts at the final checkpoint that exhausted sources wait for, before the job recovers instead. */
 const FINAL_ON_EXHAUSTED_ATTEMPTS = 3;
 
-
 function subtaskKey(nodeId: string, index: number): string {
   return `${nodeId}\u0000${index}`;
 }

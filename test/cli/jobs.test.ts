@@ -95,7 +95,8 @@ function fakeController(nc: NatsConnection, received: Received[]): void {
           msg.respond(encode({ ...VIEW, job_id: job }));
           break;
         case 'apiJobConfig':
-          msg.respond(encode({ v: 1, job_id: job, revision: 8 }));
+          // Job `same` already has the config asked for.
+          msg.respond(encode(job === 'same' ? { v: 1, job_id: job, revision: 8, changed: false, state: 'Stopped' } : { v: 1, job_id: job, revision: 8, changed: true, state: 'Running' }));
           break;
         case 'apiJobDelete':
           msg.respond(encode({ v: 1, job_id: job }));
@@ -272,7 +273,13 @@ describe('against a controller', () => {
     expect(out[0]).toMatch(/^job-1: .* \(revision 8\)$/);
     out = [];
     expect(await weir('jobs', ...args, '--json')).toBe(0);
-    expect(JSON.parse(out[0]!)).toEqual({ v: 1, job_id: 'job-1', revision: 8 });
+    expect(JSON.parse(out[0]!)).toEqual({ v: 1, job_id: 'job-1', revision: 8, changed: true, state: 'Running' });
+  });
+
+  it('a config update that changes nothing says so, exits 0, and names no revision', async () => {
+    expect(await weir('jobs', 'stop', 'same')).toBe(0);
+    expect(await weir('jobs', 'start', 'same')).toBe(0);
+    expect(out).toEqual(['same is already Stopped: nothing to change', 'same is already Stopped: nothing to change']);
   });
 
   it('jobs delete', async () => {

@@ -184,6 +184,26 @@ describe('controller', () => {
     }, { timeoutMs: 15_000 });
   });
 
+  it('a config update that changes nothing the job acts on is not written, and says so', async () => {
+    const jobId = await create();
+    const running = await reach(jobId, 'Running');
+    // Start a Running job: its config already asks to run.
+    const start = await configure(jobId, { stop: 'none' });
+    expect(start).toEqual({ v: 1, job_id: jobId, revision: running.revision, changed: false, state: 'Running' });
+    const stop = await configure(jobId, { stop: 'checkpoint' });
+    expect(stop).toMatchObject({ changed: true });
+    const stopped = await reach(jobId, 'Stopped');
+    // Stop a Stopped job, the same way or another: a job that does not run has no use for a stop mode.
+    for (const mode of ['checkpoint', 'immediate', 'force']) {
+      expect(await configure(jobId, { stop: mode })).toEqual({ v: 1, job_id: jobId, revision: stopped.revision, changed: false, state: 'Stopped' });
+    }
+    expect((await store.jobs.get(jobId))!.config.stop).toBe('checkpoint');
+    // What does change is written: a rescale of the stopped job, then a start.
+    expect(await configure(jobId, { parallelism: 2 })).toMatchObject({ changed: true, state: 'Stopped' });
+    expect(await configure(jobId, { stop: 'none' })).toMatchObject({ changed: true });
+    await reach(jobId, 'Running');
+  });
+
   it('starts from the newest checkpoint record that exists when the last completed epoch has none', async () => {
     const jobId = await create();
     await reach(jobId, 'Running');

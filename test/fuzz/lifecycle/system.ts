@@ -12,6 +12,7 @@ import type { JobPolicy, JobState } from '../../../machines/job/types.js';
 import {
   decode,
   heartbeatSchema,
+  jobCheckpointsReplySchema,
   jobViewSchema,
   listJobViewsReplySchema,
   listWorkersReplySchema,
@@ -91,6 +92,9 @@ export function settleBudgetMs(settings: FuzzSettings): number {
   );
 }
 
+/** Every fuzzed job checkpoints this often. */
+const CHECKPOINT_INTERVAL_MS = 1_000;
+
 const PIPELINES: Record<PipelineKind, (name: string) => Record<string, unknown>> = {
   unbounded: (name) => ({
     v: 1,
@@ -108,7 +112,7 @@ const PIPELINES: Record<PipelineKind, (name: string) => Record<string, unknown>>
         { from: 'cnt', to: 'out', kind: 'shuffle' },
       ],
     },
-    checkpoint_interval_micros: 1_000_000,
+    checkpoint_interval_micros: CHECKPOINT_INTERVAL_MS * 1000,
   }),
   bounded: (name) => ({
     v: 1,
@@ -124,7 +128,7 @@ const PIPELINES: Record<PipelineKind, (name: string) => Record<string, unknown>>
         { from: 'cnt', to: 'out', kind: 'shuffle' },
       ],
     },
-    checkpoint_interval_micros: 1_000_000,
+    checkpoint_interval_micros: CHECKPOINT_INTERVAL_MS * 1000,
   }),
 };
 
@@ -309,34 +313,51 @@ export class LifecycleSystem {
    */
   async settle(model: LifecycleModel): Promise<void> {
     const began = Date.now();
-    const budget = settleBudgetMs(this.settings);
-    const views = await this.untilSettled(model, began + budget);
+    const deadline = began + settleBudgetMs(this.settings);
+    await this.untilQuiet(model, deadline);
     this.stats.settleMs.push(Date.now() - began);
     this.count('jobs settle as asked');
-    await this.probe(began + budget);
-    this.count('a fresh job runs');
-    await this.checkSlots(model, views);
     this.count('booked slots are what workers run');
+    await this.probe(deadline);
+    this.count('a fresh job runs');
+    // The probe came and went: nothing of it may be left booked or running.
+    await this.untilQuiet(model, Date.now() + settleBudgetMs(this.settings));
+    this.count('booked slots are what workers run');
+    await this.checkCheckpointsGoOn(model);
     await this.checkLogs(model);
     this.count('the event log has every state change');
     this.checkProcesses();
   }
 
-  private async untilSettled(model: LifecycleModel, deadline: number): Promise<Map<string, JobView>> {
+  /**
+   * Until every job is where its desired config puts it and every worker runs exactly what is booked there
+   * (both at once, seen through heartbeats sent after the call), or the deadline: then the problems left
+   * are the broken invariants.
+   */
+  private async untilQuiet(model: LifecycleModel, deadline: number): Promise<void> {
+    const since = Date.now();
     for (;;) {
       const views = new Map((await this.checkWaits(model)).map((v) => [v.job_id, v]));
-      const unsettled = model.jobs.flatMap((job) => {
-        const view = views.get(job.id);
-        const want = settledStates(job);
-        if (want.length === 0) return view === undefined ? [] : [`${jobLabel(job)} is ${view.state}, but was deleted`];
-        if (view === undefined) return [`${jobLabel(job)} is gone`];
-        if (!want.includes(view.state)) return [`${jobLabel(job)} is ${view.state}${view.waiting === null ? '' : ` (${view.waiting.reason})`}, not ${want.join(' or ')}`];
-        return [];
-      });
-      if (unsettled.length === 0) return views;
-      if (Date.now() > deadline) throw new Violation('every job settles as its config asks, within the policy deadlines', unsettled.join('; '));
-      await sleep(200);
+      const unsettled = this.stateProblems(model, views);
+      const slots = unsettled.length === 0 ? await this.slotProblems(model, views, since) : [];
+      if (unsettled.length === 0 && slots.length === 0) return;
+      if (Date.now() > deadline) {
+        if (unsettled.length > 0) throw new Violation('every job settles as its config asks, within the policy deadlines', unsettled.join('; '));
+        throw new Violation('the registry books exactly what the workers run', slots.join('; '));
+      }
+      await sleep(this.settings.heartbeatIntervalMs);
     }
+  }
+
+  private stateProblems(model: LifecycleModel, views: Map<string, JobView>): string[] {
+    return model.jobs.flatMap((job) => {
+      const view = views.get(job.id);
+      const want = settledStates(job);
+      if (want.length === 0) return view === undefined ? [] : [`${jobLabel(job)} is ${view.state}, but was deleted`];
+      if (view === undefined) return [`${jobLabel(job)} is gone`];
+      if (!want.includes(view.state)) return [`${jobLabel(job)} is ${view.state}${view.waiting === null ? '' : ` (${view.waiting.reason})`}, not ${want.join(' or ')}`];
+      return [];
+    });
   }
 
   /** A fresh job reaches Running, then stops and goes. */
@@ -360,23 +381,15 @@ export class LifecycleSystem {
   /**
    * The registry's booked slots per worker equal what the worker's own heartbeats say runs there (no slot
    * leaked, none booked twice); no worker runs more than it has; a job runs one generation, the current,
-   * with the parallelism asked; nothing runs for a job that does not run.
+   * with the parallelism asked; nothing runs for a job that does not run; a killed worker is no longer
+   * counted live.
    */
-  private async checkSlots(model: LifecycleModel, views: Map<string, JobView>): Promise<void> {
-    // Reports newer than this moment: what runs after the settle, not before.
-    const since = Date.now();
-    const deadline = since + 20 * this.settings.heartbeatIntervalMs + (this.settings.policy.killTimeoutMs ?? 0);
-    for (;;) {
-      const problems = await this.slotProblems(model, views, since);
-      if (problems.length === 0) return;
-      if (Date.now() > deadline) throw new Violation('the registry books exactly what the workers run', problems.join('; '));
-      await sleep(this.settings.heartbeatIntervalMs);
-    }
-  }
-
   private async slotProblems(model: LifecycleModel, views: Map<string, JobView>, since: number): Promise<string[]> {
     const registry = listWorkersReplySchema.parse(await this.request(subjects.apiWorkersList(), { v: 1 })).data;
     const problems: string[] = [];
+    for (const killed of this.killed) {
+      if (registry.some((w) => w.worker_id === killed.name && w.live)) problems.push(`the registry still counts the killed worker ${killed.name} live`);
+    }
     const running = new Map<string, Set<number>>();
     const slotsOf = new Map<string, number>();
     for (const worker of this.liveWorkers()) {
@@ -414,6 +427,27 @@ export class LifecycleSystem {
       if (slots !== job.parallelism) problems.push(`${jobLabel(job)} runs generation ${view.generation} on ${slots} slots, asked ${job.parallelism}`);
     }
     return problems;
+  }
+
+  /** Every Running job completes a checkpoint newer than its newest, within two intervals and the checkpoint timeout. */
+  private async checkCheckpointsGoOn(model: LifecycleModel): Promise<void> {
+    const running = (await this.views()).filter((v) => v.state === 'Running' && liveJobs(model).some((j) => j.id === v.job_id));
+    const newest = async (id: string) => {
+      const reply = jobCheckpointsReplySchema.parse(await this.request(subjects.apiJobCheckpoints(id), { v: 1 }));
+      return Math.max(0, ...reply.data.filter((c) => c.status === 'ready').map((c) => c.epoch));
+    };
+    const deadline = Date.now() + 2 * CHECKPOINT_INTERVAL_MS + (this.settings.policy.checkpointTimeoutMs ?? 0);
+    await Promise.all(
+      running.map(async (view) => {
+        const before = await newest(view.job_id);
+        for (;;) {
+          if ((await newest(view.job_id)) > before) return;
+          if (Date.now() > deadline) throw new Violation('a Running job goes on checkpointing', `${view.job_id} completed no checkpoint after epoch ${before}`);
+          await sleep(200);
+        }
+      }),
+    );
+    this.count('running jobs go on checkpointing');
   }
 
   /** Each job's transition rows chain (each starts where the last ended), from Created to its state now; a deleted job has none. */
