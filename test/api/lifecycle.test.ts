@@ -2,6 +2,7 @@ import type { Subscription } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, jobStateEventSchema, type JobStateEvent } from '../../src/protocol/index.js';
 import { eventually } from '../support/nats.js';
+import { jobsCommand } from '../../src/cli/jobs.js';
 import { counterPipeline, expectError, http, startEnv, untilJob, type Env, type Job, type Page, type PipelineResponse } from './harness.js';
 import type { Checkpoint, OperatorCheckpointGroup, OperatorMetricGroup } from '../../src/protocol/index.js';
 
@@ -121,6 +122,29 @@ describe('a pipeline through its whole life, over HTTP only', () => {
     expectError(await http(`${env.base}/pipelines/${id}`), 404);
     expectError(await http(`${env.base}/pipelines/${id}/jobs`), 404);
     expect((await http<Page<PipelineResponse>>(`${env.base}/pipelines`)).body.data).toEqual([]);
+  });
+
+  it('a job that waits for slots says why and until when, in GET /pipelines/:id and in the CLI', { timeout: 60_000 }, async () => {
+    // The worker has 8 slots; this job needs 9.
+    const id = (await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: { ...counterPipeline('too-wide'), parallelism: 9 } })).body.id;
+    const job = await untilJob(env, id, (j) => {
+      expect(j.state).toBe('Scheduling');
+      expect(j.waiting?.kind).toBe('slots');
+      return j;
+    });
+    expect(job.waiting!.reason).toBe('waiting for slots: need 9 slots, 8 free on 1 worker');
+    expect(job.waiting!.until).toBeGreaterThan(Date.now() * 1000);
+    expect((await http<PipelineResponse>(`${env.base}/pipelines/${id}`)).body.job.waiting).toMatchObject({ kind: 'slots', reason: job.waiting!.reason });
+    const out: string[] = [];
+    expect(await jobsCommand(['jobs', 'get', id, '--nats', env.server.url], { out: (l) => out.push(l), err: () => undefined })).toBe(0);
+    expect(out.join('\n')).toMatch(/^waiting: +waiting for slots: need 9 slots, 8 free on 1 worker \(until \S+, in \d+m\d+s\)$/m);
+    expect((await http(`${env.base}/pipelines/${id}`, 'PATCH', { body: { stop: 'immediate' } })).status).toBe(200);
+    const stopped = await untilJob(env, id, (j) => {
+      expect(j.state).toBe('Stopped');
+      return j;
+    });
+    expect(stopped.waiting).toBeNull();
+    expect((await http(`${env.base}/pipelines/${id}`, 'DELETE')).status).toBe(204);
   });
 
   it('takes a checkpoint on demand (idempotent by trigger id) and shows record counts', { timeout: 60_000 }, async () => {
