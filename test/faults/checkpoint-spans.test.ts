@@ -7,23 +7,9 @@ import { checkpointDetailsReplySchema, jobCheckpointsReplySchema, subjects } fro
 import { main } from '../../src/cli/main.js';
 import { Deployment } from '../support/deployment.js';
 import { eventually } from '../support/nats.js';
+import { impulseCountPipeline } from '../support/pipelines.js';
 
-const pipeline = {
-  v: 1,
-  name: 'spans',
-  graph: {
-    nodes: [
-      { id: 'src', operator: 'impulse', config: { rate_per_sec: 100 } },
-      { id: 'cnt', operator: 'count' },
-      { id: 'out', operator: 'preview' },
-    ],
-    edges: [
-      { from: 'src', to: 'cnt', kind: 'shuffle' },
-      { from: 'cnt', to: 'out', kind: 'forward' },
-    ],
-  },
-  checkpoint_interval_micros: 1_000_000,
-};
+const pipeline = impulseCountPipeline({ name: 'spans', rate: 100 });
 
 describe('the spans of older checkpoints', () => {
   let d: Deployment;

@@ -6,22 +6,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { jobsCommand } from '../../src/cli/jobs.js';
 import { Deployment } from '../support/deployment.js';
 import { eventually } from '../support/nats.js';
+import { impulseCountPipeline } from '../support/pipelines.js';
 
 /** A job that finishes by itself once its impulse source has sent its events. */
-function bounded(events: number) {
-  return {
-    v: 1,
-    name: 'bounded',
-    graph: {
-      nodes: [
-        { id: 'src', operator: 'impulse', config: { rate_per_sec: 100, events } },
-        { id: 'out', operator: 'preview' },
-      ],
-      edges: [{ from: 'src', to: 'out', kind: 'forward' }],
-    },
-    checkpoint_interval_micros: 1_000_000,
-  };
-}
+const bounded = (events: number) => impulseCountPipeline({ name: 'bounded', rate: 100, events });
 
 describe('weir jobs watch', () => {
   let d: Deployment;

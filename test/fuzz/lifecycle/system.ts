@@ -23,6 +23,7 @@ import {
 } from '../../../src/protocol/index.js';
 import { openStore, type Store } from '../../../src/store/index.js';
 import { Deployment } from '../../support/deployment.js';
+import { impulseCountPipeline } from '../../support/pipelines.js';
 import type { Reply } from '../../support/cluster.js';
 import type { WeirProcess } from '../../support/processes.js';
 import { liveJobs, NOT_WAITING, settledStates, type LifecycleModel, type ModelJob, type PipelineKind } from './model.js';
@@ -95,45 +96,11 @@ export function settleBudgetMs(settings: FuzzSettings): number {
 /** Every fuzzed job checkpoints this often. */
 const CHECKPOINT_INTERVAL_MS = 1_000;
 
-const PIPELINES: Record<PipelineKind, (name: string) => Record<string, unknown>> = {
-  unbounded: (name) => ({
-    v: 1,
-    name,
-    graph: {
-      nodes: [
-        { id: 'src', operator: 'impulse', config: { rate_per_sec: 50 } },
-        { id: 'key', operator: 'map-key', config: { modulo: 5 } },
-        { id: 'cnt', operator: 'count' },
-        { id: 'out', operator: 'preview' },
-      ],
-      edges: [
-        { from: 'src', to: 'key', kind: 'forward' },
-        { from: 'key', to: 'cnt', kind: 'shuffle' },
-        { from: 'cnt', to: 'out', kind: 'shuffle' },
-      ],
-    },
-    checkpoint_interval_micros: CHECKPOINT_INTERVAL_MS * 1000,
-  }),
-  bounded: (name) => ({
-    v: 1,
-    name,
-    graph: {
-      nodes: [
-        { id: 'src', operator: 'impulse', config: { rate_per_sec: 200, events: 300 } },
-        { id: 'cnt', operator: 'count' },
-        { id: 'out', operator: 'preview' },
-      ],
-      edges: [
-        { from: 'src', to: 'cnt', kind: 'shuffle' },
-        { from: 'cnt', to: 'out', kind: 'shuffle' },
-      ],
-    },
-    checkpoint_interval_micros: CHECKPOINT_INTERVAL_MS * 1000,
-  }),
-};
-
+/** An unbounded job keys its impulses; a bounded one counts 300 of them and finishes in about 1.5 s. */
 export function pipelineOf(kind: PipelineKind, name: string): Record<string, unknown> {
-  return PIPELINES[kind](name);
+  return kind === 'unbounded'
+    ? impulseCountPipeline({ name, rate: 50, modulo: 5, checkpointIntervalMs: CHECKPOINT_INTERVAL_MS })
+    : impulseCountPipeline({ name, rate: 200, events: 300, checkpointIntervalMs: CHECKPOINT_INTERVAL_MS });
 }
 
 /** What the fuzzer counts: commands run, invariants checked. */
