@@ -474,13 +474,6 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     return runtime;
   }
 
-  function stateOf(jobId: string, record: JobRecord): JobState {
-    const runtime = runtimes.get(jobId);
-    if (runtime === undefined) return record.status.state;
-    const value = runtime.actor.getSnapshot().value as unknown;
-    return (typeof value === 'string' ? value : Object.keys(value as object)[0]) as JobState;
-  }
-
   /**
    * The transition row of the stored state, appended if the log lacks it: the previous controller stopped
    * between writing the status and appending the row. Any row at or after the change's time shows it landed
@@ -645,7 +638,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     body(jobRequestSchema, msg);
     return serialized(jobId, async () => {
       let record = await existing(jobId);
-      const state = stateOf(jobId, record);
+      const state = runtimes.get(jobId)?.state() ?? record.status.state;
       if (!TERMINAL_STATES.includes(state)) throw new RequestRejected('not_terminal', `job ${jobId} is ${state}; stop it first`);
       const runtime = runtimes.get(jobId);
       if (runtime !== undefined) {
