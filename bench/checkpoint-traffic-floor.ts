@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
-import { applyNatsRequestFix } from '../src/cli/nats-request-fix.js';
+import { applyNatsRequestFix } from '../src/jetstream/request-fix.js';
 
 export const TRAFFIC_FLOOR = { barrier: 'bench.traffic.barrier', events: 'bench.traffic.events', bucket: 'bench_traffic_floor' } as const;
 const GRID_MS = 10;

@@ -21,7 +21,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { z } from 'zod';
 import { startController } from '../src/controller/controller.js';
-import { applyNatsRequestFix } from '../src/cli/nats-request-fix.js';
+import { applyNatsRequestFix } from '../src/jetstream/request-fix.js';
 import { encode, subjects } from '../src/protocol/index.js';
 import { defineOperator, OPERATORS, type OperatorFactory, type OperatorInstance } from '../src/worker/operators/index.js';
 import { startWorker } from '../src/worker/process.js';

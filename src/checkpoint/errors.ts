@@ -3,7 +3,7 @@
  * and undecodable records (CorruptRecordError) are the job store's classes, so one `catch` serves both
  * stores; `isTransientStoreError` also covers RunContentionError.
  */
-import { ConflictError, StoreError } from '../store/errors.js';
+import { ConflictError, StoreError } from '../jetstream/errors.js';
 
 /** `createRun` of an id that is taken. */
 export class RunExistsError extends ConflictError {

@@ -19,7 +19,7 @@
  * restore has to parse. Plain JSON also stays readable with `nats object get`.
  */
 import { z } from 'zod';
-import { StoreError } from '../store/errors.js';
+import { StoreError } from '../jetstream/errors.js';
 import { CorruptCheckpointError } from './errors.js';
 import { idSchema, type JsonValue } from './schemas.js';
 

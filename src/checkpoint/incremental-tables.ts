@@ -3,7 +3,7 @@
  * each tracking which keys changed since the last checkpoint, so that a checkpoint writes only those.
  * `tableInner` and `stateInner` are for incremental.ts; the package does not export them.
  */
-import { StoreValidationError } from '../store/errors.js';
+import { StoreValidationError } from '../jetstream/errors.js';
 import { tableNameSchema, type StateRef } from './incremental-format.js';
 import type { JsonValue } from './schemas.js';
 

@@ -11,7 +11,7 @@
  * An empty table and an absent one are the same state: an empty table needs no blob, and a restore
  * yields the tables the ref names (some of them may be empty).
  */
-import { StoreValidationError } from '../store/errors.js';
+import { StoreValidationError } from '../jetstream/errors.js';
 import { CorruptCheckpointError } from './errors.js';
 import {
   blobMetadata,

@@ -43,7 +43,7 @@ export {
   StoreUnavailableError,
   StoreValidationError,
   isTransientStoreError,
-} from '../store/errors.js';
+} from '../jetstream/errors.js';
 export {
   IncrementalStateWriter,
   pruneUnreferenced,

@@ -4,7 +4,7 @@
  * CorruptRecordError on read rather than something a read-modify-write would silently drop.
  */
 import { z } from 'zod';
-import { StoreValidationError } from '../store/errors.js';
+import { StoreValidationError } from '../jetstream/errors.js';
 import { idSchema, jsonObjectSchema, jsonValueSchema, type JsonValue } from '../protocol/primitives.js';
 
 // ─── Names ───────────────────────────────────────────────────────────────────────────────────────

@@ -53,10 +53,11 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { Base64UrlPaddedCodec, Objm, type ObjectStore } from '@nats-io/obj';
 import { headers, nanos, nuid, type NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
-import { CorruptRecordError, StoreError, StoreValidationError } from '../store/errors.js';
-import { isWrongLastSequence } from '../store/job-store.js';
-import { ensureLogStream, logStreamConfig } from '../store/open.js';
-import { Deadline, DeadlineError, retrying, withDeadline, type Timeouts } from '../store/retry.js';
+import { Deadline, DeadlineError, withDeadline, type Timeouts } from '../jetstream/deadline.js';
+import { CorruptRecordError, StoreError, StoreValidationError } from '../jetstream/errors.js';
+import { isWrongLastSequence } from '../jetstream/kv.js';
+import { retrying } from '../jetstream/retry.js';
+import { ensureLogStream, logStreamConfig } from '../jetstream/streams.js';
 import { CorruptCheckpointError, RunContentionError, RunExistsError, UnknownRunError } from './errors.js';
 import {
   checkpointStoreNames,

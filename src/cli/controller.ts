@@ -8,6 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import type { JobPolicy } from '../../machines/job/types.js';
 import { startController, type Controller } from '../controller/controller.js';
+import { inspectorFromEnv, type JobInspector } from '../inspect/index.js';
 import { jobPolicyOverrides } from '../controller/job-policy.js';
 import { CHECKPOINT_SLOTS } from '../protocol/index.js';
 import { drainWithin } from '../shared/nats-close.js';
@@ -119,9 +120,12 @@ export async function controllerCommand(args: readonly string[], out: (line: str
     return 1;
   }
   let controller: Controller;
+  let inspector: JobInspector | undefined;
   try {
+    inspector = await inspectorFromEnv(env, log);
     controller = await startController(nc, {
       log,
+      inspector,
       ...(parsed.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: parsed.heartbeatTimeoutMs }),
       ...(parsed.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: parsed.heartbeatIntervalMs }),
       policy,
@@ -130,6 +134,7 @@ export async function controllerCommand(args: readonly string[], out: (line: str
     });
   } catch (err) {
     log.error({ err }, 'cannot start the controller');
+    await inspector?.stop();
     await nc.close();
     return 1;
   }
@@ -141,6 +146,7 @@ export async function controllerCommand(args: readonly string[], out: (line: str
     // Jobs keep their persisted state: the next controller resumes them.
     stop: async () => {
       await controller.stop();
+      await inspector?.stop();
       return drainWithin(nc, parsed.shutdownTimeoutMs);
     },
   });

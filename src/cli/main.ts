@@ -7,7 +7,7 @@ import { apiCommand } from './api.js';
 import { controllerCommand } from './controller.js';
 import { guardCommand } from './guard.js';
 import { jobsCommand } from './jobs.js';
-import { applyNatsRequestFix } from './nats-request-fix.js';
+import { applyNatsRequestFix } from '../jetstream/request-fix.js';
 import { up } from './up.js';
 import { workerCommand } from './worker.js';
 

@@ -13,6 +13,7 @@
  *   (a full reschedule at the next generation), Failing → Failed, Stopping/CheckpointStopping →
  *   Stopped, Finishing → Finished.
  */
+import type { InspectionEvent } from 'xstate';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
@@ -24,7 +25,6 @@ import { DEFAULT_CONFIG } from '../../machines/job/policy.js';
 import { TERMINAL_STATES, type DesiredConfig, type JobPolicy, type JobState } from '../../machines/job/types.js';
 import { JobMachines } from './job-machines.js';
 import { TimerQueue } from './timer-queue.js';
-import { inspectorFromEnv, type JobInspector } from '../inspect/index.js';
 import {
   CHECKPOINTS_KV_BUCKET,
   DEFAULT_LIST_LIMIT,
@@ -62,10 +62,10 @@ import {
   type ListJobsRequest,
   type ListJobViewsReply,
   type ListWorkersReply,
-  type OperatorSpec,
   type Pipeline,
   type TriggerCheckpointReply,
   RequestRejected,
+  OPERATOR_CATALOGUE,
 } from '../protocol/index.js';
 import {
   ConflictError,
@@ -82,7 +82,7 @@ import {
   type StoreOptions,
   type Versioned,
 } from '../store/index.js';
-import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
+import { offeredOperatorSpecs } from './operator-specs.js';
 import { createJobRuntime, DEFAULT_CHECKPOINT_BUCKET, JobEventRouter, JobRuntimes, openCheckpointKv, type JobProgress, type JobRuntime, type ResumeState, type RuntimeSpec } from './job-runtime.js';
 import { WorkerRegistry } from './registry.js';
 import { openCheckpointStore } from '../checkpoint/index.js';
@@ -98,6 +98,11 @@ import { JobMetrics } from './job-metrics.js';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 2_000;
 
+/** What the controller needs of an inspector: somewhere to send its actors' inspection events. */
+export interface ActorInspector {
+  readonly inspect: { next(event: InspectionEvent): void };
+}
+
 export interface ControllerOptions {
   log: Logger;
   /** A worker silent this long is lost. Default: the registry's (30 s). */
@@ -111,8 +116,8 @@ export interface ControllerOptions {
   /** Largest accepted API request. Default `MAX_MESSAGE_BYTES`. */
   maxMessageBytes?: number;
   store?: StoreOptions;
-  /** Inspector for the job actors. Default: `inspectorFromEnv()` (`WEIR_INSPECT`); `null` disables it. */
-  inspector?: JobInspector | null;
+  /** Where the job actors' inspection events go (the Stately inspector's relay, src/inspect); none by default. */
+  inspector?: ActorInspector | null;
   /** Default `weir-controller`. */
   queue?: string;
   /** Restorable checkpoints kept per job (1–10). Default 10. */
@@ -330,8 +335,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   };
 
   const store = await openStore(nc, options.store);
-  const ownInspector = options.inspector === undefined;
-  const inspector = options.inspector === undefined ? await inspectorFromEnv(process.env, log) : (options.inspector ?? undefined);
+  const inspector = options.inspector ?? undefined;
   const registry = new WorkerRegistry(options.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: options.heartbeatTimeoutMs });
   const runtimes = new JobRuntimes();
   // One provided machine for every job actor; one timer for every job's checkpoint schedule and timeouts.
@@ -394,25 +398,6 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       if (chains.get(jobId) === tail) chains.delete(jobId);
     });
     return next;
-  }
-
-  function operatorSpecs(graph: RuntimeSpec['graph']): Map<string, OperatorSpec> {
-    const offered = registry.operators();
-    if (offered.size === 0) return new Map(AVAILABLE_OPERATORS);
-    const inputs = new Set(graph.edges.map((e) => e.to));
-    const outputs = new Set(graph.edges.map((e) => e.from));
-    const out = new Map<string, OperatorSpec>();
-    for (const name of offered) {
-      const known = AVAILABLE_OPERATORS.get(name);
-      if (known !== undefined) {
-        out.set(name, known);
-        continue;
-      }
-      const nodes = graph.nodes.filter((n) => n.operator === name);
-      const kind = nodes.length > 0 && nodes.every((n) => !inputs.has(n.id)) ? 'source' : nodes.length > 0 && nodes.every((n) => !outputs.has(n.id)) ? 'sink' : 'operator';
-      out.set(name, { kind });
-    }
-    return out;
   }
 
   /** The checkpoint store of the jobs' state blobs, shared by the runtimes; opened on first use. */
@@ -529,7 +514,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
 
   async function create(msg: Msg): Promise<JobRevisionReply> {
     const pipeline = body(pipelineSchema, msg);
-    const problems = validateGraph(pipeline, operatorSpecs(pipeline.graph));
+    const problems = validateGraph(pipeline, offeredOperatorSpecs(registry.operators(), OPERATOR_CATALOGUE, pipeline.graph));
     if (problems.length > 0) throw new RequestRejected('invalid_pipeline', truncateErrorText(problems.map((p) => `${p.path}: ${p.message}`).join('; ')));
     const jobId = newJobId();
     const spec = { ...(pipeline as unknown as Record<string, never>), created_at: toMicros(Date.now()) };
@@ -976,7 +961,6 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         timers.close();
         await workers.stop();
         (status as { stop?: () => void }).stop?.();
-        if (ownInspector) await inspector?.stop();
         log.info('controller stopped');
       })();
       return stopping;

@@ -47,10 +47,10 @@ import {
   type OperatorSpec,
   type StartExecution,
   type StopExecution,
+  OPERATOR_CATALOGUE,
 } from '../protocol/index.js';
 import { isTransientStoreError, type JobStatusRecord, type Store, type Versioned } from '../store/index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AVAILABLE_OPERATORS } from '../worker/operators/index.js';
 import type { WorkerRegistry } from './registry.js';
 import { CheckpointCoordinator, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CommitTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
@@ -59,6 +59,7 @@ import { JobMachines } from './job-machines.js';
 import { CLEANUP_EVERY_EPOCHS, cleanupCheckpoints, DEFAULT_RETAINED_CHECKPOINTS, hasStoredState } from './retention.js';
 import { openCheckpointStore, type CheckpointStore } from '../checkpoint/index.js';
 import { TimerQueue } from './timer-queue.js';
+import { offeredOperatorSpecs } from './operator-specs.js';
 import { askWorker, WorkerRejected, type WorkerAnswer } from './worker-requests.js';
 import type { LostReason } from './worker-service.js';
 import { backoffMs } from '../shared/backoff.js';
@@ -336,12 +337,11 @@ interface WorkerEventFields {
 export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   const { nc, store, registry, jobId, spec, log: baseLog, requestTimeoutMs } = options;
   const log = baseLog.child({ jobId });
-  const catalog = options.operatorSpecs ?? AVAILABLE_OPERATORS;
+  const catalog = options.operatorSpecs ?? OPERATOR_CATALOGUE;
   const bucket = options.checkpointBucket ?? DEFAULT_CHECKPOINT_BUCKET;
   const stats: JobRuntimeStats = { rejected: 0, stale: 0, unknownSubtask: 0, eventsSent: 0, persistFailures: 0, stateEventsPublished: 0 };
   const generations = new Map<number, GenerationState>();
   const inputs = new Set(spec.graph.edges.map((e) => e.to));
-  const outputs = new Set(spec.graph.edges.map((e) => e.from));
   const sourceNodes = new Set(spec.graph.nodes.filter((n) => !inputs.has(n.id)).map((n) => n.id));
   let stopped = false;
   let restoreFloor = options.restoreFloor ?? null;
@@ -418,27 +418,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
 
   // ─── The machine's actors ─────────────────────────────────────────────────────────────────────
 
-  function operatorSpecs(): Map<string, OperatorSpec> {
-    const offered = registry.operators();
-    // No worker registered yet (a controller that just restarted): check against the catalog, and
-    // let Scheduling wait for slots, rather than failing the job for operators nobody offers yet.
-    if (offered.size === 0) return new Map(catalog);
-    const out = new Map<string, OperatorSpec>();
-    for (const name of offered) {
-      const known = catalog.get(name);
-      if (known !== undefined) {
-        out.set(name, known);
-        continue;
-      }
-      const nodes = spec.graph.nodes.filter((n) => n.operator === name);
-      const kind = nodes.length > 0 && nodes.every((n) => !inputs.has(n.id)) ? 'source' : nodes.length > 0 && nodes.every((n) => !outputs.has(n.id)) ? 'sink' : 'operator';
-      out.set(name, { kind });
-    }
-    return out;
-  }
-
   function compileJob(): Promise<void> {
-    const problems = validateGraph(spec, operatorSpecs());
+    const problems = validateGraph(spec, offeredOperatorSpecs(registry.operators(), catalog, spec.graph));
     if (problems.length > 0) {
       return Promise.reject(new JobError({ kind: 'fatal', domain: 'user', message: truncateErrorText(problems.map((p) => p.message).join('; ')) }));
     }

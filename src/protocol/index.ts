@@ -57,6 +57,8 @@ export {
   type GraphProblemCode,
 } from './graph.js';
 export * from './messages.js';
+export * from './operators.js';
+export * from './job-types.js';
 export {
   SUBJECTS,
   subjects,

@@ -37,9 +37,10 @@ import {
   type JetStreamManager,
 } from '@nats-io/jetstream';
 import { nanos, nuid, type NatsConnection } from '@nats-io/transport-node';
-import { StoreValidationError } from './errors.js';
+import { StoreValidationError } from '../jetstream/errors.js';
 import { assertJobId } from './job-store.js';
-import { Deadline, retrying, type Timeouts } from './retry.js';
+import { Deadline, type Timeouts } from '../jetstream/deadline.js';
+import { retrying } from '../jetstream/retry.js';
 import { LOG_EVENT_KINDS, logEventSchema, type LogEvent, type LogEventKind, type LogRow } from './schemas.js';
 
 export interface AppendOptions {

@@ -18,14 +18,13 @@ export { MAX_PAGE_LIMIT, type AppendOptions, type EventLog, type LogTail, type P
 export {
   ConflictError,
   CorruptRecordError,
-  PartialJobError,
   StoreError,
   StoreUnavailableError,
   StoreValidationError,
-  UnknownJobError,
   isTransientStoreError,
   type ConflictReason,
-} from './errors.js';
+} from '../jetstream/errors.js';
+export { PartialJobError, UnknownJobError } from './errors.js';
 export {
   configSchema,
   JOB_ID_PATTERN,

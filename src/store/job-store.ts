@@ -26,19 +26,16 @@
  * can find and report it, and `delete` removes what is there. (A create still in progress in another
  * process looks the same for a moment, which is why `create` reports rather than repairs.)
  */
-import { JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
+import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { headers, nuid, type NatsConnection, type QueuedIterator } from '@nats-io/transport-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { z } from 'zod';
-import {
-  ConflictError,
-  CorruptRecordError,
-  PartialJobError,
-  StoreValidationError,
-  UnknownJobError,
-} from './errors.js';
-import { Deadline, DeadlineError, retrying, type Timeouts } from './retry.js';
+import { ConflictError, CorruptRecordError, StoreValidationError } from '../jetstream/errors.js';
+import { PartialJobError, UnknownJobError } from './errors.js';
+import { Deadline, DeadlineError, type Timeouts } from '../jetstream/deadline.js';
+import { isWrongLastSequence } from '../jetstream/kv.js';
+import { retrying } from '../jetstream/retry.js';
 import {
   configSchema,
   JOB_ID_PATTERN,
@@ -155,11 +152,6 @@ export function assertJobId(id: string): void {
   if (typeof id !== 'string' || !JOB_ID_PATTERN.test(id)) {
     throw new StoreValidationError(`invalid job id ${JSON.stringify(id)}: expected 1–64 characters from A-Z a-z 0-9 _ -`);
   }
-}
-
-export function isWrongLastSequence(err: unknown): boolean {
-  // 10071 "wrong last sequence: N"; 10164 "wrong last sequence: unknown" (newer servers).
-  return err instanceof JetStreamApiError && (err.code === 10071 || err.code === 10164);
 }
 
 function validate<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {

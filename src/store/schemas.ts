@@ -6,7 +6,7 @@
  * StoreValidationError on write) rather than silently dropped by a read-modify-write.
  */
 import { z } from 'zod';
-import { JOB_STATES, STOP_MODES, type DesiredConfig, type JobFailure, type JobState } from '../../machines/job/types.js';
+import { JOB_STATES, STOP_MODES, type DesiredConfig, type JobFailure, type JobState } from '../protocol/job-types.js';
 
 /** Job ids are subject tokens (`weir.log.<id>`) and KV key tokens (`<id>.spec`). */
 export const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;

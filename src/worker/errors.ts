@@ -2,7 +2,7 @@
  * Failure classification of a subtask: what the runner reports in `onFailed`, as the job machine
  * expects it (domain + retry hint), with the reason capped at 64 KiB.
  */
-import type { ErrorDomain, RetryHint } from '../../machines/job/types.js';
+import type { ErrorDomain, RetryHint } from '../protocol/index.js';
 import { truncateErrorText } from '../protocol/index.js';
 
 /** A mistake of the user: bad operator config, bad restored state for this operator, bad data. Never retried. */

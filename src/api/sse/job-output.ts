@@ -7,8 +7,8 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { JobState } from '../../../machines/job/types.js';
-import { decode, jobStateEventSchema, previewOutputSchema, subjects, type PreviewOutput } from '../../protocol/index.js';
+import type { JobState, PreviewOutput } from '../../protocol/index.js';
+import { decode, jobStateEventSchema, previewOutputSchema, subjects } from '../../protocol/index.js';
 import type { ControllerClient } from '../controller-client.js';
 import { ApiError } from '../errors.js';
 import { HubRegistry, SubscriberHub } from './hub-registry.js';

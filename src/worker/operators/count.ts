@@ -1,9 +1,8 @@
 import { z } from 'zod';
-import type { DataRecord } from '../../protocol/index.js';
+import { COUNT_OPERATOR, type DataRecord } from '../../protocol/index.js';
 import { UserError } from '../errors.js';
 import { defineOperator, type OperatorContext, type OperatorInstance } from './types.js';
 
-export const countConfigSchema = z.strictObject({});
 const restoredSchema = z.strictObject({ counts: z.record(z.string(), z.int().nonnegative()) });
 export type CountSnapshot = z.infer<typeof restoredSchema>;
 
@@ -35,8 +34,6 @@ class Count implements OperatorInstance {
 }
 
 export const count = defineOperator({
-  name: 'count',
-  kind: 'operator',
-  config: countConfigSchema,
+  ...COUNT_OPERATOR,
   create: () => new Count(),
 });

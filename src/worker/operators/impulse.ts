@@ -1,15 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { IMPULSE_OPERATOR, type ImpulseConfig } from '../../protocol/index.js';
 import { UserError } from '../errors.js';
 import { defineOperator, type OperatorContext, type OperatorInstance } from './types.js';
 
-export const impulseConfigSchema = z.strictObject({
-  /** Total events over all subtasks; absent: unbounded. */
-  events: z.int().nonnegative().optional(),
-  /** Total rate over all subtasks; absent: as fast as possible. */
-  rate_per_sec: z.number().positive().optional(),
-});
-export type ImpulseConfig = z.infer<typeof impulseConfigSchema>;
 
 const restoredSchema = z.strictObject({ next_counter: z.int().nonnegative() });
 export type ImpulseSnapshot = z.infer<typeof restoredSchema>;
@@ -61,8 +55,6 @@ class Impulse implements OperatorInstance {
 }
 
 export const impulse = defineOperator({
-  name: 'impulse',
-  kind: 'source',
-  config: impulseConfigSchema,
+  ...IMPULSE_OPERATOR,
   create: (config) => new Impulse(config),
 });

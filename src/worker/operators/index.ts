@@ -1,4 +1,3 @@
-import type { OperatorSpec } from '../../protocol/index.js';
 import { count } from './count.js';
 import { impulse } from './impulse.js';
 import { mapKey } from './map-key.js';
@@ -8,20 +7,17 @@ import { UserError } from '../errors.js';
 import type { OperatorFactory, OperatorInstance } from './types.js';
 
 export * from './types.js';
-export { impulse, impulseConfigSchema, type ImpulseConfig, type ImpulseSnapshot } from './impulse.js';
-export { mapKey, mapKeyConfigSchema, deriveKey, type MapKeyConfig } from './map-key.js';
-export { count, countConfigSchema, type CountSnapshot } from './count.js';
-export { log, preview, previewConfigSchema, type PreviewConfig } from './sinks.js';
-export { jetstreamSink, jetstreamSinkConfigSchema, type JetStreamSinkConfig } from './jetstream-sink.js';
+export { impulse, type ImpulseSnapshot } from './impulse.js';
+export { mapKey, deriveKey } from './map-key.js';
+export { count, type CountSnapshot } from './count.js';
+export { log, preview } from './sinks.js';
+export { jetstreamSink } from './jetstream-sink.js';
 
 // Each factory's `create` only ever receives what its own `config` schema produced (see `instantiate`).
 const all = [impulse, mapKey, count, log, preview, jetstreamSink] as unknown as ReadonlyArray<OperatorFactory<unknown>>;
 
-/** Every built-in operator by name; also a valid `availableOperators` map for `validateGraph`. */
+/** Every built-in operator's implementation by name, one for each entry of the protocol's OPERATOR_CATALOGUE. */
 export const OPERATORS: ReadonlyMap<string, OperatorFactory<unknown>> = new Map(all.map((factory) => [factory.name, factory]));
-
-/** Compile-time check that the registry fits `validateGraph`. */
-export const AVAILABLE_OPERATORS: ReadonlyMap<string, OperatorSpec> = OPERATORS;
 
 /** Checks `config` with the operator's schema and makes a subtask instance; `UserError` on any mistake. */
 export function instantiate(operator: string, config: unknown, registry: ReadonlyMap<string, OperatorFactory<unknown>> = OPERATORS): {

@@ -12,32 +12,12 @@
  */
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { z } from 'zod';
-import { jsonValueSchema, type CommitData, type DataRecord, type JsonValue } from '../../protocol/index.js';
+import { JETSTREAM_SINK_OPERATOR, jsonValueSchema, MAX_EPOCH_BYTES_LIMIT, type CommitData, type DataRecord, type JetStreamSinkConfig, type JsonValue } from '../../protocol/index.js';
 import { UserError } from '../errors.js';
 import { defineOperator, type OperatorContext, type OperatorInstance } from './types.js';
 
-/** Commit data travels in checkpoint events and records, each one NATS message of at most 1 MiB. */
-const MAX_EPOCH_BYTES_LIMIT = 512 * 1024;
 /** Publishes in flight during a commit: enough to hide the round trips, few enough not to flood the server. */
 const COMMIT_WINDOW = 256;
-
-const subjectToken = /^[A-Za-z0-9_-]+$/;
-
-export const jetstreamSinkConfigSchema = z.strictObject({
-  /** Where the records go: a literal subject (no wildcards) that a stream captures. */
-  subject: z
-    .string()
-    .min(1)
-    .max(255)
-    .refine((s) => s.split('.').every((t) => subjectToken.test(t)), { error: 'expected dot-separated tokens of A-Z a-z 0-9 _ - (no wildcards)' }),
-  /** When set, the stream is created with this name if it is missing, capturing `subject`. */
-  stream: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
-  /** Duplicate window of a stream this sink creates: the longest a re-sent commit can still be recognised. */
-  duplicate_window_ms: z.int().min(1_000).max(86_400_000).default(600_000),
-  /** Output of one subtask in one epoch, as JSON; more fails the subtask (checkpoint more often). */
-  max_epoch_bytes: z.int().min(1_024).max(MAX_EPOCH_BYTES_LIMIT).default(256 * 1024),
-});
-export type JetStreamSinkConfig = z.infer<typeof jetstreamSinkConfigSchema>;
 
 const commitDataSchema = z.strictObject({ rows: z.array(jsonValueSchema) });
 
@@ -110,9 +90,6 @@ class JetStreamSink implements OperatorInstance {
 }
 
 export const jetstreamSink = defineOperator({
-  name: 'jetstream-sink',
-  kind: 'sink',
-  twoPhase: true,
-  config: jetstreamSinkConfigSchema,
+  ...JETSTREAM_SINK_OPERATOR,
   create: (config) => new JetStreamSink(config),
 });

@@ -1,19 +1,7 @@
-import { z } from 'zod';
-import type { DataRecord, JsonValue } from '../../protocol/index.js';
+import { MAP_KEY_OPERATOR, type DataRecord, type JsonValue, type MapKeyConfig } from '../../protocol/index.js';
 import { UserError } from '../errors.js';
 import { defineOperator, type OperatorContext, type OperatorInstance } from './types.js';
 
-export const mapKeyConfigSchema = z
-  .strictObject({
-    /** Key = the JSON of this field of the record's value (strings as they are). */
-    field: z.string().min(1).optional(),
-    /** Key = `value.counter % modulo` (or `value[field] % modulo` with `field`). */
-    modulo: z.int().positive().optional(),
-    /** A record without the field fails the task (a user error, not retried) instead of getting key `null`. */
-    required: z.boolean().optional(),
-  })
-  .refine((c) => c.field !== undefined || c.modulo !== undefined, { error: 'needs field or modulo' });
-export type MapKeyConfig = z.infer<typeof mapKeyConfigSchema>;
 
 function fieldOf(value: JsonValue, field: string): JsonValue | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
@@ -50,8 +38,6 @@ class MapKey implements OperatorInstance {
 }
 
 export const mapKey = defineOperator({
-  name: 'map-key',
-  kind: 'operator',
-  config: mapKeyConfigSchema,
+  ...MAP_KEY_OPERATOR,
   create: (config) => new MapKey(config),
 });

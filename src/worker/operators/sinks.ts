@@ -1,6 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
-import { PREVIEW_OPERATOR, type DataRecord, type JsonValue } from '../../protocol/index.js';
+import { LOG_OPERATOR, PREVIEW_SINK_OPERATOR, type DataRecord, type JsonValue, type PreviewConfig } from '../../protocol/index.js';
 import { defineOperator, type OperatorContext, type OperatorInstance } from './types.js';
 
 let defaultLogger: Logger | undefined;
@@ -32,17 +32,10 @@ class LogSink implements OperatorInstance {
 }
 
 export const log = defineOperator({
-  name: 'log',
-  kind: 'sink',
-  config: z.strictObject({}),
+  ...LOG_OPERATOR,
   create: () => new LogSink(),
 });
 
-export const previewConfigSchema = z.strictObject({
-  /** Rows per output message. */
-  batch_size: z.int().min(1).max(1000).default(100),
-});
-export type PreviewConfig = z.infer<typeof previewConfigSchema>;
 
 /**
  * Hands each record (as `{key?, value, ts}`) to `ctx.output` in batches; a batch is flushed when full,
@@ -78,8 +71,6 @@ class PreviewSink implements OperatorInstance {
 }
 
 export const preview = defineOperator({
-  name: PREVIEW_OPERATOR,
-  kind: 'sink',
-  config: previewConfigSchema,
+  ...PREVIEW_SINK_OPERATOR,
   create: (config) => new PreviewSink(config),
 });

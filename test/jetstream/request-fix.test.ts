@@ -2,10 +2,12 @@ import { RequestError, TimeoutError } from '@nats-io/nats-core';
 import { RequestOne } from '@nats-io/nats-core/internal';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { applyNatsRequestFix } from '../../src/cli/nats-request-fix.js';
+import { applyNatsRequestFix, natsCoreVersion, REQUEST_FIX_MEASURED_ON } from '../../src/jetstream/request-fix.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
 type Spied = { deferred: { reject: (err: unknown) => void } };
+
+const originalCancel = RequestOne.prototype.cancel;
 
 describe('the nats.js request fix', () => {
   let server: NatsServerHandle;
@@ -13,8 +15,11 @@ describe('the nats.js request fix', () => {
   const rejects: ReturnType<typeof vi.fn>[] = [];
 
   beforeAll(async () => {
-    applyNatsRequestFix();
-    applyNatsRequestFix(); // idempotent
+    expect(applyNatsRequestFix('3.5.0')).toBe(false); // another version: left alone
+    expect(RequestOne.prototype.cancel).toBe(originalCancel);
+    expect(applyNatsRequestFix()).toBe(true);
+    expect(RequestOne.prototype.cancel).not.toBe(originalCancel);
+    expect(applyNatsRequestFix()).toBe(true); // idempotent
     // Outermost wrapper: watch every request's deferred rejection.
     const proto = RequestOne.prototype as unknown as { resolver: (this: Spied, ...args: unknown[]) => void };
     const patched = proto.resolver;
@@ -38,6 +43,10 @@ describe('the nats.js request fix', () => {
   afterAll(async () => {
     await nc?.close();
     await server?.dispose();
+  });
+
+  it('is measured on the installed nats.js: when this fails, measure the new version and move REQUEST_FIX_MEASURED_ON', () => {
+    expect(natsCoreVersion()).toBe(REQUEST_FIX_MEASURED_ON);
   });
 
   it('a replied request resolves and builds no cancellation error', async () => {
