@@ -54,8 +54,8 @@ import { Base64UrlPaddedCodec, Objm, type ObjectStore } from '@nats-io/obj';
 import { headers, nanos, nuid, type NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import { Deadline, DeadlineError, withDeadline, type Timeouts } from '../jetstream/deadline.js';
-import { CorruptRecordError, StoreError, StoreValidationError } from '../jetstream/errors.js';
-import { isWrongLastSequence } from '../jetstream/kv.js';
+import { StoreError, StoreValidationError } from '../jetstream/errors.js';
+import { CasBucket, decodeRecord, KV_OPERATION } from '../jetstream/kv.js';
 import { retrying } from '../jetstream/retry.js';
 import { ensureLogStream, logStreamConfig } from '../jetstream/streams.js';
 import { CorruptCheckpointError, RunContentionError, RunExistsError, UnknownRunError } from './errors.js';
@@ -172,7 +172,6 @@ const READER_INACTIVE_MS = 30_000;
 const OBJECT_CHUNK_BYTES = 128 * 1024;
 /** Chunks of one blob published and not yet acknowledged; each ack's timeout then covers at most this much data ahead of it. */
 const CHUNKS_IN_FLIGHT = 8;
-const KV_OPERATION = 'KV-Operation';
 /** The server's default max_payload, when the connection does not report one. */
 const DEFAULT_MAX_PAYLOAD = MIB;
 /** A checkpoint record's fields other than its metadata and inline state, as JSON, with room to spare. */
@@ -229,18 +228,6 @@ function encodeJson(value: unknown, maxBytes: number, what: string): string {
   return text;
 }
 
-function decode<S extends z.ZodType>(schema: S, key: string, data: Uint8Array): z.output<S> {
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(data));
-  } catch (err) {
-    throw new CorruptRecordError(key, { cause: err });
-  }
-  const parsed = schema.safeParse(json);
-  if (!parsed.success) throw new CorruptRecordError(key, { cause: parsed.error });
-  return parsed.data;
-}
-
 /** Runs `fn` over `items` with at most `limit` calls in flight; the first failure fails the whole. */
 async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -255,6 +242,7 @@ async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: 
 
 export class CheckpointStore {
   readonly names: CheckpointStoreNames;
+  private readonly bucket: CasBucket;
   private readonly kvStream: string;
   private readonly kvPrefix: string;
   private readonly objStream: string;
@@ -274,8 +262,9 @@ export class CheckpointStore {
     private readonly settings: Settings,
   ) {
     this.names = settings.names;
-    this.kvStream = `KV_${settings.names.metaBucket}`;
-    this.kvPrefix = `$KV.${settings.names.metaBucket}.`;
+    this.bucket = new CasBucket(nc, js, kv, settings.names.metaBucket, settings);
+    this.kvStream = this.bucket.stream;
+    this.kvPrefix = this.bucket.subjectPrefix;
     this.objStream = `OBJ_${settings.names.stateBucket}`;
     this.objPrefix = `$O.${settings.names.stateBucket}`;
   }
@@ -289,7 +278,7 @@ export class CheckpointStore {
     const now = Date.now();
     const record: Run = { run_id: run, workflow, params, status, created_at: now, updated_at: now, last_seq: 0 };
     const data = encodeJson(record, MAX_RUN_BYTES, 'run');
-    const revision = await this.create('createRun', this.deadline(), this.runKey(run), data, `createRun.${run}.${nuid.next()}`);
+    const revision = await this.bucket.create('createRun', this.deadline(), this.runKey(run), data, `createRun.${run}.${nuid.next()}`);
     if (revision === 'exists') throw new RunExistsError(run);
     this.remember(run, { value: record, revision });
     return record;
@@ -381,7 +370,7 @@ export class CheckpointStore {
       object === null ? { ...base, inline_state: Buffer.from(state.buffer, state.byteOffset, state.byteLength).toString('base64') } : { ...base, object };
     const data = JSON.stringify(record);
     const key = this.checkpointKey(run, seq);
-    if ((await this.create(op, dl, key, data, `${key}.${nuid.next()}`)) === 'exists') {
+    if ((await this.bucket.create(op, dl, key, data, `${key}.${nuid.next()}`)) === 'exists') {
       // Only if the run was deleted and created again while this save ran, and the new run got this far.
       throw new StoreError(`saveCheckpoint ${run}: record ${seq} appeared while saving (the run was deleted and created again?)`);
     }
@@ -439,12 +428,12 @@ export class CheckpointStore {
       );
     const key = this.checkpointKey(run, seq);
     const entry = await this.get(op, dl, key);
-    const stored = entry?.data == null ? null : decode(storedCheckpointSchema, key, entry.data);
+    const stored = entry?.data == null ? null : decodeRecord(storedCheckpointSchema, key, entry.data);
     if (stored !== null) {
       const pointerKey = this.latestKey(run, stored.node_id);
       const pointer = await this.get(op, dl, pointerKey);
       // Only up to the revision read: a pointer raised since is a later message and stays.
-      if (pointer?.data != null && decode(storedCheckpointSchema, pointerKey, pointer.data).seq === seq) await purge(pointerKey, pointer.revision + 1);
+      if (pointer?.data != null && decodeRecord(storedCheckpointSchema, pointerKey, pointer.data).seq === seq) await purge(pointerKey, pointer.revision + 1);
     }
     if (entry !== null) await purge(key);
     // An inline record never had a blob. Without a record (none, deleted before, or a save that died
@@ -555,45 +544,19 @@ export class CheckpointStore {
   }
 
   private async get(op: string, dl: Deadline, key: string): Promise<{ revision: number; data: Uint8Array | null } | null> {
-    const entry = await retrying(this.nc, op, dl, this.settings, () => this.kv.get(key));
+    const entry = await this.bucket.read(op, dl, key);
     if (entry === null) return null;
     // A delete or purge marker: the key is free, but a create must expect the marker's revision.
-    return { revision: entry.revision, data: entry.operation === 'PUT' ? entry.value : null };
+    return { revision: entry.revision, data: entry.live ? entry.value : null };
   }
 
   private async readRun(op: string, dl: Deadline, run: string): Promise<Versioned<Run> | null> {
     const key = this.runKey(run);
     const entry = await this.get(op, dl, key);
     if (entry?.data == null) return null;
-    const versioned = { value: decode(runSchema, key, entry.data) as Run, revision: entry.revision };
+    const versioned = { value: decodeRecord(runSchema, key, entry.data) as Run, revision: entry.revision };
     this.remember(run, versioned);
     return versioned;
-  }
-
-  /** A compare-and-set publish on the key's subject; `expect` 0 means "never written". */
-  private async write(op: string, dl: Deadline, key: string, data: string, expect: number, msgID: string): Promise<number | 'conflict'> {
-    try {
-      const ack = await retrying(this.nc, op, dl, this.settings, (timeout) =>
-        this.js.publish(`${this.kvPrefix}${key}`, data, { msgID, timeout, expect: { lastSubjectSequence: expect, streamName: this.kvStream } }),
-      );
-      return ack.seq;
-    } catch (err) {
-      if (isWrongLastSequence(err)) return 'conflict';
-      throw err;
-    }
-  }
-
-  /** kv.create semantics (free if never written or deleted), with a Nats-Msg-Id. */
-  private async create(op: string, dl: Deadline, key: string, data: string, msgBase: string): Promise<number | 'exists'> {
-    let expect = 0;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const written = await this.write(op, dl, key, data, expect, `${msgBase}.${expect}`);
-      if (written !== 'conflict') return written;
-      const current = await this.get(op, dl, key);
-      if (current?.data != null) return 'exists';
-      expect = current?.revision ?? 0;
-    }
-    return 'exists';
   }
 
   private updateRun(op: string, dl: Deadline, run: string, mutate: (current: Run) => Run): Promise<Run> {
@@ -604,7 +567,7 @@ export class CheckpointStore {
         known ??= await this.readRun(op, dl, run);
         if (known === null) throw new UnknownRunError(run);
         const next = mutate(known.value);
-        const revision = await this.write(op, dl, this.runKey(run), JSON.stringify(next), known.revision, `${op}.${run}.${opId}.${attempt}`);
+        const revision = await this.bucket.write(op, dl, this.runKey(run), JSON.stringify(next), known.revision, `${op}.${run}.${opId}.${attempt}`);
         if (revision !== 'conflict') {
           this.remember(run, { value: next, revision });
           return next;
@@ -629,13 +592,13 @@ export class CheckpointStore {
       const known = this.pointers.get(key);
       this.pointers.delete(key);
       if (known !== undefined && known.seq < record.seq) {
-        const written = await this.write(op, dl, key, data, known.revision, `${key}.${opId}.0`);
+        const written = await this.bucket.write(op, dl, key, data, known.revision, `${key}.${opId}.0`);
         if (written !== 'conflict') return raised(written);
       }
       for (let attempt = 1; attempt <= this.settings.casAttempts; attempt++) {
         const current = await this.get(op, dl, key);
-        if (current?.data != null && decode(storedCheckpointSchema, key, current.data).seq >= record.seq) return;
-        const written = await this.write(op, dl, key, data, current?.revision ?? 0, `${key}.${opId}.${attempt}`);
+        if (current?.data != null && decodeRecord(storedCheckpointSchema, key, current.data).seq >= record.seq) return;
+        const written = await this.bucket.write(op, dl, key, data, current?.revision ?? 0, `${key}.${opId}.${attempt}`);
         if (written !== 'conflict') return raised(written);
       }
       throw new RunContentionError(record.run_id, `${op} (latest pointer of ${record.node_id})`, this.settings.casAttempts);
@@ -646,7 +609,7 @@ export class CheckpointStore {
     const dl = this.deadline();
     const entry = await this.get(op, dl, key);
     if (entry?.data == null) return null;
-    const stored = decode(storedCheckpointSchema, key, entry.data);
+    const stored = decodeRecord(storedCheckpointSchema, key, entry.data);
     const meta = publicMeta(stored);
     const { run_id: run, node_id: node, seq } = meta;
     const intact = (blob: Uint8Array) => blob.byteLength === meta.bytes && sha256(blob) === meta.digest;
@@ -787,7 +750,7 @@ export class CheckpointStore {
     for (const m of messages) {
       const operation = m.headers?.get(KV_OPERATION) ?? '';
       if (operation === 'DEL' || operation === 'PURGE') continue;
-      out.push(decode(storedCheckpointSchema, m.subject.slice(this.kvPrefix.length), m.data));
+      out.push(decodeRecord(storedCheckpointSchema, m.subject.slice(this.kvPrefix.length), m.data));
     }
     return out.sort((a, b) => a.seq - b.seq);
   }

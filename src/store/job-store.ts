@@ -27,14 +27,14 @@
  * process looks the same for a moment, which is why `create` reports rather than repairs.)
  */
 import type { JetStreamClient } from '@nats-io/jetstream';
-import type { KV, KvEntry } from '@nats-io/kv';
-import { headers, nuid, type NatsConnection, type QueuedIterator } from '@nats-io/transport-node';
+import type { KV } from '@nats-io/kv';
+import { nuid, type NatsConnection, type QueuedIterator } from '@nats-io/transport-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { z } from 'zod';
-import { ConflictError, CorruptRecordError, StoreValidationError } from '../jetstream/errors.js';
+import { ConflictError, StoreValidationError } from '../jetstream/errors.js';
 import { PartialJobError, UnknownJobError } from './errors.js';
 import { Deadline, DeadlineError, type Timeouts } from '../jetstream/deadline.js';
-import { isWrongLastSequence } from '../jetstream/kv.js';
+import { CasBucket, decodeRecord, type KvRead } from '../jetstream/kv.js';
 import { retrying } from '../jetstream/retry.js';
 import {
   configSchema,
@@ -136,15 +136,6 @@ export interface JobStoreSettings extends Timeouts {
   casAttempts: number;
 }
 
-interface RawEntry {
-  revision: number;
-  /** False for a delete or purge marker. */
-  live: boolean;
-  entry: KvEntry;
-}
-
-const KV_OPERATION = 'KV-Operation';
-const ROLLUP = 'Nats-Rollup';
 /** Reads in flight at once while collecting all configs. */
 const CURRENT_BATCH = 32;
 
@@ -157,18 +148,6 @@ export function assertJobId(id: string): void {
 function validate<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw new StoreValidationError(`invalid ${what}: ${parsed.error.message}`, { cause: parsed.error });
-  return parsed.data;
-}
-
-function decode<S extends z.ZodType>(schema: S, key: string, entry: KvEntry): z.output<S> {
-  let json: unknown;
-  try {
-    json = entry.json();
-  } catch (err) {
-    throw new CorruptRecordError(key, { cause: err });
-  }
-  const parsed = schema.safeParse(json);
-  if (!parsed.success) throw new CorruptRecordError(key, { cause: parsed.error });
   return parsed.data;
 }
 
@@ -205,97 +184,27 @@ async function drain<T>(iter: QueuedIterator<T>, ms: number, what: string): Prom
 }
 
 export class KvJobStore implements JobStore {
-  private readonly streamName: string;
+  private readonly bucket: CasBucket;
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly js: JetStreamClient,
+    js: JetStreamClient,
     private readonly kv: KV,
     private readonly settings: JobStoreSettings,
   ) {
-    this.streamName = `KV_${settings.bucket}`;
+    this.bucket = new CasBucket(nc, js, kv, settings.bucket, settings);
   }
 
   private key(id: string, kind: JobKey): string {
     return `${id}.${kind}`;
   }
 
-  private subject(key: string): string {
-    return `$KV.${this.settings.bucket}.${key}`;
-  }
-
   private deadline(): Deadline {
     return new Deadline(this.settings.operationTimeoutMs);
   }
 
-  private async read(op: string, dl: Deadline, key: string): Promise<RawEntry | null> {
-    const entry = await retrying(this.nc, op, dl, this.settings, () => this.kv.get(key));
-    if (entry === null) return null;
-    return { revision: entry.revision, live: entry.operation === 'PUT', entry };
-  }
-
-  /**
-   * One compare-and-set write: `expect` is the revision the key must be at (0: never written).
-   * Retried on timeouts with the same msgID, so a write that landed is acknowledged, not repeated.
-   */
-  private async write(op: string, dl: Deadline, key: string, value: unknown, expect: number, msgID: string): Promise<number | 'conflict'> {
-    const data = JSON.stringify(value);
-    try {
-      const ack = await retrying(this.nc, op, dl, this.settings, (timeout) =>
-        this.js.publish(this.subject(key), data, {
-          msgID,
-          timeout,
-          expect: { lastSubjectSequence: expect, streamName: this.streamName },
-        }),
-      );
-      return ack.seq;
-    } catch (err) {
-      if (isWrongLastSequence(err)) return 'conflict';
-      throw err;
-    }
-  }
-
-  /** A KV purge (rollup marker), optionally only if the key is still at `expect`. */
-  private async purge(op: string, dl: Deadline, key: string, expect: number | undefined, msgID: string): Promise<'ok' | 'conflict'> {
-    try {
-      await retrying(this.nc, op, dl, this.settings, (timeout) => {
-        const h = headers();
-        h.set(KV_OPERATION, 'PURGE');
-        h.set(ROLLUP, 'sub');
-        return this.js.publish(this.subject(key), undefined, {
-          msgID,
-          timeout,
-          headers: h,
-          expect: { streamName: this.streamName, ...(expect === undefined ? {} : { lastSubjectSequence: expect }) },
-        });
-      });
-      return 'ok';
-    } catch (err) {
-      if (isWrongLastSequence(err)) return 'conflict';
-      throw err;
-    }
-  }
-
-  /** kv.create semantics: succeeds if the key was never written or its last entry is a delete marker. */
-  private async createKey(dl: Deadline, key: string, value: unknown, msgBase: string): Promise<number | 'exists'> {
-    let expect = 0;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const written = await this.write('create', dl, key, value, expect, `${msgBase}.${expect}`);
-      if (written !== 'conflict') return written;
-      const current = await this.read('create', dl, key);
-      if (current === null) {
-        expect = 0;
-      } else if (current.live) {
-        return 'exists';
-      } else {
-        expect = current.revision;
-      }
-    }
-    return 'exists';
-  }
-
-  private async readAll(op: string, dl: Deadline, id: string): Promise<Record<JobKey, RawEntry | null>> {
-    const [spec, config, status] = await Promise.all(JOB_KEYS.map((kind) => this.read(op, dl, this.key(id, kind))));
+  private async readAll(op: string, dl: Deadline, id: string): Promise<Record<JobKey, KvRead | null>> {
+    const [spec, config, status] = await Promise.all(JOB_KEYS.map((kind) => this.bucket.read(op, dl, this.key(id, kind))));
     return { spec: spec ?? null, config: config ?? null, status: status ?? null };
   }
 
@@ -319,13 +228,13 @@ export class KvJobStore implements JobStore {
     const revisions: Partial<Record<JobKey, number>> = {};
     for (const kind of JOB_KEYS) {
       const key = this.key(id, kind);
-      const revision = await this.createKey(dl, key, values[kind], `create.${id}.${requestId}.${kind}`);
+      const revision = await this.bucket.create('create', dl, key, JSON.stringify(values[kind]), `create.${id}.${requestId}.${kind}`);
       if (revision === 'exists') {
         // Undo what this call wrote, but only if nobody has touched it since (best effort: if this fails
         // the job stays partial, which is reported, never mistaken for a job).
         for (const done of JOB_KEYS) {
           const rev = revisions[done];
-          if (rev !== undefined) await this.purge('create', dl, this.key(id, done), rev, `undo.${id}.${requestId}.${done}`).catch(() => undefined);
+          if (rev !== undefined) await this.bucket.purge('create', dl, this.key(id, done), rev, `undo.${id}.${requestId}.${done}`).catch(() => undefined);
         }
         throw await this.conflictFor(id, dl);
       }
@@ -346,9 +255,9 @@ export class KvJobStore implements JobStore {
       throw new PartialJobError(id, present, JOB_KEYS.filter((kind) => raw[kind]?.live !== true));
     }
     return {
-      spec: decode(specSchema, this.key(id, 'spec'), spec.entry),
-      config: decode(configSchema, this.key(id, 'config'), config.entry),
-      status: decode(statusSchema, this.key(id, 'status'), status.entry),
+      spec: decodeRecord(specSchema, this.key(id, 'spec'), spec.value),
+      config: decodeRecord(configSchema, this.key(id, 'config'), config.value),
+      status: decodeRecord(statusSchema, this.key(id, 'status'), status.value),
       revisions: { spec: spec.revision, config: config.revision, status: status.revision },
     };
   }
@@ -391,13 +300,13 @@ export class KvJobStore implements JobStore {
         // A copy: mutate may scribble on its argument, and `known` stays the caller's.
         base = { value: structuredClone(known.value), revision: known.revision };
       } else {
-        const current = await this.read(op, dl, key);
+        const current = await this.bucket.read(op, dl, key);
         if (current === null || !current.live) throw new UnknownJobError(id, `no ${kind}`);
         // A fresh decode each attempt: mutate may scribble on its argument.
-        base = { value: decode(schema, key, current.entry), revision: current.revision };
+        base = { value: decodeRecord(schema, key, current.value), revision: current.revision };
       }
       const next = validate(schema, await mutate(base.value), kind);
-      const revision = await this.write(op, dl, key, next, base.revision, `${op}.${id}.${opId}.${attempt}`);
+      const revision = await this.bucket.write(op, dl, key, JSON.stringify(next), base.revision, `${op}.${id}.${opId}.${attempt}`);
       if (revision !== 'conflict') return { value: next, revision };
       // Lost the race: somebody wrote since our read. Spread the retries of many contenders a little.
       await sleep(Math.random() * Math.min(50, 2 * attempt));
@@ -416,7 +325,7 @@ export class KvJobStore implements JobStore {
       if (entry?.live !== true) continue;
       // The status purge is a compare-and-set when the caller pinned a revision; the rest follow it.
       const expect = kind === 'status' ? opts.statusRevision : undefined;
-      const result = await this.purge('delete', dl, this.key(id, kind), expect, `delete.${id}.${opId}.${kind}`);
+      const result = await this.bucket.purge('delete', dl, this.key(id, kind), expect, `delete.${id}.${opId}.${kind}`);
       if (result === 'conflict') {
         throw new ConflictError(id, 'contention', `delete ${id}: status changed since revision ${opts.statusRevision}`);
       }
@@ -450,7 +359,7 @@ export class KvJobStore implements JobStore {
         if (entry.revision < from) continue;
         const jobId = entry.key.slice(0, -'.config'.length);
         try {
-          const config = entry.operation === 'PUT' ? decode(configSchema, entry.key, entry) : null;
+          const config = entry.operation === 'PUT' ? decodeRecord(configSchema, entry.key, entry.value) : null;
           await onChange({ jobId, config, revision: entry.revision });
         } catch (err) {
           report(err);
@@ -470,11 +379,11 @@ export class KvJobStore implements JobStore {
     const out: ConfigSnapshot[] = [];
     for (let i = 0; i < keys.length; i += CURRENT_BATCH) {
       const batch = keys.slice(i, i + CURRENT_BATCH);
-      const entries = await Promise.all(batch.map((key) => this.read('watchConfigs.current', dl, key)));
+      const entries = await Promise.all(batch.map((key) => this.bucket.read('watchConfigs.current', dl, key)));
       entries.forEach((raw, j) => {
         const key = batch[j] ?? '';
         if (raw === null || !raw.live) return;
-        out.push({ jobId: key.slice(0, -'.config'.length), config: decode(configSchema, key, raw.entry), revision: raw.revision });
+        out.push({ jobId: key.slice(0, -'.config'.length), config: decodeRecord(configSchema, key, raw.value), revision: raw.revision });
       });
     }
     return out;
