@@ -36,27 +36,26 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  AckPolicy,
   DeliverPolicy,
   jetstream,
   jetstreamManager,
-  JsHeaders,
   StorageType,
   type ConsumerConfig,
-  type DirectMsgRequest,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
-  type StoredMsg,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { Base64UrlPaddedCodec, Objm, type ObjectStore } from '@nats-io/obj';
-import { headers, nanos, nuid, type NatsConnection } from '@nats-io/transport-node';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
-import { Deadline, DeadlineError, withDeadline, type Timeouts } from '../jetstream/deadline.js';
+import { Deadline, type Timeouts } from '../jetstream/deadline.js';
 import { StoreError, StoreValidationError } from '../jetstream/errors.js';
 import { CasBucket, decodeRecord, KV_OPERATION } from '../jetstream/kv.js';
 import { retrying } from '../jetstream/retry.js';
+import { StreamReader } from '../jetstream/stream-reader.js';
+import { ObjectWire } from '../jetstream/object-store.js';
+import { forEachLimited } from '../shared/for-each-limited.js';
 import { ensureLogStream, logStreamConfig } from '../jetstream/streams.js';
 import { CorruptCheckpointError, RunContentionError, RunExistsError, UnknownRunError } from './errors.js';
 import {
@@ -168,10 +167,6 @@ const DELETE_CONCURRENCY = 32;
 const FETCH_BATCH = 256;
 /** Readers' consumers are deleted after use; this only bounds what a crashed reader leaves behind. */
 const READER_INACTIVE_MS = 30_000;
-/** nats.js's chunk size for objects (capped by the server's max_payload). */
-const OBJECT_CHUNK_BYTES = 128 * 1024;
-/** Chunks of one blob published and not yet acknowledged; each ack's timeout then covers at most this much data ahead of it. */
-const CHUNKS_IN_FLIGHT = 8;
 /** The server's default max_payload, when the connection does not report one. */
 const DEFAULT_MAX_PAYLOAD = MIB;
 /** A checkpoint record's fields other than its metadata and inline state, as JSON, with room to spare. */
@@ -228,25 +223,13 @@ function encodeJson(value: unknown, maxBytes: number, what: string): string {
   return text;
 }
 
-/** Runs `fn` over `items` with at most `limit` calls in flight; the first failure fails the whole. */
-async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
 export class CheckpointStore {
   readonly names: CheckpointStoreNames;
   private readonly bucket: CasBucket;
+  private readonly reader: StreamReader;
   private readonly kvStream: string;
   private readonly kvPrefix: string;
-  private readonly objStream: string;
-  private readonly objPrefix: string;
+  private readonly objects: ObjectWire;
   private readonly runs = new Map<string, Versioned<Run>>();
   /** latest.<run>.<node> → the sequence it held at the revision this process last saw. */
   private readonly pointers = new Map<string, { seq: number; revision: number }>();
@@ -263,10 +246,10 @@ export class CheckpointStore {
   ) {
     this.names = settings.names;
     this.bucket = new CasBucket(nc, js, kv, settings.names.metaBucket, settings);
+    this.reader = new StreamReader(nc, js, jsm, { namePrefix: `${settings.names.metaBucket}_reader`, inactiveMs: READER_INACTIVE_MS, requestTimeoutMs: settings.requestTimeoutMs });
     this.kvStream = this.bucket.stream;
     this.kvPrefix = this.bucket.subjectPrefix;
-    this.objStream = `OBJ_${settings.names.stateBucket}`;
-    this.objPrefix = `$O.${settings.names.stateBucket}`;
+    this.objects = new ObjectWire(nc, js, jsm, os, settings.names.stateBucket, settings);
   }
 
   // ─── Runs ──────────────────────────────────────────────────────────────────────────────────────
@@ -317,7 +300,7 @@ export class CheckpointStore {
       Array.from({ length: top }, (_, i) => i + 1).filter((seq) => !inline.has(seq)),
       DELETE_CONCURRENCY,
       async (seq) => {
-        if (await this.deleteBlob(this.objectName(run, seq))) blobs++;
+        if (await this.objects.remove('deleteRun', this.deadline(), this.objectName(run, seq))) blobs++;
       },
     );
     const purge = (stream: string, filter: string) =>
@@ -356,7 +339,7 @@ export class CheckpointStore {
     const claimed = await this.updateRun(op, dl, run, (r) => ({ ...r, last_seq: r.last_seq + 1 }));
     const seq = claimed.last_seq;
     const object = inline ? null : this.objectName(run, seq);
-    if (object !== null) await this.writeBlob(op, dl, object, `checkpoint ${seq} of node ${node} in run ${run}`, state, hash);
+    if (object !== null) await this.objects.write(op, dl, this.attemptMs(state.byteLength), object, `checkpoint ${seq} of node ${node} in run ${run}`, state, hash);
     const base = {
       run_id: run,
       node_id: node,
@@ -438,7 +421,7 @@ export class CheckpointStore {
     if (entry !== null) await purge(key);
     // An inline record never had a blob. Without a record (none, deleted before, or a save that died
     // before its record) there may still be one.
-    const blob = stored !== null && 'inline_state' in stored ? false : await this.deleteBlob(this.objectName(run, seq), op);
+    const blob = stored !== null && 'inline_state' in stored ? false : await this.objects.remove(op, this.deadline(), this.objectName(run, seq));
     return stored !== null || blob;
   }
 
@@ -496,10 +479,6 @@ export class CheckpointStore {
 
   private objectName(run: string, seq: number): string {
     return `${run}/${seq}`;
-  }
-
-  private objectMetaSubject(name: string): string {
-    return `${this.objPrefix}.M.${Base64UrlPaddedCodec.encode(name)}`;
   }
 
   private eventSubject(run: string): string {
@@ -622,7 +601,7 @@ export class CheckpointStore {
       return { meta, state };
     }
     const { object } = stored;
-    const fast = await this.readBlob(object, meta.bytes);
+    const fast = await this.objects.read(object, meta.bytes, this.attemptMs(meta.bytes));
     if (fast !== null && intact(fast)) return { meta, state: fast };
     // Only what nats.js reads from the stream leader counts as missing or corrupt (see readBlob).
     let state: Uint8Array | null;
@@ -640,107 +619,6 @@ export class CheckpointStore {
     return { meta, state };
   }
 
-  /**
-   * Writes `state` as the object `name` in the object store's own layout (its chunks on
-   * `$O.<bucket>.C.<nuid>`, then its metadata on `$O.<bucket>.M.<name>` with a rollup), so that os.info,
-   * os.getBlob, deleteBlob and other clients see an ordinary object. nats.js's putBlob sends each 128 KiB
-   * chunk only after the previous one's ack and hashes in JavaScript; here several chunks are in flight and
-   * the object's digest is the record's SHA-256 (1 MiB: 4 ms instead of 29 ms on a 2-core VM). The
-   * chunks of a failed attempt are purged once a later one has succeeded. Unlike putBlob there is no lookup
-   * of an object to replace: names follow sequences, which only grow, and deleteRun removes a run's blobs
-   * before its record, so a name is never taken (saves racing a delete of their run are not supported).
-   */
-  private async writeBlob(op: string, dl: Deadline, name: string, description: string, state: Uint8Array, digest: Uint8Array): Promise<void> {
-    const chunkBytes = Math.min(OBJECT_CHUNK_BYTES, this.nc.info?.max_payload ?? OBJECT_CHUNK_BYTES);
-    const chunks = Math.ceil(state.byteLength / chunkBytes);
-    const rollup = headers();
-    rollup.set(JsHeaders.RollupHdr, JsHeaders.RollupValueSubject);
-    const attempts: string[] = [];
-    await retrying(
-      this.nc,
-      op,
-      dl,
-      this.settings,
-      async (timeout) => {
-        const id = nuid.next();
-        attempts.push(id);
-        const opts = { timeout, expect: { streamName: this.objStream } };
-        const subject = `${this.objPrefix}.C.${id}`;
-        // Sent in index order on one connection, so the stream stores the chunks in order.
-        await forEachLimited(
-          Array.from({ length: chunks }, (_, i) => i),
-          CHUNKS_IN_FLIGHT,
-          async (i) => {
-            await this.js.publish(subject, state.subarray(i * chunkBytes, (i + 1) * chunkBytes), { ...opts, msgID: `${id}.${i}` });
-          },
-        );
-        const info = {
-          name,
-          description,
-          options: { max_chunk_size: chunkBytes },
-          bucket: this.names.stateBucket,
-          nuid: id,
-          size: state.byteLength,
-          chunks,
-          mtime: new Date().toISOString(),
-          digest: `SHA-256=${Base64UrlPaddedCodec.encode(digest)}`,
-          deleted: false,
-        };
-        await this.js.publish(this.objectMetaSubject(name), JSON.stringify(info), { ...opts, msgID: `${id}.meta`, headers: rollup });
-      },
-      this.attemptMs(state.byteLength),
-    );
-    // Best effort, as in putBlob: the object is written either way.
-    await Promise.all(attempts.slice(0, -1).map((id) => this.jsm.streams.purge(this.objStream, { filter: `${this.objPrefix}.C.${id}` }).catch(() => undefined)));
-  }
-
-  /**
-   * The object's bytes, or null when this way of reading does not give the whole object. The metadata and
-   * then the chunks come from direct gets: nats.js's getBlob sets up a push consumer with flow control for
-   * every read and hashes in JavaScript (1 KiB: 4.5 ms against 0.6 ms; 1 MiB: 33 ms against 4 ms). A direct
-   * get may be answered by a replica that is behind, so the caller reads anything short or wrong again
-   * through getBlob, and only that read decides whether the blob is missing or corrupt.
-   */
-  private async readBlob(name: string, bytes: number): Promise<Uint8Array | null> {
-    if (!this.settings.directGets) return null;
-    const read = async (): Promise<Uint8Array | null> => {
-      const found = await this.jsm.direct.getMessage(this.objStream, { last_by_subj: this.objectMetaSubject(name) });
-      if (found === null) return null;
-      const { nuid: id, size, chunks, deleted } = found.json<Partial<{ nuid: string; size: number; chunks: number; deleted: boolean }>>();
-      if (deleted === true || size !== bytes || typeof id !== 'string' || typeof chunks !== 'number') return null;
-      const subject = `${this.objPrefix}.C.${id}`;
-      const get = (query: DirectMsgRequest) => this.jsm.direct.getMessage(this.objStream, query);
-      // A blob written while no other was has its chunks right before its metadata: then they are asked for
-      // by sequence, several at once. Otherwise (a chunk of another blob among them) one after the other.
-      const first = found.seq - chunks;
-      let parts: (StoredMsg | null)[] | null = first >= 1 ? [] : null;
-      for (let i = 0; parts !== null && i < chunks; i += CHUNKS_IN_FLIGHT) {
-        const window = await Promise.all(Array.from({ length: Math.min(CHUNKS_IN_FLIGHT, chunks - i) }, (_, k) => get({ seq: first + i + k })));
-        parts = window.every((m) => m?.subject === subject) ? [...parts, ...window] : null;
-      }
-      if (parts === null) {
-        parts = [];
-        for (let seq = 0; parts.length < chunks; ) {
-          const m = await get({ seq: seq + 1, next_by_subj: subject });
-          if (m === null) return null;
-          parts.push(m);
-          seq = m.seq;
-        }
-      }
-      const out = new Uint8Array(bytes);
-      let offset = 0;
-      for (const m of parts) {
-        if (m === null || offset + m.data.byteLength > bytes) return null;
-        out.set(m.data, offset);
-        offset += m.data.byteLength;
-      }
-      return offset === bytes ? out : null;
-    };
-    // One attempt within the time a getBlob attempt gets: on a server that does not answer, the load's
-    // own deadline and errors are getBlob's.
-    return withDeadline(read(), this.attemptMs(bytes), 'readBlob').catch(() => null);
-  }
-
   private async readRecords(op: string, dl: Deadline, run: string): Promise<StoredCheckpoint[]> {
     const { messages } = await this.readStream(op, dl, this.kvStream, Number.POSITIVE_INFINITY, {
       filter_subject: `${this.kvPrefix}cp.${run}.*`,
@@ -755,66 +633,28 @@ export class CheckpointStore {
     return out.sort((a, b) => a.seq - b.seq);
   }
 
-  /**
-   * Reads up to `max` messages through a consumer of its own: one request to create it (which reports how
-   * many messages match, so an empty read costs nothing more), then fetches of what is there.
-   */
+  /** Reads up to `max` messages through a consumer of its own (see StreamReader); a partial read is retried, never returned. */
   private readStream(op: string, dl: Deadline, stream: string, max: number, cfg: Partial<ConsumerConfig>): Promise<StreamRead> {
-    const expires = Math.max(1_000, this.settings.requestTimeoutMs);
     const attempt = async (): Promise<StreamRead> => {
-      const info = await this.jsm.consumers.add(stream, {
-        name: `${this.names.metaBucket}_reader_${nuid.next()}`,
-        ack_policy: AckPolicy.None,
-        mem_storage: true,
-        num_replicas: 1,
-        inactive_threshold: nanos(READER_INACTIVE_MS),
-        ...cfg,
-      });
+      const cursor = await this.reader.open(stream, cfg);
       try {
         const messages: JsMsg[] = [];
-        let pending = info.num_pending;
-        const consumer = this.js.consumers.getConsumerFromInfo(info);
-        while (messages.length < max && pending > 0) {
-          const batch = Math.min(max - messages.length, pending, FETCH_BATCH);
-          const fetched = await consumer.fetch({ max_messages: batch, expires });
-          let received = 0;
-          try {
-            for await (const m of fetched) {
-              messages.push(m);
-              received++;
-              pending = m.info.pending;
-              if (received === batch || pending === 0) break;
-            }
-          } finally {
-            fetched.stop();
-          }
-          // Messages that were there did not come (a restart, a lost consumer): a partial list must not pass for a whole one.
-          if (received === 0) throw new DeadlineError(`${op}: reading ${stream}`, expires);
-        }
+        const { pending } = await this.reader.read(
+          cursor,
+          { what: op, max, batch: (kept, pending) => Math.min(max - kept, pending, FETCH_BATCH), shortFetch: 'fails-when-empty' },
+          (m) => {
+            messages.push(m);
+            return 'kept';
+          },
+        );
         return { messages, more: pending > 0 };
       } finally {
-        if (!this.nc.isClosed()) this.jsm.consumers.delete(stream, info.name).catch(() => undefined);
+        this.reader.close(cursor);
       }
     };
     return retrying(this.nc, op, dl, this.settings, attempt, Math.max(dl.remaining(), 1));
   }
 
-  /** Removes one blob without leaving a delete marker; false if there was none. */
-  private async deleteBlob(name: string, op = 'deleteRun'): Promise<boolean> {
-    const dl = this.deadline();
-    const info = await retrying(this.nc, op, dl, this.settings, () => this.os.info(name));
-    if (info === null) return false;
-    const stream = `OBJ_${this.names.stateBucket}`;
-    const prefix = `$O.${this.names.stateBucket}`;
-    // Chunks first: a crash in between leaves the metadata, through which a retry finds the blob again.
-    if (!info.deleted) {
-      await retrying(this.nc, op, dl, this.settings, () => this.jsm.streams.purge(stream, { filter: `${prefix}.C.${info.nuid}` }));
-    }
-    await retrying(this.nc, op, dl, this.settings, () =>
-      this.jsm.streams.purge(stream, { filter: `${prefix}.M.${Base64UrlPaddedCodec.encode(name)}` }),
-    );
-    return !info.deleted;
-  }
 }
 
 function safeJson(data: Uint8Array): unknown {

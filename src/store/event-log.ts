@@ -29,18 +29,17 @@
  * serialising the controller's writes, and a chain broken by retention limits would end the walk early.
  */
 import {
-  AckPolicy,
   DeliverPolicy,
-  type ConsumerInfo,
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
 } from '@nats-io/jetstream';
-import { nanos, nuid, type NatsConnection } from '@nats-io/transport-node';
+import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import { StoreValidationError } from '../jetstream/errors.js';
 import { assertJobId } from './job-store.js';
 import { Deadline, type Timeouts } from '../jetstream/deadline.js';
 import { retrying } from '../jetstream/retry.js';
+import { StreamReader, type StreamCursor } from '../jetstream/stream-reader.js';
 import { LOG_EVENT_KINDS, logEventSchema, type LogEvent, type LogEventKind, type LogRow } from './schemas.js';
 
 export interface AppendOptions {
@@ -115,11 +114,9 @@ function assertCount(value: number, what: string, min: number, max = Number.MAX_
   }
 }
 
-/** An ephemeral consumer over one job's subject from `start`; `pending` = the job's rows at or after `start`. */
-interface Probe {
+/** A reader's consumer over one job's subject from `start`; `pending` = the job's rows at or after `start`. */
+interface Probe extends StreamCursor {
   start: number;
-  pending: number;
-  info: ConsumerInfo;
 }
 
 class StreamTail implements LogTail {
@@ -138,12 +135,16 @@ class StreamTail implements LogTail {
 }
 
 export class StreamEventLog implements EventLog {
+  private readonly reader: StreamReader;
+
   constructor(
     private readonly nc: NatsConnection,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     private readonly settings: EventLogSettings,
-  ) {}
+  ) {
+    this.reader = new StreamReader(nc, js, jsm, { namePrefix: 'weir_read', inactiveMs: PROBE_INACTIVE_MS, requestTimeoutMs: settings.requestTimeoutMs });
+  }
 
   private subject(jobId: string): string {
     assertJobId(jobId);
@@ -242,23 +243,16 @@ export class StreamEventLog implements EventLog {
   }
 
   private async probe(subject: string, start: number): Promise<Probe> {
-    const info = await this.jsm.consumers.add(this.settings.stream, {
-      name: `weir_read_${nuid.next()}`,
+    const cursor = await this.reader.open(this.settings.stream, {
       filter_subject: subject,
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: Math.max(1, start),
-      ack_policy: AckPolicy.None,
-      mem_storage: true,
-      num_replicas: 1,
-      inactive_threshold: nanos(PROBE_INACTIVE_MS),
     });
-    return { start, pending: info.num_pending, info };
+    return { ...cursor, start };
   }
 
-  /** Deleting is a courtesy: the server drops the consumer after PROBE_INACTIVE_MS anyway. */
   private release(probe: Probe): void {
-    if (this.nc.isClosed()) return;
-    this.jsm.consumers.delete(this.settings.stream, probe.info.name).catch(() => undefined);
+    this.reader.close(probe);
   }
 
   /**
@@ -267,35 +261,25 @@ export class StreamEventLog implements EventLog {
    */
   private async read(probe: Probe, hi: number, max: number, expected = probe.pending): Promise<LogRow[]> {
     const rows: LogRow[] = [];
-    if (probe.pending === 0 || probe.start >= hi) return rows;
-    const consumer = this.js.consumers.getConsumerFromInfo(probe.info);
-    const expires = Math.max(1000, this.settings.requestTimeoutMs);
-    for (;;) {
-      const batch = Math.min(MAX_WINDOW_ROWS, Math.max(1, Math.min(max, expected) - rows.length)) + 1;
-      const messages = await consumer.fetch({ max_messages: batch, expires });
-      let received = 0;
-      let done = false;
-      try {
-        for await (const m of messages) {
-          received++;
-          if (m.seq >= hi) {
-            done = true;
-            break;
-          }
-          const row = decodeRow(m.seq, m.data);
-          if (row !== null) rows.push(row);
-          // pending: the job's rows still to come after this one.
-          if (rows.length >= max || m.info.pending === 0) {
-            done = true;
-            break;
-          }
-        }
-      } finally {
-        messages.stop();
-      }
-      // A fetch that ends short without a reason (rows removed by retention meanwhile) also ends the read.
-      if (done || received < batch) return rows;
-    }
+    if (probe.start >= hi) return rows;
+    await this.reader.read(
+      probe,
+      {
+        what: 'reading the job log',
+        max,
+        // One more than expected, so that a read to `hi` sees where it ends.
+        batch: (kept) => Math.min(MAX_WINDOW_ROWS, Math.max(1, Math.min(max, expected) - kept)) + 1,
+        shortFetch: 'ends',
+      },
+      (m) => {
+        if (m.seq >= hi) return 'stop';
+        const row = decodeRow(m.seq, m.data);
+        if (row === null) return 'skipped';
+        rows.push(row);
+        return 'kept';
+      },
+    );
+    return rows;
   }
 
   private async pageOnce(subject: string, opts: PageOptions): Promise<Page> {
