@@ -6,6 +6,7 @@ import { jobSummary, nodeParallelism, type AvailableAction, type JobSummary, typ
 import type { LogRow } from '../store/index.js';
 import type { ErrorRow, Job, PipelineResponse } from './schemas.js';
 import { derivedOnce } from './serialize.js';
+import { microsFromMs } from '../shared/micros.js';
 
 const actionOf = (action: AvailableAction) => ({ action: action.stop, action_text: action.text, action_in_progress: action.in_progress });
 
@@ -55,7 +56,7 @@ export function toErrorRow(row: LogRow): ErrorRow | null {
   return {
     id: row.seq,
     // The log keeps ms; the API speaks µs like every other time it shows.
-    created_at: Math.round(row.at * 1000),
+    created_at: microsFromMs(row.at),
     operator_id: row.operator_id ?? null,
     task_index: row.subtask_index ?? null,
     level: 'error',

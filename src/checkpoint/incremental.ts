@@ -34,8 +34,8 @@ import {
 import { idSchema, type Checkpoint, type CheckpointMeta, type JsonValue } from './schemas.js';
 import { refToken, StateTables, stateInner, tableInner, type TableInner } from './incremental-tables.js';
 import type { CheckpointStore } from './store.js';
+import { nowMicros as nowUs } from '../shared/micros.js';
 
-const nowUs = () => Date.now() * 1000;
 
 // ─── Writing ─────────────────────────────────────────────────────────────────────────────────────
 

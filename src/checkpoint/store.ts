@@ -56,6 +56,7 @@ import { retrying } from '../jetstream/retry.js';
 import { StreamReader } from '../jetstream/stream-reader.js';
 import { ObjectWire } from '../jetstream/object-store.js';
 import { forEachLimited } from '../shared/for-each-limited.js';
+import { KeyedQueue } from '../shared/keyed-queue.js';
 import { ensureLogStream, logStreamConfig } from '../jetstream/streams.js';
 import { CorruptCheckpointError, RunContentionError, RunExistsError, UnknownRunError } from './errors.js';
 import {
@@ -233,7 +234,8 @@ export class CheckpointStore {
   private readonly runs = new Map<string, Versioned<Run>>();
   /** latest.<run>.<node> → the sequence it held at the revision this process last saw. */
   private readonly pointers = new Map<string, { seq: number; revision: number }>();
-  private readonly queues = new Map<string, Promise<void>>();
+  /** Writers of one run or key in this process take turns. */
+  private readonly writers = new KeyedQueue();
 
   /** Use openCheckpointStore, which creates or binds the bucket, the object store and the stream. */
   constructor(
@@ -504,20 +506,6 @@ export class CheckpointStore {
     return Math.max(4 * this.settings.requestTimeoutMs, 2_000) + Math.ceil(stateBytes / MIB) * this.settings.requestTimeoutMs;
   }
 
-  /** Chains `fn` after every earlier call with the same key, so that local writers take turns. */
-  private serially<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const result = (this.queues.get(key) ?? Promise.resolve()).then(fn);
-    const settled = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.queues.set(key, settled);
-    void settled.then(() => {
-      if (this.queues.get(key) === settled) this.queues.delete(key);
-    });
-    return result;
-  }
-
   private remember(run: string, versioned: Versioned<Run>): void {
     cacheSet(this.runs, run, versioned, MAX_CACHED_RUNS);
   }
@@ -539,7 +527,7 @@ export class CheckpointStore {
   }
 
   private updateRun(op: string, dl: Deadline, run: string, mutate: (current: Run) => Run): Promise<Run> {
-    return this.serially(run, async () => {
+    return this.writers.run(run, async () => {
       const opId = nuid.next();
       let known = this.runs.get(run) ?? null;
       for (let attempt = 1; attempt <= this.settings.casAttempts; attempt++) {
@@ -563,7 +551,7 @@ export class CheckpointStore {
   /** Points latest.<run>.<node> at `record` unless it already points at a higher sequence. */
   private raiseLatest(op: string, dl: Deadline, record: StoredCheckpoint, data: string): Promise<void> {
     const key = this.latestKey(record.run_id, record.node_id);
-    return this.serially(key, async () => {
+    return this.writers.run(key, async () => {
       const opId = nuid.next();
       const raised = (revision: number) => cacheSet(this.pointers, key, { seq: record.seq, revision }, MAX_CACHED_POINTERS);
       // A compare-and-set on the revision last seen proves the pointer still holds that lower sequence, so

@@ -1,6 +1,7 @@
 /** `weir jobs checkpoints`: the history as a table, one checkpoint's spans as a text timeline. */
 import type { Checkpoint, CheckpointDetailsReply, CheckpointEventSpan } from '../protocol/index.js';
 import { formatMicros, table } from './format.js';
+import { nowMicros } from '../shared/micros.js';
 
 const BAR_WIDTH = 48;
 
@@ -35,7 +36,7 @@ export function checkpointListTable(checkpoints: readonly Checkpoint[]): string 
  * Every span of one checkpoint on one time axis, from the checkpoint's start to the last finish (or
  * `now` for open spans, drawn ending in `>`): job spans first, then each operator's subtasks.
  */
-export function checkpointTimeline(reply: CheckpointDetailsReply, now: number = Date.now() * 1000): string {
+export function checkpointTimeline(reply: CheckpointDetailsReply, now: number = nowMicros()): string {
   const { checkpoint, data: operators } = reply;
   const spans: CheckpointEventSpan[] = [...checkpoint.events, ...operators.flatMap((o) => o.subtasks.flatMap((s) => s.event_spans))];
   const start = Math.min(checkpoint.start_time, ...spans.map((s) => s.start_time));

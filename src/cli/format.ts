@@ -1,6 +1,7 @@
 /** Human-readable output of the job commands: tables, key/value blocks and one-line state events. */
 import type { JobStateEvent, JobSummary, JobView, WorkerViewMessage } from '../protocol/index.js';
 import type { ErrorRow } from '../api/schemas.js';
+import { microsFromMs, msFromMicros } from '../shared/micros.js';
 
 /** Left-aligned columns separated by two spaces; the header is the first row. */
 export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
@@ -16,7 +17,7 @@ export function table(header: readonly string[], rows: ReadonlyArray<readonly st
 /** µs since the epoch → ISO 8601 (UTC, ms precision); `-` for null. */
 export function formatMicros(micros: number | null | undefined): string {
   if (micros === null || micros === undefined) return '-';
-  return new Date(Math.floor(micros / 1000)).toISOString();
+  return new Date(msFromMicros(micros)).toISOString();
 }
 
 export function formatDuration(micros: number): string {
@@ -107,7 +108,7 @@ export function stateEventLine(event: JobStateEvent): string {
 export function currentStateLine(view: JobView, nowMs = Date.now()): string {
   const failure = view.failure === null ? '' : `  failure: ${view.failure.message.split('\n')[0] ?? ''}`;
   const waiting = view.waiting === null ? '' : `  ${waitText(view.waiting, nowMs)}`;
-  return `${formatMicros(nowMs * 1000)}  ${view.job_id}  ${view.state} (now)  generation=${view.generation} restarts=${view.restarts}${waiting}${failure}`;
+  return `${formatMicros(microsFromMs(nowMs))}  ${view.job_id}  ${view.state} (now)  generation=${view.generation} restarts=${view.restarts}${waiting}${failure}`;
 }
 
 /** A job's errors: id (the cursor), time, operator/subtask, domain, the message's first line. */

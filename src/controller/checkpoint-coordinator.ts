@@ -12,6 +12,7 @@
  */
 import { CHECKPOINT_FORMAT_VERSION, STATE_SCHEMA_VERSION, uuidv7, type CheckpointCompleted, type CheckpointProgressEvent, type CommitData, type RecordStatus } from '../protocol/index.js';
 import type { TimerHandle, TimerQueue } from './timer-queue.js';
+import { microsFromMs } from '../shared/micros.js';
 
 /** `manual`: started by a client's trigger request (`CheckpointCoordinator.manual`). */
 export type CheckpointKind = 'periodic' | 'final' | 'manual';
@@ -201,7 +202,6 @@ const DEFAULT_SCHEDULE_GRID_MS = 10;
 
 /** As many as the reference keeps checkpoints; older ones are in the store. */
 const DEFAULT_HISTORY = 10;
-const micros = (ms: number): number => Math.max(0, Math.round(ms * 1000));
 const subtaskKey = (nodeId: string, index: number): string => `${nodeId}\u0000${index}`;
 
 function copySummary(s: CheckpointSummary): CheckpointSummary {
@@ -498,12 +498,12 @@ export class CheckpointCoordinator {
         generation,
         kind,
         status: 'inprogress',
-        start_time: micros(now),
+        start_time: microsFromMs(now),
         finish_time: null,
         bytes: 0,
         spans: [
-          { span: 'Checkpointing', start: micros(now), finish: null },
-          { span: 'CheckpointingOperators', start: micros(now), finish: null },
+          { span: 'Checkpointing', start: microsFromMs(now), finish: null },
+          { span: 'CheckpointingOperators', start: microsFromMs(now), finish: null },
         ],
         operators: [],
         subtasks: [],
@@ -547,7 +547,7 @@ export class CheckpointCoordinator {
 
   private closeSpan(flight: InFlight, span: JobSpanName, at: number): void {
     const open = flight.summary.spans.find((s) => s.span === span && s.finish === null);
-    if (open !== undefined) open.finish = micros(at);
+    if (open !== undefined) open.finish = microsFromMs(at);
   }
 
   private writeMetadata(flight: InFlight): void {
@@ -555,7 +555,7 @@ export class CheckpointCoordinator {
     this.closeSpan(flight, 'CheckpointingOperators', now);
     const compacting = compactionOf(flight.subtasks.values());
     if (compacting !== null) flight.summary.spans.push(compacting);
-    flight.summary.spans.push({ span: 'WritingMetadata', start: micros(now), finish: null });
+    flight.summary.spans.push({ span: 'WritingMetadata', start: microsFromMs(now), finish: null });
     const summary = flight.summary;
     const commits = [...flight.subtasks.values()].flatMap((s) =>
       s.completed?.commit_data === undefined ? [] : [{ node_id: s.node_id, subtask_index: s.subtask_index, commit_data: s.completed.commit_data }],
@@ -565,14 +565,14 @@ export class CheckpointCoordinator {
       id: uuidv7(now),
       status: commits.length > 0 ? 'committing' : 'ready',
       schema_version: STATE_SCHEMA_VERSION,
-      created_at: micros(now),
+      created_at: microsFromMs(now),
       job_id: this.options.jobId,
       generation: summary.generation,
       epoch: summary.epoch,
       min_epoch: flight.minEpoch,
       kind: summary.kind,
       start_time: summary.start_time,
-      completed_at: micros(now),
+      completed_at: microsFromMs(now),
       operators: [...flight.operators.values()].map((o) => ({ ...o })),
       subtasks: [...flight.subtasks.values()].map((s) => ({ ...s.completed!, progress: s.events.map((e) => ({ ...e })) })),
       spans: [],
@@ -602,7 +602,7 @@ export class CheckpointCoordinator {
     const summary = flight.summary;
     this.lastCompleted = Math.max(this.lastCompleted, summary.epoch);
     summary.status = 'committing';
-    summary.spans.push({ span: 'Committing', start: micros(this.now()), finish: null });
+    summary.spans.push({ span: 'Committing', start: microsFromMs(this.now()), finish: null });
     const request = { generation: summary.generation, epoch: summary.epoch, commits };
     const sent = this.options.commit === undefined ? Promise.reject(new Error('this coordinator cannot send commits')) : this.options.commit(request);
     sent.then(
@@ -640,7 +640,7 @@ export class CheckpointCoordinator {
     this.lastCompleted = Math.max(this.lastCompleted, flight.summary.epoch);
     this.counters.completed++;
     flight.summary.status = 'ready';
-    flight.summary.finish_time = micros(now);
+    flight.summary.finish_time = microsFromMs(now);
     this.remember(flight);
     this.options.onOutcome?.({ kind: 'completed', record });
     flight.resolve();
@@ -660,8 +660,8 @@ export class CheckpointCoordinator {
     if (this.inFlight === flight) this.inFlight = null;
     const now = this.now();
     flight.summary.failure = message;
-    flight.summary.finish_time = micros(now);
-    for (const span of flight.summary.spans) if (span.finish === null) span.finish = micros(now);
+    flight.summary.finish_time = microsFromMs(now);
+    for (const span of flight.summary.spans) if (span.finish === null) span.finish = microsFromMs(now);
     this.remember(flight);
     this.options.onOutcome?.(outcome);
     flight.reject(new Error(message));

@@ -15,7 +15,6 @@
  */
 import type { InspectionEvent } from 'xstate';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -86,6 +85,8 @@ import { offeredOperatorSpecs } from './operator-specs.js';
 import { createJobRuntime, DEFAULT_CHECKPOINT_BUCKET, JobEventRouter, JobRuntimes, openCheckpointKv, type JobProgress, type JobRuntime, type ResumeState, type RuntimeSpec } from './job-runtime.js';
 import { WorkerRegistry } from './registry.js';
 import { openCheckpointStore } from '../checkpoint/index.js';
+import { KeyedQueue } from '../shared/keyed-queue.js';
+import { retry } from '../shared/retry.js';
 import { backoffMs } from '../shared/backoff.js';
 import { openOnce } from '../shared/memo.js';
 import { jetstream } from '@nats-io/jetstream';
@@ -372,7 +373,8 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     jobMetrics.forget(jobId);
   }
   /** Per job: the tail of its request chain. */
-  const chains = new Map<string, Promise<unknown>>();
+  /** Each job's requests, config changes and checkpoint triggers, one at a time. */
+  const perJob = new KeyedQueue();
   let stopping: Promise<void> | undefined;
 
   const workers: WorkerService = startWorkerService(nc, registry, {
@@ -388,17 +390,6 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   void (async () => {
     for await (const s of status) if (s.type === 'reconnect') metrics.reconnect();
   })().catch((err: unknown) => log.warn({ err }, 'the NATS status stream failed'));
-
-  function serialized<T>(jobId: string, step: () => T | Promise<T>): Promise<T> {
-    const prev = chains.get(jobId) ?? Promise.resolve();
-    const next = prev.then(step, step);
-    const tail = next.catch(() => undefined);
-    chains.set(jobId, tail);
-    void tail.then(() => {
-      if (chains.get(jobId) === tail) chains.delete(jobId);
-    });
-    return next;
-  }
 
   /** The checkpoint store of the jobs' state blobs, shared by the runtimes; opened on first use. */
   const stateStore = openOnce(() => openCheckpointStore(nc));
@@ -519,7 +510,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     const jobId = newJobId();
     const spec = { ...(pipeline as unknown as Record<string, never>), created_at: toMicros(Date.now()) };
     const record = await store.jobs.create(jobId, spec, configFromPipeline(pipeline));
-    return serialized(jobId, async () => {
+    return perJob.run(jobId, async () => {
       try {
         startRuntime(jobId, record, undefined, true);
       } catch (err) {
@@ -536,7 +527,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   async function config(msg: Msg): Promise<JobRevisionReply> {
     const jobId = jobOf(msg);
     const update = body(configUpdateSchema, msg);
-    return serialized(jobId, async () => {
+    return perJob.run(jobId, async () => {
       const runtime = runtimes.get(jobId);
       let known = jobIds.has(jobId) && runtime !== undefined ? knownConfigs.get(jobId) : undefined;
       // An expected revision is checked against the store, not against what this process last saw.
@@ -576,7 +567,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         result = await write;
       } catch (err) {
         // The runtime holds a config the store may not: give it back what the store holds, once it can be read.
-        void serialized(jobId, () => reloadStoredConfig(jobId));
+        void perJob.run(jobId, () => reloadStoredConfig(jobId));
         throw err;
       }
       knownConfigs.set(jobId, { nodeIds, config: result });
@@ -600,28 +591,26 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
 
   /** After a failed config write: the runtime follows the stored config again, retried while NATS is away. */
   async function reloadStoredConfig(jobId: string): Promise<void> {
-    for (let attempt = 0; stopping === undefined && jobIds.has(jobId); attempt++) {
-      try {
-        const record = await existing(jobId);
-        remember(jobId, record);
-        appliedRevision.set(jobId, Math.max(appliedRevision.get(jobId) ?? 0, record.revisions.config));
-        forward(jobId, record.config);
-        log.info({ jobId, revision: record.revisions.config }, 'runtime given the stored config after a failed config write');
-        return;
-      } catch (err) {
-        if (!isTransientStoreError(err)) {
-          log.warn({ err, jobId }, 'could not reload the stored config after a failed config write');
-          return;
-        }
-        await sleep(backoffMs(attempt, CONFIG_RELOAD_INITIAL_MS, CONFIG_RELOAD_MAX_MS));
-      }
+    const wanted = () => stopping === undefined && jobIds.has(jobId);
+    try {
+      const record = await retry(async () => (wanted() ? existing(jobId) : null), {
+        retryable: (err) => isTransientStoreError(err),
+        pauseMs: (attempt) => backoffMs(attempt - 1, CONFIG_RELOAD_INITIAL_MS, CONFIG_RELOAD_MAX_MS),
+      });
+      if (record === null) return;
+      remember(jobId, record);
+      appliedRevision.set(jobId, Math.max(appliedRevision.get(jobId) ?? 0, record.revisions.config));
+      forward(jobId, record.config);
+      log.info({ jobId, revision: record.revisions.config }, 'runtime given the stored config after a failed config write');
+    } catch (err) {
+      if (!isTransientStoreError(err)) log.warn({ err, jobId }, 'could not reload the stored config after a failed config write');
     }
   }
 
   async function remove(msg: Msg): Promise<DeleteJobReply> {
     const jobId = jobOf(msg);
     body(jobRequestSchema, msg);
-    return serialized(jobId, async () => {
+    return perJob.run(jobId, async () => {
       let record = await existing(jobId);
       const state = runtimes.get(jobId)?.state() ?? record.status.state;
       if (!TERMINAL_STATES.includes(state)) throw new RequestRejected('not_terminal', `job ${jobId} is ${state}; stop it first`);
@@ -769,7 +758,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       const seen = remembered();
       if (seen !== undefined) return reply(seen, false);
       await runtimeOf(jobId).coordinator.settleInFlight(Math.max(0, deadline - Date.now()));
-      const answer = await serialized(jobId, (): TriggerCheckpointReply | null => {
+      const answer = await perJob.run(jobId, (): TriggerCheckpointReply | null => {
         const runtime = runtimeOf(jobId);
         const seenNow = remembered();
         if (seenNow !== undefined) return reply(seenNow, false);
@@ -892,7 +881,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     (change) => {
       if (stopping !== undefined) return;
       const { jobId, config: cfg, revision } = change;
-      return serialized(jobId, async () => {
+      return perJob.run(jobId, async () => {
         if (!jobIds.has(jobId)) return;
         if (revision <= (appliedRevision.get(jobId) ?? 0)) return;
         appliedRevision.set(jobId, revision);
@@ -955,7 +944,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       stopping ??= (async () => {
         await Promise.allSettled(subscriptions.map((s) => s.drain()));
         watcher.stop();
-        await Promise.allSettled([...chains.values()]);
+        await perJob.idle();
         await Promise.allSettled([...jobIds].flatMap((id) => runtimes.get(id)?.stop() ?? []));
         await events.close();
         timers.close();

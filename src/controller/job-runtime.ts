@@ -50,7 +50,6 @@ import {
   OPERATOR_CATALOGUE,
 } from '../protocol/index.js';
 import { isTransientStoreError, type JobStatusRecord, type Store, type Versioned } from '../store/index.js';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { WorkerRegistry } from './registry.js';
 import { CheckpointCoordinator, type CheckpointOutcome, type CheckpointRecord, type CheckpointTrigger, type CommitTrigger, type CoordinatorStats } from './checkpoint-coordinator.js';
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
@@ -63,7 +62,9 @@ import { offeredOperatorSpecs } from './operator-specs.js';
 import { askWorker, WorkerRejected, type WorkerAnswer } from './worker-requests.js';
 import type { LostReason } from './worker-service.js';
 import { backoffMs } from '../shared/backoff.js';
+import { retry } from '../shared/retry.js';
 import { openOnce } from '../shared/memo.js';
+import { microsFromMs } from '../shared/micros.js';
 
 /** The part of a pipeline the runtime needs. */
 export interface RuntimeSpec {
@@ -210,7 +211,6 @@ function topState(value: unknown): JobState {
   return (typeof value === 'string' ? value : Object.keys(value as object)[0]) as JobState;
 }
 
-const micros = (ms: number): number => Math.max(0, Math.round(ms * 1000));
 
 /** What the runtime knows about one generation it scheduled. */
 interface GenerationState {
@@ -492,7 +492,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
           // The epoch the tasks start at (the last one started, as in the reference); their first checkpoint is the next.
           start_epoch: coordinator.epoch,
           min_epoch: input.minEpoch,
-          checkpoint_interval_micros: micros(context.config.checkpointIntervalMs),
+          checkpoint_interval_micros: microsFromMs(context.config.checkpointIntervalMs),
           ...(twoPhase ? { final_checkpoint: true } : {}),
         };
         return ask(subjects.workerStart(workerId), body).then((r) => {
@@ -559,7 +559,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       epoch: request.epoch,
       min_epoch: request.minEpoch,
       then_stop: request.thenStop,
-      timestamp: micros(Date.now()),
+      timestamp: microsFromMs(Date.now()),
     };
     const results = await Promise.allSettled(workers.map((w) => ask(subjects.workerCheckpoint(w), body)));
     const failed = workers.filter((_, i) => results[i]?.status === 'rejected');
@@ -645,21 +645,17 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
 
   /** Every source of a two-phase job ran out of input: the final checkpoint commits the last output, then all finish. */
   async function finishWithCheckpoint(gen: GenerationState): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const { epoch } = await finalCheckpoint(gen.generation);
-        log.info({ generation: gen.generation, epoch }, 'sources exhausted: final checkpoint committed');
-        return;
-      } catch (err) {
-        const running = !stopped && generations.get(gen.generation) === gen && actor.getSnapshot().matches('Running');
-        if (!running) return;
-        const message = `the final checkpoint after the sources ran out failed: ${err instanceof Error ? err.message : String(err)}`;
-        if (attempt >= FINAL_ON_EXHAUSTED_ATTEMPTS) {
-          send({ type: 'task.failed', generation: gen.generation, message, domain: 'internal', hint: 'with_backoff' });
-          return;
-        }
-        log.warn({ generation: gen.generation, attempt }, message);
-      }
+    const running = () => !stopped && generations.get(gen.generation) === gen && actor.getSnapshot().matches('Running');
+    const failure = (err: unknown) => `the final checkpoint after the sources ran out failed: ${err instanceof Error ? err.message : String(err)}`;
+    try {
+      const { epoch } = await retry(() => finalCheckpoint(gen.generation), {
+        attempts: FINAL_ON_EXHAUSTED_ATTEMPTS,
+        retryable: running,
+        onRetry: (err, attempt) => log.warn({ generation: gen.generation, attempt }, failure(err)),
+      });
+      log.info({ generation: gen.generation, epoch }, 'sources exhausted: final checkpoint committed');
+    } catch (err) {
+      if (running()) send({ type: 'task.failed', generation: gen.generation, message: failure(err), domain: 'internal', hint: 'with_backoff' });
     }
   }
 
@@ -820,8 +816,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
           restarts: now.restarts,
           ...(now.failure === null
             ? {}
-            : { failure: { message: truncateErrorText(now.failure.message), domain: now.failure.domain, hint: now.failure.hint, at: micros(now.failure.at) } }),
-          at: micros(at),
+            : { failure: { message: truncateErrorText(now.failure.message), domain: now.failure.domain, hint: now.failure.hint, at: microsFromMs(now.failure.at) } }),
+          at: microsFromMs(at),
           seq: ++seq,
         }
       : null;
@@ -863,22 +859,21 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
    */
   function enqueue(step: () => Promise<void>): void {
     queue = queue.then(async () => {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await step();
-          return;
-        } catch (err) {
-          stats.persistFailures++;
-          const retry = isTransientStoreError(err) && !stopped;
-          const delay = backoffMs(attempt, PERSIST_RETRY_INITIAL_MS, PERSIST_RETRY_MAX_MS);
-          log.error({ err, attempt, ...(retry ? { retryInMs: delay } : {}) }, retry ? 'persisting the job failed; retrying' : 'persisting the job failed');
-          if (!retry) return;
-          try {
-            await sleep(delay, undefined, { ref: false, signal: persistAbort.signal });
-          } catch {
-            return; // the runtime stopped
-          }
-        }
+      try {
+        await retry(step, {
+          retryable: (err, attempt) => {
+            stats.persistFailures++;
+            const again = isTransientStoreError(err) && !stopped;
+            if (!again) log.error({ err, attempt: attempt - 1 }, 'persisting the job failed');
+            return again;
+          },
+          pauseMs: (attempt) => backoffMs(attempt - 1, PERSIST_RETRY_INITIAL_MS, PERSIST_RETRY_MAX_MS),
+          onRetry: (err, attempt, retryInMs) => log.error({ err, attempt: attempt - 1, retryInMs }, 'persisting the job failed; retrying'),
+          signal: persistAbort.signal,
+          pausesHoldProcess: false,
+        });
+      } catch {
+        // Given up (logged above), or the runtime stopped while waiting to retry.
       }
     });
   }
@@ -941,7 +936,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     }
     if (read.record.job_id !== jobId) return null;
     // The coordinator writes every field of CheckpointRecord; v1 records are migrated to the current format.
-    return withWriteClosed(read.record as unknown as CheckpointRecord, entry.created.getTime() * 1000);
+    return withWriteClosed(read.record as unknown as CheckpointRecord, microsFromMs(entry.created.getTime()));
   }
 
   const slotKeys = Array.from({ length: CHECKPOINT_SLOTS }, (_, slot) => `${jobId}.${slot}`);
@@ -999,16 +994,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   }
 
   async function persistCheckpoint(record: CheckpointRecord): Promise<void> {
-    let lastErr: unknown;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        await (await checkpointKv()).put(checkpointKey(jobId, record.epoch), JSON.stringify(record));
-        return;
-      } catch (err) {
-        lastErr = err;
-      }
-    }
-    throw lastErr;
+    await retry(async () => void (await (await checkpointKv()).put(checkpointKey(jobId, record.epoch), JSON.stringify(record))), { attempts: 3 });
   }
 
   // ─── Worker events ────────────────────────────────────────────────────────────────────────────
@@ -1182,7 +1168,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     },
     announceDeleted() {
       const { state, generation, restarts } = last;
-      publishState({ v: PROTOCOL_VERSION, job_id: jobId, state, previous: state, generation, restarts, at: micros(Date.now()), seq: ++seq, deleted: true });
+      publishState({ v: PROTOCOL_VERSION, job_id: jobId, state, previous: state, generation, restarts, at: microsFromMs(Date.now()), seq: ++seq, deleted: true });
     },
     stats: () => ({ ...stats, checkpoints: coordinator.stats() }),
     flush: async () => {

@@ -1,9 +1,9 @@
 import { JetStreamApiError, JetStreamError } from '@nats-io/jetstream';
 import { errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DeadlineError, withDeadline, type Deadline, type Timeouts } from './deadline.js';
 import { StoreUnavailableError } from './errors.js';
 import { backoffMs } from '../shared/backoff.js';
+import { retry } from '../shared/retry.js';
 
 /** Errors that mean "NATS did not answer (yet)": worth retrying until the operation's deadline. */
 export function isTransient(err: unknown): boolean {
@@ -43,22 +43,34 @@ export async function retrying<T>(
   attemptMs?: number,
 ): Promise<T> {
   let lastError: unknown;
-  for (let attempt = 0; ; attempt++) {
-    if (nc.isClosed()) throw new StoreUnavailableError(operation, { cause: lastError ?? new natsErrors.ClosedConnectionError() });
+  let nextPause = 0;
+  const unavailable = (cause: unknown) => new StoreUnavailableError(operation, { cause });
+  const attempt = async (): Promise<T> => {
+    if (nc.isClosed()) throw unavailable(lastError ?? new natsErrors.ClosedConnectionError());
     const remaining = deadline.remaining();
-    if (remaining <= 0) throw new StoreUnavailableError(operation, { cause: lastError ?? new DeadlineError(operation, 0) });
+    if (remaining <= 0) throw unavailable(lastError ?? new DeadlineError(operation, 0));
     const requestTimeoutMs = Math.max(1, Math.min(timeouts.requestTimeoutMs, remaining));
+    // A little slack over the request's own timeout so nats.js reports its own error first.
+    const attemptDeadline = Math.min(remaining, attemptMs ?? requestTimeoutMs + 250);
     try {
-      // A little slack over the request's own timeout so nats.js reports its own error first.
-      const attemptDeadline = Math.min(remaining, attemptMs ?? requestTimeoutMs + 250);
       return await withDeadline(fn(requestTimeoutMs), attemptDeadline, operation);
     } catch (err) {
-      if (isClosed(err)) throw new StoreUnavailableError(operation, { cause: err });
-      if (!isTransient(err)) throw err;
-      lastError = err;
+      if (isClosed(err)) throw unavailable(err);
+      if (isTransient(err)) lastError = err;
+      throw err;
     }
-    const pause = backoffMs(attempt, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS) * (0.5 + Math.random() / 2);
-    if (deadline.remaining() <= pause) throw new StoreUnavailableError(operation, { cause: lastError });
-    await sleep(pause);
+  };
+  try {
+    return await retry(attempt, {
+      // Transient failures are retried while the pause before the next attempt ends within the deadline.
+      retryable: (err, n) => {
+        if (err !== lastError) return false;
+        nextPause = backoffMs(n - 1, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS) * (0.5 + Math.random() / 2);
+        return deadline.remaining() > nextPause;
+      },
+      pauseMs: () => nextPause,
+    });
+  } catch (err) {
+    throw err === lastError ? unavailable(err) : err;
   }
 }

@@ -14,6 +14,7 @@ import { createHash, randomFillSync } from 'node:crypto';
 import { z } from 'zod';
 import { countSchema, microsSchema } from './primitives.js';
 import { commitDataSchema } from './messages.js';
+import { msFromMicros } from '../shared/micros.js';
 
 export const CHECKPOINT_FORMAT_VERSION = 3;
 /**
@@ -125,7 +126,7 @@ export function readCheckpointRecord(json: unknown, key: string): RecordRead<Che
 function migrateV1(raw: Record<string, unknown>): Record<string, unknown> {
   const completed = typeof raw['completed_at'] === 'number' ? raw['completed_at'] : 0;
   const seed = createHash('sha256').update(`${String(raw['job_id'])}.${String(raw['epoch'])}`).digest();
-  const id = formatV7(Math.floor(completed / 1000), 0, new Uint8Array(seed.subarray(0, 16)));
+  const id = formatV7(msFromMicros(completed), 0, new Uint8Array(seed.subarray(0, 16)));
   return { ...raw, v: 2, id, schema_version: 1, created_at: completed };
 }
 

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { countSchema, idSchema, microsSchema, versionField } from './primitives.js';
+import { nowMicros } from '../shared/micros.js';
 
 /** The job-level spans of one checkpoint. */
 export const JOB_CHECKPOINT_EVENT_TYPES = ['Checkpointing', 'CheckpointingOperators', 'WritingMetadata', 'Compacting', 'Committing'] as const;
@@ -101,7 +102,7 @@ export class JobCheckpointSpan<E extends string = JobCheckpointEventType> {
   ) {}
 
   /** Opens a span now (or at `at`, µs). */
-  static now<E extends string = JobCheckpointEventType>(event: E, at: number = Date.now() * 1000): JobCheckpointSpan<E> {
+  static now<E extends string = JobCheckpointEventType>(event: E, at: number = nowMicros()): JobCheckpointSpan<E> {
     return new JobCheckpointSpan(event, at, null);
   }
 
@@ -119,7 +120,7 @@ export class JobCheckpointSpan<E extends string = JobCheckpointEventType> {
   }
 
   /** Closes the span now (or at `at`, µs); a second call keeps the first finish. */
-  finish(at: number = Date.now() * 1000): this {
+  finish(at: number = nowMicros()): this {
     if (this.finishTime === null) this.finishTime = Math.max(at, this.startTime);
     return this;
   }

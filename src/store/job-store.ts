@@ -46,6 +46,7 @@ import {
   type JobStatusRecord,
   type JsonRecord,
 } from './schemas.js';
+import { nowMicros } from '../shared/micros.js';
 
 export const JOB_KEYS = ['spec', 'config', 'status'] as const;
 export type JobKey = (typeof JOB_KEYS)[number];
@@ -217,7 +218,7 @@ export class KvJobStore implements JobStore {
 
   async create(id: string, spec: JsonRecord, config: JobConfigRecord, opts: CreateOptions = {}): Promise<JobRecord> {
     assertJobId(id);
-    const createdAt = typeof spec['created_at'] === 'number' ? spec['created_at'] : Date.now() * 1000;
+    const createdAt = typeof spec['created_at'] === 'number' ? spec['created_at'] : nowMicros();
     const values = {
       spec: validate(specSchema, { ...spec, created_at: createdAt }, 'spec'),
       config: validate(configSchema, config, 'config'),

@@ -67,8 +67,10 @@ import { subtaskKey, subtaskSpecs } from './dataplane/graph.js';
 import { OPERATORS, type OperatorFactory } from './operators/index.js';
 import { CorruptCheckpointError, openCheckpointStore, type CheckpointStore, type IncrementalStateOptions } from '../checkpoint/index.js';
 import { ensureRun, isStoredState, restoreSnapshot, SubtaskStateWriter, type RestoredState } from './subtask-state.js';
+import { KeyedQueue } from '../shared/keyed-queue.js';
 import { openOnce } from '../shared/memo.js';
 import { drainWithin } from '../shared/nats-close.js';
+import { nowMicros as nowUs } from '../shared/micros.js';
 
 export const DEFAULT_WORKER_HEARTBEAT_INTERVAL_MS = 5_000;
 export const DEFAULT_WORKER_METRICS_INTERVAL_MS = 2_000;
@@ -157,7 +159,6 @@ interface JobRun {
   states: Map<string, SubtaskStateWriter>;
 }
 
-const nowUs = () => Date.now() * 1000;
 
 export interface CheckpointState {
   /** Snapshot by `node/subtask`. */
@@ -278,7 +279,8 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
   /** Newest generation seen per job (kept after the run ends, so older requests stay fenced). */
   const newest = new Map<string, number>();
   /** Per-job chain: requests about one job run one after the other. */
-  const queues = new Map<string, Promise<void>>();
+  /** Each job's commands, one at a time in the order they came. */
+  const perJob = new KeyedQueue();
   const abort = new AbortController();
   let isRegistered = false;
   let stopping: Promise<boolean> | undefined;
@@ -505,21 +507,14 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
         reject(kind, msg, err);
         return;
       }
-      const jobId = request.job_id;
-      const previous = queues.get(jobId) ?? Promise.resolve();
-      const next = previous
-        .then(() => {
+      void perJob.run(request.job_id, async () => {
+        try {
           if (stopping !== undefined) throw new RequestRejected('unavailable', `worker ${workerId} is shutting down`);
-          return work(request);
-        })
-        .then(
-          (ack) => respond(msg, ack),
-          (err: unknown) => reject(kind, msg, err),
-        )
-        .finally(() => {
-          if (queues.get(jobId) === next) queues.delete(jobId);
-        });
-      queues.set(jobId, next);
+          respond(msg, await work(request));
+        } catch (err) {
+          reject(kind, msg, err);
+        }
+      });
     };
   }
 
@@ -720,7 +715,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     }
     isRegistered = false;
     // Requests already queued are refused now; a start in flight ends within its deadline.
-    await Promise.allSettled([...queues.values()]);
+    await perJob.idle();
     const active = [...runs.values()];
     for (const run of active) endRun(run, mode);
     if (mode === 'graceful') {

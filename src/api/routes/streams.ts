@@ -35,6 +35,7 @@ import { jobIdOf } from '../pipeline-ids.js';
 import { DEFAULT_CAPACITY, SseConnection, type SseEvent } from '../sse/connection.js';
 import { JobEventsHubs, type EventsSubscriber, type JobEventsHub, type TransitionRow } from '../sse/job-events.js';
 import { JobOutputHubs, type OutputSubscriber } from '../sse/job-output.js';
+import { microsFromMs } from '../../shared/micros.js';
 
 export interface StreamDeps {
   nc: NatsConnection;
@@ -127,7 +128,7 @@ export interface TransitionEventData {
 }
 
 function transitionEvent(jobId: string, row: TransitionRow): SseEvent {
-  const data: TransitionEventData = { seq: row.seq, job_id: jobId, from: row.from, to: row.to, generation: row.generation, at: Math.round(row.at * 1000) };
+  const data: TransitionEventData = { seq: row.seq, job_id: jobId, from: row.from, to: row.to, generation: row.generation, at: microsFromMs(row.at) };
   return { id: row.seq, event: 'transition', data: JSON.stringify(data) };
 }
 

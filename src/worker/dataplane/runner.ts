@@ -7,6 +7,7 @@ import { instantiate, OPERATORS, type OperatorFactory, type OperatorInstance } f
 import { InputGate, type GateInput } from './input-gate.js';
 import { OutputChannel, type OutputChannelOptions } from './output-channel.js';
 import type { DataTransport } from './transport.js';
+import { microsFromMs } from '../../shared/micros.js';
 
 export interface SubtaskOutput {
   to: string;
@@ -78,7 +79,8 @@ export type StopKind = 'graceful' | 'immediate';
 export type RunnerOutcome = 'finished' | 'stopped' | 'failed';
 type State = 'created' | 'running' | RunnerOutcome;
 
-const nowUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
+/** Sub-ms resolution: record timestamps order the records of one subtask. */
+const nowUs = () => microsFromMs(performance.timeOrigin + performance.now());
 const YIELD_EVERY = 64;
 
 /**

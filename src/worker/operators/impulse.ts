@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { IMPULSE_OPERATOR, type ImpulseConfig } from '../../protocol/index.js';
 import { UserError } from '../errors.js';
 import { defineOperator, type OperatorContext, type OperatorInstance } from './types.js';
+import { nowMicros } from '../../shared/micros.js';
 
 
 const restoredSchema = z.strictObject({ next_counter: z.int().nonnegative() });
@@ -40,7 +41,7 @@ class Impulse implements OperatorInstance {
       const wait = due - performance.now();
       if (wait > 0) await sleep(wait);
     }
-    const ts = Date.now() * 1000;
+    const ts = nowMicros();
     this.ctx.emit({ value: { counter: this.counter, ts }, ts });
     this.counter += this.ctx.parallelism;
     this.emitted++;
