@@ -6,8 +6,9 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaCompiler } from 'fastify';
 import type { z } from 'zod';
 import { formatIssues, parseReportingInput } from '../protocol/codec.js';
-import { StoreUnavailableError, StoreValidationError } from '../store/index.js';
-import { ApiError, type ErrorBody } from './errors.js';
+import { errorCodeOf } from '../protocol/index.js';
+import { StoreUnavailableError } from '../store/index.js';
+import { ApiError, STATUS_OF_CODE, type ErrorBody } from './errors.js';
 
 /**
  * fastify-type-provider-zod's compiler, but failing with an `ApiError` whose message is the formatted
@@ -26,7 +27,9 @@ export const validatorCompiler: FastifySchemaCompiler<z.ZodType> =
 function describe(err: unknown): { status: number; message: string; headers: Readonly<Record<string, string>> } {
   if (err instanceof ApiError) return { status: err.statusCode, message: err.message, headers: err.headers };
   if (err instanceof StoreUnavailableError) return { status: 503, message: `the job log is unavailable: ${err.message}`, headers: {} };
-  if (err instanceof StoreValidationError) return { status: 400, message: err.message, headers: {} };
+  // weir's own errors say how they are reported (src/protocol/errors.ts, errorCodeOf); a bug is `internal`.
+  const code = errorCodeOf(err);
+  if (code !== 'internal') return { status: STATUS_OF_CODE[code], message: (err as Error).message, headers: {} };
   const status = (err as Partial<FastifyError>).statusCode;
   // Fastify's own client errors (bad JSON, body too large, unsupported media type) carry their status.
   if (typeof status === 'number' && status >= 400 && status < 500) return { status, message: (err as Error).message, headers: {} };

@@ -25,6 +25,7 @@ export class RunContentionError extends ConflictError {
 
 /** A write (save, status update, event) for a run that does not exist, or was deleted meanwhile. */
 export class UnknownRunError extends StoreError {
+  override readonly code = 'unknown_checkpoint';
   readonly runId: string;
   constructor(runId: string, detail = '') {
     super(`unknown run ${runId}${detail === '' ? '' : `: ${detail}`}`);
@@ -37,6 +38,7 @@ export class UnknownRunError extends StoreError {
  * size or SHA-256 differs from the record's.
  */
 export class CorruptCheckpointError extends StoreError {
+  override readonly code = 'corrupt_checkpoint';
   readonly runId: string;
   readonly nodeId: string;
   readonly seq: number;

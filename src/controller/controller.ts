@@ -65,12 +65,9 @@ import {
   type TriggerCheckpointReply,
   RequestRejected,
   OPERATOR_CATALOGUE,
+  errorCodeOf,
 } from '../protocol/index.js';
 import {
-  ConflictError,
-  PartialJobError,
-  StoreUnavailableError,
-  UnknownJobError,
   isTransientStoreError,
   openStore,
   type ConfigWatcher,
@@ -86,6 +83,7 @@ import { createJobRuntime, DEFAULT_CHECKPOINT_BUCKET, JobEventRouter, JobRuntime
 import { WorkerRegistry } from './registry.js';
 import { openCheckpointStore } from '../checkpoint/index.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
+import { durationMsFromMicros, microsFromMs } from '../shared/micros.js';
 import { retry } from '../shared/retry.js';
 import { backoffMs } from '../shared/backoff.js';
 import { openOnce } from '../shared/memo.js';
@@ -198,12 +196,10 @@ export function newJobId(now = Date.now()): string {
   return `job-${now.toString(36).padStart(9, '0')}-${randomBytes(5).toString('hex')}`;
 }
 
-const toMs = (micros: number): number => Math.ceil(micros / 1000);
 /** The reference keeps 100 checkpoint rows per job. */
 const CHECKPOINT_HISTORY_LIMIT = 100;
 const CONFIG_RELOAD_INITIAL_MS = 200;
 const CONFIG_RELOAD_MAX_MS = 5_000;
-const toMicros = (ms: number): number => Math.max(0, Math.round(ms * 1000));
 
 function desired(config: JobConfigRecord): DesiredConfig {
   const { ignoreStateBeforeEpoch: _ignored, ...rest } = config;
@@ -216,8 +212,8 @@ export function configFromPipeline(pipeline: Pipeline): JobConfigRecord {
     ...DEFAULT_CONFIG,
     parallelismOverrides: {},
     env: {},
-    ...(pipeline.checkpoint_interval_micros === undefined ? {} : { checkpointIntervalMs: toMs(pipeline.checkpoint_interval_micros) }),
-    ttlMs: pipeline.ttl_micros === undefined ? null : toMs(pipeline.ttl_micros),
+    ...(pipeline.checkpoint_interval_micros === undefined ? {} : { checkpointIntervalMs: durationMsFromMicros(pipeline.checkpoint_interval_micros) }),
+    ttlMs: pipeline.ttl_micros === undefined ? null : durationMsFromMicros(pipeline.ttl_micros),
     ignoreStateBeforeEpoch: null,
   };
 }
@@ -245,8 +241,8 @@ export function applyUpdate(current: JobConfigRecord, update: ConfigUpdate, node
     if (unknown.length > 0) throw new RequestRejected('invalid_pipeline', `parallelism_overrides: no such node: ${unknown.join(', ')}`);
     next.parallelismOverrides = { ...update.parallelism_overrides };
   }
-  if (update.checkpoint_interval_micros !== undefined) next.checkpointIntervalMs = toMs(update.checkpoint_interval_micros);
-  if (update.ttl_micros !== undefined) next.ttlMs = update.ttl_micros === null ? null : toMs(update.ttl_micros);
+  if (update.checkpoint_interval_micros !== undefined) next.checkpointIntervalMs = durationMsFromMicros(update.checkpoint_interval_micros);
+  if (update.ttl_micros !== undefined) next.ttlMs = update.ttl_micros === null ? null : durationMsFromMicros(update.ttl_micros);
   return next;
 }
 
@@ -298,29 +294,23 @@ export function jobView(jobId: string, record: JobRecord, progress: JobProgress 
       restart_nonce: config.restartNonce,
       restart_mode: config.restartMode,
       parallelism_overrides: config.parallelismOverrides,
-      checkpoint_interval_micros: toMicros(config.checkpointIntervalMs),
-      ttl_micros: config.ttlMs === null ? null : toMicros(config.ttlMs),
+      checkpoint_interval_micros: microsFromMs(config.checkpointIntervalMs),
+      ttl_micros: config.ttlMs === null ? null : microsFromMs(config.ttlMs),
     },
     state,
     generation: progress.generation,
     restarts: progress.restarts,
-    failure: failure === null ? null : { message: truncateErrorText(failure.message), domain: failure.domain, hint: failure.hint, at: toMicros(failure.at) },
+    failure: failure === null ? null : { message: truncateErrorText(failure.message), domain: failure.domain, hint: failure.hint, at: microsFromMs(failure.at) },
     created_at: record.spec.created_at,
-    start_time: progress.startTime === null ? null : toMicros(progress.startTime),
-    finish_time: progress.finishTime === null ? null : toMicros(progress.finishTime),
+    start_time: progress.startTime === null ? null : microsFromMs(progress.startTime),
+    finish_time: progress.finishTime === null ? null : microsFromMs(progress.finishTime),
     available_action: { text: action.text, stop: action.stop, in_progress: action.inProgress },
-    waiting: progress.waiting === null ? null : { kind: progress.waiting.kind, reason: truncateErrorText(progress.waiting.reason), until: progress.waiting.until === null ? null : toMicros(progress.waiting.until) },
+    waiting: progress.waiting === null ? null : { kind: progress.waiting.kind, reason: truncateErrorText(progress.waiting.reason), until: progress.waiting.until === null ? null : microsFromMs(progress.waiting.until) },
   };
 }
 
 function storeCode(err: unknown): { code: ErrorCode; message: string } {
-  const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof RequestRejected) return { code: err.code, message };
-  if (err instanceof UnknownJobError) return { code: 'unknown_job', message };
-  if (err instanceof ConflictError) return { code: 'conflict', message };
-  if (err instanceof StoreUnavailableError) return { code: 'unavailable', message };
-  if (err instanceof PartialJobError) return { code: 'conflict', message };
-  return { code: 'internal', message };
+  return { code: errorCodeOf(err), message: err instanceof Error ? err.message : String(err) };
 }
 
 export async function startController(nc: NatsConnection, options: ControllerOptions): Promise<Controller> {
@@ -508,7 +498,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     const problems = validateGraph(pipeline, offeredOperatorSpecs(registry.operators(), OPERATOR_CATALOGUE, pipeline.graph));
     if (problems.length > 0) throw new RequestRejected('invalid_pipeline', truncateErrorText(problems.map((p) => `${p.path}: ${p.message}`).join('; ')));
     const jobId = newJobId();
-    const spec = { ...(pipeline as unknown as Record<string, never>), created_at: toMicros(Date.now()) };
+    const spec = { ...(pipeline as unknown as Record<string, never>), created_at: microsFromMs(Date.now()) };
     const record = await store.jobs.create(jobId, spec, configFromPipeline(pipeline));
     return perJob.run(jobId, async () => {
       try {
@@ -820,8 +810,8 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       operators: w.operators,
       hostname: w.hostname ?? null,
       pid: w.pid ?? null,
-      registered_at: toMicros(w.registeredAt),
-      last_seen_at: toMicros(w.lastSeenAt),
+      registered_at: microsFromMs(w.registeredAt),
+      last_seen_at: microsFromMs(w.lastSeenAt),
       live: w.live,
       allocations: w.allocations.map(held),
       reported: w.reported.map(held),

@@ -2,8 +2,17 @@
  * The errors of weir's persistence on JetStream, shared by the job store and the checkpoint store so one
  * `catch` serves both.
  */
+/**
+ * The wire codes (src/protocol/errors.ts, ERROR_CODES) the persistence errors are reported with; this
+ * layer imports nothing of weir's, so it names its subset here (test/protocol/error-catalogue.test.ts
+ * checks it against the catalogue).
+ */
+export type StoreErrorCode = 'internal' | 'conflict' | 'unavailable' | 'bad_schema' | 'unknown_job' | 'unknown_checkpoint' | 'corrupt_checkpoint';
+
 /** Base class of every error the store throws on purpose; anything else is a bug. */
 export class StoreError extends Error {
+  /** How the controller and the HTTP API report it (src/protocol/errors.ts `errorCodeOf`). */
+  readonly code: StoreErrorCode = 'internal';
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = new.target.name;
@@ -20,6 +29,7 @@ export class StoreError extends Error {
 export type ConflictReason = 'exists' | 'partial' | 'contention';
 
 export class ConflictError extends StoreError {
+  override readonly code = 'conflict';
   readonly jobId: string;
   readonly reason: ConflictReason;
   /** For `partial`: the keys that exist (`spec`, `config`, `status`). */
@@ -37,6 +47,7 @@ export class ConflictError extends StoreError {
  * after bounded retries. For a write the outcome is unknown: it may have been stored.
  */
 export class StoreUnavailableError extends StoreError {
+  override readonly code = 'unavailable';
   readonly operation: string;
   constructor(operation: string, options?: ErrorOptions) {
     const cause = options?.cause instanceof Error ? `: ${options.cause.message}` : '';
@@ -46,7 +57,9 @@ export class StoreUnavailableError extends StoreError {
 }
 
 /** A caller passed something invalid: a malformed job id, an event or config that fails its schema, a bad limit. */
-export class StoreValidationError extends StoreError {}
+export class StoreValidationError extends StoreError {
+  override readonly code = 'bad_schema';
+}
 
 /** A stored value does not parse or fails its schema (written by something other than this store). */
 export class CorruptRecordError extends StoreError {

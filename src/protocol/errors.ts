@@ -54,6 +54,17 @@ export function isErrorReply(value: unknown): value is ErrorReply {
   return errorReplySchema.safeParse(value).success;
 }
 
+/**
+ * The error catalogue's one rule: an error that can cross a boundary says how it is reported, with a
+ * `code` of ERROR_CODES. The store's and the checkpoint store's errors (src/jetstream/errors.ts and its
+ * subclasses), RequestRejected and a worker's rejections all do; the controller answers with the code and
+ * the HTTP API maps it to a status (src/api/errors.ts), so neither lists classes. Anything else is `internal`.
+ */
+export function errorCodeOf(err: unknown): ErrorCode {
+  const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && (ERROR_CODES as readonly string[]).includes(code) ? (code as ErrorCode) : 'internal';
+}
+
 /** Thrown inside a request handler to answer with an error reply of this code. */
 export class RequestRejected extends Error {
   constructor(

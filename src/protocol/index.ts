@@ -23,6 +23,7 @@ export {
   errorReplySchema,
   errorReply,
   isErrorReply,
+  errorCodeOf,
   RequestRejected,
   type ErrorCode,
   type DecodeErrorCode,

@@ -17,3 +17,8 @@ export function nowMicros(): number {
 export function msFromMicros(micros: number): number {
   return Math.floor(micros / 1000);
 }
+
+/** A duration in µs as whole ms, rounded up so that no configured wait becomes shorter. */
+export function durationMsFromMicros(micros: number): number {
+  return Math.ceil(micros / 1000);
+}

@@ -2,6 +2,7 @@
 import { StoreError } from '../jetstream/errors.js';
 
 export class UnknownJobError extends StoreError {
+  override readonly code = 'unknown_job';
   readonly jobId: string;
   constructor(jobId: string, detail = '') {
     super(`unknown job ${jobId}${detail === '' ? '' : `: ${detail}`}`);
@@ -14,6 +15,7 @@ export class UnknownJobError extends StoreError {
  * `delete(id)` removes what is there, after which the id can be created again.
  */
 export class PartialJobError extends StoreError {
+  override readonly code = 'conflict';
   readonly jobId: string;
   readonly present: readonly string[];
   readonly missing: readonly string[];

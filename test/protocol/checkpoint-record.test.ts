@@ -32,6 +32,18 @@ describe('uuidv7', () => {
     expect([...ids].sort()).toEqual(ids);
     expect(uuidv7(1_700_000_000_000 - 1_000) > ids.at(-1)!).toBe(true); // a clock step back keeps the order
   });
+
+  it('stays in order past 4,096 ids in one millisecond, also when the clock then catches up', () => {
+    const ms = 1_800_000_000_000;
+    const burst = Array.from({ length: 4_096 * 3 + 7 }, () => uuidv7(ms));
+    const caughtUp = [uuidv7(ms + 1), uuidv7(ms + 2), uuidv7(ms + 3), uuidv7(ms + 4)];
+    const ids = [...burst, ...caughtUp];
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(ids);
+    const msOf = (id: string) => parseInt(id.replaceAll('-', '').slice(0, 12), 16);
+    expect(msOf(burst.at(-1)!)).toBe(ms + 3); // the counter carried into the next ms three times
+    expect(msOf(caughtUp.at(-1)!)).toBe(ms + 4);
+  });
 });
 
 describe('readCheckpointRecord', () => {
