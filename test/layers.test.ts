@@ -2,6 +2,7 @@
  * The layer rule (layers.config.js, enforced by eslint in `npm run check`) rejects imports that cross
  * the layers the wrong way; the repository as it stands passing it is `npm run check`'s job.
  */
+import { readFileSync } from 'node:fs';
 import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
 import { LAYERS } from '../layers.config.js';
@@ -42,5 +43,32 @@ describe('the layer rule', () => {
     const found = await problems('src/jetstream/kv.ts', "import { encode } from '../protocol/codec.js';\nexport const e = encode;\n");
     expect(found).toEqual([expect.stringMatching(/src\/jetstream may not import src\/protocol/)]);
     expect(LAYERS['src/jetstream']).toEqual([]);
+  });
+});
+
+describe('the README’s architecture diagram', () => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const diagram = /```mermaid\n(flowchart TD\n[\s\S]*?)```/.exec(readme)?.[1] ?? '';
+  const folder = (name: string) => (name === 'machines' ? 'machines' : `src/${name}`);
+  const arrows = diagram
+    .split('\n')
+    .map((line) => /^\s*(\w+) -->(?:\|[^|]*\|)? (.+)$/.exec(line))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .flatMap(([, from, to]) => to!.split('&').map((t) => [folder(from!), folder(t.trim())] as const));
+
+  it('draws only imports the layer rule allows', () => {
+    expect(arrows.length).toBeGreaterThan(5);
+    for (const [from, to] of arrows) expect(LAYERS[from], `${from} --> ${to}`).toContain(to);
+  });
+
+  it('draws every import the layer rule allows, directly or through a layer below (shared is below all)', () => {
+    const reach = (from: string, seen = new Set<string>()): Set<string> => {
+      for (const [a, b] of arrows) if (a === from && !seen.has(b)) reach(b, seen.add(b));
+      return seen;
+    };
+    for (const [layer, allowed] of Object.entries(LAYERS)) {
+      const reachable = reach(layer);
+      expect(allowed.filter((l) => l !== 'src/shared' && !reachable.has(l)), layer).toEqual([]);
+    }
   });
 });

@@ -14,14 +14,11 @@
  *   Stopped, Finishing → Finished.
  */
 import type { InspectionEvent } from 'xstate';
-import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { availableActions } from '../../machines/job/actions-ui.js';
-import { DEFAULT_CONFIG } from '../../machines/job/policy.js';
-import { TERMINAL_STATES, type DesiredConfig, type JobPolicy, type JobState } from '../../machines/job/types.js';
+import { TERMINAL_STATES, type JobPolicy } from '../../machines/job/types.js';
 import { JobMachines } from './job-machines.js';
 import { TimerQueue } from './timer-queue.js';
 import {
@@ -49,7 +46,6 @@ import {
   validateGraph,
   type CheckpointDetailsReply,
   type ControllerMetricsReply,
-  type ConfigUpdate,
   type DeleteJobReply,
   type ErrorCode,
   type JobCheckpointsReply,
@@ -61,7 +57,6 @@ import {
   type ListJobsRequest,
   type ListJobViewsReply,
   type ListWorkersReply,
-  type Pipeline,
   type TriggerCheckpointReply,
   RequestRejected,
   OPERATOR_CATALOGUE,
@@ -79,11 +74,14 @@ import {
   type Versioned,
 } from '../store/index.js';
 import { offeredOperatorSpecs } from './operator-specs.js';
-import { createJobRuntime, DEFAULT_CHECKPOINT_BUCKET, JobEventRouter, JobRuntimes, openCheckpointKv, type JobProgress, type JobRuntime, type ResumeState, type RuntimeSpec } from './job-runtime.js';
+import { applyUpdate, changesNothing, configFromPipeline, desired, newJobId, specOf } from './job-config.js';
+import { jobView } from './job-view.js';
+import { resumePlan } from './resume-plan.js';
+import { createJobRuntime, DEFAULT_CHECKPOINT_BUCKET, JobEventRouter, JobRuntimes, openCheckpointKv, type JobRuntime, type ResumeState } from './job-runtime.js';
 import { WorkerRegistry } from './registry.js';
 import { openCheckpointStore } from '../checkpoint/index.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
-import { durationMsFromMicros, microsFromMs } from '../shared/micros.js';
+import { microsFromMs } from '../shared/micros.js';
 import { retry } from '../shared/retry.js';
 import { backoffMs } from '../shared/backoff.js';
 import { openOnce } from '../shared/memo.js';
@@ -159,155 +157,10 @@ export interface Controller {
 }
 
 
-/** How a job found in the store resumes after a controller restart (reference §1.1). */
-export interface ResumePlan {
-  /** Restore the actor in this terminal state; undefined: a fresh actor (Created → Compiling). */
-  resumeState: ResumeState | undefined;
-  /** The state to persist before resuming when it differs from the stored one. */
-  rewrite: JobState | undefined;
-}
-
-export function resumePlan(state: JobState): ResumePlan {
-  switch (state) {
-    case 'Stopped':
-    case 'Finished':
-    case 'Failed':
-      return { resumeState: state, rewrite: undefined };
-    case 'Failing':
-      return { resumeState: 'Failed', rewrite: 'Failed' };
-    case 'Stopping':
-    case 'CheckpointStopping':
-      return { resumeState: 'Stopped', rewrite: 'Stopped' };
-    case 'Finishing':
-      return { resumeState: 'Finished', rewrite: 'Finished' };
-    case 'Created':
-    case 'Compiling':
-    case 'Scheduling':
-    case 'Running':
-    case 'Recovering':
-    case 'Rescaling':
-    case 'Restarting':
-      return { resumeState: undefined, rewrite: undefined };
-  }
-}
-
-/** Time-ordered job ids: `job-` + base36 ms (fixed width) + random. */
-export function newJobId(now = Date.now()): string {
-  return `job-${now.toString(36).padStart(9, '0')}-${randomBytes(5).toString('hex')}`;
-}
-
 /** The reference keeps 100 checkpoint rows per job. */
 const CHECKPOINT_HISTORY_LIMIT = 100;
 const CONFIG_RELOAD_INITIAL_MS = 200;
 const CONFIG_RELOAD_MAX_MS = 5_000;
-
-function desired(config: JobConfigRecord): DesiredConfig {
-  const { ignoreStateBeforeEpoch: _ignored, ...rest } = config;
-  return rest;
-}
-
-/** The desired config of a new job. */
-export function configFromPipeline(pipeline: Pipeline): JobConfigRecord {
-  return {
-    ...DEFAULT_CONFIG,
-    parallelismOverrides: {},
-    env: {},
-    ...(pipeline.checkpoint_interval_micros === undefined ? {} : { checkpointIntervalMs: durationMsFromMicros(pipeline.checkpoint_interval_micros) }),
-    ttlMs: pipeline.ttl_micros === undefined ? null : durationMsFromMicros(pipeline.ttl_micros),
-    ignoreStateBeforeEpoch: null,
-  };
-}
-
-/**
- * A partial config update applied to the current config. Throws `RequestRejected(invalid_pipeline)` for
- * nodes the graph lacks. `latestEpoch` is the newest epoch the job has started: a restart that ignores
- * state restores nothing older than the one after it, so the new run begins a new lineage.
- */
-export function applyUpdate(current: JobConfigRecord, update: ConfigUpdate, nodeIds: readonly string[], latestEpoch: number): JobConfigRecord {
-  const next: JobConfigRecord = { ...current, parallelismOverrides: { ...current.parallelismOverrides } };
-  if (update.stop !== undefined) next.stop = update.stop;
-  if (update.restart === true) {
-    next.restartNonce = current.restartNonce + 1;
-    next.restartMode = update.restart_mode ?? (update.ignore_state === true ? 'force' : 'safe');
-    if (update.ignore_state === true) next.ignoreStateBeforeEpoch = latestEpoch + 1;
-  } else if (update.restart_mode !== undefined) {
-    next.restartMode = update.restart_mode;
-  }
-  if (update.parallelism !== undefined) {
-    next.parallelismOverrides = Object.fromEntries(nodeIds.map((id) => [id, update.parallelism!]));
-  }
-  if (update.parallelism_overrides !== undefined) {
-    const unknown = Object.keys(update.parallelism_overrides).filter((id) => !nodeIds.includes(id));
-    if (unknown.length > 0) throw new RequestRejected('invalid_pipeline', `parallelism_overrides: no such node: ${unknown.join(', ')}`);
-    next.parallelismOverrides = { ...update.parallelism_overrides };
-  }
-  if (update.checkpoint_interval_micros !== undefined) next.checkpointIntervalMs = durationMsFromMicros(update.checkpoint_interval_micros);
-  if (update.ttl_micros !== undefined) next.ttlMs = update.ttl_micros === null ? null : durationMsFromMicros(update.ttl_micros);
-  return next;
-}
-
-/**
- * Whether a config update would change nothing the job acts on: the same config, or (for a job resting in
- * Stopped, Finished or Failed) only another way to stop, which a job that is not running has no use for.
- */
-export function changesNothing(current: JobConfigRecord, next: JobConfigRecord, state: JobState | undefined): boolean {
-  if (isDeepStrictEqual(current, next)) return true;
-  if (state === undefined || !TERMINAL_STATES.includes(state) || current.stop === 'none' || next.stop === 'none') return false;
-  return isDeepStrictEqual({ ...current, stop: next.stop }, next);
-}
-
-function specOf(record: JobRecord): { pipeline: Pipeline; runtime: RuntimeSpec } {
-  const { created_at: _createdAt, ...body } = record.spec;
-  const decoded = pipelineSchema.safeParse(body);
-  if (!decoded.success) throw new Error(`stored spec does not decode as a pipeline: ${decoded.error.message}`);
-  return { pipeline: decoded.data, runtime: { graph: decoded.data.graph, parallelism: decoded.data.parallelism } };
-}
-
-const storedProgress = ({ state, generation, restarts, failure, startTime, finishTime }: JobStatusRecord): JobProgress => ({
-  state,
-  generation,
-  restarts,
-  failure,
-  startTime,
-  finishTime,
-  waiting: null,
-});
-
-/**
- * The job view of `get` (jobViewSchema): the stored spec and config, and the job's progress, by default as
- * stored; a controller that runs the job passes its runtime's, which is ahead by at most the writes queued.
- */
-export function jobView(jobId: string, record: JobRecord, progress: JobProgress = storedProgress(record.status)): JobView {
-  const { state, failure } = progress;
-  const action = availableActions(state, record.config.stop === 'none');
-  const { pipeline } = specOf(record);
-  const { config } = record;
-  return {
-    v: PROTOCOL_VERSION,
-    job_id: jobId,
-    name: pipeline.name,
-    revision: record.revisions.config,
-    graph: pipeline.graph,
-    parallelism: pipeline.parallelism ?? null,
-    config: {
-      stop: config.stop,
-      restart_nonce: config.restartNonce,
-      restart_mode: config.restartMode,
-      parallelism_overrides: config.parallelismOverrides,
-      checkpoint_interval_micros: microsFromMs(config.checkpointIntervalMs),
-      ttl_micros: config.ttlMs === null ? null : microsFromMs(config.ttlMs),
-    },
-    state,
-    generation: progress.generation,
-    restarts: progress.restarts,
-    failure: failure === null ? null : { message: truncateErrorText(failure.message), domain: failure.domain, hint: failure.hint, at: microsFromMs(failure.at) },
-    created_at: record.spec.created_at,
-    start_time: progress.startTime === null ? null : microsFromMs(progress.startTime),
-    finish_time: progress.finishTime === null ? null : microsFromMs(progress.finishTime),
-    available_action: { text: action.text, stop: action.stop, in_progress: action.inProgress },
-    waiting: progress.waiting === null ? null : { kind: progress.waiting.kind, reason: truncateErrorText(progress.waiting.reason), until: progress.waiting.until === null ? null : microsFromMs(progress.waiting.until) },
-  };
-}
 
 function storeCode(err: unknown): { code: ErrorCode; message: string } {
   return { code: errorCodeOf(err), message: err instanceof Error ? err.message : String(err) };

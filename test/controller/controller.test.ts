@@ -4,7 +4,9 @@ import { Kvm } from '@nats-io/kv';
 import type { InspectionEvent } from 'xstate';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobPolicy, JobState } from '../../machines/job/types.js';
-import { newJobId, resumePlan, startController, type Controller, type ControllerOptions } from '../../src/controller/controller.js';
+import { startController, type Controller, type ControllerOptions } from '../../src/controller/controller.js';
+import { newJobId } from '../../src/controller/job-config.js';
+import { resumePlan } from '../../src/controller/resume-plan.js';
 import {
   CHECKPOINTS_KV_BUCKET,
   CHECKPOINT_SLOTS,
