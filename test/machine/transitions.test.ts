@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
+import { activeTimers } from '../../machines/introspect.js';
 import { JobError } from '../../machines/index.js';
 import type { JobInput } from '../../machines/index.js';
 import { JobDriver } from '../support/job-driver.js';
@@ -695,8 +696,11 @@ describe('context shape', () => {
 
   test('a poll timer that fires a millisecond early still finds its deadline due', async () => {
     const d = await running({ status: { restarts: 2 }, policy: { heartbeatTimeoutMs: 0, healthyDurationMs: 10_000 } });
+    const poll = activeTimers(d.snapshot).find((t) => t.delay === 'PROGRESS')!;
+    // As the clock delivers a timer: the tick with the time it fired, then the timer's own event.
     vi.setSystemTime(d.context.times.runningSince! + 10_000 - 1);
-    d.send({ type: 'xstate.after.PROGRESS.job.Running.progress.polling' } as never);
+    d.send({ type: 'clock.tick' });
+    d.actor.send({ type: poll.eventType } as never);
     expect(d.context.restarts).toBe(0);
   });
 });
