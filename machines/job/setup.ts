@@ -1,5 +1,5 @@
-import { assign, enqueueActions, fromPromise, setup } from 'xstate';
-import type { AnyStateNode } from 'xstate';
+import { assign, enqueueActions, fromPromise, isMachineSnapshot, setup } from 'xstate';
+import { activeTimers } from '../introspect.js';
 import { backoffDelay, initialContext, msUntil, nextProgressDeadline, nextRandom } from './policy.js';
 import { isDue, timeOf } from './time.js';
 import type {
@@ -25,6 +25,9 @@ import { JobError, Rejection } from './types.js';
 
 /** setTimeout overflows to 1 ms above this; a longer wait re-arms when it fires. */
 const MAX_TIMER_MS = 2_147_483_647;
+
+/** The names of the machine's delays (`delays` below). */
+type JobDelay = 'PROGRESS' | 'LOG' | 'TTL' | 'WAIT' | 'WORKER_STARTUP' | 'BACKOFF';
 
 function notProvided(name: string): () => Promise<never> {
   return () => Promise.reject(new JobError({ kind: 'fatal', message: `${name} is not provided: inject it with machine.provide()` }));
@@ -302,17 +305,23 @@ export const jobSetup = setup({
       deadlines: { ...context.deadlines, wait: null, backoff: null, workerStartup: null, heartbeat: null, nextLog: null },
     })),
     /**
-     * XState 5 does not persist scheduled events. After a restore, re-raise the delayed event of every
-     * active `after` under XState's own id, so the state's exit still cancels it; each delay is computed
-     * from the deadline kept in context, so timers resume at their original deadlines.
+     * XState 5 (up to 5.33 at least) neither persists nor restores scheduled events: a restored actor's
+     * `after` timers are gone (statelyai/xstate#5331). Each active state's timers are raised again, with
+     * their delays computed from the deadlines kept in context and the time of `job.resume`, so they resume
+     * at their original deadlines. Active states and their timers come from XState's public API
+     * (introspect.ts). XState schedules a state's timer under its event type as the id, and the state's
+     * exit cancels that id: raised under the same id, a re-armed timer is cancelled by the exit like the
+     * original, and replaces rather than doubles a timer that is still armed (a live actor).
+     * test/machine/transitions.test.ts holds XState to that.
      */
     rearmTimers: enqueueActions(({ enqueue, self }) => {
-      for (const node of (self.getSnapshot() as { _nodes?: AnyStateNode[] })._nodes ?? []) {
-        for (const delay of Object.keys(node.config.after ?? {})) {
-          const type = `xstate.after.${delay}.${node.id}`;
-          enqueue.cancel(type);
-          enqueue.raise({ type } as unknown as JobEvent, { id: type, delay: delay as 'WAIT' });
-        }
+      const snapshot: unknown = self.getSnapshot();
+      // XState's pure `transition()` (and xstate/graph's traversals) run without an actor: nothing is armed there.
+      if (!isMachineSnapshot(snapshot)) return;
+      for (const timer of activeTimers(snapshot)) {
+        enqueue.cancel(timer.eventType);
+        // A timer event carries only its type; the machine reads its time from the clock tick before it.
+        enqueue.raise({ type: timer.eventType } as unknown as JobEvent, { id: timer.eventType, delay: timer.delay as JobDelay });
       }
     }),
   },

@@ -681,10 +681,25 @@ describe('timers survive persistence', () => {
 
   test('job.resume on a live actor does not double its timers', async () => {
     const d = await running({ policy: { heartbeatTimeoutMs: 0 } });
+    const armed = vi.getTimerCount();
     d.send({ type: 'job.resume' });
     d.send({ type: 'job.resume' });
+    expect(vi.getTimerCount()).toBe(armed);
     await d.advance(60_000);
     expect(d.callsOf('logStatus')).toHaveLength(1);
+  });
+
+  test("a re-armed timer is cancelled by its state's exit, as the original would be", async () => {
+    const a = await running({ config: { ttlMs: 60_000 } });
+    const b = restore(a);
+    // Running's three timers: progress, logging, TTL.
+    expect(vi.getTimerCount()).toBe(3);
+    b.update({ stop: 'immediate' });
+    expect(b.matches('Stopping.immediate')).toBe(true);
+    // Only Stopping's own wait is left.
+    expect(vi.getTimerCount()).toBe(1);
+    await b.advance(60_000);
+    expect(b.context.warning?.message).toBe('immediate stop timed out: killing');
   });
 });
 
