@@ -430,7 +430,7 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
     const actor = createActor(machine, {
       input: {
         jobId,
-        now: Date.now(),
+        createdAt: Date.now(),
         config: { checkpointIntervalMs: CHECKPOINT_INTERVAL_MS },
         policy: { heartbeatTimeoutMs: HEARTBEAT_EVERY_MS > 0 ? HEARTBEAT_TIMEOUT_MS : 0 },
       },

@@ -80,7 +80,7 @@ describe('job inspector', () => {
   });
 
   it('streams the job actor and its snapshots to a relay client', async () => {
-    actor = createActor(providedMachine(), { input: { jobId: 'inspected-job', now: Date.now() }, inspect: inspector.inspect });
+    actor = createActor(providedMachine(), { input: { jobId: 'inspected-job', createdAt: Date.now() }, inspect: inspector.inspect });
     actor.start();
     const job = actor;
     await waitFor('the job to wait for its tasks', () => job.getSnapshot().matches({ Scheduling: { attempt: 'starting' } }));

@@ -183,7 +183,7 @@ export const jobSetup = setup({
     releaseGeneration: (_, _params: GenerationInput) => {},
 
     /** The actor's clock announced a timer: its time is the time of the timer event that follows. */
-    advanceClock: assign(({ context, event }) => ({ now: event.type === 'clock.tick' ? event.at : context.now })),
+    advanceClock: assign(({ context, event }) => ({ tickedAt: event.type === 'clock.tick' ? event.at : context.tickedAt })),
     applyConfig: assign(({ event, context }) => (event.type === 'config.update' ? { config: event.config } : { config: context.config })),
     resetRetry: assign({ retry: { attempts: 0, problem: null } }),
     /** Why the state is about to wait (too few slots), without counting an attempt. */

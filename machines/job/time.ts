@@ -11,8 +11,8 @@ import { Rejection } from './types.js';
  * - the raised `job.reconcile`: the time of the event that raised it;
  * - eventless transitions and entry actions: the event of the step they run in;
  * - XState's own timer events (`after`) carry nothing, so the actor's clock sends a `clock.tick` just
- *   before each one and the machine keeps its time in `context.now` (src/controller/job-time.ts);
- * - the init event: `context.now`, which starts at the creation time given in the input.
+ *   before each one and the machine keeps its time in `context.tickedAt` (src/controller/job-time.ts);
+ * - the init event: `context.tickedAt`, which starts at the creation time given in the input.
  */
 
 function isSettled(value: unknown): value is Settled<unknown> {
@@ -24,7 +24,7 @@ export function timeOf(context: JobContext, event: EventObject): number {
   if ('at' in event && typeof event.at === 'number') return event.at;
   if ('output' in event && isSettled(event.output)) return event.output.at;
   if ('error' in event && event.error instanceof Rejection) return event.error.at;
-  return context.now;
+  return context.tickedAt;
 }
 
 /** A Node timer can fire a millisecond before the clock reaches its deadline; that still counts as on time. */

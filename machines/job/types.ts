@@ -196,16 +196,16 @@ export interface JobContext {
   /** PRNG state (mulberry32) for jitter, so that replays of the same events are deterministic. */
   rng: number;
   /**
-   * The time of the last `clock.tick` (epoch ms), or of the actor's creation before the first: the time of
-   * XState's own timer events, the only events that carry none (see `timeOf` in time.ts).
+   * When the actor's clock last ticked (epoch ms), or the actor was created before the first tick: the time
+   * of XState's own timer events, the only events that carry none (see `timeOf` in time.ts).
    */
-  now: number;
+  tickedAt: number;
 }
 
 export interface JobInput {
   jobId: string;
   /** When the actor is created (epoch ms): the machine reads no clock, so its first deadlines count from here. */
-  now: number;
+  createdAt: number;
   config?: Partial<DesiredConfig>;
   policy?: Partial<JobPolicy>;
   /** Status carried over from a previous incarnation (a controller restart). */

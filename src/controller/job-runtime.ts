@@ -756,7 +756,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   // Liveness is tracked once per worker by the registry, which reports a silent worker as `worker.lost`;
   // a per-job heartbeat deadline would need every heartbeat forwarded to every job (docs/design-notes.md).
   const policy: Partial<JobPolicy> = { ...options.policy, heartbeatTimeoutMs: 0 };
-  const input: JobInput = { jobId, now: Date.now(), config: options.config, policy, status: options.status };
+  const input: JobInput = { jobId, createdAt: Date.now(), config: options.config, policy, status: options.status };
   const restored = options.resumeState === undefined ? undefined : machine.resolveState({ value: options.resumeState, context: initialContext(input) });
   const extraInspect = options.inspect;
   const actor: Actor<typeof jobMachine> = createActor(machine, {

@@ -81,7 +81,7 @@ let onTraversalStep: ((from: AnyMachineSnapshot, event: AnyEvent, transitions: u
  */
 const timedLogic: AnyActorLogic = Object.assign(Object.create(machine) as AnyActorLogic, {
   getInitialSnapshot: (scope: never, input: JobInput) => {
-    const s = machine.getInitialSnapshot(scope, { ...input, now: T0 });
+    const s = machine.getInitialSnapshot(scope, { ...input, createdAt: T0 });
     clockOf.set(s, T0);
     return s;
   },
@@ -247,7 +247,7 @@ function generateCandidates(): { candidates: Map<unknown, Path[]>; states: numbe
 function replay(path: Path, taken: Set<unknown>): void {
   let now = T0;
   const actor = createActor(machine, {
-    input: { jobId: 'job-cov', seed: 3, ...PROFILES[path.profile], now },
+    input: { jobId: 'job-cov', seed: 3, ...PROFILES[path.profile], createdAt: now },
     inspect: (ev) => {
       if (ev.type === '@xstate.microstep') for (const t of (ev as unknown as { _transitions: unknown[] })._transitions) taken.add(t);
     },

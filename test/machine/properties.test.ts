@@ -104,7 +104,7 @@ test('random event sequences keep the job in its 14 states, leave terminal state
       const exits: { from: JobState; to: string; guard: string }[] = [];
       const send = (event: UnstampedJobEvent) => actor.send(stamp(event));
       const actor = createActor(machine, {
-        input: { jobId: 'prop', seed: 11, now: Date.now(), policy: { allowedRestarts: 3 } },
+        input: { jobId: 'prop', seed: 11, createdAt: Date.now(), policy: { allowedRestarts: 3 } },
         clock: tickingClock(() => send({ type: 'clock.tick' })),
         inspect: (ev) => {
           if (ev.type !== '@xstate.microstep') return;

@@ -58,7 +58,7 @@ function jobActor(clock: EventClock, input: Partial<JobInput>) {
   });
   const send = (event: UnstampedJobEvent) => actor.send(stamp(event, clock.now));
   const actor: Actor<typeof machine> = createActor(machine, {
-    input: { jobId: 'timeless', seed: 5, now: clock.now(), ...input },
+    input: { jobId: 'timeless', seed: 5, createdAt: clock.now(), ...input },
     clock: tickingClock(() => send({ type: 'clock.tick' })),
   });
   actor.start();

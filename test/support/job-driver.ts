@@ -90,7 +90,7 @@ export class JobDriver {
       if (this.states.at(-1) !== top) this.states.push(top);
     };
     this.actor = createActor(machine, {
-      input: { jobId: 'job-1', seed: 7, now: Date.now(), ...input },
+      input: { jobId: 'job-1', seed: 7, createdAt: Date.now(), ...input },
       clock: tickingClock(() => this.send({ type: 'clock.tick' })),
       ...(snapshot ? { snapshot: snapshot as never } : {}),
       inspect: (ev) => {
