@@ -26,13 +26,14 @@ import { fork } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { createActor, fromPromise, setup } from 'xstate';
+import { createActor, setup } from 'xstate';
 import type { Actor } from 'xstate';
 import { jobMachine } from '../machines/job/machine.js';
 import type { StopResult } from '../machines/job/setup.js';
 import type { CheckpointSchedule, FinalCheckpointResult, GenerationInput, ScheduleInput, ScheduleResult, StopInput } from '../machines/job/types.js';
 import { CheckpointCoordinator, type CheckpointTrigger } from '../src/controller/checkpoint-coordinator.js';
 import { TimerQueue } from '../src/controller/timer-queue.js';
+import { settledActor, stamp, tickingClock } from '../src/controller/job-time.js';
 import { argValue, round } from './support.js';
 
 const NAIVE_POLL_MS = 200;
@@ -360,15 +361,15 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
 
   const machine = jobMachine.provide({
     actors: {
-      compileJob: fromPromise<void, GenerationInput>(() => Promise.resolve()),
-      scheduleJob: fromPromise<ScheduleResult, ScheduleInput>(({ input }) => {
+      compileJob: settledActor<void, GenerationInput>(() => Promise.resolve()),
+      scheduleJob: settledActor<ScheduleResult, ScheduleInput>((input) => {
         coordinators[Number(input.jobId.slice(4))]!.beginGeneration({ generation: input.generation, subtasks: SUBTASKS });
         return Promise.resolve({ parallelism: { source: 1, sink: 1 } });
       }),
-      stopJob: fromPromise<StopResult, StopInput>(() => Promise.resolve({ finished: true })),
-      killJob: fromPromise<void, GenerationInput>(() => Promise.resolve()),
-      cleanupJob: fromPromise<void, GenerationInput>(() => Promise.resolve()),
-      finalCheckpoint: fromPromise<FinalCheckpointResult, GenerationInput>(({ input }) => coordinators[Number(input.jobId.slice(4))]!.final(input.generation)),
+      stopJob: settledActor<StopResult, StopInput>(() => Promise.resolve({ finished: true })),
+      killJob: settledActor<void, GenerationInput>(() => Promise.resolve()),
+      cleanupJob: settledActor<void, GenerationInput>(() => Promise.resolve()),
+      finalCheckpoint: settledActor<FinalCheckpointResult, GenerationInput>((input) => coordinators[Number(input.jobId.slice(4))]!.final(input.generation)),
     },
     actions: {
       armCheckpoints: (_, p: CheckpointSchedule) => coordinators[Number(p.jobId.slice(4))]!.arm(p.generation, p.intervalMs, p.minEpoch),
@@ -425,12 +426,15 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
       },
     });
     coordinators[i] = coordinator;
+    // As the job runtime does: events stamped with the time, timers announced by clock ticks.
     const actor = createActor(machine, {
       input: {
         jobId,
+        createdAt: Date.now(),
         config: { checkpointIntervalMs: CHECKPOINT_INTERVAL_MS },
         policy: { heartbeatTimeoutMs: HEARTBEAT_EVERY_MS > 0 ? HEARTBEAT_TIMEOUT_MS : 0 },
       },
+      clock: tickingClock(() => actor.send(stamp({ type: 'clock.tick' }))),
     });
     actors[i] = actor;
     actor.start();
@@ -447,7 +451,7 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
   for (let i = 0; i < n; i++) {
     const actor = actors[i]!;
     generation[i] = actor.getSnapshot().context.generation;
-    actor.send({ type: 'tasks.started', generation: generation[i]! });
+    actor.send(stamp({ type: 'tasks.started', generation: generation[i]! }));
   }
   const notRunning = actors.filter((a) => !a.getSnapshot().matches('Running')).length;
   if (notRunning > 0) throw new Error(`${notRunning} jobs are not Running after tasks.started`);
@@ -464,7 +468,7 @@ async function phaseB(opts: Options): Promise<PhaseResult> {
     const target = Math.floor(((Date.now() - hbStart) / HEARTBEAT_EVERY_MS) * n);
     for (; hbSent < target; hbSent++) {
       const i = hbSent % n;
-      actors[i]!.send({ type: 'workers.heartbeat', generation: generation[i]! });
+      actors[i]!.send(stamp({ type: 'workers.heartbeat', generation: generation[i]! }));
       c.heartbeatsSent++;
     }
   }, 50);

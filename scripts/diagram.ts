@@ -1,17 +1,18 @@
 /**
  * Generates docs/job-lifecycle.md from the job statechart itself (`npm run diagram`).
  *
- * The machine definition is walked directly: every state node under `jobMachine.root`, and for each
- * node its `transitions` map (`on` events, invoke `onDone`/`onError`/`onSnapshot`, state `onDone`
- * and `after` delays, all keyed by their internal event type) plus its `always` list, which that map
- * does not contain. Nothing about the lifecycle is written by hand here, so the document follows the
- * machine; test/diagram.test.ts fails while the committed file is stale.
+ * The machine is walked by machines/introspect.ts, as the coverage test walks it: every state node
+ * under `jobMachine.root`, and for each node its transitions (`on` events, invoke `onDone`/`onError`/
+ * `onSnapshot`, state `onDone`, `after` delays, then `always`). Nothing about the lifecycle is written by
+ * hand here, so the document follows the machine; test/diagram.test.ts fails while the committed file is
+ * stale.
  */
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { and, not, or, stateIn } from 'xstate';
 import type { AnyStateNode } from 'xstate';
+import { stateNodesOf, transitionsOf, type MachineTransition, type TransitionKind } from '../machines/introspect.js';
 import { jobMachine } from '../machines/job/machine.js';
 import type { JobStateMeta } from '../machines/job/types.js';
 import { DEADLINE_OF } from '../machines/job/waits.js';
@@ -19,7 +20,7 @@ import { DEADLINE_OF } from '../machines/job/waits.js';
 /** Where the generated document lives, relative to this file. */
 export const LIFECYCLE_DOC = fileURLToPath(new URL('../docs/job-lifecycle.md', import.meta.url));
 
-export type TransitionKind = 'event' | 'always' | 'after' | 'done' | 'error' | 'snapshot' | 'stateDone';
+export type { TransitionKind };
 
 /** One transition of the machine, in readable form. */
 export interface LifecycleTransition {
@@ -38,16 +39,11 @@ export interface LifecycleTransition {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Walking the machine
+// The machine's shape
 // ---------------------------------------------------------------------------------------------
 
 function childrenOf(node: AnyStateNode): AnyStateNode[] {
   return Object.values(node.states);
-}
-
-/** Every state node below `root`, depth first in definition order. */
-export function collectStates(root: AnyStateNode): AnyStateNode[] {
-  return childrenOf(root).flatMap((child) => [child, ...collectStates(child)]);
 }
 
 /** `Scheduling.attempt.allocating`; '' for the root. */
@@ -185,47 +181,40 @@ export function actionLabel(action: unknown): string {
   return 'unknown';
 }
 
-/** Classifies an internal event type and turns it into a readable label. */
-function describeEvent(source: AnyStateNode, eventType: string, delay: unknown): { kind: TransitionKind; event: string } {
-  if (delay !== undefined && eventType.startsWith('xstate.after.')) {
-    return { kind: 'after', event: `after ${typeof delay === 'number' ? `${delay}ms` : formatValue(delay)}` };
+/** A transition's event, readably: `config.update`, `after WAIT`, `done: scheduleJob`, `error: compileJob`, `always`. */
+function eventLabel(t: MachineTransition): string {
+  switch (t.kind) {
+    case 'after':
+      return `after ${typeof t.delay === 'number' ? `${t.delay}ms` : formatValue(t.delay)}`;
+    case 'stateDone':
+      return 'done';
+    case 'done':
+    case 'error':
+    case 'snapshot':
+      return `${t.kind}: ${t.invoke?.src ?? '?'}`;
+    case 'always':
+      return 'always';
+    case 'event':
+      return t.eventType;
   }
-  if (eventType === `xstate.done.state.${source.id}`) return { kind: 'stateDone', event: 'done' };
-  for (const def of source.invoke) {
-    const name = typeof def.src === 'string' && !def.src.startsWith('xstate.invoke.') ? def.src : def.id;
-    if (eventType === `xstate.done.actor.${def.id}`) return { kind: 'done', event: `done: ${name}` };
-    if (eventType === `xstate.error.actor.${def.id}`) return { kind: 'error', event: `error: ${name}` };
-    if (eventType === `xstate.snapshot.${def.id}`) return { kind: 'snapshot', event: `snapshot: ${name}` };
-  }
-  return { kind: 'event', event: eventType };
 }
 
 /**
  * Every transition of the machine: per state node (root first, then depth first in definition order)
- * the entries of its `transitions` map in XState's order (`on`, state `onDone`, invoke callbacks,
- * `after`), then its `always` list.
+ * its `on` events, state `onDone`, invoke callbacks and `after` delays in XState's order, then its
+ * `always` list.
  */
 export function collectTransitions(root: AnyStateNode = jobMachine.root): LifecycleTransition[] {
-  const result: LifecycleTransition[] = [];
-  for (const node of [root, ...collectStates(root)]) {
-    const defined = [...node.transitions.values()].flat().map((t) => ({ t, always: false }));
-    for (const { t, always } of [...defined, ...(node.always ?? []).map((t) => ({ t, always: true }))]) {
-      const eventType = t.eventType as string;
-      const delay: unknown = 'delay' in t ? t.delay : undefined;
-      const { kind, event } = always ? { kind: 'always' as const, event: 'always' } : describeEvent(node, eventType, delay);
-      result.push({
-        source: node,
-        kind,
-        eventType: always ? '' : eventType,
-        event,
-        guard: t.guard === undefined ? undefined : guardLabel(t.guard),
-        targets: [...(t.target ?? [])],
-        reenter: t.reenter,
-        actions: t.actions.map(actionLabel),
-      });
-    }
-  }
-  return result;
+  return transitionsOf(root).map((t) => ({
+    source: t.source,
+    kind: t.kind,
+    eventType: t.eventType,
+    event: eventLabel(t),
+    guard: t.definition.guard === undefined ? undefined : guardLabel(t.definition.guard),
+    targets: t.targets,
+    reenter: t.reenter,
+    actions: t.definition.actions.map(actionLabel),
+  }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -464,7 +453,7 @@ function buildModel(): Model {
   const model: Model = {
     root,
     topLevel: childrenOf(root),
-    states: collectStates(root),
+    states: stateNodesOf(root),
     transitions: collectTransitions(root),
     ids: new MermaidIds(),
   };

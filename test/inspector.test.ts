@@ -80,11 +80,11 @@ describe('job inspector', () => {
   });
 
   it('streams the job actor and its snapshots to a relay client', async () => {
-    actor = createActor(providedMachine(), { input: { jobId: 'inspected-job' }, inspect: inspector.inspect });
+    actor = createActor(providedMachine(), { input: { jobId: 'inspected-job', createdAt: Date.now() }, inspect: inspector.inspect });
     actor.start();
     const job = actor;
     await waitFor('the job to wait for its tasks', () => job.getSnapshot().matches({ Scheduling: { attempt: 'starting' } }));
-    job.send({ type: 'tasks.started', generation: job.getSnapshot().context.generation });
+    job.send({ type: 'tasks.started', generation: job.getSnapshot().context.generation, at: Date.now() });
     expect(topState(job.getSnapshot())).toBe('Running');
 
     const jobActor = () => received.find((ev) => ev.type === '@xstate.actor' && ev.name === 'job' && ev.definition?.includes('"id":"job"'));

@@ -1,6 +1,7 @@
 import { and, raise } from 'xstate';
 import { generationOf, initialContext, jobSetup } from './setup.js';
 import { RETRY_BUDGET } from './policy.js';
+import { timeOf } from './time.js';
 import type { CheckpointSchedule, JobContext } from './types.js';
 
 /*
@@ -8,6 +9,7 @@ import type { CheckpointSchedule, JobContext } from './types.js';
  * (retries, waits, the final checkpoint) as child states. Conventions:
  * - every wait is an `after` whose delay is computed from a deadline in context, so a restored actor
  *   resumes it (see `rearmTimers`);
+ * - the machine reads no clock: the time of every decision comes from the event (see time.ts);
  * - a failure inside a state is fatal (→ Failing), retryable within a budget (→ the state's backoff,
  *   then the state again from scratch) or, once the budget is spent, a restart (→ Recovering);
  * - events that carry a generation are ignored unless they belong to the current one.
@@ -113,6 +115,7 @@ export const jobMachine = jobSetup.createMachine({
   on: {
     'config.update': { actions: 'applyConfig' },
     'job.resume': { actions: 'rearmTimers' },
+    'clock.tick': { actions: 'advanceClock' },
   },
   states: {
     Created: {
@@ -194,7 +197,11 @@ export const jobMachine = jobSetup.createMachine({
 
     Running: {
       type: 'parallel',
-      entry: ['enterRunning', { type: 'armCheckpoints', params: ({ context }) => checkpointSchedule(context) }, raise({ type: 'job.reconcile' })],
+      entry: [
+        'enterRunning',
+        { type: 'armCheckpoints', params: ({ context }) => checkpointSchedule(context) },
+        raise(({ context, event }) => ({ type: 'job.reconcile' as const, at: timeOf(context, event) })),
+      ],
       exit: ['leaveRunning', { type: 'disarmCheckpoints', params: ({ context }) => generationOf(context) }],
       on: {
         // Reactions are event-driven rather than eventless: Running sees thousands of events per

@@ -80,6 +80,7 @@ export function initialContext(input: JobInput): JobContext {
     checkpoint: { minEpoch: status.minEpoch ?? 0, finalEpoch: null },
     deadlines: { wait: null, workerStartup: null, backoff: null, heartbeat: null, nextLog: null },
     rng: (input.seed ?? hashSeed(input.jobId)) | 0,
+    tickedAt: input.createdAt,
   };
 }
 

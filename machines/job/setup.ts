@@ -1,6 +1,7 @@
-import { assign, enqueueActions, fromPromise, setup } from 'xstate';
-import type { AnyStateNode } from 'xstate';
+import { assign, enqueueActions, fromPromise, isMachineSnapshot, setup } from 'xstate';
+import { activeTimers } from '../introspect.js';
 import { backoffDelay, initialContext, msUntil, nextProgressDeadline, nextRandom } from './policy.js';
+import { isDue, timeOf } from './time.js';
 import type {
   BackoffPolicy,
   CheckpointSchedule,
@@ -16,20 +17,17 @@ import type {
   RetryHint,
   ScheduleInput,
   ScheduleResult,
+  Settled,
   StopInput,
   StopKind,
 } from './types.js';
-import { JobError } from './types.js';
+import { JobError, Rejection } from './types.js';
 
 /** setTimeout overflows to 1 ms above this; a longer wait re-arms when it fires. */
 const MAX_TIMER_MS = 2_147_483_647;
 
-/** A Node timer can fire a millisecond before Date.now() reaches its deadline; that still counts as on time. */
-const TIMER_SLACK_MS = 2;
-
-function isDue(deadline: number | null): boolean {
-  return deadline !== null && Date.now() + TIMER_SLACK_MS >= deadline;
-}
+/** The names of the machine's delays (`delays` below). */
+type JobDelay = 'PROGRESS' | 'LOG' | 'TTL' | 'WAIT' | 'WORKER_STARTUP' | 'BACKOFF';
 
 function notProvided(name: string): () => Promise<never> {
   return () => Promise.reject(new JobError({ kind: 'fatal', message: `${name} is not provided: inject it with machine.provide()` }));
@@ -50,8 +48,15 @@ export function errorOf(error: unknown): { kind: JobError['kind']; message: stri
   return { kind: 'retryable', message: error instanceof Error ? error.message : String(error), domain: 'internal', retries: undefined };
 }
 
+/** The error of an invoked actor's rejection, as the actor threw it (the provided actors wrap it in a `Rejection`). */
 function errorFrom(event: JobEvent | { type: string; error?: unknown }) {
-  return errorOf('error' in event ? event.error : undefined);
+  const error = 'error' in event ? event.error : undefined;
+  return errorOf(error instanceof Rejection ? error.reason : error);
+}
+
+/** The result of an invoked actor, from its done event. */
+function outputOf<T>(event: JobEvent | { type: string; output?: unknown }): T | undefined {
+  return 'output' in event ? (event.output as Settled<T> | undefined)?.value : undefined;
 }
 
 function sameEnv(a: Record<string, string>, b: Record<string, string>): boolean {
@@ -63,8 +68,8 @@ function draw(ctx: JobContext): [number, number] {
   return nextRandom(ctx.rng);
 }
 
-function failure(message: string, domain: ErrorDomain, hint: RetryHint): JobFailure {
-  return { message, domain, hint, at: Date.now() };
+function failure(message: string, domain: ErrorDomain, hint: RetryHint, at: number): JobFailure {
+  return { message, domain, hint, at };
 }
 
 function generationOf(context: JobContext): GenerationInput {
@@ -86,9 +91,9 @@ function parallelismDiffers(context: JobContext, config: DesiredConfig): boolean
   );
 }
 
-function withBackoff(context: JobContext, policy: BackoffPolicy, attempt: number): Partial<JobContext> {
+function withBackoff(context: JobContext, policy: BackoffPolicy, attempt: number, now: number): Partial<JobContext> {
   const [random, rng] = draw(context);
-  return { rng, deadlines: { ...context.deadlines, backoff: Date.now() + backoffDelay(policy, attempt, random) } };
+  return { rng, deadlines: { ...context.deadlines, backoff: now + backoffDelay(policy, attempt, random) } };
 }
 
 export const jobSetup = setup({
@@ -99,42 +104,46 @@ export const jobSetup = setup({
     input: JobInput;
     meta: JobStateMeta;
   },
+  /**
+   * Stubs that fix the actors' types; src/controller/job-machines.ts provides them. Each resolves with its
+   * result stamped with the time it settled (`Settled`) and rejects with a `Rejection`.
+   */
   actors: {
     /** Validates the job's graph against the operators workers offer. */
-    compileJob: fromPromise<void, GenerationInput>(notProvided('compileJob')),
+    compileJob: fromPromise<Settled<void>, GenerationInput>(notProvided('compileJob')),
     /** Allocates slots for a new generation and sends the start commands; rejects `not_enough_slots` to be retried. */
-    scheduleJob: fromPromise<ScheduleResult, ScheduleInput>(notProvided('scheduleJob')),
+    scheduleJob: fromPromise<Settled<ScheduleResult>, ScheduleInput>(notProvided('scheduleJob')),
     /** Asks the tasks of a generation to stop; resolves once the command is out. */
-    stopJob: fromPromise<StopResult, StopInput>(notProvided('stopJob')),
+    stopJob: fromPromise<Settled<StopResult>, StopInput>(notProvided('stopJob')),
     /** Kills the tasks of a generation; resolves once they are gone. */
-    killJob: fromPromise<void, GenerationInput>(notProvided('killJob')),
+    killJob: fromPromise<Settled<void>, GenerationInput>(notProvided('killJob')),
     /** Best-effort teardown of a failed generation (immediate stop, then kill). */
-    cleanupJob: fromPromise<void, GenerationInput>(notProvided('cleanupJob')),
+    cleanupJob: fromPromise<Settled<void>, GenerationInput>(notProvided('cleanupJob')),
     /**
      * The final checkpoint of a run (then stop): waits for a periodic checkpoint still in flight, takes
      * its own, and resolves once it is complete and durable; rejects when it fails.
      */
-    finalCheckpoint: fromPromise<FinalCheckpointResult, GenerationInput>(notProvided('finalCheckpoint')),
+    finalCheckpoint: fromPromise<Settled<FinalCheckpointResult>, GenerationInput>(notProvided('finalCheckpoint')),
   },
   delays: {
     /**
      * The poll sleeps until the next deadline. A deadline already past (one poll handles one thing) is
      * revisited at the poll resolution.
      */
-    PROGRESS: ({ context }) => {
-      const now = Date.now();
+    PROGRESS: ({ context, event }) => {
+      const now = timeOf(context, event);
       const next = nextProgressDeadline(context);
       if (next === null) return MAX_TIMER_MS;
       return Math.min(MAX_TIMER_MS, next > now ? next - now : context.policy.progressPollMs);
     },
-    LOG: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.nextLog, Date.now())),
-    TTL: ({ context }) => {
+    LOG: ({ context, event }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.nextLog, timeOf(context, event))),
+    TTL: ({ context, event }) => {
       const at = ttlDeadline(context);
-      return at === null ? MAX_TIMER_MS : Math.min(MAX_TIMER_MS, msUntil(at, Date.now()));
+      return at === null ? MAX_TIMER_MS : Math.min(MAX_TIMER_MS, msUntil(at, timeOf(context, event)));
     },
-    WAIT: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.wait, Date.now())),
-    WORKER_STARTUP: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.workerStartup, Date.now())),
-    BACKOFF: ({ context }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.backoff, Date.now())),
+    WAIT: ({ context, event }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.wait, timeOf(context, event))),
+    WORKER_STARTUP: ({ context, event }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.workerStartup, timeOf(context, event))),
+    BACKOFF: ({ context, event }) => Math.min(MAX_TIMER_MS, msUntil(context.deadlines.backoff, timeOf(context, event))),
   },
   guards: {
     isCurrent: ({ context, event }) => 'generation' in event && event.generation === context.generation,
@@ -146,7 +155,7 @@ export const jobSetup = setup({
     rescaleRequested: ({ context, event }) => parallelismDiffers(context, desired(context, event)),
     startRequested: ({ context, event }) => desired(context, event).stop === 'none' && desired(context, event).ttlMs === null,
     hasTtl: ({ context, event }) => desired(context, event).ttlMs !== null,
-    ttlExpired: ({ context }) => isDue(ttlDeadline(context)),
+    ttlExpired: ({ context, event }) => isDue(ttlDeadline(context), timeOf(context, event)),
     restartsExhausted: ({ context }) => context.policy.allowedRestarts !== -1 && context.restarts > context.policy.allowedRestarts,
     errorIsFatal: ({ event }) => errorFrom(event).kind === 'fatal',
     errorIsNotEnoughSlots: ({ event }) => errorFrom(event).kind === 'not_enough_slots',
@@ -155,11 +164,13 @@ export const jobSetup = setup({
       context.retry.attempts + 1 >= (errorFrom(event).retries ?? params.budget),
     retriesExhausted: ({ context }, params: { budget: number }) => context.retry.attempts + 1 >= params.budget,
     failureIsFinal: ({ event }) => event.type === 'task.failed' && event.hint === 'no_retry',
-    heartbeatExpired: ({ context }) => isDue(context.deadlines.heartbeat),
-    healthyLongEnough: ({ context }) =>
-      context.restarts > 0 && context.times.runningSince !== null && isDue(context.times.runningSince + context.policy.healthyDurationMs),
+    heartbeatExpired: ({ context, event }) => isDue(context.deadlines.heartbeat, timeOf(context, event)),
+    healthyLongEnough: ({ context, event }) =>
+      context.restarts > 0 &&
+      context.times.runningSince !== null &&
+      isDue(context.times.runningSince + context.policy.healthyDurationMs, timeOf(context, event)),
     tasksFinished: ({ context }) => context.tasksFinished,
-    nothingLeftRunning: ({ event }) => 'output' in event && (event.output as StopResult | undefined)?.finished === true,
+    nothingLeftRunning: ({ event }) => outputOf<StopResult>(event)?.finished === true,
   },
   actions: {
     /** Side effect: start (or re-base) the periodic checkpoints of a running generation. */
@@ -171,16 +182,20 @@ export const jobSetup = setup({
     /** Side effect: best-effort kill of whatever a finished generation left behind. */
     releaseGeneration: (_, _params: GenerationInput) => {},
 
+    /** The actor's clock announced a timer: its time is the time of the timer event that follows. */
+    advanceClock: assign(({ context, event }) => ({ tickedAt: event.type === 'clock.tick' ? event.at : context.tickedAt })),
     applyConfig: assign(({ event, context }) => (event.type === 'config.update' ? { config: event.config } : { config: context.config })),
     resetRetry: assign({ retry: { attempts: 0, problem: null } }),
     /** Why the state is about to wait (too few slots), without counting an attempt. */
     noteProblem: assign(({ context, event }) => ({ retry: { attempts: context.retry.attempts, problem: errorFrom(event).message } })),
-    setWait: assign(({ context }, params: { ms: number }) => ({ deadlines: { ...context.deadlines, wait: Date.now() + params.ms } })),
+    setWait: assign(({ context, event }, params: { ms: number }) => ({ deadlines: { ...context.deadlines, wait: timeOf(context, event) + params.ms } })),
     clearWaits: assign(({ context }) => ({ deadlines: { ...context.deadlines, wait: null, backoff: null, workerStartup: null } })),
-    setWorkerStartupDeadline: assign(({ context }) => ({
-      deadlines: { ...context.deadlines, workerStartup: Date.now() + context.policy.workerStartupTimeoutMs },
+    setWorkerStartupDeadline: assign(({ context, event }) => ({
+      deadlines: { ...context.deadlines, workerStartup: timeOf(context, event) + context.policy.workerStartupTimeoutMs },
     })),
-    setSlotRetry: assign(({ context }) => ({ deadlines: { ...context.deadlines, backoff: Date.now() + context.policy.notEnoughSlotsRetryMs } })),
+    setSlotRetry: assign(({ context, event }) => ({
+      deadlines: { ...context.deadlines, backoff: timeOf(context, event) + context.policy.notEnoughSlotsRetryMs },
+    })),
     /**
      * One more failed attempt in this state, for the actor's error or, when the wait ran out, `message`;
      * the wait before the next grows exponentially.
@@ -188,41 +203,46 @@ export const jobSetup = setup({
     countAttempt: assign(({ context, event }, params: { message?: string } | undefined) => {
       const attempts = context.retry.attempts + 1;
       const problem = params?.message ?? errorFrom(event).message;
-      return { retry: { attempts, problem }, ...withBackoff(context, context.policy.stateBackoff, attempts) };
+      return { retry: { attempts, problem }, ...withBackoff(context, context.policy.stateBackoff, attempts, timeOf(context, event)) };
     }),
-    setRestartBackoff: assign(({ context }) => withBackoff(context, context.policy.restartBackoff, context.restarts)),
-    failFromError: assign(({ event }) => {
+    setRestartBackoff: assign(({ context, event }) => withBackoff(context, context.policy.restartBackoff, context.restarts, timeOf(context, event))),
+    failFromError: assign(({ context, event }) => {
       const e = errorFrom(event);
-      return { failure: failure(e.message, e.domain, e.kind === 'fatal' ? 'no_retry' : 'with_backoff') };
+      return { failure: failure(e.message, e.domain, e.kind === 'fatal' ? 'no_retry' : 'with_backoff', timeOf(context, event)) };
     }),
     failFromTask: assign(({ event, context }) =>
-      event.type === 'task.failed' ? { failure: failure(event.message, event.domain, event.hint) } : { failure: context.failure },
+      event.type === 'task.failed' ? { failure: failure(event.message, event.domain, event.hint, event.at) } : { failure: context.failure },
     ),
     failWorkerLost: assign(({ event, context }) =>
       event.type === 'worker.lost'
-        ? { failure: failure(event.message ?? `worker ${event.workerId} was lost`, 'internal', 'with_backoff') }
+        ? { failure: failure(event.message ?? `worker ${event.workerId} was lost`, 'internal', 'with_backoff', event.at) }
         : { failure: context.failure },
     ),
-    failWith: assign((_, params: { message: string; domain?: ErrorDomain; hint?: RetryHint }) => ({
-      failure: failure(params.message, params.domain ?? 'internal', params.hint ?? 'with_backoff'),
+    failWith: assign(({ context, event }, params: { message: string; domain?: ErrorDomain; hint?: RetryHint }) => ({
+      failure: failure(params.message, params.domain ?? 'internal', params.hint ?? 'with_backoff', timeOf(context, event)),
     })),
-    failHeartbeat: assign(({ context }) => ({
-      failure: failure(`worker failed: no heartbeat within ${context.policy.heartbeatTimeoutMs} ms`, 'internal', 'with_backoff'),
+    failHeartbeat: assign(({ context, event }) => ({
+      failure: failure(`worker failed: no heartbeat within ${context.policy.heartbeatTimeoutMs} ms`, 'internal', 'with_backoff', timeOf(context, event)),
     })),
-    failNoRestartsForTtl: assign(({ context }) => ({
-      failure: failure(`jobs with a TTL are not restarted: ${context.failure?.message ?? 'failure'}`, context.failure?.domain ?? 'internal', 'no_retry'),
+    failNoRestartsForTtl: assign(({ context, event }) => ({
+      failure: failure(
+        `jobs with a TTL are not restarted: ${context.failure?.message ?? 'failure'}`,
+        context.failure?.domain ?? 'internal',
+        'no_retry',
+        timeOf(context, event),
+      ),
     })),
-    failRestartsExhausted: assign(({ context }) => ({
-      failure: failure(`Exhausted retries: ${context.failure?.message ?? 'failure'}`, context.failure?.domain ?? 'internal', 'no_retry'),
+    failRestartsExhausted: assign(({ context, event }) => ({
+      failure: failure(`Exhausted retries: ${context.failure?.message ?? 'failure'}`, context.failure?.domain ?? 'internal', 'no_retry', timeOf(context, event)),
     })),
     clearFailure: assign({ failure: null }),
-    warn: assign((_, params: { message: string }) => ({ warning: { message: params.message, at: Date.now() } })),
+    warn: assign(({ context, event }, params: { message: string }) => ({ warning: { message: params.message, at: timeOf(context, event) } })),
     /**
      * A stop must end. When the tasks cannot be confirmed dead, the job stops anyway: the generation is
      * fenced (its messages are ignored from now on) and released when the job leaves Stopping.
      */
-    abandonGeneration: assign(({ context }) => ({
-      warning: { message: `could not confirm that the tasks of generation ${context.generation} were killed: abandoned`, at: Date.now() },
+    abandonGeneration: assign(({ context, event }) => ({
+      warning: { message: `could not confirm that the tasks of generation ${context.generation} were killed: abandoned`, at: timeOf(context, event) },
     })),
     countRestart: assign(({ context }) => ({ restarts: context.restarts + 1 })),
     resetRestarts: assign({ restarts: 0 }),
@@ -237,11 +257,9 @@ export const jobSetup = setup({
       appliedEnv: context.config.env,
       checkpoint: { ...context.checkpoint, finalEpoch: null },
     })),
-    assignParallelism: assign(({ event, context }) =>
-      'output' in event && event.output ? { parallelism: (event.output as ScheduleResult).parallelism } : { parallelism: context.parallelism },
-    ),
-    enterRunning: assign(({ context }) => {
-      const now = Date.now();
+    assignParallelism: assign(({ event, context }) => ({ parallelism: outputOf<ScheduleResult>(event)?.parallelism ?? context.parallelism })),
+    enterRunning: assign(({ context, event }) => {
+      const now = timeOf(context, event);
       const { start, finish } = context.times;
       return {
         times: { start: start === null || finish !== null ? now : start, finish: null, runningSince: now },
@@ -260,41 +278,50 @@ export const jobSetup = setup({
       times: { ...context.times, runningSince: null },
       deadlines: { ...context.deadlines, heartbeat: null, nextLog: null },
     })),
-    extendHeartbeat: assign(({ context }) => ({
+    extendHeartbeat: assign(({ context, event }) => ({
       deadlines: {
         ...context.deadlines,
-        heartbeat: context.policy.heartbeatTimeoutMs > 0 ? Date.now() + context.policy.heartbeatTimeoutMs : null,
+        heartbeat: context.policy.heartbeatTimeoutMs > 0 ? timeOf(context, event) + context.policy.heartbeatTimeoutMs : null,
       },
     })),
-    scheduleNextLog: assign(({ context }) => ({ deadlines: { ...context.deadlines, nextLog: Date.now() + context.policy.logIntervalMs } })),
+    scheduleNextLog: assign(({ context, event }) => ({
+      deadlines: { ...context.deadlines, nextLog: timeOf(context, event) + context.policy.logIntervalMs },
+    })),
     resetFinalCheckpoint: assign(({ context }) => ({ tasksFinished: false, checkpoint: { ...context.checkpoint, finalEpoch: null } })),
-    recordFinalCheckpoint: assign(({ context, event }) =>
-      'output' in event && event.output ? { checkpoint: { ...context.checkpoint, finalEpoch: (event.output as FinalCheckpointResult).epoch } } : {},
-    ),
-    failFinalCheckpoint: assign(({ event }, params: { label: string }) => {
+    recordFinalCheckpoint: assign(({ context, event }) => {
+      const result = outputOf<FinalCheckpointResult>(event);
+      return result ? { checkpoint: { ...context.checkpoint, finalEpoch: result.epoch } } : {};
+    }),
+    failFinalCheckpoint: assign(({ context, event }, params: { label: string }) => {
       const e = errorFrom(event);
-      return { failure: failure(`final checkpoint of ${params.label} failed: ${e.message}`, e.domain, 'with_backoff') };
+      return { failure: failure(`final checkpoint of ${params.label} failed: ${e.message}`, e.domain, 'with_backoff', timeOf(context, event)) };
     }),
     markTasksFinished: assign({ tasksFinished: true }),
     setStopKind: assign((_, params: { kind: StopKind }) => ({ stopKind: params.kind })),
-    markFinished: assign(({ context }) => ({
-      times: { ...context.times, finish: Date.now(), runningSince: null },
+    markFinished: assign(({ context, event }) => ({
+      times: { ...context.times, finish: timeOf(context, event), runningSince: null },
       stopKind: null,
       restartMode: null,
       deadlines: { ...context.deadlines, wait: null, backoff: null, workerStartup: null, heartbeat: null, nextLog: null },
     })),
     /**
-     * XState 5 does not persist scheduled events. After a restore, re-raise the delayed event of every
-     * active `after` under XState's own id, so the state's exit still cancels it; each delay is computed
-     * from the deadline kept in context, so timers resume at their original deadlines.
+     * XState 5 (up to 5.33 at least) neither persists nor restores scheduled events: a restored actor's
+     * `after` timers are gone (statelyai/xstate#5331). Each active state's timers are raised again, with
+     * their delays computed from the deadlines kept in context and the time of `job.resume`, so they resume
+     * at their original deadlines. Active states and their timers come from XState's public API
+     * (introspect.ts). XState schedules a state's timer under its event type as the id, and the state's
+     * exit cancels that id: raised under the same id, a re-armed timer is cancelled by the exit like the
+     * original, and replaces rather than doubles a timer that is still armed (a live actor).
+     * test/machine/transitions.test.ts holds XState to that.
      */
     rearmTimers: enqueueActions(({ enqueue, self }) => {
-      for (const node of (self.getSnapshot() as { _nodes?: AnyStateNode[] })._nodes ?? []) {
-        for (const delay of Object.keys(node.config.after ?? {})) {
-          const type = `xstate.after.${delay}.${node.id}`;
-          enqueue.cancel(type);
-          enqueue.raise({ type } as unknown as JobEvent, { id: type, delay: delay as 'WAIT' });
-        }
+      const snapshot: unknown = self.getSnapshot();
+      // XState's pure `transition()` (and xstate/graph's traversals) run without an actor: nothing is armed there.
+      if (!isMachineSnapshot(snapshot)) return;
+      for (const timer of activeTimers(snapshot)) {
+        enqueue.cancel(timer.eventType);
+        // A timer event carries only its type; the machine reads its time from the clock tick before it.
+        enqueue.raise({ type: timer.eventType } as unknown as JobEvent, { id: timer.eventType, delay: timer.delay as JobDelay });
       }
     }),
   },

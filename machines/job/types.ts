@@ -195,10 +195,17 @@ export interface JobContext {
   deadlines: Deadlines;
   /** PRNG state (mulberry32) for jitter, so that replays of the same events are deterministic. */
   rng: number;
+  /**
+   * When the actor's clock last ticked (epoch ms), or the actor was created before the first tick: the time
+   * of XState's own timer events, the only events that carry none (see `timeOf` in time.ts).
+   */
+  tickedAt: number;
 }
 
 export interface JobInput {
   jobId: string;
+  /** When the actor is created (epoch ms): the machine reads no clock, so its first deadlines count from here. */
+  createdAt: number;
   config?: Partial<DesiredConfig>;
   policy?: Partial<JobPolicy>;
   /** Status carried over from a previous incarnation (a controller restart). */
@@ -215,7 +222,16 @@ export interface Generational {
   generation: number;
 }
 
-export type JobEvent =
+/**
+ * When an event happened (epoch ms). The machine reads no clock: it dates everything it decides (deadlines,
+ * failures, start and finish times) by the events it gets, so that a replay of the same events takes the
+ * same decisions. The runtime stamps each event at its single send point.
+ */
+export interface Timed {
+  at: number;
+}
+
+export type JobEvent = (
   | { type: 'config.update'; config: DesiredConfig }
   | ({ type: 'tasks.started' } & Generational)
   | ({ type: 'tasks.finished' } & Generational)
@@ -224,10 +240,23 @@ export type JobEvent =
   /** `message`: why, when it is not that the worker itself is gone. */
   | ({ type: 'worker.lost'; workerId: string; message?: string } & Generational)
   | ({ type: 'workers.heartbeat' } & Generational)
+  /**
+   * Sent by the actor's XState clock just before it delivers one of XState's timer events (`after`), which
+   * carry no time of their own: `at` is when the timer fired, and the time of the timer event that follows.
+   */
+  | { type: 'clock.tick' }
   /** Sent once after restoring a persisted snapshot: re-arms the timers of the active states at their original deadlines. */
   | { type: 'job.resume' }
   /** Internal: raised on entering Running to act on config that changed while the job was starting. */
-  | { type: 'job.reconcile' };
+  | { type: 'job.reconcile' }
+) &
+  Timed;
+
+/** `E` without its time, member by member of a union. */
+type Unstamped<E> = E extends Timed ? Omit<E, 'at'> : never;
+
+/** An event as its sender builds it, before the send point stamps it with the time (`Timed`). */
+export type UnstampedJobEvent = Unstamped<JobEvent>;
 
 export type JobEventType = JobEvent['type'];
 
@@ -253,6 +282,27 @@ export class JobError extends Error implements JobErrorData {
     this.kind = data.kind;
     this.domain = data.domain ?? 'internal';
     this.retries = data.retries;
+  }
+}
+
+/**
+ * What an invoked actor resolves with: its result, and when it settled (epoch ms). The machine reads no
+ * clock, so it dates what follows (the next state's deadlines) by this.
+ */
+export interface Settled<T> {
+  value: T;
+  at: number;
+}
+
+/** What an invoked actor rejects with: why (a `JobError`, or anything else thrown), and when (epoch ms). */
+export class Rejection extends Error {
+  readonly reason: unknown;
+  readonly at: number;
+  constructor(reason: unknown, at: number) {
+    super(reason instanceof Error ? reason.message : String(reason));
+    this.name = 'Rejection';
+    this.reason = reason;
+    this.at = at;
   }
 }
 

@@ -4,7 +4,6 @@
  * (bench:controller, heap snapshot at 1,000 jobs). Here the machine is provided once, and its actors and
  * side effects find the runtime they belong to by the job id every one of them carries.
  */
-import { fromPromise } from 'xstate';
 import { jobMachine } from '../../machines/job/machine.js';
 import type { StopResult } from '../../machines/job/setup.js';
 import {
@@ -16,6 +15,7 @@ import {
   type ScheduleResult,
   type StopInput,
 } from '../../machines/job/types.js';
+import { settledActor } from './job-time.js';
 
 /** What one job runtime implements for the machine. */
 export interface JobHooks {
@@ -36,12 +36,12 @@ export class JobMachines {
 
   readonly machine = jobMachine.provide({
     actors: {
-      compileJob: fromPromise<void, GenerationInput>(async ({ input }) => this.of(input.jobId).compileJob(input)),
-      scheduleJob: fromPromise<ScheduleResult, ScheduleInput>(async ({ input }) => this.of(input.jobId).scheduleJob(input)),
-      stopJob: fromPromise<StopResult, StopInput>(async ({ input }) => this.of(input.jobId).stopJob(input)),
-      killJob: fromPromise<void, GenerationInput>(async ({ input }) => this.of(input.jobId).killJob(input)),
-      cleanupJob: fromPromise<void, GenerationInput>(async ({ input }) => this.of(input.jobId).cleanupJob(input)),
-      finalCheckpoint: fromPromise<FinalCheckpointResult, GenerationInput>(async ({ input }) => this.of(input.jobId).finalCheckpoint(input)),
+      compileJob: settledActor<void, GenerationInput>(async (input) => this.of(input.jobId).compileJob(input)),
+      scheduleJob: settledActor<ScheduleResult, ScheduleInput>(async (input) => this.of(input.jobId).scheduleJob(input)),
+      stopJob: settledActor<StopResult, StopInput>(async (input) => this.of(input.jobId).stopJob(input)),
+      killJob: settledActor<void, GenerationInput>(async (input) => this.of(input.jobId).killJob(input)),
+      cleanupJob: settledActor<void, GenerationInput>(async (input) => this.of(input.jobId).cleanupJob(input)),
+      finalCheckpoint: settledActor<FinalCheckpointResult, GenerationInput>(async (input) => this.of(input.jobId).finalCheckpoint(input)),
     },
     actions: {
       armCheckpoints: (_, params: CheckpointSchedule) => this.hooks.get(params.jobId)?.armCheckpoints(params),

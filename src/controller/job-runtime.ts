@@ -19,7 +19,7 @@ import type { z } from 'zod';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { jobMachine } from '../../machines/job/machine.js';
 import { DEFAULT_POLICY, initialContext } from '../../machines/job/policy.js';
-import { JobError, type CheckpointSchedule, type DesiredConfig, type GenerationInput, type JobContext, type JobEvent, type JobFailure, type JobInput, type JobPolicy, type JobState, type JobWait, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
+import { JobError, type CheckpointSchedule, type DesiredConfig, type GenerationInput, type JobContext, type JobFailure, type JobInput, type JobPolicy, type JobState, type JobWait, type ScheduleInput, type ScheduleResult, type StopInput, type UnstampedJobEvent } from '../../machines/job/types.js';
 import type { StopResult } from '../../machines/job/setup.js';
 import { waitOf } from '../../machines/job/waits.js';
 import {
@@ -55,6 +55,7 @@ import { CheckpointCoordinator, type CheckpointOutcome, type CheckpointRecord, t
 import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
 import { checkpointFromRecord, checkpointFromSummary, operatorGroupsFromRecord, operatorGroupsFromSummary, withWriteClosed } from './checkpoint-views.js';
 import { JobMachines } from './job-machines.js';
+import { stamp, tickingClock } from './job-time.js';
 import { CLEANUP_EVERY_EPOCHS, cleanupCheckpoints, DEFAULT_RETAINED_CHECKPOINTS, hasStoredState } from './retention.js';
 import { openCheckpointStore, type CheckpointStore } from '../checkpoint/index.js';
 import { TimerQueue } from './timer-queue.js';
@@ -176,7 +177,8 @@ export interface JobRuntime {
    * and the desired config's overrides give it.
    */
   parallelism(): Map<string, number>;
-  send(event: JobEvent): void;
+  /** Stamps `event` with the time and sends it to the actor. */
+  send(event: UnstampedJobEvent): void;
   /** The config's `ignoreStateBeforeEpoch` changed (a restart that ignores state). */
   setRestoreFloor(epoch: number | null): void;
   /** The job was deleted: its followers hear it as a last state event, `deleted: true`. */
@@ -731,11 +733,13 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   // Liveness is tracked once per worker by the registry, which reports a silent worker as `worker.lost`;
   // a per-job heartbeat deadline would need every heartbeat forwarded to every job (docs/design-notes.md).
   const policy: Partial<JobPolicy> = { ...options.policy, heartbeatTimeoutMs: 0 };
-  const input: JobInput = { jobId, config: options.config, policy, status: options.status };
+  const input: JobInput = { jobId, createdAt: Date.now(), config: options.config, policy, status: options.status };
   const restored = options.resumeState === undefined ? undefined : machine.resolveState({ value: options.resumeState, context: initialContext(input) });
   const extraInspect = options.inspect;
   const actor: Actor<typeof jobMachine> = createActor(machine, {
     input,
+    // XState's timer events carry no time: the clock sends the actor the time each timer fires at.
+    clock: tickingClock(() => deliver({ type: 'clock.tick' })),
     ...(restored === undefined ? {} : { snapshot: restored }),
     inspect: (event) => {
       // Every microstep, so eventless hops (Created → Compiling) are persisted too. Matched by logic, not
@@ -766,10 +770,15 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     error: (err) => log.error({ err }, 'job actor failed'),
   });
 
-  function send(event: JobEvent): void {
+  function send(event: UnstampedJobEvent): void {
     if (stopped) return;
     stats.eventsSent++;
-    actor.send(event);
+    deliver(event);
+  }
+
+  /** The one way events reach the actor: stamped with the time now, the only clock the machine knows. */
+  function deliver(event: UnstampedJobEvent): void {
+    actor.send(stamp(event));
   }
 
   // ─── Persistence ──────────────────────────────────────────────────────────────────────────────

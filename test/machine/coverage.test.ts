@@ -1,33 +1,29 @@
 import { afterAll, beforeAll, expect, test, vi } from 'vitest';
 import { createActor, fromPromise } from 'xstate';
-import type { AnyStateNode, AnyActorLogic, AnyMachineSnapshot, TransitionDefinition } from 'xstate';
+import type { AnyActorLogic, AnyMachineSnapshot, AnyTransitionDefinition } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
-import { jobMachine } from '../../machines/index.js';
-import type { DesiredConfig, JobContext, JobEvent, JobInput, ScheduleInput, ScheduleResult, StopInput, StopResult } from '../../machines/index.js';
+import { activeStateNodes, activeTimers, transitionsOf, transitionsOfNode, type MachineTransition } from '../../machines/introspect.js';
+import { jobMachine, Rejection } from '../../machines/index.js';
+import type { DesiredConfig, JobContext, JobEvent, JobInput, Settled } from '../../machines/index.js';
 
 /*
  * Transition coverage (reference/xstate-nats.md §A5): list every transition of the machine, generate
  * paths with xstate/graph (the shortest path to each state, then each event from it), replay every path
- * in a real actor and collect the transitions taken from `@xstate.microstep` inspection events.
+ * in a real actor and collect the transitions taken from `@xstate.microstep` inspection events. The
+ * machine is walked by machines/introspect.ts, as scripts/diagram.ts walks it.
  *
- * Several guards read the clock, which a traversal cannot advance. Both the traversal and the replay
- * therefore treat a delayed event as "time passes by exactly that delay": the fake clock jumps by the
- * machine's own computed delay before the event is delivered.
+ * The machine reads no clock: time comes with the events. Both the traversal and the replay stamp each
+ * event with the time the path has reached, and treat a timer event as "time passes by exactly its
+ * delay": a `clock.tick` at the machine's own computed deadline comes first, as the runtime's clock sends it.
  */
 
 const T0 = 1_700_000_000_000;
 type AnyEvent = { type: string; [k: string]: unknown };
 
 /** Actors that never settle: the paths deliver done/error events themselves. */
+const never = <T, I>() => fromPromise<Settled<T>, I>(() => new Promise(() => {}));
 const machine = jobMachine.provide({
-  actors: {
-    compileJob: fromPromise(() => new Promise<void>(() => {})),
-    scheduleJob: fromPromise<ScheduleResult, ScheduleInput>(() => new Promise(() => {})),
-    stopJob: fromPromise<StopResult, StopInput>(() => new Promise(() => {})),
-    killJob: fromPromise(() => new Promise<void>(() => {})),
-    cleanupJob: fromPromise(() => new Promise<void>(() => {})),
-    finalCheckpoint: fromPromise(() => new Promise<{ epoch: number }>(() => {})),
-  },
+  actors: { compileJob: never(), scheduleJob: never(), stopJob: never(), killJob: never(), cleanupJob: never(), finalCheckpoint: never() },
 });
 
 /** Input profiles that make each time guard the earliest deadline somewhere. */
@@ -45,26 +41,33 @@ function topOf(s: AnyMachineSnapshot): string {
   return typeof value === 'string' ? value : Object.keys(value)[0]!;
 }
 
-function allNodes(node: AnyStateNode): AnyStateNode[] {
-  return [node, ...Object.values(node.states).flatMap(allNodes)];
-}
-
-function label(t: TransitionDefinition<JobContext, JobEvent>): string {
+function label({ definition: t, kind }: MachineTransition): string {
   const targets = (t.target ?? []).map((n) => n.id).join(',') || '(internal)';
   const guard = typeof t.guard === 'string' ? t.guard : typeof t.guard === 'object' && t.guard ? (t.guard as { type: string }).type : t.guard ? 'guard' : '';
-  return `${t.source.id} --${t.eventType}${guard ? ` [${guard}]` : ''}--> ${targets}`;
+  return `${t.source.id} --${kind === 'always' ? 'always' : String(t.eventType)}${guard ? ` [${guard}]` : ''}--> ${targets}`;
 }
 
-const staticTransitions = new Set<TransitionDefinition<JobContext, JobEvent>>();
-for (const node of allNodes(machine.root)) {
-  for (const list of node.transitions.values()) for (const t of list) staticTransitions.add(t as TransitionDefinition<JobContext, JobEvent>);
-  for (const t of node.always ?? []) staticTransitions.add(t as TransitionDefinition<JobContext, JobEvent>);
+/** Every transition of the machine, by XState's own definition (the objects microstep events report). */
+const staticTransitions = new Map<AnyTransitionDefinition, MachineTransition>(transitionsOf(machine.root).map((t) => [t.definition, t]));
+
+/** Timer event type → its delay's name, from the machine's `after` transitions. */
+const delayNames = new Map(transitionsOf(machine.root).flatMap((t) => (t.kind === 'after' ? [[t.eventType, String(t.delay)] as const] : [])));
+
+function isTimer(event: AnyEvent): boolean {
+  return delayNames.has(event.type);
 }
 
-function delayOf(snapshot: AnyMachineSnapshot, event: AnyEvent): number {
-  const key = event.type.split('.')[2]!;
-  const delay = (machine.implementations.delays as Record<string, (a: { context: JobContext; event: AnyEvent }) => number>)[key]!;
-  return delay({ context: snapshot.context as JobContext, event });
+/** How long after `now` the timer that raises `event` fires, as the machine computes it when it arms the timer. */
+function delayOf(snapshot: AnyMachineSnapshot, event: AnyEvent, now: number): number {
+  const delays = machine.implementations.delays as unknown as Record<string, (a: { context: JobContext; event: AnyEvent }) => number>;
+  return delays[delayNames.get(event.type)!]!({ context: snapshot.context as JobContext, event: { type: 'clock.tick', at: now } });
+}
+
+/** `event` as it reaches the machine at `at`: a runtime event stamped, an invoked actor's result or rejection dated. */
+function stamped(event: AnyEvent, at: number): AnyEvent {
+  if (event.type.startsWith('xstate.done.actor.')) return { ...event, output: { value: event.output, at } };
+  if (event.type.startsWith('xstate.error.actor.')) return { ...event, error: new Rejection(event.error, at) };
+  return { ...event, at };
 }
 
 const clockOf = new WeakMap<object, number>();
@@ -78,22 +81,28 @@ let onTraversalStep: ((from: AnyMachineSnapshot, event: AnyEvent, transitions: u
  */
 const timedLogic: AnyActorLogic = Object.assign(Object.create(machine) as AnyActorLogic, {
   getInitialSnapshot: (scope: never, input: JobInput) => {
-    vi.setSystemTime(T0);
-    const s = machine.getInitialSnapshot(scope, input);
+    const s = machine.getInitialSnapshot(scope, { ...input, createdAt: T0 });
     clockOf.set(s, T0);
     return s;
   },
   transition: (snapshot: AnyMachineSnapshot, event: AnyEvent, scope: { system: object }) => {
     const now = clockOf.get(snapshot) ?? T0;
-    vi.setSystemTime(event.type.startsWith('xstate.after.') ? now + delayOf(snapshot, event) : now);
     const taken: unknown[] = [];
     const system = Object.assign(Object.create(scope.system) as object, {
       _sendInspectionEvent: (ev: { type: string; _transitions?: unknown[] }) => {
         if (ev.type === '@xstate.microstep') taken.push(...(ev._transitions ?? []));
       },
     });
-    const next = machine.transition(snapshot as never, event as never, { ...scope, system } as never);
-    clockOf.set(next, Date.now());
+    const step = (s: AnyMachineSnapshot, e: AnyEvent) => machine.transition(s as never, e as never, { ...scope, system } as never) as AnyMachineSnapshot;
+    let next: AnyMachineSnapshot;
+    let at = now;
+    if (isTimer(event)) {
+      at = now + delayOf(snapshot, event, now);
+      next = step(step(snapshot, { type: 'clock.tick', at }), event);
+    } else {
+      next = step(snapshot, stamped(event, now));
+    }
+    clockOf.set(next, at);
     onTraversalStep?.(snapshot, event, taken);
     return next;
   },
@@ -169,19 +178,21 @@ function eventsFor(s: AnyMachineSnapshot): AnyEvent[] {
     events.push(config({ checkpointIntervalMs: c.config.checkpointIntervalMs === 0 ? 1_000 : 0 }));
     if (c.config.ttlMs !== null) events.push(config({ ttlMs: null }));
   }
-  for (const node of (s as unknown as { _nodes: AnyStateNode[] })._nodes) {
-    for (const delay of Object.keys(node.config.after ?? {})) events.push({ type: `xstate.after.${delay}.${node.id}` });
-    for (const inv of node.invoke) {
-      const done = `xstate.done.actor.${inv.id}`;
-      const error = `xstate.error.actor.${inv.id}`;
+  for (const timer of activeTimers(s)) events.push({ type: timer.eventType });
+  // Each invoke's result and rejection, once per event type however many guarded transitions handle it.
+  const results = new Map<string, MachineTransition>();
+  for (const t of activeStateNodes(s).flatMap(transitionsOfNode)) if (t.kind === 'done' || t.kind === 'error') results.set(t.eventType, t);
+  for (const { kind, eventType: type, invoke } of results.values()) {
+    const src = invoke?.src;
+    if (kind === 'done') {
       const scheduled = { parallelism: { source: 1, sink: 1, ...c.config.parallelismOverrides } };
-      const outputs =
-        inv.src === 'stopJob' ? [{ finished: true }, { finished: false }] : inv.src === 'scheduleJob' ? [scheduled] : inv.src === 'finalCheckpoint' ? [{ epoch: 1 }] : [undefined];
-      for (const output of outputs) events.push({ type: done, output });
-      events.push({ type: error, error: { kind: 'fatal', message: 'fatal', domain: 'user' } });
-      events.push({ type: error, error: { kind: 'retryable', message: 'transient' } });
-      events.push({ type: error, error: { kind: 'retryable', message: 'last try', retries: 1 } });
-      if (inv.src === 'scheduleJob') events.push({ type: error, error: { kind: 'not_enough_slots', message: 'no slots' } });
+      const outputs = src === 'stopJob' ? [{ finished: true }, { finished: false }] : src === 'scheduleJob' ? [scheduled] : src === 'finalCheckpoint' ? [{ epoch: 1 }] : [undefined];
+      for (const output of outputs) events.push({ type, output });
+    } else {
+      events.push({ type, error: { kind: 'fatal', message: 'fatal', domain: 'user' } });
+      events.push({ type, error: { kind: 'retryable', message: 'transient' } });
+      events.push({ type, error: { kind: 'retryable', message: 'last try', retries: 1 } });
+      if (src === 'scheduleJob') events.push({ type, error: { kind: 'not_enough_slots', message: 'no slots' } });
     }
   }
   return events;
@@ -234,9 +245,9 @@ function generateCandidates(): { candidates: Map<unknown, Path[]>; states: numbe
 }
 
 function replay(path: Path, taken: Set<unknown>): void {
-  vi.setSystemTime(T0);
+  let now = T0;
   const actor = createActor(machine, {
-    input: { jobId: 'job-cov', seed: 3, ...PROFILES[path.profile] },
+    input: { jobId: 'job-cov', seed: 3, ...PROFILES[path.profile], createdAt: now },
     inspect: (ev) => {
       if (ev.type === '@xstate.microstep') for (const t of (ev as unknown as { _transitions: unknown[] })._transitions) taken.add(t);
     },
@@ -244,14 +255,21 @@ function replay(path: Path, taken: Set<unknown>): void {
   actor.start();
   for (const event of path.events) {
     if (actor.getSnapshot().status !== 'active') break;
-    if (event.type.startsWith('xstate.after.')) vi.setSystemTime(Date.now() + delayOf(actor.getSnapshot(), event));
-    actor.send(event as JobEvent);
+    if (isTimer(event)) {
+      now += delayOf(actor.getSnapshot(), event, now);
+      actor.send({ type: 'clock.tick', at: now });
+      actor.send(event as unknown as JobEvent);
+    } else {
+      actor.send(stamped(event, now) as unknown as JobEvent);
+    }
   }
   actor.stop();
 }
 
+// The actors' own timers never fire here: the paths deliver timer events themselves. The system time is far
+// from the times the events carry, which the machine must not mind.
 beforeAll(() => {
-  vi.useFakeTimers({ now: T0 });
+  vi.useFakeTimers({ now: 0 });
 });
 afterAll(() => {
   vi.useRealTimers();
@@ -262,7 +280,7 @@ test('every transition of the job machine is taken by some generated path', () =
   const taken = new Set<unknown>();
   let replayed = 0;
   for (let round = 0; round < CANDIDATES_PER_TRANSITION * Object.keys(PROFILES).length; round++) {
-    const pending = [...staticTransitions].filter((t) => !taken.has(t) && (candidates.get(t)?.length ?? 0) > round);
+    const pending = [...staticTransitions.keys()].filter((t) => !taken.has(t) && (candidates.get(t)?.length ?? 0) > round);
     if (pending.length === 0) break;
     for (const t of pending) {
       if (taken.has(t)) continue;
@@ -270,7 +288,7 @@ test('every transition of the job machine is taken by some generated path', () =
       replayed++;
     }
   }
-  const missing = [...staticTransitions].filter((t) => !taken.has(t));
+  const missing = [...staticTransitions.values()].filter((t) => !taken.has(t.definition));
   const covered = staticTransitions.size - missing.length;
   const percent = ((100 * covered) / staticTransitions.size).toFixed(1);
   console.log(`transition coverage: ${covered}/${staticTransitions.size} (${percent}%) from ${replayed} replayed paths over ${states} abstract states`);

@@ -1,9 +1,10 @@
 import fc from 'fast-check';
 import { afterEach, beforeEach, expect, test, vi } from 'vitest';
-import { createActor, fromPromise } from 'xstate';
+import { createActor } from 'xstate';
 import type { TransitionDefinition } from 'xstate';
 import { JOB_STATES, JobError, TERMINAL_STATES, jobMachine, waitOf } from '../../machines/index.js';
-import type { DesiredConfig, GenerationInput, JobState, ScheduleInput, ScheduleResult, StopInput, StopResult } from '../../machines/index.js';
+import type { DesiredConfig, GenerationInput, JobState, ScheduleInput, ScheduleResult, StopInput, StopResult, UnstampedJobEvent } from '../../machines/index.js';
+import { settledActor, stamp, tickingClock } from '../../src/controller/job-time.js';
 import { topState } from '../support/job-driver.js';
 
 
@@ -90,19 +91,21 @@ test('random event sequences keep the job in its 14 states, leave terminal state
       const next = (): Outcome => plan[call++ % plan.length]!;
       const machine = jobMachine.provide({
         actors: {
-          compileJob: fromPromise<void, GenerationInput>(() => settle(next(), undefined)),
-          scheduleJob: fromPromise<ScheduleResult, ScheduleInput>(({ input }) =>
+          compileJob: settledActor<void, GenerationInput>(() => settle(next(), undefined)),
+          scheduleJob: settledActor<ScheduleResult, ScheduleInput>((input) =>
             settle(next(), { parallelism: { source: 1, sink: 1, ...input.parallelismOverrides } }),
           ),
-          stopJob: fromPromise<StopResult, StopInput>(() => settle(next(), { finished: call % 2 === 0 })),
-          killJob: fromPromise<void, GenerationInput>(() => settle(next(), undefined)),
-          cleanupJob: fromPromise<void, GenerationInput>(() => settle(next(), undefined)),
-          finalCheckpoint: fromPromise<{ epoch: number }, GenerationInput>(() => settle(next(), { epoch: call })),
+          stopJob: settledActor<StopResult, StopInput>(() => settle(next(), { finished: call % 2 === 0 })),
+          killJob: settledActor<void, GenerationInput>(() => settle(next(), undefined)),
+          cleanupJob: settledActor<void, GenerationInput>(() => settle(next(), undefined)),
+          finalCheckpoint: settledActor<{ epoch: number }, GenerationInput>(() => settle(next(), { epoch: call })),
         },
       });
       const exits: { from: JobState; to: string; guard: string }[] = [];
+      const send = (event: UnstampedJobEvent) => actor.send(stamp(event));
       const actor = createActor(machine, {
-        input: { jobId: 'prop', seed: 11, policy: { allowedRestarts: 3 } },
+        input: { jobId: 'prop', seed: 11, createdAt: Date.now(), policy: { allowedRestarts: 3 } },
+        clock: tickingClock(() => send({ type: 'clock.tick' })),
         inspect: (ev) => {
           if (ev.type !== '@xstate.microstep') return;
           for (const t of (ev as unknown as { _transitions: TransitionDefinition<never, never>[] })._transitions) {
@@ -126,23 +129,23 @@ test('random event sequences keep the job in its 14 states, leave terminal state
             case 'config': {
               const { bumpNonce, ...patch } = s.patch;
               const config = { ...ctx.config, ...patch, restartNonce: ctx.config.restartNonce + (bumpNonce ? 1 : 0) };
-              actor.send({ type: 'config.update', config });
+              send({ type: 'config.update', config });
               break;
             }
             case 'worker':
-              actor.send({ type: s.type, generation: gen(s.stale) });
+              send({ type: s.type, generation: gen(s.stale) });
               break;
             case 'failed':
-              actor.send({ type: 'task.failed', generation: gen(s.stale), message: 'boom', domain: 'internal', hint: s.hint });
+              send({ type: 'task.failed', generation: gen(s.stale), message: 'boom', domain: 'internal', hint: s.hint });
               break;
             case 'lost':
-              actor.send({ type: 'worker.lost', generation: gen(s.stale), workerId: 'w' });
+              send({ type: 'worker.lost', generation: gen(s.stale), workerId: 'w' });
               break;
             case 'advance':
               await vi.advanceTimersByTimeAsync(s.ms);
               break;
             case 'resume':
-              actor.send({ type: 'job.resume' });
+              send({ type: 'job.resume' });
               break;
           }
           await vi.advanceTimersByTimeAsync(0);

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
+import { activeTimers } from '../../machines/introspect.js';
 import { JobError } from '../../machines/index.js';
 import type { JobInput } from '../../machines/index.js';
 import { JobDriver } from '../support/job-driver.js';
@@ -680,10 +681,25 @@ describe('timers survive persistence', () => {
 
   test('job.resume on a live actor does not double its timers', async () => {
     const d = await running({ policy: { heartbeatTimeoutMs: 0 } });
+    const armed = vi.getTimerCount();
     d.send({ type: 'job.resume' });
     d.send({ type: 'job.resume' });
+    expect(vi.getTimerCount()).toBe(armed);
     await d.advance(60_000);
     expect(d.callsOf('logStatus')).toHaveLength(1);
+  });
+
+  test("a re-armed timer is cancelled by its state's exit, as the original would be", async () => {
+    const a = await running({ config: { ttlMs: 60_000 } });
+    const b = restore(a);
+    // Running's three timers: progress, logging, TTL.
+    expect(vi.getTimerCount()).toBe(3);
+    b.update({ stop: 'immediate' });
+    expect(b.matches('Stopping.immediate')).toBe(true);
+    // Only Stopping's own wait is left.
+    expect(vi.getTimerCount()).toBe(1);
+    await b.advance(60_000);
+    expect(b.context.warning?.message).toBe('immediate stop timed out: killing');
   });
 });
 
@@ -695,8 +711,11 @@ describe('context shape', () => {
 
   test('a poll timer that fires a millisecond early still finds its deadline due', async () => {
     const d = await running({ status: { restarts: 2 }, policy: { heartbeatTimeoutMs: 0, healthyDurationMs: 10_000 } });
+    const poll = activeTimers(d.snapshot).find((t) => t.delay === 'PROGRESS')!;
+    // As the clock delivers a timer: the tick with the time it fired, then the timer's own event.
     vi.setSystemTime(d.context.times.runningSince! + 10_000 - 1);
-    d.send({ type: 'xstate.after.PROGRESS.job.Running.progress.polling' } as never);
+    d.send({ type: 'clock.tick' });
+    d.actor.send({ type: poll.eventType } as never);
     expect(d.context.restarts).toBe(0);
   });
 });

@@ -1,9 +1,10 @@
 import { vi } from 'vitest';
-import { createActor, fromPromise } from 'xstate';
+import { createActor } from 'xstate';
 import type { Actor, SnapshotFrom } from 'xstate';
 import { jobMachine } from '../../machines/job/machine.js';
 import type { StopResult } from '../../machines/job/setup.js';
-import type { CheckpointSchedule, FinalCheckpointResult, GenerationInput, JobEvent, JobInput, JobState, ScheduleInput, ScheduleResult, StopInput } from '../../machines/job/types.js';
+import type { CheckpointSchedule, FinalCheckpointResult, GenerationInput, JobInput, JobState, ScheduleInput, ScheduleResult, StopInput, UnstampedJobEvent } from '../../machines/job/types.js';
+import { settledActor, stamp, tickingClock } from '../../src/controller/job-time.js';
 
 type Impl<I, O> = (input: I) => O | Promise<O>;
 
@@ -31,27 +32,27 @@ export function providedMachine(impl: Partial<DriverImpl> = {}, calls: Call[] = 
   const record = <T extends Call['type'], I>(type: T, input: I) => calls.push({ type, input } as Call);
   return jobMachine.provide({
     actors: {
-      compileJob: fromPromise<void, GenerationInput>(async ({ input }) => {
+      compileJob: settledActor<void, GenerationInput>(async (input) => {
         record('compileJob', input);
         await impl.compileJob?.(input);
       }),
-      scheduleJob: fromPromise<ScheduleResult, ScheduleInput>(async ({ input }) => {
+      scheduleJob: settledActor<ScheduleResult, ScheduleInput>(async (input) => {
         record('scheduleJob', input);
         return impl.scheduleJob ? impl.scheduleJob(input) : { parallelism: { ...DEFAULT_PARALLELISM, ...input.parallelismOverrides } };
       }),
-      stopJob: fromPromise<StopResult, StopInput>(async ({ input }) => {
+      stopJob: settledActor<StopResult, StopInput>(async (input) => {
         record('stopJob', input);
         return impl.stopJob ? impl.stopJob(input) : { finished: false };
       }),
-      killJob: fromPromise<void, GenerationInput>(async ({ input }) => {
+      killJob: settledActor<void, GenerationInput>(async (input) => {
         record('killJob', input);
         await impl.killJob?.(input);
       }),
-      cleanupJob: fromPromise<void, GenerationInput>(async ({ input }) => {
+      cleanupJob: settledActor<void, GenerationInput>(async (input) => {
         record('cleanupJob', input);
         await impl.cleanupJob?.(input);
       }),
-      finalCheckpoint: fromPromise<FinalCheckpointResult, GenerationInput>(async ({ input }) => {
+      finalCheckpoint: settledActor<FinalCheckpointResult, GenerationInput>(async (input) => {
         record('finalCheckpoint', input);
         return impl.finalCheckpoint ? impl.finalCheckpoint(input) : { epoch: calls.filter((c) => c.type === 'finalCheckpoint').length };
       }),
@@ -73,8 +74,8 @@ export function topState(snapshot: JobSnapshot): JobState {
 }
 
 /**
- * Drives one job actor under vitest's fake timers (which fake both setTimeout and Date.now, the
- * only clocks the machine reads).
+ * Drives one job actor under vitest's fake timers, as the job runtime does: events stamped with Date.now()
+ * (faked), timers announced by clock ticks (src/controller/job-time.ts).
  */
 export class JobDriver {
   readonly calls: Call[] = [];
@@ -89,7 +90,8 @@ export class JobDriver {
       if (this.states.at(-1) !== top) this.states.push(top);
     };
     this.actor = createActor(machine, {
-      input: { jobId: 'job-1', seed: 7, ...input },
+      input: { jobId: 'job-1', seed: 7, createdAt: Date.now(), ...input },
+      clock: tickingClock(() => this.send({ type: 'clock.tick' })),
       ...(snapshot ? { snapshot: snapshot as never } : {}),
       inspect: (ev) => {
         const isJob = ev.actorRef.sessionId === ev.rootId;
@@ -111,15 +113,16 @@ export class JobDriver {
   matches(value: string): boolean {
     return this.snapshot.matches(value as never);
   }
-  send(event: JobEvent): void {
-    this.actor.send(event);
+  /** Sends `event` stamped with the time now. */
+  send(event: UnstampedJobEvent): void {
+    this.actor.send(stamp(event));
   }
-  /** Sends an event stamped with the current generation. */
-  sendCurrent(event: Record<string, unknown> & { type: JobEvent['type'] }): void {
-    this.actor.send({ ...event, generation: this.context.generation } as JobEvent);
+  /** Sends an event of the current generation. */
+  sendCurrent(event: Record<string, unknown> & { type: UnstampedJobEvent['type'] }): void {
+    this.send({ ...event, generation: this.context.generation } as UnstampedJobEvent);
   }
   update(config: Partial<JobSnapshot['context']['config']>): void {
-    this.actor.send({ type: 'config.update', config: { ...this.context.config, ...config } });
+    this.send({ type: 'config.update', config: { ...this.context.config, ...config } });
   }
   async advance(ms: number): Promise<void> {
     await vi.advanceTimersByTimeAsync(ms);
