@@ -20,7 +20,8 @@ import { settledActor } from './job-time.js';
 /** What one job runtime implements for the machine. */
 export interface JobHooks {
   compileJob(input: GenerationInput): Promise<void>;
-  scheduleJob(input: ScheduleInput): Promise<ScheduleResult>;
+  /** `signal`: aborted when the machine no longer wants this generation (it left Scheduling). */
+  scheduleJob(input: ScheduleInput, signal: AbortSignal): Promise<ScheduleResult>;
   stopJob(input: StopInput): Promise<StopResult>;
   killJob(input: GenerationInput): Promise<void>;
   cleanupJob(input: GenerationInput): Promise<void>;
@@ -37,7 +38,7 @@ export class JobMachines {
   readonly machine = jobMachine.provide({
     actors: {
       compileJob: settledActor<void, GenerationInput>(async (input) => this.of(input.jobId).compileJob(input)),
-      scheduleJob: settledActor<ScheduleResult, ScheduleInput>(async (input) => this.of(input.jobId).scheduleJob(input)),
+      scheduleJob: settledActor<ScheduleResult, ScheduleInput>(async (input, signal) => this.of(input.jobId).scheduleJob(input, signal)),
       stopJob: settledActor<StopResult, StopInput>(async (input) => this.of(input.jobId).stopJob(input)),
       killJob: settledActor<void, GenerationInput>(async (input) => this.of(input.jobId).killJob(input)),
       cleanupJob: settledActor<void, GenerationInput>(async (input) => this.of(input.jobId).cleanupJob(input)),

@@ -428,19 +428,22 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     return Promise.resolve();
   }
 
-  async function scheduleJob(input: ScheduleInput): Promise<ScheduleResult> {
+  async function scheduleJob(input: ScheduleInput, signal: AbortSignal): Promise<ScheduleResult> {
     // First, before any slot is taken: it may fail (and the attempt is retried).
     const restorePoint = await restorableRecord(restoreFloor);
+    // The machine left Scheduling meanwhile (a stop, a delete): its stop found nothing of this generation to
+    // stop, so starting it now would run tasks nobody wants on slots nobody frees (lifecycle fuzzer, seed 450132480).
+    if (signal.aborted) throw new JobError({ kind: 'retryable', message: `generation ${input.generation} is no longer wanted` });
     const restoreEpoch = restorePoint?.epoch ?? null;
     if (restoreEpoch !== null) restoring.add(restoreEpoch);
     try {
-      return await startGeneration(input, restorePoint);
+      return await startGeneration(input, restorePoint, signal);
     } finally {
       if (restoreEpoch !== null) restoring.delete(restoreEpoch);
     }
   }
 
-  async function startGeneration(input: ScheduleInput, restorePoint: CheckpointRecord | null): Promise<ScheduleResult> {
+  async function startGeneration(input: ScheduleInput, restorePoint: CheckpointRecord | null, signal: AbortSignal): Promise<ScheduleResult> {
     const { generation } = input;
     const operators = spec.graph.nodes.map((n) => n.operator);
     const restoreEpoch = restorePoint?.epoch ?? null;
@@ -523,6 +526,10 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       } catch (err) {
         await abandon(workers, `generation ${generation}: the commit of restored epoch ${restorePoint.epoch} failed: ${err instanceof Error ? err.message : String(err)}`);
       }
+    }
+    if (signal.aborted) {
+      // Stopped while the workers were starting it: whatever the machine's stop did, these tasks go now.
+      await abandon(workers, `generation ${generation} started after the job stopped wanting it: killed`);
     }
     log.info({ generation, workers, parallelism: plan.parallelism }, 'generation started on workers');
     return { parallelism: plan.parallelism };

@@ -16,12 +16,16 @@ export function stamp(event: UnstampedJobEvent, now: Now = wallClock): JobEvent 
   return { ...event, at: now() };
 }
 
-/** An invoked actor of the job machine: `run`'s result, or its rejection, with the time it settled. */
-export function settledActor<T, I>(run: (input: I) => Promise<T>, now: Now = wallClock) {
-  return fromPromise<Settled<T>, I>(async ({ input }) => {
+/**
+ * An invoked actor of the job machine: `run`'s result, or its rejection, with the time it settled. `run`
+ * gets XState's signal, aborted when the machine leaves the state that invoked it: a promise cannot be
+ * cancelled, so work that takes resources (a generation's slots) checks it and gives them back.
+ */
+export function settledActor<T, I>(run: (input: I, signal: AbortSignal) => Promise<T>, now: Now = wallClock) {
+  return fromPromise<Settled<T>, I>(async ({ input, signal }) => {
     let value: T;
     try {
-      value = await run(input);
+      value = await run(input, signal);
     } catch (error) {
       throw new Rejection(error, now());
     }

@@ -64,6 +64,8 @@ class SimWorker {
   readonly stopRequests: StopExecution[] = [];
   /** Start requests still to reject with `unavailable`. */
   rejectStarts = 0;
+  /** While set, start requests wait for it before they are carried out and answered. */
+  holdStarts: Promise<void> | undefined;
   private sub: Subscription | undefined;
 
   constructor(
@@ -88,9 +90,11 @@ class SimWorker {
             return;
           }
           const subtasks = r.value.program.assignments.flatMap((a) => a.subtasks.map((subtask_index) => ({ node_id: a.node_id, subtask_index })));
-          this.hosted.set(r.value.job_id, { generation: r.value.generation, subtasks });
-          msg.respond(encode({ v: 1, ok: true }));
-          setImmediate(() => this.tasks(r.value.job_id, 'started'));
+          void (this.holdStarts ?? Promise.resolve()).then(() => {
+            this.hosted.set(r.value.job_id, { generation: r.value.generation, subtasks });
+            msg.respond(encode({ v: 1, ok: true }));
+            setImmediate(() => this.tasks(r.value.job_id, 'started'));
+          });
         } else if (verb === 'stop') {
           const r = decode(stopExecutionSchema, msg.data);
           if (!r.ok) return;
@@ -373,6 +377,23 @@ describe('job runtime on a real server', () => {
     workerNc.publish(subjects.jobTasks(job.jobId), encode({ ...cur, event: 'failed', domain: 'user', hint: 'no_retry', reason: 'boom' } satisfies TaskEvent));
     await eventually(() => expect(job.top()).toBe('Failed'));
     expect(job.state().context.failure).toMatchObject({ domain: 'user', hint: 'no_retry' });
+  });
+
+  it('a stop while a generation is starting (lifecycle fuzzer, seed 450132480): the late start is killed, no slot stays booked', async () => {
+    const [a] = await cluster(['a', 2]);
+    let releaseStarts!: () => void;
+    a!.holdStarts = new Promise<void>((resolve) => (releaseStarts = resolve));
+    const job = await launch(pipeline(1));
+    await eventually(() => expect(registry.get(a!.id)?.allocations).toEqual([{ jobId: job.jobId, generation: 1, slots: 1 }]));
+    expect(job.top()).toBe('Scheduling');
+    job.runtime.send({ type: 'config.update', config: { ...DEFAULT_CONFIG, checkpointIntervalMs: 0, stop: 'immediate' } });
+    await eventually(() => expect(job.top()).toBe('Stopped'));
+    releaseStarts();
+    // The worker started the generation after the job had stopped: it must be told to kill it.
+    await eventually(() => expect(a!.stopRequests).toContainEqual(expect.objectContaining({ job_id: job.jobId, generation: 1, mode: 'kill' })));
+    await eventually(() => expect(a!.hosted.has(job.jobId)).toBe(false));
+    expect(registry.get(a!.id)?.allocations).toEqual([]);
+    expect(job.top()).toBe('Stopped');
   });
 
   it('a worker that rejects the start: slots released, the next attempt (generation + 1) runs', async () => {
