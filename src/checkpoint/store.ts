@@ -34,7 +34,6 @@
  * failing its own compare-and-set.
  */
 import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DeliverPolicy,
   jetstream,
@@ -51,7 +50,7 @@ import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import { Deadline, type Timeouts } from '../jetstream/deadline.js';
 import { StoreError, StoreValidationError } from '../jetstream/errors.js';
-import { CasBucket, decodeRecord, KV_OPERATION } from '../jetstream/kv.js';
+import { CasBucket, casJitterMs, decodeRecord, KV_OPERATION, untilWritten } from '../jetstream/kv.js';
 import { retrying } from '../jetstream/retry.js';
 import { StreamReader } from '../jetstream/stream-reader.js';
 import { ObjectWire } from '../jetstream/object-store.js';
@@ -530,7 +529,10 @@ export class CheckpointStore {
     return this.writers.run(run, async () => {
       const opId = nuid.next();
       let known = this.runs.get(run) ?? null;
-      for (let attempt = 1; attempt <= this.settings.casAttempts; attempt++) {
+      // The first loss is most likely a stale cached revision: re-read at once; then jitter against contenders.
+      const pauseMs = (attempt: number) => (attempt > 1 ? casJitterMs(attempt) : 0);
+      const exhausted = () => new RunContentionError(run, op, this.settings.casAttempts);
+      return untilWritten({ attempts: this.settings.casAttempts, pauseMs, exhausted }, async (attempt) => {
         known ??= await this.readRun(op, dl, run);
         if (known === null) throw new UnknownRunError(run);
         const next = mutate(known.value);
@@ -542,9 +544,8 @@ export class CheckpointStore {
         // Another process wrote since (or the cached revision was stale): re-read and re-apply.
         known = null;
         this.runs.delete(run);
-        if (attempt > 1) await sleep(Math.random() * Math.min(50, 2 * attempt));
-      }
-      throw new RunContentionError(run, op, this.settings.casAttempts);
+        return 'conflict';
+      });
     });
   }
 
@@ -562,13 +563,13 @@ export class CheckpointStore {
         const written = await this.bucket.write(op, dl, key, data, known.revision, `${key}.${opId}.0`);
         if (written !== 'conflict') return raised(written);
       }
-      for (let attempt = 1; attempt <= this.settings.casAttempts; attempt++) {
+      const exhausted = () => new RunContentionError(record.run_id, `${op} (latest pointer of ${record.node_id})`, this.settings.casAttempts);
+      return untilWritten({ attempts: this.settings.casAttempts, exhausted }, async (attempt) => {
         const current = await this.get(op, dl, key);
         if (current?.data != null && decodeRecord(storedCheckpointSchema, key, current.data).seq >= record.seq) return;
         const written = await this.bucket.write(op, dl, key, data, current?.revision ?? 0, `${key}.${opId}.${attempt}`);
-        if (written !== 'conflict') return raised(written);
-      }
-      throw new RunContentionError(record.run_id, `${op} (latest pointer of ${record.node_id})`, this.settings.casAttempts);
+        return written === 'conflict' ? written : raised(written);
+      });
     });
   }
 

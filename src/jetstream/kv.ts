@@ -11,6 +11,7 @@ import type { z } from 'zod';
 import type { Deadline, Timeouts } from './deadline.js';
 import { CorruptRecordError } from './errors.js';
 import { retrying } from './retry.js';
+import { retry } from '../shared/retry.js';
 
 /** Header of a KV entry that says what it is: absent for a put, `DEL` or `PURGE` for markers. */
 export const KV_OPERATION = 'KV-Operation';
@@ -22,6 +23,44 @@ const ROLLUP = 'Nats-Rollup';
  */
 export function isWrongLastSequence(err: unknown): boolean {
   return err instanceof JetStreamApiError && (err.code === 10071 || err.code === 10164);
+}
+
+/** An attempt that lost its compare-and-set; it never leaves `untilWritten`. */
+class LostRace extends Error {}
+const LOST = new LostRace('lost the compare-and-set');
+
+export interface CasLoopOptions {
+  /** Compare-and-set attempts in all. */
+  attempts: number;
+  /** The pause after losing attempt `n` (1-based): some jitter spreads the retries of many contenders. */
+  pauseMs?: (attempt: number) => number;
+  /** The error once every attempt lost. */
+  exhausted: () => Error;
+}
+
+/**
+ * Read, compute, compare-and-set, until a write lands: `attempt(n)` resolves with what its write produced,
+ * or 'conflict' when another writer got there first (then it reads again in the next attempt). The job
+ * store's config and status updates and the checkpoint store's run and pointer updates are all this loop.
+ */
+export async function untilWritten<T>(options: CasLoopOptions, attempt: (n: number) => Promise<T | 'conflict'>): Promise<T> {
+  try {
+    return await retry(
+      async (n) => {
+        const result = await attempt(n);
+        if (result === 'conflict') throw LOST;
+        return result;
+      },
+      { attempts: options.attempts, retryable: (err) => err === LOST, ...(options.pauseMs === undefined ? {} : { pauseMs: options.pauseMs }) },
+    );
+  } catch (err) {
+    throw err === LOST ? options.exhausted() : err;
+  }
+}
+
+/** Contenders' jitter: up to 2 ms per attempt lost so far, at most 50 ms. */
+export function casJitterMs(attempt: number): number {
+  return Math.random() * Math.min(50, 2 * attempt);
 }
 
 /** A key's newest entry. */

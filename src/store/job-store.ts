@@ -29,12 +29,11 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { nuid, type NatsConnection, type QueuedIterator } from '@nats-io/transport-node';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { z } from 'zod';
 import { ConflictError, StoreValidationError } from '../jetstream/errors.js';
 import { PartialJobError, UnknownJobError } from './errors.js';
 import { Deadline, DeadlineError, type Timeouts } from '../jetstream/deadline.js';
-import { CasBucket, decodeRecord, type KvRead } from '../jetstream/kv.js';
+import { CasBucket, casJitterMs, decodeRecord, untilWritten, type KvRead } from '../jetstream/kv.js';
 import { retrying } from '../jetstream/retry.js';
 import {
   configSchema,
@@ -295,7 +294,9 @@ export class KvJobStore implements JobStore {
     const key = this.key(id, kind);
     const dl = this.deadline();
     const opId = nuid.next();
-    for (let attempt = 1; attempt <= this.settings.casAttempts; attempt++) {
+    const exhausted = () => new ConflictError(id, 'contention', `${op} ${id}: lost the compare-and-set ${this.settings.casAttempts} times`);
+    // Lost races are retried after a little jitter, which spreads the retries of many contenders.
+    return untilWritten({ attempts: this.settings.casAttempts, pauseMs: casJitterMs, exhausted }, async (attempt) => {
       let base: { value: z.output<S>; revision: number };
       if (attempt === 1 && known !== undefined) {
         // A copy: mutate may scribble on its argument, and `known` stays the caller's.
@@ -308,11 +309,8 @@ export class KvJobStore implements JobStore {
       }
       const next = validate(schema, await mutate(base.value), kind);
       const revision = await this.bucket.write(op, dl, key, JSON.stringify(next), base.revision, `${op}.${id}.${opId}.${attempt}`);
-      if (revision !== 'conflict') return { value: next, revision };
-      // Lost the race: somebody wrote since our read. Spread the retries of many contenders a little.
-      await sleep(Math.random() * Math.min(50, 2 * attempt));
-    }
-    throw new ConflictError(id, 'contention', `${op} ${id}: lost the compare-and-set ${this.settings.casAttempts} times`);
+      return revision === 'conflict' ? revision : { value: next, revision };
+    });
   }
 
   async delete(id: string, opts: DeleteOptions = {}): Promise<void> {
