@@ -5,7 +5,7 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import type { Graph } from '../../src/protocol/index.js';
 import {
   instantiate,
@@ -18,19 +18,14 @@ import {
   type OperatorContext,
   type RunnerOutcome,
 } from '../../src/worker/index.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
-import { connectTo, eventually } from '../support/nats.js';
+import { eventually } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 
-let server: NatsServerHandle;
+const it = testWithNatsServer();
 let nc: NatsConnection;
 
-beforeAll(async () => {
-  server = await startNatsServer({ jetstream: true });
-  nc = await connectTo(server.url, 'two-phase-test');
-});
-afterAll(async () => {
-  await nc?.close();
-  await server?.dispose();
+it.beforeAll(async ({ connect }) => {
+  nc = await connect('two-phase-test');
 });
 
 async function streamMessages(stream: string): Promise<number> {
