@@ -1,18 +1,21 @@
 import { RequestError, TimeoutError } from '@nats-io/nats-core';
 import { RequestOne } from '@nats-io/nats-core/internal';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, vi } from 'vitest';
 import { applyNatsRequestFix } from '../../src/cli/nats-request-fix.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
 
 type Spied = { deferred: { reject: (err: unknown) => void } };
+
+const it = testWithNatsServer();
 
 describe('the nats.js request fix', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
   const rejects: ReturnType<typeof vi.fn>[] = [];
 
-  beforeAll(async () => {
+  it.beforeAll(async ({ natsServer }) => {
     applyNatsRequestFix();
     applyNatsRequestFix(); // idempotent
     // Outermost wrapper: watch every request's deferred rejection.
@@ -25,7 +28,7 @@ describe('the nats.js request fix', () => {
       rejects.push(spy);
       patched.apply(this, args);
     };
-    server = await startNatsServer();
+    server = natsServer;
     nc = await connect({ servers: server.url, noAsyncTraces: true });
     nc.subscribe('echo', {
       callback: (_err, msg) => {
@@ -37,7 +40,6 @@ describe('the nats.js request fix', () => {
 
   afterAll(async () => {
     await nc?.close();
-    await server?.dispose();
   });
 
   it('a replied request resolves and builds no cancellation error', async () => {
