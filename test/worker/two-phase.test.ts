@@ -6,7 +6,6 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describe, expect } from 'vitest';
-import type { Graph } from '../../src/protocol/index.js';
 import {
   instantiate,
   natsTransport,
@@ -20,6 +19,7 @@ import {
 } from '../../src/worker/index.js';
 import { eventually } from '../support/nats.js';
 import { testWithNatsServer } from '../support/nats-fixtures.js';
+import { impulseToSinkGraph } from '../support/pipelines.js';
 
 const it = testWithNatsServer();
 let nc: NatsConnection;
@@ -88,13 +88,7 @@ describe('jetstream-sink', () => {
 });
 
 describe('a final checkpoint through the runners', () => {
-  const graph = (subject: string, stream: string): Graph => ({
-    nodes: [
-      { id: 'src', operator: 'impulse', parallelism: 1, config: { events: 20 } },
-      { id: 'out', operator: 'jetstream-sink', parallelism: 1, config: { subject, stream } },
-    ],
-    edges: [{ from: 'src', to: 'out', kind: 'forward' }],
-  });
+  const graph = (subject: string, stream: string) => impulseToSinkGraph({ events: 20, rate: 'max', sink: 'jetstream-sink', sinkConfig: { subject, stream } });
 
   async function start(generation: number, subject: string, stream: string, finalCommitTimeoutMs?: number) {
     const transport = natsTransport(nc);
