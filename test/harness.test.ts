@@ -1,8 +1,10 @@
 import { Kvm } from '@nats-io/kv';
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describe, expect } from 'vitest';
 import { eventually } from './support/nats.js';
-import { testWithNatsServer } from './support/nats-fixtures.js';
+import { testWithNatsServer, testWithNatsServerPerTest } from './support/nats-fixtures.js';
 import { findNatsServer } from './support/nats-server.js';
 
 const SYSTEM_NATS_PORT = 4222;
@@ -73,6 +75,25 @@ describe('nats-server harness', () => {
     await server.restart();
     expect(server.port).toBe(port);
     expect(await eventually(() => upper('back', 250), retryFast)).toBe('BACK');
+  });
+});
+
+const each = testWithNatsServerPerTest({ jetstream: false });
+
+describe('a server per test', () => {
+  let first: { pid: number; dir: string; nc: NatsConnection } | undefined;
+
+  each('gets a server and connections of its own', async ({ natsServer, connect }) => {
+    first = { pid: natsServer.pid, dir: dirname(natsServer.storeDir), nc: await connect('first') };
+    expect(existsSync(first.dir)).toBe(true);
+  });
+
+  each('and the next test another, the first one closed, killed and removed', ({ natsServer }) => {
+    expect(first).toBeDefined();
+    expect(natsServer.pid).not.toBe(first!.pid);
+    expect(first!.nc.isClosed()).toBe(true);
+    expect(() => process.kill(first!.pid, 0)).toThrow();
+    expect(existsSync(first!.dir)).toBe(false);
   });
 });
 
