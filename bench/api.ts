@@ -28,7 +28,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { freePort } from '../src/shared/free-port.js';
-import { startNatsServer } from '../test/support/nats-server.js';
+import { startNatsServer } from '#test-kit/nats-server.js';
 import { positiveIntArg, quantiles, round, rssMiB } from './support.js';
 
 const GOAL_THROUGHPUT_RATIO = 0.5;

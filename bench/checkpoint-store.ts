@@ -41,7 +41,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { openCheckpointStore, type CheckpointStore } from '../src/checkpoint/index.js';
 import { JOB_CHECKPOINT_GOAL, measureJobCheckpoint, printJobCheckpoint } from './job-checkpoint.js';
-import { startNatsServer } from '../test/support/nats-server.js';
+import { startNatsServer } from '#test-kit/nats-server.js';
 import { argValue, quantiles, round } from './support.js';
 
 const KIB = 1024;

@@ -2,10 +2,11 @@
  * The controller at scale: `npm run bench:controller [-- --jobs N --seconds D]`.
  *
  * A real nats-server (the test harness's, on a free port with its own store), `weir controller` in its own
- * process, and simulated workers in this one that answer the controller over NATS as real workers do:
- * they register, heartbeat with what runs on them, acknowledge start/stop/checkpoint requests, report
- * every subtask started, and complete every checkpoint of a job they run (empty state) as soon as a source
- * worker receives its barrier request. The simulated workers' own CPU is not the controller's.
+ * process, and simulated workers in this one (the test kit's SimWorker) that answer the controller over
+ * NATS as real workers do: they register, heartbeat with what runs on them, acknowledge start/stop/
+ * checkpoint requests, report every subtask started, and complete the checkpoint of every subtask they run
+ * (empty state) as soon as its barrier request arrives. The simulated workers' own CPU is not the
+ * controller's.
  *
  * Printed, each beside its floor measured in the same run, under the same load (floor samples are
  * interleaved with weir's, after the CPU window):
@@ -35,9 +36,11 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { CHECKPOINTS_KV_BUCKET, JOBS_KV_BUCKET, subjects } from '../src/protocol/index.js';
-import { startNatsServer } from '../test/support/nats-server.js';
+import { startNatsServer } from '#test-kit/nats-server.js';
+import { impulseToSinkPipeline } from '#test-kit/pipelines.js';
+import { checkpointCompletion, SimWorker } from '#test-kit/sim-worker.js';
 import { TRAFFIC_FLOOR } from './checkpoint-traffic-floor.js';
 import { PATH_FLOOR } from './transition-floor.js';
 import { positiveIntArg, quantiles, round, rssMiB } from './support.js';
@@ -48,7 +51,6 @@ const LATENCY_PHASE_MIN_MS = 6_000;
 /** The steady load: jobs of one source and one sink subtask, each checkpointing every 10 s. */
 const LOAD_SUBTASKS = 2;
 const LOAD_INTERVAL_MICROS = 10_000_000;
-const OPERATORS = ['impulse', 'map-key', 'count', 'log', 'preview'];
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = (d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as Record<string, unknown>;
 const nowUs = () => Date.now() * 1000;
@@ -72,102 +74,35 @@ function options(argv: string[]): Options {
   };
 }
 
-/** A subtask's checkpoint completion with empty state, as the simulated workers report it. */
-function completedEvent(epoch: number): Record<string, unknown> {
-  const t = nowUs();
-  return { event: 'completed', epoch, bytes: 0, start_time: t, finish_time: t, table_metadata: {} };
-}
-
 const fmt = (q: { p50: number; p99: number }) => `p50 ${round(q.p50, 2)} ms, p99 ${round(q.p99, 2)} ms`;
 
 // ─── Simulated workers ──────────────────────────────────────────────────────────────────────────────
 
-interface Placement {
-  generation: number;
-  /** worker → its subtasks of the job. */
-  subtasks: Map<string, { node_id: string; subtask_index: number }[]>;
-}
-
-class SimCluster {
-  readonly placements = new Map<string, Placement>();
+/** The simulated workers, each on a connection of its own, and when each epoch's first barrier request arrived. */
+class SimWorkers {
   /** `job.epoch` → when the first barrier request arrived (performance.now()). */
   readonly barrierAt = new Map<string, number>();
-  readonly workers = new Map<string, NatsConnection>();
-  private timers: NodeJS.Timeout[] = [];
+  private readonly workers: SimWorker[] = [];
+  private readonly connections: NatsConnection[] = [];
 
   async add(url: string, workerId: string, slots: number): Promise<void> {
     const nc = await connect({ servers: url, name: `sim-${workerId}` });
-    this.workers.set(workerId, nc);
-    nc.subscribe(`weir.worker.${workerId}.*`, { callback: (_err, msg) => this.onRequest(workerId, msg) });
-    await nc.flush();
-    const reply = dec((await nc.request(subjects.workerRegister(), enc({ v: 1, worker_id: workerId, slots, operators: OPERATORS }), { timeout: 10_000 })).data);
-    const interval = Number(reply['heartbeat_interval_ms'] ?? 5_000);
-    this.timers.push(
-      setInterval(() => {
-        const jobs = [...this.placements]
-          .filter(([, p]) => p.subtasks.has(workerId))
-          .map(([job_id, p]) => ({ job_id, generation: p.generation, subtasks: [] }));
-        nc.request(subjects.workerHeartbeat(workerId), enc({ v: 1, worker_id: workerId, at: nowUs(), jobs }), { timeout: 10_000 }).catch(() => {});
-      }, interval),
-    );
+    this.connections.push(nc);
+    const worker = new SimWorker(nc, workerId, slots, {
+      heartbeats: true,
+      onCheckpointRequest: ({ job_id, epoch }) => {
+        const key = `${job_id}.${epoch}`;
+        // The job's other source workers get the same epoch's barrier.
+        if (!this.barrierAt.has(key)) this.barrierAt.set(key, performance.now());
+      },
+    });
+    this.workers.push(worker);
+    await worker.start();
   }
 
-  close(): Promise<void[]> {
-    for (const t of this.timers) clearInterval(t);
-    return Promise.all([...this.workers.values()].map((nc) => nc.close()));
-  }
-
-  private publishFor(jobId: string, generation: number, workerId: string, event: Record<string, unknown>, subject: string): void {
-    const nc = this.workers.get(workerId)!;
-    for (const s of this.placements.get(jobId)?.subtasks.get(workerId) ?? []) {
-      nc.publish(subject, enc({ v: 1, job_id: jobId, generation, worker_id: workerId, ...s, at: nowUs(), ...event }));
-    }
-  }
-
-  private onRequest(workerId: string, msg: Msg): void {
-    const verb = msg.subject.split('.').at(-1) ?? '';
-    const body = dec(msg.data);
-    const jobId = String(body['job_id']);
-    const generation = Number(body['generation']);
-    msg.respond(enc({ v: 1, ok: true }));
-    switch (verb) {
-      case 'start': {
-        const program = body['program'] as { assignments: { node_id: string; subtasks: number[] }[] };
-        let placement = this.placements.get(jobId);
-        if (placement === undefined || placement.generation !== generation) {
-          placement = { generation, subtasks: new Map() };
-          this.placements.set(jobId, placement);
-        }
-        placement.subtasks.set(
-          workerId,
-          program.assignments.flatMap((a) => a.subtasks.map((subtask_index) => ({ node_id: a.node_id, subtask_index }))),
-        );
-        this.publishFor(jobId, generation, workerId, { event: 'started' }, subjects.jobTasks(jobId));
-        break;
-      }
-      case 'stop': {
-        const placement = this.placements.get(jobId);
-        if (placement?.generation !== generation) break;
-        if (body['mode'] === 'graceful') this.publishFor(jobId, generation, workerId, { event: 'finished' }, subjects.jobTasks(jobId));
-        placement.subtasks.delete(workerId);
-        if (placement.subtasks.size === 0) this.placements.delete(jobId);
-        break;
-      }
-      case 'checkpoint': {
-        const epoch = Number(body['epoch']);
-        const key = `${jobId}.${epoch}`;
-        if (this.barrierAt.has(key)) break; // the other source workers' barriers of the same epoch
-        this.barrierAt.set(key, performance.now());
-        const placement = this.placements.get(jobId);
-        if (placement?.generation !== generation) break;
-        // The barrier flows through the job; every subtask completes with empty state.
-        for (const owner of placement.subtasks.keys()) this.publishFor(jobId, generation, owner, completedEvent(epoch), subjects.jobCheckpoints(jobId));
-        break;
-      }
-      default:
-        // commit: acknowledged above; nothing to simulate.
-        break;
-    }
+  async close(): Promise<void> {
+    for (const worker of this.workers) worker.stop();
+    await Promise.all(this.connections.map((nc) => nc.close()));
   }
 }
 
@@ -238,19 +173,9 @@ async function runTrafficFloor(url: string, rate: number, recordBytes: number, s
   return JSON.parse(out) as { cpuPct: number; checkpointsPerSec: number };
 }
 
+/** impulse[p] → log[p]: every slot hosts a source, so every worker of a job gets its barriers. */
 function pipeline(name: string, parallelism: number, intervalMicros: number) {
-  return {
-    v: 1,
-    name,
-    graph: {
-      nodes: [
-        { id: 'src', operator: 'impulse', parallelism },
-        { id: 'sink', operator: 'log', parallelism },
-      ],
-      edges: [{ from: 'src', to: 'sink', kind: 'forward' }],
-    },
-    checkpoint_interval_micros: intervalMicros,
-  };
+  return impulseToSinkPipeline({ name, nodeParallelism: parallelism, rate: 'max', checkpointIntervalMs: intervalMicros / 1000 });
 }
 
 // ─── Main ───────────────────────────────────────────────────────────────────────────────────────────
@@ -262,7 +187,7 @@ async function main(): Promise<void> {
   const pathFloorProcess = await startPathFloor(server.url);
   const controller = startController(server.url);
   const nc = await connect({ servers: server.url, name: 'bench-client' });
-  const cluster = new SimCluster();
+  const cluster = new SimWorkers();
   try {
     // The controller answers once it is up.
     for (let i = 0; ; i++) {
@@ -331,7 +256,7 @@ async function main(): Promise<void> {
         const { job, epoch, generation } = dec(m.data);
         for (let subtask = 0; subtask < LOAD_SUBTASKS; subtask++) {
           const completion = { v: 1, job, job_id: `floor-${String(job)}`, generation, worker_id: 'sim-1', node_id: subtask === 0 ? 'src' : 'sink', subtask_index: 0, at: nowUs() };
-          echo.publish(TRAFFIC_FLOOR.events, enc({ ...completion, ...completedEvent(Number(epoch)) }));
+          echo.publish(TRAFFIC_FLOOR.events, enc({ ...completion, ...checkpointCompletion(Number(epoch)) }));
         }
       },
     });

@@ -25,9 +25,9 @@ import { applyNatsRequestFix } from '../src/jetstream/request-fix.js';
 import { encode, subjects } from '../src/protocol/index.js';
 import { defineOperator, OPERATORS, type OperatorFactory, type OperatorInstance } from '../src/worker/operators/index.js';
 import { startWorker } from '../src/worker/process.js';
-import { connectTo } from '../test/support/nats.js';
-import { startNatsServer } from '../test/support/nats-server.js';
-import { storedRecords } from '../test/support/checkpoints.js';
+import { connectTo } from '#test-kit/nats.js';
+import { startNatsServer } from '#test-kit/nats-server.js';
+import { storedRecords } from '#test-kit/checkpoints.js';
 
 export const JOB_CHECKPOINT_GOAL = 2;
 

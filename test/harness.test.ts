@@ -1,32 +1,30 @@
 import { Kvm } from '@nats-io/kv';
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectTo, eventually } from './support/nats.js';
-import { findNatsServer, startNatsServer, type NatsServerHandle } from './support/nats-server.js';
+import { describe, expect } from 'vitest';
+import { eventually } from './support/nats.js';
+import { testWithNatsServer, testWithNatsServerPerTest } from './support/nats-fixtures.js';
+import { findNatsServer } from './support/nats-server.js';
 
 const SYSTEM_NATS_PORT = 4222;
 
+const it = testWithNatsServer();
+
 describe('nats-server harness', () => {
-  let server: NatsServerHandle;
   let nc: NatsConnection;
 
-  beforeAll(async () => {
-    server = await startNatsServer();
+  it.beforeAll(async ({ natsServer, connect }) => {
     // Guard against ever talking to the shared system server.
-    expect(server.port).not.toBe(SYSTEM_NATS_PORT);
-    expect(server.url).toBe(`nats://127.0.0.1:${server.port}`);
-    nc = await connectTo(server.url, 'harness-smoke');
-    expect(nc.getServer()).toBe(`127.0.0.1:${server.port}`);
+    expect(natsServer.port).not.toBe(SYSTEM_NATS_PORT);
+    expect(natsServer.url).toBe(`nats://127.0.0.1:${natsServer.port}`);
+    nc = await connect('harness-smoke');
+    expect(nc.getServer()).toBe(`127.0.0.1:${natsServer.port}`);
     nc.subscribe('smoke.upper', {
       callback: (_err, msg) => {
         msg.respond(msg.string().toUpperCase());
       },
     });
-  });
-
-  afterAll(async () => {
-    await nc?.close();
-    await server?.dispose();
   });
 
   async function upper(text: string, timeout = 1_000): Promise<string> {
@@ -50,7 +48,7 @@ describe('nats-server harness', () => {
     expect((await kv.get('k'))?.string()).toBe('v2');
   });
 
-  it('keeps clients, port and JetStream data across restart()', async () => {
+  it('keeps clients, port and JetStream data across restart()', async ({ natsServer: server }) => {
     const { port, storeDir } = server;
     const pidBefore = server.pid;
     await server.restart();
@@ -70,13 +68,32 @@ describe('nats-server harness', () => {
     expect(value).toBe('v2');
   });
 
-  it('comes back on the same port after kill()', async () => {
+  it('comes back on the same port after kill()', async ({ natsServer: server }) => {
     const { port, pid } = server;
     await server.kill();
     expect(() => process.kill(pid, 0)).toThrow();
     await server.restart();
     expect(server.port).toBe(port);
     expect(await eventually(() => upper('back', 250), retryFast)).toBe('BACK');
+  });
+});
+
+const each = testWithNatsServerPerTest({ jetstream: false });
+
+describe('a server per test', () => {
+  let first: { pid: number; dir: string; nc: NatsConnection } | undefined;
+
+  each('gets a server and connections of its own', async ({ natsServer, connect }) => {
+    first = { pid: natsServer.pid, dir: dirname(natsServer.storeDir), nc: await connect('first') };
+    expect(existsSync(first.dir)).toBe(true);
+  });
+
+  each('and the next test another, the first one closed, killed and removed', ({ natsServer }) => {
+    expect(first).toBeDefined();
+    expect(natsServer.pid).not.toBe(first!.pid);
+    expect(first!.nc.isClosed()).toBe(true);
+    expect(() => process.kill(first!.pid, 0)).toThrow();
+    expect(existsSync(first!.dir)).toBe(false);
   });
 });
 

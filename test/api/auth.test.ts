@@ -1,9 +1,13 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { startApi } from '../../src/api/index.js';
 import { tokenMatches } from '../../src/api/auth.js';
 import { expectError, http, log, startEnv } from './harness.js';
+import { testWithNatsServerPerTest } from '../support/nats-fixtures.js';
 
 const TOKEN = 's3cret-token-value';
+
+// Each test starts a weir of its own, on a server of its own.
+const it = testWithNatsServerPerTest();
 
 describe('bearer auth', () => {
   it('compares tokens exactly', () => {
@@ -17,8 +21,8 @@ describe('bearer auth', () => {
     expect(tokenMatches(TOKEN, `Basic ${TOKEN}`)).toBe(false);
   });
 
-  it('with a token: every route but the ping needs it, /metrics included', { timeout: 30_000 }, async () => {
-    const env = await startEnv({ api: { token: TOKEN } });
+  it('with a token: every route but the ping needs it, /metrics included', { timeout: 30_000 }, async ({ natsServer, connect }) => {
+    const env = await startEnv({ natsServer, connect }, { api: { token: TOKEN } });
     try {
       const auth = { authorization: `Bearer ${TOKEN}` };
       for (const path of ['/api/v1/pipelines', '/api/v1/jobs', '/api/v1/openapi.json', '/metrics', '/api/v1/nowhere']) {
@@ -52,8 +56,8 @@ describe('bearer auth', () => {
     }
   });
 
-  it('without a token: refuses anything but loopback, and says so when it listens', async () => {
-    const env = await startEnv();
+  it('without a token: refuses anything but loopback, and says so when it listens', async ({ natsServer, connect }) => {
+    const env = await startEnv({ natsServer, connect });
     try {
       await expect(startApi({ nc: env.nc, logger: log, host: '0.0.0.0', port: 0 })).rejects.toThrow('refusing to listen on 0.0.0.0 without WEIR_API_TOKEN');
       await expect(startApi({ nc: env.nc, logger: log, host: '192.168.1.10', port: 0, token: '' })).rejects.toThrow(/without WEIR_API_TOKEN/);

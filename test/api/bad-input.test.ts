@@ -1,8 +1,11 @@
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import { counterPipeline, expectError, http, startEnv, type Env, type HttpResult, type Page, type PipelineResponse } from './harness.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 
 const BODY_LIMIT = 16 * 1024;
+
+const it = testWithNatsServer();
 
 describe('bad input gets a 4xx {"error"} and changes nothing', () => {
   let env: Env;
@@ -15,9 +18,9 @@ describe('bad input gets a 4xx {"error"} and changes nothing', () => {
     return { revision: view.revision, state: view.state, generation: view.generation, config: view.config };
   };
 
-  beforeAll(async () => {
+  it.beforeAll(async ({ natsServer, connect }) => {
     // No worker: the job waits for slots, so nothing but a request can change its record.
-    env = await startEnv({ api: { bodyLimitBytes: BODY_LIMIT } });
+    env = await startEnv({ natsServer, connect }, { api: { bodyLimitBytes: BODY_LIMIT } });
     const created = await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: counterPipeline('target') });
     expect(created.status).toBe(201);
     id = created.body.id;

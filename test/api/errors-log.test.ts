@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import type { LogEvent } from '../../src/store/index.js';
 import { counterPipeline, expectError, http, startEnv, type Env, type ErrorRow, type Page, type PipelineResponse } from './harness.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 
 const errorEvent = (n: number): LogEvent => ({
   kind: 'error',
@@ -12,14 +13,16 @@ const errorEvent = (n: number): LogEvent => ({
   at: Date.now(),
 });
 
+const it = testWithNatsServer();
+
 describe('GET …/jobs/:job_id/errors', () => {
   let env: Env;
   let id: string;
   let url: string;
 
-  beforeAll(async () => {
+  it.beforeAll(async ({ natsServer, connect }) => {
     // No worker: the job stays put and only the test writes its errors.
-    env = await startEnv();
+    env = await startEnv({ natsServer, connect });
     id = (await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: counterPipeline('errors') })).body.id;
     url = `${env.base}/pipelines/${id}/jobs/${id}/errors`;
   });

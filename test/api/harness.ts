@@ -1,6 +1,7 @@
 /**
- * A real weir behind the HTTP API for the API tests: a nats-server on a free port, a controller, optionally
- * an in-process worker, and `startApi` on a free loopback port. Requests go through real HTTP (`fetch`).
+ * A real weir behind the HTTP API for the API tests: on a nats-server from the fixtures, a controller,
+ * optionally an in-process worker, and `startApi` on a free loopback port. Requests go through real HTTP
+ * (`fetch`).
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { expect } from 'vitest';
@@ -12,33 +13,17 @@ import type { Controller } from '../../src/controller/controller.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import type { WorkerHandle } from '../../src/worker/process.js';
 import { log, startTestController, startTestWorker, TEST_POLICY } from '../support/cluster.js';
-import { connectTo, eventually } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { eventually } from '../support/nats.js';
+import type { Connect } from '../support/nats-fixtures.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
+import { impulseCountPipeline } from '../support/pipelines.js';
 
 export { log };
 
 const POLICY: Partial<JobPolicy> = { ...TEST_POLICY, notEnoughSlotsRetryMs: 200, stopTimeoutMs: 10_000, heartbeatTimeoutMs: 2_000 };
 
 /** impulse → map-key → count → preview at a small rate, checkpointing every second. */
-export function counterPipeline(name = 'counter'): Record<string, unknown> {
-  return {
-    name,
-    graph: {
-      nodes: [
-        { id: 'impulse', operator: 'impulse', config: { rate_per_sec: 20 } },
-        { id: 'key', operator: 'map-key', config: { modulo: 5 } },
-        { id: 'count', operator: 'count' },
-        { id: 'preview', operator: 'preview' },
-      ],
-      edges: [
-        { from: 'impulse', to: 'key', kind: 'forward' },
-        { from: 'key', to: 'count', kind: 'shuffle' },
-        { from: 'count', to: 'preview', kind: 'shuffle' },
-      ],
-    },
-    checkpoint_interval_micros: 1_000_000,
-  };
-}
+export const counterPipeline = (name = 'counter') => impulseCountPipeline({ name, rate: 20, modulo: 5 });
 
 export interface Env {
   server: NatsServerHandle;
@@ -53,7 +38,14 @@ export interface Env {
   /** `<api url>/api/v1` */
   base: string;
   stopController(): Promise<void>;
+  /** Stops the API, the controller and the worker; the server and the connections are the fixtures'. */
   close(): Promise<void>;
+}
+
+/** The nats fixtures (`testWithNatsServer`) the environment runs on. */
+export interface EnvNats {
+  natsServer: NatsServerHandle;
+  connect: Connect;
 }
 
 export interface EnvOptions {
@@ -61,14 +53,7 @@ export interface EnvOptions {
   api?: Partial<Omit<ApiOptions, 'nc' | 'logger'>>;
 }
 
-export async function startEnv(options: EnvOptions = {}): Promise<Env> {
-  const server = await startNatsServer({ jetstream: true });
-  const connections: NatsConnection[] = [];
-  const connection = async (name: string) => {
-    const c = await connectTo(server.url, name);
-    connections.push(c);
-    return c;
-  };
+export async function startEnv({ natsServer: server, connect: connection }: EnvNats, options: EnvOptions = {}): Promise<Env> {
   const nc = await connection('test');
   const store = await openStore(nc);
   let controller: Controller | undefined = await startTestController(await connection('controller'), { heartbeatTimeoutMs: 2_000, policy: POLICY });
@@ -95,8 +80,6 @@ export async function startEnv(options: EnvOptions = {}): Promise<Env> {
       await api.close().catch(() => undefined);
       await stopController().catch(() => undefined);
       await worker?.stop('immediate').catch(() => undefined);
-      await Promise.all(connections.map((c) => c.close().catch(() => undefined)));
-      await server.dispose();
     },
   };
 }

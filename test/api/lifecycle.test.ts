@@ -1,9 +1,10 @@
 import type { Subscription } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import { decode, jobStateEventSchema, type JobStateEvent } from '../../src/protocol/index.js';
 import { eventually } from '../support/nats.js';
 import { jobsCommand } from '../../src/cli/jobs.js';
 import { counterPipeline, expectError, http, startEnv, untilJob, type Env, type Job, type Page, type PipelineResponse } from './harness.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 import type { Checkpoint, OperatorCheckpointGroup, OperatorMetricGroup } from '../../src/protocol/index.js';
 
 interface Trigger {
@@ -12,13 +13,15 @@ interface Trigger {
   started: boolean;
 }
 
+const it = testWithNatsServer();
+
 describe('a pipeline through its whole life, over HTTP only', () => {
   let env: Env;
   let states: JobStateEvent[];
   let sub: Subscription;
 
-  beforeAll(async () => {
-    env = await startEnv({ worker: true });
+  it.beforeAll(async ({ natsServer, connect }) => {
+    env = await startEnv({ natsServer, connect }, { worker: true });
     states = [];
     // A witness only: transitions too quick to poll (Rescaling) are seen here.
     sub = env.nc.subscribe('weir.jobs.*.state', {
@@ -38,7 +41,7 @@ describe('a pipeline through its whole life, over HTTP only', () => {
     expect(created.status).toBe(201);
     const id = created.body.id;
     expect(created.body).toMatchObject({ id, name: 'life', stop: 'none', checkpoint_interval_micros: 1_000_000, ttl_micros: null, parallelism: 1 });
-    expect(created.body.graph.nodes.map((n) => n.id)).toEqual(['impulse', 'key', 'count', 'preview']);
+    expect(created.body.graph.nodes.map((n) => n.id)).toEqual(['src', 'key', 'cnt', 'out']);
     expect(created.body.job).toMatchObject({ id, pipeline_id: id, running_desired: true });
 
     const running = await untilJob(env, id, (job) => {
@@ -85,7 +88,7 @@ describe('a pipeline through its whole life, over HTTP only', () => {
     const rescaled = await http<PipelineResponse>(`${env.base}/pipelines/${id}`, 'PATCH', { body: { parallelism: 2 } });
     expect(rescaled.status).toBe(200);
     expect(rescaled.body.parallelism).toBe(2);
-    expect(rescaled.body.parallelism_overrides).toEqual({ impulse: 2, key: 2, count: 2, preview: 2 });
+    expect(rescaled.body.parallelism_overrides).toEqual({ src: 2, key: 2, cnt: 2, out: 2 });
     await untilJob(env, id, (job) => expect(job).toMatchObject({ state: 'Running', run_id: 4 }));
     const seen = states.filter((s) => s.job_id === id).map((s) => s.state);
     expect(seen).toContain('Rescaling');
@@ -108,7 +111,7 @@ describe('a pipeline through its whole life, over HTTP only', () => {
     expect(groups.status).toBe(200);
     const operators = groups.body.data.map((g) => g.operator_id).sort();
     expect(operators.length).toBeGreaterThan(0);
-    expect(operators.every((o) => ['impulse', 'key', 'count', 'preview'].includes(o))).toBe(true);
+    expect(operators.every((o) => ['src', 'key', 'cnt', 'out'].includes(o))).toBe(true);
     expectError(await http(`${jobUrl}/checkpoints/999999/operator_checkpoint_groups`), 404);
     expectError(await http(`${jobUrl}/checkpoints/abc/operator_checkpoint_groups`), 400, /epoch/);
     expect((await http(`${jobUrl}/checkpoints?include_failed=true`)).status).toBe(200);
@@ -173,7 +176,7 @@ describe('a pipeline through its whole life, over HTTP only', () => {
       async () => {
         const res = await http<{ data: OperatorMetricGroup[] }>(`${jobUrl}/operator_metric_groups`);
         expect(res.status).toBe(200);
-        const impulse = res.body.data.find((g) => g.node_id === 'impulse');
+        const impulse = res.body.data.find((g) => g.node_id === 'src');
         expect(impulse?.records_out).toBeGreaterThan(0);
       },
       { timeoutMs: 15_000, intervalMs: 200 },

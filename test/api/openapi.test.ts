@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import { routesOf } from '../../src/api/error-handling.js';
 import { http, startEnv, type Env } from './harness.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 
 interface Operation {
   parameters?: { in: string; name: string }[];
@@ -8,10 +9,12 @@ interface Operation {
   responses: Record<string, { content?: Record<string, { schema: unknown }> }>;
 }
 
+const it = testWithNatsServer();
+
 describe('GET /api/v1/openapi.json', () => {
   let env: Env;
-  beforeAll(async () => {
-    env = await startEnv();
+  it.beforeAll(async ({ natsServer, connect }) => {
+    env = await startEnv({ natsServer, connect });
   });
   afterAll(async () => {
     await env?.close();

@@ -8,7 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { EventSource } from 'eventsource';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import type { JobPolicy, JobState } from '../../machines/job/types.js';
 import { controllerClient, type ControllerClient } from '../../src/api/controller-client.js';
 import { ApiError } from '../../src/api/errors.js';
@@ -16,40 +16,19 @@ import { createStreams, streamInternals, type Streams, type TransitionEventData 
 import { startApi, type ApiServer } from '../../src/api/index.js';
 import type { Controller } from '../../src/controller/controller.js';
 import { PROTOCOL_VERSION, encode, subjects, type JobView, type PipelineInput } from '../../src/protocol/index.js';
-import { openStore, type JsonValue, type LogRow, type Store } from '../../src/store/index.js';
+import { openStore, type LogRow, type Store } from '../../src/store/index.js';
 import type { WorkerHandle } from '../../src/worker/process.js';
 import { log, startTestController, startTestWorker, TEST_POLICY, untilState } from '../support/cluster.js';
-import { connectTo, eventually } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { eventually } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+import { impulseToSinkPipeline, type SourceOptions } from '../support/pipelines.js';
 
 const POLICY: Partial<JobPolicy> = { ...TEST_POLICY, stopTimeoutMs: 30_000, heartbeatTimeoutMs: 1_000 };
 
-function previewPipeline(name: string, impulse: Record<string, JsonValue> = { rate_per_sec: 20 }, batch = 5): PipelineInput {
-  return {
-    name,
-    graph: {
-      nodes: [
-        { id: 'src', operator: 'impulse', parallelism: 1, config: impulse },
-        { id: 'out', operator: 'preview', parallelism: 1, config: { batch_size: batch } },
-      ],
-      edges: [{ from: 'src', to: 'out', kind: 'forward' }],
-    },
-    checkpoint_interval_micros: 1_000_000,
-  };
-}
+/** impulse → preview, `batch` rows to an output message. */
+const previewPipeline = (name: string, source: SourceOptions = { rate: 20 }, batch = 5) => impulseToSinkPipeline({ name, ...source, sink: 'preview', sinkConfig: { batch_size: batch } });
 
-function logPipeline(name: string): PipelineInput {
-  return {
-    name,
-    graph: {
-      nodes: [
-        { id: 'src', operator: 'impulse', parallelism: 1, config: { rate_per_sec: 10 } },
-        { id: 'out', operator: 'log', parallelism: 1, config: {} },
-      ],
-      edges: [{ from: 'src', to: 'out', kind: 'forward' }],
-    },
-  };
-}
+const logPipeline = (name: string) => impulseToSinkPipeline({ name, rate: 10 });
 
 interface SseMessage {
   event: string;
@@ -143,8 +122,9 @@ function on(es: EventSource, type: string, fn: (data: string, id: string) => voi
 
 type Transition = TransitionEventData;
 
+const it = testWithNatsServer();
+
 describe('SSE routes', () => {
-  let server: NatsServerHandle;
   let nc: NatsConnection;
   let apiNc: NatsConnection;
   let controllerNc: NatsConnection;
@@ -154,13 +134,12 @@ describe('SSE routes', () => {
   let store: Store;
   let api: ApiServer;
 
-  beforeAll(async () => {
-    server = await startNatsServer({ jetstream: true });
-    controllerNc = await connectTo(server.url, 'controller');
+  it.beforeAll(async ({ connect }) => {
+    controllerNc = await connect('controller');
     controller = await startTestController(controllerNc, { policy: POLICY });
-    worker = await startTestWorker(await connectTo(server.url, 'worker'), { slots: 16 });
-    nc = await connectTo(server.url, 'test');
-    apiNc = await connectTo(server.url, 'api');
+    worker = await startTestWorker(await connect('worker'), { slots: 16 });
+    nc = await connect('test');
+    apiNc = await connect('api');
     client = controllerClient(nc);
     store = await openStore(nc);
     api = await startApi({ nc: apiNc, logger: log, port: 0, checkResponses: true, streams: { heartbeatMs: 1_000 } });
@@ -170,8 +149,6 @@ describe('SSE routes', () => {
     await api?.close();
     await controller?.stop();
     await worker?.stop('immediate');
-    await Promise.all([nc, apiNc, controllerNc].map((c) => c?.close()));
-    await server?.dispose();
   });
 
   /** Our own app around `createStreams`, for the tests that look at the Streams object. */
@@ -332,7 +309,7 @@ describe('SSE routes', () => {
   });
 
   it('(3) streams a running impulse → preview job\'s rows; 400 without a preview sink or when stopped; 404 for an unknown job', async () => {
-    const jobId = await create(previewPipeline('output', { rate_per_sec: 50 }, 5));
+    const jobId = await create(previewPipeline('output', { rate: 50 }, 5));
     await reach(jobId, 'Running');
     const sse = await RawSse.open(outputPath(api.url, jobId));
     expect(sse.status).toBe(200);
@@ -368,7 +345,7 @@ describe('SSE routes', () => {
   });
 
   it('(3b) a bounded job\'s output stream ends with `done` after every row', async () => {
-    const jobId = await create(previewPipeline('output-done', { events: 60, rate_per_sec: 30 }, 10));
+    const jobId = await create(previewPipeline('output-done', { events: 60, rate: 30 }, 10));
     await reach(jobId, 'Running');
     const sse = await RawSse.open(outputPath(api.url, jobId));
     expect(sse.status).toBe(200);
@@ -385,7 +362,7 @@ describe('SSE routes', () => {
   it('(4) a client that does not read gets `event: dropped` with the count when it resumes; its queue stays within the bound', async () => {
     const bound = 32;
     const own = await ownApp({ outputBufferEvents: bound, heartbeatMs: 200 });
-    const jobId = await create(previewPipeline('slow', { rate_per_sec: 0.5 }, 1));
+    const jobId = await create(previewPipeline('slow', { rate: 0.5 }, 1));
     try {
       const view = await reach(jobId, 'Running');
       const sse = await RawSse.open(outputPath(own.url, jobId), {}, true);

@@ -1,11 +1,15 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { eventually } from '../support/nats.js';
 import { counterPipeline, expectError, http, startEnv, type PipelineResponse } from './harness.js';
+import { testWithNatsServerPerTest } from '../support/nats-fixtures.js';
+
+// Each test starts a weir of its own, on a server of its own.
+const it = testWithNatsServerPerTest();
 
 describe('the controller is away (NATS is up)', () => {
-  it('answers 503 within the client deadline, still serves the ping and its own metrics', { timeout: 30_000 }, async () => {
+  it('answers 503 within the client deadline, still serves the ping and its own metrics', { timeout: 30_000 }, async ({ natsServer, connect }) => {
     // No read cache: every request must reach the controller that is gone.
-    const env = await startEnv({ api: { controllerTimeoutMs: 500, readCacheMs: 0 } });
+    const env = await startEnv({ natsServer, connect }, { api: { controllerTimeoutMs: 500, readCacheMs: 0 } });
     try {
       const id = (await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: counterPipeline('away') })).body.id;
       expect(id).toBeTypeOf('string');
@@ -46,8 +50,8 @@ describe('the controller is away (NATS is up)', () => {
 });
 
 describe('NATS itself is away', () => {
-  it('answers 503 within the deadline on every route that needs it, and recovers when NATS is back', { timeout: 60_000 }, async () => {
-    const env = await startEnv({ api: { controllerTimeoutMs: 500, readCacheMs: 0 } });
+  it('answers 503 within the deadline on every route that needs it, and recovers when NATS is back', { timeout: 60_000 }, async ({ natsServer, connect }) => {
+    const env = await startEnv({ natsServer, connect }, { api: { controllerTimeoutMs: 500, readCacheMs: 0 } });
     try {
       const id = (await http<PipelineResponse>(`${env.base}/pipelines`, 'POST', { body: counterPipeline('nats-away') })).body.id;
       const job = `${env.base}/pipelines/${id}/jobs/${id}`;

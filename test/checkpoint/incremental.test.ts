@@ -3,7 +3,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import {
   CorruptCheckpointError,
   CorruptStateError,
@@ -25,8 +25,7 @@ import {
   type StateRef,
 } from '../../src/checkpoint/index.js';
 import { corruptCheckpoint } from '../support/checkpoints.js';
-import { connectTo } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 
 let counter = 0;
 /** A run id unique within the file (its tests share a server). */
@@ -87,23 +86,18 @@ const script = (prune: boolean) =>
     { minLength: 1, maxLength: 40, size: 'max' },
   );
 
+const it = testWithNatsServer();
+
 describe('incremental state', () => {
-  let server: NatsServerHandle;
   let nc: NatsConnection;
   let store: CheckpointStore;
   /** The same store keeping every state in the object store (inline states off). */
   let blobStore: CheckpointStore;
 
-  beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connectTo(server.url, 'incremental-state');
+  it.beforeAll(async ({ connect }) => {
+    nc = await connect('incremental-state');
     store = await openCheckpointStore(nc, { requestTimeoutMs: 1_000, operationTimeoutMs: 8_000 });
     blobStore = await openCheckpointStore(nc, { requestTimeoutMs: 1_000, operationTimeoutMs: 8_000, inlineStateBytes: 0 });
-  });
-
-  afterAll(async () => {
-    await nc?.close().catch(() => undefined);
-    await server?.dispose();
   });
 
   /**

@@ -3,7 +3,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createHash } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import {
   CHECKPOINT_STORE_STREAM_SUBJECTS,
   CorruptCheckpointError,
@@ -19,7 +19,8 @@ import {
 } from '../../src/checkpoint/index.js';
 import { corruptCheckpoint } from '../support/checkpoints.js';
 import { connectTo } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
 
 const FAST: CheckpointStoreOptions = { requestTimeoutMs: 1_000, operationTimeoutMs: 8_000 };
 
@@ -40,6 +41,8 @@ async function caught(promise: Promise<unknown>): Promise<unknown> {
   );
 }
 
+const it = testWithNatsServer();
+
 describe('CheckpointStore', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
@@ -47,16 +50,11 @@ describe('CheckpointStore', () => {
   /** The same store keeping every state in the object store, as before inline states. */
   let blobStore: CheckpointStore;
 
-  beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connectTo(server.url, 'checkpoint-store');
+  it.beforeAll(async ({ natsServer, connect }) => {
+    server = natsServer;
+    nc = await connect('checkpoint-store');
     store = await openCheckpointStore(nc, FAST);
     blobStore = await openCheckpointStore(nc, { ...FAST, inlineStateBytes: 0 });
-  });
-
-  afterAll(async () => {
-    await nc?.close().catch(() => undefined);
-    await server?.dispose();
   });
 
   /** What JetStream holds for a run, read around the store. */

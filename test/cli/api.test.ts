@@ -2,19 +2,17 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { apiCommand } from '../../src/cli/api.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
 import { eventually } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 
+const it = testWithNatsServer();
 let server: NatsServerHandle;
 
-beforeAll(async () => {
-  server = await startNatsServer({ jetstream: true });
-});
-
-afterAll(async () => {
-  await server?.stop();
+it.beforeAll(({ natsServer }) => {
+  server = natsServer;
 });
 
 function runApi(args: string[], env: NodeJS.ProcessEnv) {

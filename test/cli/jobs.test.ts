@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
+import { afterEach, beforeEach, describe, expect, vi, type MockInstance } from 'vitest';
 import { jobsCommand } from '../../src/cli/jobs.js';
 import { main } from '../../src/cli/main.js';
 import { up } from '../../src/cli/up.js';
@@ -17,7 +17,8 @@ import {
   type JobView,
 } from '../../src/protocol/index.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
-import { connectTo, eventually } from '../support/nats.js';
+import { eventually } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 
 const NOW = 1_763_884_800_000_000;
 
@@ -119,16 +120,13 @@ async function weir(...argv: string[]): Promise<number> {
   return main([...argv, '--nats', server.url], (line) => out.push(line));
 }
 
-beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connectTo(server.url, 'fake-controller');
+const it = testWithNatsServer();
+
+it.beforeAll(async ({ natsServer, connect }) => {
+  server = natsServer;
+  nc = await connect('fake-controller');
   fakeController(nc, received);
   await nc.flush();
-});
-
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
 });
 
 beforeEach(() => {
@@ -375,15 +373,11 @@ describe('against a controller', () => {
 
 describe('without a controller', () => {
   it('no responders exits 3 with "no controller answered on <url>"', async () => {
-    const lonely = await startNatsServer();
-    try {
-      expect(await main(['jobs', 'list', '--nats', lonely.url], (line) => out.push(line))).toBe(3);
-      expect(errLines().join('\n')).toContain(`no controller answered on ${lonely.url}`);
-      expect(await main(['jobs', 'get', 'job-1', '--json', '--nats', lonely.url], (line) => out.push(line))).toBe(3);
-      expect(out).toEqual([]);
-    } finally {
-      await lonely.stop();
-    }
+    await using lonely = await startNatsServer();
+    expect(await main(['jobs', 'list', '--nats', lonely.url], (line) => out.push(line))).toBe(3);
+    expect(errLines().join('\n')).toContain(`no controller answered on ${lonely.url}`);
+    expect(await main(['jobs', 'get', 'job-1', '--json', '--nats', lonely.url], (line) => out.push(line))).toBe(3);
+    expect(out).toEqual([]);
   });
 
   it('no NATS server exits 3', async () => {

@@ -6,19 +6,20 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import type { JobState } from '../../machines/job/types.js';
 import { jobsCommand, type ErrorsPage } from '../../src/cli/jobs.js';
 import type { Controller } from '../../src/controller/controller.js';
 import { encode, jobViewSchema, previewOutputSchema, subjects, type JobView, type JsonValue, type PipelineInput } from '../../src/protocol/index.js';
 import type { WorkerHandle } from '../../src/worker/process.js';
 import { startTestController, startTestWorker, untilState } from '../support/cluster.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
-import { connectTo, eventually } from '../support/nats.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
+import { eventually } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+import { impulseToSinkPipeline, type SourceOptions } from '../support/pipelines.js';
 
+const it = testWithNatsServer();
 let server: NatsServerHandle;
-let controllerNc: NatsConnection;
-let workerNc: NatsConnection;
 let client: NatsConnection;
 let controller: Controller;
 let worker: WorkerHandle;
@@ -49,18 +50,7 @@ function pipelineFile(name: string, pipeline: PipelineInput): string {
   return file;
 }
 
-function impulseToPreview(name: string, impulse: Record<string, JsonValue>, preview: Record<string, JsonValue> = {}): PipelineInput {
-  return {
-    name,
-    graph: {
-      nodes: [
-        { id: 'src', operator: 'impulse', parallelism: 1, config: impulse },
-        { id: 'out', operator: 'preview', parallelism: 1, config: preview },
-      ],
-      edges: [{ from: 'src', to: 'out', kind: 'forward' }],
-    },
-  };
-}
+const impulseToPreview = (name: string, source: SourceOptions, preview: Record<string, JsonValue> = {}) => impulseToSinkPipeline({ name, ...source, sink: 'preview', sinkConfig: preview });
 
 async function view(jobId: string): Promise<JobView> {
   const reply = await client.request(subjects.apiJobGet(jobId), encode({ v: 1 }), { timeout: 5_000 });
@@ -81,25 +71,21 @@ async function create(file: string): Promise<string> {
   return created.out[0]!;
 }
 
-beforeAll(async () => {
-  server = await startNatsServer({ jetstream: true });
-  controllerNc = await connectTo(server.url, 'controller');
-  client = await connectTo(server.url, 'client');
-  controller = await startTestController(controllerNc);
-  workerNc = await connectTo(server.url, 'worker');
-  worker = await startTestWorker(workerNc);
+it.beforeAll(async ({ natsServer, connect }) => {
+  server = natsServer;
+  client = await connect('client');
+  controller = await startTestController(await connect('controller'));
+  worker = await startTestWorker(await connect('worker'));
 });
 
 afterAll(async () => {
   await worker?.stop('immediate');
   await controller?.stop();
-  await Promise.all([controllerNc, workerNc, client].map((nc) => nc?.close()));
-  await server?.dispose();
 });
 
 describe('weir pipelines', () => {
   it('create prints the pipeline id, which is the job id; get and list show it', async () => {
-    const id = await create(pipelineFile('bounded', impulseToPreview('bounded', { events: 5 })));
+    const id = await create(pipelineFile('bounded', impulseToPreview('bounded', { events: 5, rate: 'max' })));
     expect(id).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
     expect((await view(id)).name).toBe('bounded');
 
@@ -111,7 +97,7 @@ describe('weir pipelines', () => {
     expect(listed.code).toBe(0);
     expect(listed.out.join('\n')).toMatch(new RegExp(`^${id}\\s+bounded\\s+`, 'm'));
 
-    const json = await run('pipelines', 'create', pipelineFile('bounded-2', impulseToPreview('bounded-2', { events: 1 })), '--json');
+    const json = await run('pipelines', 'create', pipelineFile('bounded-2', impulseToPreview('bounded-2', { events: 1, rate: 'max' })), '--json');
     expect(json.code).toBe(0);
     expect(JSON.parse(json.out[0]!)).toMatchObject({ v: 1, job_id: expect.any(String) as string, revision: expect.any(Number) as number });
   });
@@ -151,7 +137,7 @@ describe('weir jobs errors', () => {
   };
   let id: string;
 
-  beforeAll(async () => {
+  it.beforeAll(async () => {
     id = await create(pipelineFile('failing', failing));
     await reach(id, 'Failed', 1);
     // A Failed job runs again on a restart, and fails again: three runs, three errors.
@@ -198,7 +184,7 @@ describe('weir jobs errors', () => {
   });
 
   it('a job without errors, and an unknown job', async () => {
-    const quiet = await create(pipelineFile('quiet', impulseToPreview('quiet', { events: 1 })));
+    const quiet = await create(pipelineFile('quiet', impulseToPreview('quiet', { events: 1, rate: 'max' })));
     const none = await run('jobs', 'errors', quiet);
     expect(none).toMatchObject({ code: 0, out: ['no errors'] });
     expect(JSON.parse((await run('jobs', 'errors', quiet, '--json')).out[0]!)).toEqual({ data: [], has_more: false, next_cursor: null });
@@ -210,7 +196,7 @@ describe('weir jobs errors', () => {
 
 describe('weir jobs tail', () => {
   it('prints each row of an impulse → preview job as a JSON line; --count ends it', async () => {
-    const id = await create(pipelineFile('endless', impulseToPreview('endless', { rate_per_sec: 100 }, { batch_size: 1 })));
+    const id = await create(pipelineFile('endless', impulseToPreview('endless', { rate: 100 }, { batch_size: 1 })));
     const tail = weir(['jobs', 'tail', id, '--count', '5']);
     const { code, out, err } = await tail.done;
     expect(code).toBe(0);
@@ -231,7 +217,7 @@ describe('weir jobs tail', () => {
 
   it('ends by itself when every preview subtask has sent its last batch', async () => {
     // 20 rows over 2 s; the preview sink sends them when it closes, then says it is done.
-    const id = await create(pipelineFile('short', impulseToPreview('short', { events: 20, rate_per_sec: 10 })));
+    const id = await create(pipelineFile('short', impulseToPreview('short', { events: 20, rate: 10 })));
     const { code, out } = await weir(['jobs', 'tail', id]).done;
     expect(code).toBe(0);
     expect(out.map((line) => (JSON.parse(line) as { value: { counter: number } }).value.counter)).toEqual(Array.from({ length: 20 }, (_, i) => i));
@@ -242,7 +228,7 @@ describe('weir jobs tail', () => {
   }, 30_000);
 
   it('an AbortSignal (Ctrl-C) ends it; an unknown job is exit 1', async () => {
-    const id = await create(pipelineFile('idle', impulseToPreview('idle', { rate_per_sec: 1 })));
+    const id = await create(pipelineFile('idle', impulseToPreview('idle', { rate: 1 })));
     const abort = new AbortController();
     const tail = weir(['jobs', 'tail', id], abort.signal);
     await eventually(() => expect(tail.err.join('')).toContain('tailing'));

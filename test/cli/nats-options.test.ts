@@ -3,9 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { createUser } from '@nats-io/nkeys';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { natsOptions } from '../../src/cli/nats-options.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+
+/** The only user the server lets in. */
+const user = createUser();
+const it = testWithNatsServer({ jetstream: false, config: `authorization { users = [ { nkey: ${user.getPublicKey()} } ] }\n` });
 
 describe('natsOptions', () => {
   it('takes user/password and token from the environment, nothing by default', () => {
@@ -26,23 +30,17 @@ describe('natsOptions', () => {
 
   describe('against a server that wants an nkey', () => {
     let dir: string;
-    let server: NatsServerHandle;
-    const user = createUser();
 
     beforeAll(async () => {
       dir = await mkdtemp(join(tmpdir(), 'weir-nkey-'));
-      const conf = join(dir, 'server.conf');
-      await writeFile(conf, `authorization { users = [ { nkey: ${user.getPublicKey()} } ] }\n`);
       await writeFile(join(dir, 'user.nk'), `${new TextDecoder().decode(user.getSeed())}\n`);
-      server = await startNatsServer({ jetstream: false, args: ['-c', conf] });
     });
 
     afterAll(async () => {
-      await server?.dispose();
       await rm(dir, { recursive: true, force: true });
     });
 
-    it('connects with NATS_NKEY_SEED_FILE and is refused without it', async () => {
+    it('connects with NATS_NKEY_SEED_FILE and is refused without it', async ({ natsServer: server }) => {
       const nc = await connect({ ...natsOptions(server.url, { NATS_NKEY_SEED_FILE: join(dir, 'user.nk') }), waitOnFirstConnect: false, maxReconnectAttempts: 0 });
       await nc.flush();
       await nc.close();

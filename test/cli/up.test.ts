@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { encode } from '../../src/protocol/index.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
 import { connectTo, eventually } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 import { alive } from '../support/processes.js';
 
 const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
@@ -41,10 +42,11 @@ function startUp(url: string, ...args: string[]): Up {
 }
 
 
+const it = testWithNatsServer();
 let server: NatsServerHandle;
 
-beforeAll(async () => {
-  server = await startNatsServer({ jetstream: true });
+it.beforeAll(({ natsServer }) => {
+  server = natsServer;
 });
 
 afterEach(() => {
@@ -53,10 +55,6 @@ afterEach(() => {
     for (const pid of up.pids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
     if (up.proc.exitCode === null) up.proc.kill('SIGKILL');
   }
-});
-
-afterAll(async () => {
-  await server?.stop();
 });
 
 describe('weir up', () => {

@@ -1,19 +1,19 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { jobPolicyOf, parseControllerArgs } from '../../src/cli/controller.js';
 import { main } from '../../src/cli/main.js';
 import { connectTo, eventually } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+
+const it = testWithNatsServer();
 
 describe('weir controller (CLI)', () => {
   let server: NatsServerHandle;
 
-  beforeAll(async () => {
-    server = await startNatsServer({ jetstream: true });
-  });
-  afterAll(async () => {
-    await server?.dispose();
+  it.beforeAll(({ natsServer }) => {
+    server = natsServer;
   });
 
   it('parses its arguments', () => {

@@ -3,7 +3,7 @@
  * processes (`weir controller`, `weir worker`), on a real nats-server.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import {
   controllerMetricsReplySchema,
   jobCheckpointsReplySchema,
@@ -14,8 +14,8 @@ import {
   type PipelineInput,
 } from '../../src/protocol/index.js';
 import { requestJson, type Reply } from '../support/cluster.js';
-import { connectTo, eventually } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { eventually } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 import { killAll, WeirProcess } from '../support/processes.js';
 
 const PIPELINE: PipelineInput = {
@@ -34,8 +34,9 @@ const PIPELINE: PipelineInput = {
   checkpoint_interval_micros: 3_600_000_000,
 };
 
+const it = testWithNatsServer();
+
 describe('controller API subjects with controller and worker processes', () => {
-  let server: NatsServerHandle;
   let client: NatsConnection;
   const processes = new Set<WeirProcess>();
   let worker: WeirProcess;
@@ -43,9 +44,8 @@ describe('controller API subjects with controller and worker processes', () => {
 
   const request = (subject: string, body: unknown): Promise<Reply> => requestJson(client, subject, body, 8_000);
 
-  beforeAll(async () => {
-    server = await startNatsServer({ jetstream: true });
-    client = await connectTo(server.url, 'client');
+  it.beforeAll(async ({ natsServer: server, connect }) => {
+    client = await connect('client');
     const controller = new WeirProcess('controller', ['controller', '--nats', server.url, '--heartbeat-interval', '300']);
     processes.add(controller);
     await controller.waitForLog('controller started', {}, 60_000);
@@ -56,8 +56,6 @@ describe('controller API subjects with controller and worker processes', () => {
 
   afterAll(async () => {
     await killAll(processes);
-    await client?.close();
-    await server?.dispose();
   });
 
   it('a Running job: a trigger takes a manual checkpoint, metrics show its records, the Prometheus text its state', async () => {

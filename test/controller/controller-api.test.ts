@@ -3,7 +3,7 @@
  * with a real worker.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import type { JobPolicy, JobState } from '../../machines/job/types.js';
 import type { Controller } from '../../src/controller/controller.js';
 import {
@@ -14,38 +14,21 @@ import {
   subjects,
   triggerCheckpointReplySchema,
   type Checkpoint,
-  type PipelineInput,
 } from '../../src/protocol/index.js';
 import type { WorkerHandle } from '../../src/worker/process.js';
 import { requestJson, startTestController, startTestWorker, TEST_POLICY, untilState, type Reply } from '../support/cluster.js';
-import { connectTo, eventually } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { eventually } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+import { impulseCountPipeline } from '../support/pipelines.js';
 
 const POLICY: Partial<JobPolicy> = { ...TEST_POLICY, stopTimeoutMs: 30_000 };
 
 /** impulse ×2 → map-key ×2 → count ×1 → preview ×1; periodic checkpoints hourly, so only triggers take them. */
-function pipeline(name: string): PipelineInput {
-  return {
-    name,
-    graph: {
-      nodes: [
-        { id: 'src', operator: 'impulse', parallelism: 2, config: { rate_per_sec: 200 } },
-        { id: 'key', operator: 'map-key', parallelism: 2, config: { modulo: 5 } },
-        { id: 'cnt', operator: 'count', parallelism: 1, config: {} },
-        { id: 'out', operator: 'preview', parallelism: 1, config: {} },
-      ],
-      edges: [
-        { from: 'src', to: 'key', kind: 'forward' },
-        { from: 'key', to: 'cnt', kind: 'shuffle' },
-        { from: 'cnt', to: 'out', kind: 'shuffle' },
-      ],
-    },
-    checkpoint_interval_micros: 3_600_000_000,
-  };
-}
+const pipeline = (name: string) => impulseCountPipeline({ name, rate: 200, modulo: 5, nodeParallelism: { src: 2, key: 2 }, checkpointIntervalMs: 3_600_000 });
+
+const it = testWithNatsServer();
 
 describe('controller: trigger_checkpoint, job metrics, Prometheus metrics', () => {
-  let server: NatsServerHandle;
   let nc: NatsConnection;
   let client: NatsConnection;
   let controller: Controller;
@@ -80,12 +63,11 @@ describe('controller: trigger_checkpoint, job metrics, Prometheus metrics', () =
     return line === undefined ? undefined : Number(line.slice(series.length + 1));
   }
 
-  beforeAll(async () => {
-    server = await startNatsServer({ jetstream: true });
-    nc = await connectTo(server.url, 'controller');
-    client = await connectTo(server.url, 'client');
+  it.beforeAll(async ({ connect }) => {
+    nc = await connect('controller');
+    client = await connect('client');
     controller = await startTestController(nc, { heartbeatTimeoutMs: 5_000, policy: POLICY });
-    worker = await startTestWorker(await connectTo(server.url, 'worker'));
+    worker = await startTestWorker(await connect('worker'));
     running = await create('running');
     await reach(running, 'Running');
   }, 60_000);
@@ -93,8 +75,6 @@ describe('controller: trigger_checkpoint, job metrics, Prometheus metrics', () =
   afterAll(async () => {
     await controller?.stop();
     await worker?.stop('immediate');
-    await Promise.all([nc, client].map((c) => c?.close()));
-    await server?.dispose();
   });
 
   it('a trigger on a Running job starts a new epoch at once; it shows as a manual checkpoint and completes', async () => {

@@ -2,7 +2,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { InspectionEvent } from 'xstate';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import type { JobPolicy, JobState } from '../../machines/job/types.js';
 import { startController, type Controller, type ControllerOptions } from '../../src/controller/controller.js';
 import { newJobId } from '../../src/controller/job-config.js';
@@ -22,7 +22,6 @@ import {
   subjects,
   type JobStateEvent,
   type JobView,
-  type PipelineInput,
 } from '../../src/protocol/index.js';
 import type { JobInspector } from '../../src/inspect/index.js';
 import type { CheckpointRecord } from '../../src/controller/job-runtime.js';
@@ -32,8 +31,10 @@ import { jobsCommand } from '../../src/cli/jobs.js';
 import { corruptCheckpoint, storedEpochs, storedRecord, storedRecords, subtaskSnapshot } from '../support/checkpoints.js';
 import { openCheckpointStore } from '../../src/checkpoint/index.js';
 import { log, requestJson, startTestController, startTestWorker, TEST_POLICY, untilState, type Reply } from '../support/cluster.js';
-import { connectTo, eventually } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { eventually } from '../support/nats.js';
+import { testWithNatsServerPerTest, type Connect } from '../support/nats-fixtures.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
+import { impulseCountPipeline } from '../support/pipelines.js';
 
 const POLICY: Partial<JobPolicy> = {
   ...TEST_POLICY,
@@ -43,28 +44,14 @@ const POLICY: Partial<JobPolicy> = {
   heartbeatTimeoutMs: 1_000,
 };
 
-function pipeline(name = 'counts'): PipelineInput {
-  return {
-    name,
-    graph: {
-      nodes: [
-        { id: 'src', operator: 'impulse', parallelism: 1, config: { rate_per_sec: 200 } },
-        { id: 'key', operator: 'map-key', parallelism: 1, config: { modulo: 5 } },
-        { id: 'cnt', operator: 'count', parallelism: 1, config: {} },
-        { id: 'out', operator: 'preview', parallelism: 1, config: {} },
-      ],
-      edges: [
-        { from: 'src', to: 'key', kind: 'forward' },
-        { from: 'key', to: 'cnt', kind: 'shuffle' },
-        { from: 'cnt', to: 'out', kind: 'shuffle' },
-      ],
-    },
-    checkpoint_interval_micros: 1_000_000,
-  };
-}
+const pipeline = (name = 'counts') => impulseCountPipeline({ name, rate: 200, modulo: 5 });
+
+// A server per test: each test starts from empty buckets.
+const it = testWithNatsServerPerTest();
 
 describe('controller', () => {
   let server: NatsServerHandle;
+  let connect: Connect;
   let nc: NatsConnection;
   let client: NatsConnection;
   let store: Store;
@@ -113,10 +100,11 @@ describe('controller', () => {
     return request(subjects.apiJobConfig(jobId), { v: 1, ...update });
   }
 
-  beforeEach(async () => {
-    server = await startNatsServer({ jetstream: true });
-    nc = await connectTo(server.url, 'controller');
-    client = await connectTo(server.url, 'client');
+  it.beforeEach(async ({ natsServer, connect: connectToServer }) => {
+    server = natsServer;
+    connect = connectToServer;
+    nc = await connect('controller');
+    client = await connect('client');
     store = await openStore(client);
     states = [];
     stateSub = client.subscribe('weir.jobs.*.state', {
@@ -126,8 +114,7 @@ describe('controller', () => {
       },
     });
     await start();
-    const workerNc = await connectTo(server.url, 'worker');
-    worker = await startTestWorker(workerNc);
+    worker = await startTestWorker(await connect('worker'));
   });
 
   afterEach(async () => {
@@ -136,8 +123,6 @@ describe('controller', () => {
     await worker?.stop('immediate');
     worker = undefined;
     stateSub.unsubscribe();
-    await Promise.all([nc, client].map((c) => c.close()));
-    await server.dispose();
   });
 
   it('creates a job over NATS that reaches Running; stop=checkpoint → Stopped; start again at generation 2; restart bumps the generation', async () => {
@@ -370,7 +355,7 @@ describe('controller', () => {
     controller = await startTestController(nc, { policy: POLICY, retainedCheckpoints: 2 });
     await worker?.stop();
     // One delta per chain: every other epoch rewrites full snapshots, so superseded blobs pile up fast.
-    worker = startWorker(await connectTo(server.url, 'worker-2'), { workerId: 'w2', slots: 8, log, heartbeatIntervalMs: 200, incrementalState: { maxDeltas: 1 } });
+    worker = startWorker(await connect('worker-2'), { workerId: 'w2', slots: 8, log, heartbeatIntervalMs: 200, incrementalState: { maxDeltas: 1 } });
     await eventually(() => expect(worker!.registered()).toBe(true));
     const jobId = await create();
     await reach(jobId, 'Running');

@@ -2,27 +2,18 @@
  * Checkpoint retention on a real nats-server: records whose subtasks keep incremental state in the
  * checkpoint store, cleaned up as the controller does it.
  */
-import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { openCheckpointStore, type CheckpointStore } from '../../src/checkpoint/index.js';
 import type { CheckpointRecord } from '../../src/controller/checkpoint-coordinator.js';
 import { cleanupCheckpoints, stateRefs } from '../../src/controller/retention.js';
 import { ensureRun, restoreSnapshot, SubtaskStateWriter, type StoredState } from '../../src/worker/subtask-state.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
-import { connectTo } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 
-let server: NatsServerHandle;
-let nc: NatsConnection;
+const it = testWithNatsServer();
 let store: CheckpointStore;
 
-beforeAll(async () => {
-  server = await startNatsServer({ jetstream: true });
-  nc = await connectTo(server.url, 'retention-test');
-  store = await openCheckpointStore(nc);
-});
-afterAll(async () => {
-  await nc?.close();
-  await server?.dispose();
+it.beforeAll(async ({ connect }) => {
+  store = await openCheckpointStore(await connect('retention-test'));
 });
 
 function record(jobId: string, epoch: number, stored: StoredState, status: CheckpointRecord['status'] = 'ready'): CheckpointRecord {

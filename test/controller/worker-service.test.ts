@@ -1,7 +1,7 @@
 import { RequestError, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { WorkerRegistry } from '../../src/controller/registry.js';
 import { startWorkerService, type LostReason, type WorkerService, type WorkerServiceOptions } from '../../src/controller/worker-service.js';
 import {
@@ -14,8 +14,8 @@ import {
   type Heartbeat,
   type RegisterWorker,
 } from '../../src/protocol/index.js';
-import { connectTo, eventually } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { eventually } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 
 const MAX_BYTES = 4096;
 
@@ -37,8 +37,9 @@ interface Lost {
 const registration = (worker_id: string, slots = 4): RegisterWorker => ({ v: 1, worker_id, slots, operators: ['source', 'count', 'sink'] });
 const heartbeat = (worker_id: string, jobs: Heartbeat['jobs'] = []): Heartbeat => ({ v: 1, worker_id, at: Date.now() * 1000, jobs });
 
+const it = testWithNatsServer({ jetstream: false });
+
 describe('worker service on a real server', () => {
-  let server: NatsServerHandle;
   let nc: NatsConnection;
   let worker: NatsConnection;
   let registry: WorkerRegistry;
@@ -46,16 +47,9 @@ describe('worker service on a real server', () => {
   let lines: LogLine[];
   let lost: Lost[];
 
-  beforeAll(async () => {
-    server = await startNatsServer({ jetstream: false });
-    nc = await connectTo(server.url, 'controller');
-    worker = await connectTo(server.url, 'worker');
-  });
-
-  afterAll(async () => {
-    await worker?.close();
-    await nc?.close();
-    await server?.dispose();
+  it.beforeAll(async ({ connect }) => {
+    nc = await connect('controller');
+    worker = await connect('worker');
   });
 
   async function start(options: Partial<WorkerServiceOptions> & { timeoutMs?: number } = {}): Promise<void> {

@@ -8,15 +8,16 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { EventSource } from 'eventsource';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import type { JobState } from '../../machines/job/types.js';
 import { controllerClient, type ControllerClient } from '../../src/api/controller-client.js';
 import type { TransitionEventData } from '../../src/api/routes/streams.js';
 import { freePort } from '../../src/shared/free-port.js';
 import { openStore, type LogRow, type Store } from '../../src/store/index.js';
 import { counterPipeline } from '../api/harness.js';
-import { connectTo, eventually } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { eventually } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
 import { killAll, WeirProcess } from '../support/processes.js';
 
 const CLIENTS = 3;
@@ -57,6 +58,8 @@ class Follower {
   }
 }
 
+const it = testWithNatsServer();
+
 describe('weir api killed and restarted under SSE clients', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
@@ -64,16 +67,14 @@ describe('weir api killed and restarted under SSE clients', () => {
   let store: Store;
   const processes = new Set<WeirProcess>();
 
-  beforeAll(async () => {
-    server = await startNatsServer({ jetstream: true });
-    nc = await connectTo(server.url, 'api-restart-test');
+  it.beforeAll(async ({ natsServer, connect }) => {
+    server = natsServer;
+    nc = await connect('api-restart-test');
     client = controllerClient(nc);
   });
 
   afterAll(async () => {
     await killAll(processes);
-    await nc?.close();
-    await server?.dispose();
   });
 
   function spawn(name: string, args: string[], ready: (p: WeirProcess) => Promise<unknown>): Promise<WeirProcess> {

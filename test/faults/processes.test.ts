@@ -3,12 +3,9 @@
  * processes that are killed with SIGKILL and restarted, and a client that talks to them over NATS only.
  * Each test gets its own server, so no job of one test is resumed by the controller of another.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import type { JobState } from '../../machines/index.js';
 import type { CheckpointRecord } from '../../src/controller/checkpoint-coordinator.js';
 import {
@@ -20,38 +17,25 @@ import {
   subjects,
   type JobStateEvent,
   type JobView,
+  type JsonValue,
+  type PipelineInput,
 } from '../../src/protocol/index.js';
 import { requestJson, untilState, type Reply } from '../support/cluster.js';
-import { connectTo, eventually } from '../support/nats.js';
+import { eventually } from '../support/nats.js';
 import { storedEpochs, storedRecord, storedRecords, subtaskSnapshot } from '../support/checkpoints.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { SERVER_CONFIG } from '../support/deployment.js';
+import { testWithNatsServerPerTest } from '../support/nats-fixtures.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
+import { impulseCountPipeline } from '../support/pipelines.js';
 import { killAll, WeirProcess } from '../support/processes.js';
 
 const HEARTBEAT_TIMEOUT_MS = 1_500;
-/** The API limit is 1 MiB; the server takes 2 MiB so that an oversized request reaches weir. */
-const SERVER_CONF = 'max_payload: 2MB\n';
-
-function counterPipeline(extra: Record<string, unknown> = {}, mapKey: Record<string, unknown> = { modulo: 5 }) {
-  return {
-    v: 1,
-    name: 'faults',
-    graph: {
-      nodes: [
-        { id: 'src', operator: 'impulse', config: { rate_per_sec: 100 } },
-        { id: 'key', operator: 'map-key', config: mapKey },
-        { id: 'cnt', operator: 'count' },
-        { id: 'out', operator: 'preview' },
-      ],
-      edges: [
-        { from: 'src', to: 'key', kind: 'forward' },
-        { from: 'key', to: 'cnt', kind: 'shuffle' },
-        { from: 'cnt', to: 'out', kind: 'forward' },
-      ],
-    },
-    checkpoint_interval_micros: 1_000_000,
-    ...extra,
-  };
+/** impulse → map-key → count → preview at 100 events/s, checkpointing every second; `extra` over the pipeline's fields. */
+function counterPipeline(extra: Partial<PipelineInput> = {}, mapKey: Record<string, JsonValue> = { modulo: 5 }): PipelineInput {
+  return { ...impulseCountPipeline({ name: 'faults', rate: 100, mapKey, sinkEdge: 'forward' }), ...extra };
 }
+
+const it = testWithNatsServerPerTest({ config: SERVER_CONFIG });
 
 describe('weir on real processes', () => {
   let server: NatsServerHandle;
@@ -60,11 +44,9 @@ describe('weir on real processes', () => {
   let states: JobStateEvent[];
   let stateSub: Subscription;
 
-  beforeEach(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'weir-faults-'));
-    writeFileSync(join(dir, 'nats.conf'), SERVER_CONF);
-    server = await startNatsServer({ jetstream: true, args: ['-c', join(dir, 'nats.conf')] });
-    client = await connectTo(server.url, 'fault-test-client');
+  it.beforeEach(async ({ natsServer, connect }) => {
+    server = natsServer;
+    client = await connect('fault-test-client');
     processes = new Set();
     states = [];
     stateSub = client.subscribe('weir.jobs.*.state', {
@@ -78,8 +60,6 @@ describe('weir on real processes', () => {
   afterEach(async () => {
     await killAll(processes);
     stateSub.unsubscribe();
-    await client.close();
-    await server.dispose();
   });
 
   async function controller(...extra: string[]): Promise<WeirProcess> {
@@ -323,25 +303,16 @@ describe('weir on real processes', () => {
   const MODULO = 7;
 
   /** Each event ends as one message `{key, value: {key, count}, ts}` on `subject`. */
-  function exactlyOncePipeline(events: number, subject: string, stream?: string) {
-    return {
-      v: 1,
+  function exactlyOncePipeline(events: number, subject: string, stream?: string): PipelineInput {
+    return impulseCountPipeline({
       name: 'exactly-once',
-      graph: {
-        nodes: [
-          { id: 'src', operator: 'impulse', parallelism: 2, config: { events, rate_per_sec: 150 } },
-          { id: 'key', operator: 'map-key', parallelism: 2, config: { modulo: MODULO } },
-          { id: 'cnt', operator: 'count', parallelism: 2 },
-          { id: 'out', operator: 'jetstream-sink', parallelism: 2, config: { subject, ...(stream === undefined ? {} : { stream }) } },
-        ],
-        edges: [
-          { from: 'src', to: 'key', kind: 'forward' },
-          { from: 'key', to: 'cnt', kind: 'shuffle' },
-          { from: 'cnt', to: 'out', kind: 'forward' },
-        ],
-      },
-      checkpoint_interval_micros: 1_000_000,
-    };
+      events,
+      rate: 150,
+      modulo: MODULO,
+      nodeParallelism: { src: 2, key: 2, cnt: 2, out: 2 },
+      sink: { operator: 'jetstream-sink', config: { subject, ...(stream === undefined ? {} : { stream }) } },
+      sinkEdge: 'forward',
+    });
   }
 
   /** Every message of the stream, in order. */

@@ -1,20 +1,22 @@
 import { RequestError, TimeoutError } from '@nats-io/nats-core';
 import { RequestOne } from '@nats-io/nats-core/internal';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, vi } from 'vitest';
 import { applyNatsRequestFix, natsCoreVersion, REQUEST_FIX_MEASURED_ON } from '../../src/jetstream/request-fix.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
 
 type Spied = { deferred: { reject: (err: unknown) => void } };
 
 const originalCancel = RequestOne.prototype.cancel;
+const it = testWithNatsServer();
 
 describe('the nats.js request fix', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
   const rejects: ReturnType<typeof vi.fn>[] = [];
 
-  beforeAll(async () => {
+  it.beforeAll(async ({ natsServer }) => {
     expect(applyNatsRequestFix('3.5.0')).toBe(false); // another version: left alone
     expect(RequestOne.prototype.cancel).toBe(originalCancel);
     expect(applyNatsRequestFix()).toBe(true);
@@ -30,7 +32,7 @@ describe('the nats.js request fix', () => {
       rejects.push(spy);
       patched.apply(this, args);
     };
-    server = await startNatsServer();
+    server = natsServer;
     nc = await connect({ servers: server.url, noAsyncTraces: true });
     nc.subscribe('echo', {
       callback: (_err, msg) => {
@@ -42,7 +44,6 @@ describe('the nats.js request fix', () => {
 
   afterAll(async () => {
     await nc?.close();
-    await server?.dispose();
   });
 
   it('is measured on the installed nats.js: when this fails, measure the new version and move REQUEST_FIX_MEASURED_ON', () => {

@@ -1,7 +1,7 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { RequestError, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import {
   JOBS_KV_BUCKET,
   JOBS_KV_STREAM,
@@ -16,8 +16,7 @@ import {
   subjects,
   type SubjectSpec,
 } from '../../src/protocol/index.js';
-import { connectTo } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 import { pipeline } from './examples.js';
 
 async function requestError(nc: NatsConnection, subject: string): Promise<unknown> {
@@ -34,22 +33,17 @@ function expectNoResponders(err: unknown): void {
   expect((err as RequestError).isNoResponders()).toBe(true);
 }
 
+const it = testWithNatsServer();
+
 describe('protocol subjects on a real server with the weir streams', () => {
-  let server: NatsServerHandle;
   let nc: NatsConnection;
 
-  beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connectTo(server.url, 'protocol-test');
+  it.beforeAll(async ({ connect }) => {
+    nc = await connect('protocol-test');
     const jsm = await jetstreamManager(nc);
     await jsm.streams.add({ name: JOB_LOG_STREAM, subjects: [...JOB_LOG_SUBJECTS] });
     await new Kvm(nc).create(JOBS_KV_BUCKET);
     expect((await jsm.streams.info(JOBS_KV_STREAM)).config.name).toBe(JOBS_KV_STREAM);
-  });
-
-  afterAll(async () => {
-    await nc?.close();
-    await server?.dispose();
   });
 
   it('answers a request on a stream subject with a PubAck (the trap the layout avoids)', async () => {

@@ -1,10 +1,11 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { openStore, StoreValidationError, type LogEvent, type LogRow, type Page, type Store } from '../../src/store/index.js';
 import { connectTo } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
 import { closeAll, error, FAST, jobId, transition, warning } from './helpers.js';
 
 /** Walks all pages newest first; checks each page's shape on the way. */
@@ -26,20 +27,17 @@ function expectStrictlyDescending(rows: LogRow[]): void {
   for (let i = 1; i < rows.length; i++) expect(rows[i]!.seq).toBeLessThan(rows[i - 1]!.seq);
 }
 
+const it = testWithNatsServer();
+
 describe('EventLog', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
   let store: Store;
 
-  beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connectTo(server.url, 'event-log');
+  it.beforeAll(async ({ natsServer, connect }) => {
+    server = natsServer;
+    nc = await connect('event-log');
     store = await openStore(nc, FAST);
-  });
-
-  afterAll(async () => {
-    await closeAll(nc);
-    await server?.dispose();
   });
 
   it('creates the stream as specified', async () => {

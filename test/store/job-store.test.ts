@@ -1,7 +1,7 @@
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import {
   ConflictError,
   openStore,
@@ -13,23 +13,21 @@ import {
   type Store,
 } from '../../src/store/index.js';
 import { connectTo, eventually } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
 import { closeAll, config, FAST, jobId, spec } from './helpers.js';
+
+const it = testWithNatsServer();
 
 describe('JobStore', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
   let store: Store;
 
-  beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connectTo(server.url, 'job-store');
+  it.beforeAll(async ({ natsServer, connect }) => {
+    server = natsServer;
+    nc = await connect('job-store');
     store = await openStore(nc, FAST);
-  });
-
-  afterAll(async () => {
-    await closeAll(nc);
-    await server?.dispose();
   });
 
   it('opens idempotently, also from several connections at once', async () => {

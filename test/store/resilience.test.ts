@@ -1,9 +1,10 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { openStore, StoreUnavailableError, type ConfigChange, type LogRow, type Store } from '../../src/store/index.js';
 import { connectTo, eventually } from '../support/nats.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
-import { closeAll, config, FAST, jobId, spec, transition, warning } from './helpers.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
+import { config, FAST, jobId, spec, transition, warning } from './helpers.js';
 
 /** Deadlines of the "server is gone" checks: the operation must fail within this, never hang. */
 const SHORT = { requestTimeoutMs: 200, operationTimeoutMs: 1_000 };
@@ -21,14 +22,16 @@ async function failsFast(what: () => Promise<unknown>): Promise<number> {
   return elapsed;
 }
 
+const it = testWithNatsServer();
+
 describe('store across server restarts and outages', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
   let store: Store;
 
-  beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connectTo(server.url, 'resilience');
+  it.beforeAll(async ({ natsServer, connect }) => {
+    server = natsServer;
+    nc = await connect('resilience');
     // The restart takes a second or two; the default-ish budget rides it out without help.
     store = await openStore(nc, { ...FAST, operationTimeoutMs: 15_000 });
   });
@@ -36,11 +39,6 @@ describe('store across server restarts and outages', () => {
   afterEach(async () => {
     // A test that stopped the server brings it back for the next one.
     await server.restart();
-  });
-
-  afterAll(async () => {
-    await closeAll(nc);
-    await server?.dispose();
   });
 
   it('keeps jobs and events across a restart and goes on working on the same connection', async () => {

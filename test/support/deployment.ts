@@ -3,9 +3,6 @@
  * `weir controller` and `weir worker` processes (killed, paused and restarted at will), and a client that
  * talks to them over NATS only, as any user would.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { expect } from 'vitest';
 import type { JobState } from '../../machines/job/types.js';
@@ -26,8 +23,11 @@ export interface DeploymentOptions {
   env?: Record<string, string>;
 }
 
-/** The API limit is 1 MiB; the server takes 2 MiB so that an oversized request reaches weir. */
-const SERVER_CONF = 'max_payload: 2MB\n';
+/**
+ * The server configuration weir's processes are tested against: the API limit is 1 MiB, the server takes
+ * 2 MiB so that an oversized request reaches weir.
+ */
+export const SERVER_CONFIG = 'max_payload: 2MB\n';
 
 export class Deployment {
   readonly processes = new Set<WeirProcess>();
@@ -40,9 +40,7 @@ export class Deployment {
   ) {}
 
   static async start(options: DeploymentOptions = {}): Promise<Deployment> {
-    const dir = mkdtempSync(join(tmpdir(), 'weir-deployment-'));
-    writeFileSync(join(dir, 'nats.conf'), SERVER_CONF);
-    const server = await startNatsServer({ jetstream: true, args: ['-c', join(dir, 'nats.conf')] });
+    const server = await startNatsServer({ jetstream: true, config: SERVER_CONFIG });
     const client = await connectTo(server.url, 'deployment-client');
     return new Deployment(server, client, options);
   }

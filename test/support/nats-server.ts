@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, unlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,10 @@ const POLL_MS = 25;
 const TAIL_LINES = 64;
 
 export interface NatsServerOptions {
+  /** Default true: JetStream on, its store in the server's own directory. */
   jetstream?: boolean;
+  /** The text of a configuration file, written to the server's own directory and passed with `-c`. */
+  config?: string;
   args?: string[];
 }
 
@@ -219,7 +222,13 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   const binary = findNatsServer();
   const dir = await mkdtemp(join(tmpdir(), 'weir-nats-'));
   await mkdir(join(dir, 'ports'));
-  const server = new NatsServer(binary, dir, opts.jetstream ?? true, opts.args ?? []);
+  const configArgs: string[] = [];
+  if (opts.config !== undefined) {
+    const file = join(dir, 'nats.conf');
+    await writeFile(file, opts.config);
+    configArgs.push('-c', file);
+  }
+  const server = new NatsServer(binary, dir, opts.jetstream ?? true, [...configArgs, ...(opts.args ?? [])]);
   try {
     await server.start();
   } catch (err) {

@@ -1,11 +1,10 @@
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { CHECKPOINT_FORMAT_VERSION, CHECKPOINTS_KV_BUCKET, checkpointKey, uuidv7 } from '../../src/protocol/index.js';
 import { checkpointState } from '../../src/worker/process.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
-import { connectTo } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 
 const T = 1_753_000_000_000_000;
 const subtasks = [
@@ -14,20 +13,15 @@ const subtasks = [
 ];
 const v1 = { job_id: 'job-1', generation: 1, epoch: 3, min_epoch: 0, kind: 'periodic', start_time: T, completed_at: T + 9, operators: [], subtasks, spans: [] };
 
+const it = testWithNatsServer();
+
 describe('a worker reading its restore record', () => {
-  let server: NatsServerHandle;
   let nc: NatsConnection;
   let kv: KV;
 
-  beforeAll(async () => {
-    server = await startNatsServer({ jetstream: true });
-    nc = await connectTo(server.url, 'worker');
+  it.beforeAll(async ({ connect }) => {
+    nc = await connect('worker');
     kv = await new Kvm(jetstream(nc)).create(CHECKPOINTS_KV_BUCKET, { history: 1 });
-  });
-
-  afterAll(async () => {
-    await nc?.close();
-    await server?.dispose();
   });
 
   it('reads the current format and a v1 record alike', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { validateGraph, type DataRecord, type Graph, type JsonValue } from '../../src/protocol/index.js';
+import { validateGraph, type DataRecord, type JsonValue } from '../../src/protocol/index.js';
 import { instantiate, OPERATORS, UserError, type OperatorContext, type OperatorInstance } from '../../src/worker/index.js';
+import { impulseCountGraph } from '../support/pipelines.js';
 
 function open(operator: string, config: unknown, ctx: Partial<OperatorContext> = {}) {
   const emitted: DataRecord[] = [];
@@ -131,19 +132,7 @@ describe('sinks', () => {
 });
 
 describe('OPERATORS registry', () => {
-  const graph: Graph = {
-    nodes: [
-      { id: 'src', operator: 'impulse', parallelism: 2, config: { events: 10 } },
-      { id: 'key', operator: 'map-key', parallelism: 2, config: { modulo: 10 } },
-      { id: 'cnt', operator: 'count', parallelism: 2, config: {} },
-      { id: 'out', operator: 'preview', parallelism: 1, config: {} },
-    ],
-    edges: [
-      { from: 'src', to: 'key', kind: 'forward' },
-      { from: 'key', to: 'cnt', kind: 'shuffle' },
-      { from: 'cnt', to: 'out', kind: 'shuffle' },
-    ],
-  };
+  const graph = impulseCountGraph({ events: 10, rate: 'max', modulo: 10, nodeParallelism: { src: 2, key: 2, cnt: 2 } });
 
   it('is a valid availableOperators map for validateGraph', () => {
     expect(validateGraph({ graph }, OPERATORS)).toEqual([]);

@@ -1,5 +1,5 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import { encode, subjects, type DataRecord, type Graph } from '../../src/protocol/index.js';
 import {
   InputGate,
@@ -11,25 +11,16 @@ import {
   type DataTransport,
   type FailureReport,
 } from '../../src/worker/index.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
 import { connectTo, eventually } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+import { impulseCountGraph, impulseToSinkGraph } from '../support/pipelines.js';
 
 const JOB = 'job1';
 
-function graph(events: number, rate?: number): Graph {
-  return {
-    nodes: [
-      { id: 'src', operator: 'impulse', parallelism: 2, config: { events, ...(rate ? { rate_per_sec: rate } : {}) } },
-      { id: 'key', operator: 'map-key', parallelism: 2, config: { modulo: 10 } },
-      { id: 'cnt', operator: 'count', parallelism: 2, config: {} },
-      { id: 'out', operator: 'preview', parallelism: 1, config: {} },
-    ],
-    edges: [
-      { from: 'src', to: 'key', kind: 'forward' },
-      { from: 'key', to: 'cnt', kind: 'shuffle' },
-      { from: 'cnt', to: 'out', kind: 'shuffle' },
-    ],
-  };
+/** impulse ×2 → map-key ×2 → count ×2 → preview, `events` in all, as fast as it goes unless `rate` is given. */
+function graph(events: number, rate: number | 'max' = 'max'): Graph {
+  return impulseCountGraph({ events, rate, modulo: 10, nodeParallelism: { src: 2, key: 2, cnt: 2 } });
 }
 
 interface Run {
@@ -79,20 +70,20 @@ function finalCounts(rows: Array<{ key: string; count: number }>): Record<string
 
 const hundredEach = Object.fromEntries([...'0123456789'].map((k) => [k, 100]));
 
+const it = testWithNatsServer({ jetstream: false });
+
 describe('data plane on a real nats-server', () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
   let transport: ReturnType<typeof natsTransport>;
 
-  beforeAll(async () => {
-    server = await startNatsServer({ jetstream: false });
-    nc = await connectTo(server.url, 'worker-test');
+  it.beforeAll(async ({ natsServer, connect }) => {
+    server = natsServer;
+    nc = await connect('worker-test');
     transport = natsTransport(nc);
   });
-  afterAll(async () => {
+  afterAll(() => {
     transport?.close();
-    await nc?.close();
-    await server?.dispose();
   });
 
   it('checkpoints at a barrier mid-stream, and a restore from it gives exactly the uninterrupted result', async () => {
@@ -196,13 +187,7 @@ describe('data plane on a real nats-server', () => {
   it('a lost connection fails the tasks (external, retry) instead of losing records silently', async () => {
     const own = await connectTo(server.url, 'worker-disconnect');
     const t = natsTransport(own);
-    const g: Graph = {
-      nodes: [
-        { id: 'src', operator: 'impulse', parallelism: 1, config: { rate_per_sec: 1000 } },
-        { id: 'sink', operator: 'log', parallelism: 1, config: {} },
-      ],
-      edges: [{ from: 'src', to: 'sink', kind: 'forward' }],
-    };
+    const g = impulseToSinkGraph({ rate: 1000 });
     const failures: FailureReport[] = [];
     const runners = subtaskSpecs(g, JOB, 9).map((spec) => new SubtaskRunner(t, spec, { onFailed: (f) => failures.push(f) }));
     await runners[1]!.start();

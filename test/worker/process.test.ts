@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect } from 'vitest';
 import { WorkerRegistry } from '../../src/controller/registry.js';
 import { startWorkerService, type WorkerService } from '../../src/controller/worker-service.js';
 import {
@@ -25,21 +25,14 @@ import { startNatsServer, type NatsServerHandle } from '../support/nats-server.j
 import { openCheckpointStore } from '../../src/checkpoint/index.js';
 import { restoreSnapshot } from '../../src/worker/subtask-state.js';
 import { connectTo, eventually } from '../support/nats.js';
+import { testWithNatsServer, type Connect } from '../support/nats-fixtures.js';
+import { impulseCountGraph, impulseToSinkGraph } from '../support/pipelines.js';
 
 const silent = pino({ level: 'silent' });
 
+/** impulse → count → preview, one subtask each. */
 function graph(events: number | undefined, rate: number): Graph {
-  return {
-    nodes: [
-      { id: 'src', operator: 'impulse', parallelism: 1, config: { ...(events === undefined ? {} : { events }), rate_per_sec: rate } },
-      { id: 'cnt', operator: 'count', parallelism: 1, config: {} },
-      { id: 'out', operator: 'preview', parallelism: 1, config: {} },
-    ],
-    edges: [
-      { from: 'src', to: 'cnt', kind: 'shuffle' },
-      { from: 'cnt', to: 'out', kind: 'forward' },
-    ],
-  };
+  return impulseCountGraph({ events, rate, sinkEdge: 'forward' });
 }
 
 function startMessage(job: string, generation: number, g: Graph): StartExecution {
@@ -83,15 +76,18 @@ function observe(nc: NatsConnection, job: string): Observed {
 
 const keys = (events: Array<{ node_id: string; subtask_index: number }>) => [...new Set(events.map((e) => `${e.node_id}/${e.subtask_index}`))].sort();
 
+const it = testWithNatsServer();
+
 describe('worker process on a real server', () => {
   let server: NatsServerHandle;
+  let connect: Connect;
   let nc: NatsConnection;
   let registry: WorkerRegistry;
   let service: WorkerService;
   const workers: WorkerHandle[] = [];
 
   async function newWorker(workerId: string, slots = 4, extra: { maxMessageBytes?: number } = {}): Promise<WorkerHandle> {
-    const conn = await connectTo(server.url, workerId);
+    const conn = await connect(workerId);
     const worker = startWorker(conn, { workerId, slots, log: silent, metricsIntervalMs: 50, ...extra });
     workers.push(worker);
     await eventually(() => expect(registry.get(workerId)).toBeDefined());
@@ -112,9 +108,10 @@ describe('worker process on a real server', () => {
     }
   }
 
-  beforeAll(async () => {
-    server = await startNatsServer({ jetstream: true });
-    nc = await connectTo(server.url, 'controller');
+  it.beforeAll(async ({ natsServer, connect: connectToServer }) => {
+    server = natsServer;
+    connect = connectToServer;
+    nc = await connect('controller');
     registry = new WorkerRegistry({ heartbeatTimeoutMs: 30_000 });
     service = startWorkerService(nc, registry, { log: silent, heartbeatIntervalMs: 100, metricsIntervalMs: 50 });
     await service.ready();
@@ -126,8 +123,6 @@ describe('worker process on a real server', () => {
 
   afterAll(async () => {
     await service?.stop();
-    await nc?.close();
-    await server?.dispose();
   });
 
   it('registers, heartbeats, and registers again after unknown_worker', async () => {
@@ -243,7 +238,7 @@ describe('worker process on a real server', () => {
     // Still serving: a good start after all that works.
     expect((await ask(start, startMessage('job-b', 1, graph(10, 100)))).ok).toBe(true);
     // Too many slots for this worker.
-    const wide = startMessage('job-c', 1, { nodes: [{ id: 'src', operator: 'impulse', parallelism: 8, config: {} }, { id: 'out', operator: 'log', parallelism: 8, config: {} }], edges: [{ from: 'src', to: 'out', kind: 'forward' }] });
+    const wide = startMessage('job-c', 1, impulseToSinkGraph({ rate: 'max', nodeParallelism: 8 }));
     wide.program.assignments = [{ node_id: 'src', subtasks: [0, 1, 2, 3, 4] }];
     await expectError(start, wide, 'conflict');
     expect([...worker.running().keys()]).not.toContain('job-c');
@@ -280,24 +275,34 @@ describe('worker process on a real server', () => {
     expect(worker.running()).toEqual(new Map([['job-g', 2]]));
     expect(worker.stats().rejected).toMatchObject({ stale_generation: 3, conflict: 1 });
 
-    // Generation 3 fences generation 2 (PR #914): its runners stop at once and nothing more is heard of it.
-    let dataOf2 = 0;
-    const data2 = nc.subscribe('weir.data.job-g.2.>', {
-      callback: () => {
-        dataOf2++;
-      },
-    });
-    await eventually(() => expect(dataOf2).toBeGreaterThan(0));
+    // Generation 3 fences generation 2 (PR #914): its runners stop before the start is answered, and
+    // nothing more is heard of it. The worker publishes data, outputs and replies on one connection, and
+    // the server hands them to this one in that order: what generation 2 sent before the fence has
+    // arrived with the reply; anything it sent after would arrive among generation 3's data.
+    const dataOf = (generation: number) => {
+      let messages = 0;
+      const sub = nc.subscribe(`weir.data.job-g.${generation}.>`, {
+        callback: () => {
+          messages++;
+        },
+      });
+      return { messages: () => messages, sub };
+    };
+    const data2 = dataOf(2);
+    await eventually(() => expect(data2.messages()).toBeGreaterThan(0));
     expect((await ask(start, startMessage('job-g', 3, graph(undefined, 200)))).ok).toBe(true);
+    const fenced = data2.messages();
+    const outputsOf2 = seen.outputs.filter((o) => o.generation === 2).length;
     expect(worker.running()).toEqual(new Map([['job-g', 3]]));
     await eventually(() => expect(seen.tasks.filter((e) => e.generation === 3 && e.event === 'started')).toHaveLength(3));
-    const outputsOf2 = seen.outputs.filter((o) => o.generation === 2).length;
     await eventually(() => expect(registry.get('w-gen')?.reported).toEqual([{ jobId: 'job-g', generation: 3, slots: 1 }]));
-    await sleep(100);
-    const settled = dataOf2;
-    await sleep(300);
-    expect(dataOf2).toBe(settled);
-    data2.unsubscribe();
+    // Generation 3 runs the same graph at the same rate: while it sends these, a live generation 2 would too.
+    const data3 = dataOf(3);
+    await nc.flush();
+    await eventually(() => expect(data3.messages()).toBeGreaterThanOrEqual(20));
+    expect(data2.messages()).toBe(fenced);
+    data2.sub.unsubscribe();
+    data3.sub.unsubscribe();
     expect(seen.outputs.filter((o) => o.generation === 2).length).toBe(outputsOf2);
     expect(seen.tasks.filter((e) => e.generation === 2 && e.event !== 'started')).toEqual([]);
     await expectError(subjects.workerStop('w-gen'), { v: 1, job_id: 'job-g', generation: 2, mode: 'immediate' }, 'stale_generation');

@@ -1,23 +1,14 @@
 /** A subtask's snapshot in the checkpoint store, written incrementally, on a real nats-server. */
-import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { openCheckpointStore, type CheckpointStore } from '../../src/checkpoint/index.js';
 import { ensureRun, restoreSnapshot, SubtaskStateWriter, VALUE_TABLE } from '../../src/worker/subtask-state.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
-import { connectTo } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
 
-let server: NatsServerHandle;
-let nc: NatsConnection;
+const it = testWithNatsServer();
 let store: CheckpointStore;
 
-beforeAll(async () => {
-  server = await startNatsServer({ jetstream: true });
-  nc = await connectTo(server.url, 'subtask-state-test');
-  store = await openCheckpointStore(nc);
-});
-afterAll(async () => {
-  await nc?.close();
-  await server?.dispose();
+it.beforeAll(async ({ connect }) => {
+  store = await openCheckpointStore(await connect('subtask-state-test'));
 });
 
 describe('SubtaskStateWriter', () => {

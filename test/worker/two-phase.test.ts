@@ -5,8 +5,7 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Graph } from '../../src/protocol/index.js';
+import { describe, expect } from 'vitest';
 import {
   instantiate,
   natsTransport,
@@ -18,19 +17,15 @@ import {
   type OperatorContext,
   type RunnerOutcome,
 } from '../../src/worker/index.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
-import { connectTo, eventually } from '../support/nats.js';
+import { eventually } from '../support/nats.js';
+import { testWithNatsServer } from '../support/nats-fixtures.js';
+import { impulseToSinkGraph } from '../support/pipelines.js';
 
-let server: NatsServerHandle;
+const it = testWithNatsServer();
 let nc: NatsConnection;
 
-beforeAll(async () => {
-  server = await startNatsServer({ jetstream: true });
-  nc = await connectTo(server.url, 'two-phase-test');
-});
-afterAll(async () => {
-  await nc?.close();
-  await server?.dispose();
+it.beforeAll(async ({ connect }) => {
+  nc = await connect('two-phase-test');
 });
 
 async function streamMessages(stream: string): Promise<number> {
@@ -93,13 +88,7 @@ describe('jetstream-sink', () => {
 });
 
 describe('a final checkpoint through the runners', () => {
-  const graph = (subject: string, stream: string): Graph => ({
-    nodes: [
-      { id: 'src', operator: 'impulse', parallelism: 1, config: { events: 20 } },
-      { id: 'out', operator: 'jetstream-sink', parallelism: 1, config: { subject, stream } },
-    ],
-    edges: [{ from: 'src', to: 'out', kind: 'forward' }],
-  });
+  const graph = (subject: string, stream: string) => impulseToSinkGraph({ events: 20, rate: 'max', sink: 'jetstream-sink', sinkConfig: { subject, stream } });
 
   async function start(generation: number, subject: string, stream: string, finalCommitTimeoutMs?: number) {
     const transport = natsTransport(nc);
