@@ -1,0 +1,103 @@
+/**
+ * Serving the API request subjects (`SUBJECTS.api*`) in the controller's queue group: each request is
+ * counted, handed to its handler, and answered with the handler's reply or, should the handler throw or
+ * reject, with an error reply carrying the error's code (`errorCodeOf`). A handler's failure never
+ * escapes: anything unexpected is answered with `internal` and logged as an error.
+ */
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { SUBJECTS, encode, errorCodeOf, errorReply, truncateErrorText, type ErrorCode } from '../protocol/index.js';
+import type { ControllerMetrics } from './controller-metrics.js';
+
+export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list' | 'views' | 'checkpoints' | 'checkpoint' | 'trigger_checkpoint' | 'job_metrics' | 'metrics' | 'workers';
+
+/** One handler per request kind; its resolved value is the reply. */
+export type RequestHandlers = Record<ApiRequest, (msg: Msg) => Promise<unknown>>;
+
+export interface RequestCounts {
+  received: Record<ApiRequest, number>;
+  /** RequestRejected requests by error code. */
+  rejected: Partial<Record<ErrorCode, number>>;
+}
+
+export interface RequestServerOptions {
+  nc: NatsConnection;
+  /** The queue group the controllers share. */
+  queue: string;
+  handlers: RequestHandlers;
+  /** Where each request and each rejection is counted too. */
+  metrics: ControllerMetrics;
+  log: Logger;
+}
+
+export interface RequestServer {
+  /** What has been received and rejected so far (copies). */
+  counts(): RequestCounts;
+  /** Drains every subscription: requests already received are still answered. */
+  drain(): Promise<void>;
+}
+
+function codeOf(err: unknown): { code: ErrorCode; message: string } {
+  return { code: errorCodeOf(err), message: err instanceof Error ? err.message : String(err) };
+}
+
+/** Subscribes to every API subject; the subscriptions are made when this returns (flush the connection to have the server know them). */
+export function startRequestServer(options: RequestServerOptions): RequestServer {
+  const { nc, queue, handlers, metrics, log } = options;
+  const counts: RequestCounts = {
+    received: { create: 0, config: 0, delete: 0, get: 0, list: 0, views: 0, checkpoints: 0, checkpoint: 0, trigger_checkpoint: 0, job_metrics: 0, metrics: 0, workers: 0 },
+    rejected: {},
+  };
+
+  function serve(kind: ApiRequest, subject: string): Subscription {
+    return nc.subscribe(subject, {
+      queue,
+      callback: (err, msg) => {
+        if (err !== null) {
+          log.error({ err, subject }, 'API subscription failed');
+          return;
+        }
+        counts.received[kind]++;
+        metrics.request(kind);
+        // A handler that throws synchronously is answered like one that rejects.
+        void new Promise<unknown>((resolve) => resolve(handlers[kind](msg))).then(
+          (reply) => msg.respond(encode(reply)),
+          (e: unknown) => {
+            const { code, message } = codeOf(e);
+            counts.rejected[code] = (counts.rejected[code] ?? 0) + 1;
+            metrics.rejection(code);
+            if (code === 'internal') log.error({ err: e, subject: msg.subject }, 'API request failed');
+            else log.warn({ code, reason: message, subject: msg.subject }, 'API request rejected');
+            try {
+              msg.respond(encode(errorReply(code, truncateErrorText(message))));
+            } catch (respondErr) {
+              log.warn({ err: respondErr }, 'could not send the error reply');
+            }
+          },
+        );
+      },
+    });
+  }
+
+  const subscriptions = [
+    serve('create', SUBJECTS.apiJobsCreate.wildcard),
+    serve('list', SUBJECTS.apiJobsList.wildcard),
+    serve('views', SUBJECTS.apiJobsViews.wildcard),
+    serve('config', SUBJECTS.apiJobConfig.wildcard),
+    serve('delete', SUBJECTS.apiJobDelete.wildcard),
+    serve('get', SUBJECTS.apiJobGet.wildcard),
+    serve('checkpoints', SUBJECTS.apiJobCheckpoints.wildcard),
+    serve('checkpoint', SUBJECTS.apiJobCheckpoint.wildcard),
+    serve('trigger_checkpoint', SUBJECTS.apiJobTriggerCheckpoint.wildcard),
+    serve('job_metrics', SUBJECTS.apiJobMetrics.wildcard),
+    serve('metrics', SUBJECTS.apiMetrics.wildcard),
+    serve('workers', SUBJECTS.apiWorkersList.wildcard),
+  ];
+
+  return {
+    counts: () => ({ received: { ...counts.received }, rejected: { ...counts.rejected } }),
+    async drain() {
+      await Promise.allSettled(subscriptions.map((s) => s.drain()));
+    },
+  };
+}
