@@ -6,10 +6,9 @@ describe('retry', () => {
     const pauses: number[] = [];
     let calls = 0;
     const value = await retry(
-      async (n) => {
+      (n) => {
         calls++;
-        if (n < 3) throw new Error(`attempt ${n}`);
-        return 'done';
+        return n < 3 ? Promise.reject(new Error(`attempt ${n}`)) : Promise.resolve('done');
       },
       { pauseMs: (n) => n, onRetry: (_err, _n, pause) => pauses.push(pause) },
     );
