@@ -5,7 +5,8 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG } from '../../machines/job/policy.js';
 import type { DesiredConfig, JobPolicy } from '../../machines/job/types.js';
-import { createJobRuntime, JobRuntimes, type CheckpointRecord, type JobRuntime, type JobRuntimeOptions, type RuntimeSpec } from '../../src/controller/job-runtime.js';
+import { createJobRuntime, type CheckpointRecord, type JobRuntime, type JobRuntimeOptions, type RuntimeSpec } from '../../src/controller/job-runtime.js';
+import { JobRuntimes } from '../../src/controller/job-runtimes.js';
 import { WorkerRegistry } from '../../src/controller/registry.js';
 import { startWorkerService, type WorkerService } from '../../src/controller/worker-service.js';
 import {
