@@ -1,6 +1,7 @@
 /**
  * The checkpoint store as a library (`import { openCheckpointStore } from 'weir/checkpoint'`): runs,
- * checkpoints and events on JetStream, for the controller, the workers and other orchestrators alike.
+ * checkpoints and events on JetStream, for the controller, the workers and other orchestrators alike;
+ * and a job's checkpoint records, which weir's controller and workers both read.
  */
 export {
   CheckpointStore,
@@ -35,6 +36,13 @@ export {
   type Run,
   type RunStatus,
 } from './schemas.js';
+export {
+  JobCheckpointRecords,
+  openCheckpointKv,
+  type JobCheckpointRecordsOptions,
+  type StoredRecord,
+  type UnreadableRecord,
+} from './job-records.js';
 export { CorruptCheckpointError, RunContentionError, RunExistsError, UnknownRunError } from './errors.js';
 export {
   ConflictError,

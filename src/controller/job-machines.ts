@@ -4,6 +4,7 @@
  * (bench:controller, heap snapshot at 1,000 jobs). Here the machine is provided once, and its actors and
  * side effects find the runtime they belong to by the job id every one of them carries.
  */
+import type { SnapshotFrom } from 'xstate';
 import { jobMachine } from '../../machines/job/machine.js';
 import type { StopResult } from '../../machines/job/setup.js';
 import {
@@ -16,6 +17,9 @@ import {
   type StopInput,
 } from '../../machines/job/types.js';
 import { settledActor } from './job-time.js';
+
+/** A job actor's snapshot. */
+export type JobSnapshot = SnapshotFrom<typeof jobMachine>;
 
 /** What one job runtime implements for the machine. */
 export interface JobHooks {

@@ -13,7 +13,8 @@ import { backoffMs } from '../shared/backoff.js';
 import { retry } from '../shared/retry.js';
 import { desired, specOf } from './job-config.js';
 import type { JobMetrics } from './job-metrics.js';
-import type { JobRuntime, JobRuntimeOptions, JobRuntimes, ResumeState } from './job-runtime.js';
+import type { JobRuntime, JobRuntimeOptions, ResumeState } from './job-runtime.js';
+import type { JobRuntimes } from './job-runtimes.js';
 import { resumePlan } from './resume-plan.js';
 
 /** Trigger ids remembered per job (the newest), for idempotent trigger requests. */

@@ -10,10 +10,12 @@
  *   writer's chain after a failed epoch, is still being built on.
  * Records older than the K go `compacting` before their blobs are deleted and `compacted` after: they
  * stay readable as history and are never restored. The minimum epoch advances only once a cleanup
- * succeeded; a failed cleanup is retried at the next turn.
+ * succeeded; a failed cleanup is retried at the next turn. `JobRetention` decides when a job's cleanup runs.
  */
+import type { Logger } from 'pino';
 import { parseStateRef, pruneUnreferenced, type CheckpointStore, type StateRef } from '../checkpoint/index.js';
-import type { CheckpointRecord } from './checkpoint-coordinator.js';
+import type { CheckpointCoordinator, CheckpointRecord } from './checkpoint-coordinator.js';
+import type { CheckpointRecords } from './checkpoint-records.js';
 
 export const DEFAULT_RETAINED_CHECKPOINTS = 10;
 export const CLEANUP_EVERY_EPOCHS = 4;
@@ -69,4 +71,52 @@ export async function cleanupCheckpoints(input: CleanupInput): Promise<CleanupRe
   const deleted = await pruneUnreferenced(store, refs);
   for (const record of expired) await input.rewrite({ ...record, status: 'compacted' });
   return { deleted, retained: retained.map((r) => r.epoch), minEpoch: retained[0]?.epoch ?? null };
+}
+
+export interface JobRetentionOptions {
+  log: Logger;
+  /** Where the subtasks' state blobs are. */
+  stateStore: () => Promise<CheckpointStore>;
+  records: Pick<CheckpointRecords, 'list' | 'rewrite'>;
+  /** A cleanup waits while a checkpoint is in flight; one that succeeded advances the minimum epoch. */
+  coordinator: Pick<CheckpointCoordinator, 'inFlightEpoch' | 'advanceMinEpoch'>;
+  /** Restorable checkpoints kept. */
+  keep: number;
+  /** Epochs a restore is reading: kept whatever their age. */
+  pinned: ReadonlySet<number>;
+  /** A runtime that stopped starts no cleanup. */
+  stopped: () => boolean;
+}
+
+/** One job's cleanups: when one runs, and what it is given. */
+export class JobRetention {
+  private lastEpoch = 0;
+  private running = false;
+
+  constructor(private readonly options: JobRetentionOptions) {}
+
+  /**
+   * Every `CLEANUP_EVERY_EPOCHS` epochs, with no checkpoint in flight and none running already: deletes
+   * the state no retained checkpoint needs, then advances the minimum epoch. A failure is logged and
+   * retried at the next turn.
+   */
+  maybeCleanup(record: CheckpointRecord): void {
+    const { log, stateStore, records, coordinator, keep, pinned, stopped } = this.options;
+    if (this.running || record.epoch - this.lastEpoch < CLEANUP_EVERY_EPOCHS || !hasStoredState(record)) return;
+    if (coordinator.inFlightEpoch() !== null || stopped()) return;
+    this.running = true;
+    void (async () => {
+      try {
+        const store = await stateStore();
+        const result = await cleanupCheckpoints({ store, records: await records.list(), keep, pinned, rewrite: (r) => records.rewrite(r) });
+        this.lastEpoch = record.epoch;
+        if (result.minEpoch !== null) coordinator.advanceMinEpoch(result.minEpoch);
+        log.debug({ epoch: record.epoch, deleted: result.deleted.length, retained: result.retained, minEpoch: result.minEpoch }, 'checkpoint cleanup');
+      } catch (err) {
+        log.warn({ err, epoch: record.epoch }, 'checkpoint cleanup failed; retrying at the next turn');
+      } finally {
+        this.running = false;
+      }
+    })();
+  }
 }

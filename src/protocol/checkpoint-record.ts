@@ -12,8 +12,7 @@
  */
 import { createHash, randomFillSync } from 'node:crypto';
 import { z } from 'zod';
-import { countSchema, microsSchema } from './primitives.js';
-import { commitDataSchema } from './messages.js';
+import { commitDataSchema, countSchema, microsSchema } from './primitives.js';
 import { msFromMicros } from '../shared/micros.js';
 
 export const CHECKPOINT_FORMAT_VERSION = 3;

@@ -13,6 +13,7 @@ export {
   ID_PATTERN,
   idSchema,
   jsonValueSchema,
+  commitDataSchema,
   isValidId,
   truncateErrorText,
   type JsonValue,

@@ -11,6 +11,7 @@ import { graphSchema, pipelineSchema } from './pipeline.js';
 import {
   MAX_LIST_LIMIT,
   checkpointIntervalSchema,
+  commitDataSchema,
   countSchema,
   errorDomainSchema,
   errorTextSchema,
@@ -349,9 +350,6 @@ export const checkpointProgressSchema = z.strictObject({
   event: z.enum(CHECKPOINT_PROGRESS_EVENTS),
   epoch: countSchema,
 });
-
-/** Two-phase-commit data: opaque base64 bytes or an opaque JSON object. */
-export const commitDataSchema = z.union([z.base64(), jsonObjectSchema]);
 
 export const checkpointCompletedSchema = z.strictObject({
   ...subtaskRef,

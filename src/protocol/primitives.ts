@@ -66,6 +66,12 @@ export const jsonValueSchema = z.custom<JsonValue>((value) => value !== undefine
 /** An opaque JSON object (operator config, table metadata). */
 export const jsonObjectSchema = z.record(z.string(), z.custom<JsonValue>((value) => value !== undefined));
 
+/**
+ * Two-phase-commit data: opaque base64 bytes or an opaque JSON object. Here rather than with the messages:
+ * the checkpoint record format carries it too, and it must not load the messages (they load the machines).
+ */
+export const commitDataSchema = z.union([z.base64(), jsonObjectSchema]);
+
 const encoder = new TextEncoder();
 
 function fitsErrorText(text: string): boolean {

@@ -41,8 +41,6 @@ import {
   heartbeatSchema,
   ackSchema,
   checkpointKey,
-  readCheckpointRecord,
-  RESTORABLE_STATUSES,
   isValidId,
   registerWorkerReplySchema,
   registerWorkerSchema,
@@ -65,7 +63,7 @@ import { natsTransport, type DataTransport } from './dataplane/transport.js';
 import { SubtaskRunner, type RunnerOptions } from './dataplane/runner.js';
 import { subtaskKey, subtaskSpecs } from './dataplane/graph.js';
 import { OPERATORS, type OperatorFactory } from './operators/index.js';
-import { CorruptCheckpointError, openCheckpointStore, type CheckpointStore, type IncrementalStateOptions } from '../checkpoint/index.js';
+import { CorruptCheckpointError, JobCheckpointRecords, openCheckpointStore, type CheckpointStore, type IncrementalStateOptions } from '../checkpoint/index.js';
 import { ensureRun, isStoredState, restoreSnapshot, SubtaskStateWriter, type RestoredState } from './subtask-state.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
 import { openOnce } from '../shared/memo.js';
@@ -170,31 +168,15 @@ export interface CheckpointState {
 }
 
 /**
- * Reads epoch `epoch` of job `jobId`: the record from the checkpoint KV bucket, and each subtask's
- * snapshot by `node/subtask`, from the checkpoint store (or inline, as records before it kept them).
- * Rejects when the bucket, the key or a readable record is missing; with CorruptCheckpointError when a
- * state blob is missing or fails its digest.
+ * Reads epoch `epoch` of job `jobId`: the record from the checkpoint KV bucket (`JobCheckpointRecords`,
+ * which the controller reads the records with too), and each subtask's snapshot by `node/subtask`, from
+ * the checkpoint store (or inline, as records before it kept them). Rejects when the bucket, the key or
+ * a readable record is missing; with CorruptCheckpointError when a state blob is missing or fails its
+ * digest.
  */
 export async function checkpointState(nc: NatsConnection, jobId: string, epoch: number, bucket = CHECKPOINTS_KV_BUCKET, store?: CheckpointStore): Promise<CheckpointState> {
   const key = checkpointKey(jobId, epoch);
-  let entry;
-  try {
-    entry = await (await new Kvm(nc).open(bucket)).get(key);
-  } catch (err) {
-    throw new Error(`cannot read checkpoint record ${key} of bucket ${bucket}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-  }
-  if (entry === null || entry.operation !== 'PUT') throw new Error(`no checkpoint record ${key} in bucket ${bucket}`);
-  let json: unknown;
-  try {
-    json = entry.json();
-  } catch {
-    throw new Error(`checkpoint record ${key} is not JSON`);
-  }
-  const read = readCheckpointRecord(json, key);
-  if (!read.ok) throw new Error(read.message);
-  const record = read.record;
-  if (record.job_id !== jobId || record.epoch !== epoch) throw new Error(`checkpoint record ${key} names job ${record.job_id} epoch ${record.epoch}`);
-  if (!RESTORABLE_STATUSES.includes(record.status)) throw new Error(`checkpoint record ${key} is ${record.status}: it cannot be restored`);
+  const record = await new JobCheckpointRecords({ jobId, bucket, kv: () => new Kvm(nc).open(bucket) }).readForRestore(epoch);
   const state = new Map<string, unknown>();
   const parallelism = new Map<string, number>();
   const stored = new Map<string, RestoredState>();

@@ -1,0 +1,201 @@
+/**
+ * What the job machine asks of the world for one job (`JobHooks`): compile the graph, schedule a
+ * generation (its restore point, slots and start requests), stop, kill and clean up generations, the
+ * final checkpoint, the checkpoint schedule. Each is carried out by the runtime's parts: the worker
+ * commands, the checkpoint records, the coordinator.
+ */
+import type { Logger } from 'pino';
+import { JobError, type GenerationInput, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
+import type { StopResult } from '../../machines/job/setup.js';
+import { PROTOCOL_VERSION, truncateErrorText, validateGraph, type Graph, type OperatorSpec, type StartExecution } from '../protocol/index.js';
+import type { CheckpointCoordinator, CheckpointRecord } from './checkpoint-coordinator.js';
+import type { CheckpointRecords } from './checkpoint-records.js';
+import type { FinalCheckpoints } from './final-checkpoints.js';
+import type { GenerationCommands } from './generation-commands.js';
+import { plannedGeneration, type GenerationState } from './generations.js';
+import type { JobHooks, JobSnapshot } from './job-machines.js';
+import type { RuntimeSpec } from './job-runtime.js';
+import { offeredOperatorSpecs } from './operator-specs.js';
+import type { WorkerRegistry } from './registry.js';
+import { assignSubtasks, toStartAssignments } from './scheduler.js';
+import type { StatusWriter } from './status-writer.js';
+import { WorkerRejected } from './worker-requests.js';
+import { microsFromMs } from '../shared/micros.js';
+
+export interface JobHooksOptions {
+  jobId: string;
+  spec: RuntimeSpec;
+  /** Operator specs by name (kind, config schema, two-phase). */
+  catalog: ReadonlyMap<string, OperatorSpec>;
+  registry: WorkerRegistry;
+  log: Logger;
+  /** The runtime's generations by number: a scheduled one is added before its start requests go out. */
+  generations: Map<number, GenerationState>;
+  coordinator: CheckpointCoordinator;
+  commands: GenerationCommands;
+  records: CheckpointRecords;
+  finals: Pick<FinalCheckpoints, 'finalCheckpoint'>;
+  /** The warning row of a record that proved damaged. */
+  writer: Pick<StatusWriter, 'appendWarning'>;
+  /** Epochs a restore is reading, which retention keeps: the restore point while its generation starts. */
+  restoring: Set<number>;
+  /** Restore no checkpoint older than this epoch (null: any): a restart that ignored state. */
+  restoreFloor: () => number | null;
+  /** The job actor's snapshot now. */
+  snapshot: () => JobSnapshot;
+}
+
+export function jobHooks(options: JobHooksOptions): JobHooks {
+  const { jobId, spec, catalog, registry, log, generations, coordinator, commands, records, finals, writer, restoring, restoreFloor, snapshot } = options;
+  const inputs = new Set(spec.graph.edges.map((e) => e.to));
+  const sourceNodes = new Set(spec.graph.nodes.filter((n) => !inputs.has(n.id)).map((n) => n.id));
+  /** Output becomes visible only at a checkpoint's commit: the job's last output needs a final checkpoint. */
+  const twoPhase = spec.graph.nodes.some((n) => catalog.get(n.operator)?.twoPhase === true);
+
+  function compileJob(): Promise<void> {
+    const problems = validateGraph(spec, offeredOperatorSpecs(registry.operators(), catalog, spec.graph));
+    if (problems.length > 0) {
+      return Promise.reject(new JobError({ kind: 'fatal', domain: 'user', message: truncateErrorText(problems.map((p) => p.message).join('; ')) }));
+    }
+    return Promise.resolve();
+  }
+
+  async function scheduleJob(input: ScheduleInput, signal: AbortSignal): Promise<ScheduleResult> {
+    // First, before any slot is taken: it may fail (and the attempt is retried).
+    const restorePoint = await records.restorableRecord(restoreFloor());
+    // The machine left Scheduling meanwhile (a stop, a delete): its stop found nothing of this generation to
+    // stop, so starting it now would run tasks nobody wants on slots nobody frees (lifecycle fuzzer, seed 450132480).
+    if (signal.aborted) throw new JobError({ kind: 'retryable', message: `generation ${input.generation} is no longer wanted` });
+    const restoreEpoch = restorePoint?.epoch ?? null;
+    if (restoreEpoch !== null) restoring.add(restoreEpoch);
+    try {
+      return await startGeneration(input, restorePoint, signal);
+    } finally {
+      if (restoreEpoch !== null) restoring.delete(restoreEpoch);
+    }
+  }
+
+  async function startGeneration(input: ScheduleInput, restorePoint: CheckpointRecord | null, signal: AbortSignal): Promise<ScheduleResult> {
+    const { generation } = input;
+    const operators = spec.graph.nodes.map((n) => n.operator);
+    const restoreEpoch = restorePoint?.epoch ?? null;
+    const plan = assignSubtasks(spec, input.parallelismOverrides, registry.candidates(operators));
+    registry.release(jobId, generation);
+    registry.allocate(jobId, generation, plan.slots);
+
+    // Registered before the start requests go out: a fast worker's `started` must not be missed.
+    generations.set(generation, plannedGeneration(generation, plan.assignments, sourceNodes));
+
+    const context = snapshot().context;
+    const graph: Graph = { ...spec.graph, nodes: spec.graph.nodes.map((n) => ({ ...n, parallelism: plan.parallelism[n.id] ?? n.parallelism })) };
+    // Epochs go on after the restored one; after a restart that ignored state, the new lineage starts at the floor.
+    const floor = restoreFloor();
+    const startEpoch = Math.max(restoreEpoch ?? 0, floor === null ? 0 : floor - 1);
+    coordinator.beginGeneration({ generation, subtasks: new Map(graph.nodes.map((n) => [n.id, n.parallelism])) }, startEpoch);
+    const workers = [...plan.assignments.keys()];
+    const results = await Promise.allSettled(
+      workers.map((workerId) => {
+        const body: StartExecution = {
+          v: PROTOCOL_VERSION,
+          job_id: jobId,
+          generation,
+          program: { graph, assignments: toStartAssignments(plan.assignments.get(workerId) ?? []) },
+          ...(restoreEpoch !== null ? { restore_epoch: restoreEpoch } : {}),
+          // The epoch the tasks start at (the last one started, as in the reference); their first checkpoint is the next.
+          start_epoch: coordinator.epoch,
+          min_epoch: input.minEpoch,
+          checkpoint_interval_micros: microsFromMs(context.config.checkpointIntervalMs),
+          ...(twoPhase ? { final_checkpoint: true } : {}),
+        };
+        return commands.start(workerId, body);
+      }),
+    );
+    const failed = workers.flatMap((w, i) => (results[i]?.status === 'rejected' ? [{ w, reason: (results[i]).reason as unknown }] : []));
+    const abandon = async (workersToKill: string[], message: string): Promise<never> => {
+      await commands.stopWorkers(generation, 'kill', workersToKill);
+      registry.release(jobId, generation);
+      generations.delete(generation);
+      throw new JobError({ kind: 'retryable', message });
+    };
+    if (failed.length > 0) {
+      const why = failed.map(({ w, reason }) => `${w}: ${reason instanceof Error ? reason.message : String(reason)}`).join('; ');
+      const corrupt = failed.find(({ reason }) => reason instanceof WorkerRejected && reason.code === 'corrupt_checkpoint');
+      // The next attempt restores the previous good checkpoint; retrying this one would fail the same way.
+      if (corrupt !== undefined && restorePoint !== null) await markFailed(restorePoint, (corrupt.reason as Error).message);
+      await abandon(workers.filter((_, i) => results[i]?.status === 'fulfilled'), `start of generation ${generation} failed on ${why}`);
+    }
+    if (restorePoint?.status === 'committing') {
+      // The previous run died between the epoch's record and its sinks' commits: they commit it now.
+      try {
+        await recommit(generation, restorePoint);
+      } catch (err) {
+        await abandon(workers, `generation ${generation}: the commit of restored epoch ${restorePoint.epoch} failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    if (signal.aborted) {
+      // Stopped while the workers were starting it: whatever the machine's stop did, these tasks go now.
+      await abandon(workers, `generation ${generation} started after the job stopped wanting it: killed`);
+    }
+    log.info({ generation, workers, parallelism: plan.parallelism }, 'generation started on workers');
+    return { parallelism: plan.parallelism };
+  }
+
+  /** A record whose state proved damaged: written `failed`, so no restore picks it again. Retried until it lands. */
+  async function markFailed(record: CheckpointRecord, why: string): Promise<void> {
+    const message = `checkpoint ${record.epoch} cannot be restored (${why}); restoring the previous good checkpoint`;
+    log.error({ epoch: record.epoch }, message);
+    const at = Date.now();
+    writer.appendWarning(truncateErrorText(message), at, `${jobId}.${at}.corrupt-${record.epoch}`);
+    await records.persist({ ...record, status: 'failed' });
+  }
+
+  /** A restored epoch that is still committing: the new generation's sinks commit its data, then it is ready. */
+  async function recommit(generation: number, record: CheckpointRecord): Promise<void> {
+    const commits = record.subtasks.flatMap((s) => (s.commit_data === undefined ? [] : [{ node_id: s.node_id, subtask_index: s.subtask_index, commit_data: s.commit_data }]));
+    log.info({ generation, epoch: record.epoch, subtasks: commits.length }, 'restored epoch is still committing: sending its commits again');
+    await commands.sendCommits({ generation, epoch: record.epoch, commits });
+    // Best effort: a record left committing only means one more (tolerated) commit at the next restore.
+    await records.persist({ ...record, status: 'ready' }).catch((err: unknown) => log.warn({ err, epoch: record.epoch }, 'could not mark the recommitted epoch ready'));
+  }
+
+  async function stopJob(input: StopInput): Promise<StopResult> {
+    const workers = commands.workersOf(input.generation);
+    if (workers.length === 0) return { finished: true };
+    const results = await commands.stopWorkers(input.generation, input.mode, workers);
+    const failed = results.filter((r) => r.result.status === 'rejected');
+    if (failed.length > 0) {
+      throw new JobError({ kind: 'retryable', message: `${input.mode} stop not accepted by ${failed.map((r) => r.workerId).join(', ')}` });
+    }
+    const allGone = results.every((r) => r.result.status === 'fulfilled' && r.result.value === 'gone');
+    // A worker acknowledges an immediate stop only after it has stopped the generation's runners and
+    // closed its data plane, and it reports no `finished` events for them: the acks are the confirmation.
+    return { finished: allGone || input.mode === 'immediate' };
+  }
+
+  const killJob = (input: GenerationInput) => commands.teardown(input.generation, true);
+  const cleanupJob = async (input: GenerationInput) => {
+    await commands.teardown(input.generation, false).catch((err: unknown) => log.warn({ err, generation: input.generation }, 'cleanup failed'));
+  };
+
+  function releaseGeneration(params: GenerationInput): void {
+    if (commands.workersOf(params.generation).length === 0) {
+      registry.release(jobId, params.generation);
+      generations.delete(params.generation);
+      return;
+    }
+    void cleanupJob(params);
+  }
+
+  return {
+    compileJob: () => compileJob(),
+    scheduleJob,
+    stopJob,
+    killJob,
+    cleanupJob,
+    finalCheckpoint: (input) => finals.finalCheckpoint(input.generation),
+    armCheckpoints: (params) => coordinator.arm(params.generation, params.intervalMs, params.minEpoch),
+    disarmCheckpoints: (params) => coordinator.disarm(params.generation),
+    releaseGeneration,
+    logStatus: (params) => log.info(params, 'job status'),
+  };
+}
