@@ -33,8 +33,8 @@ import type { ControllerClient } from '../controller-client.js';
 import { ApiError } from '../errors.js';
 import { jobIdOf } from '../pipeline-ids.js';
 import { DEFAULT_CAPACITY, SseConnection, type SseEvent } from '../sse/connection.js';
-import { JobEventsHubs, type EventsSubscriber, type JobEventsHub, type TransitionRow } from '../sse/job-events.js';
-import { JobOutputHubs, type OutputSubscriber } from '../sse/job-output.js';
+import { jobEventsHubs, type EventsSubscriber, type JobEventsHub, type TransitionRow } from '../sse/job-events.js';
+import { jobOutputHubs, type JobOutputHub, type OutputSubscriber } from '../sse/job-output.js';
 import { microsFromMs } from '../../shared/micros.js';
 
 export interface StreamDeps {
@@ -156,8 +156,9 @@ export function createStreams(deps: StreamDeps): Streams {
   const capacity = Math.max(1, deps.outputBufferEvents ?? DEFAULT_CAPACITY);
   const heartbeatMs = deps.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   const logger = deps.logger.child({ component: 'api-sse' });
-  const eventHubs = new JobEventsHubs(deps.log, logger);
-  const outputHubs = new JobOutputHubs(deps.nc, deps.controller, logger, heartbeatMs);
+  const eventHubs = jobEventsHubs(deps.log, logger);
+  const invalidOutput = { count: 0 };
+  const outputHubs = jobOutputHubs(deps.nc, deps.controller, logger, heartbeatMs, invalidOutput);
   const connections = new Set<SseConnection>();
   let dropped = 0;
   let closing: Promise<void> | undefined;
@@ -339,7 +340,7 @@ export function createStreams(deps: StreamDeps): Streams {
     let finishTimer: NodeJS.Timeout | undefined;
 
     const hubs = outputHubs;
-    let hub: Awaited<ReturnType<JobOutputHubs['join']>> | undefined;
+    let hub: JobOutputHub | undefined;
 
     function complete(): boolean {
       if (hub === undefined) return false;
@@ -481,7 +482,7 @@ export function createStreams(deps: StreamDeps): Streams {
       return outputHubs.count;
     },
     get invalidOutput() {
-      return outputHubs.totalInvalid();
+      return invalidOutput.count;
     },
     connections: () => [...connections].map((c) => ({ capacity: c.capacity, queued: c.queued, maxQueued: c.maxQueued, dropped: c.dropped })),
   });

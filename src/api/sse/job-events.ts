@@ -120,31 +120,10 @@ export class JobEventsHub extends SubscriberHub<EventsSubscriber> {
   }
 }
 
-/** The hubs by job: `join` starts one if the job has none. */
-export class JobEventsHubs {
-  private readonly hubs: HubRegistry<EventsSubscriber, JobEventsHub>;
-
-  constructor(log: EventLog, logger: Logger, ringSize = DEFAULT_RING_SIZE) {
-    this.hubs = new HubRegistry({
-      create: (jobId, onStopped) => new JobEventsHub(jobId, log, logger, ringSize, onStopped),
-      stoppedMessage: (hub, jobId) => hub.failure ?? `the events hub of job ${jobId} stopped`,
-    });
-  }
-
-  get count(): number {
-    return this.hubs.count;
-  }
-
-  get(jobId: string): JobEventsHub | undefined {
-    return this.hubs.get(jobId);
-  }
-
-  /** The job's hub, started and following, with `sub` a member (not yet live). */
-  join(jobId: string, sub: EventsSubscriber): Promise<JobEventsHub> {
-    return this.hubs.join(jobId, sub);
-  }
-
-  stopAll(): void {
-    this.hubs.stopAll();
-  }
+/** The events hubs by job: `join` starts the job's hub if it has none. */
+export function jobEventsHubs(log: EventLog, logger: Logger, ringSize = DEFAULT_RING_SIZE): HubRegistry<EventsSubscriber, JobEventsHub> {
+  return new HubRegistry({
+    create: (jobId, onStopped) => new JobEventsHub(jobId, log, logger, ringSize, onStopped),
+    stoppedMessage: (hub, jobId) => hub.failure ?? `the events hub of job ${jobId} stopped`,
+  });
 }

@@ -43,6 +43,7 @@ export class JobOutputHub extends SubscriberHub<OutputSubscriber> {
     private readonly controller: ControllerClient,
     private readonly logger: Logger,
     private readonly pollMs: number,
+    private readonly invalidTotal: InvalidOutputCount,
     private readonly onStopped: (hub: JobOutputHub) => void,
   ) {
     super();
@@ -74,6 +75,7 @@ export class JobOutputHub extends SubscriberHub<OutputSubscriber> {
     const decoded = decode(previewOutputSchema, data);
     if (!decoded.ok || decoded.value.job_id !== this.jobId) {
       this.invalid++;
+      this.invalidTotal.count++;
       const reason = decoded.ok ? `job_id ${decoded.value.job_id}` : decoded.error.message;
       this.logger.warn({ job_id: this.jobId, reason, invalid: this.invalid }, 'dropped an invalid preview output message');
       return;
@@ -119,38 +121,21 @@ export class JobOutputHub extends SubscriberHub<OutputSubscriber> {
   }
 }
 
-export class JobOutputHubs {
-  private readonly hubs: HubRegistry<OutputSubscriber, JobOutputHub>;
+/** Preview messages that did not decode, over every output hub of one API (a metric). */
+export interface InvalidOutputCount {
+  count: number;
+}
 
-  constructor(nc: NatsConnection, controller: ControllerClient, logger: Logger, pollMs: number) {
-    this.hubs = new HubRegistry({
-      create: (jobId, onStopped) =>
-        new JobOutputHub(jobId, nc, controller, logger, pollMs, (h) => {
-          this.invalid += h.invalid;
-          onStopped(h);
-        }),
-      stoppedMessage: (_hub, jobId) => `the output hub of job ${jobId} stopped`,
-    });
-  }
-
-  get count(): number {
-    return this.hubs.count;
-  }
-
-  /** Messages that did not decode, over every hub that has run. */
-  invalid = 0;
-
-  join(jobId: string, sub: OutputSubscriber): Promise<JobOutputHub> {
-    return this.hubs.join(jobId, sub);
-  }
-
-  totalInvalid(): number {
-    let n = this.invalid;
-    for (const hub of this.hubs.values()) n += hub.invalid;
-    return n;
-  }
-
-  stopAll(): void {
-    this.hubs.stopAll();
-  }
+/** The output hubs by job: `join` starts the job's hub if it has none. */
+export function jobOutputHubs(
+  nc: NatsConnection,
+  controller: ControllerClient,
+  logger: Logger,
+  pollMs: number,
+  invalid: InvalidOutputCount,
+): HubRegistry<OutputSubscriber, JobOutputHub> {
+  return new HubRegistry({
+    create: (jobId, onStopped) => new JobOutputHub(jobId, nc, controller, logger, pollMs, invalid, onStopped),
+    stoppedMessage: (_hub, jobId) => `the output hub of job ${jobId} stopped`,
+  });
 }
