@@ -2,14 +2,27 @@ import { readFileSync } from 'node:fs';
 import { credsAuthenticator, nkeyAuthenticator, type NodeConnectionOptions } from '@nats-io/transport-node';
 
 /**
- * NATS connection options from the URL and the NATS_* environment variables (docs/operations.md):
+ * The servers of a `--nats` / `NATS_URL` value: one URL, or several separated by commas (as the nats CLI
+ * takes them), so that a client reaches a cluster through whichever node answers.
+ */
+export function natsServers(url: string): string[] {
+  const servers = url
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (servers.length === 0) throw new Error(`no NATS server in ${JSON.stringify(url)}`);
+  return servers;
+}
+
+/**
+ * NATS connection options from the URL(s) and the NATS_* environment variables (docs/operations.md):
  * credentials and TLS never come from code or command-line arguments. Throws when more than one
  * authentication method is set, rather than letting one silently win.
  */
 export function natsOptions(url: string, env: NodeJS.ProcessEnv = process.env): NodeConnectionOptions {
   // noAsyncTraces: nats.js otherwise captures a stack trace on every request and JetStream publish, which
   // cost the controller more CPU than its checkpoints (bench:controller); our logs say where a call began.
-  const options: NodeConnectionOptions = { servers: url, maxReconnectAttempts: -1, waitOnFirstConnect: true, noAsyncTraces: true };
+  const options: NodeConnectionOptions = { servers: natsServers(url), maxReconnectAttempts: -1, waitOnFirstConnect: true, noAsyncTraces: true };
   const methods = (['NATS_USER', 'NATS_TOKEN', 'NATS_NKEY_SEED_FILE', 'NATS_CREDS'] as const).filter((name) => env[name]);
   if (methods.length > 1) throw new Error(`set one NATS authentication method, not ${methods.join(' and ')}`);
   if (env['NATS_CREDS']) options.authenticator = credsAuthenticator(readFileSync(env['NATS_CREDS']));

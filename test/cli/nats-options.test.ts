@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { createUser } from '@nats-io/nkeys';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
-import { natsOptions } from '../../src/cli/nats-options.js';
+import { natsOptions, natsServers } from '../../src/cli/nats-options.js';
+import { freePort } from '../../src/shared/free-port.js';
 import { testWithNatsServer } from '../support/nats-fixtures.js';
 
 /** The only user the server lets in. */
@@ -13,9 +14,15 @@ const it = testWithNatsServer({ jetstream: false, config: `authorization { users
 
 describe('natsOptions', () => {
   it('takes user/password and token from the environment, nothing by default', () => {
-    expect(natsOptions('nats://h:1', {})).toEqual({ servers: 'nats://h:1', maxReconnectAttempts: -1, waitOnFirstConnect: true, noAsyncTraces: true });
+    expect(natsOptions('nats://h:1', {})).toEqual({ servers: ['nats://h:1'], maxReconnectAttempts: -1, waitOnFirstConnect: true, noAsyncTraces: true });
     expect(natsOptions('nats://h:1', { NATS_USER: 'u', NATS_PASSWORD: 'p' })).toMatchObject({ user: 'u', pass: 'p' });
     expect(natsOptions('nats://h:1', { NATS_TOKEN: 't' })).toMatchObject({ token: 't' });
+  });
+
+  it('takes a comma-separated list of servers, as the nats CLI does', () => {
+    expect(natsServers('nats://a:4222, nats://b:4222 ,tls://c:4223')).toEqual(['nats://a:4222', 'nats://b:4222', 'tls://c:4223']);
+    expect(natsOptions('nats://a:1,nats://b:2', {}).servers).toEqual(['nats://a:1', 'nats://b:2']);
+    expect(() => natsServers(' , ')).toThrow(/no NATS server/);
   });
 
   it('refuses two authentication methods at once', () => {
@@ -38,6 +45,14 @@ describe('natsOptions', () => {
 
     afterAll(async () => {
       await rm(dir, { recursive: true, force: true });
+    });
+
+    it('reaches the server through a list whose first entry answers nothing', async ({ natsServer: server }) => {
+      const dead = `nats://127.0.0.1:${await freePort()}`;
+      const options = natsOptions(`${dead}, ${server.url}`, { NATS_NKEY_SEED_FILE: join(dir, 'user.nk') });
+      const nc = await connect({ ...options, noRandomize: true, reconnectTimeWait: 50 });
+      expect(nc.getServer()).toBe(new URL(server.url).host);
+      await nc.close();
     });
 
     it('connects with NATS_NKEY_SEED_FILE and is refused without it', async ({ natsServer: server }) => {
