@@ -37,6 +37,8 @@ export interface ApiOptions {
   token?: string | null;
   /** Deadline of one controller request. Default: the controller client's (5 s). */
   controllerTimeoutMs?: number;
+  /** Replicas of the jobs bucket and event log when the API is the first to create them. Default 1. */
+  replicas?: number;
   /**
    * How long a controller read (a job, its checkpoints, its metrics) serves later identical requests.
    * Default 250 ms; 0: every request asks the controller (concurrent ones still share one request).
@@ -65,7 +67,7 @@ export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Prom
   const { nc, logger } = options;
   // A client waits for the event log no longer than for the controller: then it gets its 503.
   const deadlineMs = options.controllerTimeoutMs ?? DEFAULT_CONTROLLER_TIMEOUT_MS;
-  const store = await openStore(nc, { operationTimeoutMs: deadlineMs, requestTimeoutMs: Math.min(2_000, deadlineMs) });
+  const store = await openStore(nc, { operationTimeoutMs: deadlineMs, requestTimeoutMs: Math.min(2_000, deadlineMs), replicas: options.replicas ?? 1 });
   const direct = controllerClient(nc, { timeoutMs: options.controllerTimeoutMs });
   const controller = cachedReads(direct, { ...(options.readCacheMs === undefined ? {} : { ttlMs: options.readCacheMs }) });
 

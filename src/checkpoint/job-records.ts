@@ -12,9 +12,12 @@ import { CHECKPOINTS_KV_BUCKET, CHECKPOINT_SLOTS, checkpointKey } from '../proto
 import { openOnce } from '../shared/memo.js';
 import { microsFromMs } from '../shared/micros.js';
 
-/** The checkpoint bucket (created when missing), opened on first use; a failed open is tried again at the next use. */
-export function openCheckpointKv(nc: NatsConnection, bucket: string, requestTimeoutMs: number): () => Promise<KV> {
-  return openOnce(() => new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).create(bucket, { history: 1 }));
+/**
+ * The checkpoint bucket (created when missing, with `replicas`, default 1), opened on first use; a failed
+ * open is tried again at the next use.
+ */
+export function openCheckpointKv(nc: NatsConnection, bucket: string, requestTimeoutMs: number, replicas = 1): () => Promise<KV> {
+  return openOnce(() => new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).create(bucket, { history: 1, replicas }));
 }
 
 /** A record as the bucket holds it. */

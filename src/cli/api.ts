@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { drainWithin } from '../shared/nats-close.js';
-import { commandArgs, parseCommandArgs, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf, UsageError } from './args.js';
+import { commandArgs, parseCommandArgs, REPLICAS_OPTION, REPLICAS_USAGE, replicasOf, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf, UsageError } from './args.js';
 import { runDaemon } from './daemon.js';
 import { natsOptions } from './nats-options.js';
 
@@ -25,6 +25,7 @@ export const API_USAGE = `Usage: weir api [--api-port N] [--api-host H] [--api-t
   --read-cache-ms MS  how long a job, checkpoint or metrics read serves identical requests (default:
                       $WEIR_API_READ_CACHE_MS or 250; 0: every request asks the controller)
   --nats URL          NATS server (default: $NATS_URL or ${DEFAULT_URL}; credentials as for 'weir worker')
+  ${REPLICAS_USAGE}
   ${SHUTDOWN_USAGE}`;
 
 export interface ApiArgs {
@@ -35,6 +36,8 @@ export interface ApiArgs {
   token: { from: 'env' } | { from: 'file'; path: string } | null;
   /** Undefined: the API's default. */
   readCacheMs?: number;
+  /** Replicas of the buckets and streams this process creates. */
+  replicas: number;
   shutdownTimeoutMs: number;
 }
 
@@ -79,7 +82,7 @@ function nonEmpty(value: string | undefined): string | undefined {
 /** `weir api` arguments; throws with the reason on bad input. Reads no file: see `readApiToken`. */
 export function parseApiArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ApiArgs {
   refuseTokenArgument(args);
-  const { values } = parseCommandArgs(args, { ...API_OPTIONS, nats: { type: 'string' }, 'read-cache-ms': { type: 'string' }, ...SHUTDOWN_OPTION });
+  const { values } = parseCommandArgs(args, { ...API_OPTIONS, nats: { type: 'string' }, 'read-cache-ms': { type: 'string' }, ...REPLICAS_OPTION, ...SHUTDOWN_OPTION });
   const cacheText = values['read-cache-ms'] ?? nonEmpty(env['WEIR_API_READ_CACHE_MS']);
   const cacheWhat = values['read-cache-ms'] === undefined ? 'WEIR_API_READ_CACHE_MS' : '--read-cache-ms';
   if (cacheText !== undefined && !/^[0-9]{1,9}$/.test(cacheText)) throw new UsageError(`${cacheWhat} must be a number of milliseconds, got ${JSON.stringify(cacheText)}`);
@@ -87,6 +90,7 @@ export function parseApiArgs(args: readonly string[], env: NodeJS.ProcessEnv = p
     url: values.nats ?? env['NATS_URL'] ?? DEFAULT_URL,
     ...apiSettings(values, env),
     ...(cacheText === undefined ? {} : { readCacheMs: Number(cacheText) }),
+    replicas: replicasOf(values, env),
     shutdownTimeoutMs: shutdownTimeoutOf(values, env),
   };
 }
@@ -139,7 +143,7 @@ export async function apiCommand(args: readonly string[], io: ApiIo): Promise<nu
   }
   let server: Awaited<ReturnType<typeof startApi>>;
   try {
-    server = await startApi({ nc, logger: log, host: parsed.host, port: parsed.port, token, ...(parsed.readCacheMs === undefined ? {} : { readCacheMs: parsed.readCacheMs }) });
+    server = await startApi({ nc, logger: log, host: parsed.host, port: parsed.port, token, replicas: parsed.replicas, ...(parsed.readCacheMs === undefined ? {} : { readCacheMs: parsed.readCacheMs }) });
   } catch (err) {
     io.err(`weir api: cannot start: ${err instanceof Error ? err.message : String(err)}`);
     await nc.close().catch(() => undefined);

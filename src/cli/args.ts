@@ -99,3 +99,21 @@ export function commandArgs<T>(command: string, args: readonly string[], io: { o
     return 2;
   }
 }
+
+/** JetStream keeps at most 5 replicas of a stream. */
+const MAX_REPLICAS = 5;
+
+export const REPLICAS_OPTION = { replicas: { type: 'string' } } as const;
+
+export const REPLICAS_USAGE = `--replicas N            replicas of the buckets and streams this process creates, 1–${MAX_REPLICAS} (default 1,
+                          env WEIR_REPLICAS; 3 on a 3-node NATS cluster: docs/operations.md)`;
+
+/** `--replicas N`, else `WEIR_REPLICAS`, else 1. */
+export function replicasOf(values: { replicas?: string | undefined }, env: NodeJS.ProcessEnv): number {
+  const flag = values.replicas;
+  const raw = flag ?? env['WEIR_REPLICAS'];
+  if (raw === undefined || raw === '') return 1;
+  const replicas = positiveInteger(raw, flag === undefined ? 'WEIR_REPLICAS' : '--replicas N');
+  if (replicas > MAX_REPLICAS) throw new UsageError(`${flag === undefined ? 'WEIR_REPLICAS' : '--replicas N'} must be at most ${MAX_REPLICAS}, got ${replicas}`);
+  return replicas;
+}

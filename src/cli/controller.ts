@@ -12,7 +12,7 @@ import { inspectorFromEnv, type JobInspector } from '../inspect/index.js';
 import { jobPolicyOverrides } from '../controller/job-policy.js';
 import { CHECKPOINT_SLOTS } from '../protocol/index.js';
 import { drainWithin } from '../shared/nats-close.js';
-import { commandArgs, parseCommandArgs, positiveInteger, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf, UsageError } from './args.js';
+import { commandArgs, parseCommandArgs, positiveInteger, REPLICAS_OPTION, REPLICAS_USAGE, replicasOf, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf, UsageError } from './args.js';
 import { runDaemon } from './daemon.js';
 import { natsOptions } from './nats-options.js';
 
@@ -30,6 +30,7 @@ export const CONTROLLER_USAGE = `Usage: weir controller [options]   runs the con
   --checkpoint-grid-ms MS  periodic checkpoints start on this grid, so those due together start in one
                            batch: less CPU per checkpoint, a little more latency (default 10, env
                            WEIR_CHECKPOINT_GRID_MS; 1: exact due times)
+  ${REPLICAS_USAGE}
   ${SHUTDOWN_USAGE}
 credentials from NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS (a .creds file);
 WEIR_INSPECT=<port> serves the job actors to the Stately inspector`;
@@ -41,6 +42,8 @@ export interface ControllerArgs {
   allowedRestarts?: number;
   retainedCheckpoints?: number;
   checkpointGridMs?: number;
+  /** Replicas of the buckets and streams this process creates. */
+  replicas: number;
   shutdownTimeoutMs: number;
   /** A JSON file of job policy overrides (`jobPolicyOverridesSchema`). */
   policyFile?: string;
@@ -55,6 +58,7 @@ export function parseControllerArgs(args: readonly string[], env: NodeJS.Process
     'retained-checkpoints': { type: 'string' },
     'checkpoint-grid-ms': { type: 'string' },
     'policy-file': { type: 'string' },
+    ...REPLICAS_OPTION,
     ...SHUTDOWN_OPTION,
   });
   const timeout = values['heartbeat-timeout'];
@@ -73,6 +77,7 @@ export function parseControllerArgs(args: readonly string[], env: NodeJS.Process
     ...(restarts === undefined ? {} : { allowedRestarts: positiveInteger(restarts, '--allowed-restarts N', -1) }),
     ...(retainedCheckpoints === undefined ? {} : { retainedCheckpoints }),
     ...(checkpointGridMs === undefined ? {} : { checkpointGridMs }),
+    replicas: replicasOf(values, env),
     shutdownTimeoutMs: shutdownTimeoutOf(values, env),
     ...policyFileOf(values['policy-file'] ?? env['WEIR_POLICY_FILE']),
   };
@@ -125,6 +130,7 @@ export async function controllerCommand(args: readonly string[], out: (line: str
     inspector = await inspectorFromEnv(env, log);
     controller = await startController(nc, {
       log,
+      replicas: parsed.replicas,
       inspector,
       ...(parsed.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: parsed.heartbeatTimeoutMs }),
       ...(parsed.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: parsed.heartbeatIntervalMs }),

@@ -6,7 +6,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { startWorker, type WorkerHandle } from '../worker/process.js';
 import { drainWithin } from '../shared/nats-close.js';
-import { commandArgs, parseCommandArgs, positiveInteger, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf, UsageError } from './args.js';
+import { commandArgs, parseCommandArgs, positiveInteger, REPLICAS_OPTION, REPLICAS_USAGE, replicasOf, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf, UsageError } from './args.js';
 import { runDaemon } from './daemon.js';
 import { natsOptions } from './nats-options.js';
 
@@ -16,6 +16,7 @@ export const WORKER_USAGE = `Usage: weir worker --slots N [options]   runs a wor
   --nats URL              NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
   --max-deltas N          deltas of a state table before a full snapshot (default 10)
   --max-delta-bytes B     bytes of deltas of a state table before a full snapshot (default 8 MiB)
+  ${REPLICAS_USAGE}
   ${SHUTDOWN_USAGE}
 credentials from NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE or NATS_CREDS;
 TLS from NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY`;
@@ -26,6 +27,8 @@ export interface WorkerArgs {
   url: string;
   /** When a state table's delta chain is compacted into a full snapshot. */
   incrementalState: { maxDeltas?: number; maxDeltaBytes?: number };
+  /** Replicas of the buckets and streams this process creates. */
+  replicas: number;
   shutdownTimeoutMs: number;
 }
 
@@ -41,6 +44,7 @@ export function parseWorkerArgs(args: readonly string[], env: NodeJS.ProcessEnv 
     nats: { type: 'string' },
     'max-deltas': { type: 'string' },
     'max-delta-bytes': { type: 'string' },
+    ...REPLICAS_OPTION,
     ...SHUTDOWN_OPTION,
   });
   const slots = Number(values.slots);
@@ -52,6 +56,7 @@ export function parseWorkerArgs(args: readonly string[], env: NodeJS.ProcessEnv 
     id: values.id,
     url: values.nats ?? env['NATS_URL'] ?? 'nats://127.0.0.1:4222',
     incrementalState: { ...(maxDeltas === undefined ? {} : { maxDeltas }), ...(maxDeltaBytes === undefined ? {} : { maxDeltaBytes }) },
+    replicas: replicasOf(values, env),
     shutdownTimeoutMs: shutdownTimeoutOf(values, env),
   };
 }
@@ -70,7 +75,7 @@ export async function workerCommand(args: readonly string[], out: (line: string)
   }
   let worker: WorkerHandle;
   try {
-    worker = startWorker(nc, { slots, log, incrementalState, stopTimeoutMs: shutdownTimeoutMs, ...(id === undefined ? {} : { workerId: id }) });
+    worker = startWorker(nc, { slots, log, incrementalState, replicas: parsed.replicas, stopTimeoutMs: shutdownTimeoutMs, ...(id === undefined ? {} : { workerId: id }) });
   } catch (err) {
     log.error({ err }, 'cannot start the worker');
     await nc.close();

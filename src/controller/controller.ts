@@ -56,6 +56,11 @@ export interface ActorInspector {
 
 export interface ControllerOptions {
   log: Logger;
+  /**
+   * Replicas of every bucket and stream the controller creates (jobs, event log, checkpoint records and
+   * state): 1 on one server, 3 on a 3-node cluster. Existing ones keep theirs. Default `store.replicas`, else 1.
+   */
+  replicas?: number;
   /** A worker silent this long is lost. Default: the registry's (30 s). */
   heartbeatTimeoutMs?: number;
   /** Heartbeat interval told to workers. Default: the worker service's (5 s). */
@@ -109,7 +114,8 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   const maxBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
 
-  const store = await openStore(nc, options.store);
+  const replicas = options.replicas ?? options.store?.replicas ?? 1;
+  const store = await openStore(nc, { ...options.store, replicas });
   const inspector = options.inspector ?? undefined;
   const registry = new WorkerRegistry(options.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: options.heartbeatTimeoutMs });
   const runtimes = new JobRuntimes();
@@ -143,9 +149,9 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   })().catch((err: unknown) => log.warn({ err }, 'the NATS status stream failed'));
 
   /** The checkpoint store of the jobs' state blobs, shared by the runtimes; opened on first use. */
-  const stateStore = openOnce(() => openCheckpointStore(nc));
+  const stateStore = openOnce(() => openCheckpointStore(nc, { replicas }));
   /** The checkpoint records' bucket, shared by the runtimes; opened on first use. */
-  const checkpointKv = openCheckpointKv(nc, DEFAULT_CHECKPOINT_BUCKET, requestTimeoutMs);
+  const checkpointKv = openCheckpointKv(nc, DEFAULT_CHECKPOINT_BUCKET, requestTimeoutMs, replicas);
   /** Every job's task and checkpoint events, on two subscriptions. */
   const events = new JobEventRouter(nc, log);
 

@@ -109,6 +109,8 @@ export interface WorkerOptions {
   runner?: Omit<RunnerOptions, 'registry' | 'logger'>;
   /** Where subtasks' state goes. Default: the checkpoint store at its default prefix, opened on first use. */
   checkpointStore?: CheckpointStore;
+  /** Replicas of the checkpoint store's buckets and stream when this worker is the first to create them. Default 1. */
+  replicas?: number;
   /** When a table's delta chain is compacted into a full snapshot. */
   incrementalState?: Omit<IncrementalStateOptions, 'from'>;
 }
@@ -232,7 +234,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     return { state: new Map([...recorded.state].filter(([key]) => kept(key))), stored: new Map([...recorded.stored].filter(([key]) => kept(key))) };
   }
 
-  const checkpointStore = openOnce(() => (options.checkpointStore !== undefined ? Promise.resolve(options.checkpointStore) : openCheckpointStore(nc)));
+  const checkpointStore = openOnce(() => (options.checkpointStore !== undefined ? Promise.resolve(options.checkpointStore) : openCheckpointStore(nc, { replicas: options.replicas ?? 1 })));
   /** Jobs whose run exists in the store: created once per job and worker. */
   const runsReady = new Map<string, Promise<void>>();
   function jobRun(jobId: string, checkpoints: CheckpointStore): Promise<void> {

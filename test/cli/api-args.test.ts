@@ -6,24 +6,25 @@ import { apiBaseUrl, apiChildArgs, parseUpArgs } from '../../src/cli/up.js';
 
 describe('weir api arguments', () => {
   it('defaults: loopback, port 8000, no token, NATS from $NATS_URL', () => {
-    expect(parseApiArgs([], {})).toEqual({ url: 'nats://127.0.0.1:4222', host: '127.0.0.1', port: 8000, token: null, shutdownTimeoutMs: 10_000 });
+    expect(parseApiArgs([], {})).toEqual({ url: 'nats://127.0.0.1:4222', host: '127.0.0.1', port: 8000, token: null, replicas: 1, shutdownTimeoutMs: 10_000 });
     expect(parseApiArgs([], { NATS_URL: 'nats://n:1' })).toMatchObject({ url: 'nats://n:1' });
   });
 
   it('flags win over the environment', () => {
     const env = { WEIR_API_PORT: '9000', WEIR_API_HOST: '0.0.0.0', WEIR_API_TOKEN_FILE: '/env/token', NATS_URL: 'nats://env:1' };
-    expect(parseApiArgs([], env)).toEqual({ url: 'nats://env:1', host: '0.0.0.0', port: 9000, token: { from: 'file', path: '/env/token' }, shutdownTimeoutMs: 10_000 });
+    expect(parseApiArgs([], env)).toEqual({ url: 'nats://env:1', host: '0.0.0.0', port: 9000, token: { from: 'file', path: '/env/token' }, replicas: 1, shutdownTimeoutMs: 10_000 });
     expect(parseApiArgs(['--api-port', '0', '--api-host', '::1', '--api-token-file', '/flag/token', '--nats', 'nats://flag:2'], env)).toEqual({
       url: 'nats://flag:2',
       host: '::1',
       port: 0,
       token: { from: 'file', path: '/flag/token' },
+      replicas: 1,
       shutdownTimeoutMs: 10_000,
     });
   });
 
   it('takes the token from WEIR_API_TOKEN, without reading it into the arguments', () => {
-    expect(parseApiArgs([], { WEIR_API_TOKEN: 's3cret' })).toEqual({ url: 'nats://127.0.0.1:4222', host: '127.0.0.1', port: 8000, token: { from: 'env' }, shutdownTimeoutMs: 10_000 });
+    expect(parseApiArgs([], { WEIR_API_TOKEN: 's3cret' })).toEqual({ url: 'nats://127.0.0.1:4222', host: '127.0.0.1', port: 8000, token: { from: 'env' }, replicas: 1, shutdownTimeoutMs: 10_000 });
     expect(JSON.stringify(parseApiArgs([], { WEIR_API_TOKEN: 's3cret' }))).not.toContain('s3cret');
   });
 

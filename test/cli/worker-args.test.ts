@@ -8,6 +8,7 @@ describe('weir worker arguments', () => {
       id: undefined,
       url: 'nats://127.0.0.1:4222',
       incrementalState: { maxDeltas: 4, maxDeltaBytes: 1_048_576 },
+      replicas: 1,
       shutdownTimeoutMs: 10_000,
     });
     expect(parseWorkerArgs(['--slots', '1', '--max-deltas', '0'], { NATS_URL: 'nats://n:1' })).toMatchObject({ url: 'nats://n:1', incrementalState: { maxDeltas: 0 } });

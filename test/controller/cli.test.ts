@@ -17,12 +17,12 @@ describe('weir controller (CLI)', () => {
   });
 
   it('parses its arguments', () => {
-    expect(parseControllerArgs([], {})).toEqual({ url: 'nats://127.0.0.1:4222', heartbeatTimeoutMs: undefined, shutdownTimeoutMs: 10_000 });
+    expect(parseControllerArgs([], {})).toEqual({ url: 'nats://127.0.0.1:4222', heartbeatTimeoutMs: undefined, replicas: 1, shutdownTimeoutMs: 10_000 });
     expect(parseControllerArgs(['--shutdown-timeout', '2500'], {}).shutdownTimeoutMs).toBe(2_500);
     expect(parseControllerArgs([], { WEIR_SHUTDOWN_TIMEOUT_MS: '3000' }).shutdownTimeoutMs).toBe(3_000);
     expect(() => parseControllerArgs([], { WEIR_SHUTDOWN_TIMEOUT_MS: 'soon' })).toThrow('WEIR_SHUTDOWN_TIMEOUT_MS must be a positive integer, got "soon"');
     expect(parseControllerArgs([], { NATS_URL: 'nats://x:1' }).url).toBe('nats://x:1');
-    expect(parseControllerArgs(['--nats', 'nats://y:2', '--heartbeat-timeout', '5000'], {})).toEqual({ url: 'nats://y:2', heartbeatTimeoutMs: 5000, shutdownTimeoutMs: 10_000 });
+    expect(parseControllerArgs(['--nats', 'nats://y:2', '--heartbeat-timeout', '5000'], {})).toEqual({ url: 'nats://y:2', heartbeatTimeoutMs: 5000, replicas: 1, shutdownTimeoutMs: 10_000 });
     expect(() => parseControllerArgs(['--heartbeat-timeout', '0'], {})).toThrow(/positive integer/);
     expect(() => parseControllerArgs(['--heartbeat-timeout', '1.5'], {})).toThrow(/positive integer/);
     expect(() => parseControllerArgs(['--bogus'], {})).toThrow();
@@ -36,6 +36,11 @@ describe('weir controller (CLI)', () => {
     expect(parseControllerArgs(['--checkpoint-grid-ms', '10'], { WEIR_CHECKPOINT_GRID_MS: '50' })).toMatchObject({ checkpointGridMs: 10 });
     expect(() => parseControllerArgs(['--checkpoint-grid-ms', '0'], {})).toThrow(/positive integer/);
     expect(() => parseControllerArgs(['--checkpoint-grid-ms', '1001'], {})).toThrow('--checkpoint-grid-ms MS must be at most 1000, got 1001');
+    expect(parseControllerArgs(['--replicas', '3'], {}).replicas).toBe(3);
+    expect(parseControllerArgs([], { WEIR_REPLICAS: '3' }).replicas).toBe(3);
+    expect(parseControllerArgs(['--replicas', '1'], { WEIR_REPLICAS: '3' }).replicas).toBe(1);
+    expect(() => parseControllerArgs(['--replicas', '6'], {})).toThrow('--replicas N must be at most 5, got 6');
+    expect(() => parseControllerArgs([], { WEIR_REPLICAS: '0' })).toThrow('WEIR_REPLICAS must be a positive integer, got "0"');
   });
 
   it('reads job policy overrides from --policy-file (or WEIR_POLICY_FILE), with --allowed-restarts over them', () => {

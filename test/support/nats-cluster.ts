@@ -1,0 +1,62 @@
+/**
+ * A 3-node nats-server cluster with JetStream on loopback ports: each node its own client port, cluster
+ * port and store directory, routes to the other two. Resolves once JetStream answers (its meta leader is
+ * elected). `urls` is the comma-separated list a weir process takes as `--nats`.
+ */
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from '../../src/shared/free-port.js';
+import { startNatsServer, type NatsServerHandle } from './nats-server.js';
+
+const READY_WITHIN_MS = 20_000;
+
+export interface NatsClusterHandle extends AsyncDisposable {
+  readonly nodes: readonly NatsServerHandle[];
+  /** Every node's client URL, comma-separated. */
+  readonly urls: string;
+  dispose(): Promise<void>;
+}
+
+export async function startNatsCluster(size = 3, name = 'weir'): Promise<NatsClusterHandle> {
+  const clusterPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
+  const routes = clusterPorts.map((port) => `nats://127.0.0.1:${port}`).join(',');
+  const nodes: NatsServerHandle[] = [];
+  const dispose = async () => {
+    await Promise.all(nodes.map((node) => node.dispose()));
+  };
+  try {
+    for (const [i, clusterPort] of clusterPorts.entries()) {
+      nodes.push(
+        await startNatsServer({
+          args: ['--server_name', `${name}-n${i + 1}`, '--cluster_name', name, '--cluster', `nats://127.0.0.1:${clusterPort}`, '--routes', routes],
+        }),
+      );
+    }
+    const urls = nodes.map((node) => node.url).join(',');
+    await untilJetStreamAnswers(urls);
+    return { nodes, urls, dispose, [Symbol.asyncDispose]: dispose };
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+}
+
+/** JetStream in a cluster answers once its meta group has a leader. */
+async function untilJetStreamAnswers(urls: string): Promise<void> {
+  const nc = await connect({ servers: urls.split(','), timeout: 2_000 });
+  try {
+    const deadline = Date.now() + READY_WITHIN_MS;
+    for (;;) {
+      try {
+        await (await jetstreamManager(nc, { timeout: 1_000 })).getAccountInfo();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`the cluster's JetStream did not answer within ${READY_WITHIN_MS} ms`, { cause: err });
+        await sleep(200);
+      }
+    }
+  } finally {
+    await nc.close();
+  }
+}
