@@ -1,0 +1,239 @@
+/**
+ * Leases on shards of jobs (docs/high-availability.md): which controller owns which of the `shards`
+ * shards, in the KV bucket `weir_leases`. Every lease write is a compare-and-set that the stream leader
+ * decides, so two controllers never both win a shard. Expiry needs no trusted clock: a contender judges a
+ * lease expired when, on its own monotonic clock, no new revision of it has been seen for a TTL, and a
+ * holder stops counting on a lease once a TTL (less a margin) has passed since it sent its last
+ * successful renewal, whatever it was doing meanwhile (a paused process steps down on waking).
+ *
+ * Each controller also keeps a presence key, so the holders see a newcomer and give up shards beyond a
+ * fair share (`ceil(shards / live controllers)`), which the newcomer then takes: within one lease period.
+ * Not yet wired into the controller (issue 16): it is built and tested on its own first.
+ */
+import { Kvm, type KV, type KvEntry, type KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { performance } from 'node:perf_hooks';
+
+export const LEASES_BUCKET = 'weir_leases';
+export const DEFAULT_SHARDS = 128;
+export const DEFAULT_LEASE_TTL_MS = 10_000;
+
+interface LeaseValue {
+  /** null: released, free to take. */
+  owner: string | null;
+  /** Grows by one at every change of owner: the fencing token of the shard. */
+  epoch: number;
+}
+
+/** What this process last saw of a key, and when on its own monotonic clock. */
+interface Seen {
+  revision: number;
+  at: number;
+  value: LeaseValue | null;
+}
+
+interface Held {
+  revision: number;
+  epoch: number;
+  /** Monotonic time the last successful write of this lease was sent. */
+  sentAt: number;
+}
+
+export interface ShardLeasesOptions {
+  controllerId: string;
+  log: Logger;
+  /** Default 128. Fixed for a bucket: every controller of a deployment must use the same. */
+  shards?: number;
+  /** Default 10 s: longer than a NATS Raft election (4–9 s), so a stream leader change is no failover. */
+  ttlMs?: number;
+  bucket?: string;
+  replicas?: number;
+  /** A shard became this controller's, with its fencing epoch. */
+  onAcquired?: (shard: number, epoch: number) => void;
+  /** A shard stopped being this controller's (released, taken, or its lease could not be renewed in time). */
+  onLost?: (shard: number) => void;
+  /** Monotonic milliseconds; default performance.now. */
+  now?: () => number;
+}
+
+const shardKey = (shard: number) => `shard.${shard}`;
+const presenceKey = (controllerId: string) => `controller.${controllerId}`;
+
+function decodeLease(entry: KvEntry | KvWatchEntry): LeaseValue | null {
+  if (entry.operation !== 'PUT') return null;
+  try {
+    const value = entry.json<Partial<LeaseValue>>();
+    return { owner: typeof value.owner === 'string' ? value.owner : null, epoch: typeof value.epoch === 'number' ? value.epoch : 0 };
+  } catch {
+    return null;
+  }
+}
+
+export class ShardLeases {
+  readonly shards: number;
+  readonly ttlMs: number;
+  private readonly now: () => number;
+  private readonly seen = new Map<string, Seen>();
+  private readonly held = new Map<number, Held>();
+  private kv: KV | undefined;
+  private watcher: QueuedIterator<KvWatchEntry> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly options: ShardLeasesOptions,
+  ) {
+    this.shards = options.shards ?? DEFAULT_SHARDS;
+    this.ttlMs = options.ttlMs ?? DEFAULT_LEASE_TTL_MS;
+    this.now = options.now ?? (() => performance.now());
+  }
+
+  /** Opens the bucket, follows it, and takes a first share; renews every third of a TTL from then on. */
+  async start(): Promise<void> {
+    const kv = await new Kvm(this.nc).create(this.options.bucket ?? LEASES_BUCKET, { history: 1, replicas: this.options.replicas ?? 1 });
+    this.kv = kv;
+    // Followed from here on; what is there already is read once below (the watch replays it too).
+    this.watcher = await kv.watch({ key: '>' });
+    void (async () => {
+      for await (const entry of this.watcher!) this.see(entry.key, entry.revision, decodeLease(entry));
+    })().catch((err: unknown) => this.options.log.warn({ err }, 'the lease watcher ended'));
+    for await (const key of await kv.keys()) {
+      const entry = await kv.get(key);
+      if (entry !== null) this.see(key, entry.revision, decodeLease(entry));
+    }
+    await this.tick();
+    this.timer = setInterval(() => void this.tick(), Math.max(50, Math.floor(this.ttlMs / 3)));
+  }
+
+  /** Whether this controller may act for `shard` now: it holds the lease and renewed it less than a TTL (less a margin) ago. */
+  owns(shard: number): boolean {
+    const held = this.held.get(shard);
+    return held !== undefined && this.now() - held.sentAt < this.ttlMs - this.marginMs();
+  }
+
+  /** The shards this controller may act for now. */
+  owned(): number[] {
+    return [...this.held.keys()].filter((shard) => this.owns(shard)).sort((a, b) => a - b);
+  }
+
+  /** The shard's fencing epoch while this controller owns it. */
+  epochOf(shard: number): number | undefined {
+    return this.owns(shard) ? this.held.get(shard)?.epoch : undefined;
+  }
+
+  /** Gives every lease back at once (so the others take them without waiting for expiry) and leaves. */
+  async stop(): Promise<void> {
+    this.halt();
+    await this.ticking;
+    const kv = this.kv;
+    if (kv === undefined) return;
+    await Promise.allSettled([...this.held].map(([shard, held]) => this.release(kv, shard, held)));
+    await kv.delete(presenceKey(this.options.controllerId)).catch(() => undefined);
+  }
+
+  /** Stops renewing without giving anything back, as a controller that died: its leases expire. */
+  halt(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.watcher?.stop();
+  }
+
+  /** A key's revision as seen now; an older one arriving late (the watch's replay) changes nothing. */
+  private see(key: string, revision: number, value: LeaseValue | null): void {
+    const known = this.seen.get(key);
+    if (known !== undefined && known.revision >= revision) return;
+    this.seen.set(key, { revision, at: this.now(), value });
+  }
+
+  private marginMs(): number {
+    return Math.min(1_000, Math.floor(this.ttlMs / 10));
+  }
+
+  private expired(seen: Seen | undefined): boolean {
+    return seen !== undefined && this.now() - seen.at > this.ttlMs;
+  }
+
+  private liveControllers(): number {
+    let live = 1; // this one
+    for (const [key, seen] of this.seen) {
+      if (key.startsWith('controller.') && key !== presenceKey(this.options.controllerId) && seen.value !== null && !this.expired(seen)) live++;
+    }
+    return live;
+  }
+
+  private tick(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.ticking ??= this.renewAndBalance().finally(() => (this.ticking = undefined));
+    return this.ticking;
+  }
+
+  private async renewAndBalance(): Promise<void> {
+    const kv = this.kv!;
+    const self = this.options.controllerId;
+    await kv.put(presenceKey(self), JSON.stringify({ owner: self, epoch: 0 })).catch((err: unknown) => this.options.log.warn({ err }, 'could not renew presence'));
+    await Promise.all([...this.held].map(([shard, held]) => this.renew(kv, shard, held)));
+    if (this.stopped) return;
+    const fair = Math.ceil(this.shards / this.liveControllers());
+    // Beyond a fair share: give the highest shards back, for the newcomers to take.
+    const surplus = [...this.held.keys()].sort((a, b) => b - a).slice(0, Math.max(0, this.held.size - fair));
+    await Promise.all(surplus.map((shard) => this.release(kv, shard, this.held.get(shard)!)));
+    const wanted = fair - this.held.size;
+    if (wanted <= 0) return;
+    const free: number[] = [];
+    for (let shard = 0; shard < this.shards && free.length < wanted; shard++) {
+      if (this.held.has(shard)) continue;
+      const seen = this.seen.get(shardKey(shard));
+      if (seen === undefined || seen.value === null || seen.value.owner === null || this.expired(seen)) free.push(shard);
+    }
+    await Promise.all(free.map((shard) => this.acquire(kv, shard)));
+  }
+
+  private async acquire(kv: KV, shard: number): Promise<void> {
+    const key = shardKey(shard);
+    const seen = this.seen.get(key);
+    const epoch = (seen?.value?.epoch ?? 0) + 1;
+    const value = JSON.stringify({ owner: this.options.controllerId, epoch } satisfies LeaseValue);
+    const sentAt = this.now();
+    try {
+      const revision = seen === undefined ? await kv.create(key, value) : await kv.update(key, value, seen.revision);
+      if (this.stopped) return;
+      this.held.set(shard, { revision, epoch, sentAt });
+      this.options.log.info({ shard, epoch }, 'shard lease acquired');
+      this.options.onAcquired?.(shard, epoch);
+    } catch {
+      // Another controller was first: the watch shows who.
+    }
+  }
+
+  private async renew(kv: KV, shard: number, held: Held): Promise<void> {
+    const sentAt = this.now();
+    try {
+      const revision = await kv.update(shardKey(shard), JSON.stringify({ owner: this.options.controllerId, epoch: held.epoch } satisfies LeaseValue), held.revision);
+      this.held.set(shard, { revision, epoch: held.epoch, sentAt });
+    } catch (err) {
+      // Lost the compare-and-set (taken), or NATS did not answer: past its TTL the lease is gone either way.
+      const current = await kv.get(shardKey(shard)).catch(() => null);
+      const value = current === null ? null : decodeLease(current);
+      if (current !== null && value?.owner === this.options.controllerId && value.epoch === held.epoch) {
+        this.held.set(shard, { revision: current.revision, epoch: held.epoch, sentAt }); // our write landed, its ack did not
+        return;
+      }
+      if (current !== null || this.now() - held.sentAt >= this.ttlMs - this.marginMs()) this.lose(shard, err);
+    }
+  }
+
+  private async release(kv: KV, shard: number, held: Held): Promise<void> {
+    this.held.delete(shard);
+    this.options.onLost?.(shard);
+    await kv.update(shardKey(shard), JSON.stringify({ owner: null, epoch: held.epoch } satisfies LeaseValue), held.revision).catch(() => undefined);
+  }
+
+  private lose(shard: number, err: unknown): void {
+    if (!this.held.delete(shard)) return;
+    this.options.log.warn({ shard, err }, 'shard lease lost');
+    this.options.onLost?.(shard);
+  }
+}
