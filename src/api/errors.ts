@@ -28,6 +28,7 @@ export const STATUS_OF_CODE: Record<ErrorCode, number> = {
   corrupt_checkpoint: 500,
   unknown_worker: 404,
   stale_generation: 409,
+  stale_owner: 409,
   conflict: 409,
   not_terminal: 409,
   not_running: 409,

@@ -16,6 +16,7 @@ export const ERROR_CODES = [
   'corrupt_checkpoint',
   'unknown_worker',
   'stale_generation',
+  'stale_owner',
   'conflict',
   'not_terminal',
   'not_running',

@@ -375,10 +375,18 @@ export const assignmentSchema = z.strictObject({
   subtasks: z.array(countSchema).min(1),
 });
 
+/**
+ * The sending controller's lease epoch of the job's shard (docs/high-availability.md). A worker refuses a
+ * command with an epoch older than one it has seen for the job (`stale_owner`): a controller that lost the
+ * job cannot command its tasks after the new owner did. Absent: no owner fencing (a lone controller).
+ */
+const ownerEpochSchema = countSchema.optional();
+
 export const startExecutionSchema = z.strictObject({
   v,
   job_id: idSchema,
   generation: countSchema,
+  owner_epoch: ownerEpochSchema,
   program: z.strictObject({
     /** Node parallelism already resolved (overrides applied). */
     graph: graphSchema,
@@ -396,12 +404,13 @@ export const startExecutionSchema = z.strictObject({
   final_checkpoint: z.boolean().optional(),
 });
 
-export const stopExecutionSchema = z.strictObject({ v, job_id: idSchema, generation: countSchema, mode: stopKindSchema });
+export const stopExecutionSchema = z.strictObject({ v, job_id: idSchema, generation: countSchema, owner_epoch: ownerEpochSchema, mode: stopKindSchema });
 
 export const checkpointRequestSchema = z.strictObject({
   v,
   job_id: idSchema,
   generation: countSchema,
+  owner_epoch: ownerEpochSchema,
   epoch: z.int().min(1),
   min_epoch: countSchema,
   then_stop: z.boolean(),
@@ -412,6 +421,7 @@ export const commitRequestSchema = z.strictObject({
   v,
   job_id: idSchema,
   generation: countSchema,
+  owner_epoch: ownerEpochSchema,
   epoch: z.int().min(1),
   commits: z.array(z.strictObject({ node_id: idSchema, subtask_index: countSchema, commit_data: commitDataSchema })),
 });

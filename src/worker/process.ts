@@ -81,6 +81,9 @@ const REGISTER_BACKOFF_MAX_MS = 5_000;
 export type WorkerStopMode = 'graceful' | 'immediate';
 export type WorkerRequestKind = 'start' | 'stop' | 'checkpoint' | 'commit';
 
+/** Jobs whose newest owner epoch a worker remembers. */
+const MAX_OWNER_EPOCHS = 10_000;
+
 export interface WorkerOptions {
   /** Default: `<hostname>-<pid>-<random>`, cut to a valid id. */
   workerId?: string;
@@ -479,8 +482,22 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     respond(msg, errorReply(rejected.code, rejected.message));
   }
 
+  /** Per job, the newest owner epoch a command carried: older ones come from a controller that lost the job. */
+  const ownerEpochs = new Map<string, number>();
+
+  function fenceOwner(request: { job_id: string; owner_epoch?: number | undefined }): void {
+    const epoch = request.owner_epoch;
+    if (epoch === undefined) return;
+    const newest = ownerEpochs.get(request.job_id) ?? 0;
+    if (epoch < newest) throw new RequestRejected('stale_owner', `job ${request.job_id}: owner epoch ${epoch} is older than ${newest}; another controller owns the job now`);
+    // Newest last; the oldest jobs' entries go first once there are many (one number per job seen).
+    ownerEpochs.delete(request.job_id);
+    ownerEpochs.set(request.job_id, epoch);
+    if (ownerEpochs.size > MAX_OWNER_EPOCHS) ownerEpochs.delete(ownerEpochs.keys().next().value!);
+  }
+
   /** Decodes, then runs `work` after the job's earlier requests; replies with its ack or an error reply. */
-  function handle<S extends z.ZodType<{ job_id: string }>>(kind: WorkerRequestKind, schema: S, work: (request: z.output<S>) => Ack | Promise<Ack>) {
+  function handle<S extends z.ZodType<{ job_id: string; owner_epoch?: number | undefined }>>(kind: WorkerRequestKind, schema: S, work: (request: z.output<S>) => Ack | Promise<Ack>) {
     return (msg: Msg): void => {
       stats.received[kind]++;
       let request: z.output<S>;
@@ -494,6 +511,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
       void perJob.run(request.job_id, async () => {
         try {
           if (stopping !== undefined) throw new RequestRejected('unavailable', `worker ${workerId} is shutting down`);
+          fenceOwner(request);
           respond(msg, await work(request));
         } catch (err) {
           reject(kind, msg, err);

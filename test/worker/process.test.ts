@@ -315,6 +315,22 @@ describe('worker process on a real server', () => {
     seen.subs.forEach((s) => s.unsubscribe());
   });
 
+  it('fences owners: a command with an older owner epoch than one seen for the job is refused, changing nothing', async () => {
+    const worker = await newWorker('w-own');
+    const start = subjects.workerStart('w-own');
+    expect((await ask(start, { ...startMessage('job-o', 1, graph(undefined, 200)), owner_epoch: 2 })).ok).toBe(true);
+    await expectError(subjects.workerStop('w-own'), { v: 1, job_id: 'job-o', generation: 1, owner_epoch: 1, mode: 'immediate' }, 'stale_owner');
+    await expectError(subjects.workerCheckpoint('w-own'), { v: 1, job_id: 'job-o', generation: 1, owner_epoch: 1, epoch: 1, min_epoch: 0, then_stop: true, timestamp: 1 }, 'stale_owner');
+    await expectError(subjects.workerCommit('w-own'), { v: 1, job_id: 'job-o', generation: 1, owner_epoch: 1, epoch: 1, commits: [] }, 'stale_owner');
+    expect(worker.running()).toEqual(new Map([['job-o', 1]]));
+    expect(worker.stats().rejected).toMatchObject({ stale_owner: 3 });
+    // The owner of epoch 2, or a newer one, and a command without an epoch (a lone controller) are obeyed.
+    expect((await ask(subjects.workerCommit('w-own'), { v: 1, job_id: 'job-o', generation: 1, owner_epoch: 3, epoch: 1, commits: [] })).ok).toBe(true);
+    await expectError(subjects.workerStop('w-own'), { v: 1, job_id: 'job-o', generation: 1, owner_epoch: 2, mode: 'immediate' }, 'stale_owner');
+    expect((await ask(subjects.workerStop('w-own'), { v: 1, job_id: 'job-o', generation: 1, mode: 'immediate' })).ok).toBe(true);
+    expect(worker.running().size).toBe(0);
+  });
+
   it('stops gracefully on a graceful stop request: every subtask finishes', async () => {
     const worker = await newWorker('w-grace');
     const seen = observe(nc, 'job-s');
