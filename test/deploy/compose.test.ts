@@ -52,7 +52,7 @@ describe('docker-compose.yml', () => {
 
     const worker = compose.services['worker']!;
     expect(worker.command?.[0]).toBe('worker');
-    expect(parseWorkerArgs(worker.command!.slice(1), {})).toEqual({ slots: 4, id: undefined, url: 'nats://nats:4222', incrementalState: {}, shutdownTimeoutMs: 10_000 });
+    expect(parseWorkerArgs(worker.command!.slice(1), {})).toEqual({ slots: 4, id: undefined, url: 'nats://nats:4222', incrementalState: {}, replicas: 1, shutdownTimeoutMs: 10_000 });
 
     for (const [name, s] of weirServices) {
       if (s.command !== undefined) expect(COMMANDS, name).toContain(s.command[0]);
@@ -73,7 +73,7 @@ describe('docker-compose.yml', () => {
     expect(() => assertSafeListen(unset.host, null)).toThrow('refusing to listen on 0.0.0.0 without WEIR_API_TOKEN');
     const token = 'token-from-the-environment';
     const resolved = { ...env, WEIR_API_TOKEN: token };
-    expect(parseApiArgs(api.command!.slice(1), resolved)).toEqual({ url: 'nats://nats:4222', host: '0.0.0.0', port: 8000, token: { from: 'env' }, shutdownTimeoutMs: 10_000 });
+    expect(parseApiArgs(api.command!.slice(1), resolved)).toEqual({ url: 'nats://nats:4222', host: '0.0.0.0', port: 8000, token: { from: 'env' }, replicas: 1, shutdownTimeoutMs: 10_000 });
     expect(api.ports).toEqual(['127.0.0.1:8000:8000']);
     expect(api.depends_on).toEqual({ controller: { condition: 'service_started' } });
     // The health check asks the route that needs no token, on the port the API listens on.
