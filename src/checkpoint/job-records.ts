@@ -115,6 +115,14 @@ export class JobCheckpointRecords {
     await kv.update(key, JSON.stringify(record), entry.revision);
   }
 
+  /** Removes every record of the job (its slots and any older by-epoch keys), as a deleted job's. */
+  async purge(): Promise<void> {
+    const kv = await this.kv();
+    const keys: string[] = [];
+    for await (const key of await kv.keys(`${this.jobId}.*`)) keys.push(key);
+    for (const key of keys) await kv.purge(key);
+  }
+
   /**
    * The record a restore of `epoch` starts from. Rejects, saying why, when the bucket cannot be read or
    * its slot holds no readable, restorable record of this job and epoch: a restore never guesses.

@@ -184,7 +184,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     log,
   });
   const handlers: RequestHandlers = {
-    ...jobRequests({ nc, store, registry, table, perJob, stateStore, log, maxMessageBytes: maxBytes, requestTimeoutMs, maxViewPageBytes: options.maxViewPageBytes }),
+    ...jobRequests({ nc, store, registry, table, perJob, stateStore, checkpointKv, log, maxMessageBytes: maxBytes, maxViewPageBytes: options.maxViewPageBytes }),
     ...checkpointRequests({ table, perJob, log, maxMessageBytes: maxBytes }),
     ...infoRequests({ table, registry, jobMetrics, metrics, maxMessageBytes: maxBytes }),
   };

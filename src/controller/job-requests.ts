@@ -4,13 +4,11 @@
  * its `perJob` queue, so a config update, a delete and the runtime's own view of the job never interleave.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { jetstream } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { TERMINAL_STATES } from '../../machines/job/types.js';
 import {
-  CHECKPOINTS_KV_BUCKET,
   DEFAULT_LIST_LIMIT,
   MAX_MESSAGE_BYTES,
   OPERATOR_CATALOGUE,
@@ -31,7 +29,7 @@ import {
   type ListJobsRequest,
 } from '../protocol/index.js';
 import type { JobConfigRecord, Store, Versioned } from '../store/index.js';
-import type { CheckpointStore } from '../checkpoint/index.js';
+import { JobCheckpointRecords, type CheckpointStore } from '../checkpoint/index.js';
 import type { KeyedQueue } from '../shared/keyed-queue.js';
 import { microsFromMs } from '../shared/micros.js';
 import { applyUpdate, changesNothing, configFromPipeline, newJobId } from './job-config.js';
@@ -55,8 +53,8 @@ export interface JobRequestsOptions {
   log: Logger;
   /** Largest accepted request. */
   maxMessageBytes: number;
-  /** Deadline of the JetStream requests that purge a deleted job's checkpoint records. */
-  requestTimeoutMs: number;
+  /** The checkpoint records' bucket, shared with the runtimes: a deleted job's records are purged from it. */
+  checkpointKv: () => Promise<KV>;
   /** Largest page of job views (JSON bytes). Default: 90 % of the server's `max_payload`. */
   maxViewPageBytes: number | undefined;
 }
@@ -70,16 +68,8 @@ export interface JobRequests {
   views: (msg: Msg) => Promise<ListJobViewsReply>;
 }
 
-/** The checkpoint records of a deleted job, purged from their bucket. */
-async function purgeCheckpointRecords(nc: NatsConnection, requestTimeoutMs: number, jobId: string): Promise<void> {
-  const kv = await new Kvm(jetstream(nc, { timeout: requestTimeoutMs })).open(CHECKPOINTS_KV_BUCKET);
-  const keys: string[] = [];
-  for await (const key of await kv.keys(`${jobId}.*`)) keys.push(key);
-  for (const key of keys) await kv.purge(key);
-}
-
 export function jobRequests(options: JobRequestsOptions): JobRequests {
-  const { nc, store, registry, table, perJob, stateStore, log, maxMessageBytes: maxBytes, requestTimeoutMs } = options;
+  const { nc, store, registry, table, perJob, stateStore, checkpointKv, log, maxMessageBytes: maxBytes } = options;
 
   async function create(msg: Msg): Promise<JobRevisionReply> {
     const pipeline = body(pipelineSchema, msg, maxBytes);
@@ -187,7 +177,7 @@ export function jobRequests(options: JobRequestsOptions): JobRequests {
       }
       await store.log.purge(jobId).catch((err: unknown) => log.warn({ err, jobId }, 'could not purge the job log'));
       // Its checkpoints go too: the records in the ring, and the state blobs (its run in the checkpoint store).
-      await purgeCheckpointRecords(nc, requestTimeoutMs, jobId).catch((err: unknown) => log.warn({ err, jobId }, 'could not purge the checkpoint records'));
+      await new JobCheckpointRecords({ jobId, kv: checkpointKv }).purge().catch((err: unknown) => log.warn({ err, jobId }, 'could not purge the checkpoint records'));
       await stateStore()
         .then((checkpoints) => checkpoints.deleteRun(jobId))
         .catch((err: unknown) => log.warn({ err, jobId }, 'could not delete the job state from the checkpoint store'));

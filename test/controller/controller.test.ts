@@ -515,9 +515,10 @@ describe('controller', () => {
     await reach(jobId, 'Stopped');
   });
 
-  it('deletes a stopped job (and its log), refuses a running one', async () => {
+  it('deletes a stopped job (its log and its checkpoint records too), refuses a running one', async () => {
     const jobId = await create();
     await reach(jobId, 'Running');
+    await eventually(async () => expect(await storedEpochs(client, jobId)).not.toEqual([]), { timeoutMs: 15_000 });
     expect((await request(subjects.apiJobDelete(jobId), { v: 1 })).error?.code).toBe('not_terminal');
     await configure(jobId, { stop: 'immediate' });
     await reach(jobId, 'Stopped');
@@ -526,6 +527,7 @@ describe('controller', () => {
     expect(reply).toEqual({ v: 1, job_id: jobId });
     expect(await store.jobs.get(jobId)).toBeNull();
     expect((await store.log.page(jobId, { limit: 10 })).data).toEqual([]);
+    expect(await storedEpochs(client, jobId)).toEqual([]);
     expect(controller!.runtimes.get(jobId)).toBeUndefined();
     expect((await request(subjects.apiJobGet(jobId), { v: 1 })).error?.code).toBe('unknown_job');
   });
