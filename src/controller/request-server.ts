@@ -14,6 +14,22 @@ export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list' | 'view
 /** One handler per request kind; its resolved value is the reply. */
 export type RequestHandlers = Record<ApiRequest, (msg: Msg) => Promise<unknown>>;
 
+/** The subject each request kind is served on: every kind has exactly one (the type checks it). */
+const SUBJECT_OF: Record<ApiRequest, string> = {
+  create: SUBJECTS.apiJobsCreate.wildcard,
+  list: SUBJECTS.apiJobsList.wildcard,
+  views: SUBJECTS.apiJobsViews.wildcard,
+  config: SUBJECTS.apiJobConfig.wildcard,
+  delete: SUBJECTS.apiJobDelete.wildcard,
+  get: SUBJECTS.apiJobGet.wildcard,
+  checkpoints: SUBJECTS.apiJobCheckpoints.wildcard,
+  checkpoint: SUBJECTS.apiJobCheckpoint.wildcard,
+  trigger_checkpoint: SUBJECTS.apiJobTriggerCheckpoint.wildcard,
+  job_metrics: SUBJECTS.apiJobMetrics.wildcard,
+  metrics: SUBJECTS.apiMetrics.wildcard,
+  workers: SUBJECTS.apiWorkersList.wildcard,
+};
+
 export interface RequestCounts {
   received: Record<ApiRequest, number>;
   /** RequestRejected requests by error code. */
@@ -79,20 +95,8 @@ export function startRequestServer(options: RequestServerOptions): RequestServer
     });
   }
 
-  const subscriptions = [
-    serve('create', SUBJECTS.apiJobsCreate.wildcard),
-    serve('list', SUBJECTS.apiJobsList.wildcard),
-    serve('views', SUBJECTS.apiJobsViews.wildcard),
-    serve('config', SUBJECTS.apiJobConfig.wildcard),
-    serve('delete', SUBJECTS.apiJobDelete.wildcard),
-    serve('get', SUBJECTS.apiJobGet.wildcard),
-    serve('checkpoints', SUBJECTS.apiJobCheckpoints.wildcard),
-    serve('checkpoint', SUBJECTS.apiJobCheckpoint.wildcard),
-    serve('trigger_checkpoint', SUBJECTS.apiJobTriggerCheckpoint.wildcard),
-    serve('job_metrics', SUBJECTS.apiJobMetrics.wildcard),
-    serve('metrics', SUBJECTS.apiMetrics.wildcard),
-    serve('workers', SUBJECTS.apiWorkersList.wildcard),
-  ];
+  // In this order: the subscriptions are made, and so answered first, as they were listed before.
+  const subscriptions = (Object.keys(SUBJECT_OF) as ApiRequest[]).map((kind) => serve(kind, SUBJECT_OF[kind]));
 
   return {
     counts: () => ({ received: { ...counts.received }, rejected: { ...counts.rejected } }),
