@@ -9,8 +9,12 @@ import { restoreSnapshot } from '../../src/worker/subtask-state.js';
 /** The checkpoint records the bucket holds for a job, oldest epoch first (keys are slots, not epochs). */
 export async function storedRecords(nc: NatsConnection, jobId: string): Promise<CheckpointRecord[]> {
   const kv = await new Kvm(nc).open(CHECKPOINTS_KV_BUCKET);
+  // nats.js's keys() goes on delivering until nothing is pending, so a slot rewritten meanwhile comes twice:
+  // read each key once, or one slot would count as two records (its epoch before and after the rewrite).
+  const keys = new Set<string>();
+  for await (const key of await kv.keys(`${jobId}.*`)) keys.add(key);
   const out: CheckpointRecord[] = [];
-  for await (const key of await kv.keys(`${jobId}.*`)) {
+  for (const key of keys) {
     const entry = await kv.get(key);
     if (entry?.operation === 'PUT') out.push(entry.json<CheckpointRecord>());
   }
