@@ -223,7 +223,35 @@ export const jobMachine = jobSetup.createMachine({
       states: {
         progress: {
           initial: 'polling',
+          // A job restored as Running at a takeover: its tasks run on, and its new owner re-attaches to them.
+          on: { 'job.adopt': '.reconciling' },
           states: {
+            reconciling: {
+              meta: { wait: 'reconcile' },
+              entry: { type: 'setWait', params: ({ context }) => ({ ms: context.policy.taskStartupTimeoutMs }) },
+              invoke: {
+                src: 'adoptGeneration',
+                input: ({ context }) => ({ ...generationOf(context), minEpoch: context.checkpoint.minEpoch }),
+                onDone: {
+                  target: 'polling',
+                  actions: [
+                    'enterRunning',
+                    { type: 'armCheckpoints', params: ({ context }) => checkpointSchedule(context) },
+                    raise(({ context, event }) => ({ type: 'job.reconcile' as const, at: timeOf(context, event) })),
+                  ],
+                },
+                onError: [
+                  // Nothing of the generation runs anywhere (weir was stopped as a whole): it starts again, as
+                  // a stop and start would, without a failure or a restart counted.
+                  { guard: 'errorIsTasksGone', target: '#job.Compiling' },
+                  // Some tasks are missing: what is left is cleaned up and the job restarts.
+                  { target: '#job.Recovering', actions: 'failFromError' },
+                ],
+              },
+              after: {
+                WAIT: { target: '#job.Recovering', actions: { type: 'failWith', params: { message: 'the tasks did not report in time after a takeover' } } },
+              },
+            },
             polling: {
               after: {
                 PROGRESS: [

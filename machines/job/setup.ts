@@ -7,6 +7,7 @@ import type {
   CheckpointSchedule,
   DesiredConfig,
   ErrorDomain,
+  AdoptInput,
   FinalCheckpointResult,
   GenerationInput,
   JobContext,
@@ -124,6 +125,12 @@ export const jobSetup = setup({
      * its own, and resolves once it is complete and durable; rejects when it fails.
      */
     finalCheckpoint: fromPromise<Settled<FinalCheckpointResult>, GenerationInput>(notProvided('finalCheckpoint')),
+    /**
+     * Re-attaches to a generation an earlier owner started: resolves once every subtask of it is reported
+     * running by a live worker and the checkpoint coordinator follows the newest record; rejects when
+     * tasks are missing.
+     */
+    adoptGeneration: fromPromise<Settled<void>, AdoptInput>(notProvided('adoptGeneration')),
   },
   delays: {
     /**
@@ -159,6 +166,7 @@ export const jobSetup = setup({
     restartsExhausted: ({ context }) => context.policy.allowedRestarts !== -1 && context.restarts > context.policy.allowedRestarts,
     errorIsFatal: ({ event }) => errorFrom(event).kind === 'fatal',
     errorIsNotEnoughSlots: ({ event }) => errorFrom(event).kind === 'not_enough_slots',
+    errorIsTasksGone: ({ event }) => errorFrom(event).kind === 'tasks_gone',
     /** The budget-th consecutive failure inside one state escalates. */
     errorExhaustsRetries: ({ context, event }, params: { budget: number }) =>
       context.retry.attempts + 1 >= (errorFrom(event).retries ?? params.budget),

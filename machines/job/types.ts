@@ -147,6 +147,7 @@ export const WAIT_KINDS = [
   'stop',
   'kill',
   'finish',
+  'reconcile',
 ] as const;
 export type WaitKind = (typeof WAIT_KINDS)[number];
 
@@ -247,6 +248,11 @@ export type JobEvent = (
   | { type: 'clock.tick' }
   /** Sent once after restoring a persisted snapshot: re-arms the timers of the active states at their original deadlines. */
   | { type: 'job.resume' }
+  /**
+   * Sent once to a job restored as Running after a takeover (another controller's, or this one's restart):
+   * re-attaches to the tasks of its generation instead of restarting them.
+   */
+  | { type: 'job.adopt' }
   /** Internal: raised on entering Running to act on config that changed while the job was starting. */
   | { type: 'job.reconcile' }
 ) &
@@ -265,7 +271,8 @@ export type JobEventType = JobEvent['type'];
  * internal error with the state's default budget.
  */
 export interface JobErrorData {
-  kind: 'fatal' | 'retryable' | 'not_enough_slots';
+  /** `tasks_gone`: a generation being taken over has no task left anywhere (everything stopped meanwhile). */
+  kind: 'fatal' | 'retryable' | 'not_enough_slots' | 'tasks_gone';
   message: string;
   domain?: ErrorDomain;
   /** Retry budget for this call site; the reference uses 3, 5, 10 or 20. */
@@ -324,6 +331,11 @@ export interface ScheduleInput extends GenerationInput {
 
 export interface StopInput extends GenerationInput {
   mode: 'graceful' | 'immediate';
+}
+
+/** A generation started by an earlier owner of the job, whose tasks are to be re-attached to. */
+export interface AdoptInput extends GenerationInput {
+  minEpoch: number;
 }
 
 /** Periodic checkpoints of a running generation, at this interval (0: none). */

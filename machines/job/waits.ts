@@ -14,6 +14,7 @@ export const DEADLINE_OF: Record<WaitKind, keyof Deadlines> = {
   stop: 'wait',
   kill: 'wait',
   finish: 'wait',
+  reconcile: 'wait',
 };
 
 const FINAL_CHECKPOINT_OF: Partial<Record<JobState, string>> = { Rescaling: 'rescale', Restarting: 'restart', CheckpointStopping: 'stop' };
@@ -45,6 +46,8 @@ function reasonOf(kind: WaitKind, context: JobContext, state: JobState): string 
       return `killing the tasks of ${generation}`;
     case 'finish':
       return `waiting for the tasks of ${generation} to finish after its sources did`;
+    case 'reconcile':
+      return `re-attaching to the running tasks of ${generation} after a takeover`;
   }
 }
 

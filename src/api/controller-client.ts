@@ -17,6 +17,7 @@ import {
   jobRevisionReplySchema,
   jobViewSchema,
   listJobsReplySchema,
+  listControllersReplySchema,
   listJobViewsReplySchema,
   subjects,
   triggerCheckpointReplySchema,
@@ -28,6 +29,7 @@ import {
   type JobMetricsReply,
   type JobRevisionReply,
   type JobView,
+  type ListControllersReply,
   type ListJobsReply,
   type ListJobViewsReply,
   type PipelineInput,
@@ -53,6 +55,8 @@ export interface ControllerClient {
   triggerCheckpoint(jobId: string, triggerId?: string): Promise<TriggerCheckpointReply>;
   metrics(jobId: string): Promise<JobMetricsReply>;
   controllerMetrics(): Promise<ControllerMetricsReply>;
+  /** The controllers sharing the jobs, as the one that answers sees them. */
+  controllers(): Promise<ListControllersReply>;
 }
 
 export interface ControllerClientOptions {
@@ -90,6 +94,7 @@ export function controllerClient(nc: NatsConnection, options: ControllerClientOp
       request(subjects.apiJobTriggerCheckpoint(jobId), triggerId === undefined ? {} : { trigger_id: triggerId }, triggerCheckpointReplySchema),
     metrics: (jobId) => request(subjects.apiJobMetrics(jobId), {}, jobMetricsReplySchema),
     controllerMetrics: () => request(subjects.apiMetrics(), {}, controllerMetricsReplySchema),
+    controllers: () => request(subjects.apiControllersList(), {}, listControllersReplySchema),
   };
 }
 

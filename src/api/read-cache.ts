@@ -97,5 +97,6 @@ export function cachedReads(client: ControllerClient, options: ReadCacheOptions 
     triggerCheckpoint: (jobId, triggerId) => wrote(jobId, client.triggerCheckpoint(jobId, triggerId)),
     metrics: (jobId) => read(jobId, 'metrics', () => client.metrics(jobId)),
     controllerMetrics: () => client.controllerMetrics(),
+    controllers: () => client.controllers(),
   };
 }

@@ -14,6 +14,7 @@ import {
   graphSchema,
   idSchema,
   jobStateSchema,
+  listControllersReplySchema,
   operatorCheckpointGroupSchema,
   operatorMetricGroupSchema,
   pipelineSchema,
@@ -136,6 +137,7 @@ export const jobSchema = z.strictObject({
   created_at: micros,
   ...actionFields,
   waiting: jobWaitSchema.nullable().meta({ description: 'What the job waits for now and until when (µs), after which its state falls back (a retry, a kill, a failure); null while Running and in the states a job rests in' }),
+  owner: z.string().nullable().meta({ description: 'The controller that owns the job now; null while a takeover is under way' }),
 });
 
 export const pipelineResponseSchema = z.strictObject({
@@ -171,12 +173,15 @@ export const checkpointListSchema = z.strictObject({ data: z.array(checkpointSch
 export const operatorCheckpointGroupListSchema = z.strictObject({ data: z.array(operatorCheckpointGroupSchema) });
 export const triggerCheckpointResponseSchema = triggerCheckpointReplySchema.omit({ v: true, job_id: true });
 export const operatorMetricGroupListSchema = z.strictObject({ data: z.array(operatorMetricGroupSchema) });
+/** The fleet as the controller that answered sees it in the leases bucket (`weir.api.controllers.list` without `v`). */
+export const controllerListSchema = listControllersReplySchema.omit({ v: true });
 
 export const pongSchema = z.strictObject({ pong: z.literal(true) });
 
 export type Job = z.infer<typeof jobSchema>;
 export type PipelineResponse = z.infer<typeof pipelineResponseSchema>;
 export type ErrorRow = z.infer<typeof errorRowSchema>;
+export type ControllerList = z.infer<typeof controllerListSchema>;
 
 /** The failures every route can answer with, besides its own. */
 export const COMMON_ERRORS = { 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema, 503: errorBodySchema } as const;

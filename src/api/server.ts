@@ -16,6 +16,7 @@ import { serializeResponse } from './serialize.js';
 import { errorHandler, installNotFound, validatorCompiler } from './error-handling.js';
 import { httpMetrics } from './http-metrics.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
+import { controllerRoutes } from './routes/controllers.js';
 import { jobRoutes } from './routes/jobs.js';
 import { opsRoutes } from './routes/ops.js';
 import { pipelineRoutes } from './routes/pipelines.js';
@@ -110,6 +111,7 @@ export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Prom
   await app.register(pipelineRoutes, { prefix: API_PREFIX, ...deps });
   await app.register(jobRoutes, { prefix: API_PREFIX, ...deps });
   await app.register(checkpointRoutes, { prefix: API_PREFIX, ...deps });
+  await app.register(controllerRoutes, { prefix: API_PREFIX, ...deps });
   await app.register(streams.routes, { prefix: API_PREFIX });
   await app.register(opsRoutes, { controller, metrics, apiPrefix: API_PREFIX });
   return app;

@@ -25,6 +25,7 @@ export function toJob(job: JobSummary): Job {
     created_at: job.created_at,
     ...actionOf(job.available_action),
     waiting: job.waiting,
+    owner: job.owner ?? null,
   };
 }
 

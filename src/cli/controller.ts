@@ -16,11 +16,18 @@ import { commandArgs, parseCommandArgs, positiveInteger, REPLICAS_OPTION, REPLIC
 import { runDaemon } from './daemon.js';
 import { natsOptions } from './nats-options.js';
 
+/** Below this a lease is renewed more often than NATS answers a busy KV write. */
+const MIN_LEASE_TTL_MS = 300;
+
 /** The shortest checkpoint interval: a coarser grid would move checkpoints by more than one. */
 const MAX_CHECKPOINT_GRID_MS = 1_000;
 
 export const CONTROLLER_USAGE = `Usage: weir controller [options]   runs the controller until SIGTERM/SIGINT
   --nats URL               NATS server (default: $NATS_URL or nats://127.0.0.1:4222)
+  --id NAME                this controller's name among several (env WEIR_CONTROLLER_ID; default <hostname>-<pid>);
+                           a controller restarted under its name takes its jobs back at once
+  --lease-ttl MS           shard lease TTL: a dead controller's jobs move after it (env WEIR_LEASE_TTL_MS;
+                           default 10000; more than a NATS Raft election on a cluster)
   --heartbeat-timeout MS   a worker silent this long is lost (default 30000)
   --heartbeat-interval MS  how often workers are told to heartbeat (default 5000)
   --allowed-restarts N     unhealthy restarts before a job fails (default 20; --allowed-restarts=-1: unlimited)
@@ -47,7 +54,13 @@ export interface ControllerArgs {
   shutdownTimeoutMs: number;
   /** A JSON file of job policy overrides (`jobPolicyOverridesSchema`). */
   policyFile?: string;
+  /** This controller's name among several. */
+  controllerId?: string;
+  leaseTtlMs?: number;
 }
+
+/** 1–128 characters that may stand in a NATS subject token. */
+const CONTROLLER_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 
 export function parseControllerArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ControllerArgs {
   const { values } = parseCommandArgs(args, {
@@ -58,6 +71,8 @@ export function parseControllerArgs(args: readonly string[], env: NodeJS.Process
     'retained-checkpoints': { type: 'string' },
     'checkpoint-grid-ms': { type: 'string' },
     'policy-file': { type: 'string' },
+    id: { type: 'string' },
+    'lease-ttl': { type: 'string' },
     ...REPLICAS_OPTION,
     ...SHUTDOWN_OPTION,
   });
@@ -70,8 +85,15 @@ export function parseControllerArgs(args: readonly string[], env: NodeJS.Process
   const grid = values['checkpoint-grid-ms'] ?? env['WEIR_CHECKPOINT_GRID_MS'];
   const checkpointGridMs = grid === undefined ? undefined : positiveInteger(grid, '--checkpoint-grid-ms MS');
   if (checkpointGridMs !== undefined && checkpointGridMs > MAX_CHECKPOINT_GRID_MS) throw new UsageError(`--checkpoint-grid-ms MS must be at most ${MAX_CHECKPOINT_GRID_MS}, got ${checkpointGridMs}`);
+  const controllerId = values.id ?? env['WEIR_CONTROLLER_ID'];
+  if (controllerId !== undefined && !CONTROLLER_ID_PATTERN.test(controllerId)) throw new UsageError(`--id NAME must be 1–128 characters from A-Z a-z 0-9 _ -, got ${JSON.stringify(controllerId)}`);
+  const ttl = values['lease-ttl'] ?? env['WEIR_LEASE_TTL_MS'];
+  const leaseTtlMs = ttl === undefined ? undefined : positiveInteger(ttl, '--lease-ttl MS');
+  if (leaseTtlMs !== undefined && leaseTtlMs < MIN_LEASE_TTL_MS) throw new UsageError(`--lease-ttl MS must be at least ${MIN_LEASE_TTL_MS}, got ${leaseTtlMs}`);
   return {
     url: values.nats ?? env['NATS_URL'] ?? 'nats://127.0.0.1:4222',
+    ...(controllerId === undefined ? {} : { controllerId }),
+    ...(leaseTtlMs === undefined ? {} : { leaseTtlMs }),
     heartbeatTimeoutMs: timeout === undefined ? undefined : positiveInteger(timeout, '--heartbeat-timeout MS'),
     ...(interval === undefined ? {} : { heartbeatIntervalMs: positiveInteger(interval, '--heartbeat-interval MS') }),
     ...(restarts === undefined ? {} : { allowedRestarts: positiveInteger(restarts, '--allowed-restarts N', -1) }),
@@ -132,6 +154,8 @@ export async function controllerCommand(args: readonly string[], out: (line: str
       log,
       replicas: parsed.replicas,
       inspector,
+      ...(parsed.controllerId === undefined ? {} : { controllerId: parsed.controllerId }),
+      ...(parsed.leaseTtlMs === undefined ? {} : { leaseTtlMs: parsed.leaseTtlMs }),
       ...(parsed.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: parsed.heartbeatTimeoutMs }),
       ...(parsed.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: parsed.heartbeatIntervalMs }),
       policy,

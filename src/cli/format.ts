@@ -1,5 +1,5 @@
 /** Human-readable output of the job commands: tables, key/value blocks and one-line state events. */
-import type { JobStateEvent, JobSummary, JobView, WorkerViewMessage } from '../protocol/index.js';
+import type { JobStateEvent, JobSummary, JobView, ListControllersReply, WorkerViewMessage } from '../protocol/index.js';
 import type { ErrorRow } from '../api/schemas.js';
 import { microsFromMs, msFromMicros } from '../shared/micros.js';
 
@@ -48,6 +48,22 @@ export function workerListTable(workers: readonly WorkerViewMessage[]): string {
     ['WORKER', 'LIVE', 'SLOTS', 'FREE', 'BOOKED', 'REPORTED'],
     workers.map((w) => [w.worker_id, w.live ? 'yes' : 'no', String(w.slots), String(w.free_slots), slotsText(w.allocations), slotsText(w.reported)]),
   );
+}
+
+/** A duration in ms as `formatDuration` writes it (whole ms); `-` for null. */
+function msText(ms: number | null): string {
+  return ms === null ? '-' : formatDuration(microsFromMs(Math.round(ms)));
+}
+
+/**
+ * The controllers sharing the jobs, as the one that answered sees them: liveness, shards and jobs owned,
+ * and the age of each one's least recently renewed lease (near the TTL: it has stopped renewing).
+ */
+export function controllerListTable(reply: ListControllersReply): string {
+  const footer = `answered by ${reply.answered_by}; ${reply.shards} shards, lease TTL ${msText(reply.lease_ttl_ms)}`;
+  if (reply.data.length === 0) return `no controllers\n${footer}`;
+  const rows = reply.data.map((c) => [c.controller_id, c.live ? 'yes' : 'no', String(c.shards), String(c.jobs), msText(c.oldest_lease_age_ms)]);
+  return `${table(['CONTROLLER', 'LIVE', 'SHARDS', 'JOBS', 'LEASE AGE'], rows)}\n${footer}`;
 }
 
 /** What a user can do with the job now, with the command that does it. */

@@ -23,6 +23,7 @@ import {
   jobStateEventSchema,
   jobViewSchema,
   previewParallelism,
+  listControllersReplySchema,
   listJobsReplySchema,
   listWorkersReplySchema,
   stopModeSchema,
@@ -35,7 +36,7 @@ import { toErrorRow } from '../api/views.js';
 import type { ErrorRow } from '../api/schemas.js';
 import { MAX_PAGE_LIMIT, openStore, StoreUnavailableError, type Page } from '../store/index.js';
 import { checkpointListTable, checkpointTimeline } from './checkpoint-timeline.js';
-import { currentStateLine, errorListTable, jobListTable, jobViewText, stateEventLine, workerListTable } from './format.js';
+import { controllerListTable, currentStateLine, errorListTable, jobListTable, jobViewText, stateEventLine, workerListTable } from './format.js';
 import { parseCommandArgs, UsageError, usageLine, type ParsedArgs } from './args.js';
 import { natsOptions } from './nats-options.js';
 
@@ -65,7 +66,9 @@ credentials as for 'weir worker'; --json prints JSON instead of text; --timeout 
                                          the id of the last error of the previous page
   weir jobs checkpoints ID [EPOCH]       the checkpoint history; with EPOCH, that checkpoint's spans as a timeline
   weir workers                           the workers the controller knows: slots, free slots, the slots it booked
-                                         per job generation, and what each worker says runs there`;
+                                         per job generation, and what each worker says runs there
+  weir controllers                       the controllers sharing the jobs: live or not, shards and jobs each owns, and
+                                         the age of its oldest lease (--json: the whole reply, rows in data)`;
 
 export interface CliIo {
   out: (line: string) => void;
@@ -123,7 +126,7 @@ function expectPositionals(positionals: readonly string[], count: number, what: 
   if (positionals.length !== count) throw new UsageError(`expected ${what}`);
 }
 
-/** `argv[0]` is `submit`, `jobs`, `pipelines` or `workers`. */
+/** `argv[0]` is `submit`, `jobs`, `pipelines`, `workers` or `controllers`. */
 export async function jobsCommand(argv: readonly string[], io: CliIo): Promise<number> {
   const env = io.env ?? process.env;
   let ctx: Context;
@@ -168,6 +171,11 @@ function plan(positionals: readonly string[], ctx: Context): () => Promise<numbe
     allow();
     expectPositionals(positionals, 1, 'weir workers');
     return () => request(ctx, subjects.apiWorkersList(), { v: 1 }, listWorkersReplySchema, (reply) => workerListTable(reply.data));
+  }
+  if (command === 'controllers') {
+    allow();
+    expectPositionals(positionals, 1, 'weir controllers');
+    return () => request(ctx, subjects.apiControllersList(), { v: 1 }, listControllersReplySchema, controllerListTable);
   }
   if (command === 'submit') {
     allow();

@@ -23,6 +23,7 @@ Commands:
   submit FILE    create a job from a pipeline file
   jobs, pipelines  watch and manage jobs (pipelines and jobs are one to one): weir jobs help
   workers        the workers the controller knows, their slots and what runs on them
+  controllers    the controllers sharing the jobs: live or not, shards, jobs, oldest lease age
   guard -- CMD   run CMD and end it when the process that started the guard is gone (weir up's nats-server)
   version        print the version
   help           print this text`;
@@ -37,7 +38,7 @@ function version(): string {
 }
 
 /** The commands `main` runs; deployment files are checked against this list. */
-export const COMMANDS = ['version', 'help', 'worker', 'controller', 'api', 'up', 'guard', 'submit', 'jobs', 'pipelines', 'workers'] as const;
+export const COMMANDS = ['version', 'help', 'worker', 'controller', 'api', 'up', 'guard', 'submit', 'jobs', 'pipelines', 'workers', 'controllers'] as const;
 
 /** Runs one CLI invocation and returns the process exit code. */
 export function main(argv: readonly string[], out: (line: string) => void = console.log): Promise<number> {
@@ -54,6 +55,7 @@ export function main(argv: readonly string[], out: (line: string) => void = cons
     case 'jobs':
     case 'pipelines':
     case 'workers':
+    case 'controllers':
       return jobsCommand(argv, { out, err: console.error });
     case 'up':
       return up(args, { out, err: console.error });

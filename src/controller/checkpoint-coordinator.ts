@@ -316,6 +316,15 @@ export class CheckpointCoordinator {
   }
 
   /**
+   * An earlier owner of the job completed checkpoints up to `newestEpoch` (its newest record), and may have
+   * begun `beganEpoch` after it: the next epoch follows both, so no epoch is taken twice.
+   */
+  followEarlierOwner(newestEpoch: number, beganEpoch: number): void {
+    this.lastCompleted = Math.max(this.lastCompleted, newestEpoch);
+    this.epochCounter = Math.max(this.epochCounter, newestEpoch, beganEpoch);
+  }
+
+  /**
    * Periodic checkpoints for a running generation. The first is due between one and two intervals from
    * now, so that jobs started together do not checkpoint together; arming again (a live interval change)
    * re-bases the next one on the new interval.

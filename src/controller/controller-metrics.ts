@@ -15,6 +15,8 @@ export interface ControllerMetricsSources {
   jobStates(): Iterable<JobState>;
   /** Known workers, live and expired (not yet swept), read at each scrape. */
   workers(): { live: number; expired: number };
+  /** Jobs by the controller that owns them, as this controller sees the leases, read at each scrape. */
+  jobsByOwner(): Promise<Map<string, number>>;
 }
 
 export interface ControllerMetrics {
@@ -29,6 +31,8 @@ export interface ControllerMetrics {
   rejection(code: ErrorCode): void;
   /** The NATS connection reconnected. */
   reconnect(): void;
+  /** This controller took over a job from another owner (or from its own earlier run), in the state it found it in. */
+  takeover(state: JobState): void;
   /** The exposition text (Prometheus text format 0.0.4). */
   text(): Promise<string>;
 }
@@ -92,6 +96,22 @@ export function createControllerMetrics(sources: ControllerMetricsSources): Cont
     buckets: [1024, 16 * 1024, 256 * 1024, 1024 ** 2, 16 * 1024 ** 2, 256 * 1024 ** 2, 1024 ** 3, 16 * 1024 ** 3],
     registers: [registry],
   });
+  new Gauge({
+    name: 'weir_jobs_by_owner',
+    help: 'Jobs by the controller that owns them (the leases as this controller sees them; "" while a takeover is under way).',
+    labelNames: ['owner'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [owner, n] of await sources.jobsByOwner()) this.set({ owner }, n);
+    },
+  });
+  const takeovers = new Counter({
+    name: 'weir_takeovers_total',
+    help: 'Jobs this controller took over from another owner or from its own earlier run, by the state it found them in.',
+    labelNames: ['state'],
+    registers: [registry],
+  });
   const reconnects = new Counter({ name: 'weir_nats_reconnects_total', help: 'Reconnects of the controller’s NATS connection.', registers: [registry] });
   const requests = new Counter({ name: 'weir_controller_requests_total', help: 'API requests received, by kind.', labelNames: ['kind'], registers: [registry] });
   const rejections = new Counter({ name: 'weir_controller_rejections_total', help: 'API requests answered with an error, by code.', labelNames: ['code'], registers: [registry] });
@@ -124,6 +144,7 @@ export function createControllerMetrics(sources: ControllerMetricsSources): Cont
     request: (kind) => requestOf(kind).inc(),
     rejection: (code) => rejectionOf(code).inc(),
     reconnect: () => reconnects.inc(),
+    takeover: (state) => takeovers.labels(state).inc(),
     text: () => registry.metrics(),
   };
 }

@@ -8,15 +8,18 @@
  *   runtime's own view of the job never interleave.
  * - Config changes written to the store by another process reach the job's runtime through the
  *   store's config watcher; the controller's own writes are recognised by revision and skipped.
- * - On start, every stored job gets a runtime resumed per the controller-restart table
- *   (`resumePlan`): Created/Stopped/Finished/Failed as themselves, the active states from Compiling
- *   (a full reschedule at the next generation), Failing → Failed, Stopping/CheckpointStopping →
- *   Stopped, Finishing → Finished.
+ * - Several controllers may run against the same NATS (docs/high-availability.md): each owns the jobs of
+ *   the shards whose leases it holds (shard-leases.ts, job-ownership.ts), takes over the jobs of a shard it
+ *   acquires per the takeover table (takeover-plan.ts: a Running job's tasks run on), drops those of a
+ *   shard it loses without writing, and forwards requests about jobs it does not own to their owner
+ *   (request-router.ts). Every controller hears every worker (no queue group on the worker subjects), so
+ *   each registry sees all slots taken.
  *
- * This file wires the parts and owns their order of start and stop: the job table (job-table.ts), the
- * request handlers (job-, checkpoint- and info-requests.ts), serving them (request-server.ts) and
- * following config changes made elsewhere (config-follower.ts).
+ * This file wires the parts and owns their order of start and stop: the leases, the job table
+ * (job-table.ts), the request handlers (job-, checkpoint-, info- and fleet-requests.ts), serving them
+ * (request-server.ts) and following config changes made elsewhere (config-follower.ts).
  */
+import { hostname } from 'node:os';
 import type { InspectionEvent } from 'xstate';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -29,10 +32,10 @@ import { createJobRuntime, DEFAULT_CHECKPOINT_BUCKET } from './job-runtime.js';
 import { JobEventRouter } from './job-event-router.js';
 import { JobRuntimes } from './job-runtimes.js';
 import { WorkerRegistry } from './registry.js';
-import { openCheckpointKv, openCheckpointStore } from '../checkpoint/index.js';
+import { JobCheckpointRecords, openCheckpointKv, openCheckpointStore } from '../checkpoint/index.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
 import { openOnce } from '../shared/memo.js';
-import { CONTROLLER_QUEUE, startWorkerService, type WorkerService } from './worker-service.js';
+import { CONTROLLER_QUEUE, DEFAULT_HEARTBEAT_INTERVAL_MS, startWorkerService, type WorkerService } from './worker-service.js';
 import { orphanReaper } from './worker-requests.js';
 import { createControllerMetrics, type ControllerMetrics } from './controller-metrics.js';
 import { JobMetrics } from './job-metrics.js';
@@ -42,12 +45,23 @@ import { checkpointRequests } from './checkpoint-requests.js';
 import { infoRequests } from './info-requests.js';
 import { startRequestServer, type ApiRequest, type RequestHandlers } from './request-server.js';
 import { followConfigChanges } from './config-follower.js';
+import { fleetRequests } from './fleet-requests.js';
+import { JobOwnership } from './job-ownership.js';
+import { forwardPrefix, ownerWaitMs, RequestRouter } from './request-router.js';
+import { DEFAULT_LEASE_TTL_MS, ShardLeases } from './shard-leases.js';
+import { RESTORABLE_STATUSES } from '../protocol/index.js';
+import { TERMINAL_STATES } from '../../machines/job/types.js';
+import { forEachLimited } from '../shared/for-each-limited.js';
+import type { ReportedGeneration } from './registry.js';
 
 export type { ApiRequest } from './request-server.js';
 export { MANUAL_CHECKPOINT_WAIT_MS } from './checkpoint-requests.js';
 export { TRIGGER_IDS_PER_JOB } from './job-table.js';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 2_000;
+
+/** Jobs of newly acquired shards adopted at once: each is a few store round trips. */
+const ADOPTION_CONCURRENCY = 64;
 
 /** What the controller needs of an inspector: somewhere to send its actors' inspection events. */
 export interface ActorInspector {
@@ -56,6 +70,17 @@ export interface ActorInspector {
 
 export interface ControllerOptions {
   log: Logger;
+  /**
+   * This controller's name among the controllers of a deployment. Give each a stable one: a controller
+   * restarted under its name takes its own leases back at once. Default `<hostname>-<pid>`.
+   */
+  controllerId?: string;
+  /** The shard lease TTL: a dead controller's jobs are taken over after it. Default 10 s. */
+  leaseTtlMs?: number;
+  /** The leases bucket. Default `weir_leases`. */
+  leasesBucket?: string;
+  /** How long a request for a job whose shard has no live owner waits for one. Default: the TTL and a second, at most 10 s. */
+  ownerWaitMs?: number;
   /**
    * Replicas of every bucket and stream the controller creates (jobs, event log, checkpoint records and
    * state): 1 on one server, 3 on a 3-node cluster. Existing ones keep theirs. Default `store.replicas`, else 1.
@@ -94,7 +119,12 @@ export interface ControllerStats {
 }
 
 export interface Controller {
+  readonly id: string;
   readonly runtimes: JobRuntimes;
+  /** Which jobs this controller owns now. */
+  readonly ownership: JobOwnership;
+  /** Stops as a controller that died would: nothing more is written or renewed, and nothing is handed over. For tests. */
+  halt(): Promise<void>;
   readonly store: Store;
   readonly registry: WorkerRegistry;
   /** The controller's Prometheus metrics (a private registry), as served on `weir.api.metrics`. */
@@ -128,18 +158,127 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   const metrics = createControllerMetrics({
     jobStates: () => table.states(),
     workers: () => registry.liveness(),
+    jobsByOwner: async () => {
+      const counts = new Map<string, number>();
+      for (const jobId of await store.jobs.list()) {
+        const owner = ownership.ownerOf(jobId) ?? '';
+        counts.set(owner, (counts.get(owner) ?? 0) + 1);
+      }
+      return counts;
+    },
   });
   /** Each job's requests, config changes and checkpoint triggers, one at a time. */
   const perJob = new KeyedQueue();
   let stopping: Promise<void> | undefined;
   const isStopping = () => stopping !== undefined;
 
+  // ─── Ownership ────────────────────────────────────────────────────────────────────────────────
+
+  const controllerId = options.controllerId ?? `${hostname()}-${process.pid}`;
+  /** Shards acquired whose jobs are still to be adopted. */
+  const pendingShards = new Set<number>();
+  let adoptionQueued = false;
+  let adoptions: Promise<void> = Promise.resolve();
+  const leases = new ShardLeases(nc, {
+    controllerId,
+    log,
+    ttlMs: options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+    replicas,
+    ...(options.leasesBucket === undefined ? {} : { bucket: options.leasesBucket }),
+    onAcquired: (shard) => {
+      pendingShards.add(shard);
+      queueAdoption();
+    },
+    onLost: (shard) => {
+      pendingShards.delete(shard);
+      if (!isStopping()) dropShard(shard);
+    },
+  });
+  const ownership = new JobOwnership(controllerId, leases);
+
+  function queueAdoption(): void {
+    if (adoptionQueued) return;
+    adoptionQueued = true;
+    adoptions = adoptions.then(adoptPending);
+  }
+
+  /** The stored jobs of the shards acquired since the last run, each adopted per the takeover table. */
+  async function adoptPending(): Promise<void> {
+    adoptionQueued = false;
+    if (isStopping() || pendingShards.size === 0) return;
+    const shards = new Set(pendingShards);
+    pendingShards.clear();
+    let ids: string[];
+    try {
+      ids = await store.jobs.list();
+    } catch (err) {
+      log.warn({ err, shards: shards.size }, 'could not list the jobs of acquired shards; trying again');
+      for (const shard of shards) if (leases.owns(shard)) pendingShards.add(shard);
+      setTimeout(queueAdoption, 1_000).unref();
+      return;
+    }
+    const mine = ids.filter((id) => shards.has(ownership.shardOf(id)) && !table.has(id));
+    await forEachLimited(mine, ADOPTION_CONCURRENCY, (jobId) =>
+      perJob.run(jobId, async () => {
+        if (isStopping() || !ownership.owns(jobId) || table.has(jobId)) return;
+        try {
+          const state = await table.adopt(jobId);
+          if (state !== null) metrics.takeover(state);
+        } catch (err) {
+          log.error({ err, jobId }, 'could not adopt the job');
+        }
+      }),
+    );
+  }
+
+  /** Resolves once every adoption queued so far has run. */
+  async function adoptionsIdle(): Promise<void> {
+    for (;;) {
+      const current = adoptions;
+      await current;
+      if (current === adoptions) return;
+    }
+  }
+
+  /** The shard's jobs are no longer this controller's: their runtimes stop without writing; their tasks run on. */
+  function dropShard(shard: number): void {
+    for (const jobId of table.ids()) {
+      if (ownership.shardOf(jobId) !== shard) continue;
+      void perJob.run(jobId, async () => {
+        if (ownership.owns(jobId) || !table.has(jobId)) return;
+        await table.drop(jobId);
+        log.info({ jobId, shard }, 'job handed over: its runtime stopped, its tasks run on');
+      });
+    }
+  }
+
+  const reapOrphan = orphanReaper(nc, registry, log, requestTimeoutMs, (jobId) => ownership.tokenOf(jobId)?.epoch ?? null);
+  /**
+   * A generation a worker runs that this controller holds no slots for. Another owner's job is that owner's
+   * business; one of this controller's jobs being taken over (adopted, or about to be) is kept: its new
+   * runtime re-attaches to it. Anything else goes.
+   */
+  async function onOrphan(workerId: string, orphan: ReportedGeneration): Promise<void> {
+    const { jobId, generation } = orphan;
+    if (!ownership.owns(jobId)) return;
+    const runtime = table.runtime(jobId);
+    if (runtime !== undefined) {
+      if (runtime.wantsGeneration(generation)) return;
+    } else {
+      const record = await store.jobs.get(jobId).catch(() => undefined);
+      if (record === undefined) return; // cannot tell now; the next heartbeat asks again
+      if (record !== null && record.status.generation === generation && !TERMINAL_STATES.includes(record.status.state)) return;
+    }
+    await reapOrphan(workerId, orphan);
+  }
+
   const workers: WorkerService = startWorkerService(nc, registry, {
     log,
     onLost: (jobId, generation, workerId, reason) => runtimes.onWorkerLost(jobId, generation, workerId, reason),
-    onOrphan: orphanReaper(nc, registry, log, requestTimeoutMs),
+    onOrphan,
     ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
-    queue,
+    // Every controller hears every worker: each registry then counts every slot taken, whoever took it.
+    queue: null,
     onCounts: (report) => jobMetrics.record(report),
   });
   // Reconnects of the connection, for weir_nats_reconnects_total; the iterator ends with the connection.
@@ -178,28 +317,79 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         ...(options.checkpointGridMs === undefined ? {} : { checkpointGridMs: options.checkpointGridMs }),
         onTransition: (_from, to) => metrics.transition(to),
         onCheckpointOutcome: (outcome) => metrics.checkpoint(outcome),
+        owner: () => ownership.tokenOf(job.jobId),
+        adoptWaitMs: 2 * (options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS) + 1_000,
+        onFenced: () => void perJob.run(job.jobId, () => table.drop(job.jobId)),
       }),
     jobMetrics,
     stopping: isStopping,
+    newestRecordCommitting: async (jobId) => {
+      const records = await new JobCheckpointRecords({ jobId, kv: checkpointKv }).list();
+      return records.find(({ record }) => RESTORABLE_STATUSES.includes(record.status))?.record.status === 'committing';
+    },
     log,
   });
-  const handlers: RequestHandlers = {
-    ...jobRequests({ nc, store, registry, table, perJob, stateStore, checkpointKv, log, maxMessageBytes: maxBytes, maxViewPageBytes: options.maxViewPageBytes }),
+  const local = {
+    ...jobRequests({ nc, store, registry, table, perJob, stateStore, checkpointKv, log, maxMessageBytes: maxBytes, maxViewPageBytes: options.maxViewPageBytes, ownership }),
     ...checkpointRequests({ table, perJob, log, maxMessageBytes: maxBytes }),
     ...infoRequests({ table, registry, jobMetrics, metrics, maxMessageBytes: maxBytes }),
+    ...fleetRequests({ leases, controllerId, store, maxMessageBytes: maxBytes }),
+  };
+  const router = new RequestRouter({ nc, ownership, log, waitMs: options.ownerWaitMs ?? ownerWaitMs(leases.ttlMs) });
+  // Requests about one job go to its owner; a new job goes to a controller that owns a shard; the
+  // listings and the fleet's state are answered by whichever controller receives them, from the store.
+  const handlers: RequestHandlers = {
+    create: router.forCreate(local.create),
+    config: router.forJob(local.config),
+    delete: router.forJob(local.delete),
+    get: router.forJob(local.get),
+    checkpoints: router.forJob(local.checkpoints),
+    checkpoint: router.forJob(local.checkpoint),
+    trigger_checkpoint: router.forJob(local.trigger_checkpoint),
+    job_metrics: router.forJob(local.job_metrics),
+    list: local.list,
+    views: local.views,
+    metrics: local.metrics,
+    workers: local.workers,
+    controllers: local.controllers,
   };
 
   // ─── Start ────────────────────────────────────────────────────────────────────────────────────
 
   // The watcher first, then the current jobs: a change made in between is seen by both (revision decides).
   const follower = await followConfigChanges({ store, table, perJob, stopping: isStopping, log });
-  await table.resumeStored();
-  const server = startRequestServer({ nc, queue, handlers, metrics, log });
+  // The first share of shards, and their jobs, before any request is served.
+  await leases.start();
+  await adoptionsIdle();
+  const server = startRequestServer({ nc, queue, handlers, metrics, log, forwardPrefix: forwardPrefix(controllerId) });
   await nc.flush();
   await workers.ready();
-  log.info({ jobs: table.size }, 'controller started');
+  log.info({ controllerId, jobs: table.size, shards: leases.owned().length }, 'controller started');
+
+  /** Stops serving and every runtime; `handOver`: then gives the leases back, so the others take the jobs at once. */
+  function shutDown(handOver: boolean): Promise<void> {
+    stopping ??= (async () => {
+      if (!handOver) leases.halt();
+      await server.drain();
+      follower.stop();
+      await perJob.idle();
+      await adoptionsIdle();
+      await table.stopRuntimes();
+      // Only now: the new owners must not find a runtime of this controller still writing.
+      if (handOver) await leases.stop();
+      await events.close();
+      timers.close();
+      await workers.stop();
+      (status as { stop?: () => void }).stop?.();
+      log.info({ handedOver: handOver }, 'controller stopped');
+    })();
+    return stopping;
+  }
 
   return {
+    id: controllerId,
+    ownership,
+    halt: () => shutDown(false),
     runtimes,
     store,
     registry,
@@ -207,19 +397,6 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     metricsText: () => metrics.text(),
     jobMetrics,
     stats: () => ({ jobs: table.size, ...server.counts(), externalConfigChanges: follower.externalChanges() }),
-    stop() {
-      stopping ??= (async () => {
-        await server.drain();
-        follower.stop();
-        await perJob.idle();
-        await table.stopRuntimes();
-        await events.close();
-        timers.close();
-        await workers.stop();
-        (status as { stop?: () => void }).stop?.();
-        log.info('controller stopped');
-      })();
-      return stopping;
-    },
+    stop: () => shutDown(true),
   };
 }

@@ -27,13 +27,21 @@ export interface GenerationCommandsOptions {
   generations: Map<number, GenerationState>;
   /** A torn-down generation's checkpoints end with it. */
   coordinator: Pick<CheckpointCoordinator, 'endGeneration'>;
+  /**
+   * This controller's lease epoch on the job's shard while it owns the job, else null: every command carries
+   * it (`owner_epoch`, which workers check against the newest they have seen), and none goes out without it.
+   * Undefined: commands carry no epoch.
+   */
+  ownerEpoch?: () => number | null;
 }
 
 export class GenerationCommands {
   constructor(private readonly options: GenerationCommandsOptions) {}
 
-  private ask(subject: string, body: unknown, timeout = this.options.requestTimeoutMs): Promise<WorkerAnswer> {
-    return askWorker(this.options.nc, subject, body, timeout);
+  private ask(subject: string, body: object, timeout = this.options.requestTimeoutMs): Promise<WorkerAnswer> {
+    const epoch = this.options.ownerEpoch?.();
+    if (epoch === null) return Promise.reject(new Error(`stale_owner: this controller no longer owns job ${this.options.jobId}`));
+    return askWorker(this.options.nc, subject, epoch === undefined ? body : { ...body, owner_epoch: epoch }, timeout);
   }
 
   /** The workers that may still run the generation. */

@@ -5,22 +5,26 @@
  * commands, the checkpoint records, the coordinator.
  */
 import type { Logger } from 'pino';
-import { JobError, type GenerationInput, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { JobError, type AdoptInput, type GenerationInput, type ScheduleInput, type ScheduleResult, type StopInput } from '../../machines/job/types.js';
 import type { StopResult } from '../../machines/job/setup.js';
-import { PROTOCOL_VERSION, truncateErrorText, validateGraph, type Graph, type OperatorSpec, type StartExecution } from '../protocol/index.js';
+import { effectiveParallelism, PROTOCOL_VERSION, RESTORABLE_STATUSES, truncateErrorText, validateGraph, type Graph, type OperatorSpec, type StartExecution } from '../protocol/index.js';
 import type { CheckpointCoordinator, CheckpointRecord } from './checkpoint-coordinator.js';
 import type { CheckpointRecords } from './checkpoint-records.js';
 import type { FinalCheckpoints } from './final-checkpoints.js';
 import type { GenerationCommands } from './generation-commands.js';
-import { plannedGeneration, type GenerationState } from './generations.js';
+import { plannedGeneration, subtaskKey, type GenerationState } from './generations.js';
 import type { JobHooks, JobSnapshot } from './job-machines.js';
 import type { RuntimeSpec } from './job-runtime.js';
 import { offeredOperatorSpecs } from './operator-specs.js';
 import type { WorkerRegistry } from './registry.js';
-import { assignSubtasks, toStartAssignments } from './scheduler.js';
+import { assignSubtasks, toStartAssignments, type SubtaskRef } from './scheduler.js';
 import type { StatusWriter } from './status-writer.js';
 import { WorkerRejected } from './worker-requests.js';
 import { microsFromMs } from '../shared/micros.js';
+
+/** How often an adoption looks again for the tasks the workers report. */
+const ADOPT_POLL_MS = 100;
 
 export interface JobHooksOptions {
   jobId: string;
@@ -43,10 +47,12 @@ export interface JobHooksOptions {
   restoreFloor: () => number | null;
   /** The job actor's snapshot now. */
   snapshot: () => JobSnapshot;
+  /** How long a takeover waits for the workers to report the generation's tasks (a few heartbeat intervals). */
+  adoptWaitMs: number;
 }
 
 export function jobHooks(options: JobHooksOptions): JobHooks {
-  const { jobId, spec, catalog, registry, log, generations, coordinator, commands, records, finals, writer, restoring, restoreFloor, snapshot } = options;
+  const { jobId, spec, catalog, registry, log, generations, coordinator, commands, records, finals, writer, restoring, restoreFloor, snapshot, adoptWaitMs } = options;
   const inputs = new Set(spec.graph.edges.map((e) => e.to));
   const sourceNodes = new Set(spec.graph.nodes.filter((n) => !inputs.has(n.id)).map((n) => n.id));
   /** Output becomes visible only at a checkpoint's commit: the job's last output needs a final checkpoint. */
@@ -158,6 +164,73 @@ export function jobHooks(options: JobHooksOptions): JobHooks {
     await records.persist({ ...record, status: 'ready' }).catch((err: unknown) => log.warn({ err, epoch: record.epoch }, 'could not mark the recommitted epoch ready'));
   }
 
+  /** Node id → subtasks of the running generation: as its status recorded it, else as the graph and the desired config give it. */
+  function runningParallelism(): Map<string, number> {
+    const context = snapshot().context;
+    const recorded = Object.entries(context.parallelism);
+    if (recorded.length > 0) return new Map(recorded);
+    const resolved = effectiveParallelism({ graph: { nodes: spec.graph.nodes, edges: [] }, parallelism: spec.parallelism });
+    for (const [nodeId, p] of Object.entries(context.config.parallelismOverrides)) if (resolved.has(nodeId)) resolved.set(nodeId, p);
+    return resolved;
+  }
+
+  /** What the workers report of a generation becomes this runtime's: their slots, and the generation as if scheduled here. */
+  function takeReported(generation: number, reported: ReturnType<WorkerRegistry['reportedBy']>): GenerationState {
+    const assignments = new Map<string, SubtaskRef[]>([...reported].map(([workerId, r]) => [workerId, r.subtasks.map(({ nodeId, subtaskIndex }) => ({ nodeId, subtaskIndex }))]));
+    registry.adopt(jobId, generation, new Map([...reported].map(([workerId, r]) => [workerId, r.slots])));
+    const gen = plannedGeneration(generation, assignments, sourceNodes);
+    generations.set(generation, gen);
+    return gen;
+  }
+
+  /**
+   * A generation an earlier owner started, taken over as it runs (docs/high-availability.md): once live
+   * workers report every one of its subtasks, their slots are this controller's, the generation is known
+   * as if scheduled here, the checkpoint coordinator goes on after the newest record (an epoch begun after
+   * it counts as failed), and a record still committing has its commits sent again. Rejects when the
+   * records cannot be read; waits for the reports until the machine gives up (its deadline aborts `signal`).
+   */
+  async function adoptGeneration(input: AdoptInput, signal: AbortSignal): Promise<void> {
+    const { generation } = input;
+    let newest: CheckpointRecord | null;
+    let highestEpoch: number;
+    try {
+      const stored = await records.list();
+      newest = stored.find((r) => RESTORABLE_STATUSES.includes(r.status)) ?? null;
+      highestEpoch = stored[0]?.epoch ?? 0;
+    } catch (err) {
+      throw new JobError({ kind: 'retryable', domain: 'external', message: `cannot list the checkpoint records: ${err instanceof Error ? err.message : String(err)}` });
+    }
+    const parallelism = runningParallelism();
+    const wanted = [...parallelism].flatMap(([nodeId, p]) => Array.from({ length: p }, (_, subtaskIndex) => subtaskKey(nodeId, subtaskIndex)));
+    const until = performance.now() + adoptWaitMs;
+    let reported = registry.reportedBy(jobId, generation);
+    for (;;) {
+      const running = new Set([...reported.values()].flatMap((r) => r.subtasks.map((t) => subtaskKey(t.nodeId, t.subtaskIndex))));
+      if (wanted.every((key) => running.has(key))) break;
+      if (signal.aborted || performance.now() >= until) {
+        const missing = wanted.filter((key) => !running.has(key)).length;
+        const message = `${missing} of ${wanted.length} subtasks of generation ${generation} are not running after the takeover`;
+        // Slots of what is left are taken, so that the cleanup finds and kills it.
+        if (reported.size > 0) takeReported(generation, reported);
+        throw new JobError({ kind: running.size === 0 ? 'tasks_gone' : 'retryable', message });
+      }
+      await sleep(ADOPT_POLL_MS, undefined, { signal }).catch(() => undefined);
+      reported = registry.reportedBy(jobId, generation);
+    }
+    const gen = takeReported(generation, reported);
+    for (const key of gen.owners.keys()) gen.started.add(key);
+    // Sources that ran out of input wait for the final checkpoint: once Running, it is taken as if they had just said so.
+    for (const r of reported.values()) for (const t of r.subtasks) if (t.exhausted) gen.exhausted.add(subtaskKey(t.nodeId, t.subtaskIndex));
+    gen.startedSent = true;
+    const newestEpoch = newest?.epoch ?? 0;
+    // The earlier owner may have begun the epoch after its newest record: that one counts as failed.
+    coordinator.followEarlierOwner(newestEpoch, Math.max(highestEpoch, newestEpoch + 1));
+    coordinator.beginGeneration({ generation, subtasks: parallelism });
+    if (newest?.status === 'committing') await recommit(generation, newest);
+    log.info({ generation, workers: [...reported.keys()], epoch: coordinator.epoch }, 'generation adopted: its tasks run on');
+  }
+
   async function stopJob(input: StopInput): Promise<StopResult> {
     const workers = commands.workersOf(input.generation);
     if (workers.length === 0) return { finished: true };
@@ -193,6 +266,7 @@ export function jobHooks(options: JobHooksOptions): JobHooks {
     killJob,
     cleanupJob,
     finalCheckpoint: (input) => finals.finalCheckpoint(input.generation),
+    adoptGeneration,
     armCheckpoints: (params) => coordinator.arm(params.generation, params.intervalMs, params.minEpoch),
     disarmCheckpoints: (params) => coordinator.disarm(params.generation),
     releaseGeneration,

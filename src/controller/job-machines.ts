@@ -9,6 +9,7 @@ import { jobMachine } from '../../machines/job/machine.js';
 import type { StopResult } from '../../machines/job/setup.js';
 import {
   JobError,
+  type AdoptInput,
   type CheckpointSchedule,
   type FinalCheckpointResult,
   type GenerationInput,
@@ -30,6 +31,8 @@ export interface JobHooks {
   killJob(input: GenerationInput): Promise<void>;
   cleanupJob(input: GenerationInput): Promise<void>;
   finalCheckpoint(input: GenerationInput): Promise<FinalCheckpointResult>;
+  /** `signal`: aborted when the machine stopped waiting for the adoption (a stop, a timeout). */
+  adoptGeneration(input: AdoptInput, signal: AbortSignal): Promise<void>;
   armCheckpoints(schedule: CheckpointSchedule): void;
   disarmCheckpoints(input: GenerationInput): void;
   releaseGeneration(input: GenerationInput): void;
@@ -47,6 +50,7 @@ export class JobMachines {
       killJob: settledActor<void, GenerationInput>(async (input) => this.of(input.jobId).killJob(input)),
       cleanupJob: settledActor<void, GenerationInput>(async (input) => this.of(input.jobId).cleanupJob(input)),
       finalCheckpoint: settledActor<FinalCheckpointResult, GenerationInput>(async (input) => this.of(input.jobId).finalCheckpoint(input)),
+      adoptGeneration: settledActor<void, AdoptInput>(async (input, signal) => this.of(input.jobId).adoptGeneration(input, signal)),
     },
     actions: {
       armCheckpoints: (_, params: CheckpointSchedule) => this.hooks.get(params.jobId)?.armCheckpoints(params),

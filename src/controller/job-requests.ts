@@ -35,6 +35,7 @@ import { microsFromMs } from '../shared/micros.js';
 import { applyUpdate, changesNothing, configFromPipeline, newJobId } from './job-config.js';
 import type { ResumeState } from './job-runtime.js';
 import type { JobTable } from './job-table.js';
+import type { JobOwnership } from './job-ownership.js';
 import { jobView } from './job-view.js';
 import { offeredOperatorSpecs } from './operator-specs.js';
 import type { WorkerRegistry } from './registry.js';
@@ -57,7 +58,12 @@ export interface JobRequestsOptions {
   checkpointKv: () => Promise<KV>;
   /** Largest page of job views (JSON bytes). Default: 90 % of the server's `max_payload`. */
   maxViewPageBytes: number | undefined;
+  /** Where a new job may go (a shard this controller owns), and who owns each job (for its view). */
+  ownership: Pick<JobOwnership, 'owns' | 'ownerOf'>;
 }
+
+/** Ids drawn for a new job before giving up on finding one of a shard this controller owns. */
+const NEW_ID_DRAWS = 10_000;
 
 export interface JobRequests {
   create: (msg: Msg) => Promise<JobRevisionReply>;
@@ -69,16 +75,18 @@ export interface JobRequests {
 }
 
 export function jobRequests(options: JobRequestsOptions): JobRequests {
-  const { nc, store, registry, table, perJob, stateStore, checkpointKv, log, maxMessageBytes: maxBytes } = options;
+  const { nc, store, registry, table, perJob, stateStore, checkpointKv, log, maxMessageBytes: maxBytes, ownership } = options;
 
   async function create(msg: Msg): Promise<JobRevisionReply> {
     const pipeline = body(pipelineSchema, msg, maxBytes);
     const problems = validateGraph(pipeline, offeredOperatorSpecs(registry.operators(), OPERATOR_CATALOGUE, pipeline.graph));
     if (problems.length > 0) throw new RequestRejected('invalid_pipeline', truncateErrorText(problems.map((p) => `${p.path}: ${p.message}`).join('; ')));
-    const jobId = newJobId();
+    const jobId = ownedJobId();
     const spec = { ...(pipeline as unknown as Record<string, never>), created_at: microsFromMs(Date.now()) };
     const record = await store.jobs.create(jobId, spec, configFromPipeline(pipeline));
     return perJob.run(jobId, async () => {
+      // Its shard's adoption may have found the new job in the store first: it runs already.
+      if (table.has(jobId)) return { v: PROTOCOL_VERSION, job_id: jobId, revision: record.revisions.config };
       try {
         table.startRuntime(jobId, record, undefined, true);
       } catch (err) {
@@ -90,6 +98,18 @@ export function jobRequests(options: JobRequestsOptions): JobRequests {
       log.info({ jobId, name: pipeline.name }, 'job created');
       return { v: PROTOCOL_VERSION, job_id: jobId, revision: record.revisions.config };
     });
+  }
+
+  /**
+   * A new job id of a shard this controller owns, so that the job is this controller's from its creation:
+   * ids are random past their time prefix, and a controller owns a fair share of the shards.
+   */
+  function ownedJobId(): string {
+    for (let draw = 0; draw < NEW_ID_DRAWS; draw++) {
+      const jobId = newJobId();
+      if (ownership.owns(jobId)) return jobId;
+    }
+    throw new RequestRejected('unavailable', 'this controller owns no shard of jobs now; try again');
   }
 
   async function config(msg: Msg): Promise<JobRevisionReply> {
@@ -191,7 +211,7 @@ export function jobRequests(options: JobRequestsOptions): JobRequests {
     const jobId = jobOf(msg);
     body(jobRequestSchema, msg, maxBytes);
     const record = await table.existing(jobId);
-    return jobView(jobId, record, table.runtime(jobId)?.progress());
+    return jobView(jobId, record, table.runtime(jobId)?.progress(), ownership.ownerOf(jobId));
   }
 
   /**
@@ -200,8 +220,9 @@ export function jobRequests(options: JobRequestsOptions): JobRequests {
    */
   async function page<T>(request: ListJobsRequest, item: (view: JobView) => T, fits: (item: T) => boolean = () => true): Promise<{ data: T[]; has_more: boolean }> {
     const limit = request.limit ?? DEFAULT_LIST_LIMIT;
-    // Ids are time-ordered, so newest first is reverse id order.
-    let ids = (await store.jobs.list()).filter((id) => table.has(id)).reverse();
+    // Ids are time-ordered, so newest first is reverse id order. Every job, whichever controller owns it:
+    // the store has them all, and the owner's runtime progress where the owner is this controller.
+    let ids = (await store.jobs.list()).reverse();
     if (request.starting_after !== undefined) {
       const after = request.starting_after;
       ids = ids.filter((id) => id < after);
@@ -215,7 +236,7 @@ export function jobRequests(options: JobRequestsOptions): JobRequests {
       for (const [k, id] of batch.entries()) {
         const record = records[k];
         if (record !== null && record !== undefined) {
-          const made = item(jobView(id, record, table.runtime(id)?.progress()));
+          const made = item(jobView(id, record, table.runtime(id)?.progress(), ownership.ownerOf(id)));
           if (!fits(made) && data.length > 0) return { data, has_more: true };
           data.push(made);
         }

@@ -21,10 +21,10 @@ import type { Logger } from 'pino';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { jobMachine } from '../../machines/job/machine.js';
 import { DEFAULT_POLICY, initialContext } from '../../machines/job/policy.js';
-import type { DesiredConfig, JobContext, JobInput, JobPolicy, JobState, JobWait, UnstampedJobEvent } from '../../machines/job/types.js';
+import { TERMINAL_STATES, type DesiredConfig, type JobContext, type JobInput, type JobPolicy, type JobState, type JobWait, type UnstampedJobEvent } from '../../machines/job/types.js';
 import { waitOf } from '../../machines/job/waits.js';
 import { CHECKPOINTS_KV_BUCKET, CHECKPOINT_SLOTS, effectiveParallelism, OPERATOR_CATALOGUE, type Checkpoint, type Graph, type OperatorSpec } from '../protocol/index.js';
-import type { JobStatusRecord, Store } from '../store/index.js';
+import type { JobOwner, JobStatusRecord, Store } from '../store/index.js';
 import { openCheckpointKv, openCheckpointStore, type CheckpointStore } from '../checkpoint/index.js';
 import type { WorkerRegistry } from './registry.js';
 import { CheckpointCoordinator, type CheckpointOutcome, type CoordinatorStats } from './checkpoint-coordinator.js';
@@ -61,7 +61,7 @@ export interface JobRuntimeOptions {
    * Status of a previous incarnation (a controller restart); `epoch` is the newest completed epoch, and
    * `state` the stored one, which the first transition this runtime records starts from.
    */
-  status?: JobInput['status'] & Partial<Pick<JobStatusRecord, 'epoch' | 'state' | 'transition'>>;
+  status?: JobInput['status'] & Partial<Pick<JobStatusRecord, 'epoch' | 'state' | 'transition' | 'parallelism'>>;
   /** A job this controller has just created: it has no checkpoint records to look for. */
   created?: boolean;
   /** A restart that ignored state: restore no checkpoint older than this epoch (null: any). */
@@ -110,10 +110,31 @@ export interface JobRuntimeOptions {
   onTransition?(from: JobState, to: JobState): void;
   /** Every checkpoint outcome (completed, failed, commit_failed). Must be cheap. */
   onCheckpointOutcome?(outcome: CheckpointOutcome): void;
+  /**
+   * This controller and its lease epoch on the job's shard while it owns the job, else null: status writes
+   * and worker commands carry it, and none is made without it. Default: no owner (a lone controller's tests).
+   */
+  owner?: () => JobOwner | null;
+  /** The job turned out to have another owner: the controller stops this runtime without writing. */
+  onFenced?: () => void;
+  /**
+   * How long a takeover of a Running job waits for the workers to report its tasks: two heartbeat intervals
+   * and a second (a worker new to this controller registers at its next heartbeat, with what it runs).
+   */
+  adoptWaitMs?: number;
 }
 
-/** The states a job resumes in as themselves after a controller restart (Created just starts again). */
-export type ResumeState = 'Stopped' | 'Finished' | 'Failed';
+/** Two of the workers' default 5 s heartbeat intervals, and a second. */
+const DEFAULT_ADOPT_WAIT_MS = 11_000;
+
+/**
+ * The states a job resumes in as themselves after a takeover or a controller restart (Created just starts
+ * again). `Running`: its generation's tasks run on, and the runtime re-attaches to them (`job.adopt`).
+ */
+export type ResumeState = 'Stopped' | 'Finished' | 'Failed' | 'Running';
+
+/** A Running job restored at a takeover: each region of Running in its initial state, until `job.adopt` re-attaches. */
+const RESTORED_RUNNING = { Running: { progress: 'polling', logging: 'waiting', ttl: 'armed' } } as const;
 
 export type { CheckpointRecord, SubtaskCheckpoint } from './checkpoint-coordinator.js';
 
@@ -147,6 +168,8 @@ export interface JobRuntime {
   setRestoreFloor(epoch: number | null): void;
   /** The job was deleted: its followers hear it as a last state event, `deleted: true`. */
   announceDeleted(): void;
+  /** Whether the job wants this generation's tasks to run now: it is the current one and the job is not at rest. */
+  wantsGeneration(generation: number): boolean;
   /** Liveness path: the registry lost a worker that held this generation. */
   onWorkerLost(generation: number, workerId: string, reason?: LostReason): void;
   /** The newest `limit` checkpoints: recorded epochs, plus what this incarnation saw fail or run. */
@@ -188,14 +211,24 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   });
   const checkpointKv = options.checkpointKv ?? openCheckpointKv(nc, options.checkpointBucket ?? DEFAULT_CHECKPOINT_BUCKET, requestTimeoutMs);
   const records = new CheckpointRecords({ jobId, log, kv: checkpointKv, coordinator, created: options.created === true });
-  const commands = new GenerationCommands({ nc, jobId, registry, log, requestTimeoutMs, generations, coordinator });
+  const owner = options.owner;
+  const commands = new GenerationCommands({
+    nc,
+    jobId,
+    registry,
+    log,
+    requestTimeoutMs,
+    generations,
+    coordinator,
+    ...(owner === undefined ? {} : { ownerEpoch: () => owner()?.epoch ?? null }),
+  });
   const writer = new StatusWriter({
     nc,
     store,
     jobId,
     log,
     initial: {
-      state: options.resumeState ?? options.status?.state ?? 'Created',
+      state: options.status?.state ?? options.resumeState ?? 'Created',
       generation: options.status?.generation ?? 0,
       restarts: options.status?.restarts ?? 0,
       failure: options.status?.failure ?? null,
@@ -205,6 +238,8 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     coordinator,
     stopped: () => stopped,
     onTransition: (from, to) => options.onTransition?.(from, to),
+    ...(owner === undefined ? {} : { owner }),
+    ...(options.onFenced === undefined ? {} : { onFenced: options.onFenced }),
   });
   /** Epochs a restore is reading: retention keeps them whatever their age. */
   const restoring = new Set<number>();
@@ -269,6 +304,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       restoring,
       restoreFloor: () => restoreFloor,
       snapshot,
+      adoptWaitMs: options.adoptWaitMs ?? DEFAULT_ADOPT_WAIT_MS,
     }),
   );
 
@@ -276,7 +312,9 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
   // a per-job heartbeat deadline would need every heartbeat forwarded to every job (docs/design-notes.md).
   const policy: Partial<JobPolicy> = { ...options.policy, heartbeatTimeoutMs: 0 };
   const input: JobInput = { jobId, createdAt: Date.now(), config: options.config, policy, status: options.status };
-  const restored = options.resumeState === undefined ? undefined : machine.resolveState({ value: options.resumeState, context: initialContext(input) });
+  const resumeValue = options.resumeState === 'Running' ? RESTORED_RUNNING : options.resumeState;
+  const restoredContext = { ...initialContext(input), ...(options.status?.parallelism === undefined ? {} : { parallelism: options.status.parallelism }) };
+  const restored = resumeValue === undefined ? undefined : machine.resolveState({ value: resumeValue, context: restoredContext });
   const extraInspect = options.inspect;
   const actor: Actor<typeof jobMachine> = createActor(machine, {
     input,
@@ -328,6 +366,15 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
 
   const undeliver = deliverJobEvents(nc, jobId, { task: (msg) => events.onTask(msg), checkpoint: (msg) => events.onCheckpoint(msg) }, log, options.events);
   actor.start();
+  if (options.resumeState === 'Running') {
+    // The status names this controller before anything else is written: a stale owner's next write fails.
+    writer.claim();
+    // A restored actor has no timers (job-machines' rearmTimers); then it re-attaches to its tasks.
+    deliver({ type: 'job.resume' });
+    deliver({ type: 'job.adopt' });
+  } else if (owner !== undefined && options.status !== undefined && !options.created) {
+    writer.claim();
+  }
 
   let stopping: Promise<void> | undefined;
   return {
@@ -347,6 +394,10 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       const resolved = effectiveParallelism({ graph: { nodes: spec.graph.nodes, edges: [] }, parallelism: spec.parallelism });
       for (const [nodeId, p] of Object.entries(snapshot.context.config.parallelismOverrides)) if (resolved.has(nodeId)) resolved.set(nodeId, p);
       return resolved;
+    },
+    wantsGeneration(generation) {
+      const snapshot = actor.getSnapshot();
+      return snapshot.context.generation === generation && !TERMINAL_STATES.includes(topState(snapshot.value));
     },
     onWorkerLost(generation, workerId, reason) {
       const gen = generations.get(generation);

@@ -15,7 +15,7 @@ import { desired, specOf } from './job-config.js';
 import type { JobMetrics } from './job-metrics.js';
 import type { JobRuntime, JobRuntimeOptions, ResumeState } from './job-runtime.js';
 import type { JobRuntimes } from './job-runtimes.js';
-import { resumePlan } from './resume-plan.js';
+import { needsNewestRecord, takeoverPlan } from './takeover-plan.js';
 
 /** Trigger ids remembered per job (the newest), for idempotent trigger requests. */
 export const TRIGGER_IDS_PER_JOB = 256;
@@ -42,6 +42,8 @@ export interface JobTableOptions {
   jobMetrics: JobMetrics;
   /** Whether the controller is stopping: a stored config is then no longer worth reloading. */
   stopping: () => boolean;
+  /** Whether the job's newest restorable checkpoint record is still committing (the takeover of a Finishing job asks). */
+  newestRecordCommitting: (jobId: string) => Promise<boolean>;
   log: Logger;
 }
 
@@ -66,6 +68,11 @@ export class JobTable {
 
   get size(): number {
     return this.jobIds.size;
+  }
+
+  /** The jobs of the table. */
+  ids(): string[] {
+    return [...this.jobIds];
   }
 
   /** The state of every job's runtime. */
@@ -179,6 +186,7 @@ export class JobTable {
         finishTime: status.finishTime,
         epoch: status.epoch,
         minEpoch: status.minEpoch,
+        ...(status.parallelism === undefined ? {} : { parallelism: status.parallelism }),
       },
       ...(resumeState === undefined ? {} : { resumeState }),
     });
@@ -189,24 +197,30 @@ export class JobTable {
     return runtime;
   }
 
-  /** Every stored job, resumed (`resume`); a job that cannot be is logged and left out. */
-  async resumeStored(): Promise<void> {
+  /** Every stored job `wanted` that the table lacks, adopted (`adopt`); a job that cannot be is logged and left out. */
+  async adoptStored(wanted: (jobId: string) => boolean = () => true): Promise<void> {
     for (const jobId of await this.options.store.jobs.list()) {
+      if (this.jobIds.has(jobId) || !wanted(jobId)) continue;
       try {
-        await this.resume(jobId);
+        await this.adopt(jobId);
       } catch (err) {
-        this.options.log.error({ err, jobId }, 'could not resume the job');
+        this.options.log.error({ err, jobId }, 'could not adopt the job');
       }
     }
   }
 
-  /** A stored job after a controller restart: its runtime started per the restart table (`resumePlan`). */
-  async resume(jobId: string): Promise<void> {
+  /**
+   * A stored job this controller now owns (a takeover, or its own restart): its runtime started per the
+   * takeover table (`takeoverPlan`). A Running job's tasks run on: the runtime re-attaches to them.
+   */
+  async adopt(jobId: string): Promise<JobState | null> {
     const { store, log } = this.options;
     let record = await store.jobs.get(jobId);
-    if (record === null) return;
+    if (record === null || this.jobIds.has(jobId)) return null;
+    const found = record.status.state;
     await this.completeLog(jobId, record.status);
-    const plan = resumePlan(record.status.state);
+    const committing = needsNewestRecord(record.status.state) ? await this.options.newestRecordCommitting(jobId) : false;
+    const plan = takeoverPlan(record.status.state, committing);
     if (plan.rewrite !== undefined) {
       const from = record.status.state;
       const to = plan.rewrite;
@@ -214,10 +228,22 @@ export class JobTable {
       await store.jobs.updateStatus(jobId, (s) => ({ ...s, state: to, finishTime: s.finishTime ?? at, updatedAt: at, transition: { from, at } }));
       await store.log.append(jobId, { kind: 'transition', from, to, generation: record.status.generation, at }, { id: `${jobId}.${at}.rewrite.t` });
       record = (await store.jobs.get(jobId)) ?? record;
-      log.info({ jobId, from, to }, 'resumed as a terminal state after a controller restart');
+      log.info({ jobId, from, to }, 'adopted as a terminal state');
     }
     this.startRuntime(jobId, record, plan.resumeState);
-    log.info({ jobId, stored: record.status.state, resumeAs: plan.resumeState ?? 'Compiling', generation: record.status.generation }, 'job resumed');
+    log.info({ jobId, stored: found, resumeAs: plan.resumeState ?? 'Compiling', generation: record.status.generation }, 'job adopted');
+    return found;
+  }
+
+  /**
+   * A job this controller no longer owns: its runtime stops without writing anything more (the new owner
+   * carries on from the store), and the job leaves the table. Its tasks run on.
+   */
+  async drop(jobId: string): Promise<void> {
+    const runtime = this.options.runtimes.get(jobId);
+    this.forget(jobId);
+    this.removeRuntime(jobId);
+    await runtime?.stop();
   }
 
   /**

@@ -20,7 +20,7 @@ const storedProgress = ({ state, generation, restarts, failure, startTime, finis
  * The job view of `get` (jobViewSchema): the stored spec and config, and the job's progress, by default as
  * stored; a controller that runs the job passes its runtime's, which is ahead by at most the writes queued.
  */
-export function jobView(jobId: string, record: JobRecord, progress: JobProgress = storedProgress(record.status)): JobView {
+export function jobView(jobId: string, record: JobRecord, progress: JobProgress = storedProgress(record.status), owner?: string | null): JobView {
   const { state, failure } = progress;
   const action = availableActions(state, record.config.stop === 'none');
   const { pipeline } = specOf(record);
@@ -49,5 +49,6 @@ export function jobView(jobId: string, record: JobRecord, progress: JobProgress 
     finish_time: progress.finishTime === null ? null : microsFromMs(progress.finishTime),
     available_action: { text: action.text, stop: action.stop, in_progress: action.inProgress },
     waiting: progress.waiting === null ? null : { kind: progress.waiting.kind, reason: truncateErrorText(progress.waiting.reason), until: progress.waiting.until === null ? null : microsFromMs(progress.waiting.until) },
+    ...(owner === undefined ? {} : { owner }),
   };
 }

@@ -375,6 +375,39 @@ export class WorkerRegistry {
     }
   }
 
+  /**
+   * What live workers report running of this generation of the job, by worker: the subtasks and the slots
+   * they take. A new owner of the job re-attaches to its tasks from this (`adopt`).
+   */
+  reportedBy(jobId: string, generation: number): Map<string, { subtasks: { nodeId: string; subtaskIndex: number; exhausted: boolean }[]; slots: number }> {
+    const key = allocationKey(jobId, generation);
+    const now = this.now();
+    const out = new Map<string, { subtasks: { nodeId: string; subtaskIndex: number; exhausted: boolean }[]; slots: number }>();
+    for (const [workerId, record] of this.workers) {
+      const report = record.reported.get(key);
+      if (report === undefined || !this.alive(record, now)) continue;
+      out.set(workerId, { subtasks: report.subtasks.map((s) => ({ nodeId: s.node_id, subtaskIndex: s.subtask_index, exhausted: s.exhausted === true })), slots: report.slots });
+    }
+    return out;
+  }
+
+  /**
+   * The slots of a generation that already runs (started by an earlier owner of the job), taken on each
+   * worker as it reports them, whatever else is free there: they are in use. Its reports stop counting as
+   * an orphan's.
+   */
+  adopt(jobId: string, generation: number, slotsByWorker: ReadonlyMap<string, number>): void {
+    const key = allocationKey(jobId, generation);
+    const now = this.now();
+    for (const [workerId, slots] of slotsByWorker) {
+      const record = this.workers.get(workerId);
+      if (record === undefined) continue;
+      record.allocations.set(key, { jobId, generation, slots, allocatedAt: now, unreported: 0 });
+      const report = record.reported.get(key);
+      if (report !== undefined) report.unallocated = 0;
+    }
+  }
+
   /** Frees every slot held by this generation of the job; returns how many. */
   release(jobId: string, generation: number): number {
     const key = allocationKey(jobId, generation);

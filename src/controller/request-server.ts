@@ -8,11 +8,28 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino';
 import { SUBJECTS, encode, errorCodeOf, errorReply, truncateErrorText, type ErrorCode } from '../protocol/index.js';
 import type { ControllerMetrics } from './controller-metrics.js';
+import { RelayedReply } from './request-router.js';
 
-export type ApiRequest = 'create' | 'config' | 'delete' | 'get' | 'list' | 'views' | 'checkpoints' | 'checkpoint' | 'trigger_checkpoint' | 'job_metrics' | 'metrics' | 'workers';
+export type ApiRequest =
+  | 'create'
+  | 'config'
+  | 'delete'
+  | 'get'
+  | 'list'
+  | 'views'
+  | 'checkpoints'
+  | 'checkpoint'
+  | 'trigger_checkpoint'
+  | 'job_metrics'
+  | 'metrics'
+  | 'workers'
+  | 'controllers';
 
-/** One handler per request kind; its resolved value is the reply. */
-export type RequestHandlers = Record<ApiRequest, (msg: Msg) => Promise<unknown>>;
+/**
+ * One handler per request kind; its resolved value is the reply (a `RelayedReply` is sent as it is).
+ * `forwarded`: the request came on this controller's forwarding subject, from another controller.
+ */
+export type RequestHandlers = Record<ApiRequest, (msg: Msg, forwarded: boolean) => Promise<unknown>>;
 
 /** The subject each request kind is served on: every kind has exactly one (the type checks it). */
 const SUBJECT_OF: Record<ApiRequest, string> = {
@@ -28,6 +45,7 @@ const SUBJECT_OF: Record<ApiRequest, string> = {
   job_metrics: SUBJECTS.apiJobMetrics.wildcard,
   metrics: SUBJECTS.apiMetrics.wildcard,
   workers: SUBJECTS.apiWorkersList.wildcard,
+  controllers: SUBJECTS.apiControllersList.wildcard,
 };
 
 export interface RequestCounts {
@@ -41,6 +59,11 @@ export interface RequestServerOptions {
   /** The queue group the controllers share. */
   queue: string;
   handlers: RequestHandlers;
+  /**
+   * The prefix of this controller's forwarding subjects (`weir.ctl.controllers.<id>.api.`): each request
+   * kind is served there too, outside the queue group, for the requests other controllers forward here.
+   */
+  forwardPrefix?: string;
   /** Where each request and each rejection is counted too. */
   metrics: ControllerMetrics;
   log: Logger;
@@ -53,6 +76,11 @@ export interface RequestServer {
   drain(): Promise<void>;
 }
 
+/** The message as received, but naming `subject`: its reply and data are the original's. */
+function withSubject(msg: Msg, subject: string): Msg {
+  return Object.create(msg, { subject: { value: subject } }) as Msg;
+}
+
 function codeOf(err: unknown): { code: ErrorCode; message: string } {
   return { code: errorCodeOf(err), message: err instanceof Error ? err.message : String(err) };
 }
@@ -61,23 +89,25 @@ function codeOf(err: unknown): { code: ErrorCode; message: string } {
 export function startRequestServer(options: RequestServerOptions): RequestServer {
   const { nc, queue, handlers, metrics, log } = options;
   const counts: RequestCounts = {
-    received: { create: 0, config: 0, delete: 0, get: 0, list: 0, views: 0, checkpoints: 0, checkpoint: 0, trigger_checkpoint: 0, job_metrics: 0, metrics: 0, workers: 0 },
+    received: { create: 0, config: 0, delete: 0, get: 0, list: 0, views: 0, checkpoints: 0, checkpoint: 0, trigger_checkpoint: 0, job_metrics: 0, metrics: 0, workers: 0, controllers: 0 },
     rejected: {},
   };
 
-  function serve(kind: ApiRequest, subject: string): Subscription {
-    return nc.subscribe(subject, {
-      queue,
-      callback: (err, msg) => {
+  function serve(kind: ApiRequest, subject: string, forwardedFrom?: string): Subscription {
+    return nc.subscribe(forwardedFrom === undefined ? subject : forwardedFrom + subject, {
+      ...(forwardedFrom === undefined ? { queue } : {}),
+      callback: (err, received) => {
         if (err !== null) {
           log.error({ err, subject }, 'API subscription failed');
           return;
         }
+        // A forwarded request is handled as if it had come on its own subject.
+        const msg: Msg = forwardedFrom === undefined ? received : withSubject(received, received.subject.slice(forwardedFrom.length));
         counts.received[kind]++;
         metrics.request(kind);
         // A handler that throws synchronously is answered like one that rejects.
-        void new Promise<unknown>((resolve) => resolve(handlers[kind](msg))).then(
-          (reply) => msg.respond(encode(reply)),
+        void new Promise<unknown>((resolve) => resolve(handlers[kind](msg, forwardedFrom !== undefined))).then(
+          (reply) => msg.respond(reply instanceof RelayedReply ? reply.data : encode(reply)),
           (e: unknown) => {
             const { code, message } = codeOf(e);
             counts.rejected[code] = (counts.rejected[code] ?? 0) + 1;
@@ -96,7 +126,9 @@ export function startRequestServer(options: RequestServerOptions): RequestServer
   }
 
   // In this order: the subscriptions are made, and so answered first, as they were listed before.
-  const subscriptions = (Object.keys(SUBJECT_OF) as ApiRequest[]).map((kind) => serve(kind, SUBJECT_OF[kind]));
+  const kinds = Object.keys(SUBJECT_OF) as ApiRequest[];
+  const subscriptions = kinds.map((kind) => serve(kind, SUBJECT_OF[kind]));
+  if (options.forwardPrefix !== undefined) subscriptions.push(...kinds.map((kind) => serve(kind, SUBJECT_OF[kind], options.forwardPrefix)));
 
   return {
     counts: () => ({ received: { ...counts.received }, rejected: { ...counts.rejected } }),

@@ -8,7 +8,8 @@
  *
  * Each controller also keeps a presence key, so the holders see a newcomer and give up shards beyond a
  * fair share (`ceil(shards / live controllers)`), which the newcomer then takes: within one lease period.
- * Not yet wired into the controller (issue 16): it is built and tested on its own first.
+ * A controller restarted under the same id takes back the leases that still name it at once: they are
+ * its own, and nobody else can have acted on them since (each would have taken the lease first).
  */
 import { Kvm, type KV, type KvEntry, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
@@ -24,6 +25,19 @@ interface LeaseValue {
   owner: string | null;
   /** Grows by one at every change of owner: the fencing token of the shard. */
   epoch: number;
+}
+
+/** One controller as the leases bucket shows it to this process. */
+export interface ControllerLeaseView {
+  controllerId: string;
+  /** Shards whose newest lease names it. */
+  shards: number;
+  /** Milliseconds since this process saw the oldest of those leases renewed; null when it holds none. */
+  oldestLeaseAgeMs: number | null;
+  /** Milliseconds since this process saw its presence renewed; null when it has none (it left, or holds only leases). */
+  presenceAgeMs: number | null;
+  /** Its presence was renewed within a TTL. */
+  live: boolean;
 }
 
 /** What this process last saw of a key, and when on its own monotonic clock. */
@@ -124,6 +138,45 @@ export class ShardLeases {
     return this.owns(shard) ? this.held.get(shard)?.epoch : undefined;
   }
 
+  /** The controller the newest revision of the shard's lease names, unless it is released or expired. */
+  ownerOf(shard: number): string | null {
+    if (this.owns(shard)) return this.options.controllerId;
+    const seen = this.seen.get(shardKey(shard));
+    const owner = seen?.value?.owner ?? null;
+    return owner === null || owner === this.options.controllerId || this.expired(seen) ? null : owner;
+  }
+
+  /** Every controller the bucket names (a presence or a lease), sorted by id. */
+  fleet(): ControllerLeaseView[] {
+    const now = this.now();
+    const views = new Map<string, ControllerLeaseView>();
+    const viewOf = (controllerId: string) => {
+      let view = views.get(controllerId);
+      if (view === undefined) {
+        view = { controllerId, shards: 0, oldestLeaseAgeMs: null, presenceAgeMs: null, live: false };
+        views.set(controllerId, view);
+      }
+      return view;
+    };
+    for (const [key, seen] of this.seen) {
+      const owner = seen.value?.owner ?? null;
+      if (owner === null) continue;
+      if (key.startsWith('controller.')) {
+        const view = viewOf(owner);
+        view.presenceAgeMs = Math.round(now - seen.at);
+        view.live = !this.expired(seen);
+      } else if (key.startsWith('shard.') && !this.expired(seen)) {
+        const view = viewOf(owner);
+        const shard = Number(key.slice('shard.'.length));
+        const held = owner === this.options.controllerId ? this.held.get(shard) : undefined;
+        const age = Math.round(now - (held?.sentAt ?? seen.at));
+        view.shards++;
+        view.oldestLeaseAgeMs = Math.max(view.oldestLeaseAgeMs ?? 0, age);
+      }
+    }
+    return [...views.values()].sort((a, b) => (a.controllerId < b.controllerId ? -1 : a.controllerId > b.controllerId ? 1 : 0));
+  }
+
   /** Gives every lease back at once (so the others take them without waiting for expiry) and leaves. */
   async stop(): Promise<void> {
     this.halt();
@@ -186,12 +239,16 @@ export class ShardLeases {
     for (let shard = 0; shard < this.shards && free.length < wanted; shard++) {
       if (this.held.has(shard)) continue;
       const seen = this.seen.get(shardKey(shard));
-      if (seen === undefined || seen.value === null || seen.value.owner === null || this.expired(seen)) free.push(shard);
+      // Its own lease from before a restart counts as free: nobody else can have acted on it since.
+      const owner = seen?.value?.owner ?? null;
+      if (seen === undefined || owner === null || owner === self || this.expired(seen)) free.push(shard);
     }
-    await Promise.all(free.map((shard) => this.acquire(kv, shard)));
+    const acquired = (await Promise.all(free.map((shard) => this.acquire(kv, shard)))).filter((shard) => shard !== null);
+    if (acquired.length > 0) this.options.log.info({ acquired: acquired.length, owned: this.held.size, shards: acquired }, 'shard leases acquired');
   }
 
-  private async acquire(kv: KV, shard: number): Promise<void> {
+  /** The shard, once its lease is this controller's; null when another controller was first. */
+  private async acquire(kv: KV, shard: number): Promise<number | null> {
     const key = shardKey(shard);
     const seen = this.seen.get(key);
     const epoch = (seen?.value?.epoch ?? 0) + 1;
@@ -199,12 +256,13 @@ export class ShardLeases {
     const sentAt = this.now();
     try {
       const revision = seen === undefined ? await kv.create(key, value) : await kv.update(key, value, seen.revision);
-      if (this.stopped) return;
+      if (this.stopped) return null;
       this.held.set(shard, { revision, epoch, sentAt });
-      this.options.log.info({ shard, epoch }, 'shard lease acquired');
       this.options.onAcquired?.(shard, epoch);
+      return shard;
     } catch {
       // Another controller was first: the watch shows who.
+      return null;
     }
   }
 

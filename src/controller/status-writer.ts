@@ -7,7 +7,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { JobContext, JobFailure, JobState } from '../../machines/job/types.js';
 import { encode, PROTOCOL_VERSION, subjects, truncateErrorText, type JobStateEvent } from '../protocol/index.js';
-import { isTransientStoreError, type JobStatusRecord, type Store, type Versioned } from '../store/index.js';
+import { isTransientStoreError, StaleOwnerError, type JobOwner, type JobStatusRecord, type Store, type Versioned } from '../store/index.js';
 import type { CheckpointCoordinator } from './checkpoint-coordinator.js';
 import { backoffMs } from '../shared/backoff.js';
 import { microsFromMs } from '../shared/micros.js';
@@ -51,6 +51,18 @@ export interface StatusWriterOptions {
   stopped: () => boolean;
   /** Every state transition, as it is observed (before it is persisted). Must be cheap. */
   onTransition: (from: JobState, to: JobState) => void;
+  /**
+   * This controller and its lease epoch on the job's shard while it owns the job, else null. Every status
+   * write carries it, and none is made without it: a controller that lost the job writes nothing.
+   */
+  owner?: () => JobOwner | null;
+  /** A write found the job owned by another controller, or this one's lease gone: the runtime steps down. */
+  onFenced?: () => void;
+}
+
+/** The stored status is another owner's, at a newer epoch than `mine`: writing over it would undo a takeover. */
+function fencedOut(stored: JobOwner | undefined, mine: JobOwner): boolean {
+  return stored !== undefined && stored.epoch > mine.epoch;
 }
 
 export class StatusWriter {
@@ -122,11 +134,9 @@ export class StatusWriter {
     // The observation's number is taken now: the step runs later, after more observations (of the same ms) bumped the counter.
     const observation = this.observed++;
     const appendId = (kind: string) => `${jobId}.${at}.${observation}.${kind}`;
+    const parallelism = Object.keys(ctx.parallelism).length > 0 ? { parallelism: ctx.parallelism } : {};
     this.enqueue(async () => {
-      // This runtime is the status's only writer: its last write is the base of the next compare-and-set.
-      const known = this.lastStatus;
-      this.lastStatus = undefined;
-      this.lastStatus = await store.jobs.updateStatus(jobId, (current) => ({ ...current, ...status }), known);
+      await this.writeStatus((current) => ({ ...current, ...status, ...parallelism }));
       if (stateChanged) {
         await store.log.append(jobId, { kind: 'transition', from: prev.state, to: now.state, generation: now.generation, at }, { id: appendId('t') });
       }
@@ -138,6 +148,36 @@ export class StatusWriter {
         await store.log.append(jobId, { kind: 'warning', message: now.warning.message, at: now.warning.at }, { id: appendId('w') });
       }
     });
+  }
+
+  /**
+   * The job's status, written with this controller as its owner: a new owner's first act, after which a
+   * stale owner's next compare-and-set finds the newer epoch and writes nothing.
+   */
+  claim(): void {
+    this.enqueue(() => this.writeStatus((current) => current));
+  }
+
+  /**
+   * One compare-and-set of the status, fenced: made only while this controller owns the job, carrying its
+   * owner and epoch, and refused (StaleOwnerError) over a status a newer owner wrote.
+   */
+  private async writeStatus(change: (current: JobStatusRecord) => JobStatusRecord): Promise<void> {
+    const { store, jobId } = this.options;
+    const owner = this.options.owner?.() ?? undefined;
+    if (owner === null) throw new StaleOwnerError(jobId, null, null);
+    // This runtime is the status's only writer: its last write is the base of the next compare-and-set.
+    const known = this.lastStatus;
+    this.lastStatus = undefined;
+    this.lastStatus = await store.jobs.updateStatus(
+      jobId,
+      (current) => {
+        if (owner === undefined) return change(current);
+        if (fencedOut(current.owner, owner)) throw new StaleOwnerError(jobId, owner, current.owner!);
+        return { ...change(current), owner };
+      },
+      known,
+    );
   }
 
   /** A warning row in the job's event log, queued behind the status writes; `id` makes its append idempotent. */
@@ -189,6 +229,11 @@ export class StatusWriter {
       try {
         await retry(step, {
           retryable: (err, attempt) => {
+            if (err instanceof StaleOwnerError) {
+              log.warn({ reason: err.message }, 'the job has another owner: nothing written, stepping down');
+              this.options.onFenced?.();
+              return false;
+            }
             this.stats.persistFailures++;
             const again = isTransientStoreError(err) && !this.options.stopped();
             if (!again) log.error({ err, attempt: attempt - 1 }, 'persisting the job failed');

@@ -37,15 +37,23 @@ export async function askWorker(nc: NatsConnection, subject: string, body: unkno
  * came back after it was counted lost). One kill at a time per orphan; once the worker confirms, its
  * slots are free at once. A kill that fails is sent again at the worker's next heartbeat.
  */
-export function orphanReaper(nc: NatsConnection, registry: WorkerRegistry, log: Logger, timeoutMs: number): (workerId: string, orphan: ReportedGeneration) => Promise<void> {
+export function orphanReaper(
+  nc: NatsConnection,
+  registry: WorkerRegistry,
+  log: Logger,
+  timeoutMs: number,
+  /** The owner epoch the kill carries for the job (workers refuse an older one); null: not this controller's to kill. */
+  ownerEpochOf: (jobId: string) => number | null = () => 0,
+): (workerId: string, orphan: ReportedGeneration) => Promise<void> {
   const inFlight = new Set<string>();
   return async (workerId, { jobId, generation, slots }) => {
     const key = `${workerId}\u0000${jobId}\u0000${generation}`;
-    if (inFlight.has(key)) return;
+    const epoch = ownerEpochOf(jobId);
+    if (inFlight.has(key) || epoch === null) return;
     inFlight.add(key);
     try {
       log.warn({ workerId, jobId, generation, slots }, 'a worker runs a generation the controller holds no slots for: killing it');
-      const body: StopExecution = { v: PROTOCOL_VERSION, job_id: jobId, generation, mode: 'kill' };
+      const body: StopExecution = { v: PROTOCOL_VERSION, job_id: jobId, generation, mode: 'kill', ...(epoch > 0 ? { owner_epoch: epoch } : {}) };
       await askWorker(nc, subjects.workerStop(workerId), body, timeoutMs);
       registry.ended(workerId, jobId, generation);
     } catch (err) {

@@ -58,8 +58,8 @@ export interface WorkerServiceOptions {
   metricsIntervalMs?: number;
   /** Largest accepted message. Default `MAX_MESSAGE_BYTES`. */
   maxMessageBytes?: number;
-  /** Default `weir-controller`. */
-  queue?: string;
+  /** Default `weir-controller`; null: no queue group, every controller hears every worker. */
+  queue?: string | null;
   /** The record counts of an accepted heartbeat or metrics message (the job metrics history). Must be cheap. */
   onCounts?: (report: CountsReport) => void;
 }
@@ -240,7 +240,7 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
 
   const subscribe = (subject: string, kind: WorkerSubject, work: (msg: Msg) => unknown): Subscription =>
     nc.subscribe(subject, {
-      queue,
+      ...(queue === null ? {} : { queue }),
       callback: (err, msg) => {
         if (err !== null) {
           log.error({ err, subject }, 'worker subscription failed');

@@ -7,7 +7,7 @@
  * layer imports nothing of weir's, so it names its subset here (test/protocol/error-catalogue.test.ts
  * checks it against the catalogue).
  */
-export type StoreErrorCode = 'internal' | 'conflict' | 'unavailable' | 'bad_schema' | 'unknown_job' | 'unknown_checkpoint' | 'corrupt_checkpoint';
+export type StoreErrorCode = 'internal' | 'conflict' | 'unavailable' | 'bad_schema' | 'unknown_job' | 'unknown_checkpoint' | 'corrupt_checkpoint' | 'stale_owner';
 
 /** Base class of every error the store throws on purpose; anything else is a bug. */
 export class StoreError extends Error {

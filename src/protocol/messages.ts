@@ -139,6 +139,8 @@ export const jobViewSchema = z.strictObject({
   parallelism: parallelismSchema.nullable(),
   config: jobConfigViewSchema,
   ...jobProgressShape,
+  /** The controller that owns the job now; null while a takeover is under way. Absent from older controllers. */
+  owner: z.string().nullable().optional(),
 });
 
 export const listJobsRequestSchema = z.strictObject({
@@ -155,6 +157,8 @@ export const jobSummarySchema = z.strictObject({
   /** The desired stop mode; `none` means the job should run. */
   stop: stopModeSchema,
   ...jobProgressShape,
+  /** As in the job view. */
+  owner: z.string().nullable().optional(),
 });
 
 export const listJobsReplySchema = z.strictObject({ v, data: z.array(jobSummarySchema), has_more: z.boolean() });
@@ -254,6 +258,33 @@ export const workerViewSchema = z.strictObject({
 
 export const listWorkersReplySchema = z.strictObject({ v, data: z.array(workerViewSchema) });
 
+export const listControllersRequestSchema = z.strictObject({ v });
+
+/** A controller as the leases bucket shows it to the controller that answers. */
+export const controllerViewSchema = z.strictObject({
+  controller_id: z.string().min(1),
+  /** Jobs in the jobs bucket whose shard's lease names it. */
+  jobs: countSchema,
+  /** Shards whose lease names it (released and expired leases count for nobody). */
+  shards: countSchema,
+  /** Milliseconds since the answering controller saw the oldest of those leases renewed; null when it holds none. */
+  oldest_lease_age_ms: z.number().nonnegative().nullable(),
+  /** Milliseconds since the answering controller saw its presence renewed; null when it has none. */
+  presence_age_ms: z.number().nonnegative().nullable(),
+  /** Its presence was renewed within a lease TTL. */
+  live: z.boolean(),
+});
+
+export const listControllersReplySchema = z.strictObject({
+  v,
+  /** The shard count of the deployment. */
+  shards: z.int().min(1),
+  lease_ttl_ms: z.int().positive(),
+  /** The controller that answered: every controller answers for the whole fleet. */
+  answered_by: z.string().min(1),
+  data: z.array(controllerViewSchema),
+});
+
 // ─── Worker → controller ─────────────────────────────────────────────────────────────────────────
 
 export const subtaskMetricsSchema = z.strictObject({
@@ -262,6 +293,8 @@ export const subtaskMetricsSchema = z.strictObject({
   /** Totals since the subtask started. */
   records_in: countSchema,
   records_out: countSchema,
+  /** A source that ran out of input and waits for the final checkpoint (it reported `exhausted`). */
+  exhausted: z.literal(true).optional(),
 });
 
 const runningJobsSchema = z.array(
@@ -503,8 +536,8 @@ export type ListJobViewsReply = z.infer<typeof listJobViewsReplySchema>;
 
 /** A job view as lists show it (jobSummarySchema). */
 export function jobSummary(view: JobView): JobSummary {
-  const { job_id, name, state, config, generation, restarts, failure, created_at, start_time, finish_time, available_action, waiting } = view;
-  return { job_id, name, state, stop: config.stop, generation, restarts, failure, created_at, start_time, finish_time, available_action, waiting };
+  const { job_id, name, state, config, generation, restarts, failure, created_at, start_time, finish_time, available_action, waiting, owner } = view;
+  return { job_id, name, state, stop: config.stop, generation, restarts, failure, created_at, start_time, finish_time, available_action, waiting, ...(owner === undefined ? {} : { owner }) };
 }
 export type AvailableAction = z.infer<typeof availableActionSchema>;
 export type TriggerCheckpointRequest = z.infer<typeof triggerCheckpointRequestSchema>;
@@ -516,6 +549,9 @@ export type MetricSample = z.infer<typeof metricSampleSchema>;
 export type ControllerMetricsReply = z.infer<typeof controllerMetricsReplySchema>;
 export type WorkerViewMessage = z.infer<typeof workerViewSchema>;
 export type ListWorkersReply = z.infer<typeof listWorkersReplySchema>;
+export type ListControllersRequest = z.infer<typeof listControllersRequestSchema>;
+export type ControllerViewMessage = z.infer<typeof controllerViewSchema>;
+export type ListControllersReply = z.infer<typeof listControllersReplySchema>;
 export type JobWaitMessage = z.infer<typeof jobWaitSchema>;
 export type RegisterWorker = z.infer<typeof registerWorkerSchema>;
 export type RegisterWorkerReply = z.infer<typeof registerWorkerReplySchema>;
@@ -560,6 +596,8 @@ export const SCHEMAS = {
   controllerMetricsReplySchema,
   listWorkersRequestSchema,
   listWorkersReplySchema,
+  listControllersRequestSchema,
+  listControllersReplySchema,
   registerWorkerSchema,
   registerWorkerReplySchema,
   heartbeatSchema,

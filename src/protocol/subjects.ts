@@ -127,6 +127,11 @@ export const SUBJECTS = {
     errors: [...DECODE, 'internal'],
     summary: "The workers the controller knows: slots, free slots, the slots it booked per generation, and what each worker's heartbeat says runs there.",
   }),
+  apiControllersList: spec('weir.api.controllers.list', {
+    kind: 'request', from: 'client', to: 'controller', payload: 'listControllersRequestSchema', reply: 'listControllersReplySchema',
+    errors: [...DECODE, 'internal'],
+    summary: 'The controllers the shard leases name: shards and jobs each owns, lease and presence ages, liveness; any controller answers for the whole fleet.',
+  }),
   workerRegister: spec('weir.ctl.workers.register', {
     kind: 'request', from: 'worker', to: 'controller', payload: 'registerWorkerSchema', reply: 'registerWorkerReplySchema',
     errors: [...DECODE, 'conflict', 'unavailable', 'internal'],
@@ -223,6 +228,7 @@ export const subjects = {
   apiJobMetrics: (job: string) => `weir.api.jobs.${id(job, 'job')}.metrics`,
   apiMetrics: () => 'weir.api.metrics',
   apiWorkersList: () => 'weir.api.workers.list',
+  apiControllersList: () => 'weir.api.controllers.list',
   workerRegister: () => 'weir.ctl.workers.register',
   workerHeartbeat: (worker: string) => `weir.ctl.workers.${id(worker, 'worker')}.heartbeat`,
   workerDeregister: (worker: string) => `weir.ctl.workers.${id(worker, 'worker')}.deregister`,

@@ -26,3 +26,21 @@ export class PartialJobError extends StoreError {
     this.missing = missing;
   }
 }
+
+/**
+ * A status write of a controller that no longer owns the job: the stored status names a newer owner (a
+ * higher lease epoch). The write is not made; the writer steps down from the job.
+ */
+export class StaleOwnerError extends StoreError {
+  override readonly code = 'stale_owner';
+  readonly jobId: string;
+  /** `stored` null: this controller's own lease on the job's shard is gone, whoever holds it now. */
+  constructor(jobId: string, mine: { id: string; epoch: number } | null, stored: { id: string; epoch: number } | null) {
+    super(
+      mine === null || stored === null
+        ? `job ${jobId}: this controller's lease on its shard is gone`
+        : `job ${jobId} is owned by ${stored.id} at epoch ${stored.epoch}, not by ${mine.id} at epoch ${mine.epoch}`,
+    );
+    this.jobId = jobId;
+  }
+}

@@ -24,7 +24,7 @@ export {
   isTransientStoreError,
   type ConflictReason,
 } from '../jetstream/errors.js';
-export { PartialJobError, UnknownJobError } from './errors.js';
+export { PartialJobError, StaleOwnerError, UnknownJobError } from './errors.js';
 export {
   configSchema,
   JOB_ID_PATTERN,
@@ -34,6 +34,7 @@ export {
   statusSchema,
   type ErrorLogEvent,
   type JobConfigRecord,
+  type JobOwner,
   type JobSpec,
   type JobStatusRecord,
   type JsonRecord,

@@ -64,6 +64,20 @@ export interface JobStatusRecord {
    * previous one stopped between the status write and the row). Absent in records of older versions.
    */
   transition?: { from: JobState; at: number };
+  /**
+   * The controller that wrote this status and the fencing epoch of its lease on the job's shard. A writer
+   * whose epoch is older has lost the job: its compare-and-set re-reads, finds this, and writes nothing.
+   * Absent in records written before several controllers.
+   */
+  owner?: JobOwner;
+  /** Node id → subtasks of the current generation, as scheduled: what a new owner expects to find running. */
+  parallelism?: Record<string, number>;
+}
+
+/** A controller and its lease epoch on a job's shard (docs/high-availability.md). */
+export interface JobOwner {
+  id: string;
+  epoch: number;
 }
 
 export const failureSchema = z.strictObject({ message: z.string(), domain: errorDomain, hint: retryHint, at: epochMs });
@@ -80,6 +94,8 @@ export const statusSchema = z.strictObject({
   minEpoch: count,
   updatedAt: epochMs,
   transition: z.strictObject({ from: jobState, at: epochMs }).optional(),
+  owner: z.strictObject({ id: z.string().min(1).max(128), epoch: count }).optional(),
+  parallelism: z.record(z.string(), z.int().positive()).optional(),
 }) satisfies z.ZodType<JobStatusRecord>;
 
 export const transitionEventSchema = z.strictObject({

@@ -160,6 +160,8 @@ interface JobRun {
   lastEpoch: number;
   /** By `node/subtask`. */
   states: Map<string, SubtaskStateWriter>;
+  /** Sources (by `node/subtask`) that ran out of input and wait for the final checkpoint: heartbeats say so, for a new controller. */
+  exhausted: Set<string>;
 }
 
 
@@ -385,7 +387,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     if (stopping !== undefined) throw new RequestRejected('unavailable', `worker ${workerId} is shutting down`);
     newest.set(jobId, generation);
     const transport = natsTransport(nc);
-    const run: JobRun = { jobId, generation, runners: [], transport, slots: slotIndexes.size, silenced: false, lastEpoch: msg.start_epoch, states: new Map() };
+    const run: JobRun = { jobId, generation, runners: [], transport, slots: slotIndexes.size, silenced: false, lastEpoch: msg.start_epoch, states: new Map(), exhausted: new Set() };
     const runnerLog = log.child({ jobId, generation });
     for (const planned of subtaskSpecs(program.graph, jobId, generation, restored)) {
       if (!wanted.has(subtaskKey(planned.nodeId, planned.subtaskIndex))) continue;
@@ -400,7 +402,10 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
           onStarted: () => taskEvent(run, nodeId, i, { event: 'started' }),
           onFinished: () => taskEvent(run, nodeId, i, { event: 'finished' }),
           onFailed: (failure) => taskEvent(run, nodeId, i, { event: 'failed', domain: failure.domain, hint: failure.hint, reason: failure.reason }),
-          onExhausted: () => taskEvent(run, nodeId, i, { event: 'exhausted' }),
+          onExhausted: () => {
+            run.exhausted.add(`${nodeId}/${i}`);
+            taskEvent(run, nodeId, i, { event: 'exhausted' });
+          },
           onCommitted: (epoch) => checkpointEvent(run, nodeId, i, { event: 'finished_commit', epoch }),
           onCheckpointEvent: (epoch, type) => checkpointEvent(run, nodeId, i, { event: type, epoch }),
           // The async part: the subtask's completion goes out once its state is durable in the store.
@@ -624,7 +629,12 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
         slots: run.slots,
         subtasks: run.runners
           .filter((r) => r.outcome === 'running' || r.outcome === 'created')
-          .map((r) => ({ node_id: r.spec.nodeId, subtask_index: r.spec.subtaskIndex, ...r.metrics() })),
+          .map((r) => ({
+            node_id: r.spec.nodeId,
+            subtask_index: r.spec.subtaskIndex,
+            ...r.metrics(),
+            ...(run.exhausted.has(`${r.spec.nodeId}/${r.spec.subtaskIndex}`) ? { exhausted: true } : {}),
+          })),
     }));
   }
 

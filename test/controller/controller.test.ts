@@ -6,7 +6,7 @@ import { afterEach, describe, expect } from 'vitest';
 import type { JobPolicy, JobState } from '../../machines/job/types.js';
 import { startController, type Controller, type ControllerOptions } from '../../src/controller/controller.js';
 import { newJobId } from '../../src/controller/job-config.js';
-import { resumePlan } from '../../src/controller/resume-plan.js';
+import { takeoverPlan } from '../../src/controller/takeover-plan.js';
 import {
   CHECKPOINTS_KV_BUCKET,
   CHECKPOINT_SLOTS,
@@ -674,7 +674,7 @@ describe('controller', () => {
     });
   });
 
-  it('resumes jobs after a controller restart: Running → Compiling → Running at a higher generation, Stopped stays Stopped', async () => {
+  it('resumes jobs after a controller restart: Running stays Running at its generation with its tasks, Stopped stays Stopped', async () => {
     const runningId = await create();
     const stoppedId = await create();
     await reach(runningId, 'Running');
@@ -688,13 +688,15 @@ describe('controller', () => {
     states = [];
     await start();
 
+    // Re-attached to its tasks: the same generation, no transition, the tasks never stopped.
     await eventually(async () => {
       const v = await view(runningId);
       expect(v.state).toBe('Running');
-      expect(v.generation).toBeGreaterThan(before.status.generation);
+      expect(v.waiting).toBeNull();
     }, { timeoutMs: 20_000 });
-    expect(states.filter((s) => s.job_id === runningId).map((s) => s.state)).toEqual(['Compiling', 'Scheduling', 'Running']);
-    await eventually(() => expect(worker!.running().get(runningId)).toBe(before.status.generation + 1));
+    expect((await view(runningId)).generation).toBe(before.status.generation);
+    expect(states.filter((s) => s.job_id === runningId)).toEqual([]);
+    expect(worker!.running().get(runningId)).toBe(before.status.generation);
 
     const stoppedAfter = await view(stoppedId);
     expect(stoppedAfter.state).toBe('Stopped');
@@ -749,16 +751,20 @@ describe('controller', () => {
 });
 
 describe('controller helpers', () => {
-  it('maps stored states per the controller-restart table', () => {
-    expect(resumePlan('Created')).toEqual({ resumeState: undefined, rewrite: undefined });
-    for (const s of ['Stopped', 'Finished', 'Failed'] as const) expect(resumePlan(s)).toEqual({ resumeState: s, rewrite: undefined });
-    for (const s of ['Compiling', 'Scheduling', 'Running', 'Recovering', 'Rescaling', 'Restarting'] as const) {
-      expect(resumePlan(s)).toEqual({ resumeState: undefined, rewrite: undefined });
+  it('maps stored states per the takeover table', () => {
+    expect(takeoverPlan('Created', false)).toEqual({ resumeState: undefined, rewrite: undefined });
+    for (const s of ['Stopped', 'Finished', 'Failed'] as const) expect(takeoverPlan(s, false)).toEqual({ resumeState: s, rewrite: undefined });
+    for (const s of ['Compiling', 'Scheduling', 'Recovering', 'Restarting'] as const) {
+      expect(takeoverPlan(s, false)).toEqual({ resumeState: undefined, rewrite: undefined });
     }
-    expect(resumePlan('Failing')).toEqual({ resumeState: 'Failed', rewrite: 'Failed' });
-    expect(resumePlan('Stopping')).toEqual({ resumeState: 'Stopped', rewrite: 'Stopped' });
-    expect(resumePlan('CheckpointStopping')).toEqual({ resumeState: 'Stopped', rewrite: 'Stopped' });
-    expect(resumePlan('Finishing')).toEqual({ resumeState: 'Finished', rewrite: 'Finished' });
+    // The tasks of a Running (or Rescaling) job run on: its new owner re-attaches to them.
+    for (const s of ['Running', 'Rescaling'] as const) expect(takeoverPlan(s, false)).toEqual({ resumeState: 'Running', rewrite: undefined });
+    expect(takeoverPlan('Failing', false)).toEqual({ resumeState: 'Failed', rewrite: 'Failed' });
+    expect(takeoverPlan('Stopping', false)).toEqual({ resumeState: 'Stopped', rewrite: 'Stopped' });
+    expect(takeoverPlan('CheckpointStopping', false)).toEqual({ resumeState: 'Stopped', rewrite: 'Stopped' });
+    expect(takeoverPlan('Finishing', false)).toEqual({ resumeState: 'Finished', rewrite: 'Finished' });
+    // A last epoch still committing: a new generation restores it and sends its commits before finishing.
+    expect(takeoverPlan('Finishing', true)).toEqual({ resumeState: undefined, rewrite: undefined });
   });
 
   it('makes time-ordered job ids', () => {

@@ -31,34 +31,46 @@ const dockerfile = readFileSync('Dockerfile', 'utf8');
 const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { engines: { node: string }; scripts: Record<string, string> };
 
 describe('docker-compose.yml', () => {
-  it('runs NATS with JetStream on a volume, reachable from the host on loopback only', () => {
-    const nats = compose.services['nats']!;
-    expect(nats.image).toMatch(/^nats:2\.(1\d|[2-9]\d)/);
-    expect(nats.command).toEqual(expect.arrayContaining(['--jetstream', '--store_dir', '/data']));
-    expect(nats.volumes).toEqual(['nats-data:/data']);
-    expect(Object.keys(compose.volumes)).toContain('nats-data');
-    for (const port of nats.ports ?? []) expect(port).toMatch(/^127\.0\.0\.1:/);
+  const NATS_NODES = ['nats1', 'nats2', 'nats3'];
+  const NATS_URLS = 'nats://nats1:4222,nats://nats2:4222,nats://nats3:4222';
+  const CONTROLLERS = ['controller-1', 'controller-2'];
+
+  it('runs a 3-node NATS cluster with JetStream, each node on its own volume, reachable from the host on loopback only', () => {
+    for (const name of NATS_NODES) {
+      const nats = compose.services[name]!;
+      expect(nats.image, name).toMatch(/^nats:2\.(1\d|[2-9]\d)/);
+      expect(nats.command).toEqual(expect.arrayContaining(['--jetstream', '--store_dir', `/data/${name}`, '--server_name', name, '--cluster_name', 'weir']));
+      // Every node routes to the whole cluster.
+      expect(nats.command).toEqual(expect.arrayContaining(['--routes', NATS_NODES.map((n) => `nats://${n}:6222`).join(',')]));
+      expect(nats.volumes).toEqual([`${name}-data:/data/${name}`]);
+      expect(Object.keys(compose.volumes)).toContain(`${name}-data`);
+      for (const port of nats.ports ?? []) expect(port).toMatch(/^127\.0\.0\.1:/);
+    }
   });
 
-  it('runs a controller and workers from the weir image with commands the CLI accepts', () => {
+  it('runs two controllers and workers from the weir image with commands the CLI accepts, every bucket and stream on 3 replicas', () => {
     const weirServices = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
-    expect(weirServices.map(([name]) => name).sort()).toEqual(['api', 'cli', 'controller', 'worker']);
+    expect(weirServices.map(([name]) => name).sort()).toEqual(['api', 'cli', ...CONTROLLERS, 'worker']);
     for (const [, s] of weirServices) expect(s.image).toBe('weir:latest');
 
-    const controller = compose.services['controller']!;
-    expect(controller.command?.[0]).toBe('controller');
-    expect(parseControllerArgs(controller.command!.slice(1), {})).toMatchObject({ url: 'nats://nats:4222' });
-    expect(controller.depends_on).toEqual({ nats: { condition: 'service_healthy' } });
+    const healthyNats = Object.fromEntries(NATS_NODES.map((n) => [n, { condition: 'service_healthy' }]));
+    for (const name of CONTROLLERS) {
+      const controller = compose.services[name]!;
+      expect(controller.command?.[0]).toBe('controller');
+      // A stable id each: a controller restarted under its name takes its jobs back at once.
+      expect(parseControllerArgs(controller.command!.slice(1), {})).toMatchObject({ url: NATS_URLS, replicas: 3, controllerId: name, leaseTtlMs: 10_000 });
+      expect(controller.depends_on).toEqual(healthyNats);
+    }
 
     const worker = compose.services['worker']!;
     expect(worker.command?.[0]).toBe('worker');
-    expect(parseWorkerArgs(worker.command!.slice(1), {})).toEqual({ slots: 4, id: undefined, url: 'nats://nats:4222', incrementalState: {}, replicas: 1, shutdownTimeoutMs: 10_000 });
+    expect(parseWorkerArgs(worker.command!.slice(1), {})).toEqual({ slots: 4, id: undefined, url: NATS_URLS, incrementalState: {}, replicas: 3, shutdownTimeoutMs: 10_000 });
 
     for (const [name, s] of weirServices) {
       if (s.command !== undefined) expect(COMMANDS, name).toContain(s.command[0]);
     }
     // The one-off CLI finds NATS through the environment, as `weir jobs` does.
-    expect(compose.services['cli']).toMatchObject({ profiles: ['cli'], environment: { NATS_URL: 'nats://nats:4222' } });
+    expect(compose.services['cli']).toMatchObject({ profiles: ['cli'], environment: { NATS_URL: NATS_URLS } });
   });
 
   it('runs the HTTP API on every interface of its container only with a token, published on the host’s loopback', () => {
@@ -73,9 +85,9 @@ describe('docker-compose.yml', () => {
     expect(() => assertSafeListen(unset.host, null)).toThrow('refusing to listen on 0.0.0.0 without WEIR_API_TOKEN');
     const token = 'token-from-the-environment';
     const resolved = { ...env, WEIR_API_TOKEN: token };
-    expect(parseApiArgs(api.command!.slice(1), resolved)).toEqual({ url: 'nats://nats:4222', host: '0.0.0.0', port: 8000, token: { from: 'env' }, replicas: 1, shutdownTimeoutMs: 10_000 });
+    expect(parseApiArgs(api.command!.slice(1), resolved)).toEqual({ url: NATS_URLS, host: '0.0.0.0', port: 8000, token: { from: 'env' }, replicas: 3, shutdownTimeoutMs: 10_000 });
     expect(api.ports).toEqual(['127.0.0.1:8000:8000']);
-    expect(api.depends_on).toEqual({ controller: { condition: 'service_started' } });
+    expect(api.depends_on).toEqual(Object.fromEntries(CONTROLLERS.map((n) => [n, { condition: 'service_started' }])));
     // The health check asks the route that needs no token, on the port the API listens on.
     expect(api.healthcheck?.test.join(' ')).toContain('http://127.0.0.1:8000/api/v1/ping');
     expect(dockerfile).toMatch(/^EXPOSE 8000$/m);

@@ -159,7 +159,7 @@ describe('weir on real processes', () => {
     expect(await counterOf(after)).toBeGreaterThan(await counterOf(before));
   }, 60_000);
 
-  it('the controller killed with SIGKILL and restarted: every job resumes per the restart table and nothing acknowledged is lost', async () => {
+  it('the controller killed with SIGKILL and restarted: every job resumes per the takeover table and nothing acknowledged is lost', async () => {
     const first = await controller();
     await worker('w1', 12);
     const running = await create(counterPipeline());
@@ -179,14 +179,16 @@ describe('weir on real processes', () => {
     expect(first.running).toBe(false);
 
     await controller();
-    const resumed = await reach(running, 'Running', 30_000, (v) => v.generation > 1);
+    // Its tasks ran on: the new controller re-attached to them at the same generation, with no restart.
+    const resumed = await reach(running, 'Running', 30_000, (v) => v.generation === 1 && v.waiting === null);
+    expect(resumed.restarts).toBe(0);
     const rescaledView = await reach(rescaled, 'Running', 30_000, (v) => v.generation > 1 && v.config.parallelism_overrides['cnt'] === 2);
     expect(rescaledView.revision).toBeGreaterThanOrEqual(rescale['revision'] as number);
     await reach(fresh, 'Running', 30_000);
     const still = await view(stopped);
     expect(still).toMatchObject({ state: 'Stopped', generation: stoppedView.generation, restarts: 0 });
 
-    // The resumed job restored its state: the counter goes on from the last checkpoint before the crash.
+    // Its checkpoints go on after the last one before the crash, from the same tasks.
     const after = await nextCheckpoint(running, lastBefore.epoch, resumed.generation, 20_000);
     expect(await counterOf(after)).toBeGreaterThanOrEqual(await counterOf(lastBefore));
     // The rescale acknowledged before the crash took effect (rescaled nodes start from empty state, see docs/protocol.md).
@@ -268,7 +270,7 @@ describe('weir on real processes', () => {
     ];
     const requestSubjects = Object.entries(SUBJECTS).filter(([, spec]) => spec.kind === 'request');
     expect(requestSubjects.map(([name]) => name).sort()).toEqual(
-      ['apiJobCheckpoint', 'apiJobCheckpoints', 'apiJobConfig', 'apiJobDelete', 'apiJobGet', 'apiJobMetrics', 'apiJobTriggerCheckpoint', 'apiJobsCreate', 'apiJobsList', 'apiJobsViews', 'apiMetrics', 'apiWorkersList', 'workerCheckpoint', 'workerCommit', 'workerHeartbeat', 'workerRegister', 'workerStart', 'workerStop'].sort(),
+      ['apiJobCheckpoint', 'apiJobCheckpoints', 'apiJobConfig', 'apiJobDelete', 'apiJobGet', 'apiJobMetrics', 'apiJobTriggerCheckpoint', 'apiJobsCreate', 'apiJobsList', 'apiJobsViews', 'apiMetrics', 'apiWorkersList', 'apiControllersList', 'workerCheckpoint', 'workerCommit', 'workerHeartbeat', 'workerRegister', 'workerStart', 'workerStop'].sort(),
     );
     for (const [name, spec] of requestSubjects) {
       const subject = spec.pattern.replace('<job>', jobId).replace('<worker>', 'w1');

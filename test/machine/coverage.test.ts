@@ -23,7 +23,7 @@ type AnyEvent = { type: string; [k: string]: unknown };
 /** Actors that never settle: the paths deliver done/error events themselves. */
 const never = <T, I>() => fromPromise<Settled<T>, I>(() => new Promise(() => {}));
 const machine = jobMachine.provide({
-  actors: { compileJob: never(), scheduleJob: never(), stopJob: never(), killJob: never(), cleanupJob: never(), finalCheckpoint: never() },
+  actors: { compileJob: never(), scheduleJob: never(), stopJob: never(), killJob: never(), cleanupJob: never(), finalCheckpoint: never(), adoptGeneration: never() },
 });
 
 /** Input profiles that make each time guard the earliest deadline somewhere. */
@@ -153,6 +153,7 @@ function eventsFor(s: AnyMachineSnapshot): AnyEvent[] {
     { type: 'worker.lost', generation, workerId: 'w-1' },
     { type: 'workers.heartbeat', generation },
     { type: 'job.resume' },
+    { type: 'job.adopt' },
   ];
   // Config changes are offered only where a guard reads them; elsewhere they would only multiply
   // states that behave alike.
@@ -193,6 +194,7 @@ function eventsFor(s: AnyMachineSnapshot): AnyEvent[] {
       events.push({ type, error: { kind: 'retryable', message: 'transient' } });
       events.push({ type, error: { kind: 'retryable', message: 'last try', retries: 1 } });
       if (src === 'scheduleJob') events.push({ type, error: { kind: 'not_enough_slots', message: 'no slots' } });
+      if (src === 'adoptGeneration') events.push({ type, error: { kind: 'tasks_gone', message: 'no task runs' } });
     }
   }
   return events;

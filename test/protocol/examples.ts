@@ -142,6 +142,17 @@ export const EXAMPLES: Record<SchemaName, unknown> = {
       },
     ],
   },
+  listControllersRequestSchema: { v: 1 },
+  listControllersReplySchema: {
+    v: 1,
+    shards: 128,
+    lease_ttl_ms: 10_000,
+    answered_by: 'ctl-a.example-4242',
+    data: [
+      { controller_id: 'ctl-a.example-4242', jobs: 40, shards: 64, oldest_lease_age_ms: 3_120, presence_age_ms: 1_004, live: true },
+      { controller_id: 'ctl-b', jobs: 0, shards: 0, oldest_lease_age_ms: null, presence_age_ms: 14_230, live: false },
+    ],
+  },
   triggerCheckpointRequestSchema: { v: 1, trigger_id: 'nightly-2026-11-23' },
   triggerCheckpointReplySchema: { v: 1, job_id: 'job-1', epoch: 12, trigger_id: 'nightly-2026-11-23', started: true },
   jobMetricsRequestSchema: { v: 1 },

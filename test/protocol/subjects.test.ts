@@ -31,6 +31,7 @@ const SAMPLE: { [K in SubjectName]: Parameters<(typeof subjects)[K]> } = {
   apiJobMetrics: ['job-1'],
   apiMetrics: [],
   apiWorkersList: [],
+  apiControllersList: [],
   workerRegister: [],
   workerHeartbeat: ['w_1'],
   workerDeregister: ['w_1'],

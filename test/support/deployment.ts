@@ -21,6 +21,8 @@ export interface DeploymentOptions {
   heartbeatIntervalMs?: number;
   /** Environment of every weir process. */
   env?: Record<string, string>;
+  /** The controllers' shard lease TTL. Default 1,500 ms: a controller killed and started again takes its jobs back soon. */
+  leaseTtlMs?: number;
 }
 
 /**
@@ -60,6 +62,8 @@ export class Deployment {
       String(this.options.heartbeatTimeoutMs ?? 1_500),
       '--heartbeat-interval',
       String(this.options.heartbeatIntervalMs ?? 300),
+      '--lease-ttl',
+      String(this.options.leaseTtlMs ?? 1_500),
       ...(this.options.controllerArgs ?? []),
       ...extra,
     ];

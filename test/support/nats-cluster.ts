@@ -13,6 +13,8 @@ const READY_WITHIN_MS = 20_000;
 
 export interface NatsClusterHandle extends AsyncDisposable {
   readonly nodes: readonly NatsServerHandle[];
+  /** Each node's server name (`<name>-n<i>`), as JetStream's cluster info names leaders and peers; in the order of `nodes`. */
+  readonly names: readonly string[];
   /** Every node's client URL, comma-separated. */
   readonly urls: string;
   dispose(): Promise<void>;
@@ -22,6 +24,7 @@ export async function startNatsCluster(size = 3, name = 'weir'): Promise<NatsClu
   const clusterPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
   const routes = clusterPorts.map((port) => `nats://127.0.0.1:${port}`).join(',');
   const nodes: NatsServerHandle[] = [];
+  const names = clusterPorts.map((_, i) => `${name}-n${i + 1}`);
   const dispose = async () => {
     await Promise.all(nodes.map((node) => node.dispose()));
   };
@@ -29,13 +32,13 @@ export async function startNatsCluster(size = 3, name = 'weir'): Promise<NatsClu
     for (const [i, clusterPort] of clusterPorts.entries()) {
       nodes.push(
         await startNatsServer({
-          args: ['--server_name', `${name}-n${i + 1}`, '--cluster_name', name, '--cluster', `nats://127.0.0.1:${clusterPort}`, '--routes', routes],
+          args: ['--server_name', names[i]!, '--cluster_name', name, '--cluster', `nats://127.0.0.1:${clusterPort}`, '--routes', routes],
         }),
       );
     }
     const urls = nodes.map((node) => node.url).join(',');
     await untilJetStreamAnswers(urls);
-    return { nodes, urls, dispose, [Symbol.asyncDispose]: dispose };
+    return { nodes, names, urls, dispose, [Symbol.asyncDispose]: dispose };
   } catch (err) {
     await dispose();
     throw err;
