@@ -117,18 +117,23 @@ export function jobHooks(options: JobHooksOptions): JobHooks {
       }),
     );
     const failed = workers.flatMap((w, i) => (results[i]?.status === 'rejected' ? [{ w, reason: (results[i]).reason as unknown }] : []));
-    const abandon = async (workersToKill: string[], message: string): Promise<never> => {
+    const abandon = async (workersToKill: string[], message: string, kind: 'retryable' | 'not_enough_slots' = 'retryable'): Promise<never> => {
       await commands.stopWorkers(generation, 'kill', workersToKill);
       registry.release(jobId, generation);
       generations.delete(generation);
-      throw new JobError({ kind: 'retryable', message });
+      throw new JobError({ kind, message });
     };
     if (failed.length > 0) {
       const why = failed.map(({ w, reason }) => `${w}: ${reason instanceof Error ? reason.message : String(reason)}`).join('; ');
       const corrupt = failed.find(({ reason }) => reason instanceof WorkerRejected && reason.code === 'corrupt_checkpoint');
       // The next attempt restores the previous good checkpoint; retrying this one would fail the same way.
       if (corrupt !== undefined && restorePoint !== null) await markFailed(restorePoint, (corrupt.reason as Error).message);
-      await abandon(workers.filter((_, i) => results[i]?.status === 'fulfilled'), `start of generation ${generation} failed on ${why}`);
+      // A worker is the authority on its slots: one that refused for want of them (another controller took
+      // them first) counts as full until it says otherwise, and the job waits for slots elsewhere or later.
+      const full = failed.filter(({ reason }) => reason instanceof WorkerRejected && reason.code === 'conflict').map(({ w }) => w);
+      for (const workerId of full) registry.markFull(workerId);
+      const kind = full.length === failed.length ? 'not_enough_slots' : 'retryable';
+      await abandon(workers.filter((_, i) => results[i]?.status === 'fulfilled'), `start of generation ${generation} failed on ${why}`, kind);
     }
     if (restorePoint?.status === 'committing') {
       // The previous run died between the epoch's record and its sinks' commits: they commit it now.

@@ -140,6 +140,8 @@ interface WorkerRecord {
   allocations: Map<string, Allocation>;
   /** The last heartbeat's jobs, keyed by `allocationKey`. */
   reported: Map<string, Report>;
+  /** The worker refused a start for want of slots: none count as free until its next heartbeat says what it runs. */
+  full: boolean;
   /** The latest metrics message's jobs, keyed by `allocationKey`. */
   metrics: Map<string, { job: JobGeneration; subtasks: SubtaskMetrics[]; at: number }>;
 }
@@ -200,6 +202,7 @@ export class WorkerRegistry {
       lastSeenAt: now,
       allocations,
       reported: this.countUnallocated(reported, allocations, new Map()),
+      full: false,
       metrics: new Map(),
     });
     return { replaced: previous !== undefined, lost: lost.sort(byJobThenGeneration) };
@@ -234,6 +237,7 @@ export class WorkerRegistry {
     const now = this.now();
     record.lastSeenAt = now;
     if (report !== undefined) {
+      record.full = false;
       const previous = record.reported;
       record.reported = this.countUnallocated(this.reports(report.jobs, now, previous), record.allocations, previous);
       for (const [key, allocation] of record.allocations) {
@@ -408,6 +412,15 @@ export class WorkerRegistry {
     }
   }
 
+  /**
+   * The worker refused a start for want of slots: another controller's tasks took them, and this registry
+   * has not heard of them yet. It counts as full until its next heartbeat reports what it runs.
+   */
+  markFull(workerId: string): void {
+    const record = this.workers.get(workerId);
+    if (record !== undefined) record.full = true;
+  }
+
   /** Frees every slot held by this generation of the job; returns how many. */
   release(jobId: string, generation: number): number {
     const key = allocationKey(jobId, generation);
@@ -495,6 +508,7 @@ export class WorkerRegistry {
    * the registry holds slots for it, since the worker refuses a start beyond its slots.
    */
   private free(record: WorkerRecord): number {
+    if (record.full) return 0;
     let used = 0;
     for (const [key, allocation] of record.allocations) used += Math.max(allocation.slots, record.reported.get(key)?.slots ?? 0);
     for (const [key, report] of record.reported) if (!record.allocations.has(key)) used += report.slots;

@@ -95,6 +95,8 @@ export class ShardLeases {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
+  /** Monotonic time of the last renewal round; -Infinity: none yet. */
+  private renewedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -119,7 +121,8 @@ export class ShardLeases {
       if (entry !== null) this.see(key, entry.revision, decodeLease(entry));
     }
     await this.tick();
-    this.timer = setInterval(() => void this.tick(), Math.max(50, Math.floor(this.ttlMs / 3)));
+    // Leases are renewed every third of a TTL; expiries are looked for ten times a TTL, which costs no write.
+    this.timer = setInterval(() => void this.tick(), Math.max(50, Math.floor(this.ttlMs / 10)));
   }
 
   /** Whether this controller may act for `shard` now: it holds the lease and renewed it less than a TTL (less a margin) ago. */
@@ -226,8 +229,11 @@ export class ShardLeases {
   private async renewAndBalance(): Promise<void> {
     const kv = this.kv!;
     const self = this.options.controllerId;
-    await kv.put(presenceKey(self), JSON.stringify({ owner: self, epoch: 0 })).catch((err: unknown) => this.options.log.warn({ err }, 'could not renew presence'));
-    await Promise.all([...this.held].map(([shard, held]) => this.renew(kv, shard, held)));
+    if (this.now() - this.renewedAt >= this.ttlMs / 3) {
+      this.renewedAt = this.now();
+      await kv.put(presenceKey(self), JSON.stringify({ owner: self, epoch: 0 })).catch((err: unknown) => this.options.log.warn({ err }, 'could not renew presence'));
+      await Promise.all([...this.held].map(([shard, held]) => this.renew(kv, shard, held)));
+    }
     if (this.stopped) return;
     const fair = Math.ceil(this.shards / this.liveControllers());
     // Beyond a fair share: give the highest shards back, for the newcomers to take.

@@ -257,6 +257,25 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
     subscribe(SUBJECTS.workerMetrics.wildcard, 'metrics', onMetrics),
   ];
 
+  /** Monotonic time of the last timed sweep. */
+  let lastSweepAt = performance.now();
+
+  /**
+   * A sweep that runs late found the event loop stalled (a takeover adopting many jobs, a GC pause, a
+   * paused process): heartbeats that arrived meanwhile still wait in the socket, so nobody is judged
+   * expired until the next sweep, which runs after them.
+   */
+  function timedSweep(): void {
+    const now = performance.now();
+    const sinceLast = now - lastSweepAt;
+    lastSweepAt = now;
+    if (sinceLast > 2 * sweepIntervalMs) {
+      log.info({ stalledMs: Math.round(sinceLast) }, 'the worker sweep ran late: judging expiry at the next one');
+      return;
+    }
+    sweep();
+  }
+
   function sweep(): void {
     try {
       for (const lost of registry.sweep()) {
@@ -269,7 +288,7 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
     }
   }
 
-  const timer = setInterval(sweep, sweepIntervalMs);
+  const timer = setInterval(timedSweep, sweepIntervalMs);
   timer.unref();
 
   return {

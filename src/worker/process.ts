@@ -265,6 +265,8 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     eventsLost: 0,
   };
   const runs = new Map<string, JobRun>();
+  /** Slots of starts still reading their restore point, by job and generation: taken, though no run holds them yet. */
+  const reserved = new Map<string, number>();
   /** Newest generation seen per job (kept after the run ends, so older requests stay fenced). */
   const newest = new Map<string, number>();
   /** Per-job chain: requests about one job run one after the other. */
@@ -331,6 +333,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
   function usedSlots(): number {
     let used = 0;
     for (const run of runs.values()) used += run.slots;
+    for (const slots of reserved.values()) used += slots;
     return used;
   }
 
@@ -366,6 +369,9 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     }
     const free = options.slots - usedSlots();
     if (slotIndexes.size > free) throw new RequestRejected('conflict', `job ${jobId} needs ${slotIndexes.size} slots here; ${free} of ${options.slots} are free`);
+    // Taken now, before the restore is read: a start arriving meanwhile (another controller's) counts them.
+    const reservation = `${jobId}\u0000${generation}`;
+    reserved.set(reservation, slotIndexes.size);
 
     let restored: ReadonlyMap<string, unknown> = new Map();
     let stored: ReadonlyMap<string, RestoredState> = new Map();
@@ -378,13 +384,17 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
         else restored = await options.restoreState(jobId, generation, msg.restore_epoch);
       }
     } catch (err) {
+      reserved.delete(reservation);
       const why = err instanceof Error ? err.message : String(err);
       const code = err instanceof CorruptCheckpointError ? 'corrupt_checkpoint' : 'unavailable';
       throw new RequestRejected(code, `job ${jobId} generation ${generation}: cannot restore epoch ${msg.restore_epoch ?? '(none)'}: ${why}`);
     }
     if (msg.restore_epoch !== undefined) log.info({ jobId, generation, epoch: msg.restore_epoch, subtasks: restored.size }, 'restoring state of an epoch');
 
-    if (stopping !== undefined) throw new RequestRejected('unavailable', `worker ${workerId} is shutting down`);
+    if (stopping !== undefined) {
+      reserved.delete(reservation);
+      throw new RequestRejected('unavailable', `worker ${workerId} is shutting down`);
+    }
     newest.set(jobId, generation);
     const transport = natsTransport(nc);
     const run: JobRun = { jobId, generation, runners: [], transport, slots: slotIndexes.size, silenced: false, lastEpoch: msg.start_epoch, states: new Map(), exhausted: new Set() };
@@ -432,6 +442,7 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
       );
       run.runners.push(runner);
     }
+    reserved.delete(reservation);
     runs.set(jobId, run);
     void Promise.all(run.runners.map((r) => r.done)).then(() => {
       if (runs.get(jobId) === run) runnerLog.info('every subtask of the generation has ended');
