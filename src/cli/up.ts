@@ -17,7 +17,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { decodeReply, encode, listWorkersReplySchema, subjects } from '../protocol/index.js';
 import { freePort } from '../shared/free-port.js';
 import { API_OPTIONS, apiSettings, DEFAULT_API_PORT, refuseTokenArgument } from './api.js';
-import { commandArgs, parseCommandArgs, positiveInteger, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf } from './args.js';
+import { commandArgs, parseCommandArgs, positiveInteger, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf, UsageError } from './args.js';
 import { natsOptions } from './nats-options.js';
 
 export interface UpIo {
@@ -27,6 +27,8 @@ export interface UpIo {
 }
 
 export const UP_USAGE = `Usage: weir up [options]   NATS (if needed), a controller, workers and the API, until Ctrl-C
+  --controllers N     controller processes sharing the jobs (default 1; named weir-up-1 … weir-up-N, so a
+                      restarted deployment takes its jobs back at once)
   --workers N         worker processes (default 2)
   --slots N           task slots per worker (default 4)
   --data-dir D        where a nats-server it starts keeps its JetStream data (default: $WEIR_DATA_DIR or ./.weir)
@@ -43,6 +45,8 @@ export const NATS_INSTALL_HINT =
   'install nats-server (Debian/Ubuntu: apt-get install nats-server; macOS: brew install nats-server; or https://github.com/nats-io/nats-server/releases), put it on PATH or set WEIR_NATS_SERVER, or point NATS_URL at a running server';
 
 const DEFAULT_URL = 'nats://127.0.0.1:4222';
+/** More controllers than shards would leave some without jobs; a laptop needs far fewer. */
+const MAX_UP_CONTROLLERS = 16;
 const READY_TIMEOUT_MS = 30_000;
 
 interface Exit {
@@ -92,6 +96,7 @@ function portIsFree(port: number, host = '127.0.0.1'): Promise<boolean> {
 
 
 export interface UpArgs {
+  controllers: number;
   workers: number;
   slots: number;
   api: ReturnType<typeof apiSettings>;
@@ -106,8 +111,11 @@ export interface UpArgs {
 /** `weir up` arguments; throws a `UsageError` with the reason on bad input. */
 export function parseUpArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): UpArgs {
   refuseTokenArgument(args);
-  const { values } = parseCommandArgs(args, { workers: { type: 'string' }, slots: { type: 'string' }, 'data-dir': { type: 'string' }, ...API_OPTIONS, ...SHUTDOWN_OPTION });
+  const { values } = parseCommandArgs(args, { controllers: { type: 'string' }, workers: { type: 'string' }, slots: { type: 'string' }, 'data-dir': { type: 'string' }, ...API_OPTIONS, ...SHUTDOWN_OPTION });
+  const controllers = positiveInteger(values.controllers ?? '1', '--controllers');
+  if (controllers > MAX_UP_CONTROLLERS) throw new UsageError(`--controllers must be at most ${MAX_UP_CONTROLLERS}, got ${controllers}`);
   return {
+    controllers,
     workers: positiveInteger(values.workers ?? '2', '--workers'),
     slots: positiveInteger(values.slots ?? '4', '--slots'),
     api: apiSettings(values, env),
@@ -148,7 +156,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
   const env = io.env ?? process.env;
   const parsed = commandArgs('weir up', args, io, UP_USAGE, () => parseUpArgs(args, env));
   if (typeof parsed === 'number') return parsed;
-  const { workers, slots, api, apiPortGiven, dataDir, shutdownTimeoutMs } = parsed;
+  const { controllers, workers, slots, api, apiPortGiven, dataDir, shutdownTimeoutMs } = parsed;
   const stageMs = Math.floor(shutdownTimeoutMs / STOP_STAGES);
 
   const children: Child[] = [];
@@ -263,7 +271,10 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     // Only the API needs its token.
     const natsChildEnv: NodeJS.ProcessEnv = { ...childEnv };
     delete natsChildEnv['WEIR_API_TOKEN'];
-    const controller = launch('controller', process.execPath, self(['controller']), natsChildEnv);
+    // Stable names: a deployment started again takes its jobs back at once rather than after the lease TTL.
+    const controllerChildren = Array.from({ length: controllers }, (_, i) =>
+      launch(controllers === 1 ? 'controller' : `controller-${i + 1}`, process.execPath, self(['controller', '--id', `weir-up-${i + 1}`]), natsChildEnv),
+    );
     const controllerReady = controllerAnswers(url, env, polling.signal);
     // The workers once the controller answers, so that their first registration is heard; ready once it lists them.
     const workerChildren: Child[] = [];
@@ -296,7 +307,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
         [
           `weir up: everything runs (Ctrl-C stops it)`,
           `  ${natsLine}`,
-          `  controller  pid ${controller.proc.pid}`,
+          ...controllerChildren.map((c) => `  ${c.name.padEnd(10)}  pid ${c.proc.pid}`),
           ...workerChildren.map((w) => `  ${w.name.padEnd(10)}  pid ${w.proc.pid} (slots: ${slots})`),
           `  api         pid ${apiChild.proc.pid} (${api.token === null ? 'no token: loopback only' : 'bearer token required'})`,
           `API: ${apiUrl}`,
@@ -334,7 +345,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     // The API first (a client: its streams end), then the controller (jobs keep their persisted state, and
     // no worker's exit looks like a failure to it), then the workers, then nats-server: each stage within
     // a quarter of the shutdown deadline.
-    for (const stage of [['api'], ['controller'], children.filter((c) => c.name.startsWith('worker-')).map((c) => c.name), ['nats']]) {
+    for (const stage of [['api'], children.filter((c) => c.name.startsWith('controller')).map((c) => c.name), children.filter((c) => c.name.startsWith('worker-')).map((c) => c.name), ['nats']]) {
       const results = await Promise.all(children.filter((c) => stage.includes(c.name)).map(stopChild));
       clean &&= results.every(Boolean);
     }

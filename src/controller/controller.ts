@@ -116,6 +116,8 @@ export interface ControllerStats {
   rejected: Partial<Record<ErrorCode, number>>;
   /** Config changes of other processes forwarded to a runtime. */
   externalConfigChanges: number;
+  /** Requests about jobs another controller owns, forwarded to it. */
+  forwarded: number;
 }
 
 export interface Controller {
@@ -396,7 +398,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     metrics,
     metricsText: () => metrics.text(),
     jobMetrics,
-    stats: () => ({ jobs: table.size, ...server.counts(), externalConfigChanges: follower.externalChanges() }),
+    stats: () => ({ jobs: table.size, ...server.counts(), externalConfigChanges: follower.externalChanges(), forwarded: router.forwarded }),
     stop: () => shutDown(true),
   };
 }

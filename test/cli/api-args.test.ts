@@ -82,6 +82,7 @@ describe('the API token', () => {
 describe('weir up: the API flags', () => {
   it('defaults and flags, as for weir api', () => {
     expect(parseUpArgs([], {})).toEqual({
+      controllers: 1,
       workers: 2,
       slots: 4,
       api: { host: '127.0.0.1', port: 8000, token: null },
@@ -98,6 +99,9 @@ describe('weir up: the API flags', () => {
     });
     expect(parseUpArgs([], { WEIR_API_PORT: '8100', WEIR_API_TOKEN: 'x' })).toMatchObject({ api: { port: 8100, token: { from: 'env' } }, apiPortGiven: true });
     expect(() => parseUpArgs(['--api-token', 'x'], {})).toThrow(/never taken on the command line/);
+    expect(parseUpArgs(['--controllers', '3'], {})).toMatchObject({ controllers: 3 });
+    expect(() => parseUpArgs(['--controllers', '0'], {})).toThrow(/--controllers/);
+    expect(() => parseUpArgs(['--controllers', '17'], {})).toThrow(/at most 16/);
   });
 
   it('starts the API child with an explicit port; the token stays in the environment or its file', () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { jobViewSchema, subjects } from '../../src/protocol/index.js';
+import { jobViewSchema, listControllersReplySchema, subjects } from '../../src/protocol/index.js';
 import { openStore } from '../../src/store/index.js';
 import { freePort } from '../../src/shared/free-port.js';
 import { requestJson } from '../support/cluster.js';
@@ -60,8 +60,8 @@ afterEach(async () => {
   everyPid.clear();
 });
 
-async function startUp(dataDir: string, port: number): Promise<Up> {
-  const p = new WeirProcess('up', ['up', '--workers', '2', '--slots', '4', '--api-port', '0', '--data-dir', dataDir], {
+async function startUp(dataDir: string, port: number, extra: string[] = []): Promise<Up> {
+  const p = new WeirProcess('up', ['up', '--workers', '2', '--slots', '4', '--api-port', '0', '--data-dir', dataDir, ...extra], {
     NATS_URL: `nats://127.0.0.1:${port}`,
     WEIR_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
     WEIR_API_TOKEN: '',
@@ -136,5 +136,29 @@ describe('weir up, killed or stopped', () => {
     } finally {
       await nc.close();
     }
+  }, 120_000);
+  it('--controllers 2 runs two controllers that share the jobs, and Ctrl-C stops both', async () => {
+    const up = await startUp(mkdtempSync(join(tmpdir(), 'weir-up-')), await freePort(), ['--controllers', '2']);
+    expect(up.process.output()).toMatch(/controller-1\s+pid \d+/);
+    expect(up.process.output()).toMatch(/controller-2\s+pid \d+/);
+    const nc = await connectTo(up.url, 'up-test');
+    try {
+      await eventually(
+        async () => {
+          const fleet = listControllersReplySchema.parse(await requestJson(nc, subjects.apiControllersList(), { v: 1 }, 5_000));
+          expect(fleet.data.map((c) => [c.controller_id, c.shards])).toEqual([['weir-up-1', 64], ['weir-up-2', 64]]);
+        },
+        { timeoutMs: 30_000, intervalMs: 200 },
+      );
+      const created = await requestJson(nc, subjects.apiJobsCreate(), counter, 5_000);
+      const jobId = created['job_id'] as string;
+      await eventually(async () => expect(jobViewSchema.parse(await requestJson(nc, subjects.apiJobGet(jobId), { v: 1 }, 5_000)).state).toBe('Running'), { timeoutMs: 20_000, intervalMs: 100 });
+    } finally {
+      await nc.close();
+    }
+    const pids = up.pids();
+    const { code } = await up.process.kill('SIGINT');
+    expect(code, up.process.output().slice(-3_000)).toBe(0);
+    for (const pid of pids) expect(alive(pid)).toBe(false);
   }, 120_000);
 });
