@@ -179,6 +179,8 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   const controllerId = options.controllerId ?? `${hostname()}-${process.pid}`;
   /** Shards acquired whose jobs are still to be adopted. */
   const pendingShards = new Set<number>();
+  /** Shards acquired whose adoption has not ended: requests about their jobs wait for it. */
+  const unadopted = new Set<number>();
   let adoptionQueued = false;
   let adoptions: Promise<void> = Promise.resolve();
   const leases = new ShardLeases(nc, {
@@ -189,10 +191,12 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     ...(options.leasesBucket === undefined ? {} : { bucket: options.leasesBucket }),
     onAcquired: (shard) => {
       pendingShards.add(shard);
+      unadopted.add(shard);
       queueAdoption();
     },
     onLost: (shard) => {
       pendingShards.delete(shard);
+      unadopted.delete(shard);
       if (!isStopping()) dropShard(shard);
     },
   });
@@ -220,7 +224,15 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       return;
     }
     const mine = ids.filter((id) => shards.has(ownership.shardOf(id)) && !table.has(id));
-    await forEachLimited(mine, ADOPTION_CONCURRENCY, (jobId) =>
+    try {
+      await adoptEach(mine);
+    } finally {
+      for (const shard of shards) if (!pendingShards.has(shard)) unadopted.delete(shard);
+    }
+  }
+
+  function adoptEach(jobIds: string[]): Promise<void> {
+    return forEachLimited(jobIds, ADOPTION_CONCURRENCY, (jobId) =>
       perJob.run(jobId, async () => {
         if (isStopping() || !ownership.owns(jobId) || table.has(jobId)) return;
         try {
@@ -337,7 +349,13 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     ...infoRequests({ table, registry, jobMetrics, metrics, maxMessageBytes: maxBytes }),
     ...fleetRequests({ leases, controllerId, store, maxMessageBytes: maxBytes }),
   };
-  const router = new RequestRouter({ nc, ownership, log, waitMs: options.ownerWaitMs ?? ownerWaitMs(leases.ttlMs) });
+  const router = new RequestRouter({
+    nc,
+    ownership,
+    log,
+    waitMs: options.ownerWaitMs ?? ownerWaitMs(leases.ttlMs),
+    answersFor: (jobId) => ownership.owns(jobId) && !unadopted.has(ownership.shardOf(jobId)),
+  });
   // Requests about one job go to its owner; a new job goes to a controller that owns a shard; the
   // listings and the fleet's state are answered by whichever controller receives them, from the store.
   const handlers: RequestHandlers = {

@@ -21,8 +21,8 @@ import type { Logger } from 'pino';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { jobMachine } from '../../machines/job/machine.js';
 import { DEFAULT_POLICY, initialContext } from '../../machines/job/policy.js';
-import { TERMINAL_STATES, type DesiredConfig, type JobContext, type JobInput, type JobPolicy, type JobState, type JobWait, type UnstampedJobEvent } from '../../machines/job/types.js';
-import { waitOf } from '../../machines/job/waits.js';
+import { TERMINAL_STATES, type DesiredConfig, type JobInput, type JobPolicy, type JobState, type JobWait, type UnstampedJobEvent } from '../../machines/job/types.js';
+import { waitOf, type WaitingSnapshot } from '../../machines/job/waits.js';
 import { CHECKPOINTS_KV_BUCKET, CHECKPOINT_SLOTS, effectiveParallelism, OPERATOR_CATALOGUE, type Checkpoint, type Graph, type OperatorSpec } from '../protocol/index.js';
 import type { JobOwner, JobStatusRecord, Store } from '../store/index.js';
 import { openCheckpointKv, openCheckpointStore, type CheckpointStore } from '../checkpoint/index.js';
@@ -233,6 +233,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       restarts: options.status?.restarts ?? 0,
       failure: options.status?.failure ?? null,
       warning: null,
+      waitKind: null,
     },
     transition: options.status?.transition,
     coordinator,
@@ -325,7 +326,7 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       // Every microstep, so eventless hops (Created → Compiling) are persisted too. Matched by logic, not
       // identity: the initial microsteps run inside createActor, before `actor` is assigned.
       if (event.type === '@xstate.microstep' && (event.actorRef as { logic?: unknown }).logic === machine) {
-        writer.observe(event.snapshot as unknown as { value: unknown; context: JobContext });
+        writer.observe(event.snapshot as unknown as WaitingSnapshot);
       }
       extraInspect?.next(event);
     },

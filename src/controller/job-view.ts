@@ -6,14 +6,14 @@ import { microsFromMs } from '../shared/micros.js';
 import type { JobProgress } from './job-runtime.js';
 import { specOf } from './job-config.js';
 
-const storedProgress = ({ state, generation, restarts, failure, startTime, finishTime }: JobStatusRecord): JobProgress => ({
+const storedProgress = ({ state, generation, restarts, failure, startTime, finishTime, waiting }: JobStatusRecord): JobProgress => ({
   state,
   generation,
   restarts,
   failure,
   startTime,
   finishTime,
-  waiting: null,
+  waiting: waiting ?? null,
 });
 
 /**

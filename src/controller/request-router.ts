@@ -39,6 +39,11 @@ export type RoutedHandler = (msg: Msg, forwarded: boolean) => Promise<unknown>;
 export interface RequestRouterOptions {
   nc: NatsConnection;
   ownership: JobOwnership;
+  /**
+   * Whether this controller may answer for the job now: it owns the job and has adopted it (a shard just
+   * acquired has its jobs adopted first). Default: it owns the job.
+   */
+  answersFor?: (jobId: string) => boolean;
   log: Logger;
   /** How long a request waits for an owner. */
   waitMs: number;
@@ -54,8 +59,10 @@ export class RequestRouter {
   forJob(handler: (msg: Msg) => Promise<unknown>): RoutedHandler {
     return (msg, forwarded) => {
       const jobId = jobOf(msg);
+      const answersFor = this.options.answersFor ?? ((id: string) => this.options.ownership.owns(id));
       return this.route(msg, forwarded, handler, {
-        ownedHere: () => this.options.ownership.owns(jobId),
+        ownedHere: () => answersFor(jobId),
+        stillOwned: () => this.options.ownership.owns(jobId),
         owner: () => this.options.ownership.ownerOf(jobId),
         what: `job ${jobId}`,
       });
@@ -67,6 +74,7 @@ export class RequestRouter {
     return (msg, forwarded) =>
       this.route(msg, forwarded, handler, {
         ownedHere: () => this.options.ownership.ownsAny(),
+        stillOwned: () => true,
         owner: () => this.options.ownership.anotherOwner(),
         what: 'a new job',
       });
@@ -76,14 +84,14 @@ export class RequestRouter {
     msg: Msg,
     forwarded: boolean,
     handler: (msg: Msg) => Promise<unknown>,
-    target: { ownedHere: () => boolean; owner: () => string | null; what: string },
+    target: { ownedHere: () => boolean; stillOwned: () => boolean; owner: () => string | null; what: string },
   ): Promise<unknown> {
     const { nc, log, waitMs } = this.options;
     const deadline = performance.now() + waitMs;
     for (;;) {
       if (target.ownedHere()) {
         const reply = await handler(msg);
-        if (!target.ownedHere()) throw new RequestRejected('unavailable', `${target.what} changed owner while the request ran; try again`);
+        if (!target.stillOwned()) throw new RequestRejected('unavailable', `${target.what} changed owner while the request ran; try again`);
         return reply;
       }
       const owner = target.owner();

@@ -281,11 +281,14 @@ export class ShardLeases {
       // Lost the compare-and-set (taken), or NATS did not answer: past its TTL the lease is gone either way.
       const current = await kv.get(shardKey(shard)).catch(() => null);
       const value = current === null ? null : decodeLease(current);
-      if (current !== null && value?.owner === this.options.controllerId && value.epoch === held.epoch) {
-        this.held.set(shard, { revision: current.revision, epoch: held.epoch, sentAt }); // our write landed, its ack did not
+      // Our write landed and its ack did not: a newer revision that still names us. The same revision means
+      // it did not land (no stream leader, say): the lease runs out on its own, however well reads answer.
+      if (current !== null && current.revision > held.revision && value?.owner === this.options.controllerId && value.epoch === held.epoch) {
+        this.held.set(shard, { revision: current.revision, epoch: held.epoch, sentAt });
         return;
       }
-      if (current !== null || this.now() - held.sentAt >= this.ttlMs - this.marginMs()) this.lose(shard, err);
+      const takenByAnother = current !== null && current.revision > held.revision;
+      if (takenByAnother || this.now() - held.sentAt >= this.ttlMs - this.marginMs()) this.lose(shard, err);
     }
   }
 

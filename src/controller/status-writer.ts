@@ -5,7 +5,8 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { JobContext, JobFailure, JobState } from '../../machines/job/types.js';
+import type { JobFailure, JobState, WaitKind } from '../../machines/job/types.js';
+import { waitOf, type WaitingSnapshot } from '../../machines/job/waits.js';
 import { encode, PROTOCOL_VERSION, subjects, truncateErrorText, type JobStateEvent } from '../protocol/index.js';
 import { isTransientStoreError, StaleOwnerError, type JobOwner, type JobStatusRecord, type Store, type Versioned } from '../store/index.js';
 import type { CheckpointCoordinator } from './checkpoint-coordinator.js';
@@ -28,6 +29,8 @@ export interface ObservedStatus {
   restarts: number;
   failure: JobFailure | null;
   warning: { message: string; at: number } | null;
+  /** The kind of wait of the active state (null: none): a new kind is written, for controllers that do not own the job. */
+  waitKind: WaitKind | null;
 }
 
 export interface StatusWriterStats {
@@ -83,13 +86,23 @@ export class StatusWriter {
   }
 
   /** A snapshot of the job: anything the status records that changed is published and queued for the store. */
-  observe(snapshot: { value: unknown; context: JobContext }): void {
+  observe(snapshot: WaitingSnapshot): void {
     const { jobId, store, log } = this.options;
     const ctx = snapshot.context;
-    const now: ObservedStatus = { state: topState(snapshot.value), generation: ctx.generation, restarts: ctx.restarts, failure: ctx.failure, warning: ctx.warning };
+    const waiting = waitOf(snapshot);
+    const now: ObservedStatus = { state: topState(snapshot.value), generation: ctx.generation, restarts: ctx.restarts, failure: ctx.failure, warning: ctx.warning, waitKind: waiting?.kind ?? null };
     const prev = this.last;
     const stateChanged = now.state !== prev.state;
-    if (!stateChanged && now.generation === prev.generation && now.restarts === prev.restarts && now.failure === prev.failure && now.warning === prev.warning) return;
+    if (
+      !stateChanged &&
+      now.generation === prev.generation &&
+      now.restarts === prev.restarts &&
+      now.failure === prev.failure &&
+      now.warning === prev.warning &&
+      now.waitKind === prev.waitKind
+    ) {
+      return;
+    }
     this.last = now;
     const at = Date.now();
     if (stateChanged) this.lastTransition = { from: prev.state, at };
@@ -103,6 +116,7 @@ export class StatusWriter {
       finishTime: ctx.times.finish,
       epoch: this.options.coordinator.lastCompletedEpoch,
       minEpoch: ctx.checkpoint.minEpoch,
+      waiting,
       updatedAt: at,
       ...(this.lastTransition === undefined ? {} : { transition: this.lastTransition }),
     };

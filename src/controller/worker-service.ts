@@ -35,6 +35,8 @@ export const CONTROLLER_QUEUE = 'weir-controller';
 /** The reference's worker heartbeat cadence. */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 1_000;
+/** A sweep this much later than its interval ran after the event loop stalled (timer jitter is far less). */
+const STALL_MS = 1_000;
 /** The reference collects worker metrics every 2 s. */
 export const DEFAULT_METRICS_INTERVAL_MS = 2_000;
 
@@ -269,7 +271,7 @@ export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry,
     const now = performance.now();
     const sinceLast = now - lastSweepAt;
     lastSweepAt = now;
-    if (sinceLast > 2 * sweepIntervalMs) {
+    if (sinceLast > sweepIntervalMs + Math.max(sweepIntervalMs, STALL_MS)) {
       log.info({ stalledMs: Math.round(sinceLast) }, 'the worker sweep ran late: judging expiry at the next one');
       return;
     }

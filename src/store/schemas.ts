@@ -6,7 +6,7 @@
  * StoreValidationError on write) rather than silently dropped by a read-modify-write.
  */
 import { z } from 'zod';
-import { JOB_STATES, STOP_MODES, type DesiredConfig, type JobFailure, type JobState } from '../protocol/job-types.js';
+import { JOB_STATES, STOP_MODES, WAIT_KINDS, type DesiredConfig, type JobFailure, type JobState, type WaitKind } from '../protocol/job-types.js';
 
 /** Job ids are subject tokens (`weir.log.<id>`) and KV key tokens (`<id>.spec`). */
 export const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -72,6 +72,11 @@ export interface JobStatusRecord {
   owner?: JobOwner;
   /** Node id → subtasks of the current generation, as scheduled: what a new owner expects to find running. */
   parallelism?: Record<string, number>;
+  /**
+   * Why the job waited, and until when (epoch ms), as of this write: written whenever the kind of wait
+   * changes, so a controller that does not own the job can show it (its owner shows it live).
+   */
+  waiting?: { kind: WaitKind; reason: string; until: number | null } | null;
 }
 
 /** A controller and its lease epoch on a job's shard (docs/high-availability.md). */
@@ -96,6 +101,7 @@ export const statusSchema = z.strictObject({
   transition: z.strictObject({ from: jobState, at: epochMs }).optional(),
   owner: z.strictObject({ id: z.string().min(1).max(128), epoch: count }).optional(),
   parallelism: z.record(z.string(), z.int().positive()).optional(),
+  waiting: z.strictObject({ kind: z.enum(WAIT_KINDS), reason: z.string(), until: epochMs.nullable() }).nullable().optional(),
 }) satisfies z.ZodType<JobStatusRecord>;
 
 export const transitionEventSchema = z.strictObject({

@@ -8,7 +8,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobState } from '../../machines/index.js';
-import { jobStateEventSchema, listControllersReplySchema, listJobViewsReplySchema, subjects, type JobView } from '../../src/protocol/index.js';
+import { jobStateEventSchema, listControllersReplySchema, subjects, type JobView } from '../../src/protocol/index.js';
 import { storedRecords } from '../support/checkpoints.js';
 import { Deployment } from '../support/deployment.js';
 import { eventually } from '../support/nats.js';
@@ -68,17 +68,7 @@ describe('several controllers on real processes', () => {
     return listControllersReplySchema.parse(await d.request(subjects.apiControllersList(), { v: 1 })).data;
   }
 
-  /** Every job's view, from whichever controller answers (the listing covers every owner's jobs). */
-  async function views(d: Deployment): Promise<JobView[]> {
-    const out: JobView[] = [];
-    let startingAfter: string | undefined;
-    for (;;) {
-      const page = listJobViewsReplySchema.parse(await d.request(subjects.apiJobsViews(), { v: 1, limit: 100, ...(startingAfter === undefined ? {} : { starting_after: startingAfter }) }));
-      out.push(...page.data);
-      if (!page.has_more || page.data.length === 0) return out;
-      startingAfter = page.data.at(-1)!.job_id;
-    }
-  }
+  const views = (d: Deployment): Promise<JobView[]> => d.views();
 
   async function twoControllers(d: Deployment): Promise<[WeirProcess, WeirProcess]> {
     const c1 = await d.controller('--id', 'c1');
