@@ -97,6 +97,10 @@ export class ShardLeases {
   private stopped = false;
   /** Monotonic time of the last renewal round; -Infinity: none yet. */
   private renewedAt = Number.NEGATIVE_INFINITY;
+  /** A renewal of the last round failed: the next tick tries again. */
+  private renewFailed = false;
+  /** Monotonic time the current watch was made. */
+  private watchedAt = 0;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -112,10 +116,7 @@ export class ShardLeases {
     const kv = await new Kvm(this.nc).create(this.options.bucket ?? LEASES_BUCKET, { history: 1, replicas: this.options.replicas ?? 1 });
     this.kv = kv;
     // Followed from here on; what is there already is read once below (the watch replays it too).
-    this.watcher = await kv.watch({ key: '>' });
-    void (async () => {
-      for await (const entry of this.watcher!) this.see(entry.key, entry.revision, decodeLease(entry));
-    })().catch((err: unknown) => this.options.log.warn({ err }, 'the lease watcher ended'));
+    await this.follow(kv);
     for await (const key of await kv.keys()) {
       const entry = await kv.get(key);
       if (entry !== null) this.see(key, entry.revision, decodeLease(entry));
@@ -123,6 +124,36 @@ export class ShardLeases {
     await this.tick();
     // Leases are renewed every third of a TTL; expiries are looked for ten times a TTL, which costs no write.
     this.timer = setInterval(() => void this.tick(), Math.max(50, Math.floor(this.ttlMs / 10)));
+  }
+
+  /** A watch of the whole bucket, replacing the one before (whose replay of current values `see` dedupes). */
+  private async follow(kv: KV): Promise<void> {
+    this.watcher?.stop();
+    const watcher = await kv.watch({ key: '>' });
+    this.watcher = watcher;
+    this.watchedAt = this.now();
+    void (async () => {
+      for await (const entry of watcher) this.see(entry.key, entry.revision, decodeLease(entry));
+    })().catch((err: unknown) => this.options.log.warn({ err }, 'the lease watcher ended'));
+  }
+
+  /**
+   * A KV watch is a consumer on one server: when that server dies, nats.js notices only after two missed
+   * idle heartbeats (about a minute), and meanwhile every other controller's lease would look expired. This
+   * controller's own renewals must show up in its watch: when one has not within a sixth of a TTL, the
+   * watch is made again (at most every third of a TTL).
+   */
+  private async checkWatch(kv: KV): Promise<void> {
+    const now = this.now();
+    if (now - this.watchedAt < this.ttlMs / 3) return;
+    for (const [shard, held] of this.held) {
+      const seen = this.seen.get(shardKey(shard));
+      // A watch delivers a write in milliseconds; a sixth of a TTL comes before the next renewal replaces it.
+      if ((seen?.revision ?? 0) >= held.revision || now - held.sentAt < this.ttlMs / 6) continue;
+      this.options.log.warn({ shard, renewed: held.revision, seen: seen?.revision ?? null }, 'the lease watch missed this controller\'s own renewal: watching again');
+      await this.follow(kv).catch((err: unknown) => this.options.log.warn({ err }, 'could not watch the leases again'));
+      return;
+    }
   }
 
   /** Whether this controller may act for `shard` now: it holds the lease and renewed it less than a TTL (less a margin) ago. */
@@ -229,12 +260,16 @@ export class ShardLeases {
   private async renewAndBalance(): Promise<void> {
     const kv = this.kv!;
     const self = this.options.controllerId;
-    if (this.now() - this.renewedAt >= this.ttlMs / 3) {
+    // Every third of a TTL; after a renewal that failed (no stream leader, say), at every tick until one
+    // lands, so that a Raft election shorter than the TTL costs no lease.
+    if (this.renewFailed || this.now() - this.renewedAt >= this.ttlMs / 3) {
+      this.renewFailed = false;
       this.renewedAt = this.now();
       await kv.put(presenceKey(self), JSON.stringify({ owner: self, epoch: 0 })).catch((err: unknown) => this.options.log.warn({ err }, 'could not renew presence'));
       await Promise.all([...this.held].map(([shard, held]) => this.renew(kv, shard, held)));
     }
     if (this.stopped) return;
+    await this.checkWatch(kv);
     const fair = Math.ceil(this.shards / this.liveControllers());
     // Beyond a fair share: give the highest shards back, for the newcomers to take.
     const surplus = [...this.held.keys()].sort((a, b) => b - a).slice(0, Math.max(0, this.held.size - fair));
@@ -278,6 +313,7 @@ export class ShardLeases {
       const revision = await kv.update(shardKey(shard), JSON.stringify({ owner: this.options.controllerId, epoch: held.epoch } satisfies LeaseValue), held.revision);
       this.held.set(shard, { revision, epoch: held.epoch, sentAt });
     } catch (err) {
+      this.renewFailed = true;
       // Lost the compare-and-set (taken), or NATS did not answer: past its TTL the lease is gone either way.
       const current = await kv.get(shardKey(shard)).catch(() => null);
       const value = current === null ? null : decodeLease(current);

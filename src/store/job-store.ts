@@ -240,9 +240,9 @@ export class KvJobStore implements JobStore {
       }
       revisions[kind] = revision;
     }
-    const record = await this.get(id);
-    if (record === null) throw new UnknownJobError(id, 'deleted while being created');
-    return record;
+    // Built from what was written, not read back: on a cluster a direct get may be answered by a replica
+    // that has not applied the writes yet, and would report the job partial.
+    return { ...values, revisions: { spec: revisions.spec!, config: revisions.config!, status: revisions.status! } };
   }
 
   async get(id: string): Promise<JobRecord | null> {

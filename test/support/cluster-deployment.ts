@@ -25,7 +25,7 @@ import {
 import { requestJson, untilState, type Reply } from './cluster.js';
 import { eventually } from './nats.js';
 import { startNatsCluster, type NatsClusterHandle } from './nats-cluster.js';
-import { killAll, WeirProcess } from './processes.js';
+import { alive, killAll, WeirProcess } from './processes.js';
 
 export interface ClusterDeploymentOptions {
   /** Default 3. */
@@ -42,7 +42,12 @@ export interface ClusterDeploymentOptions {
   controllerArgs?: string[];
   /** Environment of every weir process. */
   env?: Record<string, string>;
+  /** The controllers' WEIR_LOG_LEVEL. Default debug: their logs are what a failed failover test is read from. */
+  controllerLogLevel?: string;
 }
+
+/** How often a controller or worker that exits before it is ready is started again, as a supervisor would. */
+const START_ATTEMPTS = 4;
 
 /** Milliseconds since the test began, for progress lines. */
 const t0 = Date.now();
@@ -63,27 +68,65 @@ export class ClusterDeployment {
 
   static async start(options: ClusterDeploymentOptions = {}): Promise<ClusterDeployment> {
     const cluster = await startNatsCluster(options.nodes ?? 3);
+    let client: NatsConnection | undefined;
     try {
-      const client = await connect({ servers: cluster.urls.split(','), name: 'failover-test-client', maxReconnectAttempts: -1, reconnectTimeWait: 100, waitOnFirstConnect: true });
+      client = await connect({ servers: cluster.urls.split(','), name: 'failover-test-client', maxReconnectAttempts: -1, reconnectTimeWait: 100, waitOnFirstConnect: true });
+      // JetStream answers once its meta group has a leader; a stream of `replicas` also needs that many nodes to have joined.
+      const replicas = options.replicas ?? 3;
+      const jsm = await jetstreamManager(client, { timeout: 2_000 });
+      await eventually(
+        async () => {
+          await jsm.streams.add({ name: 'PLACEMENT_PROBE', subjects: ['placement.probe'], num_replicas: replicas });
+          await jsm.streams.delete('PLACEMENT_PROBE');
+        },
+        { timeoutMs: 20_000, intervalMs: 250 },
+      );
       return new ClusterDeployment(cluster, client, options);
     } catch (err) {
+      await client?.close().catch(() => undefined);
       await cluster.dispose();
       throw err;
     }
   }
 
-  private spawn(id: string, args: readonly string[]): WeirProcess {
+  private spawn(id: string, args: readonly string[], env: Record<string, string> = {}): WeirProcess {
     const incarnation = this.history.filter((p) => p.name.split('#')[0] === id).length + 1;
-    const p = new WeirProcess(`${id}#${incarnation}`, [...args, '--nats', this.cluster.urls, '--replicas', String(this.options.replicas ?? 3)], this.options.env);
+    const p = new WeirProcess(`${id}#${incarnation}`, [...args, '--nats', this.cluster.urls, '--replicas', String(this.options.replicas ?? 3)], { ...this.options.env, ...env });
     this.history.push(p);
     return p;
+  }
+
+  /**
+   * Processes that exited before they were ready and were started again, as a supervisor (Compose's
+   * `restart: unless-stopped`) would: their names and last log line.
+   */
+  readonly failedStarts: string[] = [];
+
+  /** Spawns `id` until an incarnation logs `ready` (a supervisor's restarts), at most START_ATTEMPTS times. */
+  private async startUntilReady(id: string, spawn: () => WeirProcess, ready: string, withinMs: number, registry: Map<string, WeirProcess>): Promise<WeirProcess> {
+    for (let attempt = 1; ; attempt++) {
+      const p = spawn();
+      registry.set(id, p);
+      const exited = p.exited.then(() => 'exited' as const);
+      const readied = p.waitForLog(ready, {}, withinMs).then(
+        () => 'ready' as const,
+        (err: unknown) => ({ err }),
+      );
+      const outcome = await Promise.race([readied, exited]);
+      if (outcome === 'ready') return p;
+      if (outcome !== 'exited') throw outcome.err;
+      const last = p.output().trim().split('\n').at(-1) ?? '';
+      this.failedStarts.push(`[${elapsed()}] ${p.name} exited before it was ready: ${last.slice(0, 400)}`);
+      if (attempt >= START_ATTEMPTS) throw new Error(`${id} did not start in ${START_ATTEMPTS} attempts; the last: ${last}`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
   }
 
   /** Starts the controller `id` (or starts it again, once its previous incarnation is dead) and waits until it logs that it started. */
   async controller(id: string, startedWithinMs = 30_000): Promise<WeirProcess> {
     const previous = this.controllers.get(id);
     if (previous?.running) throw new Error(`controller ${id} still runs: kill it first`);
-    const p = this.spawn(id, [
+    const args = [
       'controller',
       '--id',
       id,
@@ -94,24 +137,55 @@ export class ClusterDeployment {
       '--heartbeat-interval',
       String(this.options.heartbeatIntervalMs ?? 500),
       ...(this.options.controllerArgs ?? []),
-    ]);
-    this.controllers.set(id, p);
-    await p.waitForLog('controller started', {}, startedWithinMs);
-    return p;
+    ];
+    const env = { WEIR_LOG_LEVEL: this.options.controllerLogLevel ?? 'debug' };
+    return this.startUntilReady(id, () => this.spawn(id, args, env), 'controller started', startedWithinMs, this.controllers);
   }
 
   /** Starts the worker `id` (or starts it again under the same id) and waits until a controller registered it. */
   async worker(id: string, slots = 4, registeredWithinMs = 30_000): Promise<WeirProcess> {
     const previous = this.workers.get(id);
     if (previous?.running) throw new Error(`worker ${id} still runs: kill it first`);
-    const p = this.spawn(id, ['worker', '--id', id, '--slots', String(slots)]);
-    this.workers.set(id, p);
-    await p.waitForLog('registered with the controller', {}, registeredWithinMs);
-    return p;
+    return this.startUntilReady(id, () => this.spawn(id, ['worker', '--id', id, '--slots', String(slots)]), 'registered with the controller', registeredWithinMs, this.workers);
   }
 
   request(subject: string, body: unknown, timeoutMs = 5_000): Promise<Reply> {
     return requestJson(this.client, subject, body, timeoutMs);
+  }
+
+  /**
+   * A request to one controller, outside the queue group, on the subject on which it takes the requests
+   * other controllers forward to it (`weir.ctl.controllers.<id>.api.<subject>`): who answers what.
+   */
+  askController(id: string, subject: string, body: unknown, timeoutMs = 3_000): Promise<Reply> {
+    return this.request(`weir.ctl.controllers.${id}.api.${subject}`, body, timeoutMs);
+  }
+
+  /**
+   * For diagnosis: what each controller answers, itself, about the fleet and about each job. A controller
+   * that does not own a job holds a request forwarded to it until the job has an owner, so only owners answer
+   * a job's get within the 3 s allowed here.
+   */
+  async diagnose(jobs: readonly string[]): Promise<string[]> {
+    const lines: string[] = [];
+    const noReply = (err: unknown): Reply => ({ error: { code: 'no reply', message: String(err) } });
+    const short = (r: Reply) =>
+      r.error !== undefined ? `error ${r.error.code}: ${r.error.message}` : `${JSON.stringify(r['state'])} gen ${JSON.stringify(r['generation'])} owner ${JSON.stringify(r['owner'])}`;
+    await Promise.all(
+      [...this.controllers.keys()].map(async (id) => {
+        const list = await this.askController(id, subjects.apiControllersList(), { v: 1 }).catch(noReply);
+        const fleet = list.error !== undefined ? `error ${list.error.code}` : (list['data'] as { controller_id: string; shards: number; live: boolean; presence_age_ms: number | null }[]).map((c) => `${c.controller_id}: ${c.shards} shards, ${c.live ? 'live' : 'not live'}, presence ${c.presence_age_ms} ms old`).join('; ');
+        lines.push(`${id} sees the fleet as: ${fleet}`);
+        await Promise.all(
+          jobs.map(async (job) => {
+            const t = Date.now();
+            const reply = await this.askController(id, subjects.apiJobGet(job), { v: 1 }).catch(noReply);
+            lines.push(`${id} on ${job}: ${short(reply)} (${Date.now() - t} ms)`);
+          }),
+        );
+      }),
+    );
+    return lines.sort();
   }
 
   /** Creates a job; fails the test on an error reply. */
@@ -235,6 +309,54 @@ export class ClusterDeployment {
   connectedTo(index: number): string[] {
     const name = this.cluster.names[index];
     return [...this.connections()].filter(([, node]) => node === name).map(([p]) => p);
+  }
+
+  /** Asks the leader of `stream` to step down, so that its Raft group elects another (JetStream API). */
+  async stepDown(stream: string): Promise<void> {
+    const reply = await this.client.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, undefined, { timeout: 5_000 });
+    const body = reply.json<{ success?: boolean; error?: unknown }>();
+    if (body.success !== true) throw new Error(`step down of ${stream}: ${JSON.stringify(body)}`);
+  }
+
+  /**
+   * Samples, every `intervalMs`, who leads each of `streams` and which node each process is connected to,
+   * and keeps a line whenever that changes: a timeline to read when a test fails.
+   */
+  timeline(streams: readonly string[], intervalMs = 500): { lines: string[]; stop: () => Promise<void> } {
+    const lines: string[] = [];
+    let stopped = false;
+    // Worker heartbeats as this client sees them: a silence of more than 2 s is noted.
+    const lastBeat = new Map<string, number>();
+    const beats = this.client.subscribe('weir.ctl.workers.*.heartbeat', {
+      callback: (_err, msg) => {
+        const worker = msg.subject.split('.')[3] ?? '?';
+        const now = Date.now();
+        const last = lastBeat.get(worker);
+        if (last !== undefined && now - last > 2_000) lines.push(`[${elapsed()}] the test client heard no heartbeat of ${worker} for ${now - last} ms`);
+        lastBeat.set(worker, now);
+      },
+    });
+    const done = (async () => {
+      let last = '';
+      while (!stopped) {
+        const leaders = await Promise.all(streams.map((s) => this.streamInfo(s, 1_000).then((i) => `${s}@${i.cluster?.leader ?? 'none'}`, () => `${s}@?`)));
+        const conns = [...this.connections()].map(([p, n]) => `${p}→${n ?? '-'}`);
+        const down = this.cluster.nodes.flatMap((n, i) => (n.pid === 0 || !alive(n.pid) ? [this.cluster.names[i]!] : []));
+        const client = this.cluster.names[this.cluster.nodes.findIndex((n) => this.client.getServer().endsWith(`:${n.port}`))] ?? '?';
+        const line = `leaders ${leaders.join(' ')} | down [${down.join(' ')}] | ${conns.join(' ')} test-client→${client}`;
+        if (line !== last) lines.push(`[${elapsed()}] ${line}`);
+        last = line;
+        await new Promise((resolve) => setTimeout(resolve, intervalMs));
+      }
+    })();
+    return {
+      lines,
+      stop: async () => {
+        stopped = true;
+        beats.unsubscribe();
+        await done;
+      },
+    };
   }
 
   // ─── Diagnostics and teardown ────────────────────────────────────────────────────────────────

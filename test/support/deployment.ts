@@ -6,7 +6,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { expect } from 'vitest';
 import type { JobState } from '../../machines/job/types.js';
-import { jobViewSchema, listWorkersReplySchema, subjects, type JobView, type WorkerViewMessage } from '../../src/protocol/index.js';
+import { jobViewSchema, listJobViewsReplySchema, listWorkersReplySchema, subjects, type JobView, type WorkerViewMessage } from '../../src/protocol/index.js';
 import { requestJson, untilState, type Reply } from './cluster.js';
 import { connectTo, eventually } from './nats.js';
 import { startNatsServer, type NatsServerHandle } from './nats-server.js';
@@ -55,7 +55,19 @@ export class Deployment {
   }
 
   /** A controller, once it logs that it started. */
-  async controller(...extra: string[]): Promise<WeirProcess> {
+  controller(...extra: string[]): Promise<WeirProcess> {
+    return this.startController(`controller-${++this.controllers}`, extra);
+  }
+
+  /**
+   * A controller whose process is named `name` (in reports and tails; `controller` names them
+   * `controller-1`, `controller-2`, …), once it logs that it started. Its `--id` is still given in `extra`.
+   */
+  controllerNamed(name: string, ...extra: string[]): Promise<WeirProcess> {
+    return this.startController(name, extra);
+  }
+
+  private async startController(name: string, extra: readonly string[]): Promise<WeirProcess> {
     const args = [
       'controller',
       '--heartbeat-timeout',
@@ -67,7 +79,7 @@ export class Deployment {
       ...(this.options.controllerArgs ?? []),
       ...extra,
     ];
-    const p = this.spawn(`controller-${++this.controllers}`, args);
+    const p = this.spawn(name, args);
     await p.waitForLog('controller started');
     return p;
   }
@@ -86,7 +98,7 @@ export class Deployment {
   /** Creates a job; fails the test on an error reply. */
   async create(pipeline: unknown): Promise<string> {
     const reply = await this.request(subjects.apiJobsCreate(), pipeline);
-    expect(reply.error).toBeUndefined();
+    expect(reply.error, JSON.stringify(reply.error)).toBeUndefined();
     return reply['job_id'] as string;
   }
 
@@ -104,6 +116,18 @@ export class Deployment {
   /** Polls the job (a restarting controller may not answer for a moment) until it is in `state` and `extra` holds. */
   reach(jobId: string, state: JobState, timeoutMs = 20_000, extra: (v: JobView) => boolean = () => true): Promise<JobView> {
     return untilState(() => this.view(jobId), state, { timeoutMs, intervalMs: 100 }, (v) => expect(extra(v)).toBe(true));
+  }
+
+  /** Every job's view, all pages, from whichever controller answers (the listing covers every owner's jobs). */
+  async views(): Promise<JobView[]> {
+    const out: JobView[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const reply = listJobViewsReplySchema.parse(await this.request(subjects.apiJobsViews(), { v: 1, limit: 100, ...(after === undefined ? {} : { starting_after: after }) }));
+      out.push(...reply.data);
+      if (!reply.has_more || reply.data.length === 0) return out;
+      after = reply.data.at(-1)!.job_id;
+    }
   }
 
   /** The controller registry's workers. */
