@@ -1,5 +1,5 @@
 /**
- * Helpers the benches share: command-line options, rounding, quantiles, a process's RSS.
+ * Helpers the benches share: command-line options, rounding, quantiles, a process's RSS and CPU time.
  */
 import { readFileSync } from 'node:fs';
 
@@ -39,4 +39,14 @@ export function rssMiB(pid: number | undefined): number {
   if (pid === undefined) return NaN;
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
   return Number(line?.split(/\s+/)[1] ?? NaN) / 1024;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ: 100 on Linux). */
+const CLK_TCK = 100;
+
+/** CPU time of process `pid` so far, user + system over all its threads, in seconds (from /proc/<pid>/stat). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }

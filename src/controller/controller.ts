@@ -62,6 +62,8 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 2_000;
 
 /** Jobs of newly acquired shards adopted at once: each is a few store round trips. */
 const ADOPTION_CONCURRENCY = 64;
+/** Jobs of an acquired shard that could not be adopted are tried again after this. */
+const ADOPTION_RETRY_MS = 1_000;
 
 /** What the controller needs of an inspector: somewhere to send its actors' inspection events. */
 export interface ActorInspector {
@@ -224,22 +226,31 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
       return;
     }
     const mine = ids.filter((id) => shards.has(ownership.shardOf(id)) && !table.has(id));
+    /** Shards with a job not adopted this time (its lease lapsed for a moment, the store timed out): adopted again. */
+    const again = new Set<number>();
     try {
-      await adoptEach(mine);
+      await adoptEach(mine, (jobId) => again.add(ownership.shardOf(jobId)));
     } finally {
+      for (const shard of again) if (leases.heldShard(shard)) pendingShards.add(shard);
       for (const shard of shards) if (!pendingShards.has(shard)) unadopted.delete(shard);
+      if (again.size > 0 && !isStopping()) setTimeout(queueAdoption, ADOPTION_RETRY_MS).unref();
     }
   }
 
-  function adoptEach(jobIds: string[]): Promise<void> {
+  function adoptEach(jobIds: string[], notAdopted: (jobId: string) => void): Promise<void> {
     return forEachLimited(jobIds, ADOPTION_CONCURRENCY, (jobId) =>
       perJob.run(jobId, async () => {
-        if (isStopping() || !ownership.owns(jobId) || table.has(jobId)) return;
+        if (isStopping() || table.has(jobId)) return;
+        if (!ownership.owns(jobId)) {
+          notAdopted(jobId);
+          return;
+        }
         try {
           const state = await table.adopt(jobId);
           if (state !== null) metrics.takeover(state);
         } catch (err) {
-          log.error({ err, jobId }, 'could not adopt the job');
+          log.warn({ err, jobId }, 'could not adopt the job; trying again');
+          notAdopted(jobId);
         }
       }),
     );
@@ -274,7 +285,8 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
    */
   async function onOrphan(workerId: string, orphan: ReportedGeneration): Promise<void> {
     const { jobId, generation } = orphan;
-    if (!ownership.owns(jobId)) return;
+    // Another owner's job, or one of a shard whose jobs are still being adopted: not this controller's to judge yet.
+    if (!ownership.owns(jobId) || unadopted.has(ownership.shardOf(jobId))) return;
     const runtime = table.runtime(jobId);
     if (runtime !== undefined) {
       if (runtime.wantsGeneration(generation)) return;

@@ -162,6 +162,11 @@ export class ShardLeases {
     return held !== undefined && this.now() - held.sentAt < this.ttlMs - this.marginMs();
   }
 
+  /** Whether this controller holds the shard's lease, current or not (a renewal may be late). */
+  heldShard(shard: number): boolean {
+    return this.held.has(shard);
+  }
+
   /** The shards this controller may act for now. */
   owned(): number[] {
     return [...this.held.keys()].filter((shard) => this.owns(shard)).sort((a, b) => a - b);

@@ -97,7 +97,8 @@ export interface WorkerService {
 
 export function startWorkerService(nc: NatsConnection, registry: WorkerRegistry, options: WorkerServiceOptions): WorkerService {
   const log = options.log.child({ component: 'worker-service' });
-  const queue = options.queue ?? CONTROLLER_QUEUE;
+  // `null` asks for no queue group, which `??` would turn into the default one.
+  const queue = options.queue === undefined ? CONTROLLER_QUEUE : options.queue;
   const maxBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
   const metricsIntervalMs = options.metricsIntervalMs ?? DEFAULT_METRICS_INTERVAL_MS;

@@ -7,6 +7,7 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import {
+  ackSchema,
   checkpointRequestSchema,
   decode,
   decodeReply,
@@ -44,6 +45,17 @@ export interface SimWorkerOptions {
    * tests that use none keep the controller's heartbeat timeout out of their way.
    */
   heartbeats?: boolean;
+  /**
+   * Heartbeats list every subtask hosted here (record counts 0), as a real worker's do: a controller that
+   * takes a job over re-attaches to its tasks only once heartbeats report all of them
+   * (docs/high-availability.md). Default off: heartbeats list each generation with no subtasks.
+   */
+  heartbeatSubtasks?: boolean;
+  /**
+   * A heartbeat answered `unknown_worker` makes it register again, listing what runs here, as a real
+   * worker does (src/worker/process.ts). Default off: it registers once.
+   */
+  reregister?: boolean;
   /** What each subtask's checkpoint completion carries as its state. Default: none (`{}`). */
   tableMetadata?: (subtask: SubtaskRef) => TableMetadata;
   /** Called with every barrier request as it arrives, before it is answered. */
@@ -75,6 +87,9 @@ export class SimWorker {
   holdStarts: Promise<void> | undefined;
   private subs: Subscription[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private registering: Promise<void> | undefined;
+  /** Registrations after the first (`reregister`). */
+  reregistrations = 0;
 
   constructor(
     readonly nc: NatsConnection,
@@ -189,10 +204,31 @@ export class SimWorker {
       job_id,
       generation: h.generation,
       slots: new Set(h.subtasks.map((s) => s.subtask_index)).size,
-      subtasks: [],
+      subtasks: this.options.heartbeatSubtasks === true ? h.subtasks.map((s) => ({ node_id: s.node_id, subtask_index: s.subtask_index, records_in: 0, records_out: 0 })) : [],
     }));
     const beat: Heartbeat = { v: 1, worker_id: this.id, at: nowMicros(), jobs };
     // A lost heartbeat is what the controller's timeout is for.
-    this.nc.request(subjects.workerHeartbeat(this.id), encode(beat), { timeout: REQUEST_TIMEOUT_MS }).catch(() => undefined);
+    this.nc
+      .request(subjects.workerHeartbeat(this.id), encode(beat), { timeout: REQUEST_TIMEOUT_MS })
+      .then((reply) => {
+        if (this.options.reregister !== true || this.registering !== undefined) return;
+        const answer = decodeReply(ackSchema, reply.data);
+        if (answer.ok || !answer.remote || answer.error.code !== 'unknown_worker') return;
+        this.registering = this.registerAgain().finally(() => (this.registering = undefined));
+      })
+      .catch(() => undefined);
+  }
+
+  /** Registers again with what runs here (after `unknown_worker`); a failure waits for the next heartbeat. */
+  private async registerAgain(): Promise<void> {
+    const operators = [...(this.options.operators ?? DEFAULT_OPERATORS)];
+    const jobs: Heartbeat['jobs'] = [...this.hosted].map(([job_id, h]) => ({
+      job_id,
+      generation: h.generation,
+      slots: new Set(h.subtasks.map((s) => s.subtask_index)).size,
+      subtasks: h.subtasks.map((s) => ({ node_id: s.node_id, subtask_index: s.subtask_index, records_in: 0, records_out: 0 })),
+    }));
+    const reply = await this.nc.request(subjects.workerRegister(), encode({ v: 1, worker_id: this.id, slots: this.slots, operators, jobs }), { timeout: REQUEST_TIMEOUT_MS });
+    if (decodeReply(registerWorkerReplySchema, reply.data).ok) this.reregistrations++;
   }
 }
