@@ -170,6 +170,11 @@ export interface JobRuntime {
   announceDeleted(): void;
   /** Whether the job wants this generation's tasks to run now: it is the current one and the job is not at rest. */
   wantsGeneration(generation: number): boolean;
+  /**
+   * The job has another owner now: this controller's registry books none of its slots any more (the new
+   * owner's does, from the workers' reports). Its tasks are not touched.
+   */
+  releaseSlots(): void;
   /** Liveness path: the registry lost a worker that held this generation. */
   onWorkerLost(generation: number, workerId: string, reason?: LostReason): void;
   /** The newest `limit` checkpoints: recorded epochs, plus what this incarnation saw fail or run. */
@@ -395,6 +400,9 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
       const resolved = effectiveParallelism({ graph: { nodes: spec.graph.nodes, edges: [] }, parallelism: spec.parallelism });
       for (const [nodeId, p] of Object.entries(snapshot.context.config.parallelismOverrides)) if (resolved.has(nodeId)) resolved.set(nodeId, p);
       return resolved;
+    },
+    releaseSlots() {
+      for (const generation of new Set([...generations.keys(), actor.getSnapshot().context.generation])) registry.release(jobId, generation);
     },
     wantsGeneration(generation) {
       const snapshot = actor.getSnapshot();

@@ -244,6 +244,7 @@ export class JobTable {
     this.forget(jobId);
     this.removeRuntime(jobId);
     await runtime?.stop();
+    runtime?.releaseSlots();
   }
 
   /**

@@ -178,7 +178,8 @@ export class StatusWriter {
    */
   private async writeStatus(change: (current: JobStatusRecord) => JobStatusRecord): Promise<void> {
     const { store, jobId } = this.options;
-    const owner = this.options.owner?.() ?? undefined;
+    // undefined: no fencing (a runtime without an owner); null: this controller's lease is gone.
+    const owner = this.options.owner === undefined ? undefined : this.options.owner();
     if (owner === null) throw new StaleOwnerError(jobId, null, null);
     // This runtime is the status's only writer: its last write is the base of the next compare-and-set.
     const known = this.lastStatus;

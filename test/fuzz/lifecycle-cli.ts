@@ -3,6 +3,8 @@
  * lifecycle fuzzer on real processes for as long as asked. Seeds follow one another (the first is --seed,
  * or random); each prints how it went, and every 30 s the commands per second and the invariants checked.
  * A failure prints its seed, the shrunk sequence and the command that replays it, and exits 1.
+ * `WEIR_FUZZ_TAIL_LINES=N` shows N log lines of each process in a report (default 40);
+ * `WEIR_FUZZ_VERBOSE=1` prints what happened in sequences that passed too.
  */
 import { parseArgs } from 'node:util';
 import { fuzzSeed } from './lifecycle/run.js';

@@ -2,7 +2,8 @@
  * The fuzzer's commands: what a user (and a bad day) does to a weir deployment. Each names the job it
  * acts on by an index into the jobs that exist, so that a sequence stays meaningful when shrinking drops
  * commands; one that cannot apply (no job yet, no room for more slots) is skipped and says so. After each,
- * the fuzzer pauses 0–500 ms, then checks that no job waits without a deadline.
+ * the fuzzer pauses 0–500 ms, then checks that no job waits without a deadline. A request answered
+ * `unavailable` (a takeover under way) is asked again, as a client would.
  */
 import fc from 'fast-check';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -173,8 +174,10 @@ export class Delete extends JobCommand {
   }
   protected async actOn(job: ModelJob, _model: LifecycleModel, system: LifecycleSystem): Promise<boolean> {
     // Only a Stopped, Finished or Failed job can be deleted; for any other, `not_terminal` is the answer.
-    const code = system.expectReply(`delete of ${job.id}`, await system.request(subjects.apiJobDelete(job.id), { v: 1 }), ['not_terminal']);
-    if (code === null) job.deleted = true;
+    // Asked again after `unavailable`, the job may be gone already: the try before deleted it.
+    const { reply, retried } = await system.ask(subjects.apiJobDelete(job.id), { v: 1 });
+    const code = system.expectReply(`delete of ${job.id}`, reply, retried ? ['not_terminal', 'unknown_job'] : ['not_terminal']);
+    if (code === null || code === 'unknown_job') job.deleted = true;
     return true;
   }
 }
@@ -196,13 +199,57 @@ export class KillWorker extends FuzzCommand {
   }
 }
 
+/** SIGKILLs one of the controllers, whichever jobs it owns, then starts it again under its id. */
 export class KillController extends FuzzCommand {
   readonly kind = 'kill-controller';
+  constructor(
+    readonly pick: number,
+    pauseMs: number,
+  ) {
+    super(pauseMs);
+  }
   protected label(): string {
-    return 'kill-controller';
+    return `kill-controller(@${this.pick})`;
   }
   protected async act(_model: LifecycleModel, system: LifecycleSystem): Promise<boolean> {
-    await system.restartController();
+    const id = system.controllerIds[this.pick % system.controllerIds.length]!;
+    system.note(`  kill-controller → ${id}`);
+    await system.restartController(id);
+    return true;
+  }
+}
+
+/** SIGKILLs the controller that owns the job (by its view), then starts it again under its id; skipped while the job has no owner. */
+export class KillOwner extends JobCommand {
+  readonly kind = 'kill-owner';
+  protected label(): string {
+    return `kill-owner(job@${this.pick})`;
+  }
+  protected async actOn(job: ModelJob, _model: LifecycleModel, system: LifecycleSystem): Promise<boolean> {
+    const owner = await system.ownerOf(job.id);
+    if (owner === null) return false;
+    system.note(`  its owner: ${owner}`);
+    await system.restartController(owner);
+    return true;
+  }
+}
+
+/** SIGSTOPs one of the controllers past its lease TTL (its jobs are taken over meanwhile), then SIGCONTs it: it must step down without writing. */
+export class PauseController extends FuzzCommand {
+  readonly kind = 'pause-controller';
+  constructor(
+    readonly pick: number,
+    pauseMs: number,
+  ) {
+    super(pauseMs);
+  }
+  protected label(): string {
+    return `pause-controller(@${this.pick})`;
+  }
+  protected async act(_model: LifecycleModel, system: LifecycleSystem): Promise<boolean> {
+    const id = system.controllerIds[this.pick % system.controllerIds.length]!;
+    system.note(`  pause-controller → ${id}`);
+    await system.pauseController(id);
     return true;
   }
 }
@@ -240,7 +287,9 @@ export const command: fc.Arbitrary<FuzzCommand> = fc.oneof(
   { weight: 2, arbitrary: fc.tuple(pick, pause).map(([p, ms]) => new Checkpoint(p, ms)) },
   { weight: 2, arbitrary: fc.tuple(pick, pause).map(([p, ms]) => new Delete(p, ms)) },
   { weight: 1, arbitrary: fc.tuple(pick, pause).map(([p, ms]) => new KillWorker(p, ms)) },
-  { weight: 1, arbitrary: pause.map((ms) => new KillController(ms)) },
+  { weight: 1, arbitrary: fc.tuple(pick, pause).map(([p, ms]) => new KillController(p, ms)) },
+  { weight: 1, arbitrary: fc.tuple(pick, pause).map(([p, ms]) => new KillOwner(p, ms)) },
+  { weight: 1, arbitrary: fc.tuple(pick, pause).map(([p, ms]) => new PauseController(p, ms)) },
   { weight: 2, arbitrary: fc.constant(new Settle()) },
 );
 

@@ -18,7 +18,7 @@ export function summary(stats: FuzzStats, elapsedMs: number, seeds: number): str
     .map(([name, n]) => `  ${name}: ${n}`)
     .join('\n');
   return [
-    `${(elapsedMs / 60_000).toFixed(1)} min, ${seeds} seed${seeds === 1 ? '' : 's'}: ${commands} commands on real processes (${(commands / (elapsedMs / 1000)).toFixed(2)}/s), ${stats.skipped} skipped`,
+    `${(elapsedMs / 60_000).toFixed(1)} min, ${seeds} seed${seeds === 1 ? '' : 's'}: ${commands} commands on real processes (${(commands / (elapsedMs / 1000)).toFixed(2)}/s), ${stats.skipped} skipped, ${stats.unavailable} answers unavailable (asked again)`,
     `  ${perKind}`,
     `settle points: ${settle.length}, settled in p50 ${(at(0.5) / 1000).toFixed(1)} s, max ${(at(1) / 1000).toFixed(1)} s`,
     'invariants checked:',

@@ -1,6 +1,6 @@
 /**
  * One seed of the lifecycle fuzzer: fast-check generates a sequence of commands from the seed, runs it
- * against a fresh deployment (its own nats-server, controller and workers), settles and checks every
+ * against a fresh deployment (its own nats-server, two controllers and workers), settles and checks every
  * invariant at the end; a failing sequence is shrunk, each try on a fresh deployment again, within a time
  * budget. The report names the seed and the path of the shrunk sequence, which replays it.
  */
@@ -66,6 +66,8 @@ export async function fuzzSeed(options: SeedOptions): Promise<SeedResult> {
       await fc.asyncModelRun(() => ({ model, real: system }), commands);
       await new Settle().run(model, system);
       options.progress?.(`sequence ${sequences} passed: ${[...commands].length} commands`);
+      // WEIR_FUZZ_VERBOSE=1: what happened in a sequence that passed too (a slow settle point, say).
+      if (process.env['WEIR_FUZZ_VERBOSE'] === '1') options.progress?.(`what happened:\n${system.history.join('\n')}\n${system.tails()}`);
     } catch (err) {
       if (shrinkUntil === Number.POSITIVE_INFINITY) shrinkUntil = Date.now() + options.shrinkMs;
       options.progress?.(`sequence ${sequences} failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);

@@ -1,7 +1,8 @@
 /**
- * The system under the lifecycle fuzzer: a real nats-server, a real `weir controller` and real `weir
- * worker` processes (killed and replaced at will), driven over NATS as a user would, and the invariants
- * checked against it. Every check that fails throws a `Violation` naming the invariant.
+ * The system under the lifecycle fuzzer: a real nats-server, two real `weir controller` processes sharing
+ * the jobs by shard leases (ids c1 and c2: killed and started again under their id, or paused past their
+ * lease) and real `weir worker` processes (killed and replaced at will), driven over NATS as a user would,
+ * and the invariants checked against it. Every check that fails throws a `Violation` naming the invariant.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,10 +11,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Subscription } from '@nats-io/transport-node';
 import type { JobPolicy, JobState } from '../../../machines/job/types.js';
 import {
+  controllerMetricsReplySchema,
   decode,
   heartbeatSchema,
   jobCheckpointsReplySchema,
   jobViewSchema,
+  listControllersReplySchema,
   listJobViewsReplySchema,
   listWorkersReplySchema,
   SUBJECTS,
@@ -40,6 +43,10 @@ export class Violation extends Error {
 }
 
 export interface FuzzSettings {
+  /** The controllers' ids (`--id`): each is started again under its own id after a kill. */
+  controllers: readonly string[];
+  /** The controllers' shard lease TTL (`--lease-ttl`). */
+  leaseTtlMs: number;
   workers: number;
   slotsPerWorker: number;
   maxJobs: number;
@@ -51,6 +58,8 @@ export interface FuzzSettings {
 
 /** Short timeouts and backoffs, so that jobs settle in seconds; every deadline of the machine still applies. */
 export const FUZZ_SETTINGS: FuzzSettings = {
+  controllers: ['c1', 'c2'],
+  leaseTtlMs: 1_500,
   workers: 3,
   slotsPerWorker: 4,
   maxJobs: 4,
@@ -75,6 +84,25 @@ export const FUZZ_SETTINGS: FuzzSettings = {
 const PROCESS_START_MS = 20_000;
 
 /**
+ * How long requests about a job may be answered `unavailable` (its shard has no live owner that answers:
+ * a takeover or a hand-over is under way) before that counts as no answer. A dead or paused owner's
+ * shards are taken over within a lease TTL, a restarted controller takes its share back within a lease
+ * period, and a request waits a TTL and a second for an owner itself: this is several of each, for a
+ * loaded 2-core machine.
+ */
+export function unavailableBudgetMs(settings: FuzzSettings): number {
+  return 6 * settings.leaseTtlMs + 5_000;
+}
+
+/** How long a controller is paused (SIGSTOP): past its lease TTL, so its jobs are taken over meanwhile. */
+export function pauseMs(settings: FuzzSettings): number {
+  return settings.leaseTtlMs + 500;
+}
+
+/** How long a request on a controller's own forwarding subject may take: a paused or restarting one gets asked again. */
+const DIRECT_REQUEST_MS = 3_000;
+
+/**
  * The longest a job may take to settle after the last command, by the policy's deadlines: a lost worker
  * noticed, a restart's backoff and cleanup, a final checkpoint that waits for one in flight, a stop and a
  * kill, tasks starting again, and a replaced worker starting.
@@ -82,6 +110,7 @@ const PROCESS_START_MS = 20_000;
 export function settleBudgetMs(settings: FuzzSettings): number {
   const p = settings.policy;
   return (
+    settings.leaseTtlMs +
     settings.heartbeatTimeoutMs +
     (p.restartBackoff?.maxMs ?? 0) +
     (p.cleanupTimeoutMs ?? 0) +
@@ -109,10 +138,27 @@ export interface FuzzStats {
   skipped: number;
   invariants: Record<string, number>;
   settleMs: number[];
+  /** Requests answered `unavailable` (no live owner for a moment) and asked again. */
+  unavailable: number;
 }
 
 export function newStats(): FuzzStats {
-  return { commands: {}, skipped: 0, invariants: {}, settleMs: [] };
+  return { commands: {}, skipped: 0, invariants: {}, settleMs: [], unavailable: 0 };
+}
+
+/** The subject on which one controller takes `subject`'s requests itself, whichever jobs it owns (docs/high-availability.md). */
+export function directSubject(controllerId: string, subject: string): string {
+  return `weir.ctl.controllers.${controllerId}.api.${subject}`;
+}
+
+/** The jobs in a controller's table, summed over states, from its `weir_jobs{state}` gauge. */
+function jobsInTable(metricsText: string): number {
+  let total = 0;
+  for (const line of metricsText.split('\n')) {
+    const m = /^weir_jobs\{[^}]*\} (\S+)$/.exec(line);
+    if (m !== null) total += Number(m[1]);
+  }
+  return total;
 }
 
 interface Heard {
@@ -127,8 +173,12 @@ export class LifecycleSystem {
   readonly history: string[] = [];
   private readonly workers: WeirProcess[] = [];
   private readonly killed = new Set<WeirProcess>();
-  private controllerProcess!: WeirProcess;
+  /** Each controller id's running process. */
+  private readonly controllers = new Map<string, WeirProcess>();
+  /** Processes started per controller id so far (names the next: c1, c1#2, …). */
+  private readonly incarnations = new Map<string, number>();
   private workerCount = 0;
+  private probes = 0;
   private readonly heard = new Map<string, Heard>();
   private heartbeats!: Subscription;
   private store!: Store;
@@ -147,6 +197,7 @@ export class LifecycleSystem {
     const d = await Deployment.start({
       heartbeatIntervalMs: settings.heartbeatIntervalMs,
       heartbeatTimeoutMs: settings.heartbeatTimeoutMs,
+      leaseTtlMs: settings.leaseTtlMs,
       controllerArgs: ['--policy-file', policyFile, '--allowed-restarts=-1'],
       env: { WEIR_SHUTDOWN_TIMEOUT_MS: '5000' },
     });
@@ -157,12 +208,18 @@ export class LifecycleSystem {
           const beat = decode(heartbeatSchema, msg.data);
           if (!beat.ok) return;
           const jobs = beat.value.jobs.map((j) => ({ job_id: j.job_id, generation: j.generation, slots: j.slots ?? 0 }));
-          system.heard.set(beat.value.worker_id, { jobs, at: Date.now() });
+          const now = Date.now();
+          // A gap past the heartbeat timeout makes any controller count the worker lost: worth knowing in a report.
+          const before = system.heard.get(beat.value.worker_id)?.at;
+          if (before !== undefined && now - before > settings.heartbeatTimeoutMs) system.note(`  (no heartbeat of ${beat.value.worker_id} heard for ${now - before} ms: a stalled machine?)`);
+          system.heard.set(beat.value.worker_id, { jobs, at: now });
         },
       });
       system.store = await openStore(d.client);
-      system.controllerProcess = await d.controller();
-      for (let i = 0; i < settings.workers; i++) await system.addWorker();
+      // Everything starts at once (each is a tsx process that takes seconds); the workers keep their order.
+      await Promise.all(settings.controllers.map((id) => system.startController(id)));
+      const workers = await Promise.all(Array.from({ length: settings.workers }, () => system.startWorker()));
+      for (const worker of workers) system.workers.push(worker);
     } catch (err) {
       await system.stop();
       throw err;
@@ -178,11 +235,16 @@ export class LifecycleSystem {
     this.stats.invariants[invariant] = (this.stats.invariants[invariant] ?? 0) + 1;
   }
 
-  private async addWorker(): Promise<WeirProcess> {
+  private async startWorker(): Promise<WeirProcess> {
     const id = `w${++this.workerCount}`;
     const worker = await this.d.worker(id, this.settings.slotsPerWorker);
-    this.workers.push(worker);
     this.note(`worker ${id} registered`);
+    return worker;
+  }
+
+  private async addWorker(): Promise<WeirProcess> {
+    const worker = await this.startWorker();
+    this.workers.push(worker);
     return worker;
   }
 
@@ -201,17 +263,53 @@ export class LifecycleSystem {
     return `${victim.name} → ${replacement.name}`;
   }
 
-  /** SIGKILLs the controller, then starts it again. */
-  async restartController(): Promise<void> {
-    this.killed.add(this.controllerProcess);
-    await this.controllerProcess.kill('SIGKILL');
-    this.note('controller killed');
-    this.controllerProcess = await this.d.controller();
-    this.note('controller started again');
+  /** The controllers' ids. */
+  get controllerIds(): readonly string[] {
+    return this.settings.controllers;
   }
 
-  /** A request to the controller; no answer in time is a violation (it runs, NATS runs). */
-  async request(subject: string, body: unknown): Promise<Reply> {
+  private async startController(id: string): Promise<void> {
+    const n = (this.incarnations.get(id) ?? 0) + 1;
+    this.incarnations.set(id, n);
+    this.controllers.set(id, await this.d.controllerNamed(n === 1 ? id : `${id}#${n}`, '--id', id));
+    this.note(`controller ${id} started${n === 1 ? '' : ' again'}`);
+  }
+
+  /** SIGKILLs the controller, then starts it again under the same id. */
+  async restartController(id: string): Promise<void> {
+    const victim = this.controllers.get(id)!;
+    this.killed.add(victim);
+    await victim.kill('SIGKILL');
+    this.note(`controller ${id} killed`);
+    await this.startController(id);
+  }
+
+  /** SIGSTOPs the controller for longer than its lease TTL, then SIGCONTs it. */
+  async pauseController(id: string): Promise<void> {
+    const pid = this.controllers.get(id)!.pid!;
+    process.kill(pid, 'SIGSTOP');
+    this.note(`controller ${id} paused`);
+    try {
+      await sleep(pauseMs(this.settings));
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      this.note(`controller ${id} woken`);
+    }
+  }
+
+  /** The controller that owns the job, by its view; null when none does within a takeover's time (or the job is gone). */
+  async ownerOf(jobId: string): Promise<string | null> {
+    const deadline = Date.now() + this.settings.leaseTtlMs + 1_000;
+    for (;;) {
+      const owner = (await this.views()).find((v) => v.job_id === jobId)?.owner ?? null;
+      if (owner !== null && this.controllers.has(owner)) return owner;
+      if (Date.now() > deadline) return null;
+      await sleep(100);
+    }
+  }
+
+  /** A request on a public subject, answered by any controller; no answer in time is a violation (they run, NATS runs). */
+  private async requestOnce(subject: string, body: unknown): Promise<Reply> {
     try {
       return await this.d.request(subject, body, 10_000);
     } catch (err) {
@@ -219,20 +317,82 @@ export class LifecycleSystem {
     }
   }
 
+  /** Counts an `unavailable` answer; a violation once they have gone on past the budget. */
+  private unavailable(subject: string, reply: Reply, since: number): void {
+    this.stats.unavailable++;
+    this.note(`  ${subject}: unavailable (${reply.error?.message ?? ''}): asked again`);
+    const budget = unavailableBudgetMs(this.settings);
+    if (Date.now() - since > budget) throw new Violation('the controller answers every request in time', `${subject}: still unavailable after ${budget} ms: ${reply.error?.message ?? ''}`);
+  }
+
+  /**
+   * A request on a public subject, asked again (as a client would) while it is answered `unavailable`
+   * (a takeover is under way), within `unavailableBudgetMs`; `retried`: some answer was `unavailable`, so
+   * an earlier try may have done what was asked.
+   */
+  async ask(subject: string, body: unknown): Promise<{ reply: Reply; retried: boolean }> {
+    const since = Date.now();
+    let retried = false;
+    for (;;) {
+      const reply = await this.requestOnce(subject, body);
+      if (reply.error?.code !== 'unavailable') return { reply, retried };
+      this.unavailable(subject, reply, since);
+      retried = true;
+      await sleep(200);
+    }
+  }
+
+  async request(subject: string, body: unknown): Promise<Reply> {
+    return (await this.ask(subject, body)).reply;
+  }
+
+  /** A request to one controller itself, on its own subject: null (and why) when it does not answer in time or answers an error. */
+  private async askController<T>(id: string, subject: string, parse: (reply: Reply) => T): Promise<{ value: T } | { problem: string }> {
+    try {
+      const reply = await this.d.request(directSubject(id, subject), { v: 1 }, DIRECT_REQUEST_MS);
+      if (reply.error !== undefined) return { problem: `controller ${id} answered ${subject} with ${reply.error.code}: ${reply.error.message}` };
+      return { value: parse(reply) };
+    } catch (err) {
+      return { problem: `controller ${id} did not answer ${subject} on its own subject: ${err instanceof Error ? err.message : String(err)}` };
+    }
+  }
+
   /** Fails unless the reply is a success or an error with one of `codes`; returns the error code (or null). */
   expectReply(what: string, reply: Reply, codes: readonly string[] = []): string | null {
     const code = reply.error?.code ?? null;
+    // Every request the fuzzer sends names a job that exists (or existed, when `codes` says so).
+    if (code === 'unknown_job' && !codes.includes(code)) throw new Violation('a job that exists is never answered unknown_job', `${what}: ${reply.error?.message ?? ''}`);
     if (code !== null && !codes.includes(code)) throw new Violation('every request gets a success or an expected error', `${what}: ${code}: ${reply.error?.message ?? ''}`);
     return code;
   }
 
+  /**
+   * Creates a job named `name` (unique in the system). Answered `unavailable`, the create may still have
+   * happened: the job is looked for by its name before asking again, so that it is not created twice.
+   */
   async createJob(kind: PipelineKind, name: string): Promise<string> {
-    const reply = await this.request(subjects.apiJobsCreate(), pipelineOf(kind, name));
-    this.expectReply(`create ${kind}`, reply);
-    return reply['job_id'] as string;
+    const since = Date.now();
+    for (;;) {
+      const reply = await this.requestOnce(subjects.apiJobsCreate(), pipelineOf(kind, name));
+      if (reply.error?.code !== 'unavailable') {
+        this.expectReply(`create ${kind}`, reply);
+        return reply['job_id'] as string;
+      }
+      this.unavailable(subjects.apiJobsCreate(), reply, since);
+      await sleep(500);
+      const made = (await this.views()).filter((v) => v.name === name);
+      if (made.length > 1) throw new Violation('every request gets a success or an expected error', `one create made ${made.length} jobs named ${name}`);
+      if (made.length === 1) {
+        this.note(`  the create of ${name} answered unavailable had made ${made[0]!.job_id}`);
+        return made[0]!.job_id;
+      }
+    }
   }
 
-  /** Every job view, all pages. */
+  /**
+   * Every job view, all pages, from whichever controller answers: the live progress of its own jobs, the
+   * stored status of the other's (which lags the owner's runtime by the writes it has queued).
+   */
   async views(): Promise<JobView[]> {
     const out: JobView[] = [];
     let after: string | undefined;
@@ -244,14 +404,36 @@ export class LifecycleSystem {
     }
   }
 
+  /**
+   * Every job's view as its owner knows it now: the jobs listed, each then asked for on its own subject,
+   * which reaches its owner. A job listed is never answered `unknown_job` (nothing is deleted meanwhile:
+   * the fuzzer waits for each command).
+   */
+  async ownerViews(model: LifecycleModel): Promise<JobView[]> {
+    const listed = await this.views();
+    return Promise.all(
+      listed.map(async ({ job_id: id }) => {
+        const reply = await this.request(subjects.apiJobGet(id), { v: 1 });
+        if (reply.error?.code === 'unknown_job') {
+          const job = model.jobs.find((j) => j.id === id);
+          throw new Violation('a job that exists is never answered unknown_job', `${job === undefined ? id : jobLabel(job)} is listed, but its get was answered: ${reply.error.message}`);
+        }
+        this.expectReply(`get ${id}`, reply);
+        return jobViewSchema.parse(reply);
+      }),
+    );
+  }
+
   /** No job sits in a waiting state without a reason and a deadline; bounded jobs seen Finished stay Finished. */
   async checkWaits(model: LifecycleModel): Promise<JobView[]> {
-    const views = await this.views();
+    const views = await this.ownerViews(model);
     for (const view of views) {
       const job = model.jobs.find((j) => j.id === view.job_id);
       if (job?.finished === true && view.state !== 'Finished') throw new Violation('a Finished job stays Finished', `${view.job_id} is ${view.state}`);
       if (job?.kind === 'bounded' && view.state === 'Finished') job.finished = true;
-      if (NOT_WAITING.includes(view.state)) {
+      // A Running job taken over waits to re-attach to its tasks (Running.progress.reconciling), with a deadline.
+      const reattaching = view.state === 'Running' && view.waiting?.kind === 'reconcile';
+      if (NOT_WAITING.includes(view.state) && !reattaching) {
         if (view.waiting !== null) throw new Violation('only a waiting state waits', `${view.job_id} is ${view.state} but waits: ${view.waiting.reason}`);
         continue;
       }
@@ -275,8 +457,9 @@ export class LifecycleSystem {
 
   /**
    * The quiescent point: every job settles into the state its desired config implies within the policy's
-   * deadlines; a fresh job runs; the booked slots are what the workers report; the event log has a row
-   * for every state change; no process crashed.
+   * deadlines; each is owned by exactly one live controller, and the controllers share the shards fairly;
+   * a fresh job runs; the booked slots are what the workers report; the event log has a row for every
+   * state change; no process crashed.
    */
   async settle(model: LifecycleModel): Promise<void> {
     const began = Date.now();
@@ -284,11 +467,15 @@ export class LifecycleSystem {
     await this.untilQuiet(model, deadline);
     this.stats.settleMs.push(Date.now() - began);
     this.count('jobs settle as asked');
+    this.count('every job is owned by exactly one live controller');
+    this.count('the live controllers share the shards fairly');
     this.count('booked slots are what workers run');
     await this.probe(deadline);
     this.count('a fresh job runs');
     // The probe came and went: nothing of it may be left booked or running.
     await this.untilQuiet(model, Date.now() + settleBudgetMs(this.settings));
+    this.count('every job is owned by exactly one live controller');
+    this.count('the live controllers share the shards fairly');
     this.count('booked slots are what workers run');
     await this.checkCheckpointsGoOn(model);
     await this.checkLogs(model);
@@ -297,23 +484,81 @@ export class LifecycleSystem {
   }
 
   /**
-   * Until every job is where its desired config puts it and every worker runs exactly what is booked there
-   * (both at once, seen through heartbeats sent after the call), or the deadline: then the problems left
-   * are the broken invariants.
+   * Until every job is where its desired config puts it, has one live owner, the controllers share the
+   * shards fairly and every worker runs exactly what is booked there (all at once, seen through heartbeats
+   * sent after the call), or the deadline: then the problems left are the broken invariants.
    */
   private async untilQuiet(model: LifecycleModel, deadline: number): Promise<void> {
     const since = Date.now();
+    let last = '';
     for (;;) {
       const views = new Map((await this.checkWaits(model)).map((v) => [v.job_id, v]));
-      const unsettled = this.stateProblems(model, views);
-      const slots = unsettled.length === 0 ? await this.slotProblems(model, views, since) : [];
-      if (unsettled.length === 0 && slots.length === 0) return;
-      if (Date.now() > deadline) {
-        if (unsettled.length > 0) throw new Violation('every job settles as its config asks, within the policy deadlines', unsettled.join('; '));
-        throw new Violation('the registry books exactly what the workers run', slots.join('; '));
+      // Each kind of problem is looked for once the ones before it are gone, and named by its invariant.
+      const kinds: Array<[string, () => Promise<string[]> | string[]]> = [
+        ['every job settles as its config asks, within the policy deadlines', () => this.stateProblems(model, views)],
+        ['every job is owned by exactly one live controller', () => this.ownerProblems(model, views)],
+        ['the live controllers share the shards fairly', () => this.shareProblems()],
+        ['the registry books exactly what the workers run', () => this.slotProblems(model, views, since)],
+      ];
+      let broken: [string, string[]] | undefined;
+      for (const [invariant, problems] of kinds) {
+        const found = await problems();
+        if (found.length > 0) {
+          broken = [invariant, found];
+          break;
+        }
       }
+      if (broken === undefined) return;
+      if (Date.now() > deadline) throw new Violation(broken[0], broken[1].join('; '));
+      // What the settle point waits for, each time it changes: a report then shows how it got stuck.
+      const now = `${broken[0]}: ${broken[1].join('; ')}`;
+      if (now !== last) this.note(`  settling, not yet: ${now}`);
+      last = now;
       await sleep(this.settings.heartbeatIntervalMs);
     }
+  }
+
+  /**
+   * Every job has an owner, a live controller of the listing and one of the system's; and each controller
+   * runs exactly the jobs it owns (its table, by its `weir_jobs` gauge, asked on its own subject), so no job
+   * runs under two controllers or none.
+   */
+  private async ownerProblems(model: LifecycleModel, views: Map<string, JobView>): Promise<string[]> {
+    const fleet = listControllersReplySchema.parse(await this.request(subjects.apiControllersList(), { v: 1 }));
+    const live = new Set(fleet.data.filter((c) => c.live).map((c) => c.controller_id));
+    const problems: string[] = [];
+    const label = (id: string) => {
+      const job = model.jobs.find((j) => j.id === id);
+      return job === undefined ? id : jobLabel(job);
+    };
+    for (const view of views.values()) {
+      const owner = view.owner ?? null;
+      if (owner === null) problems.push(`${label(view.job_id)} has no owner`);
+      else if (!live.has(owner)) problems.push(`${label(view.job_id)} is owned by ${owner}, which is not a live controller (live: ${[...live].join(', ')})`);
+      else if (!this.controllers.has(owner)) problems.push(`${label(view.job_id)} is owned by ${owner}, which the fuzzer never started`);
+    }
+    for (const id of this.controllerIds) {
+      if (!live.has(id)) problems.push(`controller ${id} runs but is not listed live`);
+      const answer = await this.askController(id, subjects.apiMetrics(), (r) => jobsInTable(controllerMetricsReplySchema.parse(r).text));
+      if ('problem' in answer) {
+        problems.push(answer.problem);
+        continue;
+      }
+      const owned = [...views.values()].filter((v) => v.owner === id).length;
+      if (answer.value !== owned) problems.push(`controller ${id} runs ${answer.value} jobs but owns ${owned}`);
+    }
+    return problems;
+  }
+
+  /** Every shard has a live owner, and none holds more than its fair share (`ceil(shards / controllers)`): a restarted or woken controller gets its share back. */
+  private async shareProblems(): Promise<string[]> {
+    const fleet = listControllersReplySchema.parse(await this.request(subjects.apiControllersList(), { v: 1 }));
+    const fair = Math.ceil(fleet.shards / this.controllerIds.length);
+    const owned = fleet.data.filter((c) => c.live).reduce((sum, c) => sum + c.shards, 0);
+    const problems: string[] = [];
+    if (owned !== fleet.shards) problems.push(`${owned} of ${fleet.shards} shards have a live owner`);
+    for (const c of fleet.data) if (c.shards > fair) problems.push(`controller ${c.controller_id} holds ${c.shards} shards, more than its fair share of ${fair}`);
+    return problems.length === 0 ? [] : [...problems, `shares: ${fleet.data.map((c) => `${c.controller_id}${c.live ? '' : ' (not live)'} ${c.shards}`).join(', ')}`];
   }
 
   private stateProblems(model: LifecycleModel, views: Map<string, JobView>): string[] {
@@ -323,13 +568,14 @@ export class LifecycleSystem {
       if (want.length === 0) return view === undefined ? [] : [`${jobLabel(job)} is ${view.state}, but was deleted`];
       if (view === undefined) return [`${jobLabel(job)} is gone`];
       if (!want.includes(view.state)) return [`${jobLabel(job)} is ${view.state}${view.waiting === null ? '' : ` (${view.waiting.reason})`}, not ${want.join(' or ')}`];
+      if (view.waiting !== null) return [`${jobLabel(job)} is ${view.state} but still ${view.waiting.reason}`];
       return [];
     });
   }
 
   /** A fresh job reaches Running, then stops and goes. */
   private async probe(deadline: number): Promise<void> {
-    const id = await this.createJob('unbounded', 'probe');
+    const id = await this.createJob('unbounded', `probe-${++this.probes}`);
     await this.untilState(id, 'Running', deadline, 'a job submitted at a quiescent point reaches Running');
     this.expectReply('stop the probe', await this.request(subjects.apiJobConfig(id), { v: 1, stop: 'immediate' }));
     await this.untilState(id, 'Stopped', deadline, 'a stopped probe stops');
@@ -346,24 +592,34 @@ export class LifecycleSystem {
   }
 
   /**
-   * The registry's booked slots per worker equal what the worker's own heartbeats say runs there (no slot
-   * leaked, none booked twice); no worker runs more than it has; a job runs one generation, the current,
-   * with the parallelism asked; nothing runs for a job that does not run; a killed worker is no longer
-   * counted live.
+   * The slots booked per worker, summed over the controllers' registries (each books only the jobs it
+   * owns; each is asked on its own subject), equal what the worker's own heartbeats say runs there (no slot
+   * leaked, none booked twice, not even by two controllers); no worker runs more than it has; a job runs
+   * one generation, the current, with the parallelism asked; nothing runs for a job that does not run; a
+   * killed worker is no longer counted live by any controller, and every live one is by both.
    */
   private async slotProblems(model: LifecycleModel, views: Map<string, JobView>, since: number): Promise<string[]> {
-    const registry = listWorkersReplySchema.parse(await this.request(subjects.apiWorkersList(), { v: 1 })).data;
+    const registries = new Map<string, WorkerViewMessage[]>();
     const problems: string[] = [];
-    for (const killed of this.killed) {
-      if (registry.some((w) => w.worker_id === killed.name && w.live)) problems.push(`the registry still counts the killed worker ${killed.name} live`);
+    for (const id of this.controllerIds) {
+      const answer = await this.askController(id, subjects.apiWorkersList(), (r) => listWorkersReplySchema.parse(r).data);
+      if ('problem' in answer) problems.push(answer.problem);
+      else registries.set(id, answer.value);
+    }
+    if (problems.length > 0) return problems;
+    for (const killed of this.workers.filter((w) => this.killed.has(w))) {
+      for (const [id, registry] of registries) {
+        if (registry.some((w) => w.worker_id === killed.name && w.live)) problems.push(`controller ${id}'s registry still counts the killed worker ${killed.name} live`);
+      }
     }
     const running = new Map<string, Set<number>>();
     const slotsOf = new Map<string, number>();
     for (const worker of this.liveWorkers()) {
-      const entry: WorkerViewMessage | undefined = registry.find((w) => w.worker_id === worker.name);
+      const entries = [...registries].map(([id, registry]) => ({ id, entry: registry.find((w) => w.worker_id === worker.name) }));
       const heard = this.heard.get(worker.name);
-      if (entry === undefined || !entry.live) {
-        problems.push(`worker ${worker.name} runs but the registry has it ${entry === undefined ? 'not at all' : 'not live'}`);
+      const unknown = entries.filter(({ entry }) => entry === undefined || !entry.live);
+      if (unknown.length > 0) {
+        for (const { id, entry } of unknown) problems.push(`worker ${worker.name} runs but controller ${id}'s registry has it ${entry === undefined ? 'not at all' : 'not live'}`);
         continue;
       }
       if (heard === undefined || heard.at < since) {
@@ -371,9 +627,10 @@ export class LifecycleSystem {
         continue;
       }
       const key = (j: { job_id: string; generation: number; slots: number }) => `${j.job_id}/${j.generation}×${j.slots}`;
-      const booked = entry.allocations.map(key).sort();
+      const booked = entries.flatMap(({ id, entry }) => entry!.allocations.map((a) => `${key(a)}@${id}`)).sort();
+      const bookedKeys = booked.map((b) => b.slice(0, b.lastIndexOf('@'))).sort();
       const reported = heard.jobs.map(key).sort();
-      if (booked.join() !== reported.join()) problems.push(`${worker.name} has booked [${booked.join(', ')}] but runs [${reported.join(', ')}]`);
+      if (bookedKeys.join() !== reported.join()) problems.push(`${worker.name} has booked [${booked.join(', ')}] but runs [${reported.join(', ')}]`);
       const used = heard.jobs.reduce((sum, j) => sum + j.slots, 0);
       if (used > this.settings.slotsPerWorker) problems.push(`${worker.name} runs ${used} slots of ${this.settings.slotsPerWorker}`);
       for (const j of heard.jobs) {
@@ -435,8 +692,8 @@ export class LifecycleSystem {
     }
   }
 
-  /** The last lines of every process, for a report. */
-  tails(lines = 40): string {
+  /** The last lines of every process, for a report (`WEIR_FUZZ_TAIL_LINES` lines each, default 40). */
+  tails(lines = Number(process.env['WEIR_FUZZ_TAIL_LINES'] ?? 40)): string {
     return [...this.d.processes]
       .map((p) => `--- ${p.name}${this.killed.has(p) ? ' (killed by the fuzzer)' : p.running ? '' : ' (exited)'} ---\n${p.output().split('\n').slice(-lines).join('\n')}`)
       .join('\n');
