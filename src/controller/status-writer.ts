@@ -244,6 +244,9 @@ export class StatusWriter {
       try {
         await retry(step, {
           retryable: (err, attempt) => {
+            // A lapse of this controller's lease (a renewal late): tried again until it is back, or the
+            // runtime stops because the lease is lost.
+            if (err instanceof StaleOwnerError && err.leaseGone) return !this.options.stopped();
             if (err instanceof StaleOwnerError) {
               log.warn({ reason: err.message }, 'the job has another owner: nothing written, stepping down');
               this.options.onFenced?.();

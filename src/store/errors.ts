@@ -34,6 +34,8 @@ export class PartialJobError extends StoreError {
 export class StaleOwnerError extends StoreError {
   override readonly code = 'stale_owner';
   readonly jobId: string;
+  /** This controller's own lease lapsed (it may come back); not a newer owner's write. */
+  readonly leaseGone: boolean;
   /** `stored` null: this controller's own lease on the job's shard is gone, whoever holds it now. */
   constructor(jobId: string, mine: { id: string; epoch: number } | null, stored: { id: string; epoch: number } | null) {
     super(
@@ -42,5 +44,6 @@ export class StaleOwnerError extends StoreError {
         : `job ${jobId} is owned by ${stored.id} at epoch ${stored.epoch}, not by ${mine.id} at epoch ${mine.epoch}`,
     );
     this.jobId = jobId;
+    this.leaseGone = mine === null || stored === null;
   }
 }

@@ -240,9 +240,15 @@ export class KvJobStore implements JobStore {
       }
       revisions[kind] = revision;
     }
-    // Built from what was written, not read back: on a cluster a direct get may be answered by a replica
-    // that has not applied the writes yet, and would report the job partial.
-    return { ...values, revisions: { spec: revisions.spec!, config: revisions.config!, status: revisions.status! } };
+    // Read back, since a repeated create (same request id) finds the first one's values. On a cluster a
+    // direct get may be answered by a replica that has not applied the writes yet: then what was written.
+    const written: JobRecord = { ...values, revisions: { spec: revisions.spec!, config: revisions.config!, status: revisions.status! } };
+    try {
+      return (await this.get(id)) ?? written;
+    } catch (err) {
+      if (err instanceof PartialJobError) return written;
+      throw err;
+    }
   }
 
   async get(id: string): Promise<JobRecord | null> {
