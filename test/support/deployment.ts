@@ -118,12 +118,15 @@ export class Deployment {
     return untilState(() => this.view(jobId), state, { timeoutMs, intervalMs: 100 }, (v) => expect(extra(v)).toBe(true));
   }
 
-  /** Every job's view, all pages, from whichever controller answers (the listing covers every owner's jobs). */
-  async views(): Promise<JobView[]> {
+  /**
+   * Every job's view, all pages, from whichever controller answers (the listing covers every owner's jobs);
+   * `request` asks for each page (default: this deployment's plain request).
+   */
+  async views(request: (subject: string, body: unknown) => Promise<Reply> = (subject, body) => this.request(subject, body)): Promise<JobView[]> {
     const out: JobView[] = [];
     let after: string | undefined;
     for (;;) {
-      const reply = listJobViewsReplySchema.parse(await this.request(subjects.apiJobsViews(), { v: 1, limit: 100, ...(after === undefined ? {} : { starting_after: after }) }));
+      const reply = listJobViewsReplySchema.parse(await request(subjects.apiJobsViews(), { v: 1, limit: 100, ...(after === undefined ? {} : { starting_after: after }) }));
       out.push(...reply.data);
       if (!reply.has_more || reply.data.length === 0) return out;
       after = reply.data.at(-1)!.job_id;

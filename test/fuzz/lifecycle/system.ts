@@ -17,7 +17,6 @@ import {
   jobCheckpointsReplySchema,
   jobViewSchema,
   listControllersReplySchema,
-  listJobViewsReplySchema,
   listWorkersReplySchema,
   SUBJECTS,
   subjects,
@@ -393,15 +392,8 @@ export class LifecycleSystem {
    * Every job view, all pages, from whichever controller answers: the live progress of its own jobs, the
    * stored status of the other's (which lags the owner's runtime by the writes it has queued).
    */
-  async views(): Promise<JobView[]> {
-    const out: JobView[] = [];
-    let after: string | undefined;
-    for (;;) {
-      const reply = listJobViewsReplySchema.parse(await this.request(subjects.apiJobsViews(), { v: 1, limit: 100, ...(after === undefined ? {} : { starting_after: after }) }));
-      out.push(...reply.data);
-      if (!reply.has_more || reply.data.length === 0) return out;
-      after = reply.data.at(-1)!.job_id;
-    }
+  views(): Promise<JobView[]> {
+    return this.d.views((subject, body) => this.request(subject, body));
   }
 
   /**
