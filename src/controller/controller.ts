@@ -190,6 +190,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     log,
     ttlMs: options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
     replicas,
+    jobsRun: () => table.size,
     ...(options.leasesBucket === undefined ? {} : { bucket: options.leasesBucket }),
     onAcquired: (shard) => {
       pendingShards.add(shard);
@@ -359,7 +360,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     ...jobRequests({ nc, store, registry, table, perJob, stateStore, checkpointKv, log, maxMessageBytes: maxBytes, maxViewPageBytes: options.maxViewPageBytes, ownership }),
     ...checkpointRequests({ table, perJob, log, maxMessageBytes: maxBytes }),
     ...infoRequests({ table, registry, jobMetrics, metrics, maxMessageBytes: maxBytes }),
-    ...fleetRequests({ leases, controllerId, store, maxMessageBytes: maxBytes }),
+    ...fleetRequests({ leases, controllerId, maxMessageBytes: maxBytes }),
   };
   const router = new RequestRouter({
     nc,

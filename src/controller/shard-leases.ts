@@ -25,6 +25,8 @@ interface LeaseValue {
   owner: string | null;
   /** Grows by one at every change of owner: the fencing token of the shard. */
   epoch: number;
+  /** On a presence key only: how many jobs the controller ran when it renewed it. */
+  jobs?: number;
 }
 
 /** One controller as the leases bucket shows it to this process. */
@@ -38,6 +40,8 @@ export interface ControllerLeaseView {
   presenceAgeMs: number | null;
   /** Its presence was renewed within a TTL. */
   live: boolean;
+  /** Jobs it runs: this controller's own count now, another's as its last presence said; null without a live presence. */
+  jobs: number | null;
 }
 
 /** What this process last saw of a key, and when on its own monotonic clock. */
@@ -69,6 +73,8 @@ export interface ShardLeasesOptions {
   onLost?: (shard: number) => void;
   /** Monotonic milliseconds; default performance.now. */
   now?: () => number;
+  /** How many jobs this controller runs, published with its presence so any controller can show the fleet without reading the jobs bucket. */
+  jobsRun?: () => number;
 }
 
 const shardKey = (shard: number) => `shard.${shard}`;
@@ -78,7 +84,11 @@ function decodeLease(entry: KvEntry | KvWatchEntry): LeaseValue | null {
   if (entry.operation !== 'PUT') return null;
   try {
     const value = entry.json<Partial<LeaseValue>>();
-    return { owner: typeof value.owner === 'string' ? value.owner : null, epoch: typeof value.epoch === 'number' ? value.epoch : 0 };
+    return {
+      owner: typeof value.owner === 'string' ? value.owner : null,
+      epoch: typeof value.epoch === 'number' ? value.epoch : 0,
+      ...(typeof value.jobs === 'number' ? { jobs: value.jobs } : {}),
+    };
   } catch {
     return null;
   }
@@ -192,7 +202,7 @@ export class ShardLeases {
     const viewOf = (controllerId: string) => {
       let view = views.get(controllerId);
       if (view === undefined) {
-        view = { controllerId, shards: 0, oldestLeaseAgeMs: null, presenceAgeMs: null, live: false };
+        view = { controllerId, shards: 0, oldestLeaseAgeMs: null, presenceAgeMs: null, live: false, jobs: null };
         views.set(controllerId, view);
       }
       return view;
@@ -204,6 +214,7 @@ export class ShardLeases {
         const view = viewOf(owner);
         view.presenceAgeMs = Math.round(now - seen.at);
         view.live = !this.expired(seen);
+        view.jobs = owner === this.options.controllerId ? this.jobsRun() : view.live ? (seen.value?.jobs ?? null) : null;
       } else if (key.startsWith('shard.') && !this.expired(seen)) {
         const view = viewOf(owner);
         const shard = Number(key.slice('shard.'.length));
@@ -240,6 +251,10 @@ export class ShardLeases {
     this.seen.set(key, { revision, at: this.now(), value });
   }
 
+  private jobsRun(): number {
+    return this.options.jobsRun?.() ?? 0;
+  }
+
   private marginMs(): number {
     return Math.min(1_000, Math.floor(this.ttlMs / 10));
   }
@@ -270,7 +285,8 @@ export class ShardLeases {
     if (this.renewFailed || this.now() - this.renewedAt >= this.ttlMs / 3) {
       this.renewFailed = false;
       this.renewedAt = this.now();
-      await kv.put(presenceKey(self), JSON.stringify({ owner: self, epoch: 0 })).catch((err: unknown) => this.options.log.warn({ err }, 'could not renew presence'));
+      const presence: LeaseValue = { owner: self, epoch: 0, jobs: this.jobsRun() };
+      await kv.put(presenceKey(self), JSON.stringify(presence)).catch((err: unknown) => this.options.log.warn({ err }, 'could not renew presence'));
       await Promise.all([...this.held].map(([shard, held]) => this.renew(kv, shard, held)));
     }
     if (this.stopped) return;

@@ -1,9 +1,9 @@
 /**
  * A 3-node nats-server cluster with JetStream on loopback ports: each node its own client port, cluster
- * port and store directory, routes to the other two. Resolves once JetStream answers (its meta leader is
- * elected). `urls` is the comma-separated list a weir process takes as `--nats`.
+ * port and store directory, routes to the other two. Resolves once JetStream can place a stream on
+ * every node. `urls` is the comma-separated list a weir process takes as `--nats`.
  */
-import { jetstreamManager } from '@nats-io/jetstream';
+import { StorageType, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../../src/shared/free-port.js';
@@ -37,7 +37,7 @@ export async function startNatsCluster(size = 3, name = 'weir'): Promise<NatsClu
       );
     }
     const urls = nodes.map((node) => node.url).join(',');
-    await untilJetStreamAnswers(urls);
+    await untilJetStreamPlaces(urls, size);
     return { nodes, names, urls, dispose, [Symbol.asyncDispose]: dispose };
   } catch (err) {
     await dispose();
@@ -45,17 +45,23 @@ export async function startNatsCluster(size = 3, name = 'weir'): Promise<NatsClu
   }
 }
 
-/** JetStream in a cluster answers once its meta group has a leader. */
-async function untilJetStreamAnswers(urls: string): Promise<void> {
+/**
+ * The cluster is ready once it can place a stream on every node: a meta leader alone is not enough, since
+ * a peer that has not yet reported to it makes a replicated stream fail with "no suitable peers for placement".
+ */
+async function untilJetStreamPlaces(urls: string, replicas: number): Promise<void> {
   const nc = await connect({ servers: urls.split(','), timeout: 2_000 });
+  const probe = `cluster_ready_probe_${process.pid}`;
   try {
     const deadline = Date.now() + READY_WITHIN_MS;
     for (;;) {
       try {
-        await (await jetstreamManager(nc, { timeout: 1_000 })).getAccountInfo();
+        const jsm = await jetstreamManager(nc, { timeout: 2_000 });
+        await jsm.streams.add({ name: probe, subjects: [`${probe}.>`], num_replicas: replicas, storage: StorageType.Memory });
+        await jsm.streams.delete(probe);
         return;
       } catch (err) {
-        if (Date.now() > deadline) throw new Error(`the cluster's JetStream did not answer within ${READY_WITHIN_MS} ms`, { cause: err });
+        if (Date.now() > deadline) throw new Error(`the cluster's JetStream could not place an R${replicas} stream within ${READY_WITHIN_MS} ms`, { cause: err });
         await sleep(200);
       }
     }
