@@ -19,13 +19,13 @@ export interface FleetRequestsOptions {
 }
 
 export interface FleetRequests {
-  controllers: (msg: Msg) => Promise<ListControllersReply>;
+  controllers: (msg: Msg) => ListControllersReply;
 }
 
 export function fleetRequests(options: FleetRequestsOptions): FleetRequests {
   const { leases, controllerId, maxMessageBytes: maxBytes } = options;
 
-  async function controllerList(msg: Msg): Promise<ListControllersReply> {
+  function controllerList(msg: Msg): ListControllersReply {
     body(listControllersRequestSchema, msg, maxBytes);
     const data: ControllerViewMessage[] = leases.fleet().map((view) => ({
       controller_id: view.controllerId,

@@ -29,7 +29,8 @@ export type ApiRequest =
  * One handler per request kind; its resolved value is the reply (a `RelayedReply` is sent as it is).
  * `forwarded`: the request came on this controller's forwarding subject, from another controller.
  */
-export type RequestHandlers = Record<ApiRequest, (msg: Msg, forwarded: boolean) => Promise<unknown>>;
+/** A handler answers at once or with a promise; a throw, in either, becomes the error reply. */
+export type RequestHandlers = Record<ApiRequest, (msg: Msg, forwarded: boolean) => unknown>;
 
 /** The subject each request kind is served on: every kind has exactly one (the type checks it). */
 const SUBJECT_OF: Record<ApiRequest, string> = {

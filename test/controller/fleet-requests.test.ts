@@ -29,13 +29,14 @@ const SHARDS = 16;
 const TTL_MS = 1_500;
 
 /** Serves the handler on a subject of its own, answering a throw with its error reply as the request server does. */
-function serve(nc: NatsConnection, subject: string, handler: (msg: Msg) => Promise<ListControllersReply>): void {
+function serve(nc: NatsConnection, subject: string, handler: (msg: Msg) => ListControllersReply): void {
   nc.subscribe(subject, {
     callback: (_err, msg) => {
-      void handler(msg).then(
-        (reply) => msg.respond(encode(reply)),
-        (err: unknown) => msg.respond(encode(errorReply(errorCodeOf(err), err instanceof Error ? err.message : String(err)))),
-      );
+      try {
+        msg.respond(encode(handler(msg)));
+      } catch (err) {
+        msg.respond(encode(errorReply(errorCodeOf(err), err instanceof Error ? err.message : String(err))));
+      }
     },
   });
 }
@@ -142,7 +143,7 @@ describe('the fleet request', () => {
     expect(reply.data[1]!.presence_age_ms!).toBeGreaterThan(TTL_MS);
   });
 
-  it('rows come from the leases view alone: a controller without a live presence counts no jobs', async () => {
+  it('rows come from the leases view alone: a controller without a live presence counts no jobs', () => {
     const leases: FleetRequestsOptions['leases'] = {
       shards: SHARDS,
       ttlMs: TTL_MS,
@@ -152,7 +153,7 @@ describe('the fleet request', () => {
       ],
     };
     const { controllers } = fleetRequests({ leases, controllerId: 'a', maxMessageBytes: MAX_MESSAGE_BYTES });
-    expect(await controllers({ data: encode({ v: 1 }) } as Msg)).toEqual({
+    expect(controllers({ data: encode({ v: 1 }) } as Msg)).toEqual({
       v: 1,
       shards: SHARDS,
       lease_ttl_ms: TTL_MS,
