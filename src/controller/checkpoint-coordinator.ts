@@ -199,6 +199,8 @@ interface InFlight {
  * five runs each, within their spread).
  */
 const DEFAULT_SCHEDULE_GRID_MS = 10;
+/** After a takeover, overdue first checkpoints start within this window (or an interval, if shorter). */
+const TAKEOVER_OVERDUE_SPREAD_MS = 1_000;
 
 /** As many as the reference keeps checkpoints; older ones are in the store. */
 const DEFAULT_HISTORY = 10;
@@ -238,6 +240,8 @@ export class CheckpointCoordinator {
   private plan: GenerationPlan | null = null;
   private epochCounter: number;
   private lastCompleted: number;
+  /** Wall ms the earlier owner's newest checkpoint started, until the first arming after a takeover uses it. */
+  private earlierOwnerStartedAt: number | null = null;
   private minEpoch = 0;
   private intervalMs = 0;
   /** The generation periodic checkpoints run for; null while disarmed. */
@@ -317,11 +321,15 @@ export class CheckpointCoordinator {
 
   /**
    * An earlier owner of the job completed checkpoints up to `newestEpoch` (its newest record), and may have
-   * begun `beganEpoch` after it: the next epoch follows both, so no epoch is taken twice.
+   * begun `beganEpoch` after it: the next epoch follows both, so no epoch is taken twice. `newestStartedAt`
+   * (ms, the newest record's start time) keeps the job's cadence: the next arming makes the first checkpoint
+   * due an interval after it, not one to two intervals after the takeover. It is the earlier owner's wall
+   * clock, so a skew between the two only moves that one checkpoint, within [now, now + interval].
    */
-  followEarlierOwner(newestEpoch: number, beganEpoch: number): void {
+  followEarlierOwner(newestEpoch: number, beganEpoch: number, newestStartedAt: number | null = null): void {
     this.lastCompleted = Math.max(this.lastCompleted, newestEpoch);
     this.epochCounter = Math.max(this.epochCounter, newestEpoch, beganEpoch);
+    this.earlierOwnerStartedAt = newestStartedAt;
   }
 
   /**
@@ -341,6 +349,13 @@ export class CheckpointCoordinator {
       this.scheduleDue(null);
     } else if (rearm && this.nextDueAt !== null) {
       this.scheduleDue(Math.min(this.nextDueAt, now + intervalMs));
+    } else if (this.earlierOwnerStartedAt !== null) {
+      // Taken over: the cadence goes on. One overdue (the takeover took longer than what was left of the
+      // interval) starts soon, spread over a short window so that the jobs of a takeover do not start together.
+      const dueAt = this.earlierOwnerStartedAt + intervalMs;
+      this.earlierOwnerStartedAt = null;
+      const spreadMs = Math.min(intervalMs, TAKEOVER_OVERDUE_SPREAD_MS);
+      this.scheduleDue(dueAt > now ? Math.min(dueAt, now + intervalMs) : now + Math.floor(this.random() * spreadMs));
     } else {
       this.scheduleDue(now + intervalMs + Math.floor(this.random() * intervalMs));
     }

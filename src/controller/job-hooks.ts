@@ -230,7 +230,7 @@ export function jobHooks(options: JobHooksOptions): JobHooks {
     gen.startedSent = true;
     const newestEpoch = newest?.epoch ?? 0;
     // The earlier owner may have begun the epoch after its newest record: that one counts as failed.
-    coordinator.followEarlierOwner(newestEpoch, Math.max(highestEpoch, newestEpoch + 1));
+    coordinator.followEarlierOwner(newestEpoch, Math.max(highestEpoch, newestEpoch + 1), newest === null ? null : newest.start_time / 1000);
     coordinator.beginGeneration({ generation, subtasks: parallelism });
     if (newest?.status === 'committing') await recommit(generation, newest);
     log.info({ generation, workers: [...reported.keys()], epoch: coordinator.epoch }, 'generation adopted: its tasks run on');

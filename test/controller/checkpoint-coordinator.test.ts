@@ -326,6 +326,39 @@ describe('generations', () => {
     expect(h.triggers).toEqual([{ generation: 5, epoch: 21, minEpoch: 3, thenStop: false }]);
   });
 
+  test('taken over, the job keeps its cadence: the first checkpoint is due an interval after the earlier owner began its newest, an overdue one within a second', async () => {
+    // The earlier owner began epoch 7 (the newest record) 4 s ago, and may have begun epoch 8: the next is 9.
+    const onTime = harness();
+    onTime.coordinator.followEarlierOwner(7, 8, T0 - 4_000);
+    onTime.coordinator.beginGeneration({ generation: 3, subtasks: PLAN });
+    onTime.coordinator.arm(3, 10_000, 0);
+    expect(onTime.coordinator.nextDue).toBe(T0 + 6_000);
+    await vi.advanceTimersByTimeAsync(6_000);
+    expect(onTime.triggers).toEqual([{ generation: 3, epoch: 9, minEpoch: 0, thenStop: false }]);
+
+    // Begun 25 s ago at a 10 s interval: overdue, so due within the spread of 1 s (random 0.5 → 500 ms).
+    const now = Date.now();
+    const overdue = harness();
+    overdue.coordinator.followEarlierOwner(7, 8, now - 25_000);
+    overdue.coordinator.beginGeneration({ generation: 3, subtasks: PLAN });
+    overdue.coordinator.arm(3, 10_000, 0);
+    expect(overdue.coordinator.nextDue).toBe(now + 500);
+
+    // The earlier owner's clock ahead of this one's by far: never later than an interval from now.
+    const skewed = harness();
+    skewed.coordinator.followEarlierOwner(7, 8, now + 60_000);
+    skewed.coordinator.beginGeneration({ generation: 3, subtasks: PLAN });
+    skewed.coordinator.arm(3, 10_000, 0);
+    expect(skewed.coordinator.nextDue).toBe(now + 10_000);
+
+    // Only the first arming after the takeover: a later generation is jittered as any other.
+    onTime.completeAll(9, 3);
+    await onTime.flush();
+    onTime.coordinator.beginGeneration({ generation: 4, subtasks: PLAN });
+    onTime.coordinator.arm(4, 10_000, 0);
+    expect(onTime.coordinator.nextDue).toBe(Date.now() + 15_000);
+  });
+
   test('endGeneration fails the checkpoint in flight and stops the schedule; close stops everything', async () => {
     const h = running(1_000);
     await vi.advanceTimersByTimeAsync(1_500);
