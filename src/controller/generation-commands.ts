@@ -49,9 +49,11 @@ export class GenerationCommands {
     const { generations, registry, jobId } = this.options;
     const gen = generations.get(generation);
     const fromPlan = gen === undefined ? [] : [...gen.assignments.keys()].filter((w) => !gen.goneWorkers.has(w));
-    // A generation scheduled by an earlier incarnation is only known to the registry.
+    // A generation scheduled by an earlier incarnation is only known to the registry: booked there, or, while
+    // a takeover has not adopted it yet (a stop that arrives during reconciling), only in the workers' heartbeats.
     const fromRegistry = registry.holders(jobId, generation);
-    return [...new Set([...fromPlan, ...fromRegistry])].sort();
+    const reporting = gen === undefined ? [...registry.reportedBy(jobId, generation).keys()] : [];
+    return [...new Set([...fromPlan, ...fromRegistry, ...reporting])].sort();
   }
 
   /** Starts the worker's part of the generation; rejects when the worker no longer takes it. */

@@ -39,8 +39,8 @@ export interface JobHooksOptions {
   commands: GenerationCommands;
   records: CheckpointRecords;
   finals: Pick<FinalCheckpoints, 'finalCheckpoint'>;
-  /** The warning row of a record that proved damaged. */
-  writer: Pick<StatusWriter, 'appendWarning'>;
+  /** The warning row of a record that proved damaged; `flush` makes the status naming a generation durable before it starts. */
+  writer: Pick<StatusWriter, 'appendWarning' | 'flush'>;
   /** Epochs a restore is reading, which retention keeps: the restore point while its generation starts. */
   restoring: Set<number>;
   /** Restore no checkpoint older than this epoch (null: any): a restart that ignored state. */
@@ -69,6 +69,10 @@ export function jobHooks(options: JobHooksOptions): JobHooks {
   async function scheduleJob(input: ScheduleInput, signal: AbortSignal): Promise<ScheduleResult> {
     // First, before any slot is taken: it may fail (and the attempt is retried).
     const restorePoint = await records.restorableRecord(restoreFloor());
+    // Write-ahead: the status naming this generation is durable before any of its tasks start. An owner that
+    // takes over after a crash then schedules the next generation, never this number again (which a worker
+    // running it would refuse as a conflict, forever).
+    await Promise.race([writer.flush(), new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
     // The machine left Scheduling meanwhile (a stop, a delete): its stop found nothing of this generation to
     // stop, so starting it now would run tasks nobody wants on slots nobody frees (lifecycle fuzzer, seed 450132480).
     if (signal.aborted) throw new JobError({ kind: 'retryable', message: `generation ${input.generation} is no longer wanted` });
@@ -223,6 +227,8 @@ export function jobHooks(options: JobHooksOptions): JobHooks {
       await sleep(ADOPT_POLL_MS, undefined, { signal }).catch(() => undefined);
       reported = registry.reportedBy(jobId, generation);
     }
+    // The job left reconciling meanwhile (a stop, say): what it does now decides about these tasks, so take nothing.
+    if (signal.aborted) throw new JobError({ kind: 'retryable', message: `the takeover of generation ${generation} was abandoned` });
     const gen = takeReported(generation, reported);
     for (const key of gen.owners.keys()) gen.started.add(key);
     // Sources that ran out of input wait for the final checkpoint: once Running, it is taken as if they had just said so.

@@ -2,7 +2,8 @@
  * Leases on shards of jobs (docs/high-availability.md): which controller owns which of the `shards`
  * shards, in the KV bucket `weir_leases`. Every lease write is a compare-and-set that the stream leader
  * decides, so two controllers never both win a shard. Expiry needs no trusted clock: a contender judges a
- * lease expired when, on its own monotonic clock, no new revision of it has been seen for a TTL, and a
+ * lease expired when, on its own monotonic clock, no new revision of it has been seen for a TTL before the
+ * newest of its own writes its watch delivered back (a stalled watch proves nothing expired), and a
  * holder stops counting on a lease once a TTL (less a margin) has passed since it sent its last
  * successful renewal, whatever it was doing meanwhile (a paused process steps down on waking).
  *
@@ -14,6 +15,7 @@
 import { Kvm, type KV, type KvEntry, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 
 export const LEASES_BUCKET = 'weir_leases';
@@ -27,6 +29,9 @@ interface LeaseValue {
   epoch: number;
   /** On a presence key only: how many jobs the controller ran when it renewed it. */
   jobs?: number;
+  /** On a presence key only: the writing process (`instance`) and its monotonic clock when it sent the write. */
+  by?: string;
+  sent?: number;
 }
 
 /** One controller as the leases bucket shows it to this process. */
@@ -88,6 +93,7 @@ function decodeLease(entry: KvEntry | KvWatchEntry): LeaseValue | null {
       owner: typeof value.owner === 'string' ? value.owner : null,
       epoch: typeof value.epoch === 'number' ? value.epoch : 0,
       ...(typeof value.jobs === 'number' ? { jobs: value.jobs } : {}),
+      ...(typeof value.by === 'string' && typeof value.sent === 'number' ? { by: value.by, sent: value.sent } : {}),
     };
   } catch {
     return null;
@@ -111,6 +117,15 @@ export class ShardLeases {
   private renewFailed = false;
   /** Monotonic time the current watch was made. */
   private watchedAt = 0;
+  /** This process among those that may run under the same controller id (a restart), in its presence writes. */
+  private readonly instance = randomUUID();
+  /**
+   * Monotonic time this process sent the newest of its presence writes that its watch has delivered back. The
+   * bucket's stream is ordered, so the watch has delivered every write stored before that one: a lease not
+   * renewed for a TTL before it is expired. A watch that stalls (its server died) stops this clock, so no
+   * lease looks expired because of the stall: expiry is judged on what the watch proves, not on silence.
+   */
+  private watchLiveThrough = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -121,7 +136,7 @@ export class ShardLeases {
     this.now = options.now ?? (() => performance.now());
   }
 
-  /** Opens the bucket, follows it, and takes a first share; renews every third of a TTL from then on. */
+  /** Opens the bucket, follows it, and takes a first share; renews the presence every tenth of a TTL and the leases every third from then on. */
   async start(): Promise<void> {
     const kv = await new Kvm(this.nc).create(this.options.bucket ?? LEASES_BUCKET, { history: 1, replicas: this.options.replicas ?? 1 });
     this.kv = kv;
@@ -248,6 +263,7 @@ export class ShardLeases {
   private see(key: string, revision: number, value: LeaseValue | null): void {
     const known = this.seen.get(key);
     if (known !== undefined && known.revision >= revision) return;
+    if (value?.by === this.instance && value.sent !== undefined) this.watchLiveThrough = Math.max(this.watchLiveThrough, value.sent);
     this.seen.set(key, { revision, at: this.now(), value });
   }
 
@@ -259,8 +275,9 @@ export class ShardLeases {
     return Math.min(1_000, Math.floor(this.ttlMs / 10));
   }
 
+  /** Not renewed for a TTL before a write of this process that the watch delivered since (see `watchLiveThrough`). */
   private expired(seen: Seen | undefined): boolean {
-    return seen !== undefined && this.now() - seen.at > this.ttlMs;
+    return seen !== undefined && this.watchLiveThrough - seen.at > this.ttlMs;
   }
 
   private liveControllers(): number {
@@ -280,13 +297,15 @@ export class ShardLeases {
   private async renewAndBalance(): Promise<void> {
     const kv = this.kv!;
     const self = this.options.controllerId;
-    // Every third of a TTL; after a renewal that failed (no stream leader, say), at every tick until one
-    // lands, so that a Raft election shorter than the TTL costs no lease.
+    // The presence at every tick: once delivered back by the watch, it dates what the watch has shown (`watchLiveThrough`),
+    // so that an expiry is seen within a tick of the TTL.
+    const presence: LeaseValue = { owner: self, epoch: 0, jobs: this.jobsRun(), by: this.instance, sent: this.now() };
+    await kv.put(presenceKey(self), JSON.stringify(presence)).catch((err: unknown) => this.options.log.warn({ err }, 'could not renew presence'));
+    // The leases every third of a TTL; after a renewal that failed (no stream leader, say), at every tick until
+    // one lands, so that a Raft election shorter than the TTL costs no lease.
     if (this.renewFailed || this.now() - this.renewedAt >= this.ttlMs / 3) {
       this.renewFailed = false;
       this.renewedAt = this.now();
-      const presence: LeaseValue = { owner: self, epoch: 0, jobs: this.jobsRun() };
-      await kv.put(presenceKey(self), JSON.stringify(presence)).catch((err: unknown) => this.options.log.warn({ err }, 'could not renew presence'));
       await Promise.all([...this.held].map(([shard, held]) => this.renew(kv, shard, held)));
     }
     if (this.stopped) return;

@@ -18,6 +18,7 @@ import {
   jobViewSchema,
   listJobsReplySchema,
   listJobViewsReplySchema,
+  listWorkersReplySchema,
   previewOutputSchema,
   subjects,
   type JobStateEvent,
@@ -717,6 +718,31 @@ describe('controller', () => {
       expect(rows.at(-1)?.to).toBe((await view(jobId)).state);
     }
   });
+
+  it('a stop that arrives while a restarted controller reconciles with the workers: Stopped, its tasks end, and no slot stays booked', async () => {
+    // Heartbeats every 2 s: the restarted controller reconciles until the worker's next one, so the stop below arrives meanwhile.
+    await controller!.stop();
+    await worker!.stop('immediate');
+    await start({ heartbeatIntervalMs: 2_000 });
+    worker = await startTestWorker(await connect('worker-slow-heartbeats'));
+    const jobId = await create();
+    const before = await reach(jobId, 'Running');
+
+    await controller!.stop();
+    await start({ heartbeatIntervalMs: 2_000 });
+    const stopping = await configure(jobId, { stop: 'immediate' });
+    expect(stopping.error).toBeUndefined();
+    const stopped = await reach(jobId, 'Stopped');
+    expect(stopped.generation).toBe(before.generation);
+    // This controller did not know the worker yet (it registers again at its next heartbeat), so the stop found
+    // nothing to stop: the tasks go as orphans once the worker has reported them for consecutive heartbeats.
+    // The adoption the stop cut short took no slot, so nothing keeps them.
+    await eventually(() => expect(worker!.running().has(jobId)).toBe(false), { timeoutMs: 12_000, intervalMs: 100 });
+    await new Promise((resolve) => setTimeout(resolve, 4_500)); // two more heartbeats: the slots stay free
+    const workers = listWorkersReplySchema.parse(await request(subjects.apiWorkersList(), { v: 1 })).data;
+    expect(workers.map((w) => ({ allocations: w.allocations, free: w.free_slots === w.slots }))).toEqual([{ allocations: [], free: true }]);
+    expect(worker!.running().has(jobId)).toBe(false);
+  }, 30_000);
 
   it('a restarted controller appends the transition row the previous one stored the state of but did not log', async () => {
     const jobId = await create();

@@ -117,6 +117,36 @@ describe('job runtime on a real server', () => {
     expect(transitions).toEqual(['Compiling', 'Scheduling', 'Running']);
   });
 
+  it('write-ahead: the status naming a generation is stored before its start requests go out (a crash never leaves a started generation the store does not name)', async () => {
+    await cluster(['a', 2]);
+    /** When the store first held a status naming generation 1. */
+    let storedGeneration1At: number | undefined;
+    // Status writes are slow (200 ms each), as with a store under load.
+    const slow = (real: Store): Store => ({
+      ...real,
+      jobs: Object.assign(Object.create(real.jobs) as Store['jobs'], {
+        updateStatus: async (...args: Parameters<Store['jobs']['updateStatus']>) => {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          const written = await real.jobs.updateStatus(...args);
+          if (written.value.generation >= 1) storedGeneration1At ??= performance.now();
+          return written;
+        },
+      }),
+    });
+    const startsAt: number[] = [];
+    const starts = observer.subscribe('weir.worker.*.start', { callback: () => void startsAt.push(performance.now()) });
+    await observer.flush();
+    try {
+      const job = await launch(pipeline(1), {}, slow);
+      await eventually(() => expect(job.top()).toBe('Running'), { timeoutMs: 10_000 });
+      expect(startsAt.length).toBeGreaterThan(0);
+      expect(storedGeneration1At).toBeDefined();
+      expect(startsAt[0]!).toBeGreaterThanOrEqual(storedGeneration1At!);
+    } finally {
+      starts.unsubscribe();
+    }
+  });
+
   it('creates → Running: status, transitions and state events persisted; a periodic checkpoint is recorded', async () => {
     const sims = await cluster(['a', 1], ['b', 1]);
     const job = await launch(pipeline(2), { checkpointIntervalMs: 100 });
