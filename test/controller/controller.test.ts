@@ -741,7 +741,7 @@ describe('controller', () => {
     await new Promise((resolve) => setTimeout(resolve, 4_500)); // two more heartbeats: the slots stay free
     const workers = listWorkersReplySchema.parse(await request(subjects.apiWorkersList(), { v: 1 })).data;
     expect(workers.map((w) => ({ allocations: w.allocations, free: w.free_slots === w.slots }))).toEqual([{ allocations: [], free: true }]);
-    expect(worker!.running().has(jobId)).toBe(false);
+    expect(worker.running().has(jobId)).toBe(false);
   }, 30_000);
 
   it('a restarted controller appends the transition row the previous one stored the state of but did not log', async () => {
