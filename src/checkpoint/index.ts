@@ -38,6 +38,7 @@ export {
 } from './schemas.js';
 export {
   JobCheckpointRecords,
+  legacyKeysOfBucket,
   openCheckpointKv,
   type JobCheckpointRecordsOptions,
   type StoredRecord,

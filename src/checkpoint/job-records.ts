@@ -38,6 +38,32 @@ export interface JobCheckpointRecordsOptions {
   bucket?: string;
   /** Told of each unreadable entry that a list or a lookup skips. */
   onUnreadable?: (unreadable: UnreadableRecord) => void;
+  /**
+   * The job's keys written by epoch, before the slots. Default: listed once by this instance (a consumer on
+   * the server). An orchestrator that opens many jobs at once shares one listing: `legacyKeysOfBucket`.
+   */
+  legacyKeys?: (jobId: string) => Promise<string[]>;
+}
+
+/**
+ * Every job's keys written by epoch (before the slots), from one listing of the whole bucket at the first
+ * call. Nothing writes such keys any more, so an orchestrator lists them once, not once per job: a
+ * controller taking 5,000 jobs over would otherwise make 5,000 consumers on the server.
+ */
+export function legacyKeysOfBucket(kv: () => Promise<KV>): (jobId: string) => Promise<string[]> {
+  const byJob = openOnce(async () => {
+    const keys = new Map<string, string[]>();
+    for await (const key of await (await kv()).keys()) {
+      const dot = key.lastIndexOf('.');
+      const epoch = Number(key.slice(dot + 1));
+      // A slot's key (`<job>.<slot>`, slot < CHECKPOINT_SLOTS) is read directly.
+      if (dot <= 0 || !Number.isInteger(epoch) || epoch < CHECKPOINT_SLOTS) continue;
+      const jobId = key.slice(0, dot);
+      keys.set(jobId, [...(keys.get(jobId) ?? []), key]);
+    }
+    return keys;
+  });
+  return async (jobId) => (await byJob()).get(jobId) ?? [];
 }
 
 type EntryRead = { kind: 'absent' } | { kind: 'unreadable'; message: string; unreadable: UnreadableRecord } | { kind: 'record'; record: CheckpointRecordFields; entry: KvEntry };
@@ -74,7 +100,9 @@ export class JobCheckpointRecords {
     this.bucket = options.bucket ?? CHECKPOINTS_KV_BUCKET;
     this.onUnreadable = options.onUnreadable;
     this.slotKeys = Array.from({ length: CHECKPOINT_SLOTS }, (_, slot) => `${this.jobId}.${slot}`);
+    const shared = options.legacyKeys;
     this.legacyKeys = openOnce(async () => {
+      if (shared !== undefined) return shared(this.jobId);
       const keys: string[] = [];
       for await (const key of await (await this.kv()).keys(`${this.jobId}.*`)) if (!this.slotKeys.includes(key)) keys.push(key);
       return keys;

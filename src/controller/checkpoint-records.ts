@@ -27,6 +27,8 @@ export interface CheckpointRecordsOptions {
   coordinator: Pick<CheckpointCoordinator, 'lastCompletedEpoch' | 'history'>;
   /** A job this controller has just created: it has no checkpoint records to look for. */
   created: boolean;
+  /** The job's records keyed by epoch (before the slots), from one listing shared by the controller's jobs; default: listed per job. */
+  legacyKeys?: (jobId: string) => Promise<string[]>;
 }
 
 /** A stored record as the runtime reads it. */
@@ -43,8 +45,13 @@ export class CheckpointRecords {
   private listedEpoch = 0;
 
   constructor(private readonly options: CheckpointRecordsOptions) {
-    const { jobId, log, kv } = options;
-    this.stored = new JobCheckpointRecords({ jobId, kv, onUnreadable: (unreadable) => log.warn(unreadable, 'unreadable checkpoint record') });
+    const { jobId, log, kv, legacyKeys } = options;
+    this.stored = new JobCheckpointRecords({
+      jobId,
+      kv,
+      onUnreadable: (unreadable) => log.warn(unreadable, 'unreadable checkpoint record'),
+      ...(legacyKeys === undefined ? {} : { legacyKeys }),
+    });
     this.knowsNewestRecord = options.created;
   }
 

@@ -32,7 +32,7 @@ import { createJobRuntime, DEFAULT_CHECKPOINT_BUCKET } from './job-runtime.js';
 import { JobEventRouter } from './job-event-router.js';
 import { JobRuntimes } from './job-runtimes.js';
 import { WorkerRegistry } from './registry.js';
-import { JobCheckpointRecords, openCheckpointKv, openCheckpointStore } from '../checkpoint/index.js';
+import { JobCheckpointRecords, legacyKeysOfBucket, openCheckpointKv, openCheckpointStore } from '../checkpoint/index.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
 import { openOnce } from '../shared/memo.js';
 import { CONTROLLER_QUEUE, DEFAULT_HEARTBEAT_INTERVAL_MS, startWorkerService, type WorkerService } from './worker-service.js';
@@ -318,6 +318,8 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
   const stateStore = openOnce(() => openCheckpointStore(nc, { replicas }));
   /** The checkpoint records' bucket, shared by the runtimes; opened on first use. */
   const checkpointKv = openCheckpointKv(nc, DEFAULT_CHECKPOINT_BUCKET, requestTimeoutMs, replicas);
+  /** Records keyed by epoch (written before the slots), listed once for every job instead of once per job adopted. */
+  const legacyCheckpointKeys = legacyKeysOfBucket(checkpointKv);
   /** Every job's task and checkpoint events, on two subscriptions. */
   const events = new JobEventRouter(nc, log);
 
@@ -339,6 +341,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
         machines,
         checkpointStore: stateStore,
         checkpointKv,
+        legacyCheckpointKeys,
         events,
         ...(options.retainedCheckpoints === undefined ? {} : { retainedCheckpoints: options.retainedCheckpoints }),
         ...(options.checkpointGridMs === undefined ? {} : { checkpointGridMs: options.checkpointGridMs }),
@@ -351,7 +354,7 @@ export async function startController(nc: NatsConnection, options: ControllerOpt
     jobMetrics,
     stopping: isStopping,
     newestRecordCommitting: async (jobId) => {
-      const records = await new JobCheckpointRecords({ jobId, kv: checkpointKv }).list();
+      const records = await new JobCheckpointRecords({ jobId, kv: checkpointKv, legacyKeys: legacyCheckpointKeys }).list();
       return records.find(({ record }) => RESTORABLE_STATUSES.includes(record.status))?.record.status === 'committing';
     },
     log,

@@ -88,6 +88,8 @@ export interface JobRuntimeOptions {
    * runtime opens `checkpointBucket` itself on first use.
    */
   checkpointKv?: () => Promise<KV>;
+  /** The job's checkpoint records keyed by epoch (before the slots), from one listing of the bucket shared by the controller's jobs. Default: listed per job. */
+  legacyCheckpointKeys?: (jobId: string) => Promise<string[]>;
   /** Where the subtasks' state blobs are (for retention). Default: the checkpoint store at its default prefix. */
   checkpointStore?: () => Promise<CheckpointStore>;
   /** Restorable checkpoints kept per job, at most `CHECKPOINT_SLOTS`. Default 10. */
@@ -215,7 +217,14 @@ export function createJobRuntime(options: JobRuntimeOptions): JobRuntime {
     ...(options.checkpointGridMs === undefined ? {} : { scheduleGridMs: options.checkpointGridMs }),
   });
   const checkpointKv = options.checkpointKv ?? openCheckpointKv(nc, options.checkpointBucket ?? DEFAULT_CHECKPOINT_BUCKET, requestTimeoutMs);
-  const records = new CheckpointRecords({ jobId, log, kv: checkpointKv, coordinator, created: options.created === true });
+  const records = new CheckpointRecords({
+    jobId,
+    log,
+    kv: checkpointKv,
+    coordinator,
+    created: options.created === true,
+    ...(options.legacyCheckpointKeys === undefined ? {} : { legacyKeys: options.legacyCheckpointKeys }),
+  });
   const owner = options.owner;
   const commands = new GenerationCommands({
     nc,
