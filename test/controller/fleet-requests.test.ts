@@ -102,7 +102,7 @@ describe('the fleet request', () => {
       }
     }
 
-    // b takes on two more jobs: a shows it after b's next presence renewal (every third of a TTL), a's own count at once.
+    // b takes on two more jobs: a shows it after b's next presence renewal (every tenth of a TTL), a's own count at once.
     jobsRun.set('b', 5);
     jobsRun.set('a', 6);
     const seenAt = performance.now();
