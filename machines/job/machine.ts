@@ -210,7 +210,16 @@ export const jobMachine = jobSetup.createMachine({
           ...stopFromRunning.map((t) => ({ ...t, actions: ['applyConfig'] as const })),
           ...redeployReactions(['applyConfig']),
           // Anything else applies live: the TTL timer re-arms, the coordinator re-bases the next checkpoint.
-          { target: '.ttl.armed', actions: ['applyConfig', { type: 'armCheckpoints', params: ({ context }) => checkpointSchedule(context) }] },
+          // No target here: a transition of the parallel Running to one region's state re-enters every region
+          // (a job reconciling after a takeover was sent back to polling, its tasks never adopted); the TTL
+          // region re-arms itself on the raised event instead.
+          {
+            actions: [
+              'applyConfig',
+              { type: 'armCheckpoints', params: ({ context }) => checkpointSchedule(context) },
+              raise(({ context, event }) => ({ type: 'ttl.rearm' as const, at: timeOf(context, event) })),
+            ],
+          },
         ],
         // A stop cannot be pending here (Scheduling honours it), but a restart or rescale asked for while starting can.
         'job.reconcile': redeployReactions([]),
@@ -285,6 +294,7 @@ export const jobMachine = jobSetup.createMachine({
         },
         ttl: {
           initial: 'armed',
+          on: { 'ttl.rearm': { target: '.armed' } },
           states: {
             // Without a TTL the timer sleeps for setTimeout's longest delay and re-arms: no guard runs per event.
             armed: {

@@ -255,6 +255,8 @@ export type JobEvent = (
   | { type: 'job.adopt' }
   /** Internal: raised on entering Running to act on config that changed while the job was starting. */
   | { type: 'job.reconcile' }
+  /** Internal: raised by a config change that applies live, to re-arm the TTL timer with the new TTL. */
+  | { type: 'ttl.rearm' }
 ) &
   Timed;
 

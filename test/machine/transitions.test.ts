@@ -636,6 +636,29 @@ describe('terminal states', () => {
   });
 });
 
+describe('a takeover reconciling with the workers', () => {
+  test('a config change that applies live keeps the job reconciling: the adoption goes on, the TTL re-arms with the new value', async () => {
+    let adopted!: () => void;
+    const d = await running({ config: { ttlMs: null, checkpointIntervalMs: 10_000 } }, { adoptGeneration: () => new Promise<void>((resolve) => (adopted = resolve)) });
+    d.send({ type: 'job.adopt' });
+    await d.settle();
+    expect(d.matches('Running.progress.reconciling')).toBe(true);
+    // A live change: a new checkpoint interval and a TTL. Before, it re-entered every region of Running and
+    // sent the job back to polling, its tasks never adopted.
+    d.update({ checkpointIntervalMs: 5_000, ttlMs: 30_000 });
+    await d.settle();
+    expect(d.matches('Running.progress.reconciling')).toBe(true);
+    expect(d.callsOf('adoptGeneration')).toHaveLength(1);
+    adopted();
+    await d.settle();
+    expect(d.matches('Running.progress.polling')).toBe(true);
+    expect(d.callsOf('armCheckpoints').at(-1)?.input).toMatchObject({ intervalMs: 5_000 });
+    // The TTL timer, asleep while there was no TTL, was re-armed: the job stops once its TTL has passed.
+    await d.advance(30_000);
+    expect(d.matches('Stopping.immediate')).toBe(true);
+  });
+});
+
 describe('timers survive persistence', () => {
   function restore(from: JobDriver, impl: Partial<DriverImpl> = {}): JobDriver {
     const snapshot = from.actor.getPersistedSnapshot();

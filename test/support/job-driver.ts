@@ -3,7 +3,7 @@ import { createActor } from 'xstate';
 import type { Actor, SnapshotFrom } from 'xstate';
 import { jobMachine } from '../../machines/job/machine.js';
 import type { StopResult } from '../../machines/job/setup.js';
-import type { CheckpointSchedule, FinalCheckpointResult, GenerationInput, JobInput, JobState, ScheduleInput, ScheduleResult, StopInput, UnstampedJobEvent } from '../../machines/job/types.js';
+import type { AdoptInput, CheckpointSchedule, FinalCheckpointResult, GenerationInput, JobInput, JobState, ScheduleInput, ScheduleResult, StopInput, UnstampedJobEvent } from '../../machines/job/types.js';
 import { settledActor, stamp, tickingClock } from '../../src/controller/job-time.js';
 
 type Impl<I, O> = (input: I) => O | Promise<O>;
@@ -17,10 +17,13 @@ export interface DriverImpl {
   cleanupJob: Impl<GenerationInput, void>;
   /** Default: completes at once with the next epoch (1, 2, …). */
   finalCheckpoint: Impl<GenerationInput, FinalCheckpointResult>;
+  /** Default: the generation's tasks are adopted at once. */
+  adoptGeneration: Impl<AdoptInput, void>;
 }
 
 export type Call =
   | { type: 'compileJob' | 'killJob' | 'cleanupJob' | 'releaseGeneration' | 'finalCheckpoint' | 'disarmCheckpoints'; input: GenerationInput }
+  | { type: 'adoptGeneration'; input: AdoptInput }
   | { type: 'armCheckpoints'; input: CheckpointSchedule }
   | { type: 'scheduleJob'; input: ScheduleInput }
   | { type: 'stopJob'; input: StopInput }
@@ -55,6 +58,10 @@ export function providedMachine(impl: Partial<DriverImpl> = {}, calls: Call[] = 
       finalCheckpoint: settledActor<FinalCheckpointResult, GenerationInput>(async (input) => {
         record('finalCheckpoint', input);
         return impl.finalCheckpoint ? impl.finalCheckpoint(input) : { epoch: calls.filter((c) => c.type === 'finalCheckpoint').length };
+      }),
+      adoptGeneration: settledActor<void, AdoptInput>(async (input) => {
+        record('adoptGeneration', input);
+        await impl.adoptGeneration?.(input);
       }),
     },
     actions: {
