@@ -7,29 +7,10 @@ import type { KV } from '@nats-io/kv';
 import { describe, expect } from 'vitest';
 import { JobCheckpointRecords, legacyKeysOfBucket, openCheckpointKv } from '../../src/checkpoint/index.js';
 import { CHECKPOINT_SLOTS } from '../../src/protocol/index.js';
+import { recordFixture } from '../support/checkpoints.js';
 import { testWithNatsServer } from '../support/nats-fixtures.js';
 
 const it = testWithNatsServer();
-
-function record(jobId: string, epoch: number) {
-  return {
-    v: 3,
-    id: `0190f0f0-0000-7000-8000-${String(epoch).padStart(12, '0')}`,
-    status: 'ready',
-    schema_version: 1,
-    created_at: epoch,
-    job_id: jobId,
-    generation: 1,
-    epoch,
-    min_epoch: 0,
-    kind: 'periodic',
-    start_time: epoch,
-    completed_at: epoch,
-    operators: [],
-    subtasks: [],
-    spans: [],
-  };
-}
 
 describe('job checkpoint records', () => {
   it('records keyed by epoch are listed once for every job when the listing is shared, and found beside the slots', async ({ connect }) => {
@@ -38,10 +19,10 @@ describe('job checkpoint records', () => {
     // job-a: epochs 1 and 2 in their slots, and epoch 40 under a key of its own (as versions before the slots wrote it).
     const legacyEpoch = 40;
     expect(legacyEpoch).toBeGreaterThanOrEqual(CHECKPOINT_SLOTS);
-    await kv.put('job-a.1', JSON.stringify(record('job-a', 1)));
-    await kv.put('job-a.2', JSON.stringify(record('job-a', 2)));
-    await kv.put(`job-a.${legacyEpoch}`, JSON.stringify(record('job-a', legacyEpoch)));
-    await kv.put('job-b.3', JSON.stringify(record('job-b', 3)));
+    await kv.put('job-a.1', JSON.stringify(recordFixture('job-a', 1)));
+    await kv.put('job-a.2', JSON.stringify(recordFixture('job-a', 2)));
+    await kv.put(`job-a.${legacyEpoch}`, JSON.stringify(recordFixture('job-a', legacyEpoch)));
+    await kv.put('job-b.3', JSON.stringify(recordFixture('job-b', 3)));
 
     // Counts the listings made through the bucket handle.
     let listings = 0;

@@ -7,6 +7,7 @@ import { openCheckpointStore, type CheckpointStore } from '../../src/checkpoint/
 import type { CheckpointRecord } from '../../src/controller/checkpoint-coordinator.js';
 import { cleanupCheckpoints, stateRefs } from '../../src/controller/retention.js';
 import { ensureRun, restoreSnapshot, SubtaskStateWriter, type StoredState } from '../../src/worker/subtask-state.js';
+import { recordFixture } from '../support/checkpoints.js';
 import { testWithNatsServer } from '../support/nats-fixtures.js';
 
 const it = testWithNatsServer();
@@ -17,23 +18,10 @@ it.beforeAll(async ({ connect }) => {
 });
 
 function record(jobId: string, epoch: number, stored: StoredState, status: CheckpointRecord['status'] = 'ready'): CheckpointRecord {
-  return {
-    v: 3,
-    id: `0190f0f0-0000-7000-8000-${String(epoch).padStart(12, '0')}`,
+  return recordFixture(jobId, epoch, {
     status,
-    schema_version: 1,
-    created_at: epoch,
-    job_id: jobId,
-    generation: 1,
-    epoch,
-    min_epoch: 0,
-    kind: 'periodic',
-    start_time: epoch,
-    completed_at: epoch,
-    operators: [],
     subtasks: [{ worker_id: 'w', node_id: 'cnt', subtask_index: 0, bytes: 1, start_time: 0, finish_time: 0, table_metadata: { ...stored } }],
-    spans: [],
-  };
+  });
 }
 
 /** A count subtask's snapshot at epoch e: key `k<i>` counted e times for i < e, so each epoch adds a key and changes them all. */

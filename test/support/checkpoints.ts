@@ -6,6 +6,28 @@ import { CHECKPOINTS_KV_BUCKET } from '../../src/protocol/index.js';
 import { checkpointStoreNames, openCheckpointStore, type CheckpointStoreNames } from '../../src/checkpoint/index.js';
 import { restoreSnapshot } from '../../src/worker/subtask-state.js';
 
+/** A `ready` periodic record of generation 1 as the controller writes it, its times all `epoch`; `subtasks` default none. */
+export function recordFixture(jobId: string, epoch: number, fields: Partial<CheckpointRecord> = {}): CheckpointRecord {
+  return {
+    v: 3,
+    id: `0190f0f0-0000-7000-8000-${String(epoch).padStart(12, '0')}`,
+    status: 'ready',
+    schema_version: 1,
+    created_at: epoch,
+    job_id: jobId,
+    generation: 1,
+    epoch,
+    min_epoch: 0,
+    kind: 'periodic',
+    start_time: epoch,
+    completed_at: epoch,
+    operators: [],
+    subtasks: [],
+    spans: [],
+    ...fields,
+  };
+}
+
 /** The checkpoint records the bucket holds for a job, oldest epoch first (keys are slots, not epochs). */
 export async function storedRecords(nc: NatsConnection, jobId: string): Promise<CheckpointRecord[]> {
   const kv = await new Kvm(nc).open(CHECKPOINTS_KV_BUCKET);
