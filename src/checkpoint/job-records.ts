@@ -45,22 +45,38 @@ export interface JobCheckpointRecordsOptions {
   legacyKeys?: (jobId: string) => Promise<string[]>;
 }
 
+/** The longest one listing of a bucket's keys may take (10,000 jobs' slots list in about a second). */
+const LEGACY_LISTING_DEADLINE_MS = 30_000;
+
 /**
  * Every job's keys written by epoch (before the slots), from one listing of the whole bucket at the first
  * call. Nothing writes such keys any more, so an orchestrator lists them once, not once per job: a
  * controller taking 5,000 jobs over would otherwise make 5,000 consumers on the server.
  */
-export function legacyKeysOfBucket(kv: () => Promise<KV>): (jobId: string) => Promise<string[]> {
+export function legacyKeysOfBucket(kv: () => Promise<KV>, deadlineMs = LEGACY_LISTING_DEADLINE_MS): (jobId: string) => Promise<string[]> {
   const byJob = openOnce(async () => {
     const keys = new Map<string, string[]>();
-    for await (const key of await (await kv()).keys()) {
-      const dot = key.lastIndexOf('.');
-      const epoch = Number(key.slice(dot + 1));
-      // A slot's key (`<job>.<slot>`, slot < CHECKPOINT_SLOTS) is read directly.
-      if (dot <= 0 || !Number.isInteger(epoch) || epoch < CHECKPOINT_SLOTS) continue;
-      const jobId = key.slice(0, dot);
-      keys.set(jobId, [...(keys.get(jobId) ?? []), key]);
+    const lister = await (await kv()).keys();
+    // A listing that stalls (its server went away) is given up, so that it fails (and the next call lists
+    // again) rather than leave every job's records waiting on it.
+    let stalled = false;
+    const deadline = setTimeout(() => {
+      stalled = true;
+      lister.stop();
+    }, deadlineMs);
+    try {
+      for await (const key of lister) {
+        const dot = key.lastIndexOf('.');
+        const epoch = Number(key.slice(dot + 1));
+        // A slot's key (`<job>.<slot>`, slot < CHECKPOINT_SLOTS) is read directly.
+        if (dot <= 0 || !Number.isInteger(epoch) || epoch < CHECKPOINT_SLOTS) continue;
+        const jobId = key.slice(0, dot);
+        keys.set(jobId, [...(keys.get(jobId) ?? []), key]);
+      }
+    } finally {
+      clearTimeout(deadline);
     }
+    if (stalled) throw new Error(`listing the checkpoint bucket's keys took longer than ${deadlineMs} ms`);
     return keys;
   });
   return async (jobId) => (await byJob()).get(jobId) ?? [];

@@ -40,4 +40,30 @@ describe('job checkpoint records', () => {
     expect((await new JobCheckpointRecords({ jobId: 'job-b', kv: counted }).list()).map((r) => r.record.epoch)).toEqual([3]);
     expect(listings).toBe(2);
   });
+
+  it('a listing that stalls fails at its deadline, and the next call lists again', async () => {
+    let listings = 0;
+    /** The first listing never ends (its server went away) until stopped; the second lists nothing. */
+    const kv = (): Promise<KV> =>
+      Promise.resolve({
+        keys: () => {
+          const first = ++listings === 1;
+          let stop!: () => void;
+          const stopped = new Promise<void>((resolve) => (stop = resolve));
+          return Promise.resolve(
+            Object.assign(
+              (async function* (): AsyncGenerator<string> {
+                if (first) await stopped;
+                yield* [];
+              })(),
+              { stop },
+            ),
+          );
+        },
+      } as unknown as KV);
+    const shared = legacyKeysOfBucket(kv, 50);
+    await expect(shared('job-a')).rejects.toThrow(/longer than 50 ms/);
+    expect(await shared('job-a')).toEqual([]);
+    expect(listings).toBe(2);
+  });
 });
