@@ -69,10 +69,6 @@ export function jobHooks(options: JobHooksOptions): JobHooks {
   async function scheduleJob(input: ScheduleInput, signal: AbortSignal): Promise<ScheduleResult> {
     // First, before any slot is taken: it may fail (and the attempt is retried).
     const restorePoint = await records.restorableRecord(restoreFloor());
-    // Write-ahead: the status naming this generation is durable before any of its tasks start. An owner that
-    // takes over after a crash then schedules the next generation, never this number again (which a worker
-    // running it would refuse as a conflict, forever).
-    await Promise.race([writer.flush(), new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
     // The machine left Scheduling meanwhile (a stop, a delete): its stop found nothing of this generation to
     // stop, so starting it now would run tasks nobody wants on slots nobody frees (lifecycle fuzzer, seed 450132480).
     if (signal.aborted) throw new JobError({ kind: 'retryable', message: `generation ${input.generation} is no longer wanted` });
@@ -89,6 +85,14 @@ export function jobHooks(options: JobHooksOptions): JobHooks {
     const { generation } = input;
     const operators = spec.graph.nodes.map((n) => n.operator);
     const restoreEpoch = restorePoint?.epoch ?? null;
+    // Without the slots, the attempt fails at once (and waits for slots), before waiting on anything.
+    assignSubtasks(spec, input.parallelismOverrides, registry.candidates(operators));
+    // Write-ahead: the status naming this generation is durable before any of its tasks start. An owner that
+    // takes over after a crash then schedules the next generation, never this number again (which a worker
+    // running it would refuse as a conflict, forever).
+    await Promise.race([writer.flush(), new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
+    if (signal.aborted) throw new JobError({ kind: 'retryable', message: `generation ${generation} is no longer wanted` });
+    // Planned again: the slots may have changed while the status was written.
     const plan = assignSubtasks(spec, input.parallelismOverrides, registry.candidates(operators));
     registry.release(jobId, generation);
     registry.allocate(jobId, generation, plan.slots);
