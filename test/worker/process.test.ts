@@ -150,7 +150,8 @@ describe('worker process on a real server', () => {
     const lateService = startWorkerService(controller, lateRegistry, { log: silent, heartbeatIntervalMs: 100 });
     try {
       await eventually(() => expect(lateRegistry.get('w-late')).toBeDefined(), { timeoutMs: 10_000 });
-      expect(worker.registered()).toBe(true);
+      // The registry has it as soon as the request is handled; the worker once the reply reaches it.
+      await eventually(() => expect(worker.registered()).toBe(true));
       await worker.stop();
       await eventually(() => expect(lateRegistry.get('w-late')).toBeUndefined());
     } finally {
