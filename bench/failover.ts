@@ -40,6 +40,7 @@
  *   --workers W              simulated workers (default: 4, or one per 1,000 jobs of the largest phase, so that
  *                            a heartbeat stays far below NATS's 1 MiB message limit)
  *   --skip-scale             the failover phase alone
+ *   --skip-failover          the scale phases alone
  *
  * The controllers inherit the environment; BENCH_CONTROLLER_NODE_OPTIONS adds Node flags to them, and
  * BENCH_CONTROLLER_LOG_LEVEL sets their log level (default warn). Their output goes to files in a temporary
@@ -82,6 +83,7 @@ interface Options {
   windowS: number;
   workers: number;
   skipScale: boolean;
+  skipFailover: boolean;
 }
 
 function options(argv: string[]): Options {
@@ -95,6 +97,7 @@ function options(argv: string[]): Options {
     windowS: value('--window', 15),
     workers: value('--workers', Math.max(4, Math.ceil((2 * jobs) / 1_000))),
     skipScale: argv.includes('--skip-scale'),
+    skipFailover: argv.includes('--skip-failover'),
   };
 }
 
@@ -719,8 +722,11 @@ async function main(): Promise<void> {
       `checkpoints every ${opts.checkpointIntervalMs / 1000} s, ${opts.workers} simulated workers, ${opts.windowS} s CPU windows; controller logs in ${logDir}; ` +
       `load average ${loadavg().map((l) => round(l, 2)).join(' ')}`,
   );
-  console.log(`── failover: c1 and c2 share ${opts.jobs} jobs; the one owning more is SIGKILLed`);
-  const f = await failoverPhase(opts, logDir);
+  let f: FailoverResult | undefined;
+  if (!opts.skipFailover) {
+    console.log(`── failover: c1 and c2 share ${opts.jobs} jobs; the one owning more is SIGKILLed`);
+    f = await failoverPhase(opts, logDir);
+  }
   let scale: { single: SteadyResult; pair: SteadyResult } | undefined;
   if (!opts.skipScale) {
     console.log(`── scale: one controller with ${opts.jobs} jobs`);
@@ -729,6 +735,48 @@ async function main(): Promise<void> {
     scale = { single, pair: await steadyPhase('pair', ['c1', 'c2'], opts, logDir) };
   }
 
+  const { lines, summary } = f === undefined ? { lines: [] as string[], summary: ['══ summary'] } : failoverLines(f, opts);
+  let ratio: number | undefined;
+  let pairMean: number | undefined;
+  if (scale !== undefined) {
+    const { single, pair } = scale;
+    const singleCpu = single.controllers[0]!.cpuPct;
+    pairMean = pair.controllers.reduce((sum, c) => sum + c.cpuPct, 0) / pair.controllers.length;
+    ratio = pairMean / singleCpu;
+    // Per job, as the two controllers' shares differ from N by a few percent.
+    const perJob = (c: { jobs: number; cpuPct: number }) => (c.cpuPct / c.jobs) * 1000;
+    const pairPerJob = pair.controllers.reduce((sum, c) => sum + perJob(c), 0) / pair.controllers.length;
+    lines.push(
+      `── scale: CPU per controller at steady state (${opts.windowS} s windows, a fresh nats-server per phase)`,
+      `   one controller, ${opts.jobs} jobs      ${pct(singleCpu)} of one core (${round(single.checkpointsPerSec)} checkpoints/s; RSS ${round(single.controllers[0]!.rssMiB)} MiB)`,
+      `   two controllers, ${opts.jobs} each    ${pair.controllers.map((c) => `${c.id} ${pct(c.cpuPct)} (${c.jobs} jobs, RSS ${round(c.rssMiB)} MiB)`).join(', ')}; mean ${pct(pairMean)} (${round(pair.checkpointsPerSec)} checkpoints/s in all)`,
+      `   beside them               nats-server ${pct(single.othersPct.server)} with one controller, ${pct(pair.othersPct.server)} with two; this process ${pct(single.othersPct.bench)}, ${pct(pair.othersPct.bench)}`,
+      `   per 1,000 jobs            one controller ${pct(perJob(single.controllers[0]!))}, two controllers ${pct(pairPerJob)} each (${round(pairPerJob / perJob(single.controllers[0]!), 2)}×)`,
+      `   workers registering again one controller ${single.reregistrations}, two controllers ${pair.reregistrations}`,
+      ...createLines(single),
+      ...createLines(pair),
+      ...renewalLines({ ...prefixed('one controller:', single.renewals), ...prefixed('two controllers:', pair.renewals) }, opts),
+    );
+    summary.push(`   CPU per controller        ${round(ratio, 2)}× at 2 × ${opts.jobs} jobs against one controller at ${opts.jobs} (goal ≤ ${GOALS.scaleRatio}×: ${ratio <= GOALS.scaleRatio ? 'PASS' : 'FAIL'})`);
+  }
+  lines.push(...problemLines({ ...(f === undefined ? {} : prefixed('failover', f.problems)), ...(scale === undefined ? {} : { ...prefixed('single', scale.single.problems), ...prefixed('pair', scale.pair.problems) }) }));
+  summary.push(`   load average at the end ${loadavg().map((l) => round(l, 2)).join(' ')} on ${availableParallelism()} cores`);
+  console.log([...lines, ...summary].join('\n'));
+  console.log(
+    JSON.stringify({
+      bench: 'failover',
+      node: process.version,
+      cores: availableParallelism(),
+      loadAverage: loadavg(),
+      options: opts,
+      ...(f === undefined ? {} : { failover: f }),
+      ...(scale === undefined ? {} : { scale: { ...scale, pairMeanCpuPct: pairMean, ratio, goal: GOALS.scaleRatio } }),
+    }),
+  );
+}
+
+/** The failover phase's report lines, and its part of the summary. */
+function failoverLines(f: FailoverResult, opts: Options): { lines: string[]; summary: string[] } {
   const ttlX = (ms: number) => `${round(ms / opts.leaseTtlMs, 2)}× the TTL`;
   const reattachedOk = f.reattachedMs.n === f.victimJobs && f.reattachedMs.max <= opts.leaseTtlMs + 1_000;
   const restartsOk = f.tasksRestarted === 0 && f.generationsChanged === 0 && f.completed === f.victimJobs;
@@ -759,43 +807,7 @@ async function main(): Promise<void> {
     `   tasks restarted           ${f.tasksRestarted}, every job taken over (must be 0, all: ${restartsOk ? 'PASS' : 'FAIL'})`,
     `   survivor CPU              ${pct(f.survivorCpuPct.before)} before, ${pct(f.survivorCpuPct.takeover)} during the takeover, ${pct(f.survivorCpuPct.settled)} settled`,
   ];
-  let ratio: number | undefined;
-  let pairMean: number | undefined;
-  if (scale !== undefined) {
-    const { single, pair } = scale;
-    const singleCpu = single.controllers[0]!.cpuPct;
-    pairMean = pair.controllers.reduce((sum, c) => sum + c.cpuPct, 0) / pair.controllers.length;
-    ratio = pairMean / singleCpu;
-    // Per job, as the two controllers' shares differ from N by a few percent.
-    const perJob = (c: { jobs: number; cpuPct: number }) => (c.cpuPct / c.jobs) * 1000;
-    const pairPerJob = pair.controllers.reduce((sum, c) => sum + perJob(c), 0) / pair.controllers.length;
-    lines.push(
-      `── scale: CPU per controller at steady state (${opts.windowS} s windows, a fresh nats-server per phase)`,
-      `   one controller, ${opts.jobs} jobs      ${pct(singleCpu)} of one core (${round(single.checkpointsPerSec)} checkpoints/s; RSS ${round(single.controllers[0]!.rssMiB)} MiB)`,
-      `   two controllers, ${opts.jobs} each    ${pair.controllers.map((c) => `${c.id} ${pct(c.cpuPct)} (${c.jobs} jobs, RSS ${round(c.rssMiB)} MiB)`).join(', ')}; mean ${pct(pairMean)} (${round(pair.checkpointsPerSec)} checkpoints/s in all)`,
-      `   beside them               nats-server ${pct(single.othersPct.server)} with one controller, ${pct(pair.othersPct.server)} with two; this process ${pct(single.othersPct.bench)}, ${pct(pair.othersPct.bench)}`,
-      `   per 1,000 jobs            one controller ${pct(perJob(single.controllers[0]!))}, two controllers ${pct(pairPerJob)} each (${round(pairPerJob / perJob(single.controllers[0]!), 2)}×)`,
-      `   workers registering again one controller ${single.reregistrations}, two controllers ${pair.reregistrations}`,
-      ...createLines(single),
-      ...createLines(pair),
-      ...renewalLines({ ...prefixed('one controller:', single.renewals), ...prefixed('two controllers:', pair.renewals) }, opts),
-    );
-    summary.push(`   CPU per controller        ${round(ratio, 2)}× at 2 × ${opts.jobs} jobs against one controller at ${opts.jobs} (goal ≤ ${GOALS.scaleRatio}×: ${ratio <= GOALS.scaleRatio ? 'PASS' : 'FAIL'})`);
-  }
-  lines.push(...problemLines({ ...prefixed('failover', f.problems), ...(scale === undefined ? {} : { ...prefixed('single', scale.single.problems), ...prefixed('pair', scale.pair.problems) }) }));
-  summary.push(`   load average at the end ${loadavg().map((l) => round(l, 2)).join(' ')} on ${availableParallelism()} cores`);
-  console.log([...lines, ...summary].join('\n'));
-  console.log(
-    JSON.stringify({
-      bench: 'failover',
-      node: process.version,
-      cores: availableParallelism(),
-      loadAverage: loadavg(),
-      options: opts,
-      failover: f,
-      ...(scale === undefined ? {} : { scale: { ...scale, pairMeanCpuPct: pairMean, ratio, goal: GOALS.scaleRatio } }),
-    }),
-  );
+  return { lines, summary };
 }
 
 function prefixed<T>(prefix: string, byId: Record<string, T>): Record<string, T> {

@@ -215,7 +215,9 @@ export class WorkerRegistry {
         const report: Report = {
           job: { jobId: job.job_id, generation: job.generation },
           slots: reportedSlots(job),
-          subtasks: job.subtasks.map((s) => ({ ...s })),
+          // Decoded for this call alone: kept as it is (every controller hears every heartbeat, so a copy per
+          // subtask would cost each one in proportion to the whole fleet).
+          subtasks: job.subtasks,
           at: now,
           unallocated: previous.get(key)?.unallocated ?? 0,
         };
@@ -259,7 +261,7 @@ export class WorkerRegistry {
     record.metrics = new Map(
       report.jobs.map((job) => [
         allocationKey(job.job_id, job.generation),
-        { job: { jobId: job.job_id, generation: job.generation }, subtasks: job.subtasks.map((s) => ({ ...s })), at: now },
+        { job: { jobId: job.job_id, generation: job.generation }, subtasks: job.subtasks, at: now },
       ]),
     );
     return 'ok';

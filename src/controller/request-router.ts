@@ -6,7 +6,8 @@
  *   and relays the owner's reply as it is;
  * - while the job's shard has no live owner (a takeover is under way), the request waits for one until
  *   its deadline, then gets `unavailable`.
- * A controller that lost the job while answering answers `unavailable` instead: a reply never comes from a
+ * A controller that lost the job while answering answers `unavailable` instead, whether its answer was a
+ * reply or an error (a job handed over mid-request is `unknown_job` to it): a reply never comes from a
  * controller that no longer owns the job. A forwarded request is never forwarded again.
  */
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
@@ -90,8 +91,16 @@ export class RequestRouter {
     const deadline = performance.now() + waitMs;
     for (;;) {
       if (target.ownedHere()) {
-        const reply = await handler(msg);
-        if (!target.stillOwned()) throw new RequestRejected('unavailable', `${target.what} changed owner while the request ran; try again`);
+        const changedOwner = () => new RequestRejected('unavailable', `${target.what} changed owner while the request ran; try again`);
+        let reply: unknown;
+        try {
+          reply = await handler(msg);
+        } catch (err) {
+          // A job handed over mid-request has left this controller's table: its `unknown_job` is not the answer.
+          if (!target.stillOwned()) throw changedOwner();
+          throw err;
+        }
+        if (!target.stillOwned()) throw changedOwner();
         return reply;
       }
       const owner = target.owner();

@@ -9,10 +9,11 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterEach, describe, expect } from 'vitest';
 import type { Controller } from '../../src/controller/controller.js';
-import { forwardPrefix } from '../../src/controller/request-router.js';
-import { jobViewSchema, subjects, type JobView } from '../../src/protocol/index.js';
+import { JobOwnership } from '../../src/controller/job-ownership.js';
+import { forwardPrefix, RequestRouter } from '../../src/controller/request-router.js';
+import { jobViewSchema, RequestRejected, subjects, type JobView } from '../../src/protocol/index.js';
 import type { WorkerHandle } from '../../src/worker/process.js';
-import { requestJson, startTestController, startTestWorker, untilState, type Reply } from '../support/cluster.js';
+import { log, requestJson, startTestController, startTestWorker, untilState, type Reply } from '../support/cluster.js';
 import { eventually } from '../support/nats.js';
 import { testWithNatsServerPerTest } from '../support/nats-fixtures.js';
 import { impulseCountPipeline } from '../support/pipelines.js';
@@ -120,4 +121,21 @@ describe('requests reach the owner', () => {
     expect(metrics).toMatch(new RegExp(`weir_takeovers_total\\{state="Running"\\} ${aJobs.length}`));
     expect(metrics).toMatch(new RegExp(`weir_jobs_by_owner\\{owner="b"\\} ${ids.length}`));
   }, 60_000);
+
+  it('a job handed over while its request ran is answered unavailable, not with the unknown_job of the table it left (lifecycle fuzzer, seed 1010897344)', async ({ connect }) => {
+    const nc = await connect('router');
+    let owned = true;
+    const leases = { shards: 128, ttlMs: LEASE_TTL_MS, owns: () => owned, owned: () => (owned ? [0] : []), epochOf: () => (owned ? 1 : undefined), ownerOf: () => (owned ? 'a' : null), fleet: () => [] };
+    const router = new RequestRouter({ nc, ownership: new JobOwnership('a', leases), log, waitMs: OWNER_WAIT_MS });
+    const msg = { subject: subjects.apiJobGet('job-1'), data: new Uint8Array() } as unknown as Parameters<ReturnType<RequestRouter['forJob']>>[0];
+    const missing = () => Promise.reject(new RequestRejected('unknown_job', 'no job job-1'));
+    // Still the owner: the handler's error is the answer.
+    await expect(router.forJob(missing)(msg, false)).rejects.toMatchObject({ code: 'unknown_job' });
+    // Handed over while the handler ran (the rebalance that follows a paused controller's return): unavailable.
+    const handedOver = () => {
+      owned = false;
+      return missing();
+    };
+    await expect(router.forJob(handedOver)(msg, false)).rejects.toMatchObject({ code: 'unavailable' });
+  }, 30_000);
 });
