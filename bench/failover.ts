@@ -30,7 +30,10 @@
  *
  *   --jobs N                 jobs of the failover phase, and per controller in the scale phases (env BENCH_JOBS, default 1000)
  *   --lease-ttl MS           the controllers' shard lease TTL (default 2000)
- *   --heartbeat-interval MS  how often workers heartbeat (default 1000)
+ *   --heartbeat-interval MS  how often workers heartbeat (default 5000, the controller's default). Every controller
+ *                            hears every worker, so each one's heartbeat work grows with the whole fleet: at 1 s it
+ *                            is five times what it is in production. A takeover reads the reports already heard,
+ *                            so it does not wait for the next heartbeat.
  *   --checkpoint-interval MS each job's checkpoint interval (default 5000, or 2N ms above 2,500 jobs, so that the
  *                            largest phase, 2N jobs, starts at most 1,000 checkpoints a second: 20 s at 10,000 jobs,
  *                            the load of bench:controller at 10,000 jobs, which one controller alone takes a third
@@ -57,6 +60,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { CHECKPOINTS_KV_BUCKET, JOBS_KV_BUCKET, RESTORABLE_STATUSES, subjects, type ListControllersReply, type ListJobsReply, type RecordStatus } from '../src/protocol/index.js';
 import { LEASES_BUCKET } from '../src/controller/shard-leases.js';
+import { DEFAULT_HEARTBEAT_INTERVAL_MS } from '../src/controller/worker-service.js';
 import { forwardPrefix } from '../src/controller/request-router.js';
 import { shardOf } from '../src/controller/shards.js';
 import { startNatsServer, type NatsServerHandle } from '#test-kit/nats-server.js';
@@ -92,7 +96,7 @@ function options(argv: string[]): Options {
   return {
     jobs,
     leaseTtlMs: value('--lease-ttl', 2_000),
-    heartbeatIntervalMs: value('--heartbeat-interval', 1_000),
+    heartbeatIntervalMs: value('--heartbeat-interval', DEFAULT_HEARTBEAT_INTERVAL_MS),
     checkpointIntervalMs: value('--checkpoint-interval', Math.max(5_000, 2 * jobs)),
     windowS: value('--window', 15),
     workers: value('--workers', Math.max(4, Math.ceil((2 * jobs) / 1_000))),
