@@ -18,6 +18,7 @@ import { decodeReply, encode, listWorkersReplySchema, subjects } from '../protoc
 import { freePort } from '../shared/free-port.js';
 import { API_OPTIONS, apiSettings, DEFAULT_API_PORT, refuseTokenArgument } from './api.js';
 import { commandArgs, parseCommandArgs, positiveInteger, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf, UsageError } from './args.js';
+import { formatMs } from './format.js';
 import { natsOptions } from './nats-options.js';
 
 export interface UpIo {
@@ -206,7 +207,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGTERM');
     const exit = await Promise.race([child.exited, sleep(stageMs, undefined, { ref: false })]);
     if (exit === undefined) {
-      io.err(`weir up: ${child.name} did not stop within ${stageMs} ms; killing it`);
+      io.err(`weir up: ${child.name} did not stop within ${formatMs(stageMs)}; killing it`);
       child.proc.kill('SIGKILL');
       await child.exited;
       return false;
@@ -299,7 +300,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     ]);
     let outcome: { kind: 'died'; child: Child; exit: Exit } | { kind: 'signal'; signal: NodeJS.Signals };
     if (first.kind === 'timeout') {
-      io.err(`weir up: ${first.what} within ${READY_TIMEOUT_MS / 1000}s`);
+      io.err(`weir up: ${first.what} within ${formatMs(READY_TIMEOUT_MS)}`);
       return 1;
     } else if (first.kind === 'ready') {
       const nats = url === DEFAULT_URL ? '' : `NATS_URL=${url} `;
