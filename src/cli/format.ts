@@ -46,11 +46,30 @@ export function formatMs(ms: number | null): string {
   return ms === null ? '-' : formatDuration(microsFromMs(ms));
 }
 
-export function jobListTable(jobs: readonly JobSummary[]): string {
+export interface JobListOptions {
+  /** More columns: the desired stop mode, the owner, the action, the creation time, the wait, the failure. */
+  wide?: boolean;
+  /** Ages are counted to this time (ms since the epoch). */
+  nowMs?: number;
+}
+
+/** `weir jobs list`: one row per job; AGE is the time since it was created. */
+export function jobListTable(jobs: readonly JobSummary[], { wide = false, nowMs = Date.now() }: JobListOptions = {}): string {
   if (jobs.length === 0) return 'no jobs';
+  const header = ['JOB', 'NAME', 'STATE', 'GENERATION', 'RESTARTS', 'AGE'];
+  const rows = jobs.map((job) => [job.job_id, job.name, job.state, String(job.generation), String(job.restarts), formatDuration(microsFromMs(nowMs) - job.created_at)]);
+  if (!wide) return table(header, rows);
   return table(
-    ['JOB', 'NAME', 'STATE', 'GENERATION', 'CREATED'],
-    jobs.map((job) => [job.job_id, job.name, job.state, String(job.generation), formatMicros(job.created_at)]),
+    [...header, 'STOP', 'OWNER', 'ACTION', 'CREATED', 'WAITING', 'FAILURE'],
+    jobs.map((job, i) => [
+      ...(rows[i] ?? []),
+      job.stop,
+      job.owner ?? '-',
+      `${job.available_action.text}${job.available_action.in_progress ? ' (in progress)' : ''}`,
+      formatMicros(job.created_at),
+      job.waiting === null ? '-' : job.waiting.reason,
+      job.failure === null ? '-' : (job.failure.message.split('\n')[0] ?? ''),
+    ]),
   );
 }
 
