@@ -18,6 +18,7 @@ import {
 } from '../../src/protocol/index.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 import { eventually } from '../support/nats.js';
+import { WeirProcess } from '../support/processes.js';
 import { testWithNatsServer } from '../support/nats-fixtures.js';
 
 const NOW = 1_763_884_800_000_000;
@@ -275,6 +276,19 @@ describe('against a controller', () => {
     abort.abort();
     expect(await done).toBe(0);
   });
+
+  it.each(['SIGTERM', 'SIGINT'] as const)('jobs list --watch as a process: %s ends it with exit 0', async (signal) => {
+    const watcher = new WeirProcess('watch', ['jobs', 'list', '--watch', '--nats', server.url]);
+    try {
+      await eventually(() => expect(watcher.output()).toMatch(/^JOB\s+NAME/m), { timeoutMs: 20_000 });
+      const started = Date.now();
+      expect(await watcher.kill(signal)).toEqual({ code: 0, signal: null });
+      // At once, not at the next refresh nor after the CLI's linger.
+      expect(Date.now() - started).toBeLessThan(1_500);
+    } finally {
+      await watcher.kill('SIGKILL');
+    }
+  }, 30_000);
 
   it('jobs list --watch on a terminal redraws in place, with the table', async () => {
     const abort = new AbortController();
