@@ -5,7 +5,7 @@
  */
 import fastifySwagger from '@fastify/swagger';
 import type { NatsConnection } from '@nats-io/transport-node';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { openStore } from '../store/index.js';
@@ -77,7 +77,7 @@ export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Prom
   const app = Fastify({
     loggerInstance: apiLogger,
     // One line per request, at debug (request-log.ts), instead of Fastify's two at info.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
     // GET routes answer HEAD too otherwise, and the OpenAPI document would have to list twice as many.
     exposeHeadRoutes: false,
