@@ -689,10 +689,14 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     }
   }
 
+  /** Heartbeats in a row that no controller heard (no responders). */
+  let unheardHeartbeats = 0;
+
   /** `true`: still registered; `false`: the controller does not know us, register again. */
   async function heartbeat(): Promise<boolean> {
     try {
       const result = await request(subjects.workerHeartbeat(workerId), heartbeatMessage(), heartbeatSchema, ackSchema);
+      unheardHeartbeats = 0;
       if (result.ok) {
         stats.heartbeats++;
         return true;
@@ -706,7 +710,10 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
       return true;
     } catch (err) {
       stats.heartbeatFailures++;
-      log.warn({ err: (err as Error).message }, 'heartbeat failed');
+      // One heartbeat nobody hears is what a controller's stop or restart looks like (weir up stops the
+      // controller just before the workers); a second in a row is not.
+      if (isNoResponders(err) && ++unheardHeartbeats === 1) log.info('no controller heard the heartbeat: trying again at the next one');
+      else log.warn({ err: (err as Error).message }, 'heartbeat failed');
       return true;
     }
   }

@@ -56,6 +56,18 @@ describe('worker logs', () => {
     await eventually(() => expect(warnings().map((l) => l.msg)).toContain('registration failed; retrying'), { timeoutMs: 10_000 });
   });
 
+  it('one heartbeat no controller hears is info (a controller stopping); the next one in a row warns', async ({ connect }) => {
+    const { log, lines, warnings } = capture();
+    const service = startWorkerService(await connect('controller'), new WorkerRegistry(), { log: pino({ level: 'silent' }), heartbeatIntervalMs: 100 });
+    workers.push(startWorker(await connect('worker'), { workerId: 'w-beat', slots: 1, log }));
+    await eventually(() => expect(lines.some((l) => l.msg === 'registered with the controller')).toBe(true));
+    await service.stop();
+    await eventually(() => expect(warnings().map((l) => l.msg)).toContain('heartbeat failed'), { timeoutMs: 10_000 });
+    const unheard = lines.findIndex((l) => l.msg === 'no controller heard the heartbeat: trying again at the next one');
+    expect(lines[unheard]?.level).toBe(30);
+    expect(lines.findIndex((l) => l.level >= 40)).toBeGreaterThan(unheard);
+  });
+
   it('a stop of a generation that ended by itself is no warning; a bad request still is', async ({ connect }) => {
     const { log, lines, warnings } = capture();
     const nc = await connect('controller');
