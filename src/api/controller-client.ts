@@ -36,6 +36,7 @@ import {
   type TriggerCheckpointReply,
 } from '../protocol/index.js';
 import { ApiError, apiErrorOf } from './errors.js';
+import { isNoResponders } from '../shared/no-responders.js';
 
 export const DEFAULT_CONTROLLER_TIMEOUT_MS = 5_000;
 
@@ -100,8 +101,7 @@ export function controllerClient(nc: NatsConnection, options: ControllerClientOp
 
 /** No responders, a timeout or a closed connection: the controller cannot be asked now. */
 function unreachable(err: unknown): ApiError {
-  if (err instanceof natsErrors.NoRespondersError) return new ApiError(503, 'the controller is not running (no responders)');
+  if (isNoResponders(err)) return new ApiError(503, 'the controller is not running (no responders)');
   if (err instanceof natsErrors.TimeoutError) return new ApiError(503, 'the controller did not answer in time');
-  if (err instanceof natsErrors.RequestError && err.isNoResponders()) return new ApiError(503, 'the controller is not running (no responders)');
   return new ApiError(503, `NATS is unreachable: ${err instanceof Error ? err.message : String(err)}`);
 }

@@ -9,6 +9,7 @@ import { formatIssues, parseReportingInput } from '../protocol/codec.js';
 import { errorCodeOf } from '../protocol/index.js';
 import { StoreUnavailableError } from '../store/index.js';
 import { ApiError, STATUS_OF_CODE, type ErrorBody } from './errors.js';
+import { noteRejection } from './request-log.js';
 
 /**
  * fastify-type-provider-zod's compiler, but failing with an `ApiError` whose message is the formatted
@@ -46,7 +47,7 @@ export function errorHandler(err: unknown, request: FastifyRequest, reply: Fasti
   // A bug is an error; a controller or store that is away is expected weather, and a client's mistake is its own.
   if (status === 500) request.log.error({ err }, 'request failed');
   else if (status >= 500) request.log.warn({ status, message }, 'request failed');
-  else request.log.debug({ status, message }, 'request rejected');
+  else noteRejection(request, message);
   return sendError(reply, status, message, headers);
 }
 

@@ -5,7 +5,7 @@
  */
 import fastifySwagger from '@fastify/swagger';
 import type { NatsConnection } from '@nats-io/transport-node';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { openStore } from '../store/index.js';
@@ -15,6 +15,7 @@ import { cachedReads } from './read-cache.js';
 import { serializeResponse } from './serialize.js';
 import { errorHandler, installNotFound, validatorCompiler } from './error-handling.js';
 import { httpMetrics } from './http-metrics.js';
+import { installRequestLog } from './request-log.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { controllerRoutes } from './routes/controllers.js';
 import { jobRoutes } from './routes/jobs.js';
@@ -75,6 +76,8 @@ export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Prom
   const apiLogger: FastifyBaseLogger = logger.child({ component: 'api' });
   const app = Fastify({
     loggerInstance: apiLogger,
+    // One line per request, at debug (request-log.ts), instead of Fastify's two at info.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
     // GET routes answer HEAD too otherwise, and the OpenAPI document would have to list twice as many.
     exposeHeadRoutes: false,
@@ -86,6 +89,7 @@ export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Prom
   // Bodies are JSON only; a text/plain body is a 415, not a string the schema then rejects.
   app.removeContentTypeParser('text/plain');
   installNotFound(app);
+  installRequestLog(app);
   installAuth(app, options.token);
 
   // Streams read the job after they start following it, so a transition in between is not lost: never a cached read.

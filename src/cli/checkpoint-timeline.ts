@@ -1,14 +1,9 @@
 /** `weir jobs checkpoints`: the history as a table, one checkpoint's spans as a text timeline. */
 import type { Checkpoint, CheckpointDetailsReply, CheckpointEventSpan } from '../protocol/index.js';
-import { formatMicros, table } from './format.js';
+import { formatDuration, formatMicros, table } from './format.js';
 import { nowMicros } from '../shared/micros.js';
 
 const BAR_WIDTH = 48;
-
-function ms(micros: number): string {
-  const value = micros / 1000;
-  return value >= 100 ? `${Math.round(value)} ms` : `${value.toFixed(value >= 10 ? 1 : 2)} ms`;
-}
 
 function bytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -26,7 +21,7 @@ export function checkpointListTable(checkpoints: readonly Checkpoint[]): string 
       c.checkpoint_type,
       c.failure === null ? c.status : `${c.status}: ${c.failure.split('\n')[0] ?? ''}`,
       formatMicros(c.start_time),
-      c.finish_time === null ? '-' : ms(c.finish_time - c.start_time),
+      c.finish_time === null ? '-' : formatDuration(c.finish_time - c.start_time),
       bytes(c.bytes),
     ]),
   );
@@ -48,7 +43,7 @@ export function checkpointTimeline(reply: CheckpointDetailsReply, now: number = 
     const body = '█'.repeat(to - from + 1);
     return `${' '.repeat(from)}${span.finish_time === null ? `${body.slice(0, -1)}>` : body}`.padEnd(BAR_WIDTH);
   };
-  const length = (span: CheckpointEventSpan) => (span.finish_time === null ? `${ms(now - span.start_time)}+` : ms(span.finish_time - span.start_time));
+  const length = (span: CheckpointEventSpan) => (span.finish_time === null ? `${formatDuration(now - span.start_time)}+` : formatDuration(span.finish_time - span.start_time));
   const rows: Array<[string, string, string]> = checkpoint.events.map((span) => [span.event, bar(span), length(span)]);
   for (const operator of operators) {
     rows.push([`${operator.operator_id} (${bytes(operator.bytes)})`, '', '']);
@@ -59,8 +54,8 @@ export function checkpointTimeline(reply: CheckpointDetailsReply, now: number = 
   const label = Math.max(...rows.map(([l]) => l.length));
   const header = [
     `checkpoint ${checkpoint.epoch} of ${reply.job_id} (generation ${checkpoint.generation}, ${checkpoint.checkpoint_type}, ${checkpoint.status}${checkpoint.failure === null ? '' : `: ${checkpoint.failure}`})`,
-    `started ${formatMicros(checkpoint.start_time)}, ${checkpoint.finish_time === null ? 'still running' : `took ${ms(checkpoint.finish_time - checkpoint.start_time)}`}, ${bytes(checkpoint.bytes)}`,
-    `${''.padEnd(label)}  |${'0'.padEnd(BAR_WIDTH - ms(end - start).length)}${ms(end - start)}|`,
+    `started ${formatMicros(checkpoint.start_time)}, ${checkpoint.finish_time === null ? 'still running' : `took ${formatDuration(checkpoint.finish_time - checkpoint.start_time)}`}, ${bytes(checkpoint.bytes)}`,
+    `${''.padEnd(label)}  |${'0'.padEnd(BAR_WIDTH - formatDuration(end - start).length)}${formatDuration(end - start)}|`,
   ];
   return [...header, ...rows.map(([l, b, d]) => (b === '' ? l : `${l.padEnd(label)}  |${b}| ${d}`))].join('\n');
 }

@@ -20,19 +20,56 @@ export function formatMicros(micros: number | null | undefined): string {
   return new Date(msFromMicros(micros)).toISOString();
 }
 
+/**
+ * Every duration the CLI prints, in one precision: three significant digits below a minute (`350µs`,
+ * `1.25ms`, `312ms`, `9.50s`), two whole units from a minute up (`2m05s`, `1h02m`, `3d04h`), so that
+ * columns and messages read alike whatever their source (µs, ms or s).
+ */
 export function formatDuration(micros: number): string {
-  if (micros % 1_000_000 !== 0) return `${micros / 1000}ms`;
-  const seconds = micros / 1_000_000;
-  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
-  if (seconds % 60 === 0) return `${seconds / 60}m`;
-  return `${seconds}s`;
+  const sign = micros < 0 ? '-' : '';
+  const abs = Math.abs(Math.round(micros));
+  if (abs < 1_000) return `${sign}${abs}µs`;
+  // toPrecision rounds 999.6 up to 1.00e+3: such a value goes to the next unit instead.
+  if (abs < 999_500) return `${sign}${(abs / 1_000).toPrecision(3)}ms`;
+  if (abs < 59_950_000) return `${sign}${(abs / 1_000_000).toPrecision(3)}s`;
+  const seconds = Math.round(abs / 1_000_000);
+  const two = (n: number) => String(n).padStart(2, '0');
+  if (seconds < 3_600) return `${sign}${Math.floor(seconds / 60)}m${two(seconds % 60)}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 24 * 60) return `${sign}${Math.floor(minutes / 60)}h${two(minutes % 60)}m`;
+  const hours = Math.floor(minutes / 60);
+  return `${sign}${Math.floor(hours / 24)}d${two(hours % 24)}h`;
 }
 
-export function jobListTable(jobs: readonly JobSummary[]): string {
+/** A duration in ms, as `formatDuration` writes it; `-` for null. */
+export function formatMs(ms: number | null): string {
+  return ms === null ? '-' : formatDuration(microsFromMs(ms));
+}
+
+export interface JobListOptions {
+  /** More columns: the desired stop mode, the owner, the action, the creation time, the wait, the failure. */
+  wide?: boolean;
+  /** Ages are counted to this time (ms since the epoch). */
+  nowMs?: number;
+}
+
+/** `weir jobs list`: one row per job; AGE is the time since it was created. */
+export function jobListTable(jobs: readonly JobSummary[], { wide = false, nowMs = Date.now() }: JobListOptions = {}): string {
   if (jobs.length === 0) return 'no jobs';
+  const header = ['JOB', 'NAME', 'STATE', 'GENERATION', 'RESTARTS', 'AGE'];
+  const rows = jobs.map((job) => [job.job_id, job.name, job.state, String(job.generation), String(job.restarts), formatDuration(microsFromMs(nowMs) - job.created_at)]);
+  if (!wide) return table(header, rows);
   return table(
-    ['JOB', 'NAME', 'STATE', 'GENERATION', 'CREATED'],
-    jobs.map((job) => [job.job_id, job.name, job.state, String(job.generation), formatMicros(job.created_at)]),
+    [...header, 'STOP', 'OWNER', 'ACTION', 'CREATED', 'WAITING', 'FAILURE'],
+    jobs.map((job, i) => [
+      ...(rows[i] ?? []),
+      job.stop,
+      job.owner ?? '-',
+      `${job.available_action.text}${job.available_action.in_progress ? ' (in progress)' : ''}`,
+      formatMicros(job.created_at),
+      job.waiting === null ? '-' : job.waiting.reason,
+      job.failure === null ? '-' : (job.failure.message.split('\n')[0] ?? ''),
+    ]),
   );
 }
 
@@ -50,19 +87,14 @@ export function workerListTable(workers: readonly WorkerViewMessage[]): string {
   );
 }
 
-/** A duration in ms as `formatDuration` writes it (whole ms); `-` for null. */
-function msText(ms: number | null): string {
-  return ms === null ? '-' : formatDuration(microsFromMs(Math.round(ms)));
-}
-
 /**
  * The controllers sharing the jobs, as the one that answered sees them: liveness, shards and jobs owned,
  * and the age of each one's least recently renewed lease (near the TTL: it has stopped renewing).
  */
 export function controllerListTable(reply: ListControllersReply): string {
-  const footer = `answered by ${reply.answered_by}; ${reply.shards} shards, lease TTL ${msText(reply.lease_ttl_ms)}`;
+  const footer = `answered by ${reply.answered_by}; ${reply.shards} shards, lease TTL ${formatMs(reply.lease_ttl_ms)}`;
   if (reply.data.length === 0) return `no controllers\n${footer}`;
-  const rows = reply.data.map((c) => [c.controller_id, c.live ? 'yes' : 'no', String(c.shards), String(c.jobs), msText(c.oldest_lease_age_ms)]);
+  const rows = reply.data.map((c) => [c.controller_id, c.live ? 'yes' : 'no', String(c.shards), String(c.jobs), formatMs(c.oldest_lease_age_ms)]);
   return `${table(['CONTROLLER', 'LIVE', 'SHARDS', 'JOBS', 'LEASE AGE'], rows)}\n${footer}`;
 }
 
@@ -74,12 +106,10 @@ function actionText(job: string, action: JobView['available_action']): string {
   return `${action.text}${busy}: weir jobs stop ${job} --mode ${action.stop}`;
 }
 
-/** How long until `micros` (µs since the epoch), to the second: `in 9m58s`, or `overdue by 2s`. */
+/** How long until `micros` (µs since the epoch): `in 9m58s`, or `overdue by 2.00s`. */
 export function timeUntil(micros: number, nowMs: number): string {
-  const seconds = Math.round(micros / 1_000_000 - nowMs / 1000);
-  const abs = Math.abs(seconds);
-  const text = abs >= 3600 ? `${Math.floor(abs / 3600)}h${Math.floor((abs % 3600) / 60)}m` : abs >= 60 ? `${Math.floor(abs / 60)}m${abs % 60}s` : `${abs}s`;
-  return seconds >= 0 ? `in ${text}` : `overdue by ${text}`;
+  const left = micros - microsFromMs(nowMs);
+  return left >= 0 ? `in ${formatDuration(left)}` : `overdue by ${formatDuration(-left)}`;
 }
 
 /** A job's wait: why, and the deadline after which its state falls back. */

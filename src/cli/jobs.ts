@@ -4,8 +4,11 @@
  * on `weir.jobs.<job>.output` and `weir jobs errors`, which reads the job's event log in JetStream.
  * A pipeline and its job are one to one and share the id, so `pipelines` aliases the job commands.
  *
- * Exit codes: 0 ok; 1 the controller answered with an error reply; 2 bad arguments or input file;
- * 3 NATS or the controller cannot be reached (no responders, timeout, connection refused).
+ * A job is named by its id or a unique prefix of it (`job-ids.ts`).
+ *
+ * Exit codes: 0 ok; 1 the controller answered with an error reply, or a prefix names no job or several;
+ * 2 bad arguments or input file; 3 NATS or the controller cannot be reached (no responders, timeout,
+ * connection refused).
  */
 import { readFileSync } from 'node:fs';
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
@@ -28,15 +31,19 @@ import {
   listWorkersReplySchema,
   stopModeSchema,
   subjects,
+  SUBJECTS,
   type ConfigUpdate,
   type JobView,
+  type ListJobsReply,
   type ListJobsRequest,
 } from '../protocol/index.js';
 import { toErrorRow } from '../api/views.js';
 import type { ErrorRow } from '../api/schemas.js';
 import { MAX_PAGE_LIMIT, openStore, StoreUnavailableError, type Page } from '../store/index.js';
 import { checkpointListTable, checkpointTimeline } from './checkpoint-timeline.js';
-import { controllerListTable, currentStateLine, errorListTable, jobListTable, jobViewText, stateEventLine, workerListTable } from './format.js';
+import { controllerListTable, currentStateLine, errorListTable, formatMs, jobListTable, jobViewText, stateEventLine, workerListTable } from './format.js';
+import { resolveJobPrefix, type Resolution } from './job-ids.js';
+import { DEFAULT_REFRESH_MS, watchList } from './list-watch.js';
 import { parseCommandArgs, UsageError, usageLine, type ParsedArgs } from './args.js';
 import { natsOptions } from './nats-options.js';
 
@@ -50,7 +57,10 @@ credentials as for 'weir worker'; --json prints JSON instead of text; --timeout 
   weir submit FILE                       create a job from a pipeline JSON file; prints its id
   weir pipelines create FILE             the same (a pipeline's id is its job's id)
   weir pipelines list | get ID           the same as 'weir jobs list' and 'weir jobs get ID'
-  weir jobs list [--limit N] [--after ID]
+  weir jobs list [--limit N] [--after ID] [-o wide] [--watch]
+                                         jobs, newest first: state, generation, restarts, age; -o wide adds the
+                                         desired stop mode, owner, action, creation time, what it waits for and
+                                         its failure; --watch draws the list again at each state change (Ctrl-C ends it)
   weir jobs get ID                       state, generation, restarts, failure and the available action
   weir jobs stop ID [--mode M]           M: checkpoint (default), graceful, immediate, force
   weir jobs start ID                     run again (stop: none)
@@ -68,14 +78,17 @@ credentials as for 'weir worker'; --json prints JSON instead of text; --timeout 
   weir workers                           the workers the controller knows: slots, free slots, the slots it booked
                                          per job generation, and what each worker says runs there
   weir controllers                       the controllers sharing the jobs: live or not, shards and jobs each owns, and
-                                         the age of its oldest lease (--json: the whole reply, rows in data)`;
+                                         the age of its oldest lease (--json: the whole reply, rows in data)
+Wherever a job ID is taken, a unique prefix of it will do (weir jobs get job-0mx).`;
 
 export interface CliIo {
   out: (line: string) => void;
   err: (line: string) => void;
-  /** Ends `watch` (besides SIGINT/SIGTERM). */
+  /** Ends `watch`, `tail` and `list --watch` (besides SIGINT/SIGTERM). */
   signal?: AbortSignal;
   env?: NodeJS.ProcessEnv;
+  /** `out` is a terminal: `list --watch` redraws in place. */
+  tty?: boolean;
 }
 
 
@@ -91,6 +104,8 @@ const OPTIONS = {
   count: { type: 'string' },
   limit: { type: 'string' },
   after: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  watch: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -199,24 +214,27 @@ function plan(positionals: readonly string[], ctx: Context): () => Promise<numbe
   }
   switch (sub) {
     case 'list': {
-      allow('limit', 'after');
+      allow('limit', 'after', 'output', 'watch');
       expectPositionals(rest, 0, 'weir jobs list');
       const request: ListJobsRequest = { v: 1 };
       if (values.limit !== undefined) request.limit = Math.min(positiveInt(values.limit, '--limit'), 100);
+      // A cursor, not a job reference: it may name a job deleted since, so no prefix is resolved.
       if (values.after !== undefined) request.starting_after = jobId(values.after);
-      return () => list(ctx, request);
+      if (values.output !== undefined && values.output !== 'wide') throw new UsageError(`-o must be wide, got ${JSON.stringify(values.output)}`);
+      const wide = values.output === 'wide';
+      return values.watch === true ? () => watchJobs(ctx, request, wide) : () => list(ctx, request, wide);
     }
     case 'get': {
       allow();
       expectPositionals(rest, 1, 'weir jobs get ID');
       const id = jobId(rest[0]);
-      return () => get(ctx, id);
+      return () => jobRequest(ctx, id, subjects.apiJobGet, { v: 1 }, jobViewSchema, jobViewText);
     }
     case 'delete': {
       allow();
       expectPositionals(rest, 1, 'weir jobs delete ID');
       const id = jobId(rest[0]);
-      return () => request(ctx, subjects.apiJobDelete(id), { v: 1 }, deleteJobReplySchema, (reply) => `deleted ${reply.job_id}`);
+      return () => jobRequest(ctx, id, subjects.apiJobDelete, { v: 1 }, deleteJobReplySchema, (reply) => `deleted ${reply.job_id}`);
     }
     case 'stop': {
       allow('mode');
@@ -253,10 +271,10 @@ function plan(positionals: readonly string[], ctx: Context): () => Promise<numbe
       if (rest.length < 1 || rest.length > 2) throw new UsageError('usage: weir jobs checkpoints ID [EPOCH]');
       const id = jobId(rest[0]);
       if (rest[1] === undefined) {
-        return () => request(ctx, subjects.apiJobCheckpoints(id), { v: 1 }, jobCheckpointsReplySchema, (reply) => checkpointListTable(reply.data));
+        return () => jobRequest(ctx, id, subjects.apiJobCheckpoints, { v: 1 }, jobCheckpointsReplySchema, (reply) => checkpointListTable(reply.data));
       }
       const epoch = nonNegativeInt(rest[1], 'EPOCH');
-      return () => request(ctx, subjects.apiJobCheckpoint(id), { v: 1, epoch }, checkpointDetailsReplySchema, (reply) => checkpointTimeline(reply));
+      return () => jobRequest(ctx, id, subjects.apiJobCheckpoint, { v: 1, epoch }, checkpointDetailsReplySchema, (reply) => checkpointTimeline(reply));
     }
     case 'watch': {
       allow('count');
@@ -308,23 +326,76 @@ async function withConnection(ctx: Context, reconnect: boolean, fn: (nc: NatsCon
   }
 }
 
+/** A controller's reply, or why there is none: the line to print, the exit code and any error reply's code. */
+type Answer<T> = { ok: true; value: T } | { ok: false; exit: number; line: string; code?: string };
+
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** One controller request, decoded with `schema`. */
+async function ask<S extends z.ZodType>(ctx: Context, nc: NatsConnection, subject: string, body: unknown, schema: S): Promise<Answer<z.output<S>>> {
+  let data: Uint8Array;
+  try {
+    data = (await nc.request(subject, encode(body), { timeout: ctx.timeout })).data;
+  } catch (err) {
+    return { ok: false, exit: EXIT_UNREACHABLE, line: `weir: no controller answered on ${ctx.url} (${subject}: ${messageOf(err)}); is 'weir controller' (or 'weir up') running?` };
+  }
+  const reply = decodeReply(schema, data);
+  if (reply.ok) return { ok: true, value: reply.value };
+  if (!reply.remote) return { ok: false, exit: EXIT_ERROR_REPLY, line: `weir: unreadable reply from the controller: ${reply.error.code}: ${reply.error.message}` };
+  return { ok: false, exit: EXIT_ERROR_REPLY, line: `weir: ${reply.error.code}: ${reply.error.message}`, code: reply.error.code };
+}
+
+/** A listing the prefix resolution could not read. */
+class ListUnavailable extends Error {
+  constructor(readonly answer: Answer<never>) {
+    super('the job list could not be read');
+  }
+}
+
+/**
+ * `attempt` with the job `text` names: first with `text` as its id (one request, as before prefixes
+ * were taken); when no job has that id, once more with the id of the one job it is a prefix of.
+ */
+async function withJob<T>(ctx: Context, nc: NatsConnection, text: string, attempt: (id: string) => Promise<Answer<T>>): Promise<Answer<{ id: string; value: T }>> {
+  const first = await attempt(text);
+  if (first.ok) return { ok: true, value: { id: text, value: first.value } };
+  if (first.code !== 'unknown_job') return first;
+  let found: Resolution;
+  try {
+    found = await resolveJobPrefix(async (request) => {
+      const page = await ask(ctx, nc, subjects.apiJobsList(), request, listJobsReplySchema);
+      if (!page.ok) throw new ListUnavailable(page);
+      return page.value;
+    }, text);
+  } catch (err) {
+    if (err instanceof ListUnavailable) return err.answer;
+    throw err;
+  }
+  if (!found.ok) return { ok: false, exit: EXIT_ERROR_REPLY, line: `weir: ${found.code}: ${found.message}`, code: found.code };
+  const second = await attempt(found.id);
+  return second.ok ? { ok: true, value: { id: found.id, value: second.value } } : second;
+}
+
+/** Prints the answer (JSON or `text(value)`) or why there is none; returns the exit code. */
+function print<T>(ctx: Context, answer: Answer<T>, text: (value: T) => string): number {
+  if (!answer.ok) {
+    ctx.io.err(answer.line);
+    return answer.exit;
+  }
+  ctx.io.out(ctx.json ? JSON.stringify(answer.value) : text(answer.value));
+  return EXIT_OK;
+}
+
 /** Sends a request; prints the reply (JSON or `text(reply)`), an error reply (exit 1) or "no controller" (exit 3). */
 function request<S extends z.ZodType>(ctx: Context, subject: string, body: unknown, schema: S, text: (reply: z.output<S>) => string): Promise<number> {
+  return withConnection(ctx, false, async (nc) => print(ctx, await ask(ctx, nc, subject, body, schema), text));
+}
+
+/** `request` about one job, which `text` names by its id or a unique prefix of it. */
+function jobRequest<S extends z.ZodType>(ctx: Context, text: string, subjectOf: (id: string) => string, body: unknown, schema: S, show: (reply: z.output<S>) => string): Promise<number> {
   return withConnection(ctx, false, async (nc) => {
-    let data: Uint8Array;
-    try {
-      data = (await nc.request(subject, encode(body), { timeout: ctx.timeout })).data;
-    } catch (err) {
-      ctx.io.err(`weir: no controller answered on ${ctx.url} (${subject}: ${err instanceof Error ? err.message : String(err)}); is 'weir controller' (or 'weir up') running?`);
-      return EXIT_UNREACHABLE;
-    }
-    const reply = decodeReply(schema, data);
-    if (!reply.ok) {
-      ctx.io.err(reply.remote ? `weir: ${reply.error.code}: ${reply.error.message}` : `weir: unreadable reply from the controller: ${reply.error.code}: ${reply.error.message}`);
-      return EXIT_ERROR_REPLY;
-    }
-    ctx.io.out(ctx.json ? JSON.stringify(reply.value) : text(reply.value));
-    return EXIT_OK;
+    const answer = await withJob(ctx, nc, text, (id) => ask(ctx, nc, subjectOf(id), body, schema));
+    return print(ctx, answer.ok ? { ok: true, value: answer.value.value } : answer, show);
   });
 }
 
@@ -333,48 +404,111 @@ function submit(ctx: Context, file: string): Promise<number> {
   try {
     pipeline = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    ctx.io.err(`weir: cannot read the pipeline ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    ctx.io.err(`weir: cannot read the pipeline ${file}: ${messageOf(err)}`);
     return Promise.resolve(EXIT_USAGE);
   }
   return request(ctx, subjects.apiJobsCreate(), pipeline, jobRevisionReplySchema, (reply) => reply.job_id);
 }
 
-function list(ctx: Context, body: ListJobsRequest): Promise<number> {
-  return request(ctx, subjects.apiJobsList(), body, listJobsReplySchema, (reply) => {
-    const last = reply.data.at(-1);
-    const more = reply.has_more && last !== undefined ? `\n(more: weir jobs list --after ${last.job_id})` : '';
-    return jobListTable(reply.data) + more;
-  });
+/** The table of a list page, and how to read the next one. */
+function listText(reply: ListJobsReply, wide: boolean, nowMs: number): string {
+  const last = reply.data.at(-1);
+  const more = reply.has_more && last !== undefined ? `\n(more: weir jobs list --after ${last.job_id})` : '';
+  return jobListTable(reply.data, { wide, nowMs }) + more;
 }
 
-function get(ctx: Context, id: string): Promise<number> {
-  return request(ctx, subjects.apiJobGet(id), { v: 1 }, jobViewSchema, jobViewText);
+function list(ctx: Context, body: ListJobsRequest, wide: boolean): Promise<number> {
+  return request(ctx, subjects.apiJobsList(), body, listJobsReplySchema, (reply) => listText(reply, wide, Date.now()));
+}
+
+/**
+ * `weir jobs list --watch`: the list, then again at each state change of any job (every job's state
+ * events) and every few seconds, until Ctrl-C, SIGTERM or the caller's signal (exit 0).
+ */
+function watchJobs(ctx: Context, body: ListJobsRequest, wide: boolean): Promise<number> {
+  return withConnection(ctx, true, async (nc) => {
+    const interruption = untilInterrupted(ctx);
+    try {
+      const first = await ask(ctx, nc, subjects.apiJobsList(), body, listJobsReplySchema);
+      if (!first.ok) return print(ctx, first, () => '');
+      let stopped = false;
+      void interruption.interrupted.then(() => (stopped = true));
+      await watchList({
+        initial: first.value,
+        fetch: async () => {
+          const next = await ask(ctx, nc, subjects.apiJobsList(), body, listJobsReplySchema);
+          if (next.ok) return next.value;
+          if (!stopped) ctx.io.err(`${next.line} (still watching)`);
+          return undefined;
+        },
+        render: (reply, nowMs) => (ctx.json ? JSON.stringify(reply) : `weir jobs list, at each state change and every ${formatMs(DEFAULT_REFRESH_MS)} (Ctrl-C ends it)\n${listText(reply, wide, nowMs)}`),
+        identity: (reply) => JSON.stringify(reply),
+        follow: (changed) => {
+          const sub = nc.subscribe(SUBJECTS.jobState.wildcard, { callback: () => changed() });
+          return () => sub.unsubscribe();
+        },
+        out: ctx.io.out,
+        redraw: ctx.io.tty === true && !ctx.json,
+        stopped: interruption.interrupted,
+      });
+      return EXIT_OK;
+    } finally {
+      interruption.release();
+    }
+  });
 }
 
 /** A config update; one that changes nothing says so (exit 0) rather than naming a revision nothing wrote. */
 function configure(ctx: Context, id: string, update: ConfigUpdate, what: string): Promise<number> {
-  return request(ctx, subjects.apiJobConfig(id), update, jobRevisionReplySchema, (reply) => {
+  return jobRequest(ctx, id, subjects.apiJobConfig, update, jobRevisionReplySchema, (reply) => {
     if (reply.changed === false) return reply.state === undefined ? `${reply.job_id}: nothing to change` : `${reply.job_id} is already ${reply.state}: nothing to change`;
     return `${reply.job_id}: ${what} (revision ${reply.revision})`;
   });
 }
 
+/** Resolves on Ctrl-C, SIGTERM or the caller's abort signal; `release` removes those hooks. */
+function untilInterrupted(ctx: Context): { interrupted: Promise<void>; release: () => void } {
+  let interrupt!: () => void;
+  const interrupted = new Promise<void>((resolve) => (interrupt = resolve));
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  signals.forEach((signal) => process.once(signal, interrupt));
+  ctx.io.signal?.addEventListener('abort', interrupt, { once: true });
+  if (ctx.io.signal?.aborted === true) interrupt();
+  return {
+    interrupted,
+    release: () => {
+      interrupt();
+      signals.forEach((signal) => process.off(signal, interrupt));
+      ctx.io.signal?.removeEventListener('abort', interrupt);
+    },
+  };
+}
+
 /** A subscription that Ctrl-C, SIGTERM or the caller's abort signal ends; `release` ends it and removes those hooks. */
 function interruptible(ctx: Context, nc: NatsConnection, subject: string): { sub: Subscription; release: () => void } {
   const sub = nc.subscribe(subject);
-  const stop = () => sub.unsubscribe();
-  const signals = ['SIGINT', 'SIGTERM'] as const;
-  signals.forEach((signal) => process.once(signal, stop));
-  ctx.io.signal?.addEventListener('abort', stop, { once: true });
-  if (ctx.io.signal?.aborted === true) stop();
-  return {
-    sub,
-    release: () => {
-      stop();
-      signals.forEach((signal) => process.off(signal, stop));
-      ctx.io.signal?.removeEventListener('abort', stop);
-    },
-  };
+  const interruption = untilInterrupted(ctx);
+  void interruption.interrupted.then(() => sub.unsubscribe());
+  return { sub, release: interruption.release };
+}
+
+/**
+ * Subscribes to `subjectOf(job)`, then reads the job (so nothing published after the read is missed),
+ * for the job `text` names by its id or a unique prefix; the subscription is the one of the job found.
+ */
+async function followJob(ctx: Context, nc: NatsConnection, text: string, subjectOf: (id: string) => string): Promise<Answer<{ id: string; view: JobView; sub: Subscription; release: () => void }>> {
+  let following: { sub: Subscription; release: () => void } | undefined;
+  const found = await withJob(ctx, nc, text, async (id) => {
+    following?.release();
+    following = interruptible(ctx, nc, subjectOf(id));
+    await nc.flush();
+    return ask(ctx, nc, subjects.apiJobGet(id), { v: 1 }, jobViewSchema);
+  });
+  if (!found.ok || following === undefined) {
+    following?.release();
+    return found.ok ? { ok: false, exit: EXIT_ERROR_REPLY, line: 'weir: internal: no subscription' } : found;
+  }
+  return { ok: true, value: { id: found.value.id, view: found.value.value, ...following } };
 }
 
 /**
@@ -382,14 +516,12 @@ function interruptible(ctx: Context, nc: NatsConnection, subject: string): { sub
  * then the state events). Ends after `count` lines, when the job reaches Finished (nothing can follow
  * it), when it is deleted, or on Ctrl-C.
  */
-function watch(ctx: Context, id: string, count: number): Promise<number> {
+function watch(ctx: Context, text: string, count: number): Promise<number> {
   return withConnection(ctx, true, async (nc) => {
-    // Subscribed before the job is read, so no transition after the read is missed.
-    const { sub, release } = interruptible(ctx, nc, subjects.jobState(id));
+    const followed = await followJob(ctx, nc, text, subjects.jobState);
+    if (!followed.ok) return print(ctx, followed, () => '');
+    const { id, view, sub, release } = followed.value;
     try {
-      await nc.flush();
-      const view = await fetchView(ctx, nc, id);
-      if (typeof view === 'number') return view;
       ctx.io.err(`watching ${subjects.jobState(id)} on ${ctx.url} (Ctrl-C to stop)`);
       ctx.io.out(ctx.json ? JSON.stringify(view) : currentStateLine(view));
       let seen = 1;
@@ -428,29 +560,33 @@ export interface ErrorsPage {
   next_cursor: number | null;
 }
 
-/** One page of the job's error events, read from the event log in JetStream (the controller is not asked). */
-function errors(ctx: Context, id: string, limit: number, after: number | undefined): Promise<number> {
+/**
+ * One page of the job's error events, read from the event log in JetStream: the controller is asked
+ * only when `text` is no job's id, for the job it is a prefix of (a deleted job's log stays readable by
+ * its whole id).
+ */
+function errors(ctx: Context, text: string, limit: number, after: number | undefined): Promise<number> {
   return withConnection(ctx, false, async (nc) => {
-    let page: Page;
-    let known = true;
+    let store: Awaited<ReturnType<typeof openStore>>;
     try {
-      const store = await openStore(nc, { operationTimeoutMs: ctx.timeout, requestTimeoutMs: Math.min(2_000, ctx.timeout) });
-      page = await store.log.page(id, { kind: 'error', limit, ...(after === undefined ? {} : { startingAfter: after }) });
-      // A first page with nothing on it: say so if the job does not exist (a deleted job's log stays readable).
-      if (page.data.length === 0 && after === undefined) known = (await store.jobs.get(id).catch(() => true)) !== null;
+      store = await openStore(nc, { operationTimeoutMs: ctx.timeout, requestTimeoutMs: Math.min(2_000, ctx.timeout) });
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      if (err instanceof StoreUnavailableError) {
-        ctx.io.err(`weir: the job event log on ${ctx.url} cannot be read (${message}); is JetStream enabled?`);
-        return EXIT_UNREACHABLE;
+      return print(ctx, unreadableLog(ctx, text, err), () => '');
+    }
+    const found = await withJob(ctx, nc, text, async (id): Promise<Answer<Page>> => {
+      try {
+        const page = await store.log.page(id, { kind: 'error', limit, ...(after === undefined ? {} : { startingAfter: after }) });
+        // A first page with nothing on it: say so if the job does not exist (a deleted job's log stays readable).
+        if (page.data.length === 0 && after === undefined && (await store.jobs.get(id).catch(() => true)) === null) {
+          return { ok: false, exit: EXIT_ERROR_REPLY, line: `weir: unknown_job: no job ${JSON.stringify(id)}`, code: 'unknown_job' };
+        }
+        return { ok: true, value: page };
+      } catch (err) {
+        return unreadableLog(ctx, id, err);
       }
-      ctx.io.err(`weir: cannot read the errors of ${id}: ${message}`);
-      return EXIT_ERROR_REPLY;
-    }
-    if (!known) {
-      ctx.io.err(`weir: unknown_job: no job ${JSON.stringify(id)}`);
-      return EXIT_ERROR_REPLY;
-    }
+    });
+    if (!found.ok) return print(ctx, found, () => '');
+    const { id, value: page } = found.value;
     const data = page.data.map(toErrorRow).filter((row): row is ErrorRow => row !== null);
     const last = data.at(-1);
     const next = page.hasMore && last !== undefined ? last.id : null;
@@ -465,6 +601,11 @@ function errors(ctx: Context, id: string, limit: number, after: number | undefin
   });
 }
 
+function unreadableLog(ctx: Context, id: string, err: unknown): Answer<never> {
+  if (err instanceof StoreUnavailableError) return { ok: false, exit: EXIT_UNREACHABLE, line: `weir: the job event log on ${ctx.url} cannot be read (${messageOf(err)}); is JetStream enabled?` };
+  return { ok: false, exit: EXIT_ERROR_REPLY, line: `weir: cannot read the errors of ${id}: ${messageOf(err)}` };
+}
+
 /** The preview subtasks of the job's current run, as `<node>/<subtask>`; a rescale's overrides count. */
 function previewSubtasks(view: JobView): Set<string> {
   const keys = new Set<string>();
@@ -474,35 +615,17 @@ function previewSubtasks(view: JobView): Set<string> {
   return keys;
 }
 
-/** Asks the controller for the job; prints the failure and returns its exit code instead when it cannot. */
-async function fetchView(ctx: Context, nc: NatsConnection, id: string): Promise<JobView | number> {
-  let data: Uint8Array;
-  try {
-    data = (await nc.request(subjects.apiJobGet(id), encode({ v: 1 }), { timeout: ctx.timeout })).data;
-  } catch (err) {
-    ctx.io.err(`weir: no controller answered on ${ctx.url} (${err instanceof Error ? err.message : String(err)}); is 'weir controller' (or 'weir up') running?`);
-    return EXIT_UNREACHABLE;
-  }
-  const reply = decodeReply(jobViewSchema, data);
-  if (!reply.ok) {
-    ctx.io.err(reply.remote ? `weir: ${reply.error.code}: ${reply.error.message}` : `weir: unreadable reply from the controller: ${reply.error.code}: ${reply.error.message}`);
-    return EXIT_ERROR_REPLY;
-  }
-  return reply.value;
-}
-
 /**
  * Prints the rows the job's preview sinks publish (core NATS: only rows sent while it listens), until
  * Ctrl-C, `count` rows, or every preview subtask of the current run has sent its last batch.
  */
-function tail(ctx: Context, id: string, count: number): Promise<number> {
+function tail(ctx: Context, text: string, count: number): Promise<number> {
   return withConnection(ctx, true, async (nc) => {
-    // Subscribed before asking for the job, so no row sent after the answer is missed.
-    const { sub, release } = interruptible(ctx, nc, subjects.jobOutput(id));
+    const followed = await followJob(ctx, nc, text, subjects.jobOutput);
+    if (!followed.ok) return print(ctx, followed, () => '');
+    const { id, sub, release } = followed.value;
+    let view = followed.value.view;
     try {
-      await nc.flush();
-      let view = await fetchView(ctx, nc, id);
-      if (typeof view === 'number') return view;
       let expected = previewSubtasks(view);
       if (expected.size === 0) {
         ctx.io.err(`weir: job ${id} has no preview sink: nothing to tail`);
@@ -528,8 +651,9 @@ function tail(ctx: Context, id: string, count: number): Promise<number> {
           // A new run (restart, rescale, recovery): its subtasks are the ones to wait for.
           generation = output.generation;
           done.clear();
-          view = await fetchView(ctx, nc, id);
-          if (typeof view === 'number') return view;
+          const again = await ask(ctx, nc, subjects.apiJobGet(id), { v: 1 }, jobViewSchema);
+          if (!again.ok) return print(ctx, again, () => '');
+          view = again.value;
           expected = previewSubtasks(view);
         }
         if (ctx.json) {

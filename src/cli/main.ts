@@ -56,9 +56,9 @@ export function main(argv: readonly string[], out: (line: string) => void = cons
     case 'pipelines':
     case 'workers':
     case 'controllers':
-      return jobsCommand(argv, { out, err: console.error });
+      return jobsCommand(argv, { out, err: console.error, tty: out === console.log && process.stdout.isTTY });
     case 'up':
-      return up(args, { out, err: console.error });
+      return up(args, { out, err: console.error, tty: out === console.log && process.stdout.isTTY });
     case 'guard':
       return guardCommand(args, console.error);
     case 'version':

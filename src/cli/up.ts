@@ -2,9 +2,10 @@
  * `weir up`: everything on one machine for trying weir out. Uses the NATS server at $NATS_URL when
  * one answers there, otherwise starts nats-server with JetStream under ./.weir/ (on the port NATS_URL
  * names, if it names one); then runs `weir controller`, N `weir worker` and `weir api` as child
- * processes, forwards their logs, and on SIGINT/SIGTERM stops the API, then the controller, then the
- * workers, then nats-server, within its shutdown deadline. Its children stop by themselves when it is
- * gone, however it ended.
+ * processes (the workers once the controller answers), shows their logs (child-logs.ts: pretty on a
+ * terminal, JSON elsewhere), prints where the console and the API are, and on SIGINT/SIGTERM stops the
+ * API, then the controller, then the workers, then nats-server, within its shutdown deadline. Its
+ * children stop by themselves when it is gone, however it ended.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
@@ -18,12 +19,16 @@ import { decodeReply, encode, listWorkersReplySchema, subjects } from '../protoc
 import { freePort } from '../shared/free-port.js';
 import { API_OPTIONS, apiSettings, DEFAULT_API_PORT, refuseTokenArgument } from './api.js';
 import { commandArgs, parseCommandArgs, positiveInteger, SHUTDOWN_OPTION, SHUTDOWN_USAGE, shutdownTimeoutOf, UsageError } from './args.js';
+import { formatMs } from './format.js';
+import { childLineFormatter, LOG_FORMATS, type LogFormat } from './child-logs.js';
 import { natsOptions } from './nats-options.js';
 
 export interface UpIo {
   out: (line: string) => void;
   err: (line: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** `out` is a terminal: the children's logs are shown pretty and coloured unless --log-format says otherwise. */
+  tty?: boolean;
 }
 
 export const UP_USAGE = `Usage: weir up [options]   NATS (if needed), a controller, workers and the API, until Ctrl-C
@@ -36,6 +41,9 @@ export const UP_USAGE = `Usage: weir up [options]   NATS (if needed), a controll
                       0 = any free port)
   --api-host H        the HTTP API's interface (default: $WEIR_API_HOST or 127.0.0.1)
   --api-token-file F  the API's bearer token from a file (or WEIR_API_TOKEN; never on the command line)
+  --log-format F      how the children's logs are shown: pretty (one readable line each, coloured; nats-server's
+                      info lines left out) or json (pino's lines, with the child's name as "proc"); default: pretty
+                      on a terminal, json otherwise (env WEIR_LOG_FORMAT; NO_COLOR turns the colours off)
   ${SHUTDOWN_USAGE}
                       for the whole deployment: the API, the controller, the workers and nats-server each get a quarter
 Uses the NATS server at $NATS_URL if one answers; otherwise starts nats-server, on the port $NATS_URL names
@@ -106,12 +114,22 @@ export interface UpArgs {
   dataDir: string;
   /** The whole deployment stops within this once told to (each of its four stages gets a quarter). */
   shutdownTimeoutMs: number;
+  /** How the children's logs are shown; undefined: pretty on a terminal, json otherwise. */
+  logFormat: LogFormat | undefined;
 }
 
 /** `weir up` arguments; throws a `UsageError` with the reason on bad input. */
 export function parseUpArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): UpArgs {
   refuseTokenArgument(args);
-  const { values } = parseCommandArgs(args, { controllers: { type: 'string' }, workers: { type: 'string' }, slots: { type: 'string' }, 'data-dir': { type: 'string' }, ...API_OPTIONS, ...SHUTDOWN_OPTION });
+  const { values } = parseCommandArgs(args, {
+    controllers: { type: 'string' },
+    workers: { type: 'string' },
+    slots: { type: 'string' },
+    'data-dir': { type: 'string' },
+    'log-format': { type: 'string' },
+    ...API_OPTIONS,
+    ...SHUTDOWN_OPTION,
+  });
   const controllers = positiveInteger(values.controllers ?? '1', '--controllers');
   if (controllers > MAX_UP_CONTROLLERS) throw new UsageError(`--controllers must be at most ${MAX_UP_CONTROLLERS}, got ${controllers}`);
   return {
@@ -122,7 +140,23 @@ export function parseUpArgs(args: readonly string[], env: NodeJS.ProcessEnv = pr
     apiPortGiven: values['api-port'] !== undefined || (env['WEIR_API_PORT'] ?? '') !== '',
     dataDir: resolve(values['data-dir'] ?? env['WEIR_DATA_DIR'] ?? '.weir'),
     shutdownTimeoutMs: shutdownTimeoutOf(values, env),
+    logFormat: logFormatOf(values['log-format'], env),
   };
+}
+
+function logFormatOf(flag: string | undefined, env: NodeJS.ProcessEnv): LogFormat | undefined {
+  const raw = flag ?? (env['WEIR_LOG_FORMAT'] === '' ? undefined : env['WEIR_LOG_FORMAT']);
+  if (raw === undefined) return undefined;
+  const format = LOG_FORMATS.find((f) => f === raw);
+  if (format === undefined) throw new UsageError(`${flag === undefined ? 'WEIR_LOG_FORMAT' : '--log-format'} must be ${LOG_FORMATS.join(' or ')}, got ${JSON.stringify(raw)}`);
+  return format;
+}
+
+/** Colours on a terminal, unless NO_COLOR is set; FORCE_COLOR turns them on anywhere. */
+export function wantsColour(env: NodeJS.ProcessEnv, tty: boolean): boolean {
+  if ((env['NO_COLOR'] ?? '') !== '') return false;
+  const force = env['FORCE_COLOR'] ?? '';
+  return force !== '' && force !== '0' ? true : tty;
 }
 
 /** The flags and environment of the `weir api` child: the port is always explicit; the token stays in env or its file. */
@@ -130,10 +164,15 @@ export function apiChildArgs(api: UpArgs['api'], port: number): string[] {
   return ['api', '--api-port', String(port), '--api-host', api.host, ...(api.token?.from === 'file' ? ['--api-token-file', api.token.path] : [])];
 }
 
-/** The URL a browser or curl uses for a host the API listens on (any-interface hosts are reached on loopback). */
-export function apiBaseUrl(host: string, port: number): string {
+/** The URL a browser uses for a host the API listens on (any-interface hosts are reached on loopback): the console's. */
+export function consoleUrl(host: string, port: number): string {
   const reach = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
-  return `http://${reach}:${port}/api/v1`;
+  return `http://${reach}:${port}/`;
+}
+
+/** The HTTP API's base URL on that host and port. */
+export function apiBaseUrl(host: string, port: number): string {
+  return `${consoleUrl(host, port)}api/v1`;
 }
 
 /** The stages of a stop, in order; each gets a quarter of the shutdown deadline. */
@@ -141,12 +180,20 @@ const STOP_STAGES = 4;
 /** What a child keeps of its stage for itself: the rest is `weir up`'s margin before SIGKILL. */
 const CHILD_SHARE = 0.8;
 
-/** The port of a `nats://host:port` URL on this machine, or undefined when it names none (or another host). */
+/** NATS's port when a URL names none. */
+const DEFAULT_NATS_PORT = 4222;
+
+/**
+ * The port of a NATS URL on this machine (`nats://127.0.0.1:4333`, `localhost:4333`, `nats://[::1]`: 4222
+ * when it names none, as NATS clients read it), or undefined when it names another host or several servers.
+ */
 export function localNatsPort(url: string): number | undefined {
+  const text = url.trim();
+  if (text.includes(',')) return undefined;
   try {
-    const parsed = new URL(url);
-    if (!['127.0.0.1', 'localhost', '[::1]'].includes(parsed.hostname) || parsed.port === '') return undefined;
-    return Number(parsed.port);
+    const parsed = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `nats://${text}`);
+    if (!['127.0.0.1', 'localhost', '[::1]'].includes(parsed.hostname)) return undefined;
+    return parsed.port === '' ? DEFAULT_NATS_PORT : Number(parsed.port);
   } catch {
     return undefined;
   }
@@ -158,6 +205,13 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
   if (typeof parsed === 'number') return parsed;
   const { controllers, workers, slots, api, apiPortGiven, dataDir, shutdownTimeoutMs } = parsed;
   const stageMs = Math.floor(shutdownTimeoutMs / STOP_STAGES);
+  const tty = io.tty === true;
+  const controllerName = (i: number) => (controllers === 1 ? 'controller' : `controller-${i + 1}`);
+  const childLine = childLineFormatter({
+    format: parsed.logFormat ?? (tty ? 'pretty' : 'json'),
+    colour: wantsColour(env, tty),
+    nameWidth: Math.max(controllerName(controllers - 1).length, `worker-${workers}`.length),
+  });
 
   const children: Child[] = [];
   let onDeath: (child: Child, exit: Exit) => void = () => undefined;
@@ -190,7 +244,12 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
       }),
     };
     for (const stream of [proc.stdout, proc.stderr]) {
-      if (stream !== null) createInterface({ input: stream }).on('line', (line) => io.out(`[${name}] ${line}`));
+      if (stream !== null) {
+        createInterface({ input: stream }).on('line', (line) => {
+          const text = childLine(name, line);
+          if (text !== undefined) io.out(text);
+        });
+      }
     }
     void child.exited.then((exit) => {
       if (!child.stopping) onDeath(child, exit);
@@ -206,7 +265,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGTERM');
     const exit = await Promise.race([child.exited, sleep(stageMs, undefined, { ref: false })]);
     if (exit === undefined) {
-      io.err(`weir up: ${child.name} did not stop within ${stageMs} ms; killing it`);
+      io.err(`weir up: ${child.name} did not stop within ${formatMs(stageMs)}; killing it`);
       child.proc.kill('SIGKILL');
       await child.exited;
       return false;
@@ -273,7 +332,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     delete natsChildEnv['WEIR_API_TOKEN'];
     // Stable names: a deployment started again takes its jobs back at once rather than after the lease TTL.
     const controllerChildren = Array.from({ length: controllers }, (_, i) =>
-      launch(controllers === 1 ? 'controller' : `controller-${i + 1}`, process.execPath, self(['controller', '--id', `weir-up-${i + 1}`]), natsChildEnv),
+      launch(controllerName(i), process.execPath, self(['controller', '--id', `weir-up-${i + 1}`]), natsChildEnv),
     );
     const controllerReady = controllerAnswers(url, env, polling.signal);
     // The workers once the controller answers, so that their first registration is heard; ready once it lists them.
@@ -286,6 +345,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     // Port 0 or a taken default: pick a free port here, so the URL is known before the API says it.
     const apiPort = api.port === 0 || (!apiPortGiven && !(await portIsFree(api.port, api.host))) ? await freePort() : api.port;
     const apiUrl = apiBaseUrl(api.host, apiPort);
+    const consoleAddress = consoleUrl(api.host, apiPort);
     const apiChild = launch('api', process.execPath, self(apiChildArgs(api, apiPort)), childEnv);
 
     const first = await Promise.race([
@@ -299,7 +359,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
     ]);
     let outcome: { kind: 'died'; child: Child; exit: Exit } | { kind: 'signal'; signal: NodeJS.Signals };
     if (first.kind === 'timeout') {
-      io.err(`weir up: ${first.what} within ${READY_TIMEOUT_MS / 1000}s`);
+      io.err(`weir up: ${first.what} within ${formatMs(READY_TIMEOUT_MS)}`);
       return 1;
     } else if (first.kind === 'ready') {
       const nats = url === DEFAULT_URL ? '' : `NATS_URL=${url} `;
@@ -310,6 +370,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
           ...controllerChildren.map((c) => `  ${c.name.padEnd(10)}  pid ${c.proc.pid}`),
           ...workerChildren.map((w) => `  ${w.name.padEnd(10)}  pid ${w.proc.pid} (slots: ${slots})`),
           `  api         pid ${apiChild.proc.pid} (${api.token === null ? 'no token: loopback only' : 'bearer token required'})`,
+          `Console: ${consoleAddress}`,
           `API: ${apiUrl}`,
           `Try, in another terminal:`,
           `  ${nats}weir submit examples/counter.json     # runs until stopped`,

@@ -114,6 +114,9 @@ export function startRequestServer(options: RequestServerOptions): RequestServer
             counts.rejected[code] = (counts.rejected[code] ?? 0) + 1;
             metrics.rejection(code);
             if (code === 'internal') log.error({ err: e, subject: msg.subject }, 'API request failed');
+            // A client looking a job up is routine: the CLI asks for what the user typed before it tries it
+            // as the prefix of an id, and a console asks for jobs that were deleted meanwhile.
+            else if (code === 'unknown_job') log.debug({ code, reason: message, subject: msg.subject }, 'API request rejected');
             else log.warn({ code, reason: message, subject: msg.subject }, 'API request rejected');
             try {
               msg.respond(encode(errorReply(code, truncateErrorText(message))));

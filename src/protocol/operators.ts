@@ -45,6 +45,11 @@ export const logConfigSchema = z.strictObject({});
 export const previewConfigSchema = z.strictObject({
   /** Rows per output message. */
   batch_size: z.int().min(1).max(1000).default(100),
+  /**
+   * How long a row may wait for its batch to fill: a slow job's rows reach `weir jobs tail` and the
+   * output stream this soon after they are made, not once `batch_size` of them have piled up.
+   */
+  linger_ms: z.int().min(1).max(60_000).default(50),
 });
 export type PreviewConfig = z.infer<typeof previewConfigSchema>;
 

@@ -69,6 +69,7 @@ import { KeyedQueue } from '../shared/keyed-queue.js';
 import { openOnce } from '../shared/memo.js';
 import { drainWithin } from '../shared/nats-close.js';
 import { nowMicros as nowUs } from '../shared/micros.js';
+import { isNoResponders } from '../shared/no-responders.js';
 
 export const DEFAULT_WORKER_HEARTBEAT_INTERVAL_MS = 5_000;
 export const DEFAULT_WORKER_METRICS_INTERVAL_MS = 2_000;
@@ -77,9 +78,13 @@ export const DEFAULT_START_TIMEOUT_MS = 10_000;
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 const REGISTER_BACKOFF_MIN_MS = 100;
 const REGISTER_BACKOFF_MAX_MS = 5_000;
+export const DEFAULT_CONTROLLER_WAIT_MS = 30_000;
 
 export type WorkerStopMode = 'graceful' | 'immediate';
 export type WorkerRequestKind = 'start' | 'stop' | 'checkpoint' | 'commit';
+
+/** What a worker answers a stop of a generation that does not run here (any more). */
+const STOPPED_ALREADY: readonly ErrorCode[] = ['unknown_job', 'stale_generation'];
 
 /** Jobs whose newest owner epoch a worker remembers. */
 const MAX_OWNER_EPOCHS = 10_000;
@@ -97,6 +102,12 @@ export interface WorkerOptions {
   log: Logger;
   /** Deadline of each register / heartbeat request. Default 2 s. */
   requestTimeoutMs?: number;
+  /**
+   * How long a worker that has never registered waits quietly for a controller to answer at all (no
+   * responders is logged at info once, then at debug); past it, and for every other failure, each
+   * failed registration warns. Default 30 s.
+   */
+  controllerWaitMs?: number;
   /** Deadline for a start's runners to be running. Default 10 s. */
   startTimeoutMs?: number;
   /** Deadline of a graceful `stop()` of the worker. Default 10 s. */
@@ -494,6 +505,9 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     stats.rejected[rejected.code] = (stats.rejected[rejected.code] ?? 0) + 1;
     const fields = { kind, subject: msg.subject, code: rejected.code, reason: rejected.message, bytes: msg.data.byteLength };
     if (rejected.code === 'internal') log.error({ ...fields, err }, 'controller request failed');
+    // A stop that finds nothing of its generation here has what it asked for: the tasks ended by themselves
+    // (a final checkpoint, a bounded source) before it came. The controller takes the reply as "gone".
+    else if (kind === 'stop' && STOPPED_ALREADY.includes(rejected.code)) log.debug(fields, 'nothing of the generation to stop runs here');
     else log.warn(fields, 'rejected controller request');
     respond(msg, errorReply(rejected.code, rejected.message));
   }
@@ -606,6 +620,10 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     return decodeReply(replySchema, reply.data);
   }
 
+  const startedAt = Date.now();
+  const controllerWaitMs = options.controllerWaitMs ?? DEFAULT_CONTROLLER_WAIT_MS;
+  let saidWaiting = false;
+
   async function register(): Promise<boolean> {
     try {
       const result = await request(
@@ -624,7 +642,15 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
       log.info({ slots: options.slots, heartbeatIntervalMs }, 'registered with the controller');
       return true;
     } catch (err) {
-      log.warn({ err: (err as Error).message }, 'registration failed; retrying');
+      // Workers and controllers start together (weir up, docker compose): until one has answered once, and
+      // for a while, nobody listening is no failure yet.
+      if (stats.registrations === 0 && isNoResponders(err) && Date.now() - startedAt < controllerWaitMs) {
+        if (saidWaiting) log.debug('no controller answers yet');
+        else log.info({ controllerWaitMs }, 'no controller answers yet: waiting for one');
+        saidWaiting = true;
+      } else {
+        log.warn({ err: (err as Error).message }, 'registration failed; retrying');
+      }
       return false;
     }
   }
@@ -663,10 +689,14 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
     }
   }
 
+  /** Heartbeats in a row that no controller heard (no responders). */
+  let unheardHeartbeats = 0;
+
   /** `true`: still registered; `false`: the controller does not know us, register again. */
   async function heartbeat(): Promise<boolean> {
     try {
       const result = await request(subjects.workerHeartbeat(workerId), heartbeatMessage(), heartbeatSchema, ackSchema);
+      unheardHeartbeats = 0;
       if (result.ok) {
         stats.heartbeats++;
         return true;
@@ -680,7 +710,10 @@ export function startWorker(nc: NatsConnection, options: WorkerOptions): WorkerH
       return true;
     } catch (err) {
       stats.heartbeatFailures++;
-      log.warn({ err: (err as Error).message }, 'heartbeat failed');
+      // One heartbeat nobody hears is what a controller's stop or restart looks like (weir up stops the
+      // controller just before the workers); a second in a row is not.
+      if (isNoResponders(err) && ++unheardHeartbeats === 1) log.info('no controller heard the heartbeat: trying again at the next one');
+      else log.warn({ err: (err as Error).message }, 'heartbeat failed');
       return true;
     }
   }

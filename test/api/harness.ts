@@ -51,6 +51,8 @@ export interface EnvNats {
 export interface EnvOptions {
   worker?: boolean;
   api?: Partial<Omit<ApiOptions, 'nc' | 'logger'>>;
+  /** The API's logger (default: the tests' `log`). */
+  apiLogger?: ApiOptions['logger'];
 }
 
 export async function startEnv({ natsServer: server, connect: connection }: EnvNats, options: EnvOptions = {}): Promise<Env> {
@@ -59,7 +61,7 @@ export async function startEnv({ natsServer: server, connect: connection }: EnvN
   let controller: Controller | undefined = await startTestController(await connection('controller'), { heartbeatTimeoutMs: 2_000, policy: POLICY });
   let worker: WorkerHandle | undefined;
   if (options.worker === true) worker = await startTestWorker(await connection('worker'), { registeredWithinMs: 10_000 });
-  const api = await startApi({ nc: await connection('api'), logger: log, port: 0, checkResponses: true, ...options.api });
+  const api = await startApi({ nc: await connection('api'), logger: options.apiLogger ?? log, port: 0, checkResponses: true, ...options.api });
   const stopController = async () => {
     await controller?.stop();
     controller = undefined;

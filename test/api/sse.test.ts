@@ -25,8 +25,9 @@ import { impulseToSinkPipeline, type SourceOptions } from '../support/pipelines.
 
 const POLICY: Partial<JobPolicy> = { ...TEST_POLICY, stopTimeoutMs: 30_000, heartbeatTimeoutMs: 1_000 };
 
-/** impulse → preview, `batch` rows to an output message. */
-const previewPipeline = (name: string, source: SourceOptions = { rate: 20 }, batch = 5) => impulseToSinkPipeline({ name, ...source, sink: 'preview', sinkConfig: { batch_size: batch } });
+/** impulse → preview, in batches of `batch` rows, by size alone (no linger), so that the tests can count rows per message. */
+const previewPipeline = (name: string, source: SourceOptions = { rate: 20 }, batch = 5) =>
+  impulseToSinkPipeline({ name, ...source, sink: 'preview', sinkConfig: { batch_size: batch, linger_ms: 60_000 } });
 
 const logPipeline = (name: string) => impulseToSinkPipeline({ name, rate: 10 });
 

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseApiArgs, readApiToken } from '../../src/cli/api.js';
 import { COMMANDS, main } from '../../src/cli/main.js';
-import { apiBaseUrl, apiChildArgs, parseUpArgs } from '../../src/cli/up.js';
+import { apiBaseUrl, apiChildArgs, consoleUrl, parseUpArgs } from '../../src/cli/up.js';
 
 describe('weir api arguments', () => {
   it('defaults: loopback, port 8000, no token, NATS from $NATS_URL', () => {
@@ -89,6 +89,7 @@ describe('weir up: the API flags', () => {
       apiPortGiven: false,
       dataDir: resolve('.weir'),
       shutdownTimeoutMs: 10_000,
+      logFormat: undefined,
     });
     expect(parseUpArgs(['--data-dir', '/tmp/w', '--shutdown-timeout', '4000'], {})).toMatchObject({ dataDir: '/tmp/w', shutdownTimeoutMs: 4_000 });
     expect(parseUpArgs([], { WEIR_DATA_DIR: '/var/lib/weir' })).toMatchObject({ dataDir: '/var/lib/weir' });
@@ -117,7 +118,9 @@ describe('weir up: the API flags', () => {
     ]);
   });
 
-  it('prints a URL that reaches the API', () => {
+  it('prints a URL that reaches the API, and the console at its root', () => {
+    expect(consoleUrl('127.0.0.1', 8000)).toBe('http://127.0.0.1:8000/');
+    expect(consoleUrl('0.0.0.0', 8000)).toBe('http://127.0.0.1:8000/');
     expect(apiBaseUrl('127.0.0.1', 8000)).toBe('http://127.0.0.1:8000/api/v1');
     expect(apiBaseUrl('0.0.0.0', 8000)).toBe('http://127.0.0.1:8000/api/v1');
     expect(apiBaseUrl('::1', 8001)).toBe('http://[::1]:8001/api/v1');

@@ -67,10 +67,10 @@ describe('weir controllers', () => {
     const lines = out.join('\n').split('\n');
     expect(lines).toHaveLength(5);
     expect(lines[0]).toMatch(/^CONTROLLER\s+LIVE\s+SHARDS\s+JOBS\s+LEASE AGE$/);
-    expect(lines[1]).toMatch(/^ctl-a\s+yes\s+64\s+41\s+3120ms$/);
-    expect(lines[2]).toMatch(/^ctl-b\.host-7\s+no\s+64\s+0\s+9s$/);
+    expect(lines[1]).toMatch(/^ctl-a\s+yes\s+64\s+41\s+3\.12s$/);
+    expect(lines[2]).toMatch(/^ctl-b\.host-7\s+no\s+64\s+0\s+9\.00s$/);
     expect(lines[3]).toMatch(/^ctl-c\s+yes\s+0\s+0\s+-$/);
-    expect(lines[4]).toBe('answered by ctl-a; 128 shards, lease TTL 10s');
+    expect(lines[4]).toBe('answered by ctl-a; 128 shards, lease TTL 10.0s');
   });
 
   it('--json prints the reply as the controller sent it', async () => {
@@ -82,7 +82,7 @@ describe('weir controllers', () => {
   it('no controllers yet', async () => {
     answer = () => encode({ ...REPLY, data: [] });
     expect(await weir('controllers')).toBe(0);
-    expect(out.join('\n')).toBe('no controllers\nanswered by ctl-a; 128 shards, lease TTL 10s');
+    expect(out.join('\n')).toBe('no controllers\nanswered by ctl-a; 128 shards, lease TTL 10.0s');
   });
 
   it('an error reply prints code and message and exits 1', async () => {

@@ -18,6 +18,7 @@ import {
 } from '../../src/protocol/index.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 import { eventually } from '../support/nats.js';
+import { WeirProcess } from '../support/processes.js';
 import { testWithNatsServer } from '../support/nats-fixtures.js';
 
 const NOW = 1_763_884_800_000_000;
@@ -63,7 +64,18 @@ interface Received {
   body: unknown;
 }
 
-/** Answers `weir.api.jobs.*` like the controller would: job `nope` does not exist. */
+/** The jobs the fake controller knows, as its list shows them (newest first is descending id order). */
+const JOBS = [
+  { ...SUMMARY, job_id: 'job-2', name: 'bounded', state: 'Finished', generation: 1, created_at: NOW + 1, finish_time: NOW + 2 },
+  { ...SUMMARY, job_id: 'job-1', name: 'counter', state: 'Running', generation: 3, restarts: 2, created_at: NOW, owner: 'ctl-a', failure: VIEW.failure },
+  { ...SUMMARY, job_id: 'same', name: 'same', state: 'Stopped', generation: 1, created_at: NOW },
+  { ...SUMMARY, job_id: 'pre-bbb', name: 'b', state: 'Running', generation: 1, created_at: NOW },
+  { ...SUMMARY, job_id: 'pre-aaa2', name: 'a2', state: 'Running', generation: 1, created_at: NOW },
+  { ...SUMMARY, job_id: 'pre-aaa1', name: 'a1', state: 'Running', generation: 1, created_at: NOW },
+].sort((a, b) => (a.job_id < b.job_id ? 1 : -1));
+const KNOWN = new Set(JOBS.map((job) => job.job_id));
+
+/** Answers `weir.api.jobs.*` like the controller would; a job it does not know is `unknown_job`. */
 function fakeController(nc: NatsConnection, received: Received[]): void {
   const sub = nc.subscribe('weir.api.jobs.>');
   void (async () => {
@@ -72,26 +84,20 @@ function fakeController(nc: NatsConnection, received: Received[]): void {
       received.push({ subject: msg.subject, body });
       const parsed = parseSubject(msg.subject);
       const job = parsed?.params['job'];
-      if (job === 'nope') {
-        msg.respond(encode(errorReply('unknown_job', 'no job "nope"')));
+      if (job !== undefined && !KNOWN.has(job)) {
+        msg.respond(encode(errorReply('unknown_job', `no job ${JSON.stringify(job)}`)));
         continue;
       }
       switch (String(parsed?.name)) {
         case 'apiJobsCreate':
           msg.respond(encode({ v: 1, job_id: 'job-1', revision: 1 }));
           break;
-        case 'apiJobsList':
-          msg.respond(
-            encode({
-              v: 1,
-              data: [
-                { ...SUMMARY, job_id: 'job-2', name: 'bounded', state: 'Finished', generation: 1, created_at: NOW + 1, finish_time: NOW + 2 },
-                { ...SUMMARY, job_id: 'job-1', name: 'counter', state: 'Running', generation: 3, created_at: NOW },
-              ],
-              has_more: false,
-            }),
-          );
+        case 'apiJobsList': {
+          const { limit = 10, starting_after: after } = body as { limit?: number; starting_after?: string };
+          const page = JOBS.filter((j) => after === undefined || j.job_id < after);
+          msg.respond(encode({ v: 1, data: page.slice(0, limit), has_more: page.length > limit }));
           break;
+        }
         case 'apiJobGet':
           msg.respond(encode({ ...VIEW, job_id: job }));
           break;
@@ -229,16 +235,74 @@ describe('against a controller', () => {
     expect((received[0]?.body as { name: string }).name).toBe('counter');
   });
 
-  it('jobs list: a table, or JSON', async () => {
+  it('jobs list: a table with restarts and age, or JSON', async () => {
     expect(await weir('jobs', 'list')).toBe(0);
-    const lines = out.join('\n').split('\n');
-    expect(lines[0]).toMatch(/^JOB\s+NAME\s+STATE\s+GENERATION\s+CREATED$/);
-    expect(lines[1]).toMatch(/^job-2\s+bounded\s+Finished\s+1\s+2025-11-23T/);
-    expect(lines[2]).toMatch(/^job-1\s+counter\s+Running\s+3\s+/);
+    const text = out.join('\n');
+    const lines = text.split('\n');
+    expect(lines[0]).toMatch(/^JOB\s+NAME\s+STATE\s+GENERATION\s+RESTARTS\s+AGE$/);
+    // Created in November 2025: the age is days, in the CLI's one duration format.
+    expect(text).toMatch(/^job-2\s+bounded\s+Finished\s+1\s+0\s+\d+d\d\dh$/m);
+    expect(text).toMatch(/^job-1\s+counter\s+Running\s+3\s+2\s+\d+d\d\dh$/m);
     out = [];
-    expect(await weir('jobs', 'list', '--json', '--limit', '5', '--after', 'job-0')).toBe(0);
+    expect(await weir('jobs', 'list', '--json', '--limit', '5', '--after', 'job-3')).toBe(0);
     expect((JSON.parse(out[0]!) as { data: unknown[] }).data).toHaveLength(2);
-    expect(received.at(-1)?.body).toEqual({ v: 1, limit: 5, starting_after: 'job-0' });
+    expect(received.at(-1)?.body).toEqual({ v: 1, limit: 5, starting_after: 'job-3' });
+  });
+
+  it('jobs list -o wide adds the stop mode, owner, action, creation time, wait and failure', async () => {
+    expect(await weir('jobs', 'list', '-o', 'wide')).toBe(0);
+    const text = out.join('\n');
+    expect(text.split('\n')[0]).toMatch(/^JOB\s+NAME\s+STATE\s+GENERATION\s+RESTARTS\s+AGE\s+STOP\s+OWNER\s+ACTION\s+CREATED\s+WAITING\s+FAILURE$/);
+    expect(text).toMatch(/^job-1\s+counter\s+Running\s+3\s+2\s+\S+\s+none\s+ctl-a\s+Stop\s+2025-11-23T08:00:00\.000Z\s+-\s+worker lost$/m);
+    expect(text).toMatch(/^job-2\s+bounded\s+Finished\s+1\s+0\s+\S+\s+none\s+-\s+Stop\s+/m);
+    expect(await weir('jobs', 'list', '--output', 'wide')).toBe(0);
+    expect(await weir('jobs', 'list', '-o', 'yaml')).toBe(2);
+    expect(errLines()).toEqual(['weir jobs: -o must be wide, got "yaml" (see weir jobs --help)']);
+  });
+
+  it('jobs list --watch draws the list again when a job changes state, and ends on the signal (exit 0)', async () => {
+    const abort = new AbortController();
+    const lines: string[] = [];
+    const done = jobsCommand(['jobs', 'list', '--watch', '--json', '--nats', server.url], { out: (line) => lines.push(line), err: () => undefined, signal: abort.signal });
+    await eventually(() => expect(lines).toHaveLength(1));
+    const lists = () => received.filter((r) => r.subject === subjects.apiJobsList()).length;
+    const before = lists();
+    // A state event of any job: the list is read again at once (not after the 5 s refresh)...
+    nc.publish(subjects.jobState('job-1'), encode(stateEvent(1, 'Stopping', 'Running')));
+    await eventually(() => expect(lists()).toBe(before + 1), { timeoutMs: 2_000 });
+    // ...and printed again only when it changed (here it did not).
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ v: 1, has_more: false });
+    abort.abort();
+    expect(await done).toBe(0);
+  });
+
+  it.each(['SIGTERM', 'SIGINT'] as const)('jobs list --watch as a process: %s ends it with exit 0', async (signal) => {
+    const watcher = new WeirProcess('watch', ['jobs', 'list', '--watch', '--nats', server.url]);
+    try {
+      await eventually(() => expect(watcher.output()).toMatch(/^JOB\s+NAME/m), { timeoutMs: 20_000 });
+      const started = Date.now();
+      expect(await watcher.kill(signal)).toEqual({ code: 0, signal: null });
+      // At once, not at the next refresh nor after the CLI's linger.
+      expect(Date.now() - started).toBeLessThan(1_500);
+    } finally {
+      await watcher.kill('SIGKILL');
+    }
+  }, 30_000);
+
+  it('jobs list --watch on a terminal redraws in place, with the table', async () => {
+    const abort = new AbortController();
+    const lines: string[] = [];
+    const done = jobsCommand(['jobs', 'list', '--watch', '--nats', server.url], { out: (line) => lines.push(line), err: () => undefined, signal: abort.signal, tty: true });
+    await eventually(() => expect(lines).toHaveLength(1));
+    nc.publish(subjects.jobState('job-2'), encode(stateEvent(1, 'Stopping', 'Running')));
+    await eventually(() => expect(lines).toHaveLength(2), { timeoutMs: 2_000 });
+    for (const screen of lines) {
+      expect(screen.startsWith('\x1b[H\x1b[2J')).toBe(true);
+      expect(screen).toMatch(/^JOB\s+NAME\s+STATE\s+GENERATION\s+RESTARTS\s+AGE$/m);
+    }
+    abort.abort();
+    expect(await done).toBe(0);
   });
 
   it('jobs get: state, generation, restarts, failure and the action', async () => {
@@ -288,9 +352,40 @@ describe('against a controller', () => {
 
   it('an error reply prints code and message and exits 1', async () => {
     expect(await weir('jobs', 'get', 'nope')).toBe(1);
-    expect(errLines()).toEqual(['weir: unknown_job: no job "nope"']);
+    expect(errLines()).toEqual(['weir: unknown_job: no job "nope", and no job id starts with it']);
     expect(await weir('jobs', 'stop', 'nope', '--json')).toBe(1);
     expect(out).toEqual([]);
+  });
+
+  it('a unique prefix of a job id names the job: one request with the text, one listing, then the job', async () => {
+    expect(await weir('jobs', 'get', 'pre-b')).toBe(0);
+    expect(out.join('\n')).toMatch(/^job:\s+pre-bbb$/m);
+    expect(received.map((r) => r.subject)).toEqual([subjects.apiJobGet('pre-b'), subjects.apiJobsList(), subjects.apiJobGet('pre-bbb')]);
+    // The listing starts just above the prefix's range of ids.
+    expect(received[1]?.body).toEqual({ v: 1, limit: 11, starting_after: 'pre-b'.padEnd(64, 'z') });
+    received.length = 0;
+    expect(await weir('jobs', 'stop', 'pre-b', '--mode', 'graceful')).toBe(0);
+    expect(received.at(-1)).toEqual({ subject: subjects.apiJobConfig('pre-bbb'), body: { v: 1, stop: 'graceful' } });
+    expect(await weir('jobs', 'delete', 'pre-b')).toBe(0);
+    expect(out.at(-1)).toBe('deleted pre-bbb');
+  });
+
+  it('a whole id is one request, even when it is the prefix of another id', async () => {
+    expect(await weir('jobs', 'get', 'job-1')).toBe(0);
+    expect(received.map((r) => r.subject)).toEqual([subjects.apiJobGet('job-1')]);
+  });
+
+  it('an ambiguous prefix lists the candidates and changes nothing (exit 1)', async () => {
+    expect(await weir('jobs', 'stop', 'pre-a')).toBe(1);
+    expect(errLines()).toEqual(['weir: ambiguous_job: "pre-a" is the start of 2 job ids: pre-aaa2, pre-aaa1; give more of the id']);
+    expect(received.some((r) => r.subject.endsWith('.config') && r.subject !== subjects.apiJobConfig('pre-a'))).toBe(false);
+    expect(out).toEqual([]);
+  });
+
+  it('jobs watch takes a prefix too: it follows the job found', async () => {
+    expect(await weir('jobs', 'watch', 'pre-b', '--count', '1')).toBe(0);
+    expect(out[0]).toMatch(/ {2}pre-bbb {2}Running \(now\)/);
+    expect(errLines()).toContain(`watching ${subjects.jobState('pre-bbb')} on ${server.url} (Ctrl-C to stop)`);
   });
 
   function stateEvent(seq: number, state: JobStateEvent['state'], previous: JobStateEvent['state'] | null): JobStateEvent {
@@ -357,7 +452,7 @@ describe('against a controller', () => {
 
   it('jobs watch of an unknown job says so and exits 1', async () => {
     expect(await weir('jobs', 'watch', 'nope')).toBe(1);
-    expect(errLines()).toEqual(['weir: unknown_job: no job "nope"']);
+    expect(errLines()).toEqual(['weir: unknown_job: no job "nope", and no job id starts with it']);
     expect(out).toEqual([]);
   });
 

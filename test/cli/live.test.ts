@@ -190,7 +190,14 @@ describe('weir jobs errors', () => {
     expect(JSON.parse((await run('jobs', 'errors', quiet, '--json')).out[0]!)).toEqual({ data: [], has_more: false, next_cursor: null });
     const unknown = await run('jobs', 'errors', 'no-such-job');
     expect(unknown.code).toBe(1);
-    expect(unknown.err).toEqual(['weir: unknown_job: no job "no-such-job"']);
+    expect(unknown.err).toEqual(['weir: unknown_job: no job "no-such-job", and no job id starts with it']);
+  });
+
+  it('takes a unique prefix of the job id', async () => {
+    const prefix = id.slice(0, -4);
+    const { code, out } = await run('jobs', 'errors', prefix, '--json');
+    expect(code).toBe(0);
+    expect((JSON.parse(out[0]!) as ErrorsPage).data).toHaveLength(3);
   });
 });
 
@@ -225,6 +232,22 @@ describe('weir jobs tail', () => {
     const after = await run('jobs', 'tail', id);
     expect(after.code).toBe(0);
     expect(after.err.join('')).toContain('is Finished');
+  }, 30_000);
+
+  it('shows each row well within a second of its emission, not once a batch has filled', async () => {
+    // Two rows a second into a preview sink of batches of 100: a full batch would take 50 s.
+    const id = await create(pipelineFile('slow', impulseToPreview('slow', { rate: 2 })));
+    await reach(id, 'Running');
+    const arrivals: Array<{ at: number; ts: number }> = [];
+    const done = jobsCommand(['jobs', 'tail', id.slice(0, -4), '--count', '3', '--nats', server.url], {
+      out: (line) => arrivals.push({ at: Date.now(), ts: (JSON.parse(line) as { ts: number }).ts }),
+      err: () => undefined,
+    });
+    expect(await done).toBe(0);
+    expect(arrivals).toHaveLength(3);
+    // Well under a second (the sink lingers 50 ms); the bound leaves room for a loaded machine.
+    for (const { at, ts } of arrivals) expect(at - ts / 1000).toBeLessThan(1_500);
+    expect((await run('jobs', 'stop', id, '--mode', 'immediate')).code).toBe(0);
   }, 30_000);
 
   it('an AbortSignal (Ctrl-C) ends it; an unknown job is exit 1', async () => {

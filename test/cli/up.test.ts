@@ -1,8 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { stripVTControlCharacters } from 'node:util';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterEach, describe, expect } from 'vitest';
-import { encode } from '../../src/protocol/index.js';
+import { encode, subjects } from '../../src/protocol/index.js';
+import { freePort } from '../../src/shared/free-port.js';
+import { requestJson } from '../support/cluster.js';
 import type { NatsServerHandle } from '../support/nats-server.js';
 import { connectTo, eventually } from '../support/nats.js';
 import { testWithNatsServer } from '../support/nats-fixtures.js';
@@ -26,9 +32,13 @@ interface Up {
 const started: Up[] = [];
 
 function startUp(url: string, ...args: string[]): Up {
+  return startUpWith({ NATS_URL: url, WEIR_LOG_LEVEL: 'warn' }, ...args);
+}
+
+function startUpWith(env: Record<string, string>, ...args: string[]): Up {
   const proc = spawn(process.execPath, ['--import', 'tsx', MAIN, 'up', ...args], {
     cwd: ROOT,
-    env: { ...process.env, NATS_URL: url, WEIR_LOG_LEVEL: 'warn' },
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];
@@ -82,6 +92,54 @@ describe('weir up', () => {
     for (const pid of pids) expect(alive(pid)).toBe(false);
     await expect(fetch(`${api}/ping`)).rejects.toThrow();
   }, 60_000);
+
+  it('starts nats-server on the port NATS_URL names; pretty, coloured logs; a job run and stopped, then Ctrl-C: no warning anywhere', async () => {
+    const port = await freePort();
+    const dataDir = mkdtempSync(join(tmpdir(), 'weir-up-'));
+    const up = startUpWith(
+      { NATS_URL: `nats://localhost:${port}`, WEIR_LOG_LEVEL: 'info', FORCE_COLOR: '1', WEIR_API_TOKEN: '', WEIR_SHUTDOWN_TIMEOUT_MS: '8000' },
+      '--log-format',
+      'pretty',
+      '--api-port',
+      '0',
+      '--data-dir',
+      dataDir,
+    );
+    await eventually(() => expect(up.output.join('')).toContain('weir up: everything runs'), { timeoutMs: 40_000, intervalMs: 100 });
+    const text = () => up.output.join('');
+    expect(text()).toContain(`NATS        nats://127.0.0.1:${port} (nats-server under weir guard`);
+    const consoleUrl = /^Console: (http:\/\/127\.0\.0\.1:\d+\/)$/m.exec(text())?.[1];
+    expect(consoleUrl, text()).toBeDefined();
+    expect(text()).toContain(`API: ${consoleUrl}api/v1`);
+    // Readable and coloured: the child's name, then pino-pretty's time, level and message.
+    const plain = stripVTControlCharacters(text());
+    expect(text()).toContain('\x1b[');
+    expect(plain).toMatch(/^controller +\[\d\d:\d\d:\d\d\.\d{3}\] INFO: controller started /m);
+    expect(plain).not.toMatch(/^\{"level"/m);
+
+    const nc = await connectTo(`nats://127.0.0.1:${port}`, 'up-test');
+    try {
+      const counter = JSON.parse(readFileSync(new URL('../../examples/counter.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+      const created = await requestJson(nc, subjects.apiJobsCreate(), counter, 10_000);
+      const jobId = created['job_id'] as string;
+      const state = async () => (await requestJson(nc, subjects.apiJobGet(jobId), { v: 1 }, 10_000))['state'];
+      await eventually(async () => expect(await state()).toBe('Running'), { timeoutMs: 30_000, intervalMs: 200 });
+      // A stop with a final checkpoint: the tasks end by themselves before the controller's stop reaches them.
+      expect((await requestJson(nc, subjects.apiJobConfig(jobId), { v: 1, stop: 'checkpoint' }, 10_000)).error).toBeUndefined();
+      await eventually(async () => expect(await state()).toBe('Stopped'), { timeoutMs: 30_000, intervalMs: 200 });
+      // A moment for what follows a stop (the workers' next heartbeats).
+      await sleep(1_000);
+    } finally {
+      await nc.close();
+    }
+    up.proc.kill('SIGINT');
+    expect(await up.exit, text().slice(-3_000)).toBe(0);
+    const after = stripVTControlCharacters(text());
+    expect(after).toContain('stopping the API, then the controller, then the workers, then nats-server');
+    // Nor a warning of Node's own (a deprecation, say), which a child writes to stderr as plain text.
+    const warnings = after.split('\n').filter((line) => /\] (WARN|ERROR|FATAL): /.test(line) || /\(node:\d+\)|Warning|DEP\d{3}/.test(line) || /^weir up: .*(did not|exited with|unexpectedly)/.test(line));
+    expect(warnings).toEqual([]);
+  }, 120_000);
 
   it('a child that dies shuts everything down with a non-zero exit', async () => {
     // A stand-in controller answers the readiness probe, so this holds with or without `weir controller`.

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { eventually } from '../support/nats.js';
 import { validateGraph, type DataRecord, type JsonValue } from '../../src/protocol/index.js';
 import { instantiate, OPERATORS, UserError, type OperatorContext, type OperatorInstance } from '../../src/worker/index.js';
 import { impulseCountGraph } from '../support/pipelines.js';
@@ -121,6 +122,22 @@ describe('sinks', () => {
     expect(p.instance.snapshot()).toEqual({ count: 3 });
     expect(p.rows).toEqual([0, 1, 2].map((i) => ({ key: 'k', value: i, ts: i })));
     await p.instance.close();
+  });
+
+  it('preview sends a batch that is not full once its first row has waited linger_ms', async () => {
+    const p = open('preview', { batch_size: 100, linger_ms: 20 });
+    await p.ready;
+    await p.instance.process!({ value: 1, ts: 1 });
+    await p.instance.process!({ value: 2, ts: 2 });
+    expect(p.rows).toEqual([]);
+    await eventually(() => expect(p.rows).toEqual([{ value: 1, ts: 1 }, { value: 2, ts: 2 }]), { timeoutMs: 1_000, intervalMs: 5 });
+    // A full batch goes at once, and leaves no timer behind.
+    const q = open('preview', { batch_size: 1, linger_ms: 60_000 });
+    await q.ready;
+    await q.instance.process!({ value: 3, ts: 3 });
+    expect(q.rows).toEqual([{ value: 3, ts: 3 }]);
+    await p.instance.close();
+    await q.instance.close();
   });
 
   it('log counts records', async () => {

@@ -36,6 +36,7 @@ import { DEFAULT_CAPACITY, SseConnection, type SseEvent } from '../sse/connectio
 import { jobEventsHubs, type EventsSubscriber, type JobEventsHub, type TransitionRow } from '../sse/job-events.js';
 import { jobOutputHubs, type JobOutputHub, type OutputSubscriber } from '../sse/job-output.js';
 import { microsFromMs } from '../../shared/micros.js';
+import { logRequest } from '../request-log.js';
 
 export interface StreamDeps {
   nc: NatsConnection;
@@ -195,6 +196,8 @@ export function createStreams(deps: StreamDeps): Streams {
     heartbeat.unref();
     conn.open(replyHeaders(reply));
     conn.send({ retry: RECONNECT_MS });
+    // A hijacked reply skips Fastify's onResponse hook, which logs every other request.
+    logRequest(reply, 'event stream opened');
     return true;
   }
 

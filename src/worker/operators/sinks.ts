@@ -39,11 +39,13 @@ export const log = defineOperator({
 
 /**
  * Hands each record (as `{key?, value, ts}`) to `ctx.output` in batches; a batch is flushed when full,
- * at every snapshot (so a checkpoint never holds rows back) and on close.
+ * when its first row has waited `linger_ms`, at every snapshot (so a checkpoint never holds rows back)
+ * and on close.
  */
 class PreviewSink implements OperatorInstance {
   private ctx!: OperatorContext;
   private rows: JsonValue[] = [];
+  private linger: NodeJS.Timeout | undefined;
   count = 0;
   constructor(private readonly config: PreviewConfig) {}
   open(ctx: OperatorContext): void {
@@ -54,8 +56,20 @@ class PreviewSink implements OperatorInstance {
     this.count++;
     this.rows.push(record.key === undefined ? { value: record.value, ts: record.ts } : { key: record.key, value: record.value, ts: record.ts });
     if (this.rows.length >= this.config.batch_size) this.flush();
+    else this.linger ??= setTimeout(() => this.lingered(), this.config.linger_ms);
+  }
+  private lingered(): void {
+    this.linger = undefined;
+    try {
+      this.flush();
+    } catch (err) {
+      // Preview rows are a core NATS publish at most once; a connection that failed fails the subtask by itself.
+      (this.ctx.logger ?? fallbackLogger()).debug({ err, job: this.ctx.jobId, node: this.ctx.nodeId }, 'preview rows dropped');
+    }
   }
   private flush(): void {
+    clearTimeout(this.linger);
+    this.linger = undefined;
     if (this.rows.length === 0) return;
     const rows = this.rows;
     this.rows = [];
