@@ -9,6 +9,7 @@ RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY machines ./machines
 COPY src ./src
+COPY console ./console
 RUN npm run build
 
 FROM node:20-bookworm-slim

@@ -310,7 +310,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
           ...controllerChildren.map((c) => `  ${c.name.padEnd(10)}  pid ${c.proc.pid}`),
           ...workerChildren.map((w) => `  ${w.name.padEnd(10)}  pid ${w.proc.pid} (slots: ${slots})`),
           `  api         pid ${apiChild.proc.pid} (${api.token === null ? 'no token: loopback only' : 'bearer token required'})`,
-          `API: ${apiUrl}`,
+          `Console: ${apiUrl.slice(0, -'api/v1'.length)}   API: ${apiUrl}   API docs: ${apiUrl}/docs`,
           `Try, in another terminal:`,
           `  ${nats}weir submit examples/counter.json     # runs until stopped`,
           `  ${nats}weir submit examples/bounded.json     # finishes by itself`,
