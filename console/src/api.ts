@@ -12,6 +12,7 @@ import type {
   ErrorPage,
   JobEvent,
   JobList,
+  JobsEvent,
   OperatorCheckpointGroupList,
   OperatorMetricGroupList,
   OutputEvent,
@@ -142,6 +143,14 @@ function follow<E extends { type: string; data: unknown }>(path: string, types: 
 /** A job's current state, then its transitions as they happen; resumes after a drop without losing any. */
 export function followJobEvents(id: string, handlers: FollowHandlers<JobEvent>, lastEventId?: string): EventStream {
   return follow(`${jobPath(id)}/events`, ['state', 'transition', 'dropped', 'end'], handlers, lastEventId);
+}
+
+/**
+ * Every job's transitions and deletions (the jobs list): `ready` on each (re)connection, after which
+ * load what the page shows; transitions missed while disconnected are replayed, deletions are not.
+ */
+export function followAllJobEvents(handlers: FollowHandlers<JobsEvent>): EventStream {
+  return follow('/jobs/events', ['ready', 'transition', 'deleted', 'dropped', 'end'], handlers);
 }
 
 /** The rows of a Running job's preview sinks; the stream closes itself after `done` or `end`. */

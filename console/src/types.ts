@@ -32,6 +32,18 @@ export type JobEvent =
   | { type: 'dropped'; data: { count: number } }
   | { type: 'end'; data: { reason: string } };
 
+/**
+ * GET /jobs/events (every job): `ready` first (its id the log position after which every transition
+ * follows: load the list after it), then `transition`s in log order and `deleted` (not replayed on
+ * resume: reload the list on reconnect).
+ */
+export type JobsEvent =
+  | { type: 'ready'; data: { seq: number } }
+  | { type: 'transition'; data: TransitionEventData }
+  | { type: 'deleted'; data: { job_id: string } }
+  | { type: 'dropped'; data: { count: number } }
+  | { type: 'end'; data: { reason: string } };
+
 /** One batch of a preview sink's rows. */
 export interface OutputRows {
   operator_id: string;

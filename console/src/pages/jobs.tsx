@@ -1,35 +1,136 @@
 /**
  * The jobs list (`/` and `/jobs`): every pipeline's job, newest first, a page at a time, with the one
- * action the API says a UI may offer now.
+ * action the API says a UI may offer now. Live without polling: the page follows every job's transitions
+ * (`GET /jobs/events`), shows each one at once, and reads the rows it touched again for what a
+ * transition does not carry (restarts, the action, the last checkpoint).
  */
-import { useEffect, useState } from 'preact/hooks';
-import { listCheckpoints, listPipelines, patchPipeline } from '../api.js';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { ApiError, followAllJobEvents, getPipeline, listCheckpoints, listPipelines, patchPipeline } from '../api.js';
 import { showError } from '../components/error-banner.js';
 import { StateBadge } from '../components/state-badge.js';
 import { ageOf, timeOf } from '../format.js';
 import { Link, navigate, type PageProps } from '../router.js';
-import type { PipelineResponse } from '../types.js';
+import type { JobsEvent, PipelineResponse } from '../types.js';
 
 export const PAGE_SIZE = 20;
+/** Transitions come in bursts (Created → Compiling → Scheduling → Running): rows are read again once per burst. */
+const REFRESH_DELAY_MS = 250;
+/** The ages shown move on with the clock, not with the API. */
+const CLOCK_TICK_MS = 15_000;
+
+type Live = 'connecting' | 'live' | 'reconnecting' | 'off';
 
 export function JobsPage({ query }: PageProps) {
   const after = query.get('after') ?? undefined;
   const [rows, setRows] = useState<PipelineResponse[] | null>(null);
   const [hasMore, setHasMore] = useState(false);
   const [failure, setFailure] = useState<string | null>(null);
+  const [live, setLive] = useState<Live>('connecting');
+  const now = useClock(CLOCK_TICK_MS);
+  /** The ids on the page, for the stream's handler (which outlives renders). */
+  const shown = useRef(new Set<string>());
 
   useEffect(() => {
     const abort = new AbortController();
-    listPipelines({ limit: PAGE_SIZE, startingAfter: after }, abort.signal)
-      .then((page) => {
-        setRows(page.data);
-        setHasMore(page.has_more);
-        setFailure(null);
-      })
-      .catch((err: unknown) => {
-        if (!abort.signal.aborted) setFailure(err instanceof Error ? err.message : String(err));
-      });
-    return () => abort.abort();
+    let loads = 0;
+    let loaded = false;
+    const stale = new Set<string>();
+    let refreshTimer: ReturnType<typeof setTimeout> | undefined;
+    let reloadTimer: ReturnType<typeof setTimeout> | undefined;
+
+    const show = (next: PipelineResponse[]) => {
+      shown.current = new Set(next.map((row) => row.id));
+      setRows(next);
+    };
+
+    function load(): void {
+      const mine = ++loads;
+      listPipelines({ limit: PAGE_SIZE, startingAfter: after }, abort.signal)
+        .then((page) => {
+          if (mine !== loads) return;
+          loaded = true;
+          show(page.data);
+          setHasMore(page.has_more);
+          setFailure(null);
+        })
+        .catch((err: unknown) => {
+          if (!abort.signal.aborted && mine === loads) setFailure(messageOf(err));
+        });
+    }
+
+    /** A new job on the first page, or a row gone: the page is read again (once per burst). */
+    function reloadSoon(): void {
+      clearTimeout(reloadTimer);
+      reloadTimer = setTimeout(load, REFRESH_DELAY_MS);
+    }
+
+    function refreshSoon(id: string): void {
+      stale.add(id);
+      if (refreshTimer !== undefined) return;
+      refreshTimer = setTimeout(() => {
+        refreshTimer = undefined;
+        const ids = [...stale];
+        stale.clear();
+        for (const rowId of ids) {
+          getPipeline(rowId, abort.signal)
+            .then((row) => setRows((current) => current?.map((r) => (r.id === row.id ? row : r)) ?? null))
+            .catch((err: unknown) => {
+              if (err instanceof ApiError && err.status === 404) reloadSoon();
+            });
+        }
+      }, REFRESH_DELAY_MS);
+    }
+
+    function onEvent(event: JobsEvent): void {
+      switch (event.type) {
+        case 'ready':
+          // Every transition after this point reaches the page: read the list now, and nothing falls between.
+          setLive('live');
+          load();
+          break;
+        case 'transition': {
+          const { job_id, to, generation } = event.data;
+          if (shown.current.has(job_id)) {
+            setRows((current) => current?.map((r) => (r.id === job_id ? { ...r, job: { ...r.job, state: to, run_id: generation } } : r)) ?? null);
+            refreshSoon(job_id);
+          } else if (after === undefined) {
+            reloadSoon();
+          }
+          break;
+        }
+        case 'deleted':
+          if (shown.current.has(event.data.job_id)) reloadSoon();
+          break;
+        case 'dropped':
+        case 'end':
+          // The stream ends after these and reconnects by itself (`ready` again).
+          setLive('reconnecting');
+          break;
+      }
+    }
+
+    setRows(null);
+    setLive('connecting');
+    const stream = followAllJobEvents({
+      event: onEvent,
+      error(err, retrying) {
+        setLive(retrying ? 'reconnecting' : 'off');
+        if (err instanceof ApiError && err.status === 401) {
+          // The token prompt was cancelled: asking again at once would only reopen it.
+          setFailure('The API needs its token: reload the page to enter it.');
+          return;
+        }
+        // Without the stream the page still shows the list, just not live.
+        if (!loaded) load();
+        if (!retrying) setFailure(`Live updates stopped: ${err.message}`);
+      },
+    });
+    return () => {
+      abort.abort();
+      stream.close();
+      clearTimeout(refreshTimer);
+      clearTimeout(reloadTimer);
+    };
   }, [after]);
 
   const replace = (next: PipelineResponse) => setRows((current) => current?.map((row) => (row.id === next.id ? next : row)) ?? null);
@@ -38,15 +139,16 @@ export function JobsPage({ query }: PageProps) {
     <section>
       <div class="page-head">
         <h1>Jobs</h1>
+        <span class={`live live-${live}`} role="status">
+          {LIVE_TEXT[live]}
+        </span>
         <Link class="button" href="/create">
           Create a pipeline
         </Link>
       </div>
       {failure !== null && <p class="notice error">{failure}</p>}
       {rows === null && failure === null && <p class="muted">Loading…</p>}
-      {rows !== null && rows.length === 0 && (
-        <p class="muted">{after === undefined ? 'No jobs yet.' : 'No older jobs.'}</p>
-      )}
+      {rows !== null && rows.length === 0 && <p class="muted">{after === undefined ? 'No jobs yet.' : 'No older jobs.'}</p>}
       {rows !== null && rows.length > 0 && (
         <div class="table-wrap">
           <table class="jobs">
@@ -63,7 +165,7 @@ export function JobsPage({ query }: PageProps) {
             </thead>
             <tbody>
               {rows.map((row) => (
-                <JobRow key={row.id} row={row} onChange={replace} />
+                <JobRow key={row.id} row={row} now={now} onChange={replace} />
               ))}
             </tbody>
           </table>
@@ -81,7 +183,28 @@ export function JobsPage({ query }: PageProps) {
   );
 }
 
-function JobRow({ row, onChange }: { row: PipelineResponse; onChange: (next: PipelineResponse) => void }) {
+const LIVE_TEXT: Record<Live, string> = {
+  connecting: 'Connecting…',
+  live: 'Live',
+  reconnecting: 'Reconnecting…',
+  off: 'Not live',
+};
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The time now, moving every `ms`: for ages, which change with the clock and not with the data. */
+function useClock(ms: number): number {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), ms);
+    return () => clearInterval(timer);
+  }, [ms]);
+  return now;
+}
+
+function JobRow({ row, now, onChange }: { row: PipelineResponse; now: number; onChange: (next: PipelineResponse) => void }) {
   const job = row.job;
   return (
     <tr>
@@ -96,9 +219,9 @@ function JobRow({ row, onChange }: { row: PipelineResponse; onChange: (next: Pip
       </td>
       <td class="num">{job.run_id}</td>
       <td class="num">{job.restarts}</td>
-      <td title={timeOf(row.created_at)}>{ageOf(row.created_at)}</td>
+      <td title={timeOf(row.created_at)}>{ageOf(row.created_at, now)}</td>
       <td>
-        <LastCheckpoint id={row.id} generation={job.run_id} />
+        <LastCheckpoint id={row.id} state={job.state} generation={job.run_id} now={now} />
       </td>
       <td>
         <ActionButton row={row} onChange={onChange} />
@@ -107,22 +230,32 @@ function JobRow({ row, onChange }: { row: PipelineResponse; onChange: (next: Pip
   );
 }
 
-function LastCheckpoint({ id, generation }: { id: string; generation: number }) {
-  const [text, setText] = useState<{ label: string; title: string } | null>(null);
+/**
+ * The newest checkpoint that is not in progress, read when the row appears and again when its job moves
+ * (a stop or a restart takes one). Checkpoints between transitions are not streamed to lists.
+ */
+function LastCheckpoint({ id, state, generation, now }: { id: string; state: string; generation: number; now: number }) {
+  const [newest, setNewest] = useState<{ epoch: number; status: string; start: number; end: number } | null | 'none' | 'unreadable'>(null);
   useEffect(() => {
     const abort = new AbortController();
     listCheckpoints(id, {}, abort.signal)
       .then(({ data }) => {
-        const newest = data.find((c) => c.status !== 'inprogress');
-        setText(newest === undefined ? { label: '—', title: 'none yet' } : { label: `#${newest.epoch}, ${ageOf(newest.finish_time ?? newest.start_time)} ago`, title: `${newest.status}, ${timeOf(newest.start_time)}` });
+        const found = data.find((c) => c.status !== 'inprogress');
+        setNewest(found === undefined ? 'none' : { epoch: found.epoch, status: found.status, start: found.start_time, end: found.finish_time ?? found.start_time });
       })
       .catch(() => {
-        if (!abort.signal.aborted) setText({ label: '?', title: 'could not be read' });
+        if (!abort.signal.aborted) setNewest('unreadable');
       });
     return () => abort.abort();
-  }, [id, generation]);
-  if (text === null) return <span class="muted">…</span>;
-  return <span title={text.title}>{text.label}</span>;
+  }, [id, state, generation]);
+  if (newest === null) return <span class="muted">…</span>;
+  if (newest === 'none') return <span class="muted">none yet</span>;
+  if (newest === 'unreadable') return <span class="muted" title="The checkpoints could not be read">?</span>;
+  return (
+    <span title={`${newest.status}, started ${timeOf(newest.start)}`}>
+      #{newest.epoch}, {ageOf(newest.end, now)} ago
+    </span>
+  );
 }
 
 /**
