@@ -75,3 +75,21 @@ describe("the metrics panel's series", () => {
     expect(series.operators[1]?.recordsIn).toEqual([null, 10, 20]);
   });
 });
+
+describe('the metrics grid with subtasks reporting at their own moments', () => {
+  it('ends at the earliest last sample of the subtasks still reporting, so the newest rate is not cut short', () => {
+    // Two subtasks at 100 records/s, reporting 0.4 s apart; a third stopped long ago (finished).
+    const steady = (offset: number) => Array.from({ length: 11 }, (_, i) => sample(i + offset, 100 * (i + offset)));
+    const finished = [sample(0, 0), sample(1, 50), sample(2, 60)];
+    const op = operator('a', [steady(0), steady(0.4), finished]);
+    const grid = sampleGrid([op]);
+    expect((grid.at(-1)! - T0) / S).toBeCloseTo(10);
+    // Whole steps back from the end, none before every steady subtask has reported (0.4 s).
+    expect(grid.map((t) => Math.round((t - T0) / S))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const rates = rateSeries([op]).operators[0]!.recordsIn;
+    // Past the finished subtask's last sample, only the two steady ones count: 200/s to the very end.
+    expect(rates.at(-1)).toBeCloseTo(200);
+    expect(rates[1]).toBeCloseTo(210);
+    expect(rates.slice(2).every((r) => r !== null && Math.abs(r - 200) < 1e-6)).toBe(true);
+  });
+});

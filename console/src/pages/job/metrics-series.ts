@@ -68,23 +68,36 @@ export function typicalInterval(groups: readonly OperatorMetrics[]): number | nu
   return gaps[Math.floor(gaps.length / 2)] as number;
 }
 
-/** The grid: from the earliest sample to the latest, in steps of at least the typical interval, at most `maxPoints` points. */
+/**
+ * The grid: over the span every reporting subtask covers, in steps of at least the typical interval, at
+ * most `maxPoints` points. It ends at the earliest last sample among the subtasks still reporting (whose
+ * last sample is within two intervals of the newest), so the newest point is not read while some of
+ * them have yet to report it; a subtask that stopped long ago (finished) holds its total instead. The
+ * start is chosen the same way.
+ */
 export function sampleGrid(groups: readonly OperatorMetrics[], maxPoints = DEFAULT_MAX_POINTS): number[] {
-  let start = Infinity;
-  let end = -Infinity;
+  const interval = typicalInterval(groups);
+  if (interval === null) return [];
+  const firsts: number[] = [];
+  const lasts: number[] = [];
   for (const group of groups) {
     for (const subtask of group.subtasks) {
       const first = subtask.samples[0];
       const last = subtask.samples[subtask.samples.length - 1];
-      if (first !== undefined) start = Math.min(start, first.at);
-      if (last !== undefined) end = Math.max(end, last.at);
+      if (first !== undefined && last !== undefined) {
+        firsts.push(first.at);
+        lasts.push(last.at);
+      }
     }
   }
-  const interval = typicalInterval(groups);
-  if (!Number.isFinite(start) || interval === null || end <= start) return [];
+  const newest = Math.max(...lasts);
+  const oldest = Math.min(...firsts);
+  const end = Math.min(...lasts.filter((t) => t >= newest - 2 * interval));
+  const start = Math.max(...firsts.filter((t) => t <= oldest + 2 * interval));
+  if (!(end > start)) return [];
   const step = Math.max(interval, (end - start) / Math.max(1, maxPoints - 1));
   const grid: number[] = [];
-  // From the end backwards, so the newest point is the newest sample.
+  // From the end backwards, so the newest point is the end.
   for (let t = end; t >= start - 1e-6; t -= step) grid.push(t);
   return grid.reverse();
 }
