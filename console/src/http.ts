@@ -53,6 +53,7 @@ async function errorOf(res: Response): Promise<ApiError> {
  * tries again, as often as the user answers; cancelling the prompt fails with a 401 `ApiError`.
  */
 export async function apiFetch(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
+  if (currentToken() === null && tokenRequired()) await tokenOrApiError('The weir API needs its bearer token.');
   for (;;) {
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
     const token = currentToken();
@@ -73,12 +74,25 @@ export async function apiFetch(method: string, path: string, options: RequestOpt
     const error = await errorOf(res);
     if (res.status !== 401) throw error;
     clearToken();
-    try {
-      await askForToken(token === null ? 'The weir API needs its bearer token.' : `The token was refused: ${error.message}.`);
-    } catch (err) {
-      if (err instanceof TokenCancelledError) throw new ApiError(401, err.message);
-      throw err;
-    }
+    await tokenOrApiError(token === null ? 'The weir API needs its bearer token.' : `The token was refused: ${error.message}.`);
+  }
+}
+
+/**
+ * Whether the page says the API wants a token (the server adds `<meta name="weir-auth" content="bearer">`
+ * then): asking before the first request spares the browser a 401, which it would log as an error.
+ */
+function tokenRequired(): boolean {
+  return document.querySelector('meta[name="weir-auth"]')?.getAttribute('content') === 'bearer';
+}
+
+/** The user's answer to the token prompt; cancelling it is a 401. */
+async function tokenOrApiError(reason: string): Promise<void> {
+  try {
+    await askForToken(reason);
+  } catch (err) {
+    if (err instanceof TokenCancelledError) throw new ApiError(401, err.message);
+    throw err;
   }
 }
 

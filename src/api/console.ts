@@ -2,13 +2,17 @@
  * The web console (console/, built by `npm run build` into dist/console/) served at `/`, on the API's own
  * origin, so the browser needs no CORS and sends its token to the same server it loaded the page from.
  *
- * The built files are read when the API starts: each is a route of its own (no wildcard route, so a POST to
- * an unknown `/api/v1` path still answers 404 or 405, not "use GET"). A GET of any other path that is not
- * the API's and does not name a file is a page of the console's router (`/jobs/42`): it gets index.html.
+ * Vite's content-named files are served from `/assets/*`; the build's other files (none yet; anything
+ * in console/public/) are each a route of their own, found when the API starts. No route covers all
+ * paths, so a POST to an unknown `/api/v1` path still answers 404, not "use GET". A GET of any other path
+ * that is not the API's and does not name a file is a page of the console's router (`/jobs/42`): it gets
+ * index.html, read again on each request so that a rebuild under a running API is served at once (a new
+ * build of the same files, that is: a file added to the build's top folder needs a restart).
  * Without a build (running from source, as the tests do) the API starts all the same and `/` says how to
  * build the console.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
@@ -55,48 +59,78 @@ function isConsolePath(path: string, isServerPath: (path: string) => boolean): b
   return !path.slice(path.lastIndexOf('/') + 1).includes('.');
 }
 
-function sendPage(reply: FastifyReply, html: string): void {
-  void reply.code(200).type('text/html; charset=utf-8').header('cache-control', 'no-cache').header('content-security-policy', CONSOLE_CSP).send(html);
+function sendPage(reply: FastifyReply, html: string): FastifyReply {
+  return reply.code(200).type('text/html; charset=utf-8').header('cache-control', 'no-cache').header('content-security-policy', CONSOLE_CSP).send(html);
+}
+
+/**
+ * Tells the console that the API wants a token, so it asks for one before its first request instead of
+ * meeting a 401 (which the browser would log as an error). It says nothing about the token itself.
+ */
+export const AUTH_META = '<meta name="weir-auth" content="bearer">';
+
+function withAuthMeta(html: string): string {
+  const at = html.indexOf('</head>');
+  return at === -1 ? html : `${html.slice(0, at)}${AUTH_META}\n${html.slice(at)}`;
 }
 
 /**
  * The console in `dir` (a built dist/console), or the not-built page when `dir` is null or holds no
  * index.html. Paths `isServerPath` claims are never the console's.
  */
-export function consoleSite(dir: string | null, isServerPath: (path: string) => boolean): ConsoleSite {
+export function consoleSite(dir: string | null, isServerPath: (path: string) => boolean, options: { authRequired: boolean }): ConsoleSite {
   const indexPath = dir === null ? null : join(dir, 'index.html');
   const builtDir = indexPath !== null && existsSync(indexPath) ? dir : null;
-  const page = indexPath !== null && builtDir !== null ? readFileSync(indexPath, 'utf8') : NOT_BUILT_PAGE;
+  const asPage = (html: string) => (options.authRequired ? withAuthMeta(html) : html);
+  let lastPage = indexPath !== null && builtDir !== null ? asPage(readFileSync(indexPath, 'utf8')) : NOT_BUILT_PAGE;
+
+  /** index.html as it is now; while a rebuild has removed it, the last one read. */
+  async function page(): Promise<string> {
+    if (indexPath === null || builtDir === null) return lastPage;
+    try {
+      lastPage = asPage(await readFile(indexPath, 'utf8'));
+    } catch {
+      // Mid-rebuild: the last page read serves until the new one is there.
+    }
+    return lastPage;
+  }
+
+  const serveIndex = async (_request: FastifyRequest, reply: FastifyReply) => sendPage(reply, await page());
 
   return {
     dir: builtDir,
     routes: async (app) => {
-      if (builtDir === null) {
-        app.get('/', { schema: { hide: true } }, (_request, reply) => sendPage(reply, page));
-        return;
-      }
+      // index.html goes out with its CSP (and the auth hint), at `/` and at every path of the console's router (`fallback`).
+      app.get('/', { schema: { hide: true } }, serveIndex);
+      if (builtDir === null) return;
       const assetsDir = join(builtDir, HASHED_ASSETS);
+      // Several registrations of the plugin, each with its own root, need `decorateReply: false`.
+      const common = { decorateReply: false, index: false, cacheControl: false } as const;
+      if (existsSync(assetsDir)) {
+        await app.register(fastifyStatic, {
+          ...common,
+          root: assetsDir,
+          prefix: HASHED_ASSETS,
+          setHeaders: (res) => {
+            res.setHeader('cache-control', 'public, max-age=31536000, immutable');
+          },
+        });
+      }
       await app.register(fastifyStatic, {
+        ...common,
         root: builtDir,
-        // One route per file found now: see the comment at the top.
         wildcard: false,
-        index: false,
-        decorateReply: false,
-        // Our own cache-control below, per file.
-        cacheControl: false,
-        setHeaders(res, path) {
-          res.setHeader('cache-control', path.startsWith(assetsDir) ? 'public, max-age=31536000, immutable' : 'no-cache');
-          if (path.endsWith('.html')) res.setHeader('content-security-policy', CONSOLE_CSP);
+        globIgnore: ['index.html', `${HASHED_ASSETS.slice(1)}**`],
+        setHeaders: (res) => {
+          res.setHeader('cache-control', 'no-cache');
         },
       });
-      // index.html goes out with its CSP, at `/` and at every path of the console's router (`fallback`).
-      app.get('/', { schema: { hide: true } }, (_request, reply) => sendPage(reply, page));
     },
     fallback: (request, reply) => {
       if (request.method !== 'GET' && request.method !== 'HEAD') return false;
       const path = request.url.split('?')[0] ?? request.url;
       if (!isConsolePath(path, isServerPath)) return false;
-      sendPage(reply, page);
+      void serveIndex(request, reply);
       return true;
     },
   };

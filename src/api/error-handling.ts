@@ -90,7 +90,8 @@ export function installNotFound(app: FastifyInstance, fallback: (request: Fastif
     if (fallback(request, reply)) return reply;
     const path = request.url.split('?')[0] ?? request.url;
     const allowed = [...new Set(routes.filter((r) => r.matcher.test(path)).map((r) => r.method))];
-    if (allowed.length > 0) {
+    // A route that takes the method but found nothing (a static file that is gone) is a 404, not a 405.
+    if (allowed.length > 0 && !allowed.includes(request.method)) {
       return sendError(reply, 405, `${request.method} is not allowed on ${path}; use ${allowed.join(', ')}`, { allow: allowed.join(', ') });
     }
     return sendError(reply, 404, `no route ${request.method} ${path}`);

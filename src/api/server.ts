@@ -94,7 +94,7 @@ export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Prom
   app.setErrorHandler(errorHandler);
   // Bodies are JSON only; a text/plain body is a 415, not a string the schema then rejects.
   app.removeContentTypeParser('text/plain');
-  const site = consoleSite(options.consoleDir === undefined ? defaultConsoleDir() : options.consoleDir, isServerPath);
+  const site = consoleSite(options.consoleDir === undefined ? defaultConsoleDir() : options.consoleDir, isServerPath, { authRequired: authEnabled(options.token) });
   installNotFound(app, site.fallback);
   installAuth(app, options.token, guardedPath);
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect } from 'vitest';
 import { startApi, type ApiServer } from '../../src/api/index.js';
-import { defaultConsoleDir } from '../../src/api/console.js';
+import { AUTH_META, defaultConsoleDir } from '../../src/api/console.js';
 import { expectError, http, log, startEnv, type Env } from './harness.js';
 import { testWithNatsServer } from '../support/nats-fixtures.js';
 
@@ -17,6 +17,8 @@ const TOKEN = 'console-test-token';
 const auth = { authorization: `Bearer ${TOKEN}` };
 const INDEX = '<!doctype html><html><head><script type="module" src="/assets/index-abc123.js"></script></head><body><div id="app">stand-in console</div></body></html>';
 const SCRIPT = 'console.log("weir");';
+/** The page as served by an API with a token: it tells the console to ask for the token first. */
+const PAGE = INDEX.replace('</head>', `${AUTH_META}\n</head>`);
 
 const it = testWithNatsServer();
 
@@ -39,11 +41,11 @@ describe('the web console and the API docs', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('serves index.html at / without a token, with its security policy', async () => {
+  it('serves index.html at / without a token, with its security policy and the hint that the API wants one', async () => {
     const res = await http(`${env.api.url}/`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/html/);
-    expect(res.text).toBe(INDEX);
+    expect(res.text).toBe(PAGE);
     expect(res.headers.get('content-security-policy')).toContain("default-src 'self'");
     expect(res.headers.get('cache-control')).toBe('no-cache');
   });
@@ -60,11 +62,29 @@ describe('the web console and the API docs', () => {
     for (const path of ['/jobs', '/jobs/abc-123', '/create', '/controllers', '/anything/else?x=1']) {
       const res = await http(`${env.api.url}${path}`);
       expect({ path, status: res.status }).toEqual({ path, status: 200 });
-      expect(res.text).toBe(INDEX);
+      expect(res.text).toBe(PAGE);
     }
     expectError(await http(`${env.api.url}/assets/index-gone.js`), 404);
+    // index.html itself is only ever the page above, never the raw file.
+    expectError(await http(`${env.api.url}/index.html`), 404);
     expectError(await http(`${env.api.url}/favicon.ico`), 404);
     expectError(await http(`${env.api.url}/jobs`, 'POST', { body: {} }), 404);
+  });
+
+  it('serves a rebuild without a restart: the new index.html and its new assets', async () => {
+    const rebuilt = INDEX.replace('index-abc123.js', 'index-def456.js');
+    writeFileSync(join(dir, 'assets', 'index-def456.js'), SCRIPT);
+    writeFileSync(join(dir, 'index.html'), rebuilt);
+    try {
+      expect((await http(`${env.api.url}/jobs`)).text).toBe(rebuilt.replace('</head>', `${AUTH_META}\n</head>`));
+      expect((await http(`${env.api.url}/assets/index-def456.js`)).text).toBe(SCRIPT);
+      // While a rebuild has removed index.html, the last one read is served.
+      rmSync(join(dir, 'index.html'));
+      expect((await http(`${env.api.url}/`)).text).toContain('index-def456.js');
+    } finally {
+      writeFileSync(join(dir, 'index.html'), INDEX);
+    }
+    expect((await http(`${env.api.url}/`)).text).toBe(PAGE);
   });
 
   it('keeps the API behind the token, with its JSON errors', async () => {
@@ -100,6 +120,7 @@ describe('the web console and the API docs', () => {
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toMatch(/^text\/html/);
       expect(res.text).toContain('not built');
+      expect(res.text).not.toContain(AUTH_META);
     }
     expect((await http(`${unbuilt!.url}/api/v1/ping`)).body).toEqual({ pong: true });
     expectError(await http(`${unbuilt!.url}/assets/index-abc123.js`), 404);

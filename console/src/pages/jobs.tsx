@@ -10,11 +10,16 @@ import { showError } from '../components/error-banner.js';
 import { StateBadge } from '../components/state-badge.js';
 import { ageOf, timeOf } from '../format.js';
 import { Link, navigate, type PageProps } from '../router.js';
-import type { JobsEvent, PipelineResponse } from '../types.js';
+import type { JobState, JobsEvent, PipelineResponse } from '../types.js';
 
 export const PAGE_SIZE = 20;
-/** Transitions come in bursts (Created → Compiling → Scheduling → Running): rows are read again once per burst. */
-const REFRESH_DELAY_MS = 250;
+/**
+ * Transitions come in bursts (Created → Compiling → Scheduling → Running): rows are read again once per
+ * burst. Longer than the API's read cache (250 ms by default), so a second read is not the first's answer.
+ */
+const REFRESH_DELAY_MS = 300;
+/** Reads of a row that still shows an older state than its last transition, before the page gives up. */
+const MAX_STALE_READS = 8;
 /** The ages shown move on with the clock, not with the API. */
 const CLOCK_TICK_MS = 15_000;
 
@@ -26,7 +31,8 @@ export function JobsPage({ query }: PageProps) {
   const [hasMore, setHasMore] = useState(false);
   const [failure, setFailure] = useState<string | null>(null);
   const [live, setLive] = useState<Live>('connecting');
-  const now = useClock(CLOCK_TICK_MS);
+  // Rows are not memoised: each tick renders them again, with their ages.
+  useTick(CLOCK_TICK_MS);
   /** The ids on the page, for the stream's handler (which outlives renders). */
   const shown = useRef(new Set<string>());
 
@@ -37,10 +43,27 @@ export function JobsPage({ query }: PageProps) {
     const stale = new Set<string>();
     let refreshTimer: ReturnType<typeof setTimeout> | undefined;
     let reloadTimer: ReturnType<typeof setTimeout> | undefined;
+    /** Each job's last transition seen: a read that shows an older state (a cached or overtaken answer) is not shown. */
+    const latest = new Map<string, { state: JobState; generation: number }>();
+    const staleReads = new Map<string, number>();
+
+    /** Whether `row` is at least as new as the job's last transition; if not, it is read again. */
+    function current(row: PipelineResponse): boolean {
+      const last = latest.get(row.id);
+      if (last === undefined || (row.job.state === last.state && row.job.run_id === last.generation)) {
+        staleReads.delete(row.id);
+        return true;
+      }
+      const reads = (staleReads.get(row.id) ?? 0) + 1;
+      staleReads.set(row.id, reads);
+      if (reads < MAX_STALE_READS) refreshSoon(row.id);
+      return false;
+    }
 
     const show = (next: PipelineResponse[]) => {
       shown.current = new Set(next.map((row) => row.id));
-      setRows(next);
+      // A row read before its last transition keeps the transition's state until it is read again.
+      setRows(next.map((row) => (current(row) ? row : withState(row, latest.get(row.id)))));
     };
 
     function load(): void {
@@ -73,7 +96,9 @@ export function JobsPage({ query }: PageProps) {
         stale.clear();
         for (const rowId of ids) {
           getPipeline(rowId, abort.signal)
-            .then((row) => setRows((current) => current?.map((r) => (r.id === row.id ? row : r)) ?? null))
+            .then((row) => {
+              if (current(row)) setRows((rows) => rows?.map((r) => (r.id === row.id ? row : r)) ?? null);
+            })
             .catch((err: unknown) => {
               if (err instanceof ApiError && err.status === 404) reloadSoon();
             });
@@ -90,8 +115,10 @@ export function JobsPage({ query }: PageProps) {
           break;
         case 'transition': {
           const { job_id, to, generation } = event.data;
+          latest.set(job_id, { state: to, generation });
+          staleReads.delete(job_id);
           if (shown.current.has(job_id)) {
-            setRows((current) => current?.map((r) => (r.id === job_id ? { ...r, job: { ...r.job, state: to, run_id: generation } } : r)) ?? null);
+            setRows((rows) => rows?.map((r) => (r.id === job_id ? withState(r, { state: to, generation }) : r)) ?? null);
             refreshSoon(job_id);
           } else if (after === undefined) {
             reloadSoon();
@@ -165,7 +192,7 @@ export function JobsPage({ query }: PageProps) {
             </thead>
             <tbody>
               {rows.map((row) => (
-                <JobRow key={row.id} row={row} now={now} onChange={replace} />
+                <JobRow key={row.id} row={row} onChange={replace} />
               ))}
             </tbody>
           </table>
@@ -190,40 +217,53 @@ const LIVE_TEXT: Record<Live, string> = {
   off: 'Not live',
 };
 
+/** `row` with the state of a transition seen after it was read. */
+function withState(row: PipelineResponse, last: { state: JobState; generation: number } | undefined): PipelineResponse {
+  if (last === undefined) return row;
+  return { ...row, job: { ...row.job, state: last.state, run_id: last.generation } };
+}
+
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** The time now, moving every `ms`: for ages, which change with the clock and not with the data. */
-function useClock(ms: number): number {
-  const [now, setNow] = useState(Date.now());
+/** Renders again every `ms`: ages change with the clock, not with the data (nothing is fetched). */
+function useTick(ms: number): void {
+  const [, setTicks] = useState(0);
   useEffect(() => {
-    const timer = setInterval(() => setNow(Date.now()), ms);
+    const timer = setInterval(() => setTicks((n) => n + 1), ms);
     return () => clearInterval(timer);
   }, [ms]);
-  return now;
 }
 
-function JobRow({ row, now, onChange }: { row: PipelineResponse; now: number; onChange: (next: PipelineResponse) => void }) {
+/** One job; `data-label`s name the cells where a phone shows the row as a card (style.css). */
+function JobRow({ row, onChange }: { row: PipelineResponse; onChange: (next: PipelineResponse) => void }) {
   const job = row.job;
   return (
     <tr>
-      <td>
+      <td class="name">
         <Link href={`/jobs/${encodeURIComponent(row.id)}`}>{row.name}</Link>
         <div class="muted small">
           <code>{row.id}</code>
         </div>
       </td>
-      <td title={job.failure?.message}>
+      <td data-label="State">
         <StateBadge state={job.state} />
+        {job.failure !== null && <div class="small failure">{job.failure.message}</div>}
       </td>
-      <td class="num">{job.run_id}</td>
-      <td class="num">{job.restarts}</td>
-      <td title={timeOf(row.created_at)}>{ageOf(row.created_at, now)}</td>
-      <td>
-        <LastCheckpoint id={row.id} state={job.state} generation={job.run_id} now={now} />
+      <td data-label="Generation" class="num">
+        {job.run_id}
       </td>
-      <td>
+      <td data-label="Restarts" class="num">
+        {job.restarts}
+      </td>
+      <td data-label="Age" title={timeOf(row.created_at)}>
+        {ageOf(row.created_at)}
+      </td>
+      <td data-label="Last checkpoint">
+        <LastCheckpoint id={row.id} state={job.state} generation={job.run_id} />
+      </td>
+      <td data-label="Action">
         <ActionButton row={row} onChange={onChange} />
       </td>
     </tr>
@@ -234,26 +274,34 @@ function JobRow({ row, now, onChange }: { row: PipelineResponse; now: number; on
  * The newest checkpoint that is not in progress, read when the row appears and again when its job moves
  * (a stop or a restart takes one). Checkpoints between transitions are not streamed to lists.
  */
-function LastCheckpoint({ id, state, generation, now }: { id: string; state: string; generation: number; now: number }) {
+function LastCheckpoint({ id, state, generation }: { id: string; state: string; generation: number }) {
   const [newest, setNewest] = useState<{ epoch: number; status: string; start: number; end: number } | null | 'none' | 'unreadable'>(null);
+  const first = useRef(true);
   useEffect(() => {
     const abort = new AbortController();
-    listCheckpoints(id, {}, abort.signal)
-      .then(({ data }) => {
-        const found = data.find((c) => c.status !== 'inprogress');
-        setNewest(found === undefined ? 'none' : { epoch: found.epoch, status: found.status, start: found.start_time, end: found.finish_time ?? found.start_time });
-      })
-      .catch(() => {
-        if (!abort.signal.aborted) setNewest('unreadable');
-      });
-    return () => abort.abort();
+    const read = () =>
+      listCheckpoints(id, {}, abort.signal)
+        .then(({ data }) => {
+          const found = data.find((c) => c.status !== 'inprogress');
+          setNewest(found === undefined ? 'none' : { epoch: found.epoch, status: found.status, start: found.start_time, end: found.finish_time ?? found.start_time });
+        })
+        .catch(() => {
+          if (!abort.signal.aborted) setNewest('unreadable');
+        });
+    // After a transition, wait out the API's read cache: the read before it may still be served.
+    const timer = setTimeout(() => void read(), first.current ? 0 : REFRESH_DELAY_MS);
+    first.current = false;
+    return () => {
+      clearTimeout(timer);
+      abort.abort();
+    };
   }, [id, state, generation]);
   if (newest === null) return <span class="muted">…</span>;
   if (newest === 'none') return <span class="muted">none yet</span>;
   if (newest === 'unreadable') return <span class="muted" title="The checkpoints could not be read">?</span>;
   return (
     <span title={`${newest.status}, started ${timeOf(newest.start)}`}>
-      #{newest.epoch}, {ageOf(newest.end, now)} ago
+      #{newest.epoch}, {ageOf(newest.end)} ago
     </span>
   );
 }
