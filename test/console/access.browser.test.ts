@@ -5,8 +5,10 @@
  */
 import { gzipSync } from 'node:zlib';
 import type { Browser } from 'playwright-core';
-import { afterAll, describe, expect } from 'vitest';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { afterAll, describe, expect, onTestFinished } from 'vitest';
 import { http, type Env, type PipelineResponse } from '../api/harness.js';
+import { eventually } from '../support/nats.js';
 import { testWithNatsServer } from '../support/nats-fixtures.js';
 import { launchBrowser, PHONE, session, startConsoleEnv } from './browser/harness.js';
 import { EXAMPLE_COUNTER } from './browser/pipelines.js';
@@ -39,23 +41,26 @@ describe('the console in a browser: token, bad ids, first load, phones', { timeo
 
   it('asks for the token: a wrong one gets a 401 and the prompt again, the right one shows the jobs', async () => {
     const ui = await session(browser, 'token prompt');
-    // The browser logs every 401 the API answers as a failed resource: expected here, and only here.
+    // The browser logs the 401 the wrong token gets as a failed resource: expected here, and only here.
     ui.allow(/status of 401/);
     const { page } = ui;
-    const refused = (token: string | null) =>
-      page.waitForResponse((res) => res.status() === 401 && new URL(res.url()).pathname.startsWith('/api/v1/') && res.request().headers()['authorization'] === (token === null ? undefined : `Bearer ${token}`));
-    const first = refused(null);
+    // The 401s the API answers, counted at its HTTP server.
+    let refused = 0;
+    const count = (_req: IncomingMessage, res: ServerResponse) => res.on('finish', () => void (res.statusCode === 401 && refused++));
+    env.api.app.server.on('request', count);
+    onTestFinished(() => void env.api.app.server.off('request', count));
+    const refusals = () => refused;
     await page.goto(`${url}/jobs`);
-    await first;
     const dialog = page.getByRole('dialog', { name: 'API token' });
+    // The page tells the console that the API wants a token: it asks before its first request.
     await dialog.waitFor();
     await ui.shot('prompt');
 
-    const wrong = refused('not-the-token');
+    const before = refusals();
     await dialog.getByLabel('Token').fill('not-the-token');
     await dialog.getByRole('button', { name: 'Use token' }).click();
-    await wrong;
     await dialog.getByText(/The token was refused/).waitFor();
+    await eventually(() => expect(refusals()).toBeGreaterThan(before), { timeoutMs: 5_000, intervalMs: 50 });
     await ui.shot('refused');
 
     await dialog.getByLabel('Token').fill(TOKEN);

@@ -53,7 +53,7 @@ describe('locatePaths', () => {
       }
       expect(error, text).toBeInstanceOf(JsonSyntaxError);
       expect((error as JsonSyntaxError).location.line, text).toBe(line);
-      expect(() => JSON.parse(text), text).toThrow();
+      expect(() => void JSON.parse(text), text).toThrow();
     }
     for (const text of ['{"a": "\\u00e9\\n", "b": -1.5e3, "c": [true, false, null], "d": {}}', '[]', ' "x" ']) {
       expect(() => locatePaths(text), text).not.toThrow();

@@ -40,6 +40,8 @@ export interface Session {
   allow(pattern: RegExp): void;
   /** Every console error and page error so far that no `allow` covers. */
   unexpected(): string[];
+  /** Every console error and page error so far. */
+  errors(): string[];
 }
 
 export interface SessionOptions {
@@ -88,7 +90,7 @@ export async function session(browser: Browser, test: string, options: SessionOp
     await context.close().catch(() => undefined);
     if (left.length > 0) throw new Error(`the page logged ${left.length} unexpected error(s):\n${left.join('\n')}`);
   });
-  return { page, context, shot, allow: (pattern) => allowed.push(pattern), unexpected };
+  return { page, context, shot, allow: (pattern) => allowed.push(pattern), unexpected, errors: () => [...errors] };
 }
 
 /** Counts full page loads, so a test can tell the page was never reloaded. */
