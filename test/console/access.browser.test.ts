@@ -123,5 +123,13 @@ describe('the console in a browser: token, bad ids, first load, phones', { timeo
       expect(box !== null && box.x >= 0 && box.x + box.width <= PHONE.width, name).toBe(true);
     }
     await ui.shot('jobs');
+
+    // The create page too, with an example's JSON and graph (both scroll in their own boxes).
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Create', exact: true }).click();
+    await page.getByRole('button', { name: 'counter', exact: true }).click();
+    await page.locator('[data-testid=create-preview] [data-node="preview"]').waitFor();
+    const createWidths = await page.evaluate<{ viewport: number; document: number }>('({ viewport: window.innerWidth, document: document.documentElement.scrollWidth })');
+    expect(createWidths.document).toBeLessThanOrEqual(createWidths.viewport);
+    await ui.shot('create');
   });
 });
