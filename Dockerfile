@@ -9,6 +9,10 @@ RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY machines ./machines
 COPY src ./src
+# The console's build reads the lifecycle diagram code (scripts/) and bundles the example pipelines.
+COPY scripts ./scripts
+COPY examples ./examples
+COPY console ./console
 RUN npm run build
 
 FROM node:20-bookworm-slim

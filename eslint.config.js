@@ -43,6 +43,24 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { patterns: [{ regex: '^(?!xstate$|\\.)', message: 'machines/ imports only xstate (layers.config.js)' }] }],
     },
   },
+  // The web console runs in the browser: browser globals, no Node built-ins, and from the server's
+  // sources types only (a value import would bundle server code).
+  {
+    files: ['console/src/**/*.{ts,tsx}'],
+    languageOptions: { globals: globals.browser },
+    rules: {
+      'no-restricted-globals': ['error', 'process', 'Buffer', 'require', '__dirname', 'global'],
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { regex: '^(\\.\\./)+(src|machines)/', allowTypeImports: true, message: 'the console imports only types from the server (console/src/types.ts)' },
+            { regex: '^node:', message: 'the console runs in the browser' },
+          ],
+        },
+      ],
+    },
+  },
   {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: {

@@ -284,8 +284,12 @@ class Edges {
     if (!edge.labels.includes(label)) edge.labels.push(label);
   }
 
-  lines(indent: string): string[] {
-    return [...this.edges.values()].map(({ from, to, labels }) => `${indent}${from} --> ${to} : ${labels.map(mermaidLabel).join('<br>')}`);
+  lines(indent: string, labelled = true): string[] {
+    return this.list().map(({ from, to, labels }) => (labelled ? `${indent}${from} --> ${to} : ${labels.map(mermaidLabel).join('<br>')}` : `${indent}${from} --> ${to}`));
+  }
+
+  list(): Array<{ from: string; to: string; labels: string[] }> {
+    return [...this.edges.values()];
   }
 }
 
@@ -305,11 +309,8 @@ function reenterId(model: Model, node: AnyStateNode): string {
   return model.ids.id(`reenter:${pathOf(node)}`, `${node.path.join('_')}__reenter`);
 }
 
-function renderOverview(model: Model): string[] {
-  const lines = ['```mermaid', 'stateDiagram-v2'];
-  const initial = model.root.initial?.target[0];
-  if (initial) lines.push(`  [*] --> ${nodeId(model, initial)}`);
-  for (const state of model.topLevel) lines.push(`  ${declaration(nodeId(model, state), state.key)}`);
+/** The overview's edges between top-level states (Mermaid ids), each with the labels of the transitions it stands for. */
+function overviewEdges(model: Model): Edges {
   const edges = new Edges();
   for (const t of model.transitions) {
     const from = topOf(t.source);
@@ -320,10 +321,22 @@ function renderOverview(model: Model): string[] {
       edges.add(nodeId(model, from), nodeId(model, to), edgeLabel(t));
     }
   }
-  lines.push(...edges.lines('  '));
+  return edges;
+}
+
+/** The overview's Mermaid text, without the fences; `labelled: false` leaves the transition labels out. */
+function overviewDiagram(model: Model, labelled: boolean): string[] {
+  const lines = ['stateDiagram-v2'];
+  const initial = model.root.initial?.target[0];
+  if (initial) lines.push(`  [*] --> ${nodeId(model, initial)}`);
+  for (const state of model.topLevel) lines.push(`  ${declaration(nodeId(model, state), state.key)}`);
+  lines.push(...overviewEdges(model).lines('  ', labelled));
   for (const state of model.topLevel) if (state.type === 'final') lines.push(`  ${nodeId(model, state)} --> [*]`);
-  lines.push('```');
   return lines;
+}
+
+function renderOverview(model: Model): string[] {
+  return ['```mermaid', ...overviewDiagram(model, true), '```'];
 }
 
 /** The detailed diagram of one compound top-level state. */
@@ -460,6 +473,42 @@ function buildModel(): Model {
   // Fix every state's id up front, in definition order, so ids never depend on rendering order.
   for (const state of model.states) nodeId(model, state);
   return model;
+}
+
+/** An edge of the overview: top-level states by name, and the `event [guard]` label of every transition it stands for. */
+export interface LifecycleEdge {
+  from: string;
+  to: string;
+  labels: string[];
+}
+
+/**
+ * The overview diagram of docs/job-lifecycle.md as data, for the web console (console/vite.config.ts
+ * builds it into the bundle): the top-level states in definition order with their Mermaid ids, the
+ * initial and final ones, the edges in the diagram's order, and the Mermaid text itself. Its relations
+ * come in this order: `[*] --> initial`, the edges, then `final --> [*]` for each final state.
+ */
+export interface LifecycleOverview {
+  states: Array<{ name: string; id: string; final: boolean }>;
+  initial: string | null;
+  edges: LifecycleEdge[];
+  /** `stateDiagram-v2` text without the fences; transition labels only when asked for. */
+  mermaid: string;
+}
+
+export function lifecycleOverview(options: { labelled?: boolean } = {}): LifecycleOverview {
+  const model = buildModel();
+  const nameOf = new Map(model.topLevel.map((state) => [nodeId(model, state), state.key]));
+  const name = (id: string) => nameOf.get(id) ?? id;
+  const initial = model.root.initial?.target[0];
+  return {
+    states: model.topLevel.map((state) => ({ name: state.key, id: nodeId(model, state), final: state.type === 'final' })),
+    initial: initial === undefined ? null : (topOf(initial)?.key ?? null),
+    edges: overviewEdges(model)
+      .list()
+      .map(({ from, to, labels }) => ({ from: name(from), to: name(to), labels: [...labels] })),
+    mermaid: overviewDiagram(model, options.labelled ?? false).join('\n'),
+  };
 }
 
 /** The number of state nodes and transitions the document describes. */

@@ -1,5 +1,6 @@
 /**
- * Bearer-token auth for every route but those marked `config: { public: true }` (the liveness ping).
+ * Bearer-token auth for the paths the server guards (the JSON API and the metrics, not the web console's
+ * files), except routes marked `config: { public: true }` (the liveness ping, the API docs page).
  * The check is constant-time: both sides are hashed first, so neither the comparison nor the digest
  * lengths reveal how much of a guess was right. The token itself is never logged.
  */
@@ -29,12 +30,17 @@ export function authEnabled(token: string | null | undefined): token is string {
   return token !== null && token !== undefined && token !== '';
 }
 
-/** Adds the auth hook to `app` (and so to every plugin registered on it); no token: nothing to check. */
-export function installAuth(app: FastifyInstance, token: string | null | undefined): void {
+/**
+ * Adds the auth hook to `app` (and so to every plugin registered on it); no token: nothing to check.
+ * `guarded(path)` says which paths need the token (default: all), whether a route serves them or not: an
+ * unknown API path is a 401 before it is a 404.
+ */
+export function installAuth(app: FastifyInstance, token: string | null | undefined, guarded: (path: string) => boolean = () => true): void {
   if (!authEnabled(token)) return;
   app.addHook('onRequest', (request, _reply, done) => {
     const authorization = request.headers.authorization;
-    if (request.routeOptions.config.public === true || tokenMatches(token, authorization)) return done();
+    const path = request.url.split('?')[0] ?? request.url;
+    if (request.routeOptions.config.public === true || !guarded(path) || tokenMatches(token, authorization)) return done();
     done(new ApiError(401, authorization === undefined ? 'missing bearer token' : 'invalid bearer token', CHALLENGE));
   });
 }

@@ -64,6 +64,8 @@ export interface RouteEntry {
   method: string;
   url: string;
   matcher: RegExp;
+  /** Left out of the OpenAPI document (the console's files, the docs page). */
+  hidden: boolean;
 }
 
 const ROUTES = new WeakMap<FastifyInstance, RouteEntry[]>();
@@ -75,18 +77,22 @@ export function routesOf(app: FastifyInstance): readonly RouteEntry[] {
 
 /**
  * Registers the 404/405 handler. Routes are collected as they are added (onRoute), so the handler knows
- * every path whatever plugin registered it.
+ * every path whatever plugin registered it. `fallback` answers first when it can (the web console's pages);
+ * it returns false to leave the request to the 404/405.
  */
-export function installNotFound(app: FastifyInstance): void {
+export function installNotFound(app: FastifyInstance, fallback: (request: FastifyRequest, reply: FastifyReply) => boolean = () => false): void {
   const routes: RouteEntry[] = [];
   ROUTES.set(app, routes);
   app.addHook('onRoute', (route) => {
-    for (const method of [route.method].flat()) routes.push({ method, url: route.url, matcher: matcherOf(route.url) });
+    const hidden = route.schema?.hide === true;
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, matcher: matcherOf(route.url), hidden });
   });
   app.setNotFoundHandler((request, reply) => {
+    if (fallback(request, reply)) return reply;
     const path = request.url.split('?')[0] ?? request.url;
     const allowed = [...new Set(routes.filter((r) => r.matcher.test(path)).map((r) => r.method))];
-    if (allowed.length > 0) {
+    // A route that takes the method but found nothing (a static file that is gone) is a 404, not a 405.
+    if (allowed.length > 0 && !allowed.includes(request.method)) {
       return sendError(reply, 405, `${request.method} is not allowed on ${path}; use ${allowed.join(', ')}`, { allow: allowed.join(', ') });
     }
     return sendError(reply, 404, `no route ${request.method} ${path}`);

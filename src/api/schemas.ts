@@ -178,10 +178,22 @@ export const controllerListSchema = listControllersReplySchema.omit({ v: true })
 
 export const pongSchema = z.strictObject({ pong: z.literal(true) });
 
+// The shapes as clients see them; the web console (console/src/types.ts) imports these, types only.
 export type Job = z.infer<typeof jobSchema>;
+export type JobList = z.infer<typeof jobListSchema>;
 export type PipelineResponse = z.infer<typeof pipelineResponseSchema>;
+export type PipelinePage = z.infer<typeof pipelinePageSchema>;
 export type ErrorRow = z.infer<typeof errorRowSchema>;
+export type ErrorPage = z.infer<typeof errorPageSchema>;
+export type CheckpointList = z.infer<typeof checkpointListSchema>;
+export type OperatorCheckpointGroupList = z.infer<typeof operatorCheckpointGroupListSchema>;
+export type TriggerCheckpointResponse = z.infer<typeof triggerCheckpointResponseSchema>;
+export type OperatorMetricGroupList = z.infer<typeof operatorMetricGroupListSchema>;
 export type ControllerList = z.infer<typeof controllerListSchema>;
+/** What a client sends: `z.input`, so fields with defaults may be left out. */
+export type CreatePipelineBody = z.input<typeof createPipelineBodySchema>;
+export type PatchPipelineBody = z.input<typeof patchPipelineBodySchema>;
+export type RestartPipelineBody = NonNullable<z.input<typeof restartPipelineBodySchema>>;
 
 /** The failures every route can answer with, besides its own. */
 export const COMMON_ERRORS = { 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema, 503: errorBodySchema } as const;

@@ -4,6 +4,7 @@
  * can be restarted at any time.
  */
 import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { NatsConnection } from '@nats-io/transport-node';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler } from 'fastify-type-provider-zod';
@@ -11,6 +12,7 @@ import type { Logger } from 'pino';
 import { openStore } from '../store/index.js';
 import { installAuth, authEnabled } from './auth.js';
 import { controllerClient, DEFAULT_CONTROLLER_TIMEOUT_MS } from './controller-client.js';
+import { consoleSite, defaultConsoleDir } from './console.js';
 import { cachedReads } from './read-cache.js';
 import { serializeResponse } from './serialize.js';
 import { errorHandler, installNotFound, validatorCompiler } from './error-handling.js';
@@ -24,6 +26,8 @@ import { pipelineRoutes } from './routes/pipelines.js';
 import { createStreams } from './routes/streams.js';
 
 export const API_PREFIX = '/api/v1';
+/** The interactive API documentation (Swagger UI over the OpenAPI document); it loads without a token. */
+export const DOCS_PREFIX = `${API_PREFIX}/docs`;
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 8000;
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
@@ -55,6 +59,11 @@ export interface ApiOptions {
   checkResponses?: boolean;
   /** Largest accepted request body. Default 1 MiB. */
   bodyLimitBytes?: number;
+  /**
+   * The built web console served at `/`. Default: the package's dist/console; null: none. Either way,
+   * without an index.html there `/` says the console is not built, and the API works as ever.
+   */
+  consoleDir?: string | null;
   streams?: { outputBufferEvents?: number; heartbeatMs?: number };
 }
 
@@ -88,9 +97,10 @@ export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Prom
   app.setErrorHandler(errorHandler);
   // Bodies are JSON only; a text/plain body is a 415, not a string the schema then rejects.
   app.removeContentTypeParser('text/plain');
-  installNotFound(app);
+  const site = consoleSite(options.consoleDir === undefined ? defaultConsoleDir() : options.consoleDir, isServerPath, { authRequired: authEnabled(options.token) });
+  installNotFound(app, site.fallback);
   installRequestLog(app);
-  installAuth(app, options.token);
+  installAuth(app, options.token, guardedPath);
 
   // Streams read the job after they start following it, so a transition in between is not lost: never a cached read.
   const streams = createStreams({ nc, controller: direct, log: store.log, logger: logger.child({ component: 'api-streams' }), ...options.streams });
@@ -118,7 +128,24 @@ export async function buildApi(options: Omit<ApiOptions, 'host' | 'port'>): Prom
   await app.register(controllerRoutes, { prefix: API_PREFIX, ...deps });
   await app.register(streams.routes, { prefix: API_PREFIX });
   await app.register(opsRoutes, { controller, metrics, apiPrefix: API_PREFIX });
+  // Swagger UI rather than Scalar: its files come in the package, so the page works offline and on
+  // loopback, and it reads @fastify/swagger's document directly (README, "Web console").
+  await app.register(fastifySwaggerUi, { routePrefix: DOCS_PREFIX, uiConfig: { deepLinking: true, persistAuthorization: false } });
+  await site.routes(app);
   return app;
+}
+
+/** Paths the server itself answers, never the console's router: the API (any version) and the metrics. */
+function isServerPath(path: string): boolean {
+  return path === '/metrics' || path === '/api' || path.startsWith('/api/');
+}
+
+/**
+ * The token guards the JSON API and the metrics. The console's files and the docs page are public: they
+ * hold no data, and a browser must load them before it can ask for a token.
+ */
+function guardedPath(path: string): boolean {
+  return isServerPath(path) && path !== DOCS_PREFIX && !path.startsWith(`${DOCS_PREFIX}/`);
 }
 
 const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || /^127(\.[0-9]{1,3}){3}$/.test(host);

@@ -150,7 +150,7 @@ export async function apiCommand(args: readonly string[], io: ApiIo): Promise<nu
     return 1;
   }
   const auth = token === null ? 'no token: answers anyone on this machine (loopback only)' : 'bearer token required';
-  io.out(`weir api: listening on ${server.url}/api/v1 (${auth}); NATS ${parsed.url}`);
+  io.out(`weir api: listening on ${server.url}/api/v1 (${auth}); NATS ${parsed.url}; the web console at ${server.url}/`);
 
   return runDaemon({
     log,

@@ -372,6 +372,7 @@ export async function up(args: readonly string[], io: UpIo): Promise<number> {
           `  api         pid ${apiChild.proc.pid} (${api.token === null ? 'no token: loopback only' : 'bearer token required'})`,
           `Console: ${consoleAddress}`,
           `API: ${apiUrl}`,
+          `API docs: ${apiUrl}/docs`,
           `Try, in another terminal:`,
           `  ${nats}weir submit examples/counter.json     # runs until stopped`,
           `  ${nats}weir submit examples/bounded.json     # finishes by itself`,

@@ -68,6 +68,16 @@ export interface LogTail extends AsyncIterable<LogRow> {
   stop(): void;
 }
 
+/** A row of any job's log, with the job it belongs to. */
+export type JobLogRow = LogRow & { job_id: string };
+
+/** Rows of every job, in log order; survives reconnects and server restarts. */
+export interface JobsLogTail extends AsyncIterable<JobLogRow> {
+  /** The first sequence it reads from: everything before it is history to this tail. */
+  readonly from: number;
+  stop(): void;
+}
+
 export interface EventLog {
   /** Returns the event's stream sequence. */
   append(jobId: string, event: LogEvent, opts?: AppendOptions): Promise<number>;
@@ -79,6 +89,8 @@ export interface EventLog {
   since(jobId: string, afterSeq: number, limit: number): Promise<Page>;
   /** Rows from `fromSeq` (inclusive) on, or, without it, those appended after the call. */
   tail(jobId: string, fromSeq?: number): Promise<LogTail>;
+  /** Every job's rows from `fromSeq` (inclusive) on, or, without it, those appended after the call. */
+  tailAll(fromSeq?: number): Promise<JobsLogTail>;
   /** Removes a job's rows (after the job is deleted). */
   purge(jobId: string): Promise<void>;
 }
@@ -126,6 +138,26 @@ class StreamTail implements LogTail {
     for await (const m of this.messages) {
       const row = decodeRow(m.seq, m.data);
       if (row !== null) yield row;
+    }
+  }
+
+  stop(): void {
+    this.messages.stop();
+  }
+}
+
+class StreamJobsTail implements JobsLogTail {
+  constructor(
+    private readonly messages: ConsumerMessages,
+    readonly from: number,
+    /** `weir.log.`: what precedes the job id in a subject. */
+    private readonly subjectPrefix: string,
+  ) {}
+
+  async *[Symbol.asyncIterator](): AsyncIterator<JobLogRow> {
+    for await (const m of this.messages) {
+      const row = m.subject.startsWith(this.subjectPrefix) ? decodeRow(m.seq, m.data) : null;
+      if (row !== null) yield { ...row, job_id: m.subject.slice(this.subjectPrefix.length) };
     }
   }
 
@@ -230,6 +262,28 @@ export class StreamEventLog implements EventLog {
           opt_start_seq: start,
         });
         return new StreamTail(await consumer.consume({ max_messages: 256 }));
+      },
+      this.attemptMs(),
+    );
+  }
+
+  async tailAll(fromSeq?: number): Promise<JobsLogTail> {
+    if (fromSeq !== undefined) assertCount(fromSeq, 'sequence', 1);
+    const { stream, subjectPrefix } = this.settings;
+    return retrying(
+      this.nc,
+      'tail all',
+      this.deadline(),
+      this.settings,
+      async () => {
+        // An explicit start sequence, as in `tail`.
+        const start = fromSeq ?? (await this.jsm.streams.info(stream)).state.last_seq + 1;
+        const consumer = await this.js.consumers.get(stream, {
+          filter_subjects: `${subjectPrefix}.*`,
+          deliver_policy: DeliverPolicy.StartSequence,
+          opt_start_seq: start,
+        });
+        return new StreamJobsTail(await consumer.consume({ max_messages: 256 }), start, `${subjectPrefix}.`);
       },
       this.attemptMs(),
     );

@@ -14,7 +14,7 @@ export {
   type Versioned,
   type WatchOptions,
 } from './job-store.js';
-export { MAX_PAGE_LIMIT, type AppendOptions, type EventLog, type LogTail, type Page, type PageOptions } from './event-log.js';
+export { MAX_PAGE_LIMIT, type AppendOptions, type EventLog, type JobLogRow, type JobsLogTail, type LogTail, type Page, type PageOptions } from './event-log.js';
 export {
   ConflictError,
   CorruptRecordError,

@@ -35,6 +35,7 @@ import { jobIdOf } from '../pipeline-ids.js';
 import { DEFAULT_CAPACITY, SseConnection, type SseEvent } from '../sse/connection.js';
 import { jobEventsHubs, type EventsSubscriber, type JobEventsHub, type TransitionRow } from '../sse/job-events.js';
 import { jobOutputHubs, type JobOutputHub, type OutputSubscriber } from '../sse/job-output.js';
+import { followJobs, type JobsFeed, type JobsFeedSink } from '../sse/jobs-feed.js';
 import { microsFromMs } from '../../shared/micros.js';
 import { logRequest } from '../request-log.js';
 
@@ -102,6 +103,11 @@ const EVENTS_DOC =
   '`event: transition`, `id: <seq>`, `data: {seq, job_id, from, to, generation, at}` (at in µs) for each transition. ' +
   '`event: dropped` with `{count}` ends the stream when the client fell too far behind: reconnect with Last-Event-ID to catch up. ' +
   '`event: end` with `{reason}` when the server stops. `: ping` comments keep the connection open.';
+const JOBS_EVENTS_DOC =
+  'Event stream of every job\'s state transitions, for lists. `event: ready`, `id: <seq>` first: every transition after that log position follows ' +
+  '(load the list after it, and nothing falls between); then `event: transition`, `id: <seq>`, `data: {seq, job_id, from, to, generation, at}` (at in µs) ' +
+  'as on a job\'s own stream, in log order; `event: deleted` with `{job_id}` (no id) when a job is deleted. Reconnect with Last-Event-ID to resume: ' +
+  'the transitions missed are replayed from the event log (deletions are not: reload the list). `event: end` with `{reason}` when the server stops.';
 const OUTPUT_DOC =
   'Event stream of the rows the job\'s preview sinks emit: `event: output`, `id: <n from 0>`, `data: {operator_id, subtask_idx, rows, generation}`; ' +
   '`event: dropped` with `{count}` after rows a slow client lost; `event: done` when every preview subtask has finished; ' +
@@ -333,6 +339,49 @@ export function createStreams(deps: StreamDeps): Streams {
     }
   }
 
+  /** GET /jobs/events: see sse/jobs-feed.ts. */
+  async function jobsEvents(request: FastifyRequest<{ Querystring: { last_event_id?: string | undefined } }>, reply: FastifyReply) {
+    refuseWhileClosing();
+    const header = request.headers['last-event-id'];
+    const after = parseLastEventId(Array.isArray(header) ? header[0] : header, request.query.last_event_id);
+    let feed: JobsFeed | undefined;
+    // Transitions wait until `ready` has gone out: it must be the first event.
+    let release!: () => void;
+    const ready = new Promise<void>((resolve) => (release = resolve));
+    const conn = connection(reply, 'end', () => {
+      feed?.stop();
+      release();
+    });
+    const sink: JobsFeedSink = {
+      async transition(row) {
+        await ready;
+        await conn.room();
+        if (conn.active) conn.send(transitionEvent(row.job_id, row));
+      },
+      deleted(jobId) {
+        conn.send({ event: 'deleted', data: JSON.stringify({ job_id: jobId }) });
+      },
+      failed(reason) {
+        conn.end(endEvent(reason));
+      },
+    };
+    try {
+      feed = await followJobs(deps.nc, deps.log, logger, sink, after === undefined ? undefined : after + 1);
+    } catch (err) {
+      release();
+      throw asApiError(err, 'the job event log cannot be followed now');
+    }
+    if (!open(conn, reply)) {
+      feed.stop();
+      release();
+      return reply;
+    }
+    const seq = feed.from - 1;
+    conn.send({ id: seq, event: 'ready', data: JSON.stringify({ seq }) });
+    release();
+    return reply;
+  }
+
   async function output(request: FastifyRequest<{ Params: { id: string; job_id: string } }>, reply: FastifyReply) {
     refuseWhileClosing();
     const jobId = jobIdOf(request.params);
@@ -441,6 +490,20 @@ export function createStreams(deps: StreamDeps): Streams {
         },
       },
       events,
+    );
+    app.get(
+      '/jobs/events',
+      {
+        schema: {
+          summary: "Follow every job's state transitions (Server-Sent Events)",
+          description: JOBS_EVENTS_DOC,
+          tags: ['jobs'],
+          querystring: eventsQuerySchema,
+          headers: eventsHeadersSchema,
+          response: { 200: sseBody(JOBS_EVENTS_DOC), 400: errorSchema, 401: errorSchema, 503: errorSchema },
+        },
+      },
+      jobsEvents,
     );
     app.get(
       '/pipelines/:id/jobs/:job_id/output',
