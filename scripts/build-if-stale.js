@@ -16,6 +16,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 /** What tsconfig.build.json compiles, and the configs that decide how. */
 const SOURCE_DIRS = ['machines', 'src'];
 const CONFIGS = ['tsconfig.json', 'tsconfig.build.json'];
+/** What the web console's Vite build reads (the lifecycle diagram comes from machines/ through scripts/). */
+const CONSOLE_INPUTS = ['console', 'examples', 'machines', 'scripts'];
+/** The console build's last output: Vite writes index.html after its assets. */
+const CONSOLE_OUTPUT = join('dist', 'console', 'index.html');
 
 /** @param {string} dir @returns {string[]} every file below `dir` */
 function filesBelow(dir) {
@@ -51,6 +55,24 @@ export function staleReason(root) {
   for (const config of CONFIGS) {
     const changed = mtimeOf(join(root, config));
     if (changed !== undefined && changed > oldestOutput) return `${config} changed since the last build`;
+  }
+  return consoleStaleReason(root);
+}
+
+/**
+ * Why the web console (dist/console) must be built again, or undefined: its index.html is missing, or a
+ * file it is built from is newer. A package without a console/ folder has none to build.
+ * @param {string} root
+ * @returns {string | undefined}
+ */
+function consoleStaleReason(root) {
+  if (!existsSync(join(root, 'console'))) return undefined;
+  const built = mtimeOf(join(root, CONSOLE_OUTPUT));
+  if (built === undefined) return `${CONSOLE_OUTPUT} is missing`;
+  for (const dir of CONSOLE_INPUTS) {
+    if (!existsSync(join(root, dir))) continue;
+    const newer = filesBelow(join(root, dir)).find((f) => statSync(f).mtimeMs > built);
+    if (newer !== undefined) return `${relative(root, newer)} changed since the console was built`;
   }
   return undefined;
 }

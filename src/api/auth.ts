@@ -39,8 +39,22 @@ export function installAuth(app: FastifyInstance, token: string | null | undefin
   if (!authEnabled(token)) return;
   app.addHook('onRequest', (request, _reply, done) => {
     const authorization = request.headers.authorization;
-    const path = request.url.split('?')[0] ?? request.url;
-    if (request.routeOptions.config.public === true || !guarded(path) || tokenMatches(token, authorization)) return done();
+    if (request.routeOptions.config.public === true || !guarded(routedPath(request.routeOptions.url, request.url)) || tokenMatches(token, authorization)) return done();
     done(new ApiError(401, authorization === undefined ? 'missing bearer token' : 'invalid bearer token', CHALLENGE));
   });
+}
+
+/**
+ * The path a request is judged by: the pattern of the route it reached, else its path decoded as the
+ * router decodes it. The raw URL alone would let `/%61pi/v1/jobs` (which the router serves as
+ * `/api/v1/jobs`) pass as a console path. An undecodable path is judged as it is (a 404 either way).
+ */
+function routedPath(routeUrl: string | undefined, url: string): string {
+  if (routeUrl !== undefined) return routeUrl;
+  const raw = url.split('?')[0] ?? url;
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
 }

@@ -92,6 +92,9 @@ describe('the web console and the API docs', () => {
     expectError(await http(`${env.base}/nowhere`), 401, /missing/);
     expectError(await http(`${env.api.url}/metrics`), 401, /missing/);
     expectError(await http(`${env.base}/openapi.json`), 401, /missing/);
+    // A path the router decodes to an API route is that route: percent-encoding does not make it a console path.
+    expectError(await http(`${env.api.url}/%61pi/v1/pipelines`), 401, /missing/);
+    expectError(await http(`${env.api.url}/%6detrics`), 401, /missing/);
     expect((await http(`${env.base}/pipelines`, 'GET', { headers: auth })).status).toBe(200);
     expectError(await http(`${env.base}/nowhere`, 'GET', { headers: auth }), 404, /no route GET \/api\/v1\/nowhere/);
     expectError(await http(`${env.api.url}/api/v2/pipelines`, 'GET', { headers: auth }), 404);

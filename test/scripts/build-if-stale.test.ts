@@ -43,6 +43,16 @@ describe('build-if-stale', () => {
     expect(staleReason(tree({ ...built, 'tsconfig.build.json': 300.5 }))).toBe('tsconfig.build.json changed since the last build');
   });
 
+  it('the web console: built after what it is built from, else stale', () => {
+    const withConsole = { ...built, 'console/src/app.tsx': 200, 'examples/counter.json': 100, 'dist/console/index.html': 302 };
+    expect(staleReason(tree(withConsole))).toBeUndefined();
+    expect(staleReason(tree({ ...withConsole, 'console/src/app.tsx': 400 }))).toBe('console/src/app.tsx changed since the console was built');
+    // The lifecycle diagram comes from the machine: a changed machine is a stale console too (once compiled).
+    expect(staleReason(tree({ ...withConsole, 'machines/job/m.ts': 303, 'dist/machines/job/m.js': 304 }))).toBe('machines/job/m.ts changed since the console was built');
+    const { 'dist/console/index.html': _, ...unbuilt } = withConsole;
+    expect(staleReason(tree(unbuilt))).toBe('dist/console/index.html is missing');
+  });
+
   it('nothing built yet', () => {
     expect(staleReason(tree({ 'tsconfig.json': 1 }))).toBe('nothing is built yet');
   });
