@@ -9,4 +9,10 @@ export interface JobPanelProps {
   id: string;
   /** The latest `GET /pipelines/:id`, refreshed on every state or transition event. */
   job: PipelineResponse;
+  /**
+   * How many actions the page has sent that the API accepted (a triggered checkpoint, a stop, a rescale,
+   * …): it grows after each. A panel whose data an action changes without a state event (a checkpoint
+   * triggered while Running) reads its data again when it does.
+   */
+  changes: number;
 }
