@@ -32,7 +32,7 @@ const STATUS_TONES: Record<Checkpoint['status'], string> = {
   compacted: 'tone-stopped',
 };
 
-export function CheckpointsPanel({ id, job }: JobPanelProps) {
+export function CheckpointsPanel({ id, job, changes }: JobPanelProps) {
   const { path, query } = useLocation();
   const selectedParam = query.get(QUERY_KEY);
   const selected = selectedParam !== null && /^[0-9]+$/.test(selectedParam) ? Number(selectedParam) : null;
@@ -56,7 +56,8 @@ export function CheckpointsPanel({ id, job }: JobPanelProps) {
         if (!abort.signal.aborted) setFailure(err instanceof Error ? err.message : String(err));
       });
     return () => abort.abort();
-  }, [id, includeFailed, state, generation, tick]);
+    // `changes`: an action of the page (a checkpoint triggered there) changed the history without a state event.
+  }, [id, includeFailed, state, generation, tick, changes]);
 
   // Something other than a follow-up reloaded: a new round of follow-ups may start.
   const reload = () => {
@@ -65,7 +66,7 @@ export function CheckpointsPanel({ id, job }: JobPanelProps) {
   };
   useEffect(() => {
     followUps.current = 0;
-  }, [id, includeFailed, state, generation]);
+  }, [id, includeFailed, state, generation, changes]);
 
   const unsettled = rows?.some((c) => UNSETTLED.has(c.status)) ?? false;
   useEffect(() => {

@@ -16,6 +16,8 @@ import type { ErrorRow, JobEvent, JobState, PipelineResponse, TransitionEventDat
 const REFRESH_DELAY_MS = 150;
 /** A failure's error row is appended just after its transition: read the errors a little later. */
 const ERRORS_DELAY_MS = 400;
+/** Reads again, at most this many times in a row, of a pipeline older than the newest transition (the API caches reads). */
+const MAX_STALE_READS = 8;
 /** A replay is over once no transition came for this long. */
 const REPLAY_QUIET_MS = 300;
 /** How many errors are read to explain failures. */
@@ -73,6 +75,7 @@ export function useJobLive(id: string): JobLive {
   useEffect(() => {
     const abort = new AbortController();
     let reads = 0;
+    let staleReads = 0;
     let errorReads = 0;
     let refreshTimer: ReturnType<typeof setTimeout> | undefined;
     let errorsTimer: ReturnType<typeof setTimeout> | undefined;
@@ -97,6 +100,10 @@ export function useJobLive(id: string): JobLive {
           setPipeline(next);
           setFailure(null);
           follow();
+          // An answer from before the newest transition (the API's read cache, or a read that crossed it) is
+          // read again: the actions offered follow the pipeline, and would stay those of the state before.
+          if (!replaying && newest !== null && next.job.state !== newest.to && staleReads++ < MAX_STALE_READS) refreshSoon();
+          else if (replaying || newest === null || next.job.state === newest.to) staleReads = 0;
         })
         .catch((err: unknown) => {
           if (abort.signal.aborted || mine !== reads) return;
