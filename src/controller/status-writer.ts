@@ -151,6 +151,10 @@ export class StatusWriter {
     const parallelism = Object.keys(ctx.parallelism).length > 0 ? { parallelism: ctx.parallelism } : {};
     this.enqueue(async () => {
       await this.writeStatus((current) => ({ ...current, ...status, ...parallelism }));
+      // Lost the job since the status landed (paused past the lease, say): the rows are the new owner's to
+      // write, and it appends the stored state's row if the log lacks it (job-table.ts, completeLog). Rows
+      // appended now would land after the new owner's (lifecycle fuzzer, seed 1010897344).
+      if (this.leaseGone()) return;
       if (stateChanged) {
         await store.log.append(jobId, { kind: 'transition', from: prev.state, to: now.state, generation: now.generation, at }, { id: appendId('t') });
       }
@@ -193,6 +197,11 @@ export class StatusWriter {
       },
       known,
     );
+  }
+
+  /** This runtime acts for an owner whose lease on the job is gone. */
+  private leaseGone(): boolean {
+    return this.options.owner !== undefined && this.options.owner() === null;
   }
 
   /** A warning row in the job's event log, queued behind the status writes; `id` makes its append idempotent. */
